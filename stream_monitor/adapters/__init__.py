@@ -1,0 +1,1 @@
+"""Thin adapters that drive the core: the Kafka (Faust) worker and the file replay."""

@@ -1,0 +1,208 @@
+"""Record types that cross the service boundary, and the pure decoding of inference events.
+
+Inference events arrive as JSON bytes (decoded with orjson). Output records (drift alerts,
+retrain requests, dead letters) are plain dicts so they serialize without copying; their
+shape is fixed by the JSON Schema files in ``contracts/schemas`` and checked in the tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import orjson
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "InferenceEvent",
+    "Position",
+    "RawRecord",
+    "decode_inference",
+    "encode_record",
+    "iso_time",
+    "record_id",
+]
+
+SCHEMA_VERSION = 1
+
+
+class Position(NamedTuple):
+    """Where a record came from: a Kafka topic/partition/offset, or a file and line."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+
+class RawRecord(NamedTuple):
+    """A record as the transport delivers it, before decoding."""
+
+    value: bytes | None
+    position: Position
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(slots=True)
+class InferenceEvent:
+    """One prediction, as published by the serving system."""
+
+    event_id: str
+    model_id: str
+    features: dict[str, Any]
+    prediction: Any
+    position: Position
+    model_version: str | None = None
+    timestamp: float | None = None  # seconds since the epoch
+    label: Any = None
+
+    @property
+    def event_time(self) -> float:
+        """Event time in seconds: the event's own timestamp, else the Kafka record's."""
+        if self.timestamp is not None:
+            return self.timestamp
+        if self.position.timestamp_ms is not None:
+            return self.position.timestamp_ms / 1000.0
+        return 0.0
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """A record that could not be used, with why. Built by the pure decoder."""
+
+    raw: RawRecord
+    reason_code: str
+    reason: str
+
+    def to_record(self, now: float) -> dict[str, Any]:
+        raw = self.raw
+        pos = raw.position
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "type": "dead_letter",
+            "dead_letter_id": record_id("dl", pos.topic, pos.partition, pos.offset),
+            "reason_code": self.reason_code,
+            "reason": self.reason,
+            "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset,
+                       "timestamp_ms": pos.timestamp_ms},
+            "original": {
+                "key": _bytes_field(raw.key),
+                "value": _bytes_field(raw.value),
+                "headers": [{"key": k, "value": _bytes_field(v)} for k, v in raw.headers],
+            },
+            "dead_lettered_at": iso_time(now),
+        }
+
+
+def _bytes_field(b: bytes | None) -> dict[str, Any] | None:
+    """Original bytes, kept exactly: as text where they are UTF-8, base64 otherwise."""
+    if b is None:
+        return None
+    try:
+        return {"encoding": "utf-8", "data": b.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"encoding": "base64", "data": base64.b64encode(b).decode("ascii")}
+
+
+def record_id(*parts: object) -> str:
+    """A deterministic id: the same inputs always give the same id (32 hex chars)."""
+    h = hashlib.sha256("\x1f".join(map(str, parts)).encode())
+    return h.hexdigest()[:32]
+
+
+def iso_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(record)
+
+
+_SCALAR = (int, float, str, bool)
+
+
+def _parse_timestamp(v: Any) -> float | None:
+    if v is None:
+        return None
+    if type(v) is int or type(v) is float:
+        return float(v)
+    if isinstance(v, str):
+        try:
+            dt = datetime.fromisoformat(v)
+        except ValueError:
+            raise _Reject("wrong_type", f"timestamp {v!r} is not ISO 8601 or epoch seconds") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    raise _Reject("wrong_type", "timestamp must be epoch seconds (number) or an ISO 8601 string")
+
+
+class _Reject(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+def _decode(raw: RawRecord) -> InferenceEvent:
+    value = raw.value
+    if value is None:
+        raise _Reject("undecodable", "the record has no value (tombstone)")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise _Reject("undecodable", f"not valid UTF-8 JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise _Reject("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+    try:
+        event_id = obj["event_id"]
+        model_id = obj["model_id"]
+        features = obj["features"]
+        prediction = obj["prediction"]
+    except KeyError as exc:
+        raise _Reject("missing_field", f"required field {exc.args[0]!r} is missing") from None
+    if type(event_id) is not str or not event_id:
+        raise _Reject("wrong_type", "event_id must be a non-empty string")
+    if type(model_id) is not str or not model_id:
+        raise _Reject("wrong_type", "model_id must be a non-empty string")
+    if type(features) is not dict:
+        raise _Reject("wrong_type", "features must be an object of name -> number/string/bool/null")
+    if prediction is None or not isinstance(prediction, _SCALAR):
+        raise _Reject("wrong_type", "prediction must be a number or a class label (string/bool)")
+    version = obj.get("model_version")
+    if version is not None and type(version) is not str:
+        version = str(version) if type(version) is int else None
+        if version is None:
+            raise _Reject("wrong_type", "model_version must be a string")
+    return InferenceEvent(
+        event_id=event_id,
+        model_id=model_id,
+        features=features,
+        prediction=prediction,
+        position=raw.position,
+        model_version=version,
+        timestamp=_parse_timestamp(obj.get("timestamp")),
+        label=obj.get("label"),
+    )
+
+
+def decode_inference(raw: RawRecord) -> InferenceEvent | DeadLetter:
+    """Decode one record; never raises. A bad record comes back as a :class:`DeadLetter`.
+
+    >>> ok = decode_inference(RawRecord(b'{"event_id":"e1","model_id":"m","features":{"x":1},'
+    ...                                  b'"prediction":0.3}', Position("t", 0, 7)))
+    >>> ok.model_id, ok.features
+    ('m', {'x': 1})
+    >>> decode_inference(RawRecord(b'{"oops', Position("t", 0, 8))).reason_code
+    'undecodable'
+    """
+    try:
+        return _decode(raw)
+    except _Reject as rej:
+        return DeadLetter(raw, rej.code, rej.reason)
+    except Exception as exc:  # a decoder bug must not take the worker down
+        return DeadLetter(raw, "internal_error", f"{type(exc).__name__}: {exc}")

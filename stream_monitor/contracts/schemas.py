@@ -1,0 +1,29 @@
+"""Load the shipped JSON Schemas and validate records against them (tests, tooling)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+__all__ = ["SCHEMA_NAMES", "load_schema", "validate_record"]
+
+SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-letter")
+_BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
+            "dead_letter": "dead-letter"}
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("schemas", f"{name}.schema.json").read_text()
+    return json.loads(text)
+
+
+def validate_record(record: dict[str, Any], name: str | None = None) -> None:
+    """Raise ``jsonschema.ValidationError`` when the record breaks its schema."""
+    import jsonschema
+
+    schema = load_schema(name or _BY_TYPE[record["type"]])
+    jsonschema.validate(record, schema, cls=jsonschema.Draft202012Validator,
+                        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

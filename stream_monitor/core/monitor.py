@@ -1,0 +1,441 @@
+"""The pure monitoring core: a batch of decoded events and the state in, outputs out.
+
+No I/O happens here. An adapter (the Kafka worker, the file replay) loads the state of the
+models in a batch from a store, calls :meth:`Monitor.process`, persists what the batch changed
+(:meth:`ModelState.dirty_signals`), publishes the outputs and only then acknowledges the input.
+
+Per (model, signal) the core keeps:
+
+* a **reference window**: the first ``reference_size`` values (again after each drift). Its mean
+  and standard deviation standardize every later value, ``z = (x - mean) / std``, so detector
+  thresholds are in reference standard deviations whatever the feature's units;
+* a **recent window**: the last ``recent_size`` values, for evidence;
+* the **detectors** (River objects), fed ``z`` (binary detectors get the raw 0/1 value).
+
+When a detector fires, the core emits a drift alert with evidence, then *rebaselines* the
+signal: all its detectors are dropped and a new reference is collected from the values that
+follow. This keeps one shift from raising an alert storm against a stale reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import ModelRule, MonitorConfig, signal_detectors
+from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
+from .detectors import REGISTRY, build_detector, checkpoint, restore_detector
+from .stats import summarize
+
+__all__ = [
+    "BatchResult",
+    "ModelState",
+    "Monitor",
+    "MonitorState",
+    "SignalState",
+    "reference_scale",
+]
+
+PREDICTION = "prediction"
+_MISSING = object()
+
+
+def reference_scale(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of a reference window, as used to standardize.
+
+    A constant reference (std 0) only centers: the scale is then 1.
+
+    >>> reference_scale([1.0, 2.0, 3.0])
+    (2.0, 1.0)
+    """
+    a = np.asarray(values, dtype=np.float64)
+    mean = float(a.mean())
+    std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    return mean, (std if std > 0 and math.isfinite(std) else 1.0)
+
+
+@dataclass(slots=True, eq=False)
+class SignalState:
+    """State of one monitored signal of one model."""
+
+    signal: str
+    detector_names: tuple[str, ...]
+    detector_params: tuple[dict[str, Any], ...]
+    reference_size: int
+    recent: deque[float]
+    reference: list[float] = field(default_factory=list)
+    ref_mean: float = 0.0
+    ref_std: float = 1.0
+    # Per detector: True when it takes the raw 0/1 value instead of the standardized one.
+    binary: tuple[bool, ...] = ()
+    detectors: list[Any] | None = None  # None while the reference is being collected
+    n: int = 0  # values seen on this signal, all time
+    generation: int = 0  # rebaselines so far
+    # Persistence bookkeeping: what changed since the last save.
+    appended: int = 0
+    ref_saved: int = 0
+    ref_reset: bool = False
+    dirty: bool = False
+
+    # -- the hot path -------------------------------------------------------------------
+    def update(self, x: float) -> int:
+        """Feed one value. Returns the index of the detector that fired, or -1."""
+        self.n += 1
+        self.recent.append(x)
+        self.appended += 1
+        self.dirty = True
+        dets = self.detectors
+        if dets is None:
+            ref = self.reference
+            ref.append(x)
+            if len(ref) >= self.reference_size:
+                self._activate()
+            return -1
+        z = (x - self.ref_mean) / self.ref_std
+        binary = self.binary
+        fired = -1
+        for i, det in enumerate(dets):
+            det.update(x if binary[i] else z)
+            if fired < 0 and det.drift_detected:
+                fired = i
+        return fired
+
+    def _activate(self) -> None:
+        self.ref_mean, self.ref_std = reference_scale(self.reference)
+        self.detectors = [build_detector(p["__type__"], _user_params(p)) for p in self.detector_params]
+
+    def rebaseline(self) -> None:
+        """Forget the reference and the detectors; collect a new reference from now on."""
+        self.reference = []
+        self.detectors = None
+        self.ref_mean, self.ref_std = 0.0, 1.0
+        self.generation += 1
+        self.ref_saved = 0
+        self.ref_reset = True
+        self.dirty = True
+
+    # -- persistence --------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        """Everything but the two windows, as JSON-able data (detectors without pickle)."""
+        return {
+            "v": 1,
+            "signal": self.signal,
+            "n": self.n,
+            "generation": self.generation,
+            "ref_mean": self.ref_mean,
+            "ref_std": self.ref_std,
+            "detector_names": list(self.detector_names),
+            "detectors": None if self.detectors is None else [checkpoint(d) for d in self.detectors],
+        }
+
+    def new_recent(self) -> list[float]:
+        k = min(self.appended, len(self.recent))
+        return list(self.recent)[len(self.recent) - k:] if k else []
+
+    def new_reference(self) -> list[float]:
+        return self.reference[self.ref_saved:]
+
+    def mark_saved(self) -> None:
+        self.appended = 0
+        self.ref_saved = len(self.reference)
+        self.ref_reset = False
+        self.dirty = False
+
+
+def _user_params(p: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in p.items() if k != "__type__"}
+
+
+@dataclass(slots=True, eq=False)
+class ModelState:
+    """State of one model: its signals and the evidence behind retrain decisions."""
+
+    model_id: str
+    rule: ModelRule
+    signals: dict[str, SignalState] = field(default_factory=dict)
+    # feature name -> its SignalState, or None when the feature is not monitored.
+    by_feature: dict[str, SignalState | None] = field(default_factory=dict)
+    prediction: Any = _MISSING
+    recent_drifts: list[tuple[float, str, str]] = field(default_factory=list)  # (t, signal, alert)
+    last_retrain_at: float | None = None
+    retrain_requests: int = 0
+    events: int = 0
+    dirty: bool = False
+
+    def dirty_signals(self) -> list[SignalState]:
+        return [s for s in self.signals.values() if s.dirty]
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "model_id": self.model_id,
+            "signals": sorted(self.signals),
+            "recent_drifts": [list(d) for d in self.recent_drifts],
+            "last_retrain_at": self.last_retrain_at,
+            "retrain_requests": self.retrain_requests,
+            "events": self.events,
+        }
+
+
+@dataclass(slots=True)
+class MonitorState:
+    """All model states an adapter holds in memory. Models are loaded lazily by the adapter."""
+
+    models: dict[str, ModelState] = field(default_factory=dict)
+
+    def missing(self, model_ids: Iterable[str]) -> set[str]:
+        return {m for m in model_ids if m not in self.models}
+
+
+@dataclass(slots=True)
+class BatchResult:
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    retrain_requests: list[dict[str, Any]] = field(default_factory=list)
+    dirty_models: list[ModelState] = field(default_factory=list)
+    events: int = 0
+    unwatched: int = 0
+    values: int = 0
+
+
+class Monitor:
+    """Turns batches of inference events into drift alerts and retrain requests.
+
+    >>> from stream_monitor.config import parse_config
+    >>> from stream_monitor.contracts import InferenceEvent, Position
+    >>> cfg = parse_config({"windows": {"reference_size": 50, "recent_size": 50},
+    ...     "models": [{"match": "m", "signals": [{"match": "feature:*",
+    ...                                             "detectors": ["page_hinkley"]}]}]})
+    >>> mon, state = Monitor(cfg), MonitorState()
+    >>> events = [InferenceEvent(f"e{i}", "m", {"x": float(i % 5 + (20 if i >= 300 else 0))},
+    ...           0.0, Position("t", 0, i)) for i in range(400)]
+    >>> out = mon.process(events, state)
+    >>> [(a["signal"], a["detected_at"]["offset"]) for a in out.alerts]
+    [('feature:x', 301)]
+    """
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+
+    # -- state construction -------------------------------------------------------------
+    def new_model(self, model_id: str) -> ModelState | None:
+        rule = self.config.model_rule(model_id)
+        return None if rule is None else ModelState(model_id, rule)
+
+    def _detector_params(self, names: Sequence[str]) -> tuple[dict[str, Any], ...]:
+        specs = self.config.detectors
+        return tuple({"__type__": specs[n].type, **specs[n].params} for n in names)
+
+    def new_signal(self, model: ModelState, signal: str) -> SignalState | None:
+        names = signal_detectors(self.config, model.rule, signal)
+        if names is None:
+            return None
+        windows = self.config.windows
+        recent_size = model.rule.recent_size or windows.recent_size
+        sig = SignalState(
+            signal=signal,
+            detector_names=tuple(names),
+            detector_params=(params := self._detector_params(names)),
+            binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
+            reference_size=model.rule.reference_size or windows.reference_size,
+            recent=deque(maxlen=recent_size),
+        )
+        model.signals[signal] = sig
+        model.dirty = True
+        return sig
+
+    def restore_signal(self, model: ModelState, meta: dict[str, Any], recent: list[float],
+                       reference: list[float]) -> SignalState | None:
+        """Rebuild a signal from its persisted parts. Returns None if it is no longer watched."""
+        sig = self.new_signal(model, meta["signal"])
+        if sig is None:
+            model.signals.pop(meta["signal"], None)
+            return None
+        sig.recent.extend(recent)
+        sig.reference = list(reference)
+        sig.n = int(meta["n"])
+        sig.generation = int(meta["generation"])
+        sig.ref_mean = float(meta["ref_mean"])
+        sig.ref_std = float(meta["ref_std"])
+        dets = meta.get("detectors")
+        if dets is not None and tuple(meta["detector_names"]) == sig.detector_names:
+            sig.detectors = [
+                restore_detector(p["__type__"], _user_params(p), d)
+                for p, d in zip(sig.detector_params, dets, strict=True)
+            ]
+        elif len(sig.reference) >= sig.reference_size:
+            # The config changed the detectors: start them fresh on the stored reference.
+            sig._activate()
+        sig.ref_saved = len(sig.reference)
+        sig.appended = 0
+        sig.dirty = False
+        return sig
+
+    def restore_model(self, meta: dict[str, Any]) -> ModelState | None:
+        model = self.new_model(meta["model_id"])
+        if model is None:
+            return None
+        model.recent_drifts = [(float(t), str(s), str(a)) for t, s, a in meta["recent_drifts"]]
+        model.last_retrain_at = meta["last_retrain_at"]
+        model.retrain_requests = int(meta["retrain_requests"])
+        model.events = int(meta["events"])
+        model.dirty = False
+        return model
+
+    # -- the batch ------------------------------------------------------------------------
+    def process(self, events: Sequence[InferenceEvent], state: MonitorState) -> BatchResult:
+        """Run a batch through the detectors. Events of one model are processed in order.
+
+        ``state`` must already hold every model of the batch that the store knows; a model
+        not in it starts fresh. The state is updated in place; ``result.dirty_models`` says
+        what to persist.
+        """
+        result = BatchResult()
+        models = state.models
+        unwatched: set[str] = set()
+        touched: dict[str, ModelState] = {}
+        for ev in events:
+            mid = ev.model_id
+            model = models.get(mid)
+            if model is None:
+                if mid in unwatched:
+                    result.unwatched += 1
+                    continue
+                model = self.new_model(mid)
+                if model is None:
+                    unwatched.add(mid)
+                    result.unwatched += 1
+                    continue
+                models[mid] = model
+            touched[mid] = model
+            model.events += 1
+            model.dirty = True
+            by_feature = model.by_feature
+            for name, value in ev.features.items():
+                sig = by_feature.get(name, _MISSING)
+                if sig is _MISSING:
+                    sig = model.signals.get("feature:" + name) or self.new_signal(model, "feature:" + name)
+                    by_feature[name] = sig
+                if sig is None:
+                    continue
+                x = _number(value)
+                if x is None:
+                    continue
+                result.values += 1
+                fired = sig.update(x)  # type: ignore[union-attr]
+                if fired >= 0:
+                    self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
+            sig = model.prediction
+            if sig is _MISSING:
+                sig = model.prediction = model.signals.get(PREDICTION) or self.new_signal(model, PREDICTION)
+            if sig is not None:
+                x = _number(ev.prediction)
+                if x is not None:
+                    result.values += 1
+                    fired = sig.update(x)
+                    if fired >= 0:
+                        self._on_drift(model, sig, fired, ev, result)
+        result.events = len(events)
+        result.dirty_models = list(touched.values())
+        return result
+
+    def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
+                  result: BatchResult) -> None:
+        alert = self._alert(model, sig, i, ev)
+        result.alerts.append(alert)
+        sig.rebaseline()
+        t = ev.event_time
+        rule = model.rule.retrain
+        model.recent_drifts.append((t, sig.signal, alert["alert_id"]))
+        model.recent_drifts = [d for d in model.recent_drifts if d[0] >= t - rule.within_seconds]
+        latest: dict[str, tuple[float, str, str]] = {}
+        for d in model.recent_drifts:
+            latest[d[1]] = d
+        if len(latest) < rule.min_drifted_signals:
+            return
+        if model.last_retrain_at is not None and t - model.last_retrain_at < rule.cooldown_seconds:
+            return
+        result.retrain_requests.append(self._retrain(model, sorted(latest.values()), ev, alert))
+        model.last_retrain_at = t
+        model.retrain_requests += 1
+        model.recent_drifts = []
+
+    def _alert(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent) -> dict[str, Any]:
+        name = sig.detector_names[i]
+        spec = self.config.detectors[name]
+        pos = ev.position
+        reference = summarize(sig.reference)
+        recent = list(sig.recent)
+        evidence_n = min(len(recent), self.config.windows.evidence_size)
+        current = summarize(recent[len(recent) - evidence_n:])
+        shift = None
+        if reference["mean"] is not None and current["mean"] is not None:
+            shift = (current["mean"] - sig.ref_mean) / sig.ref_std
+        direction = "rose" if (shift or 0) > 0 else "fell"
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "type": "drift_alert",
+            "alert_id": record_id("alert", model.model_id, sig.signal, name, sig.generation, sig.n),
+            "model_id": model.model_id,
+            "model_version": ev.model_version,
+            "signal": sig.signal,
+            "detector": {"name": name, "type": spec.type, "params": spec.effective_params},
+            "detected_at": {
+                "event_id": ev.event_id,
+                "topic": pos.topic,
+                "partition": pos.partition,
+                "offset": pos.offset,
+                "event_time": iso_time(ev.event_time),
+                "signal_index": sig.n,
+            },
+            "evidence": {
+                "reference": reference,
+                "current": current,
+                "recent": summarize(recent),
+                "mean_shift_in_reference_std": shift,
+                "standardization": {"mean": sig.ref_mean, "std": sig.ref_std},
+            },
+            "summary": (
+                f"{model.model_id} {sig.signal}: mean {direction} from {reference['mean']:.4g} to "
+                f"{current['mean']:.4g} ({shift:+.2f} reference std) over the last {evidence_n} "
+                f"values; {name} fired at offset {pos.offset}"
+            ),
+        }
+
+    def _retrain(self, model: ModelState, drifts: list[tuple[float, str, str]], ev: InferenceEvent,
+                 alert: dict[str, Any]) -> dict[str, Any]:
+        rule = model.rule.retrain
+        alert_ids = [a for _, _, a in drifts]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "type": "retrain_request",
+            "request_id": record_id("retrain", model.model_id, *sorted(alert_ids)),
+            "model_id": model.model_id,
+            "model_version": ev.model_version,
+            "rule": {
+                "name": "min_drifted_signals",
+                "min_drifted_signals": rule.min_drifted_signals,
+                "within_seconds": rule.within_seconds,
+                "cooldown_seconds": rule.cooldown_seconds,
+            },
+            "reason": (f"{len(drifts)} signals drifted within {rule.within_seconds:g}s: "
+                       + ", ".join(s for _, s, _ in drifts)),
+            "signals": [s for _, s, _ in drifts],
+            "alert_ids": alert_ids,
+            "triggered_by": alert["detected_at"],
+            "requested_at": iso_time(ev.event_time),
+        }
+
+
+def _number(v: Any) -> float | None:
+    """A finite float from a JSON value, or None (missing, text, non-finite)."""
+    t = type(v)
+    if t is float:
+        return v if math.isfinite(v) else None
+    if t is int or t is bool:
+        return float(v)
+    return None

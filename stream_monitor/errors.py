@@ -1,0 +1,36 @@
+"""Exceptions. One root, then specific ones that say what the caller should do."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "StateCorruptError",
+    "StreamMonitorError",
+    "TransientStoreError",
+]
+
+
+class StreamMonitorError(Exception):
+    """Root of every error raised on purpose by stream-monitor."""
+
+
+class ConfigError(StreamMonitorError):
+    """The monitoring config or a setting is invalid. Raised at start, never mid-stream.
+
+    The message names the field (as a dotted path) and how to fix it.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        lines = [f"invalid {source}:"]
+        lines += [f"  - {field}: {msg}" for field, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class TransientStoreError(StreamMonitorError):
+    """The state store could not be reached; retry the same batch later."""
+
+
+class StateCorruptError(StreamMonitorError):
+    """State read back from the store does not decode. Never executed, only rejected."""
