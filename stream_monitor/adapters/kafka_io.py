@@ -1,0 +1,107 @@
+"""Small aiokafka helpers shared by the demo, the benchmark and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+__all__ = ["consume", "create_topics", "produce", "wait_for_kafka"]
+
+
+async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
+    """Return once the broker answers a metadata request (asks it; does not sleep-and-hope)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception as exc:
+            last = exc
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+    raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout}s: {last}")
+
+
+async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        for name in names:
+            try:
+                await admin.create_topics([NewTopic(name, partitions, 1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes]],
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Send (key, value) pairs and wait until every one is acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144,
+                                acks="all", enable_idempotence=True)
+    await producer.start()
+    n = 0
+    try:
+        pending: list[Any] = []
+        for key, value in records:
+            pending.append(await producer.send(topic, value, key=key))
+            n += 1
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+                if on_progress:
+                    on_progress(n)
+        await asyncio.gather(*pending)
+        if on_progress:
+            on_progress(n)
+    finally:
+        await producer.stop()
+    return n
+
+
+async def consume(
+    bootstrap: str,
+    topics: list[str],
+    *,
+    until: Callable[[list[Any]], bool] | None = None,
+    timeout: float = 30.0,
+    idle: float | None = None,
+) -> list[Any]:
+    """Read topics from the beginning (no group) until ``until(messages)``, ``idle`` seconds
+    without a message, or ``timeout``. Returns aiokafka ConsumerRecords."""
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            got = [m for msgs in batch.values() for m in msgs]
+            if got:
+                out.extend(got)
+                last = time.monotonic()
+            if until is not None and until(out):
+                break
+            if idle is not None and time.monotonic() - last > idle:
+                break
+    finally:
+        await consumer.stop()
+    return out

@@ -1,0 +1,156 @@
+"""The ``stream-monitor`` command line. Every setting also comes from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .config import Settings, load_config
+from .errors import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Online drift monitoring for ML models that publish predictions to Kafka.")
+# Wide enough for the demo's tables when stderr is not a terminal (CI logs).
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="SM_CONFIG",
+                                         help="Monitoring config (YAML).", show_envvar=True)]
+
+
+def _load(config: Path, settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    try:
+        return load_config(config, settings)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic ValidationError: name the variable
+        err.print(f"[red]invalid environment settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command("check-config")
+def check_config(config: ConfigOpt) -> None:
+    """Validate a monitoring config and print what it watches."""
+    cfg = _load(config)
+    err.print(f"[green]ok[/green]: {len(cfg.models)} model rules, detectors: "
+              + ", ".join(f"{n} ({d.type})" for n, d in cfg.detectors.items()))
+
+
+@app.command()
+def worker(config: ConfigOpt) -> None:
+    """Run the Kafka worker (Faust agent) with state in Redis.
+
+    Environment: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, SM_APP_ID, SM_BATCH_MAX,
+    SM_BATCH_WITHIN_SECONDS, SM_TOPIC_* and SM_LOG_LEVEL.
+    """
+    settings = _settings()
+    cfg = _load(config, settings)
+    from faust.worker import Worker
+
+    from .adapters.worker import build_app
+    from .state.redis import RedisStore
+
+    store = RedisStore(settings.redis_url, settings.key_prefix)
+    fapp, _ = build_app(cfg, settings, store)
+    Worker(fapp, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Argument(help="JSON-lines file of inference events.")],
+    config: ConfigOpt,
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                 help="Where to write output records (JSON lines); default stdout.")] = None,
+    batch: Annotated[int, typer.Option(help="Events per batch.")] = 2000,
+) -> None:
+    """Run the same core over a file with in-memory state. Needs neither Kafka nor Redis."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .adapters.replay import replay_file
+
+    cfg = _load(config)
+    lines = sum(1 for _ in events.open("rb"))
+    out = output.open("wb") if output else sys.stdout.buffer
+    with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=output is None) as progress:
+        task = progress.add_task("replay", total=lines)
+        total = replay_file(cfg, events, out, batch=batch,
+                            on_batch=lambda done, _: progress.update(task, completed=done))
+    if output:
+        out.close()
+    err.print(f"{total.events} events: {total.alerts} drift alerts, {total.retrain_requests} retrain "
+              f"requests, {total.dead_letters} dead letters, {total.unwatched} of unwatched models")
+
+
+@app.command()
+def synth(
+    output: Annotated[Path, typer.Argument(help="Where to write the JSON-lines stream.")],
+    events: Annotated[int, typer.Option(help="Events per model.")] = 6000,
+    models: Annotated[str, typer.Option(help="Comma-separated model ids.")] = "credit-risk",
+    seed: int = 7,
+) -> None:
+    """Write a seeded synthetic stream with drift at its middle (amount, utilization, prediction)."""
+    from .synth import Drift, StreamSpec, generate
+
+    half = events // 2
+    spec = StreamSpec(models=tuple(models.split(",")), events_per_model=events, seed=seed,
+                      drifts=(Drift(half, "amount", 1.5), Drift(half, "utilization", -1.5),
+                              Drift(half, "prediction", 1.0)))
+    with output.open("wb") as f:
+        for line in generate(spec):
+            f.write(line + b"\n")
+    err.print(f"wrote {events * len(spec.models)} events to {output} (drift at event {half} of each model)")
+
+
+@app.command()
+def plot(
+    events: Annotated[Path, typer.Argument(help="JSON-lines inference events.")],
+    outputs: Annotated[Path, typer.Argument(help="JSON-lines output records (from replay or demo).")],
+    image: Annotated[Path, typer.Option("--image", "-o", help="PNG to write.")] = Path("out/signals.png"),
+    model: Annotated[str | None, typer.Option(help="Model id (default: the first one).")] = None,
+) -> None:
+    """Plot each alerted signal of a model with its drift points marked."""
+    from .plot import plot_signals
+
+    path = plot_signals(events, outputs, image, model)
+    err.print(f"wrote {path}")
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option("--config", "-c", envvar="SM_CONFIG")] = Path("examples/monitor.yaml"),
+    events: Annotated[int, typer.Option(help="Events in the demo stream.")] = 6000,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the outputs.")] = 120.0,
+) -> None:
+    """End to end on real Kafka and Redis: start a worker, feed it a drifting stream, show the
+    alerts and retrain requests read back from the output topics."""
+    from .demo import run_demo
+
+    settings = _settings()
+    code = asyncio.run(run_demo(config, settings, events=events, timeout=timeout, console=err))
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("SM_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # aiokafka narrates every metadata change at INFO; keep ours readable.
+    for noisy in ("aiokafka", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":
+    main()
