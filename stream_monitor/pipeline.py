@@ -40,6 +40,7 @@ class BatchOutput:
     alerts: int = 0
     retrain_requests: int = 0
     unwatched: int = 0
+    redelivered: int = 0
 
 
 class BatchPipeline:
@@ -89,7 +90,8 @@ class BatchPipeline:
                 if s.dirty:
                     s.mark_saved()
         out = BatchOutput(events=len(raws), dead_letters=len(dead), alerts=len(result.alerts),
-                          retrain_requests=len(result.retrain_requests), unwatched=result.unwatched)
+                          retrain_requests=len(result.retrain_requests), unwatched=result.unwatched,
+                          redelivered=result.redelivered)
         topics = self.config.topics
         now = self.clock()
         for d in dead:

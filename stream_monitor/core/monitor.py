@@ -165,6 +165,9 @@ class ModelState:
     last_retrain_at: float | None = None
     retrain_requests: int = 0
     events: int = 0
+    # Watermark: the last offset applied to this state, per (topic, partition). Events at or
+    # below it are redeliveries of events whose effects are already stored: skipped.
+    applied: dict[tuple[str, int], int] = field(default_factory=dict)
     dirty: bool = False
 
     def dirty_signals(self) -> list[SignalState]:
@@ -179,6 +182,7 @@ class ModelState:
             "last_retrain_at": self.last_retrain_at,
             "retrain_requests": self.retrain_requests,
             "events": self.events,
+            "applied": [[t, p, o] for (t, p), o in sorted(self.applied.items())],
         }
 
 
@@ -200,6 +204,7 @@ class BatchResult:
     events: int = 0
     unwatched: int = 0
     values: int = 0
+    redelivered: int = 0  # events skipped because their effects were already stored
 
 
 class Monitor:
@@ -215,7 +220,9 @@ class Monitor:
     ...           0.0, Position("t", 0, i)) for i in range(400)]
     >>> out = mon.process(events, state)
     >>> [(a["signal"], a["detected_at"]["offset"]) for a in out.alerts]
-    [('feature:x', 301)]
+    [('feature:x', 302)]
+    >>> mon.process(events[390:], state).redelivered  # already applied: no effect twice
+    10
     """
 
     def __init__(self, config: MonitorConfig) -> None:
@@ -283,6 +290,7 @@ class Monitor:
         model.last_retrain_at = meta["last_retrain_at"]
         model.retrain_requests = int(meta["retrain_requests"])
         model.events = int(meta["events"])
+        model.applied = {(str(t), int(p)): int(o) for t, p, o in meta.get("applied", [])}
         model.dirty = False
         return model
 
@@ -311,6 +319,12 @@ class Monitor:
                     result.unwatched += 1
                     continue
                 models[mid] = model
+            pos = ev.position
+            tp = (pos.topic, pos.partition)
+            if pos.offset <= model.applied.get(tp, -1):
+                result.redelivered += 1
+                continue
+            model.applied[tp] = pos.offset
             touched[mid] = model
             model.events += 1
             model.dirty = True
