@@ -295,5 +295,7 @@ class Settings(BaseSettings):
     topic_dead_letter: str | None = Field(None, validation_alias="SM_TOPIC_DEAD_LETTER")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="SM_LOG_LEVEL")
     web_port: int = Field(6066, validation_alias="SM_WEB_PORT", description="Faust web port.")
+    data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",
+                                 description="Faust's data directory (default: a temp folder).")
     store_retry_max_seconds: float = Field(30.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
                                            description="Cap on the backoff while Redis is down.")

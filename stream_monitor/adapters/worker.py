@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,6 +133,9 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> t
         topic_disable_leader=True,
         topic_partitions=settings.topic_partitions,
         web_enabled=False,
+        # Faust creates a data directory for tables even with the memory store; keep it out of
+        # the working directory.
+        datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "stream-monitor", "{appid}"),
         producer_linger_ms=5,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         broker_max_poll_records=max(500, settings.batch_max),

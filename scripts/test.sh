@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The test command: scripts/test.sh [pytest args...]
+#
+# Prepares .venv (scripts/venv.sh), starts a real Kafka and Redis (scripts/services.sh; running ones
+# are reused, and KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external ones instead), exports their
+# addresses, and runs `.venv/bin/python -m pytest "$@"` (default options come from pyproject.toml).
+# On exit it stops only the services this run started. The exit status is pytest's; pytest's
+# "no tests collected" (5) counts as a failure.
+set -euo pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+bash scripts/venv.sh
+
+STARTED=$(mktemp "${TMPDIR:-/tmp}/sm-started.XXXXXX")
+# shellcheck disable=SC2317  # cleanup is run by the EXIT trap
+cleanup() {
+    local rc=$? svcs=()
+    trap - EXIT INT TERM HUP
+    mapfile -t svcs < <(sort -u "$STARTED")
+    if ((${#svcs[@]})); then
+        bash scripts/services.sh stop "${svcs[@]}" || rc=$((rc ? rc : 1))
+    fi
+    rm -f "$STARTED"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+SM_STARTED_FILE=$STARTED bash scripts/services.sh start
+eval "$(bash scripts/services.sh env)"
+log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
+
+rc=0
+.venv/bin/python -m pytest "$@" || rc=$?
+case $rc in
+    0) ;;
+    5) log "FAILED: pytest collected no tests (exit 5); a test run that runs nothing is not a pass" ;;
+    *) log "FAILED: pytest exited with status $rc" ;;
+esac
+exit "$rc"
