@@ -135,7 +135,7 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> t
         web_enabled=False,
         # Faust creates a data directory for tables even with the memory store; keep it out of
         # the working directory.
-        datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "stream-monitor", "{appid}"),
+        datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "stream-monitor", "{conf.id}-data"),
         producer_linger_ms=5,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         broker_max_poll_records=max(500, settings.batch_max),

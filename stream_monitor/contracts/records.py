@@ -126,20 +126,30 @@ def encode_record(record: dict[str, Any]) -> bytes:
 _SCALAR = (int, float, str, bool)
 
 
+# Event times must stay within what ``iso_time`` can render (years 1 to 9999): an event whose
+# timestamp is outside would pass decoding and then crash the batch that alerts on it.
+_MIN_TS = -62_135_596_800.0  # 0001-01-01T00:00:00Z
+_MAX_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+
+
 def _parse_timestamp(v: Any) -> float | None:
     if v is None:
         return None
     if type(v) is int or type(v) is float:
-        return float(v)
-    if isinstance(v, str):
+        ts = float(v)
+    elif isinstance(v, str):
         try:
             dt = datetime.fromisoformat(v)
         except ValueError:
             raise _Reject("wrong_type", f"timestamp {v!r} is not ISO 8601 or epoch seconds") from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    raise _Reject("wrong_type", "timestamp must be epoch seconds (number) or an ISO 8601 string")
+        ts = dt.timestamp()
+    else:
+        raise _Reject("wrong_type", "timestamp must be epoch seconds (number) or an ISO 8601 string")
+    if not _MIN_TS <= ts <= _MAX_TS:
+        raise _Reject("wrong_type", f"timestamp {v!r} is outside the years 1 to 9999")
+    return ts
 
 
 class _Reject(Exception):
@@ -171,6 +181,9 @@ def _decode(raw: RawRecord) -> InferenceEvent:
         raise _Reject("wrong_type", "model_id must be a non-empty string")
     if type(features) is not dict:
         raise _Reject("wrong_type", "features must be an object of name -> number/string/bool/null")
+    for name, fv in features.items():
+        if fv is not None and not isinstance(fv, _SCALAR):
+            raise _Reject("wrong_type", f"feature {name!r} must be a number, string, bool or null")
     if prediction is None or not isinstance(prediction, _SCALAR):
         raise _Reject("wrong_type", "prediction must be a number or a class label (string/bool)")
     version = obj.get("model_version")

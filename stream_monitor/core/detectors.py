@@ -182,19 +182,47 @@ def _dec(value: Any, template: Any = None) -> Any:
         tag = value["$rs"]
         if tag not in _RUST_CLASSES or template is None or type(template).__name__ != tag:
             raise StateCorruptError(f"compiled state {tag!r} found where none is expected")
-        template.__setstate__(base64.b64decode(value["b"], validate=True))
+        data = base64.b64decode(value["b"], validate=True)
+        try:
+            template.__setstate__(data)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # bad bytes make the Rust side panic: a BaseException
+            raise StateCorruptError(f"compiled state {tag!r} does not decode: {exc}") from None
         return template
     if "$o" in value:
         tag = value["$o"]
         cls = _STATS_CLASSES.get(tag)
         if cls is None:
             raise StateCorruptError(f"class {tag!r} is not allowed in a checkpoint")
-        obj = template if type(template) is cls else cls.__new__(cls)
-        attrs = vars(obj)
-        for k, v in value["d"].items():
-            attrs[k] = _dec(v, attrs.get(k))
+        if type(template) is cls:
+            obj = template
+            _overlay(vars(obj), value["d"], tag)
+        else:
+            obj = cls.__new__(cls)
+            attrs = vars(obj)
+            for k, v in value["d"].items():
+                attrs[k] = _dec(v)
         return obj
     raise StateCorruptError(f"unknown tagged value with keys {sorted(value)}")
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _overlay(attrs: dict[str, Any], state: Mapping[str, Any], where: str) -> None:
+    """Decode saved attributes over a freshly built object's. Only attributes the object has
+    are accepted, and one holding an object (a ``Mean``, a deque, ...) must get the same type
+    back: anything else would only fail later, in the middle of a batch."""
+    for k, v in state.items():
+        if k not in attrs:
+            raise StateCorruptError(f"{where}: unknown attribute {k!r} in checkpoint")
+        old = attrs[k]
+        new = _dec(v, old)
+        if not isinstance(old, _PLAIN) and type(new) is not type(old):
+            raise StateCorruptError(f"{where}: attribute {k!r} must be a {type(old).__name__}, "
+                                    f"the checkpoint has a {type(new).__name__}")
+        attrs[k] = new
 
 
 def checkpoint(detector: Any) -> dict[str, Any]:
@@ -209,12 +237,8 @@ def restore_detector(name: str, overrides: Mapping[str, Any] | None, state: Mapp
     The result continues bit-identically to the detector that was checkpointed.
     """
     det = build_detector(name, overrides)
-    attrs = vars(det)
     try:
-        for k, v in state.items():
-            if k not in attrs:
-                raise StateCorruptError(f"{name}: unknown attribute {k!r} in checkpoint")
-            attrs[k] = _dec(v, attrs[k])
-    except (KeyError, TypeError, ValueError) as exc:
+        _overlay(vars(det), state, name)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateCorruptError(f"{name}: bad checkpoint: {exc}") from exc
     return det
