@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -220,13 +221,22 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
+def _can_match_a_signal(pattern: str) -> bool:
+    """False when a glob can match neither `prediction` nor any `feature:<name>`: the text
+    before its first wildcard must then be a prefix of `feature:` or start with it."""
+    if _match(pattern, "prediction"):
+        return True
+    literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    return literal.startswith("feature:") or "feature:".startswith(literal)
+
+
 def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
     problems = []
     for name, spec in cfg.detectors.items():
         problems += [(f"detectors.{name}.{sub}", msg) for sub, msg in spec.check_params()]
     for i, rule in enumerate(cfg.models):
         for j, sr in enumerate(rule.signals):
-            if not (sr.match == "prediction" or sr.match.startswith(("feature:", "*", "?", "["))):
+            if not _can_match_a_signal(sr.match):
                 problems.append((f"models[{i}].signals[{j}].match",
                                  f"{sr.match!r} can match no signal; signals are named "
                                  "'feature:<name>' or 'prediction'"))

@@ -123,6 +123,8 @@ def _raw(event: Any) -> RawRecord:
 
 def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> tuple[faust.App, MonitorWorker]:
     """The Faust app with one agent on the inference topic."""
+    datadir = settings.data_dir or os.path.join(tempfile.gettempdir(), "stream-monitor")
+    os.makedirs(datadir, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
@@ -135,7 +137,7 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> t
         web_enabled=False,
         # Faust creates a data directory for tables even with the memory store; keep it out of
         # the working directory.
-        datadir=settings.data_dir or os.path.join(tempfile.gettempdir(), "stream-monitor", "{conf.id}-data"),
+        datadir=os.path.join(datadir, "{conf.id}-data"),
         producer_linger_ms=5,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         broker_max_poll_records=max(500, settings.batch_max),

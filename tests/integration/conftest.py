@@ -125,10 +125,14 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from aiokafka.errors import KafkaError
+
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
+    except KafkaError:  # e.g. the coordinator is not ready yet on a fresh broker: ask again
+        return -1
     finally:
         await admin.close()
     meta = offsets.get(TopicPartition(topic, 0))
