@@ -146,7 +146,8 @@ def _parse_timestamp(v: Any) -> float | None:
             dt = dt.replace(tzinfo=UTC)
         ts = dt.timestamp()
     else:
-        raise _Reject("wrong_type", "timestamp must be epoch seconds (number) or an ISO 8601 string")
+        raise _Reject("wrong_type",
+                      "timestamp must be epoch seconds (number) or an ISO 8601 string")
     if not _MIN_TS <= ts <= _MAX_TS:
         raise _Reject("wrong_type", f"timestamp {v!r} is outside the years 1 to 9999")
     return ts
