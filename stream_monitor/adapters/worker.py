@@ -52,7 +52,9 @@ class MonitorWorker:
             except TransientStoreError as exc:
                 log.warning("state store unavailable, retrying batch of %d in %.1fs: %s",
                             len(raws), delay, exc)
-            except Exception:
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # noqa: BLE001 - River's Rust code panics with a BaseException
                 if len(raws) == 1:
                     log.exception("event failed in the core; dead-lettering it (%s)",
                                   _where(raws[0].position))
