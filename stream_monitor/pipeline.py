@@ -123,9 +123,7 @@ def _delta(model: ModelState) -> ModelDelta:
         signals.append(SignalDelta(
             signal=s.signal,
             meta=s.meta(),
-            recent_append=s.new_recent(),
-            recent_max=s.recent.maxlen or len(s.recent),
-            reference_reset=s.ref_reset,
-            reference_append=s.new_reference(),
+            recent=s.recent,
+            reference=s.reference if s.reference_changed else None,
         ))
     return ModelDelta(model.model_id, model.meta(), signals)

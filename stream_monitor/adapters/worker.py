@@ -40,6 +40,7 @@ class MonitorWorker:
         self.store = store
         self.pipeline = BatchPipeline(config, store)
         self.topics: dict[str, Any] = {}
+        self._declared: set[str] = set()
         self.batches = 0
         self.events = 0
 
@@ -79,6 +80,10 @@ class MonitorWorker:
         delay = 0.2
         while True:
             try:
+                for name in {r.topic for r in records} - self._declared:
+                    # Output topics may not exist yet and brokers may not auto-create them.
+                    await self.topics[name].maybe_declare()
+                    self._declared.add(name)
                 futs = []
                 for r in records:
                     topic = self.topics[r.topic]

@@ -77,18 +77,15 @@ class SignalState:
     n: int = 0  # values seen on this signal, all time
     generation: int = 0  # rebaselines so far
     # Persistence bookkeeping: what changed since the last save.
-    appended: int = 0
-    ref_saved: int = 0
+    saved_n: int = 0  # n at the last save
+    ref_saved: int = 0  # reference length at the last save
     ref_reset: bool = False
-    dirty: bool = False
 
     # -- the hot path -------------------------------------------------------------------
     def update(self, x: float) -> int:
         """Feed one value. Returns the index of the detector that fired, or -1."""
         self.n += 1
         self.recent.append(x)
-        self.appended += 1
-        self.dirty = True
         dets = self.detectors
         if dets is None:
             ref = self.reference
@@ -97,12 +94,15 @@ class SignalState:
                 self._activate()
             return -1
         z = (x - self.ref_mean) / self.ref_std
-        binary = self.binary
         fired = -1
-        for i, det in enumerate(dets):
-            det.update(x if binary[i] else z)
-            if fired < 0 and det.drift_detected:
+        i = 0
+        # `_drift_detected` is what River's `drift_detected` property returns; reading it
+        # directly saves a call per update (a contract test guards it for every detector).
+        for det, raw in zip(dets, self.binary):  # noqa: B905 - same length by construction
+            det.update(x if raw else z)
+            if det._drift_detected and fired < 0:
                 fired = i
+            i += 1
         return fired
 
     def _activate(self) -> None:
@@ -117,7 +117,6 @@ class SignalState:
         self.generation += 1
         self.ref_saved = 0
         self.ref_reset = True
-        self.dirty = True
 
     # -- persistence --------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -133,18 +132,18 @@ class SignalState:
             "detectors": None if self.detectors is None else [checkpoint(d) for d in self.detectors],
         }
 
-    def new_recent(self) -> list[float]:
-        k = min(self.appended, len(self.recent))
-        return list(self.recent)[len(self.recent) - k:] if k else []
+    @property
+    def dirty(self) -> bool:
+        return self.n != self.saved_n or self.ref_reset
 
-    def new_reference(self) -> list[float]:
-        return self.reference[self.ref_saved:]
+    @property
+    def reference_changed(self) -> bool:
+        return self.ref_reset or len(self.reference) != self.ref_saved
 
     def mark_saved(self) -> None:
-        self.appended = 0
+        self.saved_n = self.n
         self.ref_saved = len(self.reference)
         self.ref_reset = False
-        self.dirty = False
 
 
 def _user_params(p: dict[str, Any]) -> dict[str, Any]:
@@ -278,8 +277,7 @@ class Monitor:
             # The config changed the detectors: start them fresh on the stored reference.
             sig._activate()
         sig.ref_saved = len(sig.reference)
-        sig.appended = 0
-        sig.dirty = False
+        sig.saved_n = sig.n
         return sig
 
     def restore_model(self, meta: dict[str, Any]) -> ModelState | None:

@@ -24,14 +24,13 @@ class ModelSnapshot:
 
 @dataclass(slots=True)
 class SignalDelta:
-    """What one batch changed in a signal: its meta, and values appended to its windows."""
+    """A signal changed by a batch: its meta, its recent window, and its reference window
+    when that changed (None otherwise)."""
 
     signal: str
     meta: dict[str, Any]
-    recent_append: Sequence[float]
-    recent_max: int
-    reference_reset: bool
-    reference_append: Sequence[float]
+    recent: Sequence[float]
+    reference: Sequence[float] | None
 
 
 @dataclass(slots=True)

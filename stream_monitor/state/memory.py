@@ -36,10 +36,9 @@ class MemoryStore:
                 if snap is None:
                     snap = self._signals[(d.model_id, s.signal)] = SignalSnapshot({}, [], [])
                 snap.meta = copy.deepcopy(s.meta)
-                snap.recent = (snap.recent + list(s.recent_append))[-s.recent_max:]
-                if s.reference_reset:
-                    snap.reference = []
-                snap.reference.extend(s.reference_append)
+                snap.recent = list(s.recent)
+                if s.reference is not None:
+                    snap.reference = list(s.reference)
 
     async def close(self) -> None:
         return None

@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 import redis as redis_sync
@@ -138,7 +139,9 @@ def test_alerts_retrain_and_dead_letters_on_real_kafka(kafka_bootstrap, redis_ur
     assert f"{unique.prefix}:{{credit-risk}}:model" in keys
     meta = orjson.loads(r.get(f"{unique.prefix}:{{credit-risk}}:sig:feature:amount"))
     assert meta["n"] == SPEC.events_per_model
-    assert r.llen(f"{unique.prefix}:{{credit-risk}}:sig:feature:amount:recent") == 200
+    recent = np.frombuffer(r.get(f"{unique.prefix}:{{credit-risk}}:sig:feature:amount:recent"), "<f8")
+    assert len(recent) == 200
+    assert recent[-1] == orjson.loads(lines[-1])["features"]["amount"]
 
     assert worker.stop() == 0, worker.tail()  # SIGTERM: clean exit
 
