@@ -304,6 +304,7 @@ class Monitor:
         models = state.models
         unwatched: set[str] = set()
         touched: dict[str, ModelState] = {}
+        values = 0
         for ev in events:
             mid = ev.model_id
             model = models.get(mid)
@@ -334,10 +335,17 @@ class Monitor:
                     by_feature[name] = sig
                 if sig is None:
                     continue
-                x = _number(value)
-                if x is None:
+                # Inlined _number(): this loop runs once per value and dominates the core.
+                t = type(value)
+                if t is float:
+                    if value - value != 0.0:  # NaN or +/-inf
+                        continue
+                    x = value
+                elif t is int or t is bool:
+                    x = float(value)
+                else:
                     continue
-                result.values += 1
+                values += 1
                 fired = sig.update(x)  # type: ignore[union-attr]
                 if fired >= 0:
                     self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
@@ -347,11 +355,12 @@ class Monitor:
             if sig is not None:
                 x = _number(ev.prediction)
                 if x is not None:
-                    result.values += 1
+                    values += 1
                     fired = sig.update(x)
                     if fired >= 0:
                         self._on_drift(model, sig, fired, ev, result)
         result.events = len(events)
+        result.values = values
         result.dirty_models = list(touched.values())
         return result
 
