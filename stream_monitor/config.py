@@ -109,6 +109,7 @@ class Topics(_Strict):
     alerts: str = "drift-alerts"
     retrain: str = "retrain-requests"
     dead_letter: str = "inference-dead-letter"
+    operations: str = "stream-monitor-ops"
 
 
 class Windows(_Strict):
@@ -280,7 +281,8 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
     cfg = parse_config(raw, str(p))
     s = settings or Settings()
     return cfg.with_topics(inference=s.topic_inference, alerts=s.topic_alerts,
-                           retrain=s.topic_retrain, dead_letter=s.topic_dead_letter)
+                           retrain=s.topic_retrain, dead_letter=s.topic_dead_letter,
+                           operations=s.topic_operations)
 
 
 class Settings(BaseSettings):
@@ -303,6 +305,10 @@ class Settings(BaseSettings):
     topic_alerts: str | None = Field(None, validation_alias="SM_TOPIC_ALERTS")
     topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN")
     topic_dead_letter: str | None = Field(None, validation_alias="SM_TOPIC_DEAD_LETTER")
+    topic_operations: str | None = Field(None, validation_alias="SM_TOPIC_OPERATIONS")
+    failpoint: str | None = Field(None, validation_alias="SM_FAILPOINT",
+                                  description="Testing only: 'after_save:N', 'after_publish:N' or "
+                                  "'mid_batch:N' kills the worker with SIGKILL at its N-th batch.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="SM_LOG_LEVEL")
     web_port: int = Field(6066, validation_alias="SM_WEB_PORT", description="Faust web port.")
     data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",

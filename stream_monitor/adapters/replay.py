@@ -53,6 +53,7 @@ def replay_file(
         for raws in iter_file(p, batch):
             res = await pipeline.run(raws)
             _write(out, res.records)
+            await pipeline.store.clear_outbox(res.outbox)
             for f in ("events", "dead_letters", "alerts", "retrain_requests", "unwatched"):
                 setattr(total, f, getattr(total, f) + getattr(res, f))
             total.records.extend(res.records)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import random
+import signal
 import tempfile
 from collections.abc import Sequence
 from typing import Any
@@ -21,10 +22,10 @@ from typing import Any
 import faust
 
 from ..config import MonitorConfig, Settings
-from ..contracts.records import DeadLetter, Position, RawRecord
+from ..contracts.records import SCHEMA_VERSION, DeadLetter, Position, RawRecord, iso_time, record_id
 from ..errors import TransientStoreError
 from ..pipeline import BatchOutput, BatchPipeline, OutputRecord, _output
-from ..state.base import StateStore
+from ..state.base import StateFencedError, StateStore
 
 __all__ = ["MonitorWorker", "build_app"]
 
@@ -71,9 +72,56 @@ class MonitorWorker:
                     total.dead_letters += res.dead_letters
                     total.alerts += res.alerts
                     total.retrain_requests += res.retrain_requests
+                    total.recovered += res.recovered
+                    for mid, ids in res.outbox.items():
+                        total.outbox.setdefault(mid, []).extend(ids)
                 return total
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.settings.store_retry_max_seconds)
+
+    async def clear_outbox(self, out: BatchOutput) -> None:
+        """Confirmed outputs leave the outbox. If this fails they are published again later
+        (same ids), so a failure here is logged, not retried."""
+        try:
+            await self.store.clear_outbox(out.outbox)
+        except TransientStoreError as exc:
+            log.warning("could not clear the outbox (outputs may be re-sent, same ids): %s", exc)
+
+    async def check_epoch(self) -> None:
+        """Notice that Redis lost its data, say so on the operations topic, start fresh."""
+        delay = 0.1
+        while True:
+            try:
+                if await self.store.check_epoch():
+                    return
+                break
+            except TransientStoreError as exc:
+                log.warning("state store unavailable, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.settings.store_retry_max_seconds)
+        await self.state_reset("the Redis epoch marker is gone: Redis lost its data (restarted "
+                               "without persistence?)", models=sorted(self.pipeline.state.models))
+
+    async def state_reset(self, reason: str, models: list[str]) -> None:
+        import socket
+        import time
+
+        self.pipeline.forget()
+        now = time.time()
+        rec = {
+            "schema_version": SCHEMA_VERSION,
+            "type": "state_reset",
+            "reset_id": record_id("reset", self.settings.app_id, socket.gethostname(), os.getpid(), now),
+            "detected_at": iso_time(now),
+            "reason": reason,
+            "models": models,
+            "worker": {"app_id": self.settings.app_id, "host": socket.gethostname(), "pid": os.getpid()},
+            "action": "continuing from fresh detectors and reference windows; alerts before this "
+                      "point are not comparable with alerts after it",
+        }
+        log.error("STATE RESET: %s; models affected: %s. %s", reason, ", ".join(models) or "unknown",
+                  rec["action"])
+        await self.publish([_output(self.config.topics.operations, b"", rec, ())])
 
     async def publish(self, records: Sequence[OutputRecord]) -> None:
         """Send every output and wait until the broker confirms all of them."""
@@ -97,6 +145,22 @@ class MonitorWorker:
                             len(records), delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def _failpoint(spec: str | None) -> tuple[str, int] | None:
+    """Testing only (SM_FAILPOINT): where to SIGKILL ourselves, e.g. 'after_save:3'."""
+    if not spec:
+        return None
+    name, _, n = spec.partition(":")
+    if name not in ("mid_batch", "after_save", "after_publish") or not n.isdigit():
+        raise ValueError(f"SM_FAILPOINT={spec!r}: use after_save:N, after_publish:N or mid_batch:N")
+    return name, int(n)
+
+
+def _die_if(point: tuple[str, int] | None, name: str, batch: int) -> None:
+    if point is not None and point == (name, batch):
+        log.warning("failpoint %s:%d reached: SIGKILL", name, batch)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _where(p: Position) -> str:
@@ -151,26 +215,46 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> t
     )
     worker = MonitorWorker(config, settings, store)
     t = config.topics
-    for name in (t.alerts, t.retrain, t.dead_letter):
+    for name in (t.alerts, t.retrain, t.dead_letter, t.operations):
         worker.topics[name] = app.topic(name, key_type=bytes, value_type=bytes,
                                         key_serializer="raw", value_serializer="raw")
     inference = app.topic(t.inference, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
 
+    failpoint = _failpoint(settings.failpoint)
+
     @app.agent(inference, concurrency=1)
     async def monitor(stream: faust.StreamT) -> None:
         async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_seconds):
+            n = worker.batches + 1
             raws = [_raw(e) for e in events]
-            out = await worker.process(raws)
+            await worker.check_epoch()
+            _die_if(failpoint, "mid_batch", n)
+            try:
+                out = await worker.process(raws)
+            except StateFencedError as exc:
+                # Another worker saved these models since we loaded them (a rebalance moved
+                # their partition), or Redis lost them. Nothing of ours was written for them;
+                # drop the batch unacked: its events belong to whoever owns them now.
+                if exc.lost:
+                    await worker.state_reset(f"stored state vanished: {exc}", exc.model_ids)
+                else:
+                    log.warning("dropping a batch of %d: %s", len(events), exc)
+                    worker.pipeline.forget()
+                continue
+            _die_if(failpoint, "after_save", n)
             if out.records:
                 await worker.publish(out.records)
+            await worker.clear_outbox(out)
+            _die_if(failpoint, "after_publish", n)
             for e in events:
                 await stream.ack(e)
-            worker.batches += 1
+            worker.batches = n
             worker.events += len(events)
-            if out.alerts or out.retrain_requests or out.dead_letters:
-                log.info("batch of %d: %d alerts, %d retrain requests, %d dead letters (%s)",
-                         len(events), out.alerts, out.retrain_requests, out.dead_letters,
+            if out.alerts or out.retrain_requests or out.dead_letters or out.recovered:
+                log.info("batch of %d: %d alerts, %d retrain requests, %d dead letters, %d "
+                         "recovered from the outbox, %d redelivered (%s)", len(events), out.alerts,
+                         out.retrain_requests, out.dead_letters, out.recovered, out.redelivered,
                          _where(raws[-1].position))
 
     @app.on_partitions_revoked.connect

@@ -9,9 +9,9 @@ from typing import Any
 
 __all__ = ["SCHEMA_NAMES", "load_schema", "validate_record"]
 
-SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-letter")
+SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-letter", "state-reset")
 _BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
-            "dead_letter": "dead-letter"}
+            "dead_letter": "dead-letter", "state_reset": "state-reset"}
 
 
 @cache

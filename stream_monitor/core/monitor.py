@@ -168,6 +168,7 @@ class ModelState:
     # below it are redeliveries of events whose effects are already stored: skipped.
     applied: dict[tuple[str, int], int] = field(default_factory=dict)
     dirty: bool = False
+    version: int = 0  # the stored version this state was loaded at (kept by the adapter)
 
     def dirty_signals(self) -> list[SignalState]:
         return [s for s in self.signals.values() if s.dirty]

@@ -1,4 +1,14 @@
-"""The state-store interface the adapters use, and the key layout shared by the stores."""
+"""The state-store interface the adapters use, and the key layout shared by the stores.
+
+Every model's state carries a **version**, bumped by each save. A save names the version it
+was computed from; if the stored version differs, another worker has moved the model on (a
+rebalance) and the save is refused with :class:`StateFencedError` instead of clobbering it.
+
+Every save also writes the batch's outputs for that model to an **outbox**, in the same atomic
+step. The adapter deletes them once Kafka has confirmed them; a worker that loads a model with
+a non-empty outbox publishes it first. So a crash between the state save and the publish loses
+no output.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,32 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["ModelSnapshot", "SignalSnapshot", "StateStore", "model_tag"]
+from ..errors import StreamMonitorError
+
+__all__ = [
+    "ModelDelta",
+    "ModelSnapshot",
+    "SignalDelta",
+    "SignalSnapshot",
+    "StateFencedError",
+    "StateLostError",
+    "StateStore",
+    "model_tag",
+]
+
+
+class StateFencedError(StreamMonitorError):
+    """The stored state is newer than the one this worker computed from: drop the batch."""
+
+    def __init__(self, model_ids: list[str], lost: bool = False) -> None:
+        self.model_ids = model_ids
+        self.lost = lost
+        what = "is gone from the store" if lost else "was saved by another worker"
+        super().__init__(f"state of {', '.join(model_ids)} {what}")
+
+
+class StateLostError(StreamMonitorError):
+    """The store lost its data (e.g. Redis restarted without persistence)."""
 
 
 @dataclass(slots=True)
@@ -20,6 +55,8 @@ class SignalSnapshot:
 class ModelSnapshot:
     meta: dict[str, Any]
     signals: list[SignalSnapshot] = field(default_factory=list)
+    version: int = 0
+    outbox: dict[str, bytes] = field(default_factory=dict)  # output id -> encoded OutputRecord
 
 
 @dataclass(slots=True)
@@ -38,6 +75,8 @@ class ModelDelta:
     model_id: str
     meta: dict[str, Any]
     signals: list[SignalDelta]
+    version: int = 0  # the version this delta was computed from; the save makes it version + 1
+    outbox: dict[str, bytes] = field(default_factory=dict)
 
 
 class StateStore(Protocol):
@@ -47,7 +86,17 @@ class StateStore(Protocol):
         """Snapshots of the models the store knows; unknown ids are left out."""
 
     async def save(self, deltas: Sequence[ModelDelta]) -> None:
-        """Persist one batch's changes, all or nothing."""
+        """Persist one batch's changes, each model atomically (state, watermark and outbox).
+
+        Raises :class:`StateFencedError` (nothing of the fenced models is written) when a
+        model's stored version is not the delta's version."""
+
+    async def clear_outbox(self, entries: dict[str, list[str]]) -> None:
+        """Delete published outputs: model id -> output ids."""
+
+    async def check_epoch(self) -> bool:
+        """True while the store still holds the epoch marker this worker saw at start; False
+        when it was lost (the marker is then recreated)."""
 
     async def close(self) -> None: ...
 

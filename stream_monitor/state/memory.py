@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection, Sequence
 
-from .base import ModelDelta, ModelSnapshot, SignalSnapshot
+from .base import ModelDelta, ModelSnapshot, SignalSnapshot, StateFencedError
 
 __all__ = ["MemoryStore"]
 
@@ -15,6 +15,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._models: dict[str, dict] = {}
+        self._versions: dict[str, int] = {}
+        self._outbox: dict[str, dict[str, bytes]] = {}
         self._signals: dict[tuple[str, str], SignalSnapshot] = {}
 
     async def load(self, model_ids: Collection[str]) -> dict[str, ModelSnapshot]:
@@ -25,12 +27,19 @@ class MemoryStore:
                 continue
             sigs = [copy.deepcopy(self._signals[(mid, s)]) for s in meta["signals"]
                     if (mid, s) in self._signals]
-            out[mid] = ModelSnapshot(copy.deepcopy(meta), sigs)
+            out[mid] = ModelSnapshot(copy.deepcopy(meta), sigs, self._versions.get(mid, 0),
+                                     dict(self._outbox.get(mid, {})))
         return out
 
     async def save(self, deltas: Sequence[ModelDelta]) -> None:
+        fenced = [d.model_id for d in deltas if self._versions.get(d.model_id, 0) != d.version]
+        if fenced:
+            raise StateFencedError(fenced)
         for d in deltas:
             self._models[d.model_id] = copy.deepcopy(d.meta)
+            self._versions[d.model_id] = d.version + 1
+            if d.outbox:
+                self._outbox.setdefault(d.model_id, {}).update(d.outbox)
             for s in d.signals:
                 snap = self._signals.get((d.model_id, s.signal))
                 if snap is None:
@@ -39,6 +48,15 @@ class MemoryStore:
                 snap.recent = list(s.recent)
                 if s.reference is not None:
                     snap.reference = list(s.reference)
+
+    async def clear_outbox(self, entries: dict[str, list[str]]) -> None:
+        for mid, ids in entries.items():
+            box = self._outbox.get(mid, {})
+            for i in ids:
+                box.pop(i, None)
+
+    async def check_epoch(self) -> bool:
+        return True
 
     async def close(self) -> None:
         return None

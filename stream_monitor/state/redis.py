@@ -1,9 +1,11 @@
-"""Redis state store: windows as packed floats, checkpoints as JSON, one MULTI/EXEC a batch.
+"""Redis state store: windows as packed floats, checkpoints as JSON, one fenced Lua save a model.
 
 Key layout (``p`` is the key prefix, ``{m}`` the model's hash tag, so that all of a model's
 keys share a Redis Cluster slot)::
 
-    p:{m}:model                 JSON: model meta (signals, retrain evidence)
+    p:{m}:model                 JSON: model meta (signals, retrain evidence, watermark)
+    p:{m}:version               INT: bumped by every save; a save names the version it expects
+    p:{m}:outbox                HASH: output id -> output record not yet confirmed by Kafka
     p:{m}:sig:<signal>          JSON: signal meta and detector checkpoints (no pickle)
     p:{m}:sig:<signal>:recent   the recent window: little-endian float64 array (bounded)
     p:{m}:sig:<signal>:ref      the reference window, same format
@@ -12,7 +14,9 @@ Windows are stored packed rather than as Redis lists because encoding one RESP a
 value cost more CPU than the detectors themselves (measured with py-spy on the worker); a window
 of 500 values is one 4 KB string. ``numpy.frombuffer(v, "<f8")`` reads one back.
 
-A batch is written in one pipelined transaction; loading takes two round trips.
+A batch is one pipelined round trip of one Lua script per model: each model's state, watermark
+and outbox are written atomically, and only if the stored version is the expected one.
+Loading takes two round trips.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import logging
 import sys
 import time
+import uuid
 from array import array
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
@@ -32,11 +37,42 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import StateCorruptError, TransientStoreError
-from .base import ModelDelta, ModelSnapshot, SignalSnapshot, model_tag
+from .base import ModelDelta, ModelSnapshot, SignalSnapshot, StateFencedError, model_tag
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger(__name__)
+
+
+# One model's save, atomic and fenced: refused when the stored version is not the one the
+# delta was computed from (another worker saved since), or when the model is gone although the
+# delta expects stored state (the store lost its data).
+_SAVE_MODEL = """
+local v = redis.call('GET', KEYS[1])
+local expected = ARGV[1]
+if v == false then
+  if expected ~= '0' then return -1 end
+elseif v ~= expected then
+  return 0
+end
+redis.call('SET', KEYS[1], tonumber(expected) + 1)
+redis.call('SET', KEYS[2], ARGV[2])
+local n_out = tonumber(ARGV[3])
+local a = 4
+for i = 1, n_out do
+  redis.call('HSET', KEYS[3], ARGV[a], ARGV[a + 1])
+  a = a + 2
+end
+local k = 4
+while k <= #KEYS do
+  redis.call('SET', KEYS[k], ARGV[a])
+  redis.call('SET', KEYS[k + 1], ARGV[a + 1])
+  if ARGV[a + 2] == '1' then redis.call('SET', KEYS[k + 2], ARGV[a + 3]) end
+  a = a + 4
+  k = k + 3
+end
+return 1
+"""
 
 
 class RedisStore:
@@ -45,13 +81,18 @@ class RedisStore:
         self.client = client or aioredis.Redis.from_url(
             url, socket_timeout=5.0, socket_connect_timeout=5.0, health_check_interval=10
         )
+        self._save_script = self.client.register_script(_SAVE_MODEL)
         self.last_round_trip_s = 0.0
+        self.epoch: str | None = None
+
+    def _base(self, model_id: str) -> str:
+        return f"{self.prefix}:{model_tag(model_id)}"
 
     def _model_key(self, model_id: str) -> str:
-        return f"{self.prefix}:{model_tag(model_id)}:model"
+        return self._base(model_id) + ":model"
 
     def _signal_key(self, model_id: str, signal: str) -> str:
-        return f"{self.prefix}:{model_tag(model_id)}:sig:{signal}"
+        return f"{self._base(model_id)}:sig:{signal}"
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
@@ -67,6 +108,9 @@ class RedisStore:
                 return {}
             pipe = self.client.pipeline(transaction=False)
             for mid, meta in found:
+                base = self._base(mid)
+                pipe.get(base + ":version")
+                pipe.hgetall(base + ":outbox")
                 for sig in meta["signals"]:
                     k = self._signal_key(mid, sig)
                     pipe.get(k)
@@ -78,7 +122,10 @@ class RedisStore:
         out: dict[str, ModelSnapshot] = {}
         i = 0
         for mid, meta in found:
-            snap = ModelSnapshot(meta)
+            version, outbox = replies[i], replies[i + 1]
+            i += 2
+            snap = ModelSnapshot(meta, version=int(version or 0),
+                                 outbox={k.decode(): v for k, v in (outbox or {}).items()})
             for _sig in meta["signals"]:
                 raw_meta, recent, ref = replies[i], replies[i + 1], replies[i + 2]
                 i += 3
@@ -91,23 +138,61 @@ class RedisStore:
     async def save(self, deltas: Sequence[ModelDelta]) -> None:
         if not deltas:
             return
-        pipe = self.client.pipeline(transaction=True)
+        pipe = self.client.pipeline(transaction=False)
         for d in deltas:
-            pipe.set(self._model_key(d.model_id), orjson.dumps(d.meta))
+            base = self._base(d.model_id)
+            keys = [base + ":version", base + ":model", base + ":outbox"]
+            args: list[Any] = [str(d.version), orjson.dumps(d.meta), len(d.outbox)]
+            for oid, rec in d.outbox.items():
+                args += [oid, rec]
             for s in d.signals:
                 k = self._signal_key(d.model_id, s.signal)
-                pipe.set(k, orjson.dumps(s.meta))
-                pipe.set(k + ":recent", _pack(s.recent))
-                if s.reference is not None:
-                    pipe.set(k + ":ref", _pack(s.reference))
+                keys += [k, k + ":recent", k + ":ref"]
+                ref = s.reference
+                args += [orjson.dumps(s.meta), _pack(s.recent), "0" if ref is None else "1",
+                         b"" if ref is None else _pack(ref)]
+            await self._save_script(keys=keys, args=args, client=pipe)
         t0 = time.perf_counter()
         try:
-            await pipe.execute()
+            results = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise TransientStoreError(f"redis unavailable while saving state: {exc}") from exc
         except RedisError as exc:
             raise TransientStoreError(f"redis refused the state write: {exc}") from exc
         self.last_round_trip_s = time.perf_counter() - t0
+        fenced = [d.model_id for d, r in zip(deltas, results, strict=True) if r != 1]
+        if fenced:
+            lost = any(r == -1 for r in results)
+            raise StateFencedError(fenced, lost=lost)
+
+    async def clear_outbox(self, entries: dict[str, list[str]]) -> None:
+        if not entries:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for mid, ids in entries.items():
+            if ids:
+                pipe.hdel(self._base(mid) + ":outbox", *ids)
+        try:
+            await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise TransientStoreError(f"redis unavailable while clearing the outbox: {exc}") from exc
+
+    async def check_epoch(self) -> bool:
+        """The epoch marker is written once per store (SET NX). A running worker that finds it
+        gone, or replaced, knows Redis lost its data since it last looked."""
+        key = f"{self.prefix}:epoch"
+        try:
+            current = await self.client.get(key)
+            if current is not None and current.decode() == self.epoch:
+                return True
+            if current is None:
+                await self.client.set(key, uuid.uuid4().hex, nx=True)
+                current = await self.client.get(key)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise TransientStoreError(f"redis unavailable while checking the epoch: {exc}") from exc
+        first_look = self.epoch is None
+        self.epoch = current.decode() if current is not None else None
+        return first_look
 
     async def close(self) -> None:
         try:
