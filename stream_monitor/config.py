@@ -23,14 +23,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .errors import ConfigError
 
 __all__ = [
+    "INDICATORS",
+    "Bounds",
     "DetectorSpec",
+    "LearnedBounds",
     "ModelRule",
     "MonitorConfig",
+    "Quality",
+    "QualityRule",
     "RetrainRule",
     "Settings",
     "SignalRule",
     "load_config",
     "parse_config",
+    "quality_rule",
     "signal_detectors",
 ]
 
@@ -94,6 +100,69 @@ class RetrainRule(_Strict):
     cooldown_seconds: float = Field(86400.0, ge=0, description="No new request for this long after one.")
 
 
+# ---------------------------------------------------------------------------------------------
+# Data quality (README "Data quality"). Whole-event rules live in `quality`; value rules and the
+# data-quality signals in `quality.defaults`, which a model rule's own `quality` overrides.
+
+INDICATORS = ("missing", "out_of_bounds", "unseen_category")
+
+
+class Bounds(_Strict):
+    """Valid range of a numeric feature; a value outside is rejected (`out_of_bounds`)."""
+
+    min: float | None = Field(None, description="Smallest valid value; null: no lower bound.")
+    max: float | None = Field(None, description="Largest valid value; null: no upper bound.")
+
+
+class LearnedBounds(_Strict):
+    """Bounds learned from a feature's reference window: [q_low - k*IQR, q_high + k*IQR]."""
+
+    quantiles: tuple[float, float] = Field((0.25, 0.75), description="q_low and q_high.")
+    k: float = Field(3.0, ge=0, description="Widening, in interquartile ranges (p75 - p25).")
+
+
+class QualityRule(_Strict):
+    """Value rules and data-quality signals of a model (README "Data quality")."""
+
+    bounds: dict[str, Bounds] = Field(default_factory=dict,
+                                      description="Feature name -> configured bounds.")
+    learned_bounds: LearnedBounds | None = Field(None, description="Learn bounds from the reference.")
+    categorical: bool = Field(False, description="Watch string features as categories.")
+    max_categories: int = Field(20, ge=1, description="Most frequent categories given a signal.")
+    indicators: list[Literal["missing", "out_of_bounds", "unseen_category"]] = Field(
+        default_factory=list, description="0/1 fault rates fed to `detectors`.")
+    detectors: list[str] = Field(default_factory=lambda: ["adwin"], min_length=1,
+                                 description="Detectors (names from `detectors`) on fault rates.")
+    sample_events: int = Field(20, ge=1, description="Events per rate sample.")
+    reference_samples: int = Field(50, ge=5, description="Samples forming a rate's reference.")
+    evidence_samples: int = Field(10, ge=1, description="Last samples shown as `current`.")
+
+    @property
+    def active(self) -> bool:
+        """True when a value rule or a data-quality signal is on (else the core's fast path)."""
+        return bool(self.bounds or self.learned_bounds or self.categorical or self.indicators)
+
+
+class Duplicates(_Strict):
+    window_seconds: float = Field(0.0, ge=0, description="Keep event ids this long; 0: off.")
+
+
+class Timestamps(_Strict):
+    max_future_seconds: float | None = Field(None, gt=0, description="Null: not checked.")
+    max_past_seconds: float | None = Field(None, gt=0, description="Null: not checked.")
+
+
+class Quality(_Strict):
+    """Whole-event rules, and the defaults of the per-model value rules."""
+
+    max_message_bytes: int = Field(1_048_576, ge=64, description="Larger values: `too_large`.")
+    unknown_model: Literal["ignore", "dead_letter"] = Field(
+        "ignore", description="Events no model rule matches: skip, or dead-letter.")
+    duplicates: Duplicates = Field(default_factory=Duplicates)  # type: ignore[arg-type]
+    timestamps: Timestamps = Field(default_factory=Timestamps)  # type: ignore[arg-type]
+    defaults: QualityRule = Field(default_factory=QualityRule)  # type: ignore[arg-type]
+
+
 class ModelRule(_Strict):
     """Which models (id or glob) to watch, and how."""
 
@@ -102,6 +171,7 @@ class ModelRule(_Strict):
     reference_size: int | None = Field(None, ge=10, description="Overrides windows.reference_size.")
     recent_size: int | None = Field(None, ge=10, description="Overrides windows.recent_size.")
     retrain: RetrainRule = Field(default_factory=RetrainRule)  # type: ignore[arg-type]
+    quality: QualityRule | None = Field(None, description="Overrides quality.defaults, field by field.")
 
 
 class Topics(_Strict):
@@ -129,6 +199,7 @@ class MonitorConfig(_Strict):
     topics: Topics = Field(default_factory=Topics)
     windows: Windows = Field(default_factory=Windows)  # type: ignore[arg-type]
     detectors: dict[str, DetectorSpec] = Field(default_factory=_default_detectors)
+    quality: Quality = Field(default_factory=Quality)  # type: ignore[arg-type]
     models: list[ModelRule] = Field(min_length=1)
 
     def model_rule(self, model_id: str) -> ModelRule | None:
@@ -160,6 +231,23 @@ def signal_detectors(cfg: MonitorConfig, rule: ModelRule, signal: str) -> list[s
         if _match(sr.match, signal):
             return sr.detectors
     return None
+
+
+def quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
+    """The effective value rules of a model: ``quality.defaults``, overridden field by field by
+    the fields the model rule's own ``quality`` sets.
+
+    >>> cfg = parse_config({"quality": {"defaults": {"indicators": ["missing"]}},
+    ...     "models": [{"match": "m", "signals": [{"match": "*", "detectors": ["adwin"]}],
+    ...                 "quality": {"categorical": True}}]})
+    >>> q = quality_rule(cfg, cfg.models[0])
+    >>> q.indicators, q.categorical
+    (['missing'], True)
+    """
+    own = rule.quality
+    if own is None:
+        return cfg.quality.defaults
+    return cfg.quality.defaults.model_copy(update={k: getattr(own, k) for k in own.model_fields_set})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,6 +336,44 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
                                      f"no detector named {det!r} in `detectors`"
                                      + (f"; did you mean {close[0]!r}?" if close else
                                         f"; define it there or use one of: {', '.join(cfg.detectors)}")))
+    return problems + _check_quality(cfg)
+
+
+def _check_quality(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    rules: list[tuple[str, QualityRule | None]] = [("quality.defaults", cfg.quality.defaults)]
+    rules += [(f"models[{i}].quality", r.quality) for i, r in enumerate(cfg.models)]
+    for where, q in rules:
+        if q is None:
+            continue
+        for name, b in q.bounds.items():
+            for side in ("min", "max"):
+                v = getattr(b, side)
+                if v is not None and v != v:
+                    problems.append((f"{where}.bounds.{name}.{side}", "must be a number, not NaN"))
+            if b.min is not None and b.max is not None and b.min > b.max:
+                problems.append((f"{where}.bounds.{name}",
+                                 f"min {b.min:g} is above max {b.max:g}; swap them"))
+        lb = q.learned_bounds
+        if lb is not None and not 0.0 <= lb.quantiles[0] < lb.quantiles[1] <= 1.0:
+            problems.append((f"{where}.learned_bounds.quantiles",
+                             "write [q_low, q_high] with 0 <= q_low < q_high <= 1, e.g. [0.25, 0.75]"))
+    # Detectors on fault rates must exist where indicators are on (a config without an `adwin`
+    # detector and without indicators is fine).
+    seen: set[str] = set()
+    for i, rule in enumerate(cfg.models):
+        eff = quality_rule(cfg, rule)
+        if not eff.indicators:
+            continue
+        own = rule.quality is not None and "detectors" in rule.quality.model_fields_set
+        where = f"models[{i}].quality.detectors" if own else "quality.defaults.detectors"
+        for k, det in enumerate(eff.detectors):
+            if det not in cfg.detectors and f"{where}[{k}]" not in seen:
+                seen.add(f"{where}[{k}]")
+                close = difflib.get_close_matches(det, list(cfg.detectors), n=1)
+                problems.append((f"{where}[{k}]", f"no detector named {det!r} in `detectors`"
+                                 + (f"; did you mean {close[0]!r}?" if close else
+                                    f"; define it there or use one of: {', '.join(cfg.detectors)}")))
     return problems
 
 
@@ -306,6 +432,10 @@ class Settings(BaseSettings):
     topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN")
     topic_dead_letter: str | None = Field(None, validation_alias="SM_TOPIC_DEAD_LETTER")
     topic_operations: str | None = Field(None, validation_alias="SM_TOPIC_OPERATIONS")
+    session_timeout_seconds: float = Field(
+        10.0, ge=6, validation_alias="SM_SESSION_TIMEOUT_SECONDS",
+        description="Kafka group session timeout: how long a crashed worker's partitions wait "
+        "before another worker takes them over (Faust's default is 60 s).")
     failpoint: str | None = Field(None, validation_alias="SM_FAILPOINT",
                                   description="Testing only: 'after_save:N', 'after_publish:N' or "
                                   "'mid_batch:N' kills the worker with SIGKILL at its N-th batch.")

@@ -210,6 +210,8 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> t
         # the working directory.
         datadir=os.path.join(datadir, "{conf.id}-data"),
         producer_linger_ms=5,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         broker_max_poll_records=max(500, settings.batch_max),
     )

@@ -1,0 +1,365 @@
+"""Chaos tests with real processes on the real Kafka and Redis.
+
+A long seeded stream with several known drifts per model, on a two-partition topic. Workers are
+killed with SIGKILL at a dozen points (mid-batch, between the state save and the publish, after
+the publish but before the offset commit, at random moments, and during a rebalance between two
+workers), each followed by a restart. The alerts and retrain requests read back from Kafka must
+be exactly those of an uninterrupted run, ids and detection offsets included; a duplicate is
+allowed only as a byte-identical repeat, and is counted.
+
+The broker-restart and Redis-restart cases restart the services that scripts/test.sh started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from stream_monitor.adapters.kafka_io import consume, create_topics, produce
+from stream_monitor.contracts import validate_record
+from stream_monitor.synth import Drift, StreamSpec, generate
+
+from .conftest import Unique, WorkerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+# Two models per partition (murmur2 of the key, as the Java and aiokafka clients partition).
+MODELS = ("credit-a", "credit-b", "credit-g", "credit-h")
+SPEC = StreamSpec(models=MODELS, events_per_model=8000, seed=23, drifts=(
+    Drift(900, "amount", 2.0), Drift(1500, "utilization", -2.0), Drift(1500, "prediction", 1.5),
+    Drift(2200, "age", 2.0), Drift(2200, "amount", -2.0), Drift(3300, "income_k", 2.0),
+    Drift(4200, "utilization", 2.0), Drift(4200, "prediction", -1.5), Drift(5500, "age", -2.0),
+    Drift(6800, "amount", 2.0), Drift(7400, "tenure_months", 2.0)))
+PARTITIONS = 2
+ENV = {"SM_BATCH_MAX": "200", "SM_BATCH_WITHIN_SECONDS": "0.05", "SM_LOG_LEVEL": "INFO",
+       # A SIGKILLed member holds its partitions until its session times out: keep that short.
+       "SM_SESSION_TIMEOUT_SECONDS": "6",
+       # Faust's own setting (read from the environment): commit every 0.2 s instead of 2.8 s,
+       # so that kills land between commits, not only before the first one.
+       "BROKER_COMMIT_INTERVAL": "0.2"}
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    async def ask() -> dict[int, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            offsets = await admin.list_consumer_group_offsets(group)
+        except KafkaError:
+            return {}
+        finally:
+            await admin.close()
+        return {p: offsets[TopicPartition(topic, p)].offset for p in range(PARTITIONS)
+                if TopicPartition(topic, p) in offsets}
+
+    try:
+        return asyncio.run(ask())
+    except Exception:  # broker down or restarting: no answer yet
+        return {}
+
+
+def _ends(bootstrap: str, topic: str) -> dict[int, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def ask() -> dict[int, int]:
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await c.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            ends = await c.end_offsets(tps)
+        finally:
+            await c.stop()
+        return {tp.partition: o for tp, o in ends.items()}
+
+    return asyncio.run(ask())
+
+
+class Run:
+    """One chaos scenario: its own topics, group and Redis prefix; starts worker processes."""
+
+    def __init__(self, bootstrap: str, redis_url: str, tmp: Path, config: Path) -> None:
+        self.u = Unique()
+        self.bootstrap, self.redis_url, self.tmp, self.config = bootstrap, redis_url, tmp, config
+        self.workers: list[WorkerProcess] = []
+        asyncio.run(create_topics(bootstrap, [self.u.topics["inference"]], partitions=PARTITIONS))
+        asyncio.run(create_topics(bootstrap, [v for k, v in self.u.topics.items() if k != "inference"]
+                                  + [f"t-{self.u.id}-ops"]))
+
+    def start(self, **env: str) -> WorkerProcess:
+        import sys
+
+        w = WorkerProcess([sys.executable, "-m", "stream_monitor", "worker", "--config", str(self.config)],
+                          self.u.env(self.bootstrap, self.redis_url, **ENV,
+                                     SM_TOPIC_OPERATIONS=f"t-{self.u.id}-ops", **env),
+                          self.tmp / f"{self.u.id}-worker-{len(self.workers)}.log")
+        self.workers.append(w)
+        return w
+
+    def produce(self, lines: list[bytes]) -> None:
+        asyncio.run(produce(self.bootstrap, self.u.topics["inference"],
+                            ((orjson.loads(v)["model_id"].encode(), v) for v in lines)))
+
+    def committed(self) -> dict[int, int]:
+        return _committed(self.bootstrap, self.u.app_id, self.u.topics["inference"])
+
+    def progress(self) -> int:
+        return sum(self.committed().values())
+
+    def wait_done(self, ends: dict[int, int], timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.committed() == ends:
+                return
+            alive = [w for w in self.workers if w.proc.poll() is None]
+            if not alive:
+                pytest.fail("no worker alive:\n" + "\n---\n".join(w.tail() for w in self.workers[-2:]))
+            time.sleep(0.5)
+        pytest.fail(f"committed {self.committed()} never reached {ends}:\n{self.workers[-1].tail()}")
+
+    def outputs(self, want_alerts: int, timeout: float = 60) -> list[Any]:
+        topics = [self.u.topics["alerts"], self.u.topics["retrain"]]
+        return asyncio.run(consume(self.bootstrap, topics, timeout=timeout, idle=5.0,
+                                   until=lambda m: sum(x.topic == topics[0] for x in m) >= want_alerts
+                                   and False))
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+def _summary(msgs: list[Any]) -> tuple[dict[str, tuple], Counter, list[str]]:
+    """Unique outputs by id -> (type, partition, offset); duplicate counts; non-identical repeats."""
+    seen: dict[str, bytes] = {}
+    out: dict[str, tuple] = {}
+    dups: Counter = Counter()
+    mismatched = []
+    for m in msgs:
+        rec = orjson.loads(m.value)
+        validate_record(rec)
+        rid = rec.get("alert_id") or rec["request_id"]
+        if rid in seen:
+            dups[rec["type"]] += 1
+            if seen[rid] != m.value:
+                mismatched.append(rid)
+            continue
+        seen[rid] = m.value
+        where = rec.get("detected_at") or rec["triggered_by"]
+        out[rid] = (rec["type"], rec["model_id"], where["partition"], where["offset"])
+    return out, dups, mismatched
+
+
+@pytest.fixture(scope="module")
+def stream() -> list[bytes]:
+    return list(generate(SPEC))
+
+
+@pytest.fixture(scope="module")
+def chaos_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import yaml
+
+    from .conftest import TEST_CONFIG
+
+    p = tmp_path_factory.mktemp("chaos") / "monitor.yaml"
+    p.write_text(yaml.safe_dump(TEST_CONFIG))
+    return p
+
+
+@pytest.fixture(scope="module")
+def baseline(kafka_bootstrap: str, redis_url: str, stream: list[bytes], chaos_config: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The uninterrupted run: one worker, start to end."""
+    run = Run(kafka_bootstrap, redis_url, tmp_path_factory.mktemp("baseline"), chaos_config)
+    run.produce(stream)
+    ends = _ends(kafka_bootstrap, run.u.topics["inference"])
+    assert sum(ends.values()) == len(stream) and all(ends.values()), ends
+    run.start()
+    try:
+        run.wait_done(ends)
+        msgs = run.outputs(0)
+    finally:
+        run.stop_all()
+    outputs, dups, _ = _summary(msgs)
+    kinds = Counter(t for t, *_ in outputs.values())
+    assert kinds["drift_alert"] >= 30 and kinds["retrain_request"] >= 4, kinds
+    assert not dups
+    return {"outputs": outputs, "ends": ends}
+
+
+def test_kill_9_at_many_points_changes_no_alert(kafka_bootstrap, redis_url, stream, chaos_config,
+                                                baseline, tmp_path):
+    run = Run(kafka_bootstrap, redis_url, tmp_path, chaos_config)
+    run.produce(stream)
+    ends = baseline["ends"]
+    rng = random.Random(5)
+    # (how, detail): failpoints kill at an exact step of the N-th batch of a process;
+    # "random" kills after a seeded delay; "rebalance" kills one of two workers mid-rebalance.
+    # Batch numbers count from each process's start; Faust commits every ~2.8 s, so the later
+    # points land after commits, the early ones before any (state ahead of the offsets).
+    kill_points = [
+        ("failpoint", "after_save:2"), ("failpoint", "after_save:9"),
+        ("failpoint", "after_publish:7"), ("failpoint", "mid_batch:6"), ("random", None),
+        ("failpoint", "after_save:1"), ("failpoint", "after_save:10"), ("random", None),
+        ("failpoint", "after_publish:3"), ("failpoint", "mid_batch:8"),
+        ("failpoint", "after_save:5"), ("rebalance", None), ("random", None),
+    ]
+    killed = []
+    for how, detail in kill_points:
+        before = run.progress()
+        if how == "failpoint":
+            w = run.start(SM_FAILPOINT=detail)
+            deadline = time.monotonic() + 90
+            while w.proc.poll() is None and time.monotonic() < deadline:
+                if run.committed() == ends:  # the stream ended before this point was reached
+                    break
+                time.sleep(0.2)
+            if w.proc.poll() is None:
+                w.stop(signal.SIGKILL)
+                if run.committed() != ends:
+                    pytest.fail(f"failpoint {detail} was never reached:\n{w.tail()}")
+                break
+            assert w.proc.returncode == -signal.SIGKILL, w.tail()
+        elif how == "random":
+            w = run.start()
+            _wait_log(w, ASSIGNED, 1)
+            delay = rng.uniform(0.05, 0.6)  # a seeded moment while it is consuming
+            time.sleep(delay)
+            w.proc.send_signal(signal.SIGKILL)
+            w.proc.wait(30)
+            detail = f"{delay:.2f}s after assignment"
+        else:  # two workers; kill the first while the group rebalances for the second
+            a = run.start()
+            _wait_log(a, ASSIGNED, 1)
+            b = run.start()
+            _wait_log(a, "rebalancing", 1)
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait(30)
+            _wait_log(b, ASSIGNED, 2 if _count(b, ASSIGNED) else 1)  # b takes over a's share
+            time.sleep(0.3)
+            b.proc.send_signal(signal.SIGKILL)
+            b.proc.wait(30)
+            detail = "first worker killed mid-rebalance, then the second after its takeover"
+        killed.append((how, detail, before, run.progress()))
+        if run.committed() == ends:
+            break
+    assert len(killed) >= 10, f"the stream ended before enough kills: {killed}"
+    # The kills landed all along the stream, not only before the first commit.
+    assert sum(after > before for _, _, before, after in killed) >= 4, killed
+    run.start()
+    try:
+        run.wait_done(ends)
+        msgs = run.outputs(0)
+    finally:
+        run.stop_all()
+    outputs, dups, mismatched = _summary(msgs)
+    print(f"kill points (how, detail, committed before, after): {killed}")
+    print(f"outputs: {Counter(t for t, *_ in outputs.values())}; duplicates: {dict(dups)}")
+    assert not mismatched, f"same id, different record: {mismatched}"
+    assert outputs == baseline["outputs"]
+
+
+ASSIGNED = "Executing _on_partitions_assigned"
+
+
+def _count(w: WorkerProcess, text: str) -> int:
+    return w.log.read_text(errors="replace").count(text)
+
+
+def _wait_log(w: WorkerProcess, text: str, times: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while _count(w, text) < times:
+        if w.proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"worker never logged {text!r} x{times}:\n{w.tail()}")
+        time.sleep(0.05)
+
+
+def _managed(var: str, default_port: str, port_var: str) -> bool:
+    return os.environ.get(var, "").endswith(f":{os.environ.get(port_var, default_port)}") or \
+        os.environ.get(var, "").endswith(f":{os.environ.get(port_var, default_port)}/0")
+
+
+def _services(*args: str) -> None:
+    subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), *args], check=True, timeout=180)
+
+
+def test_broker_restart_mid_stream(kafka_bootstrap, redis_url, stream, chaos_config, baseline,
+                                   tmp_path):
+    if not _managed("KAFKA_BOOTSTRAP_SERVERS", "39092", "SM_KAFKA_PORT"):
+        pytest.skip("Kafka is external here; scripts/test.sh's own broker is needed to restart it")
+    run = Run(kafka_bootstrap, redis_url, tmp_path, chaos_config)
+    run.produce(stream)
+    ends = baseline["ends"]
+    w = run.start()
+    try:
+        deadline = time.monotonic() + 120
+        while run.progress() < len(stream) // 4 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        _services("stop", "kafka")
+        time.sleep(3.0)
+        assert w.proc.poll() is None, "the worker died with the broker:\n" + w.tail()
+        _services("start", "kafka")
+        run.wait_done(ends, timeout=300)
+        assert w.proc.poll() is None, w.tail()
+        msgs = run.outputs(0)
+    finally:
+        run.stop_all()
+    outputs, dups, mismatched = _summary(msgs)
+    print(f"broker restart: duplicates {dict(dups)}")
+    assert not mismatched
+    assert outputs == baseline["outputs"]
+
+
+def test_redis_restart_loses_state_and_says_so(kafka_bootstrap, redis_url, stream, chaos_config,
+                                               tmp_path):
+    if not _managed("REDIS_URL", "36379", "SM_REDIS_PORT"):
+        pytest.skip("Redis is external here; scripts/test.sh's own Redis is needed to restart it")
+    run = Run(kafka_bootstrap, redis_url, tmp_path, chaos_config)
+    run.produce(stream)
+    ends = _ends(kafka_bootstrap, run.u.topics["inference"])
+    w = run.start()
+    try:
+        deadline = time.monotonic() + 120
+        while run.progress() < len(stream) // 5 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        _services("stop", "redis")
+        stalled_at = run.progress()
+        rss = []
+        for _ in range(8):  # Redis down for ~8 s: the worker waits, bounded, and stays up
+            time.sleep(1.0)
+            assert w.proc.poll() is None, "the worker died while Redis was down:\n" + w.tail()
+            rss.append(int(Path(f"/proc/{w.proc.pid}/statm").read_text().split()[1]) * 4096)
+        paused = run.progress() - stalled_at
+        _services("start", "redis")
+        run.wait_done(ends, timeout=300)
+        assert w.proc.poll() is None, w.tail()
+        ops = asyncio.run(consume(kafka_bootstrap, [f"t-{run.u.id}-ops"], timeout=20,
+                                  until=lambda m: len(m) >= 1))
+        msgs = run.outputs(0)
+    finally:
+        run.stop_all()
+    # Consumption paused: at most the batches already taken in flight were committed.
+    assert paused <= 4 * int(ENV["SM_BATCH_MAX"]), paused
+    assert max(rss) - min(rss) < 64 * 2**20, f"worker memory grew while Redis was down: {rss}"
+    assert ops, "no state-reset record on the operations topic:\n" + w.tail()
+    reset = orjson.loads(ops[0].value)
+    validate_record(reset)
+    assert reset["type"] == "state_reset" and "epoch" in reset["reason"]
+    assert "STATE RESET" in w.log.read_text()
+    # It went on from fresh detectors: the drifts after the restart are still found.
+    outputs, _, _ = _summary(msgs)
+    late = [o for o in outputs.values() if o[0] == "drift_alert" and o[3] > ends[o[2]] * 0.8]
+    assert late, "no alert after the state reset: the worker did not continue"
