@@ -503,6 +503,8 @@ async def measure_faust(
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
         REDIS_URL=redis_url,
         SM_DATA_DIR=str(data_dir),
+        # Metrics are still computed per batch; only the HTTP endpoint is off (port clashes).
+        SM_METRICS_PORT="0",
         PYTHONUNBUFFERED="1",
     )
     outputs: dict[str, str] = {}

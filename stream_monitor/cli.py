@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -62,9 +63,29 @@ def worker(config: ConfigOpt) -> None:
     from .adapters.worker import build_app
     from .state.redis import RedisStore
 
-    store = RedisStore(settings.redis_url, settings.key_prefix)
-    fapp, _ = build_app(cfg, settings, store)
-    Worker(fapp, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False).execute_from_commandline()
+    from prometheus_client import REGISTRY
+
+    from .observability import WorkerMetrics
+    from .observability.logging import json_logging_config
+    from .observability.worker_hooks import ObservedStore, instrument_faust_app, worker_readiness
+
+    metrics = WorkerMetrics(REGISTRY)
+    store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix), metrics)
+    fapp, _ = build_app(cfg, settings, store, metrics=metrics)
+    if settings.metrics_port:
+        instrument_faust_app(fapp, metrics,
+                             worker_readiness(fapp, store, input_topic=cfg.topics.inference),
+                             port=settings.metrics_port, host=settings.metrics_host,
+                             input_topic=cfg.topics.inference)
+    # Start-up objects (Faust, River, numpy) live for the whole run: keep the cyclic GC from
+    # re-scanning them, and collect the young generation less often (each event allocates a
+    # few dicts and floats).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+    logging_config = json_logging_config(settings.log_level) if settings.log_format == "json" else None
+    Worker(fapp, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False,
+           logging_config=logging_config).execute_from_commandline()
 
 
 @app.command()
@@ -141,6 +162,46 @@ def demo(
     settings = _settings()
     code = asyncio.run(run_demo(config, settings, events=events, timeout=timeout, console=err))
     raise typer.Exit(code)
+
+
+@app.command()
+def notify(
+    targets: Annotated[Path, typer.Option("--targets", "-t", envvar="SM_NOTIFY_CONFIG",
+                                          help="Notification targets (YAML).", show_envvar=True)],
+    check: Annotated[bool, typer.Option("--check", help="Validate the targets and their "
+                                        "secrets, then exit.")] = False,
+) -> None:
+    """Forward drift alerts and retrain requests to Alertmanager, PagerDuty, Slack, webhooks.
+
+    Environment: KAFKA_BOOTSTRAP_SERVERS, SM_NOTIFY_GROUP, SM_TOPIC_ALERTS, SM_TOPIC_RETRAIN,
+    SM_NOTIFY_TOPIC_DEAD_LETTER, SM_NOTIFY_HTTP_HOST, SM_NOTIFY_HTTP_PORT (/metrics /healthz
+    /readyz; 0 disables), SM_LOG_LEVEL, SM_LOG_FORMAT (text|json), and the variables the
+    targets name for their secrets.
+    """
+    from .notify.config import NotifySettings, load_notify_config, resolve_targets
+    from .observability.logging import configure_logging
+
+    try:
+        settings = NotifySettings()
+    except Exception as exc:  # pydantic ValidationError: name the variable
+        err.print(f"[red]invalid environment settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        cfg = load_notify_config(targets, settings)
+        resolved = resolve_targets(cfg, source=str(targets))
+    except ConfigError as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    if check:
+        err.print(f"ok: {len(resolved)} targets: "
+                  + ", ".join(f"{t.name} ({t.spec.type})" for t in resolved))
+        return
+    configure_logging(settings.log_level, settings.log_format)
+    from .notify.service import run_notifier
+
+    asyncio.run(run_notifier(cfg, resolved, settings.kafka_bootstrap_servers,
+                             group_id=settings.consumer_group, http_host=settings.http_host,
+                             http_port=settings.http_port))
 
 
 def main() -> None:

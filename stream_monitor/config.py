@@ -432,6 +432,11 @@ class Settings(BaseSettings):
     topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN")
     topic_dead_letter: str | None = Field(None, validation_alias="SM_TOPIC_DEAD_LETTER")
     topic_operations: str | None = Field(None, validation_alias="SM_TOPIC_OPERATIONS")
+    metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
+                              description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
+    metrics_host: str = Field("0.0.0.0", validation_alias="SM_METRICS_HOST")
+    log_format: Literal["text", "json"] = Field("text", validation_alias="SM_LOG_FORMAT",
+                                                description="json: one JSON object per log line.")
     session_timeout_seconds: float = Field(
         10.0, ge=6, validation_alias="SM_SESSION_TIMEOUT_SECONDS",
         description="Kafka group session timeout: how long a crashed worker's partitions wait "

@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import tempfile
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ import faust
 from ..config import MonitorConfig, Settings
 from ..contracts.records import SCHEMA_VERSION, DeadLetter, Position, RawRecord, iso_time, record_id
 from ..errors import TransientStoreError
+from ..observability.logging import log_context
 from ..pipeline import BatchOutput, BatchPipeline, OutputRecord, _output
 from ..state.base import StateFencedError, StateStore
 
@@ -42,6 +44,7 @@ class MonitorWorker:
         self.pipeline = BatchPipeline(config, store)
         self.topics: dict[str, Any] = {}
         self._declared: set[str] = set()
+        self.metrics: Any = None
         self.batches = 0
         self.events = 0
 
@@ -104,7 +107,6 @@ class MonitorWorker:
 
     async def state_reset(self, reason: str, models: list[str]) -> None:
         import socket
-        import time
 
         self.pipeline.forget()
         now = time.time()
@@ -140,11 +142,24 @@ class MonitorWorker:
                 await asyncio.gather(*futs)
                 return
             except Exception as exc:
+                if self.metrics is not None:
+                    self.metrics.publish_failed()
                 # Re-sending is safe: ids are deterministic, consumers dedupe on them.
                 log.warning("publishing %d records failed, retrying in %.1fs: %s",
                             len(records), delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+
+def _observe(metrics: Any, worker: MonitorWorker, raws: list[RawRecord], out: BatchOutput,
+             seconds: float) -> None:
+    from ..observability import batch_counts
+
+    c = batch_counts(raws, out.records)
+    metrics.observe_batch(c.events_by_model, c.dead_letters_by_reason, seconds, alerts=c.alerts,
+                          retrain_requests=c.retrain_requests, positions=c.positions)
+    models = worker.pipeline.state.models
+    metrics.observe_models(models[m] for m in c.events_by_model if m in models)
 
 
 def _failpoint(spec: str | None) -> tuple[str, int] | None:
@@ -168,8 +183,6 @@ def _where(p: Position) -> str:
 
 
 def _internal_error(config: MonitorConfig, raw: RawRecord) -> BatchOutput:
-    import time
-
     dl = DeadLetter(raw, "internal_error", "the monitoring core raised on this event; see the "
                     "worker log at this topic/partition/offset")
     out = BatchOutput(events=1, dead_letters=1)
@@ -192,8 +205,10 @@ def _raw(event: Any) -> RawRecord:
     )
 
 
-def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> tuple[faust.App, MonitorWorker]:
-    """The Faust app with one agent on the inference topic."""
+def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
+              metrics: Any = None) -> tuple[faust.App, MonitorWorker]:
+    """The Faust app with one agent on the inference topic. ``metrics`` is an optional
+    :class:`~stream_monitor.observability.WorkerMetrics`, told about every finished batch."""
     datadir = settings.data_dir or os.path.join(tempfile.gettempdir(), "stream-monitor")
     os.makedirs(datadir, exist_ok=True)
     app = faust.App(
@@ -216,6 +231,7 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> t
         broker_max_poll_records=max(500, settings.batch_max),
     )
     worker = MonitorWorker(config, settings, store)
+    worker.metrics = metrics
     t = config.topics
     for name in (t.alerts, t.retrain, t.dead_letter, t.operations):
         worker.topics[name] = app.topic(name, key_type=bytes, value_type=bytes,
@@ -229,6 +245,7 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> t
     async def monitor(stream: faust.StreamT) -> None:
         async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_seconds):
             n = worker.batches + 1
+            t0 = time.perf_counter()
             raws = [_raw(e) for e in events]
             await worker.check_epoch()
             _die_if(failpoint, "mid_batch", n)
@@ -253,6 +270,16 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore) -> t
                 await stream.ack(e)
             worker.batches = n
             worker.events += len(events)
+            if metrics is not None:
+                _observe(metrics, worker, raws, out, time.perf_counter() - t0)
+            for r in out.records:
+                rec = r.record
+                if rec["type"] == "drift_alert":
+                    at = rec["detected_at"]
+                    with log_context(model=rec["model_id"], signal=rec["signal"],
+                                     topic=at["topic"], partition=at["partition"],
+                                     offset=at["offset"]):
+                        log.info("drift alert %s: %s", rec["alert_id"], rec["summary"])
             if out.alerts or out.retrain_requests or out.dead_letters or out.recovered:
                 log.info("batch of %d: %d alerts, %d retrain requests, %d dead letters, %d "
                          "recovered from the outbox, %d redelivered (%s)", len(events), out.alerts,

@@ -1,0 +1,409 @@
+"""Notification targets (YAML) and the notifier's settings (environment).
+
+The YAML file says *where* alerts go: any mix of Alertmanager, PagerDuty, Slack and generic
+webhooks, each with its retry policy and rate limit. Secrets never live in the file: a target
+names the environment variable that holds its routing key, webhook URL or signing secret, and
+loading fails, naming the field and the variable, when that variable is not set.
+
+>>> cfg = parse_notify_config({"targets": [{"name": "am", "type": "alertmanager",
+...                                         "url": "http://127.0.0.1:9093"}]})
+>>> cfg.targets[0].retry.max_attempts, cfg.topics.alerts
+(5, 'drift-alerts')
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..errors import ConfigError
+
+__all__ = [
+    "RECORD_TYPES",
+    "SEVERITIES",
+    "TARGET_TYPES",
+    "AlertmanagerTarget",
+    "NotifyConfig",
+    "NotifySettings",
+    "PagerDutyTarget",
+    "RateLimit",
+    "ResolvedTarget",
+    "RetryPolicy",
+    "SlackTarget",
+    "Target",
+    "WebhookTarget",
+    "load_notify_config",
+    "parse_notify_config",
+    "resolve_targets",
+]
+
+RecordType = Literal["drift_alert", "retrain_request", "drift_resolved"]
+RECORD_TYPES: tuple[RecordType, ...] = ("drift_alert", "retrain_request", "drift_resolved")
+SEVERITIES = ("critical", "error", "warning", "info")  # PagerDuty's set; Alertmanager takes any
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryPolicy(_Strict):
+    """Exponential backoff with full jitter: attempt k waits a random time in
+    [0, min(max_backoff, initial_backoff * multiplier**(k-1))]."""
+
+    max_attempts: int = Field(5, ge=1, le=100, description="Attempts before dead-lettering.")
+    initial_backoff_seconds: float = Field(0.5, gt=0, le=3600)
+    max_backoff_seconds: float = Field(30.0, gt=0, le=3600)
+    multiplier: float = Field(2.0, ge=1.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetryPolicy:
+        if self.max_backoff_seconds < self.initial_backoff_seconds:
+            raise ValueError("max_backoff_seconds must be >= initial_backoff_seconds")
+        return self
+
+
+class RateLimit(_Strict):
+    """A token bucket: ``per_second`` requests on average, bursts of up to ``burst``."""
+
+    per_second: float = Field(1.0, gt=0, le=10_000)
+    burst: int = Field(10, ge=1, le=100_000)
+
+
+class _TargetBase(_Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="Unique name; used in metrics labels and dead letters.")
+    records: tuple[RecordType, ...] = Field(
+        RECORD_TYPES, min_length=1, description="Which record types this target receives.")
+    timeout_seconds: float = Field(10.0, gt=0, le=300, description="Per-request timeout.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)  # type: ignore[arg-type]
+    rate_limit: RateLimit = Field(default_factory=RateLimit)  # type: ignore[arg-type]
+    url: str | None = Field(None, description="Where to POST. Use url_env for secret URLs.")
+    url_env: str | None = Field(None, description="Environment variable holding the URL.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            _check_url(v)
+        return v
+
+    def _need_url(self, default: str | None = None) -> None:
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("set either url or url_env, not both")
+        if self.url is None and self.url_env is None and default is None:
+            raise ValueError("set url (or url_env naming an environment variable that holds it)")
+
+
+def _check_url(v: str) -> None:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{v!r} is not an http(s) URL; write e.g. https://host:port/path")
+
+
+class AlertmanagerTarget(_TargetBase):
+    """Prometheus Alertmanager, API v2 (``POST <url>/api/v2/alerts``)."""
+
+    type: Literal["alertmanager"]
+    resolve_after_seconds: float | None = Field(
+        86400.0, gt=0,
+        description="endsAt of a firing alert, counted from now: it stays firing this long "
+                    "unless a drift_resolved record resolves it sooner. null lets "
+                    "Alertmanager's resolve_timeout decide.")
+    bearer_token_env: str | None = Field(None, description="Env var with a bearer token.")
+
+    @model_validator(mode="after")
+    def _url(self) -> AlertmanagerTarget:
+        self._need_url()
+        return self
+
+
+class PagerDutyTarget(_TargetBase):
+    """PagerDuty Events API v2: trigger and resolve, ``dedup_key`` = the alert fingerprint."""
+
+    type: Literal["pagerduty"]
+    routing_key_env: str = Field(description="Env var with the integration's routing key.")
+    source: str = Field("stream-monitor", min_length=1, description="payload.source")
+
+    @model_validator(mode="after")
+    def _url(self) -> PagerDutyTarget:
+        self._need_url(PAGERDUTY_EVENTS_URL)
+        return self
+
+
+class SlackTarget(_TargetBase):
+    """A Slack incoming webhook. Its URL is a secret: give it through url_env."""
+
+    type: Literal["slack"]
+
+    @model_validator(mode="after")
+    def _url(self) -> SlackTarget:
+        self._need_url()
+        return self
+
+
+class WebhookTarget(_TargetBase):
+    """Any HTTP endpoint: the JSON record as it is on the topic, signed with HMAC-SHA256."""
+
+    type: Literal["webhook"]
+    secret_env: str = Field(description="Env var with the HMAC-SHA256 signing secret.")
+    signature_header: str = Field("X-Stream-Monitor-Signature", min_length=1)
+
+    @model_validator(mode="after")
+    def _url(self) -> WebhookTarget:
+        self._need_url()
+        return self
+
+
+Target = AlertmanagerTarget | PagerDutyTarget | SlackTarget | WebhookTarget
+TARGET_TYPES: dict[str, type[_TargetBase]] = {
+    "alertmanager": AlertmanagerTarget, "pagerduty": PagerDutyTarget,
+    "slack": SlackTarget, "webhook": WebhookTarget,
+}
+
+
+class NotifyTopics(_Strict):
+    alerts: str = "drift-alerts"
+    retrain: str = "retrain-requests"
+    dead_letter: str = Field("notify-dead-letter",
+                             description="Records that could not be delivered after all retries.")
+
+
+class Severity(_Strict):
+    drift_alert: Literal["critical", "error", "warning", "info"] = "warning"
+    retrain_request: Literal["critical", "error", "warning", "info"] = "critical"
+
+
+class NotifyConfig(_Strict):
+    """The whole notification config. See ``examples/notify.yaml``."""
+
+    version: Literal[1] = 1
+    topics: NotifyTopics = Field(default_factory=NotifyTopics)  # type: ignore[arg-type]
+    consumer_group: str = Field("stream-monitor-notify", min_length=1)
+    severity: Severity = Field(default_factory=Severity)  # type: ignore[arg-type]
+    generator_url: str | None = Field(
+        None, description="Link back to a dashboard; may use {model_id}, {signal}, {alert_id}.")
+    targets: tuple[Annotated[Target, Field(discriminator="type")], ...] = Field(min_length=1)
+
+    def with_topics(self, **overrides: str | None) -> NotifyConfig:
+        given = {k: v for k, v in overrides.items() if v}
+        if not given:
+            return self
+        return self.model_copy(update={"topics": self.topics.model_copy(update=given)})
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTarget:
+    """A target with its secrets read from the environment (kept out of reprs and logs)."""
+
+    spec: Target
+    url: str
+    secret: str | None = None  # routing key, HMAC secret or bearer token
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"ResolvedTarget({self.spec.type}:{self.spec.name} -> {_redact(self.url)})"
+
+
+def _redact(url: str) -> str:
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.hostname}{':' + str(p.port) if p.port else ''}/…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading with errors that name the field and the fix.
+
+_HINTS = {
+    "float_parsing": "write a number",
+    "int_parsing": "write a whole number",
+    "string_type": "write a string",
+}
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if current else None
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        inner = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        current = inner[-1] if inner else None
+    return current
+
+
+def _explain(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()
+             ) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(model, loc[:-1])
+            allowed = sorted(owner.model_fields) if owner else []
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            msg = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
+            if allowed:
+                msg += f" (allowed here: {', '.join(allowed)})"
+        elif err["type"] == "missing":
+            msg = "this field is required; add it"
+        elif hint := _HINTS.get(err["type"]):
+            msg = f"{msg}; {hint}"
+        problems.append((_path(prefix + loc), msg))
+    return problems
+
+
+def parse_notify_config(raw: Any, source: str = "notify config") -> NotifyConfig:
+    """Validate a parsed YAML document; raise :class:`ConfigError` naming every problem."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError([("(top level)", "the notify config must be a YAML mapping with "
+                            "at least `targets`")], source)
+    problems: list[tuple[str, str]] = []
+    # Targets are checked one by one against their own type, so errors read
+    # `targets[1].routing_key_env`, not pydantic's union branch names.
+    targets = raw.get("targets")
+    if isinstance(targets, list):
+        names: dict[str, int] = {}
+        for i, t in enumerate(targets):
+            where = ("targets", i)
+            if not isinstance(t, Mapping):
+                problems.append((_path(where),
+                                 "each target must be a mapping with name, type, ..."))
+                continue
+            kind = t.get("type")
+            if kind not in TARGET_TYPES:
+                close = difflib.get_close_matches(str(kind), list(TARGET_TYPES), n=1)
+                problems.append((_path((*where, "type")),
+                                 (f"unknown target type {kind!r}" if kind is not None else
+                                  "this field is required") +
+                                 (f"; did you mean {close[0]!r}?" if close else
+                                  f"; use one of: {', '.join(TARGET_TYPES)}")))
+                continue
+            try:
+                TARGET_TYPES[kind].model_validate(t)
+            except ValidationError as exc:
+                problems += _explain(exc, TARGET_TYPES[kind], where)
+            name = t.get("name")
+            if isinstance(name, str):
+                if name in names:
+                    problems.append((_path((*where, "name")),
+                                     f"duplicate target name {name!r} (also "
+                                     f"targets[{names[name]}]); give each target its own name"))
+                names.setdefault(name, i)
+    if problems:
+        raise ConfigError(problems, source)
+    try:
+        return NotifyConfig.model_validate(raw)
+    except ValidationError as exc:
+        # Target problems were reported above; whatever is left is outside the targets.
+        raise ConfigError(_explain(exc, NotifyConfig), source) from None
+
+
+def load_notify_config(path: str | os.PathLike[str], settings: NotifySettings | None = None
+                       ) -> NotifyConfig:
+    """Read and validate a notify config; topic names may be overridden by the environment."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([("--targets", f"cannot read {p}: {exc.strerror}; pass an existing "
+                            "file")], str(p)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError([(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")],
+                          str(p)) from None
+    cfg = parse_notify_config(raw, str(p))
+    s = settings or NotifySettings()  # type: ignore[call-arg]  # from the environment
+    return cfg.with_topics(alerts=s.topic_alerts, retrain=s.topic_retrain,
+                           dead_letter=s.topic_dead_letter)
+
+
+_URL_WHAT = {"alertmanager": "Alertmanager's base URL", "pagerduty": "the Events API v2 URL",
+             "slack": "the Slack incoming-webhook URL", "webhook": "the webhook's URL"}
+
+
+def resolve_targets(cfg: NotifyConfig, environ: Mapping[str, str] | None = None,
+                    source: str = "notify config") -> list[ResolvedTarget]:
+    """Read every target's secrets from the environment; one error lists all that are missing."""
+    env = os.environ if environ is None else environ
+    problems: list[tuple[str, str]] = []
+    out: list[ResolvedTarget] = []
+
+    def need(i: int, field: str, var: str, what: str) -> str | None:
+        value = env.get(var)
+        if not value:
+            problems.append((f"targets[{i}].{field}",
+                             f"environment variable {var} is not set; export it with {what}"))
+            return None
+        return value
+
+    for i, t in enumerate(cfg.targets):
+        url = t.url
+        if t.url_env is not None:
+            url = need(i, "url_env", t.url_env, _URL_WHAT[t.type])
+            if url is not None:
+                try:
+                    _check_url(url)
+                except ValueError as exc:
+                    problems.append((f"targets[{i}].url_env", f"{t.url_env}: {exc}"))
+                    continue
+        if url is None and isinstance(t, PagerDutyTarget):
+            url = PAGERDUTY_EVENTS_URL
+        secret: str | None = None
+        if isinstance(t, PagerDutyTarget):
+            secret = need(i, "routing_key_env", t.routing_key_env,
+                          "the PagerDuty integration's routing key (Events API v2)")
+        elif isinstance(t, WebhookTarget):
+            secret = need(i, "secret_env", t.secret_env, "the shared HMAC-SHA256 signing secret")
+        elif isinstance(t, AlertmanagerTarget) and t.bearer_token_env:
+            secret = need(i, "bearer_token_env", t.bearer_token_env, "the bearer token")
+        if url is not None:
+            out.append(ResolvedTarget(t, url, secret))
+    if problems:
+        raise ConfigError(problems, source)
+    return out
+
+
+class NotifySettings(BaseSettings):
+    """Where the notifier runs, from the environment (12-factor)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092",
+                                         validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    topic_alerts: str | None = Field(None, validation_alias="SM_TOPIC_ALERTS")
+    topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN")
+    topic_dead_letter: str | None = Field(None, validation_alias="SM_NOTIFY_TOPIC_DEAD_LETTER")
+    consumer_group: str | None = Field(None, validation_alias="SM_NOTIFY_GROUP",
+                                       description="Overrides consumer_group of the config.")
+    http_host: str = Field("0.0.0.0", validation_alias="SM_NOTIFY_HTTP_HOST")
+    http_port: int = Field(9465, ge=0, le=65535, validation_alias="SM_NOTIFY_HTTP_PORT",
+                           description="/metrics, /healthz, /readyz; 0 disables the server.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias="SM_LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field("text", validation_alias="SM_LOG_FORMAT")

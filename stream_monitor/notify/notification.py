@@ -1,0 +1,238 @@
+"""What a record on the alert or retrain topic means to a person on call. Pure: no I/O.
+
+Every forwarder starts from a :class:`Notification`: trigger or resolve, the alert fingerprint
+(the same for a drift alert and its later resolution), labels, a one-line summary and the
+evidence as flat ``name -> text`` details.
+
+The **fingerprint** identifies *the problem*, not one detection: a hash of (model_id,
+model_version, signal, detector name). PagerDuty uses it as ``dedup_key`` and Alertmanager
+derives the same identity from the labels, so a ``drift_resolved`` record with the same four
+fields resolves the incident the drift alert opened.
+
+>>> rec = {"type": "drift_resolved", "model_id": "m", "model_version": "1",
+...        "signal": "prediction", "detector": {"name": "adwin"},
+...        "resolved_at": "2026-01-01T00:00:00.000Z"}
+>>> n = notification_from_record(rec)
+>>> n.action, n.alertname, n.fingerprint == fingerprint("m", "1", "prediction", "adwin")
+('resolve', 'ModelDrift', True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ..contracts.records import iso_time, record_id
+
+__all__ = [
+    "Notification",
+    "UnsupportedRecord",
+    "fingerprint",
+    "notification_from_record",
+    "parse_time",
+]
+
+ALERTNAMES = {"drift_alert": "ModelDrift", "drift_resolved": "ModelDrift",
+              "retrain_request": "RetrainRequested"}
+RETRAIN_SIGNAL = "retrain"  # stands in for the signal in a retrain request's fingerprint
+
+
+class UnsupportedRecord(ValueError):
+    """The record is not something the notifier can forward (unknown type, missing fields)."""
+
+    def __init__(self, reason_code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.reason_code = reason_code
+        self.reason = reason
+
+
+def fingerprint(model_id: str, model_version: str | None, signal: str, detector: str) -> str:
+    """The alert's identity across trigger and resolve (32 hex chars).
+
+    >>> fingerprint("credit-risk", "1", "feature:amount", "adwin")
+    '22ce5048c2a2c70842cfd19dd7e071bd'
+    """
+    return record_id("fingerprint", model_id, model_version or "", signal, detector)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    action: Literal["trigger", "resolve"]
+    record_type: str  # drift_alert | retrain_request | drift_resolved
+    alertname: str
+    fingerprint: str
+    model_id: str
+    model_version: str | None
+    signal: str | None  # None for a retrain request (it names several signals)
+    detector: str | None  # the detector's name; the rule's name for a retrain request
+    severity: str
+    summary: str
+    occurred_at: float  # event time, epoch seconds: detection, request or resolution
+    idempotency_key: str  # the same for every delivery of this record
+    record: dict[str, Any] = field(repr=False)
+    details: dict[str, str] = field(default_factory=dict, repr=False)  # evidence, ordered
+
+    @property
+    def occurred_at_iso(self) -> str:
+        return iso_time(self.occurred_at)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Labels that identify the alert (Alertmanager labels; PagerDuty custom details)."""
+        out = {"alertname": self.alertname, "model": self.model_id}
+        if self.model_version:
+            out["model_version"] = self.model_version
+        if self.signal is not None:
+            out["signal"] = self.signal
+        if self.detector is not None and self.record_type != "retrain_request":
+            out["detector"] = self.detector
+        out["severity"] = self.severity
+        return out
+
+
+def parse_time(v: Any) -> float | None:
+    """Epoch seconds from an ISO 8601 string or a number; None when absent or unreadable."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int | float):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, str):
+        try:
+            dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    return None
+
+
+def _str(rec: dict[str, Any], key: str) -> str:
+    v = rec.get(key)
+    if not isinstance(v, str) or not v:
+        raise UnsupportedRecord("missing_field", f"{rec.get('type')} record has no {key!r} string")
+    return v
+
+
+def _version(rec: dict[str, Any]) -> str | None:
+    v = rec.get("model_version")
+    return v if isinstance(v, str) and v else (str(v) if isinstance(v, int) else None)
+
+
+def _detector_name(rec: dict[str, Any]) -> str:
+    det = rec.get("detector")
+    if isinstance(det, dict):
+        det = det.get("name")
+    if not isinstance(det, str) or not det:
+        raise UnsupportedRecord("missing_field", f"{rec.get('type')} record has no detector name")
+    return det
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)
+
+
+def _drift_details(rec: dict[str, Any]) -> dict[str, str]:
+    d: dict[str, str] = {}
+    ev = rec.get("evidence") or {}
+    for window in ("reference", "current", "recent"):
+        s = ev.get(window) or {}
+        if s:
+            d[f"{window}_mean"] = _fmt(s.get("mean"))
+            d[f"{window}_std"] = _fmt(s.get("std"))
+            d[f"{window}_count"] = _fmt(s.get("count"))
+    if ev.get("mean_shift_in_reference_std") is not None:
+        d["mean_shift_in_reference_std"] = _fmt(ev["mean_shift_in_reference_std"])
+    det = rec.get("detector") or {}
+    if isinstance(det, dict) and det.get("type"):
+        d["detector_type"] = str(det["type"])
+    at = rec.get("detected_at") or {}
+    if at:
+        d["offset"] = f"{at.get('topic')}/{at.get('partition')}@{at.get('offset')}"
+        d["event_id"] = str(at.get("event_id"))
+        d["event_time"] = str(at.get("event_time"))
+    if rec.get("alert_id"):
+        d["alert_id"] = str(rec["alert_id"])
+    return d
+
+
+def notification_from_record(record: Any, severities: dict[str, str] | None = None,
+                             *, raw: bytes | None = None, now: float | None = None) -> Notification:
+    """Interpret one record from the alert/retrain topics. Raises :class:`UnsupportedRecord`.
+
+    ``raw`` (the record's bytes on the topic) makes the idempotency key of records without an id
+    of their own; ``now`` is the fallback time of a resolution that carries none.
+    """
+    if not isinstance(record, dict):
+        raise UnsupportedRecord("not_an_object",
+                                f"expected a JSON object, got {type(record).__name__}")
+    sev = {"drift_alert": "warning", "retrain_request": "critical", **(severities or {})}
+    kind = record.get("type")
+    if kind not in ALERTNAMES:
+        raise UnsupportedRecord("unsupported_type",
+                                f"record type {kind!r} is not one the notifier forwards "
+                                f"({', '.join(ALERTNAMES)})")
+    model_id = _str(record, "model_id")
+    version = _version(record)
+    if kind == "retrain_request":
+        rule = record.get("rule") or {}
+        rule_name = rule.get("name") if isinstance(rule, dict) else None
+        rule_name = rule_name if isinstance(rule_name, str) and rule_name else "retrain"
+        request_id = _str(record, "request_id")
+        signals = [str(s) for s in record.get("signals") or []]
+        at = record.get("triggered_by") or {}
+        details = {"reason": str(record.get("reason", "")), "signals": ", ".join(signals),
+                   "alert_ids": ", ".join(map(str, record.get("alert_ids") or [])),
+                   "request_id": request_id, "rule": rule_name}
+        if at:
+            details["offset"] = f"{at.get('topic')}/{at.get('partition')}@{at.get('offset')}"
+            details["event_id"] = str(at.get("event_id"))
+        t = parse_time(record.get("requested_at")) or parse_time(at.get("event_time"))
+        return Notification(
+            action="trigger", record_type=kind, alertname=ALERTNAMES[kind],
+            fingerprint=fingerprint(model_id, version, RETRAIN_SIGNAL, rule_name),
+            model_id=model_id, model_version=version, signal=None, detector=rule_name,
+            severity=sev["retrain_request"],
+            summary=f"{model_id}: retrain requested. {record.get('reason', '')}".strip(),
+            occurred_at=t if t is not None else (now or 0.0),
+            idempotency_key=request_id, record=record, details=details)
+
+    signal = _str(record, "signal")
+    detector = _detector_name(record)
+    fp = fingerprint(model_id, version, signal, detector)
+    if kind == "drift_alert":
+        at = record.get("detected_at") or {}
+        t = parse_time(at.get("event_time"))
+        alert_id = _str(record, "alert_id")
+        summary = record.get("summary") or f"{model_id} {signal}: drift detected by {detector}"
+        return Notification(
+            action="trigger", record_type=kind, alertname=ALERTNAMES[kind], fingerprint=fp,
+            model_id=model_id, model_version=version, signal=signal, detector=detector,
+            severity=sev["drift_alert"], summary=str(summary),
+            occurred_at=t if t is not None else (now or 0.0),
+            idempotency_key=alert_id, record=record, details=_drift_details(record))
+
+    # drift_resolved: its exact shape comes with a later record type; read what it has.
+    resolved = record.get("resolved_at")
+    if isinstance(resolved, dict):
+        resolved = resolved.get("event_time")
+    t = parse_time(resolved)
+    if t is None:
+        t = parse_time((record.get("detected_at") or {}).get("event_time"))
+    key = record.get("resolution_id") or record.get("alert_id")
+    if not isinstance(key, str) or not key:
+        key = hashlib.sha256(raw).hexdigest()[:32] if raw is not None else record_id(
+            "resolved", fp, resolved)
+    details = _drift_details(record)
+    summary = record.get("summary") or f"{model_id} {signal}: drift ({detector}) resolved"
+    return Notification(
+        action="resolve", record_type=kind, alertname=ALERTNAMES[kind], fingerprint=fp,
+        model_id=model_id, model_version=version, signal=signal, detector=detector,
+        severity=sev["drift_alert"],  # the same labels as the alert it resolves
+        summary=str(summary), occurred_at=t if t is not None else (now or 0.0),
+        idempotency_key="resolve-" + key, record=record, details=details)

@@ -1,0 +1,150 @@
+"""A small aiohttp server for ``/metrics``, ``/healthz`` (liveness) and ``/readyz`` (readiness).
+
+It runs on the caller's event loop (the Faust worker's, the notifier's), so a loop that is
+stuck also stops answering ``/healthz``, which is what a liveness probe should notice.
+
+Readiness is a set of named checks (Kafka reachable, Redis reachable, partitions assigned),
+each bounded by a timeout; results are cached briefly so that probes do not hammer Redis.
+
+>>> import asyncio
+>>> r = Readiness({"always": lambda: True}, cache_seconds=0)
+>>> asyncio.run(r.report())["ready"]
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["Check", "HealthServer", "Readiness", "start_http_server"]
+
+log = logging.getLogger("stream_monitor.observability")
+
+# A check returns True/False, or (ok, detail); it may be async. Raising counts as not ready.
+Check = Callable[[], "bool | tuple[bool, str] | Awaitable[bool | tuple[bool, str]]"]
+
+
+class Readiness:
+    def __init__(self, checks: Mapping[str, Check] | None = None, *, timeout_seconds: float = 2.0,
+                 cache_seconds: float = 1.0) -> None:
+        self.checks: dict[str, Check] = dict(checks or {})
+        self.timeout = timeout_seconds
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, dict[str, Any]] | None = None
+        self._lock = asyncio.Lock()
+
+    def add(self, name: str, check: Check) -> None:
+        self.checks[name] = check
+        self._cached = None
+
+    async def _run(self, check: Check) -> tuple[bool, str]:
+        try:
+            res = check()
+            if inspect.isawaitable(res):
+                res = await asyncio.wait_for(res, self.timeout)
+        except TimeoutError:
+            return False, f"no answer within {self.timeout:g}s"
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        if isinstance(res, tuple):
+            return bool(res[0]), str(res[1])
+        return bool(res), ""
+
+    async def report(self) -> dict[str, Any]:
+        """{"ready": bool, "checks": {name: {"ok": bool, "detail": str}}}."""
+        async with self._lock:
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached[0] < self.cache_seconds:
+                return self._cached[1]
+            names = list(self.checks)
+            results = await asyncio.gather(*(self._run(self.checks[n]) for n in names))
+            checks = {n: {"ok": ok, "detail": detail} for n, (ok, detail) in zip(names, results,
+                                                                                 strict=True)}
+            report = {"ready": bool(checks) and all(c["ok"] for c in checks.values()),
+                      "checks": checks}
+            self._cached = (time.monotonic(), report)
+            return report
+
+
+class HealthServer:
+    """``/metrics`` from a registry, ``/healthz`` and ``/readyz``. Start, then stop."""
+
+    def __init__(self, registry: CollectorRegistry, readiness: Readiness | Check | None = None, *,
+                 liveness: Check | None = None, host: str = "0.0.0.0", port: int = 9464) -> None:
+        self.registry = registry
+        if readiness is None or isinstance(readiness, Readiness):
+            self.readiness = readiness or Readiness()
+        else:
+            self.readiness = Readiness({"ready": readiness})
+        self.liveness = liveness
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application()
+        self.app.router.add_get("/metrics", self._metrics)
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
+
+    @property
+    def bound_port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        if self._runner is None:
+            raise RuntimeError("the server is not started")
+        for site in self._runner.sites:
+            server = getattr(site, "_server", None)
+            if server is not None and server.sockets:
+                return int(server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def start(self) -> HealthServer:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        log.info("health and metrics on http://%s:%d (/metrics /healthz /readyz)", self.host,
+                 self.bound_port)
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(generate_latest, self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        if self.liveness is not None:
+            ok, detail = await Readiness(timeout_seconds=self.readiness.timeout)._run(self.liveness)
+            if not ok:
+                return _json({"status": "failing", "detail": detail}, 503)
+        return _json({"status": "ok"}, 200)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        report = await self.readiness.report()
+        return _json(report, 200 if report["ready"] else 503)
+
+
+def _json(obj: Any, status: int) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
+
+
+async def start_http_server(port: int, readiness: Readiness | Check | None = None, *,
+                            registry: CollectorRegistry | None = None,
+                            liveness: Check | None = None, host: str = "0.0.0.0") -> HealthServer:
+    """Start the server on the running loop; ``await server.stop()`` at shutdown."""
+    from prometheus_client import REGISTRY
+
+    server = HealthServer(registry if registry is not None else REGISTRY, readiness,
+                          liveness=liveness, host=host, port=port)
+    return await server.start()

@@ -1,0 +1,333 @@
+"""Prometheus metrics of the worker and the notifier, each in one container built from an
+injected ``CollectorRegistry`` (tests pass a fresh one; production the default one).
+
+Names follow the Prometheus conventions: a ``stream_monitor_`` namespace, base units in the
+name (``_seconds``), ``_total`` for counters, snake_case labels with bounded values (model and
+signal ids come from the monitoring config; reasons and outcomes are fixed sets).
+
+>>> from prometheus_client import CollectorRegistry
+>>> reg = CollectorRegistry()
+>>> m = WorkerMetrics(reg)
+>>> m.observe_batch({"credit-risk": 3}, {"undecodable": 1}, 0.02)
+>>> reg.get_sample_value("stream_monitor_events_total", {"model": "credit-risk"})
+3.0
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
+from prometheus_client import Counter as PromCounter
+
+__all__ = ["BatchCounts", "NotifierMetrics", "WorkerMetrics", "batch_counts", "topic_partition"]
+
+NAMESPACE = "stream_monitor"
+
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+def topic_partition(tp: Any) -> tuple[str, int]:
+    """(topic, partition) from a tuple, a Faust/aiokafka ``TP``/``TopicPartition`` or a Position."""
+    if isinstance(tp, tuple) and len(tp) >= 2 and not hasattr(tp, "topic"):
+        return str(tp[0]), int(tp[1])
+    return str(tp.topic), int(tp.partition)
+
+
+def _event_time(alert: Mapping[str, Any]) -> float | None:
+    from ..notify.notification import parse_time
+
+    at = alert.get("detected_at") or alert.get("triggered_by") or {}
+    return parse_time(at.get("event_time")) if isinstance(at, Mapping) else None
+
+
+class WorkerMetrics:
+    """Everything the worker reports. Each method is one hook the worker calls; see
+    ``docs/notify.md`` ("Wiring the worker") for where."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 clock: Any = time.time) -> None:
+        from prometheus_client import REGISTRY
+
+        reg = registry if registry is not None else REGISTRY
+        self.registry = reg
+        self.clock = clock
+        ns = NAMESPACE
+        self.events = PromCounter("events", "Inference events read, by model (dead letters not "
+                                  "included).", ["model"], namespace=ns, registry=reg)
+        self.dead_letters = PromCounter("dead_letters", "Events sent to the dead-letter topic, by "
+                                        "reason code.", ["reason"], namespace=ns, registry=reg)
+        self.batch_duration = Histogram("batch_duration_seconds", "Time to process one batch: "
+                                        "decode, state load, detectors, state save, publish.",
+                                        namespace=ns, registry=reg, buckets=BATCH_BUCKETS)
+        self.batch_events = Histogram("batch_events", "Events per batch.", namespace=ns,
+                                      registry=reg, buckets=BATCH_SIZE_BUCKETS)
+        self.alert_latency = Histogram(
+            "event_to_alert_latency_seconds", "From the event time of the event a detector fired "
+            "on to the alert's publication.", namespace=ns, registry=reg, buckets=LATENCY_BUCKETS)
+        self.detections = PromCounter("drift_detections", "Drift alerts, by model, signal and "
+                                      "detector.", ["model", "signal", "detector"], namespace=ns,
+                                      registry=reg)
+        self.retrain_requests = PromCounter("retrain_requests", "Retrain requests, by model.",
+                                            ["model"], namespace=ns, registry=reg)
+        self.lag = Gauge("consumer_lag_records", "Records on the input partition not yet "
+                         "processed: high watermark minus the next offset to process.",
+                         ["topic", "partition"], namespace=ns, registry=reg)
+        self.assigned = Gauge("assigned_partitions", "Input partitions assigned to this worker.",
+                              namespace=ns, registry=reg)
+        self.window_size = Gauge("signal_window_values", "Values in a signal's window: `reference` "
+                                 "(collected so far, or complete) and `recent`.",
+                                 ["model", "signal", "window"], namespace=ns, registry=reg)
+        self.signal_mean = Gauge("signal_mean", "Mean of a signal's `reference` window and of its "
+                                 "`current` (recent) window, in the signal's units.",
+                                 ["model", "signal", "window"], namespace=ns, registry=reg)
+        self.signal_detecting = Gauge("signal_detecting", "1 when the signal's detectors run, 0 "
+                                      "while its reference is being collected.",
+                                      ["model", "signal"], namespace=ns, registry=reg)
+        self.last_event = Gauge("model_last_event_timestamp_seconds", "Wall-clock time the last "
+                                "event of a model was processed.", ["model"], namespace=ns,
+                                registry=reg)
+        self.redis_rtt = Histogram("redis_round_trip_seconds", "Round-trip time of Redis state "
+                                   "writes and loads.", namespace=ns, registry=reg,
+                                   buckets=REDIS_BUCKETS)
+        self.state_save_failures = PromCounter("state_save_failures", "State saves that failed "
+                                               "(the batch is retried).", namespace=ns,
+                                               registry=reg)
+        self.publish_failures = PromCounter("publish_failures", "Output publishes that failed "
+                                            "(retried).", namespace=ns, registry=reg)
+        self.info = Info("build", "stream-monitor version.", namespace=ns, registry=reg)
+        from .. import __version__
+
+        self.info.info({"version": __version__, "component": "worker"})
+        self._processed: dict[tuple[str, int], int] = {}
+        self._lag_keys: set[tuple[str, int]] = set()
+
+    # -- per batch -----------------------------------------------------------------------
+    def observe_batch(self, events_by_model: Mapping[str, int],
+                      dead_letters_by_reason: Mapping[str, int], seconds: float, *,
+                      alerts: Sequence[Mapping[str, Any]] = (),
+                      retrain_requests: Sequence[Mapping[str, Any]] = (),
+                      positions: Mapping[Any, int] | None = None,
+                      now: float | None = None) -> None:
+        """One batch is done (state saved, outputs confirmed). ``positions`` is the last offset
+        processed per (topic, partition), for the lag."""
+        now = self.clock() if now is None else now
+        total = 0
+        for model, n in events_by_model.items():
+            if n:
+                self.events.labels(model).inc(n)
+                self.last_event.labels(model).set(now)
+                total += n
+        for reason, n in dead_letters_by_reason.items():
+            if n:
+                self.dead_letters.labels(reason).inc(n)
+                total += n
+        self.batch_duration.observe(max(0.0, seconds))
+        self.batch_events.observe(total)
+        for a in alerts:
+            self.observe_alert(a, now=now)
+        for r in retrain_requests:
+            self.retrain_requests.labels(str(r.get("model_id"))).inc()
+        for tp, offset in (positions or {}).items():
+            self.processed(tp, offset)
+
+    def observe_alert(self, alert: Mapping[str, Any], *, now: float | None = None) -> None:
+        """A drift alert was published: count it, and observe its event-to-alert latency."""
+        det = alert.get("detector")
+        detector = det.get("name") if isinstance(det, Mapping) else det
+        self.detections.labels(str(alert.get("model_id")), str(alert.get("signal")),
+                               str(detector)).inc()
+        t = _event_time(alert)
+        now = self.clock() if now is None else now
+        if t is not None and now >= t:  # a clock behind the event's time tells us nothing
+            self.alert_latency.observe(now - t)
+
+    # -- partitions and lag ----------------------------------------------------------------
+    def processed(self, tp: Any, offset: int) -> None:
+        """The last offset processed (acked) on an input partition."""
+        key = topic_partition(tp)
+        if offset > self._processed.get(key, -1):
+            self._processed[key] = offset
+
+    def set_lag(self, tp: Any, lag: int) -> None:
+        topic, partition = topic_partition(tp)
+        self.lag.labels(topic, str(partition)).set(max(0, lag))
+        self._lag_keys.add((topic, partition))
+
+    def set_assigned(self, tps: Iterable[Any]) -> None:
+        """The current assignment: drops the lag series of partitions no longer assigned."""
+        keep = {topic_partition(tp) for tp in tps}
+        self.assigned.set(len(keep))
+        for key in list(self._processed):
+            if key not in keep:
+                del self._processed[key]
+        for key in list(self._lag_keys):
+            if key not in keep:
+                self.lag.remove(key[0], str(key[1]))
+                self._lag_keys.discard(key)
+
+    def lag_from_highwaters(self, highwaters: Mapping[Any, int],
+                            positions: Mapping[Any, int | None] | None = None) -> None:
+        """Lag per partition from the brokers' high watermarks (next offset to be written) and
+        what this worker processed; ``positions`` (the consumer's next fetch offset) stands in
+        for partitions with nothing processed yet."""
+        fallback = {topic_partition(k): v for k, v in (positions or {}).items()}
+        for tp, hw in highwaters.items():
+            key = topic_partition(tp)
+            done = self._processed.get(key)
+            if done is not None:
+                nxt: int | None = done + 1
+            else:
+                nxt = fallback.get(key)
+            if nxt is not None and hw is not None and hw >= 0:
+                self.set_lag(key, hw - nxt)
+
+    # -- per signal --------------------------------------------------------------------------
+    def observe_signal(self, model: str, signal: str, *, reference_size: int, recent_size: int,
+                       reference_mean: float | None, current_mean: float | None,
+                       detecting: bool | None = None) -> None:
+        self.window_size.labels(model, signal, "reference").set(reference_size)
+        self.window_size.labels(model, signal, "recent").set(recent_size)
+        if reference_mean is not None and math.isfinite(reference_mean):
+            self.signal_mean.labels(model, signal, "reference").set(reference_mean)
+        if current_mean is not None and math.isfinite(current_mean):
+            self.signal_mean.labels(model, signal, "current").set(current_mean)
+        if detecting is not None:
+            self.signal_detecting.labels(model, signal).set(1 if detecting else 0)
+
+    def observe_models(self, models: Iterable[Any]) -> None:
+        """Window sizes and means of every signal of these models (``core.monitor.ModelState``:
+        read duck-typed, so this module does not depend on the core's internals)."""
+        for m in models:
+            for sig in getattr(m, "signals", {}).values():
+                if sig is None:
+                    continue
+                ref = list(getattr(sig, "reference", ()) or ())
+                recent = list(getattr(sig, "recent", ()) or ())
+                self.observe_signal(
+                    str(m.model_id), str(sig.signal), reference_size=len(ref),
+                    recent_size=len(recent),
+                    reference_mean=math.fsum(ref) / len(ref) if ref else None,
+                    current_mean=math.fsum(recent) / len(recent) if recent else None,
+                    detecting=getattr(sig, "detectors", None) is not None)
+
+    # -- state store and producer ----------------------------------------------------------------
+    def redis_round_trip(self, seconds: float) -> None:
+        if seconds > 0:
+            self.redis_rtt.observe(seconds)
+
+    def state_save_failed(self) -> None:
+        self.state_save_failures.inc()
+
+    def publish_failed(self) -> None:
+        self.publish_failures.inc()
+
+
+@dataclass(slots=True)
+class BatchCounts:
+    """What :meth:`WorkerMetrics.observe_batch` takes, counted from a batch's input and output."""
+
+    events_by_model: Counter[str] = field(default_factory=Counter)
+    dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    retrain_requests: list[dict[str, Any]] = field(default_factory=list)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+def batch_counts(raws: Iterable[Any], records: Iterable[Any]) -> BatchCounts:
+    """Count a batch from its ``RawRecord``s and the pipeline's ``OutputRecord``s.
+
+    Events are attributed to a model by their Kafka key, which the contract says is the
+    model_id; dead-lettered events are counted by reason instead.
+    """
+    out = BatchCounts()
+    dead: set[tuple[Any, Any, Any]] = set()
+    for r in records:
+        rec = r.record if hasattr(r, "record") else r
+        kind = rec.get("type")
+        if kind == "dead_letter":
+            out.dead_letters_by_reason[str(rec.get("reason_code"))] += 1
+            src = rec.get("source") or {}
+            dead.add((src.get("topic"), src.get("partition"), src.get("offset")))
+        elif kind == "drift_alert":
+            out.alerts.append(rec)
+        elif kind == "retrain_request":
+            out.retrain_requests.append(rec)
+    for raw in raws:
+        pos = raw.position
+        key = (pos.topic, pos.partition)
+        if pos.offset > out.positions.get(key, -1):
+            out.positions[key] = pos.offset
+        if (pos.topic, pos.partition, pos.offset) in dead:
+            continue
+        k = raw.key
+        out.events_by_model[k.decode("utf-8", "replace") if k else "(no key)"] += 1
+    return out
+
+
+class NotifierMetrics:
+    """Everything the notifier reports (``stream_monitor_notify_*``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import REGISTRY
+
+        reg = registry if registry is not None else REGISTRY
+        self.registry = reg
+        ns, sub = NAMESPACE, "notify"
+        self.records = PromCounter("records", "Records read from the alert and retrain topics, by "
+                                   "record type.", ["type"], namespace=ns, subsystem=sub,
+                                   registry=reg)
+        self.deliveries = PromCounter("deliveries", "Notifications per target and final outcome "
+                                      "(delivered, failed, rejected, skipped).",
+                                      ["target", "outcome"], namespace=ns, subsystem=sub,
+                                      registry=reg)
+        self.attempts = PromCounter("delivery_attempts", "HTTP attempts per target and result "
+                                    "(ok, retryable, rejected, error).", ["target", "result"],
+                                    namespace=ns, subsystem=sub, registry=reg)
+        self.delivery_duration = Histogram("delivery_duration_seconds", "From the first attempt "
+                                           "to the final outcome, retries included.", ["target"],
+                                           namespace=ns, subsystem=sub, registry=reg,
+                                           buckets=DELIVERY_BUCKETS)
+        self.dead_letters = PromCounter("dead_letters", "Records sent to the notifier's "
+                                        "dead-letter topic, by target and reason.",
+                                        ["target", "reason"],
+                                        namespace=ns, subsystem=sub, registry=reg)
+        self.rate_limit_wait = PromCounter("rate_limit_wait_seconds", "Time spent waiting for a "
+                                           "target's rate limit.", ["target"], namespace=ns,
+                                           subsystem=sub, registry=reg)
+        self.lag = Gauge("consumer_lag_records", "Records not yet handled, per partition of the "
+                         "alert and retrain topics.", ["topic", "partition"], namespace=ns,
+                         subsystem=sub, registry=reg)
+        self.info = Info("build", "stream-monitor version.", namespace=ns, subsystem=sub,
+                         registry=reg)
+        from .. import __version__
+
+        self.info.info({"version": __version__, "component": "notifier"})
+
+    # hooks used by notify.delivery.Forwarder
+    def attempt(self, target: str, result: str) -> None:
+        self.attempts.labels(target, result).inc()
+
+    def rate_limited(self, target: str, seconds: float) -> None:
+        self.rate_limit_wait.labels(target).inc(seconds)
+
+    def delivery(self, target: str, outcome: str, seconds: float) -> None:
+        self.deliveries.labels(target, outcome).inc()
+        if outcome != "skipped":
+            self.delivery_duration.labels(target).observe(seconds)
+
+    def dead_lettered(self, target: str, reason: str) -> None:
+        self.dead_letters.labels(target, reason).inc()
+
+    def set_lag(self, tp: Any, lag: int) -> None:
+        topic, partition = topic_partition(tp)
+        self.lag.labels(topic, str(partition)).set(max(0, lag))
