@@ -57,6 +57,18 @@ class MonitorWorker:
             except TransientStoreError as exc:
                 log.warning("state store unavailable, retrying batch of %d in %.1fs: %s",
                             len(raws), delay, exc)
+            except StateFencedError as exc:
+                # Another worker saved these models since we loaded them (a rebalance), or Redis
+                # lost them. Nothing of this batch was written for them. Reload and run the batch
+                # again: the stored watermark skips what the other worker already applied, and
+                # the events still get acked, so this partition's commits never stall.
+                if exc.lost:
+                    await self.state_reset(f"stored state vanished: {exc}", exc.model_ids)
+                else:
+                    log.warning("state moved on under this worker (%s); reloading and retrying "
+                                "the batch of %d", exc, len(raws))
+                self.pipeline.forget()
+                continue
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
             except BaseException:  # noqa: BLE001 - River's Rust code panics with a BaseException
@@ -249,18 +261,7 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
             raws = [_raw(e) for e in events]
             await worker.check_epoch()
             _die_if(failpoint, "mid_batch", n)
-            try:
-                out = await worker.process(raws)
-            except StateFencedError as exc:
-                # Another worker saved these models since we loaded them (a rebalance moved
-                # their partition), or Redis lost them. Nothing of ours was written for them;
-                # drop the batch unacked: its events belong to whoever owns them now.
-                if exc.lost:
-                    await worker.state_reset(f"stored state vanished: {exc}", exc.model_ids)
-                else:
-                    log.warning("dropping a batch of %d: %s", len(events), exc)
-                    worker.pipeline.forget()
-                continue
+            out = await worker.process(raws)
             _die_if(failpoint, "after_save", n)
             if out.records:
                 await worker.publish(out.records)
