@@ -24,11 +24,13 @@ from .errors import ConfigError
 
 __all__ = [
     "INDICATORS",
+    "AlertLifecycle",
     "Bounds",
     "DetectorSpec",
     "LearnedBounds",
     "ModelRule",
     "MonitorConfig",
+    "Persistence",
     "Quality",
     "QualityRule",
     "RetrainRule",
@@ -92,12 +94,56 @@ class SignalRule(_Strict):
     detectors: list[str] = Field(min_length=1, description="Names from the top-level `detectors`.")
 
 
-class RetrainRule(_Strict):
-    """Ask for a retrain when enough signals drifted close together, then wait."""
+class Persistence(_Strict):
+    """When a drift counts as retrain evidence (README "Retraining decisions").
 
-    min_drifted_signals: int = Field(2, ge=1, description="Distinct drifted signals needed.")
+    A drift is *confirmed* once ``values`` more values of its signal have arrived and
+    ``seconds`` of event time have passed since its alert, if then the mean of the signal's last
+    ``values`` values (all values since the alert when ``values`` is 0; at most its recent
+    window) is still at least ``min_shift`` standard deviations of the old reference away from
+    the old reference mean. Otherwise it is dropped as transient. ``values: 0`` and
+    ``seconds: 0`` confirm every drift at once.
+    """
+
+    values: int = Field(0, ge=0, description="Values of the signal after the alert, at least.")
+    seconds: float = Field(0.0, ge=0, description="Event time after the alert, at least.")
+    min_shift: float = Field(0.5, ge=0, description="Post-drift mean shift, in old-reference std.")
+
+
+class RetrainRule(_Strict):
+    """When to ask for a retrain of a model (README "Retraining decisions")."""
+
+    min_drifted_signals: int = Field(2, ge=1, description="k: distinct drifted signals needed.")
+    signals: list[str] = Field(default_factory=lambda: ["*"], min_length=1,
+                               description="Globs: signals that count as evidence (n of k-of-n).")
+    any_performance_signal: bool = Field(
+        True, description="A degraded performance signal alone is enough evidence.")
+    performance_signals: list[str] = Field(default_factory=lambda: ["performance:*"],
+                                           description="Globs naming the performance signals.")
     within_seconds: float = Field(3600.0, gt=0, description="Window (event time) they must fall in.")
+    persistence: Persistence = Field(default_factory=Persistence)  # type: ignore[arg-type]
     cooldown_seconds: float = Field(86400.0, ge=0, description="No new request for this long after one.")
+    max_per_day: int | None = Field(None, ge=1,
+                                    description="Budget: requests per UTC day (event time).")
+    staleness_seconds: float | None = Field(
+        None, gt=0, description="Request when performance degraded and no retrain for this long.")
+
+
+class AlertLifecycle(_Strict):
+    """Firing -> resolved, one alert per incident, flapping suppression (README "Alert lifecycle").
+
+    An incident of a signal opens with its published drift alert. Further drifts of the signal
+    within ``dedupe_seconds`` of the incident's last alert are folded into it (not published).
+    Every ``resolve_values`` values the mean of the signal's last ``resolve_values`` values is
+    compared with the reference the alert was measured against: within ``resolve_max_shift`` of
+    its standard deviations, the signal is back; after ``hold_seconds`` of event time back (no
+    drift meanwhile) a ``drift_resolved`` record is published.
+    """
+
+    resolve_values: int = Field(50, ge=5, description="Values per return check (and its mean).")
+    resolve_max_shift: float = Field(0.5, gt=0, description="Back: |mean shift| in reference std.")
+    hold_seconds: float = Field(300.0, ge=0, description="Back this long before resolving.")
+    dedupe_seconds: float = Field(3600.0, ge=0, description="Fold repeat drifts this close.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +217,7 @@ class ModelRule(_Strict):
     reference_size: int | None = Field(None, ge=10, description="Overrides windows.reference_size.")
     recent_size: int | None = Field(None, ge=10, description="Overrides windows.recent_size.")
     retrain: RetrainRule = Field(default_factory=RetrainRule)  # type: ignore[arg-type]
+    alerts: AlertLifecycle | None = Field(None, description="Alert lifecycle; null: off.")
     quality: QualityRule | None = Field(None, description="Overrides quality.defaults, field by field.")
 
 

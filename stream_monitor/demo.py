@@ -94,7 +94,8 @@ async def run_demo(config_path: Path, settings: Settings, *, events: int, timeou
         console.print(f"plot of the drifting signals: {img}")
     except ImportError:
         console.print("(install matplotlib to get a plot of the signals)")
-    alerts = sum(1 for t, _, _ in records if t == topics["alerts"])
+    alerts = sum(1 for t, r, _ in records
+                 if t == topics["alerts"] and r.get("type") == "drift_alert")
     retrains = sum(1 for t, _, _ in records if t == topics["retrain"])
     console.print(f"worker exit code {proc.returncode}; outputs in {outputs_path}")
     ok = alerts >= 1 and retrains >= 1
@@ -108,13 +109,23 @@ def _show(console: Console, records: list[tuple[str, dict, dict]], topics: dict[
               "shift (ref sd)", "alert_id"):
         t.add_column(c)
     for topic, r, _ in records:
-        if topic == topics["alerts"]:
+        if topic == topics["alerts"] and r.get("type") == "drift_alert":
             ev = r["evidence"]
             t.add_row(r["signal"], r["detector"]["name"], str(r["detected_at"]["offset"]),
                       r["detected_at"]["event_id"], f"{ev['reference']['mean']:.4g}",
                       f"{ev['current']['mean']:.4g}", f"{ev['mean_shift_in_reference_std']:+.2f}",
                       r["alert_id"][:12])
     console.print(t)
+    quality = [r for topic, r, _ in records
+               if topic == topics["alerts"] and r.get("type") == "data_quality_alert"]
+    if quality:
+        t = Table(title=f"data-quality alerts (topic {topics['alerts']})")
+        for c in ("feature", "fault", "offset", "rate before", "rate after", "alert_id"):
+            t.add_column(c)
+        for r in quality:
+            t.add_row(r["feature"], r["indicator"], str(r["detected_at"]["offset"]),
+                      f"{r['rate_before']:.2%}", f"{r['rate_after']:.2%}", r["alert_id"][:12])
+        console.print(t)
     t = Table(title=f"retrain requests (topic {topics['retrain']})")
     for c in ("model", "rule", "reason", "alerts", "request_id"):
         t.add_column(c)

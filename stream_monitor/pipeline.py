@@ -17,9 +17,11 @@ from typing import Any
 import orjson
 
 from .config import MonitorConfig
-from .contracts.records import DeadLetter, InferenceEvent, RawRecord, decode_inference, encode_record
+from .contracts.records import DeadLetter, InferenceEvent, RawRecord, encode_record
 from .core.monitor import BatchResult, ModelState, Monitor, MonitorState
+from .core.quality import QualityCounters, QualityGate
 from .state.base import ModelDelta, SignalDelta, StateStore
+from .state.dedupe import DedupeStore, dedupe_store_for
 
 __all__ = ["BatchPipeline", "BatchOutput", "OutputRecord"]
 
@@ -49,15 +51,32 @@ class BatchOutput:
     # Outputs found in the outbox of models loaded by this batch: saved by an earlier run that
     # stopped before Kafka confirmed them. Already included in `records`.
     recovered: int = 0
+    quality_alerts: int = 0
+    # Dead letters per (model, reason) and rejected values per (model, signal, reason).
+    quality: QualityCounters = field(default_factory=QualityCounters)
+
+    def merge(self, other: BatchOutput) -> None:
+        """Add another output of the same batch (e.g. events retried one by one)."""
+        self.records.extend(other.records)
+        for f in ("events", "dead_letters", "alerts", "retrain_requests", "unwatched",
+                  "redelivered", "recovered", "quality_alerts"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        for mid, ids in other.outbox.items():
+            self.outbox.setdefault(mid, []).extend(ids)
+        self.quality.merge(other.quality)
 
 
 class BatchPipeline:
-    def __init__(self, config: MonitorConfig, store: StateStore, *, clock: Any = time.time) -> None:
+    def __init__(self, config: MonitorConfig, store: StateStore, *, clock: Any = time.time,
+                 dedupe: DedupeStore | None = None) -> None:
         self.config = config
         self.monitor = Monitor(config)
         self.state = MonitorState()
         self.store = store
-        self.clock = clock
+        self.clock = clock  # the processing clock: timestamps rules, duplicate window
+        self.gate = QualityGate(config)
+        # Event-id claims live next to the state: in Redis for a Redis store.
+        self.dedupe = dedupe if dedupe is not None else dedupe_store_for(store)
 
     def forget(self) -> None:
         """Drop the in-memory cache (e.g. on a rebalance); state is reloaded from the store."""
@@ -84,16 +103,16 @@ class BatchPipeline:
 
     async def run(self, raws: Sequence[RawRecord]) -> BatchOutput:
         """Process one batch and persist its state. Raises TransientStoreError (retry it)."""
-        events: list[InferenceEvent] = []
-        dead: list[DeadLetter] = []
-        for raw in raws:
-            ev = decode_inference(raw)
-            (events if type(ev) is InferenceEvent else dead).append(ev)  # type: ignore[arg-type]
+        counters = QualityCounters()
+        events, dead = self._admit(raws, self.clock(), counters)
+        if self.gate.checks_duplicates and events:
+            events, dead = await self._drop_duplicates(raws, events, dead, counters)
         recovered = await self._load({e.model_id for e in events})
-        result = self.monitor.process(events, self.state)
+        result = self.monitor.process(events, self.state, counters)
         out = BatchOutput(events=len(raws), dead_letters=len(dead), alerts=len(result.alerts),
                           retrain_requests=len(result.retrain_requests), unwatched=result.unwatched,
-                          redelivered=result.redelivered)
+                          redelivered=result.redelivered, quality_alerts=len(result.quality_alerts),
+                          quality=counters)
         # Outputs an earlier run saved but never saw confirmed go out first, in their order.
         for mid, box in recovered.items():
             for oid in sorted(box):
@@ -140,14 +159,48 @@ class BatchPipeline:
             outs.append(_output(topics.alerts, a["model_id"].encode(), a,
                                 (("alert-id", a["alert_id"].encode()),
                                  ("signal", a["signal"].encode()))))
+        # Resolutions share the alerts topic (README "Alert lifecycle"), after the batch's alerts.
+        for z in result.resolved:
+            outs.append(_output(topics.alerts, z["model_id"].encode(), z,
+                                (("alert-id", z["alert_id"].encode()),
+                                 ("signal", z["signal"].encode()),
+                                 ("fingerprint", z["fingerprint"].encode()))))
         for r in result.retrain_requests:
             outs.append(_output(topics.retrain, r["model_id"].encode(), r,
                                 (("request-id", r["request_id"].encode()),)))
+        # Data-quality alerts share the alerts topic; `type` and the `schema` header tell them
+        # apart from drift alerts (README "Data quality").
+        for q in result.quality_alerts:
+            outs.append(_output(topics.alerts, q["model_id"].encode(), q,
+                                (("alert-id", q["alert_id"].encode()),
+                                 ("signal", q["signal"].encode()),
+                                 ("feature", q["feature"].encode()))))
         return outs
+
+    def _admit(self, raws: Sequence[RawRecord], now: float,
+               counters: QualityCounters) -> tuple[list[InferenceEvent], list[DeadLetter]]:
+        """The gate's whole-event rules (pure): decoded events and dead letters."""
+        return self.gate.admit(raws, now, counters)
+
+    async def _drop_duplicates(self, raws: Sequence[RawRecord], events: list[InferenceEvent],
+                               dead: list[DeadLetter], counters: QualityCounters,
+                               ) -> tuple[list[InferenceEvent], list[DeadLetter]]:
+        """Claim the events' ids (one round trip); dead-letter those claimed by another record.
+        Claims are written before the state: a batch retried after a failure finds its own
+        claims (same positions) and is not mistaken for duplicates of itself."""
+        idx, claims = self.gate.claims(events)
+        first_seen = await self.dedupe.claim(claims, self.gate.duplicate_window, self.clock())
+        kept, dups = self.gate.drop_duplicates(raws, events, idx, first_seen, counters)
+        if dups:
+            order = {r.position: i for i, r in enumerate(raws)}
+            dead = sorted([*dead, *dups], key=lambda d: order[d.raw.position])
+        return kept, dead
 
 
 _SCHEMA_HEADER = {"drift_alert": b"drift-alert/v1", "retrain_request": b"retrain-request/v1",
-                  "dead_letter": b"dead-letter/v1", "state_reset": b"state-reset/v1"}
+                  "dead_letter": b"dead-letter/v1", "state_reset": b"state-reset/v1",
+                  "data_quality_alert": b"data-quality-alert/v1",
+                  "drift_resolved": b"drift-resolved/v1"}
 
 
 def _output(topic: str, key: bytes, rec: dict[str, Any], extra: tuple[tuple[str, bytes], ...]) -> OutputRecord:

@@ -54,9 +54,7 @@ def replay_file(
             res = await pipeline.run(raws)
             _write(out, res.records)
             await pipeline.store.clear_outbox(res.outbox)
-            for f in ("events", "dead_letters", "alerts", "retrain_requests", "unwatched"):
-                setattr(total, f, getattr(total, f) + getattr(res, f))
-            total.records.extend(res.records)
+            total.merge(res)
             if on_batch:
                 on_batch(raws[-1].position.offset + 1, res)
 

@@ -81,15 +81,7 @@ class MonitorWorker:
                               len(raws))
                 total = BatchOutput()
                 for raw in raws:
-                    res = await self.process([raw])
-                    total.records.extend(res.records)
-                    total.events += res.events
-                    total.dead_letters += res.dead_letters
-                    total.alerts += res.alerts
-                    total.retrain_requests += res.retrain_requests
-                    total.recovered += res.recovered
-                    for mid, ids in res.outbox.items():
-                        total.outbox.setdefault(mid, []).extend(ids)
+                    total.merge(await self.process([raw]))
                 return total
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.settings.store_retry_max_seconds)
@@ -198,6 +190,7 @@ def _internal_error(config: MonitorConfig, raw: RawRecord) -> BatchOutput:
     dl = DeadLetter(raw, "internal_error", "the monitoring core raised on this event; see the "
                     "worker log at this topic/partition/offset")
     out = BatchOutput(events=1, dead_letters=1)
+    out.quality.dead_letter("(unknown)", "internal_error")
     out.records.append(_output(config.topics.dead_letter, raw.key or b"", dl.to_record(time.time()),
                                (("reason-code", b"internal_error"),)))
     return out

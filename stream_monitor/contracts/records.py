@@ -1,6 +1,7 @@
 """Record types that cross the service boundary, and the pure decoding of inference events.
 
-Inference events arrive as JSON bytes (decoded with orjson). Output records (drift alerts,
+Inference events arrive as JSON bytes (decoded with orjson; see :func:`_loads_non_finite` for
+the one thing orjson refuses that is still read). Output records (drift alerts,
 retrain requests, dead letters) are plain dicts so they serialize without copying; their
 shape is fixed by the JSON Schema files in ``contracts/schemas`` and checked in the tests.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -16,6 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 
 __all__ = [
+    "REASON_CODES",
     "SCHEMA_VERSION",
     "DeadLetter",
     "InferenceEvent",
@@ -28,6 +32,22 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+
+# Every dead-letter reason code, in the order the checks run (README "Data quality"). Stable:
+# consumers and dashboards key on them.
+REASON_CODES = (
+    "too_large",            # the value is over quality.max_message_bytes (checked before decoding)
+    "undecodable",          # no value (tombstone), or not UTF-8 JSON
+    "not_an_object",        # JSON, but not an object
+    "missing_field",        # a required field is absent
+    "wrong_type",           # a field has the wrong type or an impossible value
+    "non_finite",           # the timestamp is NaN or +/-inf
+    "unknown_model",        # no model rule matches (quality.unknown_model: dead_letter)
+    "timestamp_in_future",  # event time beyond now + quality.timestamps.max_future_seconds
+    "timestamp_too_old",    # event time before now - quality.timestamps.max_past_seconds
+    "duplicate",            # same (model_id, event_id) at another position within the window
+    "internal_error",       # the decoder or the core raised on the event
+)
 
 
 class Position(NamedTuple):
@@ -137,6 +157,8 @@ def _parse_timestamp(v: Any) -> float | None:
         return None
     if type(v) is int or type(v) is float:
         ts = float(v)
+        if not math.isfinite(ts):
+            raise _Reject("non_finite", f"timestamp is {v!r}; send epoch seconds or ISO 8601")
     elif isinstance(v, str):
         try:
             dt = datetime.fromisoformat(v)
@@ -153,6 +175,64 @@ def _parse_timestamp(v: Any) -> float | None:
     return ts
 
 
+_UNREADABLE = object()
+_INT64 = (-(2**63), 2**64)
+
+
+def _loads_non_finite(value: bytes) -> Any:
+    """Read JSON that orjson refused when its only fault is non-finite numbers.
+
+    Python's ``json.dumps`` writes ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON, which
+    orjson rejects), and a literal like ``1e999`` overflows to infinity. Such an event is not
+    thrown away: it is parsed again with the standard library, its non-finite numbers become
+    float NaN/inf, and the gate rejects just those values (``non_finite``) and keeps the event.
+    Anything else orjson refuses (bad UTF-8, lone surrogates, syntax errors, nesting deeper
+    than orjson writes) stays ``undecodable``. Returns ``_UNREADABLE`` then.
+
+    >>> _loads_non_finite(b'{"x": NaN, "y": -Infinity, "z": 1e999}')
+    {'x': nan, 'y': -inf, 'z': inf}
+    >>> _loads_non_finite(b'{"x": 1') is _UNREADABLE
+    True
+    """
+    found = False
+
+    def constant(name: str) -> float:
+        nonlocal found
+        found = True
+        return float(name)  # NaN, Infinity, -Infinity
+
+    def number(text: str) -> float:
+        nonlocal found
+        f = float(text)
+        if not math.isfinite(f):
+            found = True
+        return f
+
+    def integer(text: str) -> int | float:
+        nonlocal found
+        i = int(text)
+        if _INT64[0] <= i < _INT64[1]:
+            return i
+        try:
+            return float(i)  # as orjson reads an integer beyond 64 bits
+        except OverflowError:
+            found = True
+            return math.inf if i > 0 else -math.inf
+
+    try:
+        obj = json.loads(value.decode("utf-8"), parse_constant=constant, parse_float=number,
+                         parse_int=integer)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return _UNREADABLE
+    if not found:
+        return _UNREADABLE
+    try:
+        orjson.dumps(obj)  # whatever else orjson cannot hold stays unreadable
+    except (orjson.JSONEncodeError, TypeError):
+        return _UNREADABLE
+    return obj
+
+
 class _Reject(Exception):
     def __init__(self, code: str, reason: str) -> None:
         self.code = code
@@ -166,7 +246,9 @@ def _decode(raw: RawRecord) -> InferenceEvent:
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        raise _Reject("undecodable", f"not valid UTF-8 JSON: {exc}") from None
+        obj = _loads_non_finite(value)
+        if obj is _UNREADABLE:
+            raise _Reject("undecodable", f"not valid UTF-8 JSON: {exc}") from None
     if type(obj) is not dict:
         raise _Reject("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
     try:

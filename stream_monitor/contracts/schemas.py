@@ -9,9 +9,11 @@ from typing import Any
 
 __all__ = ["SCHEMA_NAMES", "load_schema", "validate_record"]
 
-SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-letter", "state-reset")
+SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-letter", "state-reset",
+                "data-quality-alert", "drift-resolved")
 _BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
-            "dead_letter": "dead-letter", "state_reset": "state-reset"}
+            "dead_letter": "dead-letter", "state_reset": "state-reset",
+            "data_quality_alert": "data-quality-alert", "drift_resolved": "drift-resolved"}
 
 
 @cache

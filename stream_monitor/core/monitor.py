@@ -27,9 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ModelRule, MonitorConfig, signal_detectors
+from ..config import ModelRule, MonitorConfig, quality_rule, signal_detectors
 from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
 from .detectors import REGISTRY, build_detector, checkpoint, restore_detector
+from .lifecycle import LifecycleState
+from .quality import ModelQuality, QualityCounters, check_features, rate_scale
+from .retrain import RetrainState, decide, note_alert, retrain_request, tick
 from .stats import summarize
 
 __all__ = [
@@ -80,6 +83,9 @@ class SignalState:
     saved_n: int = 0  # n at the last save
     ref_saved: int = 0  # reference length at the last save
     ref_reset: bool = False
+    # Fault-rate signals (quality:<fault>:<feature>): events per sample. Their values are
+    # standardized by the binomial standard error of the reference rate (rate_scale).
+    rate_sample: int = 0
 
     # -- the hot path -------------------------------------------------------------------
     def update(self, x: float) -> int:
@@ -106,7 +112,10 @@ class SignalState:
         return fired
 
     def _activate(self) -> None:
-        self.ref_mean, self.ref_std = reference_scale(self.reference)
+        if self.rate_sample:
+            self.ref_mean, self.ref_std = rate_scale(self.reference, self.rate_sample)
+        else:
+            self.ref_mean, self.ref_std = reference_scale(self.reference)
         self.detectors = [build_detector(p["__type__"], _user_params(p)) for p in self.detector_params]
 
     def rebaseline(self) -> None:
@@ -160,7 +169,10 @@ class ModelState:
     # feature name -> its SignalState, or None when the feature is not monitored.
     by_feature: dict[str, SignalState | None] = field(default_factory=dict)
     prediction: Any = _MISSING
-    recent_drifts: list[tuple[float, str, str]] = field(default_factory=list)  # (t, signal, alert)
+    # Retrain evidence, persistence, budget (core/retrain.py).
+    retrain: RetrainState = field(default_factory=RetrainState)
+    # Open alert incidents (core/lifecycle.py); None when the model rule has no `alerts`.
+    lifecycle: LifecycleState | None = None
     last_retrain_at: float | None = None
     retrain_requests: int = 0
     events: int = 0
@@ -169,21 +181,29 @@ class ModelState:
     applied: dict[tuple[str, int], int] = field(default_factory=dict)
     dirty: bool = False
     version: int = 0  # the stored version this state was loaded at (kept by the adapter)
+    # Value rules and data-quality signals (core/quality.py); None when the model's quality
+    # rule has none, and the per-value loop stays the plain one.
+    quality: ModelQuality | None = None
 
     def dirty_signals(self) -> list[SignalState]:
         return [s for s in self.signals.values() if s.dirty]
 
     def meta(self) -> dict[str, Any]:
-        return {
+        meta = {
             "v": 1,
             "model_id": self.model_id,
             "signals": sorted(self.signals),
-            "recent_drifts": [list(d) for d in self.recent_drifts],
+            "retrain": self.retrain.meta(),
             "last_retrain_at": self.last_retrain_at,
             "retrain_requests": self.retrain_requests,
             "events": self.events,
             "applied": [[t, p, o] for (t, p), o in sorted(self.applied.items())],
         }
+        if self.quality is not None:
+            meta["quality"] = self.quality.meta()
+        if self.lifecycle is not None:
+            meta["lifecycle"] = self.lifecycle.meta()
+        return meta
 
 
 @dataclass(slots=True)
@@ -205,6 +225,9 @@ class BatchResult:
     unwatched: int = 0
     values: int = 0
     redelivered: int = 0  # events skipped because their effects were already stored
+    quality_alerts: list[dict[str, Any]] = field(default_factory=list)  # data_quality_alert
+    quality: QualityCounters = field(default_factory=QualityCounters)  # rejected values
+    resolved: list[dict[str, Any]] = field(default_factory=list)  # drift_resolved (lifecycle)
 
 
 class Monitor:
@@ -231,25 +254,70 @@ class Monitor:
     # -- state construction -------------------------------------------------------------
     def new_model(self, model_id: str) -> ModelState | None:
         rule = self.config.model_rule(model_id)
-        return None if rule is None else ModelState(model_id, rule)
+        if rule is None:
+            return None
+        model = ModelState(model_id, rule)
+        if rule.alerts is not None:
+            model.lifecycle = LifecycleState()
+        q = quality_rule(self.config, rule)
+        if q.active:
+            model.quality = ModelQuality.for_rule(
+                q, rule.reference_size or self.config.windows.reference_size)
+        return model
 
     def _detector_params(self, names: Sequence[str]) -> tuple[dict[str, Any], ...]:
         specs = self.config.detectors
         return tuple({"__type__": specs[n].type, **specs[n].params} for n in names)
 
+    def watches(self, model: ModelState, signal: str) -> bool:
+        """Whether a rule of the model's config gives the signal detectors."""
+        return signal_detectors(self.config, model.rule, signal) is not None
+
     def new_signal(self, model: ModelState, signal: str) -> SignalState | None:
+        if signal.startswith("quality:"):
+            return self._new_quality_signal(model, signal)
         names = signal_detectors(self.config, model.rule, signal)
+        windows = self.config.windows
+        reference_size = model.rule.reference_size or windows.reference_size
+        mq = model.quality
+        if (mq is not None and mq.rule.categorical and signal.startswith("feature:")
+                and "=" in signal):
+            # A category's frequency (feature:<name>=<category>), one value per sample: watched
+            # like its feature, with a reference of `reference_samples` samples.
+            if names is None:
+                names = signal_detectors(self.config, model.rule, signal.split("=", 1)[0])
+            reference_size = mq.rule.reference_samples
         if names is None:
             return None
-        windows = self.config.windows
         recent_size = model.rule.recent_size or windows.recent_size
         sig = SignalState(
             signal=signal,
             detector_names=tuple(names),
             detector_params=(params := self._detector_params(names)),
             binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
-            reference_size=model.rule.reference_size or windows.reference_size,
+            reference_size=reference_size,
             recent=deque(maxlen=recent_size),
+        )
+        model.signals[signal] = sig
+        model.dirty = True
+        return sig
+
+    def _new_quality_signal(self, model: ModelState, signal: str) -> SignalState | None:
+        """A fault rate (``quality:<fault>:<feature>``): one value per sample of
+        ``sample_events`` events, standardized by the reference rate's binomial standard error
+        (:func:`~stream_monitor.core.quality.rate_scale`) for the quality rule's detectors."""
+        mq = model.quality
+        if mq is None:
+            return None  # the config no longer has value rules for this model
+        names = mq.rule.detectors
+        sig = SignalState(
+            signal=signal,
+            detector_names=tuple(names),
+            detector_params=(params := self._detector_params(names)),
+            binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
+            reference_size=mq.rule.reference_samples,
+            recent=deque(maxlen=mq.rule.evidence_samples),
+            rate_sample=mq.rule.sample_events,
         )
         model.signals[signal] = sig
         model.dirty = True
@@ -285,23 +353,36 @@ class Monitor:
         model = self.new_model(meta["model_id"])
         if model is None:
             return None
-        model.recent_drifts = [(float(t), str(s), str(a)) for t, s, a in meta["recent_drifts"]]
+        if "retrain" in meta:
+            model.retrain = RetrainState.restore(meta["retrain"])
+        if model.lifecycle is not None and meta.get("lifecycle"):
+            model.lifecycle = LifecycleState.restore(meta["lifecycle"])
+        # (A meta written before core/retrain.py has `recent_drifts` only: that evidence lacks
+        # the statistics a request now carries, so it is dropped; new drifts rebuild it.)
         model.last_retrain_at = meta["last_retrain_at"]
         model.retrain_requests = int(meta["retrain_requests"])
         model.events = int(meta["events"])
         model.applied = {(str(t), int(p)): int(o) for t, p, o in meta.get("applied", [])}
+        if model.quality is not None and meta.get("quality") is not None:
+            model.quality.restore(meta["quality"],
+                                  lambda name: self.watches(model, "feature:" + name))
         model.dirty = False
         return model
 
     # -- the batch ------------------------------------------------------------------------
-    def process(self, events: Sequence[InferenceEvent], state: MonitorState) -> BatchResult:
+    def process(self, events: Sequence[InferenceEvent], state: MonitorState,
+                quality: QualityCounters | None = None) -> BatchResult:
         """Run a batch through the detectors. Events of one model are processed in order.
 
         ``state`` must already hold every model of the batch that the store knows; a model
         not in it starts fresh. The state is updated in place; ``result.dirty_models`` says
-        what to persist.
+        what to persist. Rejected values are counted in ``quality`` (the batch's counters,
+        also returned as ``result.quality``).
         """
         result = BatchResult()
+        if quality is not None:
+            result.quality = quality
+        counters = result.quality
         models = state.models
         unwatched: set[str] = set()
         touched: dict[str, ModelState] = {}
@@ -319,6 +400,8 @@ class Monitor:
                     result.unwatched += 1
                     continue
                 models[mid] = model
+            if model.retrain.first_seen is None:
+                model.retrain.first_seen = ev.event_time  # the staleness fallback's origin
             pos = ev.position
             tp = (pos.topic, pos.partition)
             if pos.offset <= model.applied.get(tp, -1):
@@ -328,28 +411,35 @@ class Monitor:
             touched[mid] = model
             model.events += 1
             model.dirty = True
-            by_feature = model.by_feature
-            for name, value in ev.features.items():
-                sig = by_feature.get(name, _MISSING)
-                if sig is _MISSING:
-                    sig = model.signals.get("feature:" + name) or self.new_signal(model, "feature:" + name)
-                    by_feature[name] = sig
-                if sig is None:
-                    continue
-                # Inlined _number(): this loop runs once per value and dominates the core.
-                t = type(value)
-                if t is float:
-                    if value - value != 0.0:  # NaN or +/-inf
+            if model.quality is not None:
+                # Value rules: missing, bounds, categories, fault-rate signals (core/quality.py).
+                values += check_features(self, model, model.quality, ev, result)
+            else:
+                by_feature = model.by_feature
+                for name, value in ev.features.items():
+                    sig = by_feature.get(name, _MISSING)
+                    if sig is _MISSING:
+                        signal = "feature:" + name
+                        sig = model.signals.get(signal) or self.new_signal(model, signal)
+                        by_feature[name] = sig
+                    if sig is None:
                         continue
-                    x = value
-                elif t is int or t is bool:
-                    x = float(value)
-                else:
-                    continue
-                values += 1
-                fired = sig.update(x)  # type: ignore[union-attr]
-                if fired >= 0:
-                    self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
+                    # Inlined _number(): this loop runs once per value and dominates the core.
+                    t = type(value)
+                    if t is float:
+                        if value - value != 0.0:  # NaN or +/-inf: this value only is rejected
+                            counters.reject(mid, sig.signal,  # type: ignore[attr-defined]
+                                            "non_finite")
+                            continue
+                        x = value
+                    elif t is int or t is bool:
+                        x = float(value)
+                    else:
+                        continue
+                    values += 1
+                    fired = sig.update(x)  # type: ignore[union-attr]
+                    if fired >= 0:
+                        self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
             sig = model.prediction
             if sig is _MISSING:
                 sig = model.prediction = model.signals.get(PREDICTION) or self.new_signal(model, PREDICTION)
@@ -360,6 +450,17 @@ class Monitor:
                     fired = sig.update(x)
                     if fired >= 0:
                         self._on_drift(model, sig, fired, ev, result)
+                elif type(ev.prediction) is float:
+                    counters.reject(mid, PREDICTION, "non_finite")
+            rs = model.retrain
+            if (rs.evidence or rs.degraded) and rs.watching(model.rule.retrain):
+                # Pending persistence checks, or the staleness fallback (core/retrain.py).
+                tick(model.rule.retrain, rs, model.signals, ev.event_time)
+                self._decide(model, ev, result, None)
+            lc = model.lifecycle
+            if lc is not None and lc.incidents:
+                result.resolved += lc.tick(model.rule.alerts,  # type: ignore[arg-type]
+                                           model.signals, ev, mid)
         result.events = len(events)
         result.values = values
         result.dirty_models = list(touched.values())
@@ -368,23 +469,33 @@ class Monitor:
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:
         alert = self._alert(model, sig, i, ev)
+        lc = model.lifecycle
+        if lc is not None and not lc.on_drift(model.rule.alerts,  # type: ignore[arg-type]
+                                              alert, sig.n, ev.event_time):
+            sig.rebaseline()  # folded into the signal's open incident: not published
+            return
         result.alerts.append(alert)
+        # Evidence against the reference the drift was measured on, so before the rebaseline.
+        note_alert(model.rule.retrain, model.retrain, alert, sig.n, ev.event_time)
         sig.rebaseline()
-        t = ev.event_time
+        self._decide(model, ev, result, alert)
+
+    def _decide(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
+                alert: dict[str, Any] | None) -> None:
+        """Apply the model's retrain policy (core/retrain.py) at this event."""
         rule = model.rule.retrain
-        model.recent_drifts.append((t, sig.signal, alert["alert_id"]))
-        model.recent_drifts = [d for d in model.recent_drifts if d[0] >= t - rule.within_seconds]
-        latest: dict[str, tuple[float, str, str]] = {}
-        for d in model.recent_drifts:
-            latest[d[1]] = d
-        if len(latest) < rule.min_drifted_signals:
+        t = ev.event_time
+        d = decide(rule, model.retrain, t, model.last_retrain_at, list(model.signals))
+        if d is None:
             return
-        if model.last_retrain_at is not None and t - model.last_retrain_at < rule.cooldown_seconds:
-            return
-        result.retrain_requests.append(self._retrain(model, sorted(latest.values()), ev, alert))
+        pos = ev.position
+        trigger = alert["detected_at"] if alert is not None else {
+            "event_id": ev.event_id, "topic": pos.topic, "partition": pos.partition,
+            "offset": pos.offset, "event_time": iso_time(t), "signal_index": None}
+        result.retrain_requests.append(
+            retrain_request(rule, d, model.model_id, ev.model_version, trigger, t))
         model.last_retrain_at = t
         model.retrain_requests += 1
-        model.recent_drifts = []
 
     def _alert(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent) -> dict[str, Any]:
         name = sig.detector_names[i]
@@ -426,30 +537,6 @@ class Monitor:
                 f"{current['mean']:.4g} ({shift:+.2f} reference std) over the last {evidence_n} "
                 f"values; {name} fired at offset {pos.offset}"
             ),
-        }
-
-    def _retrain(self, model: ModelState, drifts: list[tuple[float, str, str]], ev: InferenceEvent,
-                 alert: dict[str, Any]) -> dict[str, Any]:
-        rule = model.rule.retrain
-        alert_ids = [a for _, _, a in drifts]
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "type": "retrain_request",
-            "request_id": record_id("retrain", model.model_id, *sorted(alert_ids)),
-            "model_id": model.model_id,
-            "model_version": ev.model_version,
-            "rule": {
-                "name": "min_drifted_signals",
-                "min_drifted_signals": rule.min_drifted_signals,
-                "within_seconds": rule.within_seconds,
-                "cooldown_seconds": rule.cooldown_seconds,
-            },
-            "reason": (f"{len(drifts)} signals drifted within {rule.within_seconds:g}s: "
-                       + ", ".join(s for _, s, _ in drifts)),
-            "signals": [s for _, s, _ in drifts],
-            "alert_ids": alert_ids,
-            "triggered_by": alert["detected_at"],
-            "requested_at": iso_time(ev.event_time),
         }
 
 

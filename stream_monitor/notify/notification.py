@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 ALERTNAMES = {"drift_alert": "ModelDrift", "drift_resolved": "ModelDrift",
-              "retrain_request": "RetrainRequested"}
+              "data_quality_alert": "ModelDataQuality", "retrain_request": "RetrainRequested"}
 RETRAIN_SIGNAL = "retrain"  # stands in for the signal in a retrain request's fingerprint
 
 
@@ -158,6 +158,9 @@ def _drift_details(rec: dict[str, Any]) -> dict[str, str]:
         d["event_time"] = str(at.get("event_time"))
     if rec.get("alert_id"):
         d["alert_id"] = str(rec["alert_id"])
+    for k in ("feature", "indicator", "rate_before", "rate_after"):  # data-quality alerts
+        if rec.get(k) is not None:
+            d[k] = _fmt(rec[k]) if isinstance(rec[k], float) else str(rec[k])
     return d
 
 
@@ -171,7 +174,8 @@ def notification_from_record(record: Any, severities: dict[str, str] | None = No
     if not isinstance(record, dict):
         raise UnsupportedRecord("not_an_object",
                                 f"expected a JSON object, got {type(record).__name__}")
-    sev = {"drift_alert": "warning", "retrain_request": "critical", **(severities or {})}
+    sev = {"drift_alert": "warning", "data_quality_alert": "warning", "retrain_request": "critical",
+           **(severities or {})}
     kind = record.get("type")
     if kind not in ALERTNAMES:
         raise UnsupportedRecord("unsupported_type",
@@ -205,7 +209,7 @@ def notification_from_record(record: Any, severities: dict[str, str] | None = No
     signal = _str(record, "signal")
     detector = _detector_name(record)
     fp = fingerprint(model_id, version, signal, detector)
-    if kind == "drift_alert":
+    if kind in ("drift_alert", "data_quality_alert"):
         at = record.get("detected_at") or {}
         t = parse_time(at.get("event_time"))
         alert_id = _str(record, "alert_id")
@@ -213,7 +217,7 @@ def notification_from_record(record: Any, severities: dict[str, str] | None = No
         return Notification(
             action="trigger", record_type=kind, alertname=ALERTNAMES[kind], fingerprint=fp,
             model_id=model_id, model_version=version, signal=signal, detector=detector,
-            severity=sev["drift_alert"], summary=str(summary),
+            severity=sev.get(kind, sev["drift_alert"]), summary=str(summary),
             occurred_at=t if t is not None else (now or 0.0),
             idempotency_key=alert_id, record=record, details=_drift_details(record))
 

@@ -13,6 +13,7 @@ from river import drift
 
 from stream_monitor.config import MonitorConfig, parse_config
 from stream_monitor.contracts import InferenceEvent, Position
+from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.core import REGISTRY, Monitor, MonitorState, reference_scale
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -287,8 +288,11 @@ def test_retrain_needs_distinct_signals_within_the_window_and_respects_cooldown(
         assert req["triggered_by"] == last["detected_at"]
         assert req["requested_at"] == last["detected_at"]["event_time"]
         assert req["model_version"] == "7"
-        assert req["rule"] == {"name": "min_drifted_signals", "min_drifted_signals": min_signals,
-                               "within_seconds": within, "cooldown_seconds": cooldown}
+        assert {k: req["rule"][k] for k in ("name", "min_drifted_signals", "within_seconds",
+                                            "cooldown_seconds", "out_of")} == {
+            "name": "min_drifted_signals", "min_drifted_signals": min_signals,
+            "within_seconds": within, "cooldown_seconds": cooldown, "out_of": 3}
+        validate_record(req)
         got.append(points)
     assert got == expected
     model = state.models["m"]

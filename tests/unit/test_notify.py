@@ -349,3 +349,18 @@ async def test_forwarder_connection_refused_is_retried() -> None:
         res = await fw.deliver(notification_from_record(drift_alert()))
     assert res.outcome == "failed" and res.attempts == 2 and res.status is None
     assert "Connect" in res.error or "connect" in res.error
+
+
+def test_data_quality_alert_is_forwarded_as_its_own_alertname() -> None:
+    from stream_monitor.notify.notification import notification_from_record
+
+    rec = {"type": "data_quality_alert", "alert_id": "a" * 32, "model_id": "m",
+           "model_version": "1", "feature": "amount", "indicator": "missing",
+           "signal": "quality:missing:amount", "detector": {"name": "adwin", "type": "adwin"},
+           "detected_at": {"event_id": "e", "topic": "t", "partition": 0, "offset": 9,
+                           "event_time": "2026-01-01T00:00:00.000Z"},
+           "rate_before": 0.01, "rate_after": 0.3, "summary": "missing rate rose"}
+    n = notification_from_record(rec)
+    assert (n.action, n.alertname, n.signal) == ("trigger", "ModelDataQuality",
+                                                 "quality:missing:amount")
+    assert n.details["feature"] == "amount" and n.details["rate_after"]

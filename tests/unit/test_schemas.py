@@ -65,7 +65,8 @@ def test_schema_is_valid_draft_2020_12(name: str) -> None:
         assert sub.get("description"), f"{name}: {field} has no description"
 
 
-@pytest.mark.parametrize("name", ["drift-alert", "retrain-request", "dead-letter"])
+@pytest.mark.parametrize("name", ["drift-alert", "retrain-request", "dead-letter",
+                                  "drift-resolved"])
 def test_output_schemas_are_closed_and_versioned(name: str) -> None:
     schema = load_schema(name)
     assert schema["additionalProperties"] is False

@@ -1,0 +1,170 @@
+"""Alert lifecycle: firing -> resolved, one firing alert per incident, no flapping. Pure.
+
+Opt-in per model (``models[].alerts``, README "Alert lifecycle"). An *incident* is opened by a
+published drift alert of a signal and identified by its **fingerprint**, a hash of (model_id,
+model_version, signal, detector name) - the same as the notifier's
+(:func:`stream_monitor.notify.notification.fingerprint`), so a ``drift_resolved`` record
+resolves what the alert opened.
+
+* **One incident, one firing alert.** While a signal's incident is open, a further drift of the
+  signal within ``dedupe_seconds`` of the incident's last alert (ADWIN firing twice for one
+  change, river#574, a change in steps, or the way back) publishes nothing: it is *folded* into
+  the incident. A later one is published but keeps the incident's reference.
+* **Resolved** when the signal is back at the reference the alert was measured against: every
+  ``resolve_values`` values of the signal, the mean of its last ``resolve_values`` values (at most
+  its recent window) is checked; within ``resolve_max_shift`` standard deviations of that
+  reference's mean, the signal is back.
+* **Flapping suppression.** The resolution is published only once the signal has stayed back for
+  ``hold_seconds`` of event time; a drift during the hold cancels the resolution and is folded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from typing import Any, Protocol
+
+from ..config import AlertLifecycle
+from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
+
+__all__ = ["Incident", "LifecycleState", "alert_fingerprint"]
+
+
+def alert_fingerprint(model_id: str, model_version: str | None, signal: str, detector: str) -> str:
+    """The identity of an alert across firing and resolution (the notifier's fingerprint)."""
+    return record_id("fingerprint", model_id, model_version or "", signal, detector)
+
+
+class _Signal(Protocol):
+    n: int
+    recent: deque[float]
+
+
+@dataclass(slots=True)
+class Incident:
+    signal: str
+    fingerprint: str
+    alert_id: str
+    detector: str
+    detector_type: str
+    model_version: str | None
+    fired_at: float
+    ref_mean: float
+    ref_std: float
+    last_alert_at: float
+    next_check: int  # the signal's value count at which to check for a return
+    folded: int = 0  # drifts folded into this incident (not published)
+    back_since: float | None = None  # event time the signal was first seen back (hold)
+
+
+@dataclass(slots=True)
+class LifecycleState:
+    """Open incidents of one model (persisted in its meta), by signal."""
+
+    incidents: dict[str, Incident] = field(default_factory=dict)
+    folded: int = 0  # all time
+    resolved: int = 0  # all time
+
+    def meta(self) -> dict[str, Any]:
+        return {"incidents": [asdict(i) for i in self.incidents.values()],
+                "folded": self.folded, "resolved": self.resolved}
+
+    @classmethod
+    def restore(cls, m: Mapping[str, Any]) -> LifecycleState:
+        return cls({i["signal"]: Incident(**i) for i in m.get("incidents", [])},
+                   int(m.get("folded", 0)), int(m.get("resolved", 0)))
+
+    def on_drift(self, rule: AlertLifecycle, alert: Mapping[str, Any], signal_n: int,
+                 t: float) -> bool:
+        """A detector fired; True when its alert is to be published (it opens an incident)."""
+        signal = alert["signal"]
+        inc = self.incidents.get(signal)
+        if inc is not None and (t - inc.last_alert_at <= rule.dedupe_seconds
+                                or inc.back_since is not None):
+            inc.folded += 1
+            self.folded += 1
+            inc.last_alert_at = t
+            inc.back_since = None  # flapping: the pending resolution is off
+            inc.next_check = signal_n + rule.resolve_values
+            return False
+        std = alert["evidence"]["standardization"]
+        ref_mean, ref_std = float(std["mean"]), float(std["std"])
+        if inc is not None:
+            # Still open after dedupe_seconds: a new alert, but the signal must still come back
+            # to the reference from before the incident (not to the level it drifted to).
+            ref_mean, ref_std = inc.ref_mean, inc.ref_std
+        det = alert["detector"]
+        self.incidents[signal] = Incident(
+            signal, alert_fingerprint(alert["model_id"], alert["model_version"], signal,
+                                      det["name"]),
+            alert["alert_id"], det["name"], det["type"], alert["model_version"], t,
+            ref_mean, ref_std, t, signal_n + rule.resolve_values)
+        return True
+
+    def tick(self, rule: AlertLifecycle, signals: Mapping[str, _Signal], ev: InferenceEvent,
+             model_id: str) -> list[dict[str, Any]]:
+        """After an event: the ``drift_resolved`` records of incidents that just resolved."""
+        out = []
+        t = ev.event_time
+        for signal in list(self.incidents):
+            inc = self.incidents[signal]
+            sig = signals.get(signal)
+            if sig is None:
+                del self.incidents[signal]
+                continue
+            if sig.n < inc.next_check and inc.back_since is None:
+                continue
+            if sig.n >= inc.next_check:
+                inc.next_check = sig.n + rule.resolve_values
+                k = min(rule.resolve_values, len(sig.recent))
+                mean = math.fsum(islice(reversed(sig.recent), k)) / k if k else math.nan
+                shift = (mean - inc.ref_mean) / inc.ref_std
+                if not abs(shift) <= rule.resolve_max_shift:
+                    inc.back_since = None
+                    continue
+                if inc.back_since is None:
+                    inc.back_since = t
+            if inc.back_since is None or t - inc.back_since < rule.hold_seconds:
+                continue
+            k = min(rule.resolve_values, len(sig.recent))
+            mean = math.fsum(islice(reversed(sig.recent), k)) / k
+            out.append(_resolved(rule, inc, model_id, ev, sig.n, mean, k))
+            del self.incidents[signal]
+            self.resolved += 1
+        return out
+
+
+def _resolved(rule: AlertLifecycle, inc: Incident, model_id: str, ev: InferenceEvent,
+              signal_n: int, mean: float, count: int) -> dict[str, Any]:
+    pos = ev.position
+    shift = (mean - inc.ref_mean) / inc.ref_std
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": "drift_resolved",
+        "resolution_id": record_id("resolved", inc.alert_id, signal_n),
+        "fingerprint": inc.fingerprint,
+        "model_id": model_id,
+        "model_version": inc.model_version,
+        "signal": inc.signal,
+        "detector": {"name": inc.detector, "type": inc.detector_type},
+        "alert_id": inc.alert_id,
+        "fired_at": iso_time(inc.fired_at),
+        "resolved_at": {"event_id": ev.event_id, "topic": pos.topic, "partition": pos.partition,
+                        "offset": pos.offset, "event_time": iso_time(ev.event_time),
+                        "signal_index": signal_n},
+        "folded_alerts": inc.folded,
+        "evidence": {
+            "reference": {"mean": inc.ref_mean, "std": inc.ref_std},
+            "current": {"mean": mean, "count": count},
+            "mean_shift_in_reference_std": shift,
+        },
+        "rule": {"resolve_values": rule.resolve_values,
+                 "resolve_max_shift": rule.resolve_max_shift,
+                 "hold_seconds": rule.hold_seconds, "dedupe_seconds": rule.dedupe_seconds},
+        "summary": (f"{model_id} {inc.signal}: back within {rule.resolve_max_shift:g} reference "
+                    f"std of the reference mean {inc.ref_mean:.4g} ({shift:+.2f} std over the last "
+                    f"{count} values); resolved at offset {pos.offset}"),
+    }

@@ -1,0 +1,299 @@
+"""Retraining decisions: from drift alerts to at most a few well-founded retrain requests.
+
+Pure and I/O-free, like the rest of the core. The monitor hands every drift alert to
+:func:`note_alert`, calls :func:`tick` after each event of a model that has something to watch
+(``RetrainState.watching``), and :func:`decide` whenever the evidence may have changed. The
+policy, per model (``models[].retrain``, README "Retraining decisions"):
+
+* **evidence**: a drift alert on a signal matching ``signals`` (or ``performance_signals``);
+* **persistence**: an alert counts once it is *confirmed*
+  (:class:`~stream_monitor.config.Persistence`);
+  a drift whose signal comes back within the persistence period is dropped as transient;
+* **window**: confirmed evidence counts for ``within_seconds`` of event time; per signal only
+  its latest confirmed drift counts;
+* **rules**, first match wins: ``performance_signal`` (a performance signal degraded, i.e. its
+  mean rose, when ``any_performance_signal``), ``min_drifted_signals`` (k distinct signals),
+  ``staleness`` (performance degraded since the last request and no retrain for
+  ``staleness_seconds``);
+* **gates**: no request within ``cooldown_seconds`` of the last one, and at most ``max_per_day``
+  requests per UTC day of event time. A blocked rule keeps its evidence (within the window).
+
+A request consumes all evidence: one incident gives one request.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Protocol
+
+from ..config import RetrainRule
+from ..contracts.records import SCHEMA_VERSION, iso_time, record_id
+
+__all__ = ["Evidence", "RetrainState", "decide", "note_alert", "retrain_request", "tick"]
+
+DAY = 86400.0
+
+
+class _Signal(Protocol):
+    n: int
+    recent: deque[float]
+
+
+@dataclass(slots=True)
+class Evidence:
+    """One drift alert as retrain evidence."""
+
+    t: float  # event time of the alert
+    signal: str
+    alert_id: str
+    detector: str
+    offset: int
+    shift: float | None  # the alert's mean_shift_in_reference_std
+    ref_mean: float  # the reference the drift was measured against
+    ref_std: float
+    n_at: int  # the signal's value count at the alert
+    performance: bool
+    confirmed_at: float | None = None  # None while persistence is pending
+    persisted_values: int = 0
+    persisted_shift: float | None = None
+
+    @property
+    def degraded(self) -> bool:
+        """A performance signal (an error) whose mean rose."""
+        s = self.persisted_shift if self.persisted_shift is not None else self.shift
+        return self.performance and (s is None or s > 0)
+
+    def meta(self) -> list[Any]:
+        return [self.t, self.signal, self.alert_id, self.detector, self.offset, self.shift,
+                self.ref_mean, self.ref_std, self.n_at, self.performance, self.confirmed_at,
+                self.persisted_values, self.persisted_shift]
+
+    @classmethod
+    def restore(cls, m: list[Any]) -> Evidence:
+        return cls(float(m[0]), str(m[1]), str(m[2]), str(m[3]), int(m[4]), m[5], float(m[6]),
+                   float(m[7]), int(m[8]), bool(m[9]), m[10], int(m[11]), m[12])
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "signal": self.signal,
+            "detector": self.detector,
+            "performance": self.performance,
+            "detected_at": iso_time(self.t),
+            "offset": self.offset,
+            "mean_shift_in_reference_std": self.shift,
+            "reference": {"mean": self.ref_mean, "std": self.ref_std},
+            "confirmed_at": iso_time(self.t if self.confirmed_at is None else self.confirmed_at),
+            "persistence": {"values": self.persisted_values,
+                            "mean_shift_in_reference_std": self.persisted_shift},
+        }
+
+
+@dataclass(slots=True)
+class RetrainState:
+    """A model's retrain evidence and budget bookkeeping (persisted in the model meta)."""
+
+    evidence: list[Evidence] = field(default_factory=list)  # confirmed and pending
+    degraded: list[Evidence] = field(default_factory=list)  # degraded perf. since last request
+    first_seen: float | None = None  # event time of the model's first event (staleness origin)
+    day: int = -1  # UTC day (event time // 86400) of `day_count`
+    day_count: int = 0
+    suppressed_cooldown: int = 0  # decisions a rule made but the cooldown blocked
+    suppressed_budget: int = 0  # ... the daily budget blocked
+    transient: int = 0  # drifts dropped by the persistence check
+
+    def watching(self, rule: RetrainRule) -> bool:
+        """Whether :func:`tick` has work after an event (kept cheap: called per event)."""
+        return bool(self.degraded and rule.staleness_seconds is not None) or any(
+            e.confirmed_at is None for e in self.evidence)
+
+    def meta(self) -> dict[str, Any]:
+        return {"evidence": [e.meta() for e in self.evidence],
+                "degraded": [e.meta() for e in self.degraded],
+                "first_seen": self.first_seen, "day": self.day, "day_count": self.day_count,
+                "suppressed_cooldown": self.suppressed_cooldown,
+                "suppressed_budget": self.suppressed_budget, "transient": self.transient}
+
+    @classmethod
+    def restore(cls, m: Mapping[str, Any]) -> RetrainState:
+        return cls([Evidence.restore(e) for e in m.get("evidence", [])],
+                   [Evidence.restore(e) for e in m.get("degraded", [])],
+                   m.get("first_seen"), int(m.get("day", -1)), int(m.get("day_count", 0)),
+                   int(m.get("suppressed_cooldown", 0)), int(m.get("suppressed_budget", 0)),
+                   int(m.get("transient", 0)))
+
+
+def _matches(globs: list[str], signal: str) -> bool:
+    return any(fnmatch.fnmatchcase(signal, g) for g in globs)
+
+
+def note_alert(rule: RetrainRule, rs: RetrainState, alert: Mapping[str, Any], n_at: int,
+               t: float) -> None:
+    """Record a drift alert as evidence (pending when persistence is configured).
+
+    Call it before the signal rebaselines: ``alert["evidence"]["standardization"]`` must be the
+    reference the drift was measured against, ``n_at`` the signal's value count and ``t`` the
+    alert's event time.
+    """
+    signal = alert["signal"]
+    perf = _matches(rule.performance_signals, signal)
+    if not perf and not _matches(rule.signals, signal):
+        return
+    std = alert["evidence"]["standardization"]
+    # A new drift of the same signal supersedes a pending one (one incident, one evidence).
+    rs.evidence = [e for e in rs.evidence if not (e.signal == signal and e.confirmed_at is None)]
+    e = Evidence(t, signal, alert["alert_id"], alert["detector"]["name"],
+                 int(alert["detected_at"]["offset"]),
+                 alert["evidence"]["mean_shift_in_reference_std"],
+                 float(std["mean"]), float(std["std"]), n_at, perf)
+    rs.evidence.append(e)
+    p = rule.persistence
+    if p.values == 0 and p.seconds == 0:
+        _confirm(rs, e, t, 0, e.shift)
+
+
+def _confirm(rs: RetrainState, e: Evidence, t: float, values: int, shift: float | None) -> None:
+    e.confirmed_at = t
+    e.persisted_values = values
+    e.persisted_shift = shift
+    if e.degraded:
+        rs.degraded.append(e)
+
+
+def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t: float) -> None:
+    """Confirm or drop pending evidence whose persistence period is over (after an event at ``t``).
+
+    The check looks at the mean of the last ``persistence.values`` values of the signal (all
+    values since the alert when that is 0), at most the signal's recent window.
+    """
+    p = rule.persistence
+    keep = []
+    for e in rs.evidence:
+        if e.confirmed_at is None:
+            sig = signals.get(e.signal)
+            if sig is None:
+                continue
+            count = sig.n - e.n_at
+            if count < p.values or t - e.t < p.seconds:
+                keep.append(e)
+                continue
+            k = min(p.values or count, len(sig.recent))
+            if k > 0:
+                tail = list(islice(reversed(sig.recent), k))
+                shift: float | None = (math.fsum(tail) / k - e.ref_mean) / e.ref_std
+            else:
+                shift = e.shift
+            if shift is None or abs(shift) >= p.min_shift:
+                _confirm(rs, e, t, count, shift)
+            else:
+                rs.transient += 1
+                continue
+        keep.append(e)
+    rs.evidence = keep
+
+
+@dataclass(slots=True)
+class Decision:
+    rule: str  # performance_signal | min_drifted_signals | staleness
+    evidence: list[Evidence]
+    out_of: int
+    used_today: int
+    day: int
+
+
+def decide(rule: RetrainRule, rs: RetrainState, t: float, last_retrain_at: float | None,
+           signal_names: list[str]) -> Decision | None:
+    """Whether a retrain request is due at event time ``t``; updates the bookkeeping if so.
+
+    ``signal_names``: the model's monitored signals (for ``n`` of k-of-n).
+    """
+    if rs.first_seen is None:
+        rs.first_seen = t
+    lo = t - rule.within_seconds
+    rs.evidence = [e for e in rs.evidence
+                   if e.confirmed_at is None or e.confirmed_at >= lo]
+    latest: dict[str, Evidence] = {}
+    for e in rs.evidence:
+        if e.confirmed_at is not None:
+            latest[e.signal] = e
+    counted = sorted(latest.values(), key=lambda e: (e.t, e.signal))
+    name = None
+    if rule.any_performance_signal and any(e.degraded for e in counted):
+        name = "performance_signal"
+    elif sum(1 for e in counted if _matches(rule.signals, e.signal)) >= rule.min_drifted_signals:
+        name = "min_drifted_signals"
+    elif (rule.staleness_seconds is not None and rs.degraded
+          and t - (last_retrain_at if last_retrain_at is not None else rs.first_seen)
+          >= rule.staleness_seconds):
+        name = "staleness"
+        extra = {e.signal: e for e in rs.degraded if e.signal not in latest}
+        counted = sorted(counted + list(extra.values()), key=lambda e: (e.t, e.signal))
+    if name is None:
+        return None
+    if last_retrain_at is not None and t - last_retrain_at < rule.cooldown_seconds:
+        rs.suppressed_cooldown += 1
+        return None
+    day = int(t // DAY)
+    used = rs.day_count if rs.day == day else 0
+    if rule.max_per_day is not None and used >= rule.max_per_day:
+        rs.suppressed_budget += 1
+        return None
+    rs.day, rs.day_count = day, used + 1
+    # The request consumes the evidence: one incident, one request.
+    rs.evidence = []
+    rs.degraded = []
+    out_of = sum(1 for s in signal_names if _matches(rule.signals, s))
+    return Decision(name, counted, out_of, used + 1, day)
+
+
+def retrain_request(rule: RetrainRule, d: Decision, model_id: str, model_version: str | None,
+                    trigger: Mapping[str, Any], t: float) -> dict[str, Any]:
+    """The retrain-request record of a decision (schema ``retrain-request``)."""
+    alert_ids = [e.alert_id for e in d.evidence]
+    # The k-of-n id keeps its historical form; other rules name themselves.
+    parts = () if d.rule == "min_drifted_signals" else (d.rule,)
+    signals = [e.signal for e in d.evidence]
+    if d.rule == "min_drifted_signals":
+        reason = (f"{len(signals)} of {d.out_of} signals drifted within {rule.within_seconds:g}s: "
+                  + ", ".join(signals))
+    elif d.rule == "performance_signal":
+        reason = "performance degraded: " + ", ".join(e.signal for e in d.evidence if e.degraded)
+        if len(signals) > 1:
+            reason += "; also drifted: " + ", ".join(e.signal for e in d.evidence if not e.degraded)
+    else:
+        reason = (f"performance degraded and no retrain for {rule.staleness_seconds:g}s: "
+                  + ", ".join(e.signal for e in d.evidence if e.degraded))
+    cap = rule.max_per_day
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": "retrain_request",
+        "request_id": record_id("retrain", model_id, *parts, *sorted(alert_ids)),
+        "model_id": model_id,
+        "model_version": model_version,
+        "rule": {
+            "name": d.rule,
+            "min_drifted_signals": rule.min_drifted_signals,
+            "out_of": d.out_of,
+            "within_seconds": rule.within_seconds,
+            "cooldown_seconds": rule.cooldown_seconds,
+            "any_performance_signal": rule.any_performance_signal,
+            "persistence": {"values": rule.persistence.values, "seconds": rule.persistence.seconds,
+                            "min_shift": rule.persistence.min_shift},
+            "max_per_day": cap,
+            "staleness_seconds": rule.staleness_seconds,
+        },
+        "reason": reason,
+        "signals": signals,
+        "alert_ids": alert_ids,
+        "evidence": [e.record() for e in d.evidence],
+        "budget": {"day": iso_time(d.day * DAY)[:10], "max_per_day": cap,
+                   "used_today": d.used_today,
+                   "left_today": None if cap is None else cap - d.used_today},
+        "triggered_by": dict(trigger),
+        "requested_at": iso_time(t),
+    }
