@@ -12,7 +12,9 @@
 #   clean   stop, then delete the run dir (Kafka and Redis data, logs); the jar cache stays
 #
 # Environment:
-#   SM_KAFKA_PORT (39092), SM_KAFKA_CONTROLLER_PORT (SM_KAFKA_PORT+1), SM_REDIS_PORT (36379)
+#   SM_KAFKA_PORT (29092), SM_KAFKA_CONTROLLER_PORT (SM_KAFKA_PORT+1), SM_REDIS_PORT (26379)
+#   (below the ephemeral range 32768-60999: a client retrying a stopped broker on an ephemeral
+#   port can connect to itself and hold the port, so the broker cannot bind it again)
 #   SM_RUN_DIR               run state: configs, data, logs, pid files (<repo>/.local/run)
 #   SM_KAFKA_START_TIMEOUT   seconds to wait for the broker to answer (60)
 #   SM_REDIS_START_TIMEOUT   seconds to wait for Redis to answer (20)
@@ -29,8 +31,8 @@ set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 
 KAFKA_VERSION=4.1.1
-KAFKA_PORT=${SM_KAFKA_PORT:-39092}
-REDIS_PORT=${SM_REDIS_PORT:-36379}
+KAFKA_PORT=${SM_KAFKA_PORT:-29092}
+REDIS_PORT=${SM_REDIS_PORT:-26379}
 for _p in "$KAFKA_PORT" "$REDIS_PORT" "${SM_KAFKA_CONTROLLER_PORT:-1}"; do
     [[ $_p =~ ^[0-9]+$ ]] || { echo "services: error: port '$_p' is not a number" >&2; exit 2; }
 done

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "alertmanager" / "alertmanager.yml"
-PORT = int(os.environ.get("SM_TEST_ALERTMANAGER_PORT", "39193"))  # 39093 is Kafka's controller
+PORT = int(os.environ.get("SM_TEST_ALERTMANAGER_PORT", "29193"))  # below the ephemeral range
 BINARIES = ("prometheus-alertmanager", "alertmanager")
 
 

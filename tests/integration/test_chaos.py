@@ -293,12 +293,17 @@ def _managed(var: str, default_port: str, port_var: str) -> bool:
 
 
 def _services(*args: str) -> None:
-    subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), *args], check=True, timeout=180)
+    for attempt in range(3):  # a just-stopped server's port can take a moment to free up
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "services.sh"), *args], timeout=180)
+        if done.returncode == 0:
+            return
+        time.sleep(2.0 * (attempt + 1))
+    pytest.fail(f"scripts/services.sh {' '.join(args)} failed 3 times")
 
 
 def test_broker_restart_mid_stream(kafka_bootstrap, redis_url, stream, chaos_config, baseline,
                                    tmp_path):
-    if not _managed("KAFKA_BOOTSTRAP_SERVERS", "39092", "SM_KAFKA_PORT"):
+    if not _managed("KAFKA_BOOTSTRAP_SERVERS", "29092", "SM_KAFKA_PORT"):
         pytest.skip("Kafka is external here; scripts/test.sh's own broker is needed to restart it")
     run = Run(kafka_bootstrap, redis_url, tmp_path, chaos_config)
     run.produce(stream)
@@ -325,7 +330,7 @@ def test_broker_restart_mid_stream(kafka_bootstrap, redis_url, stream, chaos_con
 
 def test_redis_restart_loses_state_and_says_so(kafka_bootstrap, redis_url, stream, chaos_config,
                                                tmp_path):
-    if not _managed("REDIS_URL", "36379", "SM_REDIS_PORT"):
+    if not _managed("REDIS_URL", "26379", "SM_REDIS_PORT"):
         pytest.skip("Redis is external here; scripts/test.sh's own Redis is needed to restart it")
     run = Run(kafka_bootstrap, redis_url, tmp_path, chaos_config)
     run.produce(stream)
