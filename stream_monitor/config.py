@@ -468,7 +468,7 @@ class Settings(BaseSettings):
     app_id: str = Field("stream-monitor", validation_alias="SM_APP_ID",
                         description="Kafka consumer group id and Faust app id.")
     key_prefix: str = Field("sm", validation_alias="SM_KEY_PREFIX", description="Redis key prefix.")
-    batch_max: int = Field(2000, ge=1, validation_alias="SM_BATCH_MAX",
+    batch_max: int = Field(5000, ge=1, validation_alias="SM_BATCH_MAX",
                            description="Most events per batch.")
     batch_within_seconds: float = Field(0.2, gt=0, validation_alias="SM_BATCH_WITHIN_SECONDS",
                                         description="Longest wait to fill a batch.")
