@@ -138,7 +138,9 @@ def test_every_bad_event_is_dead_lettered_with_its_reason_and_every_good_one_pro
 
     # The first worker dies (SIGKILL) right after saving its first batch: claims and state are
     # written, nothing is published or committed. The next worker gets the batch again.
-    env = {"SM_BATCH_MAX": "500", "SM_SESSION_TIMEOUT_SECONDS": "6"}
+    # The whole stream is in the topic already: wait long enough that the first batch is full
+    # (with the usual 0.1 s a first partial fetch can cut it short).
+    env = {"SM_BATCH_MAX": "500", "SM_BATCH_WITHIN_SECONDS": "5", "SM_SESSION_TIMEOUT_SECONDS": "6"}
     first = start_worker(config_path, unique, SM_FAILPOINT="after_save:1", **env)
     assert first.proc.wait(120) == -signal.SIGKILL, first.tail()
     assert asyncio.run(committed(kafka_bootstrap, unique.app_id, topic)) == -1
