@@ -24,25 +24,9 @@ if [[ ${SM_KEEP_SERVICES:-0} == 1 ]]; then
     exec .venv/bin/stream-monitor demo "$@"
 fi
 
-STARTED=$(mktemp "${TMPDIR:-/tmp}/sm-started.XXXXXX")
-# shellcheck disable=SC2317  # cleanup is run by the EXIT trap
-cleanup() {
-    local rc=$? svcs=()
-    trap - EXIT INT TERM HUP
-    mapfile -t svcs < <(sort -u "$STARTED")
-    if ((${#svcs[@]})); then
-        bash scripts/services.sh stop "${svcs[@]}" || rc=$((rc ? rc : 1))
-    fi
-    rm -f "$STARTED"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
-
-SM_STARTED_FILE=$STARTED bash scripts/services.sh start
-eval "$(bash scripts/services.sh env)"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+start_services
 
 rc=0
 .venv/bin/stream-monitor demo "$@" || rc=$?

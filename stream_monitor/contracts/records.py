@@ -25,6 +25,7 @@ __all__ = [
     "InferenceEvent",
     "Position",
     "RawRecord",
+    "bytes_field",
     "decode_inference",
     "encode_record",
     "iso_time",
@@ -111,15 +112,15 @@ class DeadLetter:
             "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset,
                        "timestamp_ms": pos.timestamp_ms},
             "original": {
-                "key": _bytes_field(raw.key),
-                "value": _bytes_field(raw.value),
-                "headers": [{"key": k, "value": _bytes_field(v)} for k, v in raw.headers],
+                "key": bytes_field(raw.key),
+                "value": bytes_field(raw.value),
+                "headers": [{"key": k, "value": bytes_field(v)} for k, v in raw.headers],
             },
             "dead_lettered_at": iso_time(now),
         }
 
 
-def _bytes_field(b: bytes | None) -> dict[str, Any] | None:
+def bytes_field(b: bytes | None) -> dict[str, Any] | None:
     """Original bytes, kept exactly: as text where they are UTF-8, base64 otherwise."""
     if b is None:
         return None

@@ -13,7 +13,6 @@ partitions are handled concurrently, and so are the targets of one record.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import random
 import time
@@ -25,7 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from ..contracts.records import SCHEMA_VERSION, iso_time, record_id
+from ..contracts.records import SCHEMA_VERSION, bytes_field, iso_time, record_id
 from ..observability.logging import log_context
 from ..observability.metrics import NotifierMetrics
 from .config import NotifyConfig, ResolvedTarget
@@ -50,20 +49,11 @@ class HandledRecord:
         self.dead_letters: list[dict[str, Any]] = []
 
 
-def _bytes_field(b: bytes | None) -> dict[str, str] | None:
-    if b is None:
-        return None
-    try:
-        return {"encoding": "utf-8", "data": b.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"encoding": "base64", "data": base64.b64encode(b).decode("ascii")}
-
-
 def dead_letter_record(msg: Any, reason_code: str, reason: str, now: float, *,
                        target: ResolvedTarget | None = None, result: DeliveryResult | None = None,
                        notification: Notification | None = None) -> dict[str, Any]:
     """A record for the notifier's dead-letter topic (schema ``notification-dead-letter``)."""
-    headers = [{"key": str(k), "value": _bytes_field(bytes(v or b""))}
+    headers = [{"key": str(k), "value": bytes_field(bytes(v or b""))}
                for k, v in (msg.headers or ())]
     return {
         "schema_version": SCHEMA_VERSION,
@@ -80,7 +70,7 @@ def dead_letter_record(msg: Any, reason_code: str, reason: str, now: float, *,
         "fingerprint": notification.fingerprint if notification else None,
         "source": {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
                    "timestamp_ms": msg.timestamp},
-        "original": {"key": _bytes_field(msg.key), "value": _bytes_field(msg.value),
+        "original": {"key": bytes_field(msg.key), "value": bytes_field(msg.value),
                      "headers": headers},
         "dead_lettered_at": iso_time(now),
     }
