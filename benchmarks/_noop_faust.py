@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,30 +39,14 @@ def main() -> None:
     import faust
     from faust.worker import Worker
 
+    from stream_monitor.adapters.worker import faust_app
     from stream_monitor.config import Settings
 
     settings = Settings()  # type: ignore[call-arg]  # fields come from the environment
     # Faust makes a data directory even with the memory store. Like the worker: under
     # SM_DATA_DIR (the benchmark passes one in its temp dir), else under the temp dir.
-    base = os.environ.get("SM_DATA_DIR") or os.path.join(tempfile.gettempdir(), "stream-monitor")
-    os.makedirs(base, exist_ok=True)
-    datadir = os.path.join(base, f"{args.app_id}-data")
-    # The same settings as build_app() gives the worker's app.
-    app = faust.App(
-        args.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap_servers}",
-        store="memory://",
-        value_serializer="raw",
-        key_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        topic_disable_leader=True,
-        topic_partitions=settings.topic_partitions,
-        web_enabled=False,
-        datadir=datadir,
-        producer_linger_ms=5,
-        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
-        broker_max_poll_records=max(500, settings.batch_max),
-    )
+    # Exactly the Faust settings build_app() gives the worker (data dir under SM_DATA_DIR).
+    app = faust_app(args.app_id, settings)
     topic = app.topic(
         args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )

@@ -29,7 +29,7 @@ from ..observability.logging import log_context
 from ..pipeline import BatchOutput, BatchPipeline, OutputRecord, _output
 from ..state.base import StateFencedError, StateStore
 
-__all__ = ["MonitorWorker", "build_app"]
+__all__ = ["MonitorWorker", "build_app", "faust_app"]
 
 log = logging.getLogger("stream_monitor.worker")
 
@@ -210,14 +210,12 @@ def _raw(event: Any) -> RawRecord:
     )
 
 
-def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
-              metrics: Any = None) -> tuple[faust.App, MonitorWorker]:
-    """The Faust app with one agent on the inference topic. ``metrics`` is an optional
-    :class:`~stream_monitor.observability.WorkerMetrics`, told about every finished batch."""
+def faust_app(app_id: str, settings: Settings) -> faust.App:
+    """The Faust app settings of the worker; the benchmark's no-op baseline uses the same."""
     datadir = settings.data_dir or os.path.join(tempfile.gettempdir(), "stream-monitor")
     os.makedirs(datadir, exist_ok=True)
-    app = faust.App(
-        settings.app_id,
+    return faust.App(
+        app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         store="memory://",
         value_serializer="raw",
@@ -235,6 +233,13 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         broker_max_poll_records=max(500, settings.batch_max),
     )
+
+
+def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
+              metrics: Any = None) -> tuple[faust.App, MonitorWorker]:
+    """The Faust app with one agent on the inference topic. ``metrics`` is an optional
+    :class:`~stream_monitor.observability.WorkerMetrics`, told about every finished batch."""
+    app = faust_app(settings.app_id, settings)
     worker = MonitorWorker(config, settings, store)
     worker.metrics = metrics
     t = config.topics

@@ -26,6 +26,7 @@ __all__ = [
     "Position",
     "RawRecord",
     "bytes_field",
+    "detected_at",
     "decode_inference",
     "encode_record",
     "iso_time",
@@ -128,6 +129,14 @@ def bytes_field(b: bytes | None) -> dict[str, Any] | None:
         return {"encoding": "utf-8", "data": b.decode("utf-8")}
     except UnicodeDecodeError:
         return {"encoding": "base64", "data": base64.b64encode(b).decode("ascii")}
+
+
+def detected_at(ev: InferenceEvent, signal_index: int) -> dict[str, Any]:
+    """Where an alert fired: the event, its position, and the signal's value count."""
+    pos = ev.position
+    return {"event_id": ev.event_id, "topic": pos.topic, "partition": pos.partition,
+            "offset": pos.offset, "event_time": iso_time(ev.event_time),
+            "signal_index": signal_index}
 
 
 def record_id(*parts: object) -> str:

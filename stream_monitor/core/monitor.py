@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelRule, MonitorConfig, quality_rule, signal_detectors
-from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
+from ..contracts.records import SCHEMA_VERSION, InferenceEvent, detected_at, iso_time, record_id
 from .detectors import REGISTRY, build_detector, checkpoint, restore_detector
 from .lifecycle import LifecycleState
 from .quality import ModelQuality, QualityCounters, check_features, rate_scale
@@ -517,14 +517,7 @@ class Monitor:
             "model_version": ev.model_version,
             "signal": sig.signal,
             "detector": {"name": name, "type": spec.type, "params": spec.effective_params},
-            "detected_at": {
-                "event_id": ev.event_id,
-                "topic": pos.topic,
-                "partition": pos.partition,
-                "offset": pos.offset,
-                "event_time": iso_time(ev.event_time),
-                "signal_index": sig.n,
-            },
+            "detected_at": detected_at(ev, sig.n),
             "evidence": {
                 "reference": reference,
                 "current": current,

@@ -40,6 +40,7 @@ from ..contracts.records import (
     InferenceEvent,
     RawRecord,
     decode_inference,
+    detected_at,
     iso_time,
     record_id,
 )
@@ -603,14 +604,7 @@ def _quality_alert(mon: Monitor, model: ModelState, mq: ModelQuality, sig: Signa
         "indicator": fault,
         "signal": sig.signal,
         "detector": {"name": name, "type": spec.type, "params": spec.effective_params},
-        "detected_at": {
-            "event_id": ev.event_id,
-            "topic": pos.topic,
-            "partition": pos.partition,
-            "offset": pos.offset,
-            "event_time": iso_time(ev.event_time),
-            "signal_index": sig.n,
-        },
+        "detected_at": detected_at(ev, sig.n),
         "rate_before": before,
         "rate_after": after,
         "evidence": {
