@@ -25,6 +25,7 @@ from .errors import ConfigError
 __all__ = [
     "INDICATORS",
     "AlertLifecycle",
+    "LabelRule",
     "Bounds",
     "DetectorSpec",
     "LearnedBounds",
@@ -209,6 +210,23 @@ class Quality(_Strict):
     defaults: QualityRule = Field(default_factory=QualityRule)  # type: ignore[arg-type]
 
 
+class LabelRule(_Strict):
+    """Delayed labels of a model (README "Delayed labels"): how predictions meet their labels.
+
+    Joined pairs feed the model's ``performance:error`` signal: 0/1 errors for classification,
+    absolute errors for regression. Give that signal detectors with a signal rule such as
+    ``{match: "performance:*", detectors: [ddm, adwin]}``.
+    """
+
+    task: Literal["classification", "regression"] = Field(
+        description="classification: 0/1 error; regression: absolute error.")
+    ttl_seconds: float = Field(86400.0, gt=0,
+                               description="Event time a prediction waits for its label.")
+    bucket_seconds: float = Field(60.0, gt=0, description="Expiry granularity (event time).")
+    threshold: float = Field(0.5, ge=0, le=1,
+                             description="A score in [0, 1] against a 0/1 label: class 1 at or above.")
+
+
 class ModelRule(_Strict):
     """Which models (id or glob) to watch, and how."""
 
@@ -219,6 +237,7 @@ class ModelRule(_Strict):
     retrain: RetrainRule = Field(default_factory=RetrainRule)  # type: ignore[arg-type]
     alerts: AlertLifecycle | None = Field(None, description="Alert lifecycle; null: off.")
     quality: QualityRule | None = Field(None, description="Overrides quality.defaults, field by field.")
+    labels: LabelRule | None = Field(None, description="Delayed labels from the labels topic; null: off.")
 
 
 class Topics(_Strict):
@@ -227,6 +246,7 @@ class Topics(_Strict):
     retrain: str = "retrain-requests"
     dead_letter: str = "inference-dead-letter"
     operations: str = "stream-monitor-ops"
+    labels: str = "inference-labels"
 
 
 class Windows(_Strict):
@@ -360,7 +380,7 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 def _can_match_a_signal(pattern: str) -> bool:
     """False when a glob can match neither `prediction` nor any `feature:<name>`: the text
     before its first wildcard must then be a prefix of `feature:` or start with it."""
-    if _match(pattern, "prediction"):
+    if _match(pattern, "prediction") or _match(pattern, "performance:error"):
         return True
     literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
     return literal.startswith("feature:") or "feature:".startswith(literal)
@@ -375,7 +395,7 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
             if not _can_match_a_signal(sr.match):
                 problems.append((f"models[{i}].signals[{j}].match",
                                  f"{sr.match!r} can match no signal; signals are named "
-                                 "'feature:<name>' or 'prediction'"))
+                                 "'feature:<name>', 'prediction' or 'performance:error'"))
             for k, det in enumerate(sr.detectors):
                 if det not in cfg.detectors:
                     close = difflib.get_close_matches(det, list(cfg.detectors), n=1)
@@ -383,7 +403,35 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
                                      f"no detector named {det!r} in `detectors`"
                                      + (f"; did you mean {close[0]!r}?" if close else
                                         f"; define it there or use one of: {', '.join(cfg.detectors)}")))
-    return problems + _check_quality(cfg)
+    return problems + _check_quality(cfg) + _check_labels(cfg)
+
+
+def _check_labels(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    """A model with labels needs detectors on its performance signal, and binary detectors
+    only where the error is 0/1 (classification)."""
+    from .core.detectors import REGISTRY
+    from .core.labels import PERFORMANCE_SIGNAL
+
+    problems = []
+    for i, rule in enumerate(cfg.models):
+        if rule.labels is None:
+            continue
+        names = signal_detectors(cfg, rule, PERFORMANCE_SIGNAL)
+        if names is None:
+            problems.append((f"models[{i}].labels", "no signal rule matches "
+                             f"'{PERFORMANCE_SIGNAL}', so joined labels would be watched by no "
+                             "detector; add to its signals: {match: 'performance:*', "
+                             "detectors: [ddm, adwin]}"))
+            continue
+        if rule.labels.task == "regression":
+            for name in names:
+                spec = cfg.detectors.get(name)
+                if spec is not None and REGISTRY[spec.type].input == "binary":
+                    problems.append((f"models[{i}].labels.task", f"regression errors are not "
+                                     f"0/1, but detector {name!r} ({spec.type}) on "
+                                     f"'{PERFORMANCE_SIGNAL}' takes only 0/1 values; use adwin, "
+                                     "page_hinkley or kswin there"))
+    return problems
 
 
 def _check_quality(cfg: MonitorConfig) -> list[tuple[str, str]]:
@@ -455,7 +503,7 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
     s = settings or Settings()
     return cfg.with_topics(inference=s.topic_inference, alerts=s.topic_alerts,
                            retrain=s.topic_retrain, dead_letter=s.topic_dead_letter,
-                           operations=s.topic_operations)
+                           operations=s.topic_operations, labels=s.topic_labels)
 
 
 class Settings(BaseSettings):
@@ -479,6 +527,7 @@ class Settings(BaseSettings):
     topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN")
     topic_dead_letter: str | None = Field(None, validation_alias="SM_TOPIC_DEAD_LETTER")
     topic_operations: str | None = Field(None, validation_alias="SM_TOPIC_OPERATIONS")
+    topic_labels: str | None = Field(None, validation_alias="SM_TOPIC_LABELS")
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
                               description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
     metrics_host: str = Field("0.0.0.0", validation_alias="SM_METRICS_HOST")

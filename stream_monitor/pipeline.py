@@ -17,11 +17,20 @@ from typing import Any
 import orjson
 
 from .config import MonitorConfig
-from .contracts.records import DeadLetter, InferenceEvent, RawRecord, encode_record
+from .contracts.records import (
+    DeadLetter,
+    InferenceEvent,
+    LabelEvent,
+    RawRecord,
+    decode_label,
+    encode_record,
+)
+from .core.labels import LabelOp, LabelStats
 from .core.monitor import BatchResult, ModelState, Monitor, MonitorState
 from .core.quality import QualityCounters, QualityGate
 from .state.base import ModelDelta, SignalDelta, StateStore
 from .state.dedupe import DedupeStore, dedupe_store_for
+from .state.labels import LabelStore, label_store_for
 
 __all__ = ["BatchPipeline", "BatchOutput", "OutputRecord"]
 
@@ -54,21 +63,32 @@ class BatchOutput:
     quality_alerts: int = 0
     # Dead letters per (model, reason) and rejected values per (model, signal, reason).
     quality: QualityCounters = field(default_factory=QualityCounters)
+    labels: int = 0  # label records taken in (joined or waiting)
+    labels_ignored: int = 0  # labels of models whose rule takes none
+    pairs: int = 0  # joined pairs fed to performance signals
+    # The label join's counters of the models this batch touched (store totals), and the
+    # errors and delays of the pairs it fed.
+    label_stats: dict[str, LabelStats] = field(default_factory=dict)
+    pair_delays: dict[str, list[float]] = field(default_factory=dict)
 
     def merge(self, other: BatchOutput) -> None:
         """Add another output of the same batch (e.g. events retried one by one)."""
         self.records.extend(other.records)
         for f in ("events", "dead_letters", "alerts", "retrain_requests", "unwatched",
-                  "redelivered", "recovered", "quality_alerts"):
+                  "redelivered", "recovered", "quality_alerts", "labels", "labels_ignored",
+                  "pairs"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         for mid, ids in other.outbox.items():
             self.outbox.setdefault(mid, []).extend(ids)
         self.quality.merge(other.quality)
+        self.label_stats.update(other.label_stats)
+        for mid, ds in other.pair_delays.items():
+            self.pair_delays.setdefault(mid, []).extend(ds)
 
 
 class BatchPipeline:
     def __init__(self, config: MonitorConfig, store: StateStore, *, clock: Any = time.time,
-                 dedupe: DedupeStore | None = None) -> None:
+                 dedupe: DedupeStore | None = None, labels: LabelStore | None = None) -> None:
         self.config = config
         self.monitor = Monitor(config)
         self.state = MonitorState()
@@ -77,6 +97,8 @@ class BatchPipeline:
         self.gate = QualityGate(config)
         # Event-id claims live next to the state: in Redis for a Redis store.
         self.dedupe = dedupe if dedupe is not None else dedupe_store_for(store)
+        # The delayed-label join lives next to the state as well.
+        self.labels = labels if labels is not None else label_store_for(store)
 
     def forget(self) -> None:
         """Drop the in-memory cache (e.g. on a rebalance); state is reloaded from the store."""
@@ -104,15 +126,25 @@ class BatchPipeline:
     async def run(self, raws: Sequence[RawRecord]) -> BatchOutput:
         """Process one batch and persist its state. Raises TransientStoreError (retry it)."""
         counters = QualityCounters()
+        label_topic = self.config.topics.labels
+        label_raws: list[RawRecord] = []
+        if any(r.position.topic == label_topic for r in raws):
+            label_raws = [r for r in raws if r.position.topic == label_topic]
+            raws = [r for r in raws if r.position.topic != label_topic]
         events, dead = self._admit(raws, self.clock(), counters)
         if self.gate.checks_duplicates and events:
             events, dead = await self._drop_duplicates(raws, events, dead, counters)
-        recovered = await self._load({e.model_id for e in events})
-        result = self.monitor.process(events, self.state, counters)
-        out = BatchOutput(events=len(raws), dead_letters=len(dead), alerts=len(result.alerts),
+        labels, ignored = self._admit_labels(label_raws, dead, counters)
+        pairs, label_stats = await self._join(events, labels)
+        recovered = await self._load({e.model_id for e in events} | {p.model_id for p in pairs})
+        result = self.monitor.process(events, self.state, counters, pairs)
+        out = BatchOutput(events=len(raws) + len(label_raws), dead_letters=len(dead),
+                          alerts=len(result.alerts),
                           retrain_requests=len(result.retrain_requests), unwatched=result.unwatched,
                           redelivered=result.redelivered, quality_alerts=len(result.quality_alerts),
-                          quality=counters)
+                          quality=counters, labels=len(labels), labels_ignored=ignored,
+                          pairs=result.pairs, label_stats=label_stats,
+                          pair_delays=result.pair_delays)
         # Outputs an earlier run saved but never saw confirmed go out first, in their order.
         for mid, box in recovered.items():
             for oid in sorted(box):
@@ -176,6 +208,63 @@ class BatchPipeline:
                                  ("signal", q["signal"].encode()),
                                  ("feature", q["feature"].encode()))))
         return outs
+
+    def _admit_labels(self, raws: Sequence[RawRecord], dead: list[DeadLetter],
+                      counters: QualityCounters) -> tuple[list[LabelEvent], int]:
+        """Decode label records; bad ones join ``dead`` (same reason codes as events). Labels
+        of models whose rule takes no labels are ignored (counted), or dead-lettered as
+        ``unknown_model`` when no rule matches and ``quality.unknown_model`` says so."""
+        labels: list[LabelEvent] = []
+        ignored = 0
+        policy = self.config.quality.unknown_model
+        for raw in raws:
+            lab = decode_label(raw)
+            if isinstance(lab, DeadLetter):
+                dead.append(lab)
+                counters.dead_letter("", lab.reason_code)
+                continue
+            rule = self.config.model_rule(lab.model_id)
+            if rule is None and policy == "dead_letter":
+                dead.append(DeadLetter(raw, "unknown_model",
+                                       f"no model rule matches model_id {lab.model_id!r}"))
+                counters.dead_letter("", "unknown_model")
+            elif rule is None or rule.labels is None:
+                ignored += 1
+            else:
+                labels.append(lab)
+        return labels, ignored
+
+    async def _join(self, events: Sequence[InferenceEvent], labels: Sequence[LabelEvent],
+                    ) -> tuple[list[Any], dict[str, LabelStats]]:
+        """Predictions of models that take labels, and the labels, through the join store (one
+        round trip). Returns every pair not yet consumed by the models' stored state."""
+        cfg = self.config
+        ops: list[tuple[tuple[str, int, int], LabelOp]] = []
+        rules: dict[str, tuple[float, float]] = {}
+        for ev in events:
+            rule = cfg.model_rule(ev.model_id)
+            if rule is None or rule.labels is None:
+                continue
+            rules[ev.model_id] = (rule.labels.ttl_seconds, rule.labels.bucket_seconds)
+            p = ev.position
+            ops.append(((p.topic, p.partition, p.offset), LabelOp(
+                "prediction", ev.model_id, ev.event_id, ev.prediction, ev.event_time, p.topic,
+                p.partition, p.offset, ev.model_version)))
+        for lab in labels:
+            rule = cfg.model_rule(lab.model_id)
+            assert rule is not None and rule.labels is not None  # _admit_labels kept only these
+            rules[lab.model_id] = (rule.labels.ttl_seconds, rule.labels.bucket_seconds)
+            p = lab.position
+            ops.append(((p.topic, p.partition, p.offset), LabelOp(
+                "label", lab.model_id, lab.event_id, lab.label, lab.event_time, p.topic,
+                p.partition, p.offset)))
+        if not ops:
+            return [], {}
+        if labels and events:
+            ops.sort(key=lambda o: o[0])  # a fixed order whatever the interleaving delivered
+        models = self.state.models
+        cursors = {mid: dict(models[mid].pairs_applied) for mid in rules if mid in models}
+        return await self.labels.apply([o for _, o in ops], rules, cursors)
 
     def _admit(self, raws: Sequence[RawRecord], now: float,
                counters: QualityCounters) -> tuple[list[InferenceEvent], list[DeadLetter]]:

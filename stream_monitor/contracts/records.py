@@ -25,9 +25,11 @@ __all__ = [
     "InferenceEvent",
     "Position",
     "RawRecord",
+    "LabelEvent",
     "bytes_field",
     "detected_at",
     "decode_inference",
+    "decode_label",
     "encode_record",
     "iso_time",
     "record_id",
@@ -86,6 +88,26 @@ class InferenceEvent:
     @property
     def event_time(self) -> float:
         """Event time in seconds: the event's own timestamp, else the Kafka record's."""
+        if self.timestamp is not None:
+            return self.timestamp
+        if self.position.timestamp_ms is not None:
+            return self.position.timestamp_ms / 1000.0
+        return 0.0
+
+
+@dataclass(slots=True)
+class LabelEvent:
+    """The true outcome of one prediction, published later on the labels topic."""
+
+    event_id: str
+    model_id: str
+    label: Any
+    position: Position
+    timestamp: float | None = None
+
+    @property
+    def event_time(self) -> float:
+        """When the outcome became known: the record's own timestamp, else Kafka's."""
         if self.timestamp is not None:
             return self.timestamp
         if self.position.timestamp_ms is not None:
@@ -308,6 +330,51 @@ def decode_inference(raw: RawRecord) -> InferenceEvent | DeadLetter:
     """
     try:
         return _decode(raw)
+    except _Reject as rej:
+        return DeadLetter(raw, rej.code, rej.reason)
+    except Exception as exc:  # a decoder bug must not take the worker down
+        return DeadLetter(raw, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+def _decode_label(raw: RawRecord) -> LabelEvent:
+    value = raw.value
+    if value is None:
+        raise _Reject("undecodable", "the record has no value (tombstone)")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise _Reject("undecodable", f"not valid UTF-8 JSON: {exc}") from None
+    if type(obj) is not dict:
+        raise _Reject("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+    try:
+        event_id = obj["event_id"]
+        model_id = obj["model_id"]
+        label = obj["label"]
+    except KeyError as exc:
+        raise _Reject("missing_field", f"required field {exc.args[0]!r} is missing") from None
+    if type(event_id) is not str or not event_id:
+        raise _Reject("wrong_type", "event_id must be a non-empty string")
+    if type(model_id) is not str or not model_id:
+        raise _Reject("wrong_type", "model_id must be a non-empty string")
+    if label is None or not isinstance(label, _SCALAR):
+        raise _Reject("wrong_type", "label must be a number, string or bool (the true outcome)")
+    if type(label) is float and not math.isfinite(label):
+        raise _Reject("non_finite", f"label is {label!r}")
+    return LabelEvent(event_id, model_id, label, raw.position,
+                      _parse_timestamp(obj.get("timestamp")))
+
+
+def decode_label(raw: RawRecord) -> LabelEvent | DeadLetter:
+    """Decode one labels-topic record; never raises (a bad one is a :class:`DeadLetter`).
+
+    >>> decode_label(RawRecord(b'{"event_id":"e1","model_id":"m","label":1,"timestamp":5}',
+    ...                        Position("labels", 0, 3))).event_time
+    5.0
+    >>> decode_label(RawRecord(b'{"event_id":"e1","model_id":"m"}', Position("l", 0, 4))).reason
+    "required field 'label' is missing"
+    """
+    try:
+        return _decode_label(raw)
     except _Reject as rej:
         return DeadLetter(raw, rej.code, rej.reason)
     except Exception as exc:  # a decoder bug must not take the worker down

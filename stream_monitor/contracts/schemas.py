@@ -10,10 +10,10 @@ from typing import Any
 __all__ = ["SCHEMA_NAMES", "load_schema", "validate_record"]
 
 SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-letter", "state-reset",
-                "data-quality-alert", "drift-resolved")
+                "data-quality-alert", "drift-resolved", "label-event", "deployment-check")
 _BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
             "dead_letter": "dead-letter", "state_reset": "state-reset",
-            "data_quality_alert": "data-quality-alert", "drift_resolved": "drift-resolved"}
+            "data_quality_alert": "data-quality-alert", "drift_resolved": "drift-resolved", "deployment_check": "deployment-check"}
 
 
 @cache

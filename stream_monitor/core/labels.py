@@ -1,59 +1,98 @@
-"""Delayed labels (issue 5, part "Delayed labels"): joining labels to predictions. Pure.
+"""Delayed labels: joining labels to their predictions, and the error values they give. Pure.
 
-NOT WIRED YET: nothing consumes a labels topic so far; this module is the I/O-free core of
-that feature, tested on its own (tests/unit/test_labels.py). The plan: the worker reads the
-labels topic (records ``{"event_id", "model_id", "label", "timestamp"}``), keeps predictions in
-Redis under the model's hash tag with a TTL (``p:{m}:pred:<bucket>``, one hash per time bucket,
-written in one pipelined round trip a batch), and feeds the joined pairs' errors to the model's
-``performance:error`` signal, which the retrain policy treats as a performance signal.
+The worker reads a labels topic (records ``{"event_id", "model_id", "label", "timestamp"}``)
+next to the inference topic, in the same batches. Every prediction of a model whose rule has a
+``labels`` section waits for its label; a label waits for its prediction when it comes first.
+Joined pairs become the model's ``performance:error`` signal (:func:`error_value`), which the
+retrain policy treats as a performance signal.
 
-The join, per model, in buckets of ``bucket_seconds`` of event time (like the duplicate claims):
+This module is the reference implementation of the join: :class:`LabelBook` keeps one model's
+join state in memory (the replay's store), and ``state/labels.py`` runs the same algorithm in
+one Redis Lua script per model and batch (the worker's store). A contract test feeds both the
+same operations and compares pairs and counters.
 
-* a prediction waits for its label at most ``ttl_seconds``; when its bucket leaves the TTL its
-  unlabelled predictions are counted as ``expired_predictions``;
-* a label whose prediction is waiting joins it: the pair gives one **error value**, 0/1 for
-  classification (prediction != label; a score in [0, 1] against a 0/1 label is thresholded at
-  ``threshold``), ``|prediction - label|`` for regression; its **delay** is label time minus
-  prediction time;
-* a label that arrives *before* its prediction waits the same way; the prediction then joins it
-  (counted as ``labels_before_prediction``); one never joined is counted ``unmatched_labels``
-  when its bucket expires.
+The join, per model, in buckets of ``bucket_seconds`` of event time:
 
-**Coverage** is joined / predictions seen.
+* a prediction waits for its label at most ``ttl_seconds`` of event time (the model's clock is
+  the latest event time it has seen, predictions and labels); when its bucket leaves the TTL,
+  its unlabelled predictions are counted as ``expired_predictions``;
+* a label whose prediction is waiting joins it; a label that arrives *before* its prediction
+  waits the same way and joins when the prediction comes (``labels_before_prediction``); one
+  never joined is counted ``unmatched_labels`` when its bucket expires;
+* **idempotent under redelivery**: the book keeps a watermark (last offset applied per topic
+  and partition); operations at or below it are skipped, so a batch retried after a crash
+  changes nothing twice;
+* **exactly-once into the detectors**: a joined pair is appended to a log per model version
+  with a sequence number and stays there until the model's state, saved with the detectors,
+  records that it consumed it (its *cursor*). A batch that dies after the join but before the
+  state save finds its pairs again in the log on retry.
+
+Coverage is joined / predictions; delay is label time minus prediction time (0 when the label
+came first).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["PERFORMANCE_SIGNAL", "JoinedPair", "LabelEvent", "LabelJoin", "LabelStats",
-           "error_value"]
+__all__ = ["PERFORMANCE_SIGNAL", "JoinedPair", "LabelBook", "LabelOp", "LabelStats",
+           "error_value", "version_key"]
 
 PERFORMANCE_SIGNAL = "performance:error"
 Task = Literal["classification", "regression"]
 
 
+def version_key(version: str | None) -> str:
+    """The pair log of a model version (``""`` for events without ``model_version``)."""
+    return "" if version is None else "v:" + version
+
+
 @dataclass(frozen=True, slots=True)
-class LabelEvent:
-    event_id: str
+class LabelOp:
+    """One prediction or label to apply to a model's book, at its source position."""
+
+    kind: Literal["prediction", "label"]
     model_id: str
-    label: Any
-    timestamp: float  # event time of the label (when the outcome became known)
+    event_id: str
+    value: Any  # the prediction, or the label
+    t: float  # event time
+    topic: str
+    partition: int
+    offset: int
+    version: str | None = None  # model_version of a prediction
 
 
 @dataclass(frozen=True, slots=True)
 class JoinedPair:
+    """A prediction with its label; ``topic/partition/offset`` is the record that joined them
+    (the label, or the prediction when its label came first)."""
+
+    seq: int  # position in the model version's pair log (1, 2, ...)
+    model_id: str
+    version: str | None
     event_id: str
-    error: float
-    delay: float  # label time - prediction time, seconds
+    prediction: Any
     prediction_time: float
+    label: Any
+    label_time: float
+    label_first: bool
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def delay(self) -> float:
+        return max(0.0, self.label_time - self.prediction_time)
 
 
 def error_value(task: Task, prediction: Any, label: Any, threshold: float = 0.5) -> float | None:
     """The performance value of one (prediction, label) pair, or None when they do not compare.
+
+    Classification: 0/1 (prediction != label); a score in [0, 1] against a 0/1 label is
+    thresholded at ``threshold``. Regression: ``|prediction - label|``.
 
     >>> error_value("classification", 0.8, 1), error_value("classification", "cat", "dog")
     (0.0, 1.0)
@@ -63,6 +102,8 @@ def error_value(task: Task, prediction: Any, label: Any, threshold: float = 0.5)
     if task == "regression":
         p, y = _num(prediction), _num(label)
         return None if p is None or y is None else abs(p - y)
+    if prediction is None or label is None:
+        return None
     if isinstance(label, bool | int) and not isinstance(prediction, str):
         p = _num(prediction)
         if p is None:
@@ -80,9 +121,13 @@ def _num(v: Any) -> float | None:
     return None
 
 
+STAT_FIELDS = ("predictions", "labels", "joined", "labels_before_prediction",
+               "unmatched_labels", "expired_predictions", "delay_sum", "delay_max")
+
+
 @dataclass(slots=True)
 class LabelStats:
-    """Counters of one model's join (all time)."""
+    """Counters of one model's join (all time, as the store keeps them)."""
 
     predictions: int = 0
     labels: int = 0
@@ -90,7 +135,6 @@ class LabelStats:
     labels_before_prediction: int = 0
     unmatched_labels: int = 0
     expired_predictions: int = 0
-    incomparable: int = 0  # joined pairs whose prediction and label do not compare
     delay_sum: float = 0.0
     delay_max: float = 0.0
 
@@ -103,69 +147,109 @@ class LabelStats:
     def mean_delay(self) -> float | None:
         return self.delay_sum / self.joined if self.joined else None
 
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> LabelStats:
+        s = cls()
+        for f in STAT_FIELDS:
+            if f in m:
+                setattr(s, f, float(m[f]) if f.startswith("delay") else int(float(m[f])))
+        return s
+
+    def record(self) -> dict[str, Any]:
+        return {"predictions": self.predictions, "labels": self.labels, "joined": self.joined,
+                "labels_before_prediction": self.labels_before_prediction,
+                "unmatched_labels": self.unmatched_labels,
+                "expired_predictions": self.expired_predictions,
+                "coverage": self.coverage, "mean_delay_seconds": self.mean_delay,
+                "max_delay_seconds": self.delay_max}
+
 
 @dataclass(slots=True)
-class LabelJoin:
-    """One model's waiting predictions and labels, by event-time bucket."""
+class LabelBook:
+    """One model's waiting predictions and labels, watermark and pair logs (in memory)."""
 
-    task: Task
-    ttl_seconds: float
-    bucket_seconds: float
-    threshold: float = 0.5
-    # bucket -> event_id -> (prediction, event time); labels likewise (label, label time).
-    predictions: dict[int, dict[str, tuple[Any, float]]] = field(default_factory=dict)
+    model_id: str
+    # bucket -> event_id -> (prediction, event time, version); labels: (label, label time).
+    predictions: dict[int, dict[str, tuple[Any, float, str | None]]] = field(default_factory=dict)
     early_labels: dict[int, dict[str, tuple[Any, float]]] = field(default_factory=dict)
     stats: LabelStats = field(default_factory=LabelStats)
-    clock: float = -math.inf  # the latest event time seen (predictions and labels)
+    clock: float = -math.inf
+    applied: dict[tuple[str, int], int] = field(default_factory=dict)
+    logs: dict[str, dict[int, JoinedPair]] = field(default_factory=dict)
+    seqs: dict[str, int] = field(default_factory=dict)
 
-    def _bucket(self, t: float) -> int:
-        return int(t // self.bucket_seconds)
+    def apply(self, ops: Iterable[LabelOp], *, ttl_seconds: float, bucket_seconds: float,
+              cursors: Mapping[str, int]) -> list[JoinedPair]:
+        """Apply the operations in order; return every logged pair not yet consumed.
 
-    def add_prediction(self, event_id: str, prediction: Any, t: float) -> JoinedPair | None:
-        self.stats.predictions += 1
-        self._advance(t)
-        for labels in self.early_labels.values():
-            hit = labels.pop(event_id, None)
-            if hit is not None:
-                self.stats.labels_before_prediction += 1
-                return self._join(event_id, prediction, t, hit[0], hit[1])
-        self.predictions.setdefault(self._bucket(t), {})[event_id] = (prediction, t)
-        return None
+        ``cursors`` (version key -> last consumed seq) trims the logs first; a version missing
+        from it keeps its whole log, and its pairs are all returned (the caller skips those at
+        or below its own cursor)."""
+        for vk, cur in cursors.items():
+            log = self.logs.get(vk)
+            if log:
+                for seq in [s for s in log if s <= cur]:
+                    del log[seq]
+        for op in ops:
+            tp = (op.topic, op.partition)
+            if op.offset <= self.applied.get(tp, -1):
+                continue  # applied before this batch was retried
+            self.applied[tp] = op.offset
+            if op.t > self.clock:
+                self.clock = op.t
+                self._expire(op.t, ttl_seconds, bucket_seconds)
+            b = math.floor(op.t / bucket_seconds)
+            if op.kind == "prediction":
+                self.stats.predictions += 1
+                hit = _take(self.early_labels, op.event_id)
+                if hit is not None:
+                    self.stats.labels_before_prediction += 1
+                    self._log(op, op.value, op.t, op.version, hit[0], hit[1], True)
+                else:
+                    self.predictions.setdefault(b, {})[op.event_id] = (op.value, op.t, op.version)
+            else:
+                self.stats.labels += 1
+                hit = _take(self.predictions, op.event_id)
+                if hit is not None:
+                    self._log(op, hit[0], hit[1], hit[2], op.value, op.t, False)
+                else:
+                    self.early_labels.setdefault(b, {})[op.event_id] = (op.value, op.t)
+        out = []
+        for vk in sorted(self.logs):
+            out.extend(self.logs[vk][s] for s in sorted(self.logs[vk]))
+        return out
 
-    def add_label(self, label: LabelEvent) -> JoinedPair | None:
-        self.stats.labels += 1
-        self._advance(label.timestamp)
-        for waiting in self.predictions.values():
-            hit = waiting.pop(label.event_id, None)
-            if hit is not None:
-                return self._join(label.event_id, hit[0], hit[1], label.label, label.timestamp)
-        self.early_labels.setdefault(self._bucket(label.timestamp), {})[label.event_id] = (
-            label.label, label.timestamp)
-        return None
-
-    def add_labels(self, labels: Iterable[LabelEvent]) -> list[JoinedPair]:
-        return [p for p in map(self.add_label, labels) if p is not None]
-
-    def _join(self, event_id: str, prediction: Any, pt: float, label: Any,
-              lt: float) -> JoinedPair | None:
-        err = error_value(self.task, prediction, label, self.threshold)
-        if err is None:
-            self.stats.incomparable += 1
-            return None
+    def _log(self, op: LabelOp, pred: Any, pt: float, version: str | None, label: Any,
+             lt: float, label_first: bool) -> None:
+        vk = version_key(version)
+        seq = self.seqs.get(vk, 0) + 1
+        self.seqs[vk] = seq
+        pair = JoinedPair(seq, self.model_id, version, op.event_id, pred, pt, label, lt,
+                          label_first, op.topic, op.partition, op.offset)
+        self.logs.setdefault(vk, {})[seq] = pair
         s = self.stats
         s.joined += 1
-        delay = max(0.0, lt - pt)
-        s.delay_sum += delay
-        s.delay_max = max(s.delay_max, delay)
-        return JoinedPair(event_id, err, delay, pt)
+        s.delay_sum += pair.delay
+        s.delay_max = max(s.delay_max, pair.delay)
 
-    def _advance(self, t: float) -> None:
-        """Expire the buckets that left the TTL (event time only moves forward here)."""
-        if t <= self.clock:
-            return
-        self.clock = t
-        oldest = self._bucket(t - self.ttl_seconds)
+    def _expire(self, now: float, ttl: float, bs: float) -> None:
+        oldest = math.floor((now - ttl) / bs)
         for b in [b for b in self.predictions if b < oldest]:
             self.stats.expired_predictions += len(self.predictions.pop(b))
         for b in [b for b in self.early_labels if b < oldest]:
             self.stats.unmatched_labels += len(self.early_labels.pop(b))
+
+
+def _take(buckets: dict[int, dict[str, Any]], event_id: str) -> Any:
+    for b in sorted(buckets):
+        hit = buckets[b].pop(event_id, None)
+        if hit is not None:
+            return hit
+    return None
+
+
+def pairs_by_version(pairs: Sequence[JoinedPair]) -> dict[str, list[JoinedPair]]:
+    out: dict[str, list[JoinedPair]] = {}
+    for p in pairs:
+        out.setdefault(version_key(p.version), []).append(p)
+    return out

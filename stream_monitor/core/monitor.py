@@ -28,8 +28,16 @@ from typing import Any
 import numpy as np
 
 from ..config import ModelRule, MonitorConfig, quality_rule, signal_detectors
-from ..contracts.records import SCHEMA_VERSION, InferenceEvent, detected_at, iso_time, record_id
+from ..contracts.records import (
+    SCHEMA_VERSION,
+    InferenceEvent,
+    Position,
+    detected_at,
+    iso_time,
+    record_id,
+)
 from .detectors import REGISTRY, build_detector, checkpoint, restore_detector
+from .labels import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
 from .lifecycle import LifecycleState
 from .quality import ModelQuality, QualityCounters, check_features, rate_scale
 from .retrain import RetrainState, decide, note_alert, retrain_request, tick
@@ -184,6 +192,9 @@ class ModelState:
     # Value rules and data-quality signals (core/quality.py); None when the model's quality
     # rule has none, and the per-value loop stays the plain one.
     quality: ModelQuality | None = None
+    # Delayed labels: the last joined pair fed to `performance:error`, per pair log (version
+    # key, core/labels.py). Saved with the detectors, so a pair counts exactly once.
+    pairs_applied: dict[str, int] = field(default_factory=dict)
 
     def dirty_signals(self) -> list[SignalState]:
         return [s for s in self.signals.values() if s.dirty]
@@ -199,6 +210,8 @@ class ModelState:
             "events": self.events,
             "applied": [[t, p, o] for (t, p), o in sorted(self.applied.items())],
         }
+        if self.pairs_applied:
+            meta["pairs_applied"] = dict(sorted(self.pairs_applied.items()))
         if self.quality is not None:
             meta["quality"] = self.quality.meta()
         if self.lifecycle is not None:
@@ -228,6 +241,10 @@ class BatchResult:
     quality_alerts: list[dict[str, Any]] = field(default_factory=list)  # data_quality_alert
     quality: QualityCounters = field(default_factory=QualityCounters)  # rejected values
     resolved: list[dict[str, Any]] = field(default_factory=list)  # drift_resolved (lifecycle)
+    pairs: int = 0  # joined (prediction, label) pairs fed to performance signals
+    pairs_redelivered: int = 0  # pairs already consumed by the stored state: skipped
+    # Label delays (seconds) of the pairs fed, per model (for the label metrics).
+    pair_delays: dict[str, list[float]] = field(default_factory=dict)
 
 
 class Monitor:
@@ -363,6 +380,7 @@ class Monitor:
         model.retrain_requests = int(meta["retrain_requests"])
         model.events = int(meta["events"])
         model.applied = {(str(t), int(p)): int(o) for t, p, o in meta.get("applied", [])}
+        model.pairs_applied = {str(k): int(v) for k, v in meta.get("pairs_applied", {}).items()}
         if model.quality is not None and meta.get("quality") is not None:
             model.quality.restore(meta["quality"],
                                   lambda name: self.watches(model, "feature:" + name))
@@ -371,13 +389,16 @@ class Monitor:
 
     # -- the batch ------------------------------------------------------------------------
     def process(self, events: Sequence[InferenceEvent], state: MonitorState,
-                quality: QualityCounters | None = None) -> BatchResult:
+                quality: QualityCounters | None = None,
+                pairs: Sequence[JoinedPair] = ()) -> BatchResult:
         """Run a batch through the detectors. Events of one model are processed in order.
 
         ``state`` must already hold every model of the batch that the store knows; a model
         not in it starts fresh. The state is updated in place; ``result.dirty_models`` says
         what to persist. Rejected values are counted in ``quality`` (the batch's counters,
-        also returned as ``result.quality``).
+        also returned as ``result.quality``). ``pairs`` are joined delayed labels
+        (core/labels.py), fed to each model's ``performance:error`` signal after the events;
+        pairs at or below the model's stored cursor are skipped.
         """
         result = BatchResult()
         if quality is not None:
@@ -452,19 +473,63 @@ class Monitor:
                         self._on_drift(model, sig, fired, ev, result)
                 elif type(ev.prediction) is float:
                     counters.reject(mid, PREDICTION, "non_finite")
-            rs = model.retrain
-            if (rs.evidence or rs.degraded) and rs.watching(model.rule.retrain):
-                # Pending persistence checks, or the staleness fallback (core/retrain.py).
-                tick(model.rule.retrain, rs, model.signals, ev.event_time)
-                self._decide(model, ev, result, None)
-            lc = model.lifecycle
-            if lc is not None and lc.incidents:
-                result.resolved += lc.tick(model.rule.alerts,  # type: ignore[arg-type]
-                                           model.signals, ev, mid)
+            self._after_event(model, ev, result)
+        if pairs:
+            self._process_pairs(pairs, models, touched, result)
         result.events = len(events)
         result.values = values
         result.dirty_models = list(touched.values())
         return result
+
+    def _after_event(self, model: ModelState, ev: InferenceEvent, result: BatchResult) -> None:
+        rs = model.retrain
+        if (rs.evidence or rs.degraded) and rs.watching(model.rule.retrain):
+            # Pending persistence checks, or the staleness fallback (core/retrain.py).
+            tick(model.rule.retrain, rs, model.signals, ev.event_time)
+            self._decide(model, ev, result, None)
+        lc = model.lifecycle
+        if lc is not None and lc.incidents:
+            result.resolved += lc.tick(model.rule.alerts,  # type: ignore[arg-type]
+                                       model.signals, ev, model.model_id)
+
+    def _process_pairs(self, pairs: Sequence[JoinedPair], models: dict[str, ModelState],
+                       touched: dict[str, ModelState], result: BatchResult) -> None:
+        """Feed joined (prediction, label) pairs to the models' performance signals, in log
+        order. An alert on one names the record that completed the pair (the label, or the
+        prediction when its label came first) and the prediction's event id."""
+        for p in pairs:
+            mid = p.model_id
+            model = models.get(mid)
+            if model is None:
+                model = self.new_model(mid)
+                if model is None:
+                    continue
+                models[mid] = model
+            rule = model.rule.labels
+            if rule is None:
+                continue  # the config no longer takes labels for this model
+            vk = version_key(p.version)
+            if p.seq <= model.pairs_applied.get(vk, 0):
+                result.pairs_redelivered += 1
+                continue
+            model.pairs_applied[vk] = p.seq
+            touched[mid] = model
+            model.dirty = True
+            err = error_value(rule.task, p.prediction, p.label, rule.threshold)
+            if err is None:
+                result.quality.reject(mid, PERFORMANCE_SIGNAL, "incomparable")
+                continue
+            sig = model.signals.get(PERFORMANCE_SIGNAL) or self.new_signal(model, PERFORMANCE_SIGNAL)
+            if sig is None:
+                continue
+            result.pairs += 1
+            result.pair_delays.setdefault(mid, []).append(p.delay)
+            ev = InferenceEvent(p.event_id, mid, {}, p.prediction,
+                                Position(p.topic, p.partition, p.offset), p.version, p.label_time)
+            fired = sig.update(err)
+            if fired >= 0:
+                self._on_drift(model, sig, fired, ev, result)
+            self._after_event(model, ev, result)
 
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:

@@ -1,54 +1,62 @@
-"""Predictions waiting for their delayed labels, in Redis (the store side of core/labels.py).
+"""Predictions waiting for their delayed labels, in Redis: the store side of core/labels.py.
 
-NOT WIRED YET: no adapter calls it so far (see core/labels.py for the plan). Key layout, all
-under the model's hash tag so one model's keys share a Redis Cluster slot::
+The algorithm is :class:`~stream_monitor.core.labels.LabelBook`'s, run by one Lua script per
+model and batch (all pipelined in one round trip); a contract test runs both on the same
+operations. Key layout, all under the model's hash tag so one model's keys share a Redis
+Cluster slot::
 
-    p:{m}:pred:<bucket>     HASH: event_id -> JSON [prediction, event time]; a bucket is
-                            `bucket_seconds` of event time; expires (PEXPIRE) as a safety net
-    p:{m}:lbl:<bucket>      HASH: event_id -> JSON [label, label time]: labels before predictions
-    p:{m}:pred:buckets      ZSET of the live prediction buckets (score = bucket)
-    p:{m}:lbl:buckets       ZSET of the live early-label buckets
-    p:{m}:labels:stats      HASH: predictions, labels, labels_before_prediction,
-                            expired_predictions, unmatched_labels, clock (latest event time)
+    p:{m}:pred:<bucket>       HASH: event_id -> JSON [prediction, event time, version]
+    p:{m}:lbl:<bucket>        HASH: event_id -> JSON [label, label time]: labels that came first
+    p:{m}:pred:buckets        ZSET of the live prediction buckets (score = bucket)
+    p:{m}:lbl:buckets         ZSET of the live early-label buckets
+    p:{m}:labels:stats        HASH: counters (core.labels.STAT_FIELDS), clock, seq:<version key>
+    p:{m}:labels:applied      HASH: "topic:partition" -> last offset applied (the watermark)
+    p:{m}:pairs:<version key> HASH: seq -> joined pair, until the model state consumed it
+    p:{m}:pairs:index         SET of the version keys that have a pair log
 
-A batch is one pipelined round trip: one Lua script call per model with all its operations in
-order in one JSON argument. The script advances the model's event-time clock, drops buckets
-older than the TTL (counting what they still held as expired predictions / unmatched labels),
-and joins: a prediction takes its waiting label, a label its waiting prediction; what finds no
-partner waits in the current bucket. Bucket keys are built inside the script from the model's
-prefix (same slot thanks to the hash tag, but not declared in KEYS).
+A bucket is ``bucket_seconds`` of event time. Buckets and logs also carry a PEXPIRE safety net
+(TTL plus two buckets, in processing time) so that a model that stops getting events does not
+keep its waiting predictions forever; the counted expiry is the event-time one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..core.labels import STAT_FIELDS, JoinedPair, LabelBook, LabelOp, LabelStats, version_key
 from ..errors import TransientStoreError
 from .base import model_tag
 
-__all__ = ["LabelOp", "RedisLabelStore", "StoredPair"]
+__all__ = ["LabelStore", "MemoryLabelStore", "RedisLabelStore", "label_store_for"]
 
-# KEYS: stats hash, prediction buckets zset, label buckets zset.
-# ARGV: ops JSON [[kind "p"|"l", event_id, payload, t], ...], key prefix "p:{m}:", ttl seconds,
-# bucket seconds, safety expiry in ms. Returns JSON [[event_id, prediction payload,
-# label payload, label_first 0|1], ...].
+# KEYS: stats hash, prediction bucket zset, label bucket zset, watermark hash, pair log index.
+# ARGV: ops JSON [[kind "p"|"l", event_id, payload, t, "topic:partition", offset, version key,
+#       position JSON], ...], key prefix "p:{m}:", ttl seconds, bucket seconds, safety expiry ms,
+#       cursors JSON {version key: last consumed seq}.
+# Returns JSON [[[version key, seq, entry], ...], [counter values in STAT_FIELDS order]] where
+# entry is JSON [event_id, prediction payload, label payload, label_first 0|1, position JSON].
 _APPLY = """
 local ops = cjson.decode(ARGV[1])
 local prefix = ARGV[2]
 local ttl = tonumber(ARGV[3])
 local bs = tonumber(ARGV[4])
 local px = tonumber(ARGV[5])
-local stats, pz, lz = KEYS[1], KEYS[2], KEYS[3]
+local cursors = cjson.decode(ARGV[6])
+local stats, pz, lz, applied, index = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+for vk, cur in pairs(cursors) do
+  local log = prefix .. 'pairs:' .. vk
+  for _, seq in ipairs(redis.call('HKEYS', log)) do
+    if tonumber(seq) <= cur then redis.call('HDEL', log, seq) end
+  end
+end
 local clock = tonumber(redis.call('HGET', stats, 'clock') or '-1e300')
-local out = {}
 local function expire(now)
   local oldest = math.floor((now - ttl) / bs)
   for _, z in ipairs({{pz, 'pred:', 'expired_predictions'}, {lz, 'lbl:', 'unmatched_labels'}}) do
@@ -79,102 +87,160 @@ local function put(z, kind, b, eid, payload)
   redis.call('ZADD', z, b, b)
   redis.call('PEXPIRE', k, px)
 end
+local function log(vk, eid, p, l, first, pos, delay)
+  local seq = redis.call('HINCRBY', stats, 'seq:' .. vk, 1)
+  local k = prefix .. 'pairs:' .. vk
+  redis.call('HSET', k, seq, cjson.encode({eid, p, l, first, pos}))
+  redis.call('PEXPIRE', k, px)
+  redis.call('SADD', index, vk)
+  redis.call('HINCRBY', stats, 'joined', 1)
+  if delay < 0 then delay = 0 end
+  redis.call('HINCRBYFLOAT', stats, 'delay_sum', delay)
+  local mx = tonumber(redis.call('HGET', stats, 'delay_max') or '0')
+  if delay > mx then redis.call('HSET', stats, 'delay_max', string.format('%.17g', delay)) end
+end
 for _, op in ipairs(ops) do
-  local kind, eid, payload, t = op[1], op[2], op[3], op[4]
-  if t > clock then
-    clock = t
-    expire(t)
-  end
-  local b = math.floor(t / bs)
-  if kind == 'p' then
-    redis.call('HINCRBY', stats, 'predictions', 1)
-    local l = take(lz, 'lbl:', eid)
-    if l then
-      redis.call('HINCRBY', stats, 'labels_before_prediction', 1)
-      out[#out + 1] = {eid, payload, l, 1}
-    else
-      put(pz, 'pred:', b, eid, payload)
+  local kind, eid, payload, t, tp, off, vk, pos = op[1], op[2], op[3], op[4], op[5], op[6], op[7], op[8]
+  local last = tonumber(redis.call('HGET', applied, tp) or '-1')
+  if off > last then
+    redis.call('HSET', applied, tp, string.format('%.0f', off))
+    if t > clock then
+      clock = t
+      expire(t)
     end
-  else
-    redis.call('HINCRBY', stats, 'labels', 1)
-    local p = take(pz, 'pred:', eid)
-    if p then
-      out[#out + 1] = {eid, p, payload, 0}
+    local b = math.floor(t / bs)
+    if kind == 'p' then
+      redis.call('HINCRBY', stats, 'predictions', 1)
+      local l = take(lz, 'lbl:', eid)
+      if l then
+        redis.call('HINCRBY', stats, 'labels_before_prediction', 1)
+        local lt = cjson.decode(l)[2]
+        log(vk, eid, payload, l, 1, pos, lt - t)
+      else
+        put(pz, 'pred:', b, eid, payload)
+      end
     else
-      put(lz, 'lbl:', b, eid, payload)
+      redis.call('HINCRBY', stats, 'labels', 1)
+      local p = take(pz, 'pred:', eid)
+      if p then
+        local pd = cjson.decode(p)
+        local pvk = ''
+        if pd[3] ~= nil and pd[3] ~= cjson.null then pvk = 'v:' .. pd[3] end
+        log(pvk, eid, p, payload, 0, pos, t - pd[2])
+      else
+        put(lz, 'lbl:', b, eid, payload)
+      end
     end
   end
 end
-redis.call('HSET', stats, 'clock', string.format('%.3f', clock))
-if #out == 0 then return '[]' end
-return cjson.encode(out)
+redis.call('HSET', stats, 'clock', string.format('%.17g', clock))
+local out = {}
+for _, vk in ipairs(redis.call('SMEMBERS', index)) do
+  local flat = redis.call('HGETALL', prefix .. 'pairs:' .. vk)
+  for i = 1, #flat, 2 do out[#out + 1] = {vk, tonumber(flat[i]), flat[i + 1]} end
+end
+local counters = redis.call('HMGET', stats, 'predictions', 'labels', 'joined',
+  'labels_before_prediction', 'unmatched_labels', 'expired_predictions', 'delay_sum', 'delay_max')
+for i = 1, #counters do if not counters[i] then counters[i] = '0' end end
+return cjson.encode({out, counters})
 """
 
 
-@dataclass(frozen=True, slots=True)
-class LabelOp:
-    kind: Literal["prediction", "label"]
-    model_id: str
-    event_id: str
-    value: Any
-    t: float  # event time
+class LabelStore:
+    """Where the label join lives (Redis for the worker, memory for replay)."""
+
+    async def apply(self, ops: Sequence[LabelOp], rules: Mapping[str, tuple[float, float]],
+                    cursors: Mapping[str, Mapping[str, int]],
+                    ) -> tuple[list[JoinedPair], dict[str, LabelStats]]:
+        """Apply the batch's operations (in order per model); every unconsumed pair of the
+        models touched, and their counters. ``rules``: model id -> (ttl, bucket seconds);
+        ``cursors``: model id -> version key -> last consumed seq."""
+        raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True)
-class StoredPair:
-    model_id: str
-    event_id: str
-    prediction: Any
-    prediction_time: float
-    label: Any
-    label_time: float
-    label_first: bool  # the label arrived before its prediction
+class MemoryLabelStore(LabelStore):
+    def __init__(self) -> None:
+        self.books: dict[str, LabelBook] = {}
+
+    async def apply(self, ops: Sequence[LabelOp], rules: Mapping[str, tuple[float, float]],
+                    cursors: Mapping[str, Mapping[str, int]],
+                    ) -> tuple[list[JoinedPair], dict[str, LabelStats]]:
+        pairs: list[JoinedPair] = []
+        stats: dict[str, LabelStats] = {}
+        for mid, mops in _by_model(ops).items():
+            book = self.books.setdefault(mid, LabelBook(mid))
+            ttl, bs = rules[mid]
+            pairs += book.apply(mops, ttl_seconds=ttl, bucket_seconds=bs,
+                                cursors=cursors.get(mid, {}))
+            stats[mid] = LabelStats.from_mapping(
+                {f: getattr(book.stats, f) for f in STAT_FIELDS})
+        return pairs, stats
 
 
-class RedisLabelStore:
-    def __init__(self, client: Any, prefix: str, ttl_seconds: float,
-                 bucket_seconds: float) -> None:
+class RedisLabelStore(LabelStore):
+    def __init__(self, client: Any, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self.ttl_seconds = ttl_seconds
-        self.bucket_seconds = bucket_seconds
         self._script = client.register_script(_APPLY)
 
     def _base(self, model_id: str) -> str:
         return f"{self.prefix}:{model_tag(model_id)}:"
 
-    async def apply(self, ops: Sequence[LabelOp]) -> list[StoredPair]:
-        """Apply predictions and labels in order (per model); the pairs they joined."""
-        by_model: dict[str, list[list[Any]]] = {}
-        for op in ops:
-            by_model.setdefault(op.model_id, []).append(
-                ["p" if op.kind == "prediction" else "l", op.event_id,
-                 orjson.dumps([op.value, op.t]).decode(), op.t])
-        if not by_model:
-            return []
-        px = max(1, math.ceil((self.ttl_seconds + 2 * self.bucket_seconds) * 1000))
+    async def apply(self, ops: Sequence[LabelOp], rules: Mapping[str, tuple[float, float]],
+                    cursors: Mapping[str, Mapping[str, int]],
+                    ) -> tuple[list[JoinedPair], dict[str, LabelStats]]:
+        groups = list(_by_model(ops).items())
+        if not groups:
+            return [], {}
         pipe = self.client.pipeline(transaction=False)
-        groups = list(by_model.items())
         for mid, mops in groups:
             base = self._base(mid)
-            await self._script(keys=[base + "labels:stats", base + "pred:buckets",
-                                     base + "lbl:buckets"],
-                               args=[orjson.dumps(mops), base, self.ttl_seconds,
-                                     self.bucket_seconds, px], client=pipe)
+            ttl, bs = rules[mid]
+            px = max(1, math.ceil((ttl + 2 * bs) * 1000))
+            enc = [["p" if op.kind == "prediction" else "l", op.event_id,
+                    orjson.dumps([op.value, op.t, op.version] if op.kind == "prediction"
+                                 else [op.value, op.t]).decode(),
+                    op.t, f"{op.topic}:{op.partition}", op.offset,
+                    version_key(op.version) if op.kind == "prediction" else "",
+                    orjson.dumps([op.topic, op.partition, op.offset]).decode()] for op in mops]
+            await self._script(
+                keys=[base + "labels:stats", base + "pred:buckets", base + "lbl:buckets",
+                      base + "labels:applied", base + "pairs:index"],
+                args=[orjson.dumps(enc), base, ttl, bs, px,
+                      orjson.dumps(dict(cursors.get(mid, {})))],
+                client=pipe)
         try:
             replies = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise TransientStoreError(f"redis unavailable while joining labels: {exc}") from exc
         except RedisError as exc:
             raise TransientStoreError(f"redis refused the label join: {exc}") from exc
-        out = []
+        pairs: list[JoinedPair] = []
+        stats: dict[str, LabelStats] = {}
         for (mid, _), reply in zip(groups, replies, strict=True):
-            for eid, p, lab, first in orjson.loads(reply):
-                pv, pt = orjson.loads(p)
+            logged, counters = orjson.loads(reply)
+            for vk, seq, entry in sorted(logged, key=lambda x: (x[0], x[1])):
+                eid, p, lab, first, pos = orjson.loads(entry)
+                pv, pt, version = orjson.loads(p)
                 lv, lt = orjson.loads(lab)
-                out.append(StoredPair(mid, eid, pv, float(pt), lv, float(lt), bool(first)))
-        return out
+                topic, partition, offset = orjson.loads(pos)
+                pairs.append(JoinedPair(int(seq), mid, version, eid, pv, float(pt), lv, float(lt),
+                                        bool(first), topic, int(partition), int(offset)))
+            stats[mid] = LabelStats.from_mapping(dict(zip(STAT_FIELDS, counters, strict=True)))
+        return pairs, stats
 
-    async def stats(self, model_id: str) -> dict[str, float]:
-        raw = await self.client.hgetall(self._base(model_id) + "labels:stats")
-        return {k.decode() if isinstance(k, bytes) else k: float(v) for k, v in raw.items()}
+
+def _by_model(ops: Sequence[LabelOp]) -> dict[str, list[LabelOp]]:
+    out: dict[str, list[LabelOp]] = {}
+    for op in ops:
+        out.setdefault(op.model_id, []).append(op)
+    return out
+
+
+def label_store_for(store: Any) -> LabelStore:
+    """The label store that lives next to a state store (Redis with Redis, else memory)."""
+    from .redis import RedisStore
+
+    if isinstance(store, RedisStore):
+        return RedisLabelStore(store.client, store.prefix)
+    return MemoryLabelStore()

@@ -1,52 +1,104 @@
-"""The Redis label store (state/labels.py) on the real Redis: the same join and counters as the
-pure LabelJoin (tests/unit/test_labels.py), keys under the model's hash tag."""
+"""The Redis label store (state/labels.py) on the real Redis runs the same join as the pure
+LabelBook (core/labels.py): same pairs, same counters, same idempotence; keys under the model's
+hash tag."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 import redis.asyncio as aioredis
 
-from stream_monitor.state.labels import LabelOp, RedisLabelStore
+from stream_monitor.core.labels import LabelBook, LabelOp
+from stream_monitor.state.labels import MemoryLabelStore, RedisLabelStore
+from tests.unit.test_labels import SCENARIO_1, SCENARIO_2
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600.0
+RULES = {"m": (100.0, 10.0)}
 
 
-def test_join_counts_early_late_unmatched_and_expired_in_redis(redis_url, unique) -> None:
-    async def run() -> tuple[list, list, dict, list]:
+def _key(p):  # pairs compared field by field
+    return (p.seq, p.model_id, p.version, p.event_id, p.prediction, p.prediction_time, p.label,
+            p.label_time, p.label_first, p.topic, p.partition, p.offset)
+
+
+def test_redis_join_matches_the_pure_book_on_the_scenario(redis_url, unique) -> None:
+    async def run():
         client = aioredis.Redis.from_url(redis_url)
-        store = RedisLabelStore(client, unique.prefix, ttl_seconds=100, bucket_seconds=10)
+        store = RedisLabelStore(client, unique.prefix)
         try:
-            first = await store.apply([
-                LabelOp("prediction", "m", "a", 0.9, T0),
-                LabelOp("prediction", "m", "b", 0.1, T0 + 1),
-                LabelOp("label", "m", "c", 1, T0 + 2),  # before its prediction
-                LabelOp("label", "m", "a", 0, T0 + 30),
-            ])
-            # A second batch: c's prediction, a label for nothing, then past the TTL.
-            second = await store.apply([
-                LabelOp("prediction", "m", "c", 0.8, T0 + 31),
-                LabelOp("label", "m", "z", 1, T0 + 40),
-                LabelOp("prediction", "m", "d", 0.2, T0 + 200),
-                LabelOp("label", "m", "b", 0, T0 + 201),  # its prediction expired
-            ])
-            stats = await store.stats("m")
+            first, _ = await store.apply(SCENARIO_1, RULES, {})
+            again, _ = await store.apply(SCENARIO_1, RULES, {})  # a retried batch
+            second, stats = await store.apply(SCENARIO_2, RULES, {"m": {"": 1}})
             keys = [k.decode() async for k in client.scan_iter(f"{unique.prefix}:*")]
-            return first, second, stats, keys
+            return first, again, second, stats["m"], keys
         finally:
             await client.aclose()
 
-    first, second, stats, keys = asyncio.run(run())
-    assert [(p.event_id, p.prediction, p.label, p.label_first) for p in first] == [
-        ("a", 0.9, 0, False)]
-    assert first[0].label_time - first[0].prediction_time == 30.0
-    assert [(p.event_id, p.prediction, p.label, p.label_first) for p in second] == [
-        ("c", 0.8, 1, True)]
-    assert {k: stats[k] for k in ("predictions", "labels", "labels_before_prediction",
-                                  "expired_predictions", "unmatched_labels")} == {
-        "predictions": 4, "labels": 4, "labels_before_prediction": 1,
-        "expired_predictions": 1, "unmatched_labels": 1}
+    first, again, second, stats, keys = asyncio.run(run())
+    book = LabelBook("m")
+    want1 = book.apply(SCENARIO_1, ttl_seconds=100, bucket_seconds=10, cursors={})
+    want2 = book.apply(SCENARIO_2, ttl_seconds=100, bucket_seconds=10, cursors={"": 1})
+    assert [_key(p) for p in first] == [_key(p) for p in want1] == [_key(p) for p in again]
+    assert [_key(p) for p in second] == [_key(p) for p in want2]
+    assert [p.event_id for p in second] == ["c"]
+    for f in ("predictions", "labels", "joined", "labels_before_prediction",
+              "unmatched_labels", "expired_predictions", "delay_sum", "delay_max"):
+        assert getattr(stats, f) == getattr(book.stats, f), f
+    assert (stats.expired_predictions, stats.unmatched_labels) == (1, 1)
     assert all(k.startswith(f"{unique.prefix}:{{m}}:") for k in keys)
+
+
+def test_redis_join_matches_the_pure_book_on_random_streams(redis_url, unique) -> None:
+    """Random interleavings: late, early, missing and duplicated labels, several versions,
+    batches retried; Redis and the pure book agree on every pair and counter."""
+    rng = random.Random(11)
+    ops: list[LabelOp] = []
+    off = {"inf": 0, "lab": 0}
+    t = T0
+    for i in range(600):
+        t += rng.random() * 3
+        ops.append(LabelOp("prediction", "m", f"e{i}", rng.random(), t, "inf", 0, off["inf"],
+                           rng.choice([None, "v1", "v2"])))
+        off["inf"] += 1
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            j = max(0, i - rng.randint(-5, 60))  # labels before, just after, long after
+            ops.append(LabelOp("label", "m", f"e{j}", rng.randint(0, 1), t + rng.random(), "lab",
+                               0, off["lab"]))
+            off["lab"] += 1
+    batches = []
+    k = 0
+    while k < len(ops):
+        n = rng.randint(1, 40)
+        batches.append(ops[k:k + n])
+        k += n
+    rules = {"m": (60.0, 5.0)}
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_url)
+        redis_store, mem = RedisLabelStore(client, unique.prefix), MemoryLabelStore()
+        got, want = [], []
+        cursors: dict[str, int] = {}
+        try:
+            for b in batches:
+                retries = 2 if rng.random() < 0.2 else 1
+                for _ in range(retries):
+                    r_pairs, r_stats = await redis_store.apply(b, rules, {"m": dict(cursors)})
+                    m_pairs, m_stats = await mem.apply(b, rules, {"m": dict(cursors)})
+                got.append(([_key(p) for p in r_pairs], r_stats["m"]))
+                want.append(([_key(p) for p in m_pairs], m_stats["m"]))
+                for p in r_pairs:  # the model state consumes what it got
+                    vk = "" if p.version is None else "v:" + p.version
+                    cursors[vk] = max(cursors.get(vk, 0), p.seq)
+            return got, want
+        finally:
+            await client.aclose()
+
+    got, want = asyncio.run(run())
+    assert got == want
+    final = got[-1][1]
+    assert final.joined > 300 and final.labels_before_prediction > 0
+    assert final.expired_predictions > 0 and final.unmatched_labels > 0

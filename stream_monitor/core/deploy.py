@@ -1,0 +1,309 @@
+"""Deployment checks: does a new ``model_version`` behave like the one it replaced? Pure.
+
+When a model's events arrive with a new ``model_version``, that version gets its own detectors
+and reference window (a drift detector must not fire just because a deployment changed the
+inputs or outputs on purpose). That leaves one question the detectors cannot answer: *is the new
+version as good as the old one, and does it see the same data?* After a watch period the service
+answers it once per version with a ``deployment_check`` record (schema ``deployment-check``):
+
+* **Signals.** The new version's first window of each signal is compared with the previous
+  version's reference window of the same signal by a two-sample Kolmogorov-Smirnov test
+  (:func:`ks_2samp`). A signal *changed* when the test rejects at ``alpha`` **and** the means
+  moved by at least ``min_shift`` previous-version standard deviations: with thousands of values
+  the test alone rejects on shifts too small to matter.
+* **Performance.** The new version's ``performance:error`` values (0/1 errors for
+  classification, absolute errors for regression) are compared with the previous version's
+  (:func:`compare_performance`): a one-sided test that the error rose, *degraded* when it rose by
+  more than ``max_error_increase`` and the test rejects at ``alpha``.
+* **Verdict** (:func:`deployment_check`): ``fail`` when performance degraded or a feature
+  changed; ``warn`` when only non-feature signals (the prediction) changed or there were too few
+  labels to compare performance; ``pass`` otherwise.
+
+Everything here is I/O-free and deterministic: the same windows give the same record and the
+same ``check_id`` (one check per version), so a replay or a redelivery can be deduplicated.
+scipy is not a dependency; the KS statistic and its asymptotic p-value (the Kolmogorov
+distribution with the usual small-sample correction, as in Numerical Recipes' ``kstwo``) and
+the normal tail (``math.erfc``) are computed here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..contracts.records import SCHEMA_VERSION, iso_time, record_id
+from .stats import summarize
+
+__all__ = [
+    "VERDICTS",
+    "compare_performance",
+    "compare_signal",
+    "deployment_check",
+    "kolmogorov_sf",
+    "ks_2samp",
+]
+
+VERDICTS = ("pass", "warn", "fail")
+FEATURE_PREFIX = "feature:"
+
+
+def kolmogorov_sf(lam: float) -> float:
+    """P(K > lam) for the Kolmogorov distribution K (the limit law of sqrt(n) * D).
+
+    Two series, each used where it converges fast: for small ``lam`` the theta-function form
+    ``1 - sqrt(2 pi)/lam * sum exp(-(2j-1)^2 pi^2 / (8 lam^2))``, otherwise
+    ``2 * sum (-1)^(j-1) exp(-2 j^2 lam^2)``.
+
+    >>> kolmogorov_sf(0.0)
+    1.0
+    >>> round(kolmogorov_sf(1.3581), 4)  # the classic 5% critical value
+    0.05
+    >>> round(kolmogorov_sf(1.6276), 4)  # and the 1% one
+    0.01
+    """
+    if not lam > 0.0:  # also NaN
+        return 1.0
+    total = 0.0
+    if lam < 1.18:
+        y = math.exp(-(math.pi**2) / (8.0 * lam * lam))
+        for j in range(1, 50):
+            term = y ** ((2 * j - 1) ** 2)
+            total += term
+            if term <= 1e-17 * total:
+                break
+        sf = 1.0 - math.sqrt(2.0 * math.pi) / lam * total
+    else:
+        x = math.exp(-2.0 * lam * lam)
+        for j in range(1, 50):
+            term = x ** (j * j)
+            total += term if j % 2 else -term
+            if term <= 1e-17 * abs(total):
+                break
+        sf = 2.0 * total
+    return min(1.0, max(0.0, sf))
+
+
+def ks_2samp(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov test: (D statistic, asymptotic two-sided p-value).
+
+    D is the largest distance between the two empirical CDFs, evaluated at every pooled value
+    (``searchsorted(..., side="right")``, so ties between and within the samples are counted
+    correctly). The p-value is ``kolmogorov_sf((sqrt(en) + 0.12 + 0.11/sqrt(en)) * D)`` with the
+    effective size ``en = n*m/(n+m)``, clamped to [0, 1]. Values must be finite; both samples
+    must be non-empty.
+
+    >>> ks_2samp([1, 2, 3], [1, 2, 3])
+    (0.0, 1.0)
+    >>> d, p = ks_2samp([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])
+    >>> d, round(p, 4)
+    (1.0, 0.0038)
+    >>> ks_2samp([0, 0, 1], [0, 1, 1])[0]  # ties: F_a(0) = 2/3, F_b(0) = 1/3
+    0.3333333333333333
+    """
+    x = np.sort(np.asarray(a, dtype=np.float64).ravel())
+    y = np.sort(np.asarray(b, dtype=np.float64).ravel())
+    n, m = x.size, y.size
+    if n == 0 or m == 0:
+        raise ValueError("ks_2samp needs two non-empty samples")
+    pooled = np.concatenate([x, y])
+    cdf_x = np.searchsorted(x, pooled, side="right") / n
+    cdf_y = np.searchsorted(y, pooled, side="right") / m
+    d = float(np.max(np.abs(cdf_x - cdf_y)))
+    en = math.sqrt(n * m / (n + m))
+    p = kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
+    return d, p
+
+
+def compare_signal(signal: str, previous: Sequence[float], new: Sequence[float], *,
+                   alpha: float, min_shift: float, min_values: int) -> dict[str, Any]:
+    """Compare the new version's first window of a signal with the previous version's reference.
+
+    ``changed`` needs both a KS rejection at ``alpha`` and a mean shift of at least
+    ``min_shift`` previous-version standard deviations (1 when the previous window was
+    constant). With fewer than ``min_values`` values on either side nothing is tested:
+    ``ks`` is None and ``changed`` False.
+
+    >>> r = compare_signal("feature:x", [0, 1, 2, 3] * 25, [5, 6, 7, 8] * 25,
+    ...                    alpha=0.01, min_shift=0.5, min_values=30)
+    >>> r["changed"], r["ks"]["statistic"], round(r["mean_shift_in_previous_std"], 2)
+    (True, 1.0, 4.45)
+    >>> compare_signal("prediction", [1.0] * 10, [2.0] * 10, alpha=0.01, min_shift=0.5,
+    ...                min_values=30)["ks"] is None
+    True
+    """
+    if min_values < 1:
+        raise ValueError(f"min_values must be at least 1, not {min_values}")
+    prev, cur = summarize(previous), summarize(new)
+    shift: float | None = None
+    if prev["count"] and cur["count"]:
+        std = prev["std"] or 1.0
+        shift = _finite((cur["mean"] - prev["mean"]) / std)
+    sufficient = prev["count"] >= min_values and cur["count"] >= min_values
+    ks: dict[str, float] | None = None
+    changed = False
+    if sufficient:
+        d, p = ks_2samp(previous, new)
+        ks = {"statistic": d, "p_value": p}
+        changed = p < alpha and shift is not None and abs(shift) >= min_shift
+    return {
+        "signal": signal,
+        "previous": prev,
+        "new": cur,
+        "mean_shift_in_previous_std": shift,
+        "ks": ks,
+        "changed": changed,
+        "sufficient": sufficient,
+    }
+
+
+def compare_performance(signal: str, previous: Sequence[float], new: Sequence[float], *,
+                        binary: bool, alpha: float, max_increase: float,
+                        min_values: int) -> dict[str, Any]:
+    """Compare the new version's errors with the previous version's: did the error rise?
+
+    ``p_value`` is one-sided (H1: the new mean error is higher). Binary (0/1) errors use the
+    pooled two-proportion z-test; other errors (absolute errors of a regression) use Welch's
+    t statistic, referred to the normal distribution (the windows are large). ``degraded`` when
+    the mean error rose by more than ``max_increase`` and ``p_value < alpha``. With fewer than
+    ``min_values`` values on either side nothing is tested: ``increase`` and ``p_value`` are None.
+
+    >>> r = compare_performance("performance:error", [0] * 95 + [1] * 5, [0] * 80 + [1] * 20,
+    ...                         binary=True, alpha=0.01, max_increase=0.02, min_values=50)
+    >>> r["degraded"], round(r["increase"], 2), r["p_value"] < 0.01
+    (True, 0.15, True)
+    """
+    if min_values < 1:
+        raise ValueError(f"min_values must be at least 1, not {min_values}")
+    x = np.asarray(previous, dtype=np.float64).ravel()
+    y = np.asarray(new, dtype=np.float64).ravel()
+    n1, n2 = x.size, y.size
+    m1 = _finite(x.mean()) if n1 else None
+    m2 = _finite(y.mean()) if n2 else None
+    sufficient = n1 >= min_values and n2 >= min_values
+    increase: float | None = None
+    p: float | None = None
+    degraded = False
+    if sufficient and m1 is not None and m2 is not None:
+        increase = m2 - m1
+        if binary:
+            pooled = (m1 * n1 + m2 * n2) / (n1 + n2)
+            se = math.sqrt(max(0.0, pooled * (1.0 - pooled)) * (1.0 / n1 + 1.0 / n2))
+        else:
+            v1 = float(x.var(ddof=1)) if n1 > 1 else 0.0
+            v2 = float(y.var(ddof=1)) if n2 > 1 else 0.0
+            se = math.sqrt(v1 / n1 + v2 / n2)
+        p = _upper_normal_p(increase, se)
+        degraded = increase > max_increase and p < alpha
+    return {
+        "signal": signal,
+        "previous": {"count": n1, "mean": m1},
+        "new": {"count": n2, "mean": m2},
+        "increase": increase,
+        "p_value": p,
+        "degraded": degraded,
+        "sufficient": sufficient,
+    }
+
+
+def deployment_check(*, model_id: str, model_version: str | None, previous_version: str | None,
+                     started_at: float, completed_at: float, reason: str,
+                     trigger: dict[str, Any], signals: list[dict[str, Any]],
+                     performance: dict[str, Any] | None, rule: dict[str, Any]) -> dict[str, Any]:
+    """The ``deployment_check`` record of a new version (schema ``deployment-check``).
+
+    ``reason`` is why the watch ended (``watch_complete`` or ``timeout``), ``trigger`` the event
+    that ended it, ``signals`` the :func:`compare_signal` results, ``performance`` the
+    :func:`compare_performance` result or None (the model has no labels), ``rule`` the thresholds
+    used (passed through). With no previous version (the first version ever seen) there is
+    nothing to compare: the comparisons are dropped and the verdict is ``pass``.
+
+    >>> r = deployment_check(model_id="fraud", model_version="v1", previous_version=None,
+    ...     started_at=0.0, completed_at=60.0, reason="watch_complete",
+    ...     trigger={"event_id": "e9", "topic": "t", "partition": 0, "offset": 9},
+    ...     signals=[], performance=None, rule={})
+    >>> r["verdict"], r["summary"]
+    ('pass', 'fraud v1: pass - no previous version to compare')
+    """
+    if previous_version is None:
+        signals, performance = [], None
+        verdict, reasons = "pass", ["no previous version to compare"]
+    else:
+        verdict, reasons = _verdict(signals, performance)
+    name = f"{model_id} {_version(model_version)}"
+    if previous_version is not None:
+        name += f" vs {_version(previous_version)}"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": "deployment_check",
+        "check_id": record_id("deployment_check", model_id, model_version or "",
+                              previous_version or ""),
+        "model_id": model_id,
+        "model_version": model_version,
+        "previous_version": previous_version,
+        "verdict": verdict,
+        "reasons": reasons,
+        "started_at": iso_time(started_at),
+        "completed_at": iso_time(completed_at),
+        "reason": reason,
+        "trigger": dict(trigger),
+        "signals": list(signals),
+        "performance": performance,
+        "rule": dict(rule),
+        "summary": f"{name}: {verdict} - " + "; ".join(reasons),
+    }
+
+
+def _verdict(signals: list[dict[str, Any]],
+             performance: dict[str, Any] | None) -> tuple[str, list[str]]:
+    fail: list[str] = []
+    warn: list[str] = []
+    if performance is not None:
+        ps = performance["signal"]
+        prev, new = performance["previous"], performance["new"]
+        if performance["degraded"]:
+            fail.append(f"{ps} rose from {_num(prev['mean'])} to {_num(new['mean'])} "
+                        f"(p={_num(performance['p_value'])})")
+        elif not performance["sufficient"]:
+            warn.append(f"{ps}: too few values to compare ({prev['count']} before, "
+                        f"{new['count']} after)")
+    for s in signals:
+        if not s["changed"]:
+            continue
+        text = (f"{s['signal']} changed (KS p={_num(s['ks']['p_value'])}, "
+                f"shift {_num(s['mean_shift_in_previous_std'])} std)")
+        (fail if s["signal"].startswith(FEATURE_PREFIX) else warn).append(text)
+    if fail:
+        return "fail", fail + warn
+    if warn:
+        return "warn", warn
+    if performance is None:
+        tail = "no labels to compare performance"
+    else:
+        tail = (f"{performance['signal']} did not degrade "
+                f"({_num(performance['previous']['mean'])} -> "
+                f"{_num(performance['new']['mean'])})")
+    what = f"none of {len(signals)} signals changed" if signals else "no signals compared"
+    return "pass", [what, tail]
+
+
+def _upper_normal_p(diff: float, se: float) -> float:
+    """One-sided p of ``diff`` > 0 when ``diff / se`` is standard normal under H0."""
+    if se <= 0.0 or not math.isfinite(se):
+        return 0.0 if diff > 0.0 else 1.0
+    return min(1.0, max(0.0, 0.5 * math.erfc(diff / se / math.sqrt(2.0))))
+
+
+def _finite(v: Any) -> float:
+    f = float(v)
+    return f if math.isfinite(f) else 0.0
+
+
+def _version(v: str | None) -> str:
+    return "(no version)" if v is None else v
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.2g}"
