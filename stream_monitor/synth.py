@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-__all__ = ["Drift", "StreamSpec", "generate"]
+__all__ = ["Drift", "LabelledSpec", "LabelledStream", "StreamSpec", "generate", "labelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +70,75 @@ def generate(spec: StreamSpec) -> Iterator[bytes]:
                 "features": features,
                 "prediction": prediction,
             })
+
+
+@dataclass(frozen=True)
+class LabelledSpec:
+    """A classifier whose inputs never change while its error rate jumps at ``concept_drift_at``
+    (a concept drift only labels can show), with labels that arrive late and out of order."""
+
+    model: str = "churn-model"
+    events: int = 5000
+    concept_drift_at: int = 2500
+    error_before: float = 0.10
+    error_after: float = 0.40
+    delay_events: tuple[int, int] = (20, 80)  # a label follows its prediction by this many events
+    early_labels: int = 50  # labels of the first events, published before any prediction
+    missing_every: int = 25  # every n-th prediction never gets its label
+    bogus_labels: int = 30  # labels whose prediction never existed
+    seed: int = 5
+    start_time: float = 1_767_225_600.0
+    interval: float = 1.0
+    model_version: str | None = "1"
+
+
+@dataclass
+class LabelledStream:
+    """Records to publish, in order: ``early`` labels first, then ``inference`` and ``labels``
+    (each label placed after the prediction it trails)."""
+
+    inference: list[bytes]
+    labels: list[bytes]
+    early: list[bytes]
+    missing: list[int]  # event indices that never get a label
+    bogus: list[str]  # event ids of labels with no prediction
+
+
+def labelled(spec: LabelledSpec) -> LabelledStream:
+    rng = random.Random(spec.seed)
+    n = spec.events
+    pending: list[tuple[int, bytes]] = []  # (publish after event k, label record)
+    inference, labels, early, missing, bogus = [], [], [], [], []
+
+    def label(i: int, y: int, t: float, eid: str | None = None) -> bytes:
+        return orjson.dumps({"event_id": eid or f"{spec.model}-{i:08d}", "model_id": spec.model,
+                             "label": y, "timestamp": t})
+
+    bogus_at = set(rng.sample(range(spec.early_labels, n // 4), spec.bogus_labels))
+    for i in range(n):
+        t = spec.start_time + i * spec.interval
+        x = rng.gauss(0.0, 1.0)
+        y = int(rng.random() < 0.5)
+        p_err = spec.error_before if i < spec.concept_drift_at else spec.error_after
+        score = rng.uniform(0.55, 0.95) if (y == 1) != (rng.random() < p_err) else rng.uniform(
+            0.05, 0.45)
+        inference.append(orjson.dumps({
+            "event_id": f"{spec.model}-{i:08d}", "model_id": spec.model,
+            "model_version": spec.model_version, "timestamp": t,
+            "features": {"tenure": round(x, 6)}, "prediction": round(score, 6)}))
+        if i < spec.early_labels:
+            early.append(label(i, y, t + 0.5))
+        elif spec.missing_every and i % spec.missing_every == 0:
+            missing.append(i)
+        else:
+            d = rng.randint(*spec.delay_events)
+            pending.append((i + d, label(i, y, t + d * spec.interval)))
+        if i in bogus_at:
+            eid = f"{spec.model}-bogus-{i}"
+            bogus.append(eid)
+            labels.append(label(i, 1, t, eid))
+        due = [p for p in pending if p[0] <= i]
+        pending = [p for p in pending if p[0] > i]
+        labels.extend(rec for _, rec in sorted(due, key=lambda p: p[0]))
+    labels.extend(rec for _, rec in pending)
+    return LabelledStream(inference, labels, early, missing, bogus)

@@ -159,7 +159,22 @@ def _observe(metrics: Any, worker: MonitorWorker, raws: list[RawRecord], out: Ba
              seconds: float) -> None:
     from ..observability import batch_counts
 
-    c = batch_counts(raws, out.records)
+    label_topic = worker.config.topics.labels
+    c = batch_counts([r for r in raws if r.position.topic != label_topic], out.records)
+    if out.labels or out.label_stats:
+        labels_by_model: dict[str, int] = {}
+        dead = {(src["topic"], src["partition"], src["offset"]) for o in out.records
+                if o.record["type"] == "dead_letter" for src in (o.record["source"],)}
+        for r in raws:
+            p = r.position
+            if p.topic == label_topic and (p.topic, p.partition, p.offset) not in dead:
+                k = r.key.decode("utf-8", "replace") if r.key else "(no key)"
+                labels_by_model[k] = labels_by_model.get(k, 0) + 1
+        metrics.observe_labels(labels_by_model, out.pair_delays, out.label_stats)
+        for r in raws:
+            if r.position.topic == label_topic:
+                tp = (r.position.topic, r.position.partition)
+                c.positions[tp] = max(c.positions.get(tp, -1), r.position.offset)
     metrics.observe_batch(c.events_by_model, c.dead_letters_by_reason, seconds, alerts=c.alerts,
                           retrain_requests=c.retrain_requests, positions=c.positions)
     models = worker.pipeline.state.models
@@ -237,7 +252,8 @@ def faust_app(app_id: str, settings: Settings) -> faust.App:
 
 def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
               metrics: Any = None) -> tuple[faust.App, MonitorWorker]:
-    """The Faust app with one agent on the inference topic. ``metrics`` is an optional
+    """The Faust app with one agent on the inference topic (and the labels topic when a
+    model rule takes labels). ``metrics`` is an optional
     :class:`~stream_monitor.observability.WorkerMetrics`, told about every finished batch."""
     app = faust_app(settings.app_id, settings)
     worker = MonitorWorker(config, settings, store)
@@ -246,7 +262,10 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
     for name in (t.alerts, t.retrain, t.dead_letter, t.operations):
         worker.topics[name] = app.topic(name, key_type=bytes, value_type=bytes,
                                         key_serializer="raw", value_serializer="raw")
-    inference = app.topic(t.inference, key_type=bytes, value_type=bytes,
+    # Labels share the agent (and its batches) with the inference events when a model takes
+    # them: one model's predictions and labels then meet in one place, in order per partition.
+    sources = [t.inference] + ([t.labels] if any(r.labels for r in config.models) else [])
+    inference = app.topic(*sources, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
 
     failpoint = _failpoint(settings.failpoint)

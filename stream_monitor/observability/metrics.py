@@ -33,6 +33,10 @@ BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+LABEL_DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86400.0,
+                       3 * 86400.0, 7 * 86400.0)
+LABEL_OUTCOMES = ("predictions", "labels", "joined", "labels_before_prediction",
+                  "unmatched_labels", "expired_predictions")
 DELIVERY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -104,6 +108,22 @@ class WorkerMetrics:
                                                registry=reg)
         self.publish_failures = PromCounter("publish_failures", "Output publishes that failed "
                                             "(retried).", namespace=ns, registry=reg)
+        self.labels = PromCounter("labels", "Label records read from the labels topic, by model "
+                                  "(dead letters not included).", ["model"], namespace=ns,
+                                  registry=reg)
+        self.label_pairs = PromCounter("label_pairs", "Joined (prediction, label) pairs fed to "
+                                       "the model's performance:error signal.", ["model"],
+                                       namespace=ns, registry=reg)
+        self.label_delay = Histogram("label_delay_seconds", "Label time minus prediction time of "
+                                     "the joined pairs (0 when the label came first).", ["model"],
+                                     namespace=ns, registry=reg, buckets=LABEL_DELAY_BUCKETS)
+        self.label_coverage = Gauge("label_coverage_ratio", "Joined pairs / predictions seen, "
+                                    "all time (the label join's totals in Redis).", ["model"],
+                                    namespace=ns, registry=reg)
+        self.label_join = Gauge("label_join_records", "The label join's all-time totals in Redis: "
+                                "predictions, labels, joined, labels_before_prediction, "
+                                "unmatched_labels, expired_predictions.", ["model", "outcome"],
+                                namespace=ns, registry=reg)
         self.info = Info("build", "stream-monitor version.", namespace=ns, registry=reg)
         from .. import __version__
 
@@ -139,6 +159,25 @@ class WorkerMetrics:
             self.retrain_requests.labels(str(r.get("model_id"))).inc()
         for tp, offset in (positions or {}).items():
             self.processed(tp, offset)
+
+    def observe_labels(self, labels_by_model: Mapping[str, int],
+                       pair_delays: Mapping[str, Sequence[float]],
+                       label_stats: Mapping[str, Any]) -> None:
+        """A batch's delayed labels: records read, pairs fed (with their delays), and the join's
+        totals (:class:`~stream_monitor.core.labels.LabelStats` per model)."""
+        for model, n in labels_by_model.items():
+            if n:
+                self.labels.labels(model).inc(n)
+        for model, delays in pair_delays.items():
+            self.label_pairs.labels(model).inc(len(delays))
+            h = self.label_delay.labels(model)
+            for d in delays:
+                h.observe(d)
+        for model, st in label_stats.items():
+            for outcome in LABEL_OUTCOMES:
+                self.label_join.labels(model, outcome).set(getattr(st, outcome))
+            if st.coverage is not None:
+                self.label_coverage.labels(model).set(st.coverage)
 
     def observe_alert(self, alert: Mapping[str, Any], *, now: float | None = None) -> None:
         """A drift alert was published: count it, and observe its event-to-alert latency."""

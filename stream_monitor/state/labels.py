@@ -100,7 +100,8 @@ local function log(vk, eid, p, l, first, pos, delay)
   if delay > mx then redis.call('HSET', stats, 'delay_max', string.format('%.17g', delay)) end
 end
 for _, op in ipairs(ops) do
-  local kind, eid, payload, t, tp, off, vk, pos = op[1], op[2], op[3], op[4], op[5], op[6], op[7], op[8]
+  local kind, eid, payload, t, tp = op[1], op[2], op[3], op[4], op[5]
+  local off, vk, pos = op[6], op[7], op[8]
   local last = tonumber(redis.call('HGET', applied, tp) or '-1')
   if off > last then
     redis.call('HSET', applied, tp, string.format('%.0f', off))
@@ -219,7 +220,7 @@ class RedisLabelStore(LabelStore):
         stats: dict[str, LabelStats] = {}
         for (mid, _), reply in zip(groups, replies, strict=True):
             logged, counters = orjson.loads(reply)
-            for vk, seq, entry in sorted(logged, key=lambda x: (x[0], x[1])):
+            for _vk, seq, entry in sorted(logged, key=lambda x: (x[0], x[1])):
                 eid, p, lab, first, pos = orjson.loads(entry)
                 pv, pt, version = orjson.loads(p)
                 lv, lt = orjson.loads(lab)
@@ -238,9 +239,11 @@ def _by_model(ops: Sequence[LabelOp]) -> dict[str, list[LabelOp]]:
 
 
 def label_store_for(store: Any) -> LabelStore:
-    """The label store that lives next to a state store (Redis with Redis, else memory)."""
-    from .redis import RedisStore
-
-    if isinstance(store, RedisStore):
-        return RedisLabelStore(store.client, store.prefix)
+    """The label store that lives next to a state store: in Redis next to a Redis store's
+    state (same client and key prefix; wrapped stores that pass them through count), in memory
+    otherwise."""
+    client = getattr(store, "client", None)
+    prefix = getattr(store, "prefix", None)
+    if client is not None and isinstance(prefix, str) and hasattr(client, "register_script"):
+        return RedisLabelStore(client, prefix)
     return MemoryLabelStore()

@@ -48,7 +48,8 @@ class Unique:
 
     def __init__(self) -> None:
         self.id = uuid.uuid4().hex[:10]
-        self.topics = {k: f"t-{self.id}-{k}" for k in ("inference", "alerts", "retrain", "dead_letter")}
+        self.topics = {k: f"t-{self.id}-{k}" for k in ("inference", "alerts", "retrain", "dead_letter",
+                                                               "labels")}
         self.app_id = f"sm-test-{self.id}"
         self.prefix = f"smt-{self.id}"
 
