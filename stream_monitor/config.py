@@ -26,6 +26,7 @@ __all__ = [
     "INDICATORS",
     "AlertLifecycle",
     "LabelRule",
+    "VersionRule",
     "Bounds",
     "DetectorSpec",
     "LearnedBounds",
@@ -227,6 +228,36 @@ class LabelRule(_Strict):
                              description="A score in [0, 1] against a 0/1 label: class 1 at or above.")
 
 
+class VersionRule(_Strict):
+    """Model versions (README "Model versions"): per-version state, the post-deploy watch, expiry.
+
+    With ``separate`` on, every ``model_version`` of a model gets its own detectors, reference
+    windows and retrain evidence. A version that appears after another starts a **post-deploy
+    watch**: once it has ``watch_events`` events (and, for a model with labels, ``min_labeled``
+    joined labels, or ``max_wait_seconds`` of event time later) a ``deployment_check`` record
+    compares its first window of every signal with the previous version's reference (two-sample
+    KS test and mean shift) and its error with the previous version's.
+    The state of a version that is no longer the newest expires ``expire_seconds`` after its last
+    event (a Redis TTL, refreshed by each save).
+    """
+
+    separate: bool = Field(True, description="Per-version detectors and windows; false: one state.")
+    watch_events: int | None = Field(None, ge=10, description="First-window size of a new version "
+                                     "(default: the model's reference_size).")
+    min_labeled: int = Field(200, ge=1, description="Joined labels per side to compare errors.")
+    max_wait_seconds: float | None = Field(
+        3600.0, ge=0, description="Event time after the first window to wait for labels; null: "
+        "wait for min_labeled however long.")
+    expire_seconds: float = Field(7 * 86400.0, gt=0,
+                                  description="TTL of a superseded version's state.")
+    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of the tests.")
+    min_shift: float = Field(0.5, ge=0,
+                             description="|Mean shift| (previous std) for a signal to count.")
+    max_error_increase: float = Field(0.02, ge=0,
+                                      description="Largest error rise that is not a degradation.")
+    min_values: int = Field(30, ge=5, description="Values per side needed to compare a signal.")
+
+
 class ModelRule(_Strict):
     """Which models (id or glob) to watch, and how."""
 
@@ -238,6 +269,7 @@ class ModelRule(_Strict):
     alerts: AlertLifecycle | None = Field(None, description="Alert lifecycle; null: off.")
     quality: QualityRule | None = Field(None, description="Overrides quality.defaults, field by field.")
     labels: LabelRule | None = Field(None, description="Delayed labels from the labels topic; null: off.")
+    versions: VersionRule = Field(default_factory=VersionRule)  # type: ignore[arg-type]
 
 
 class Topics(_Strict):
@@ -247,6 +279,7 @@ class Topics(_Strict):
     dead_letter: str = "inference-dead-letter"
     operations: str = "stream-monitor-ops"
     labels: str = "inference-labels"
+    deployments: str = "model-deployment-checks"
 
 
 class Windows(_Strict):
@@ -503,7 +536,8 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
     s = settings or Settings()
     return cfg.with_topics(inference=s.topic_inference, alerts=s.topic_alerts,
                            retrain=s.topic_retrain, dead_letter=s.topic_dead_letter,
-                           operations=s.topic_operations, labels=s.topic_labels)
+                           operations=s.topic_operations, labels=s.topic_labels,
+                           deployments=s.topic_deployments)
 
 
 class Settings(BaseSettings):
@@ -528,6 +562,7 @@ class Settings(BaseSettings):
     topic_dead_letter: str | None = Field(None, validation_alias="SM_TOPIC_DEAD_LETTER")
     topic_operations: str | None = Field(None, validation_alias="SM_TOPIC_OPERATIONS")
     topic_labels: str | None = Field(None, validation_alias="SM_TOPIC_LABELS")
+    topic_deployments: str | None = Field(None, validation_alias="SM_TOPIC_DEPLOYMENTS")
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
                               description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
     metrics_host: str = Field("0.0.0.0", validation_alias="SM_METRICS_HOST")

@@ -28,7 +28,7 @@ from .contracts.records import (
 from .core.labels import LabelOp, LabelStats
 from .core.monitor import BatchResult, ModelState, Monitor, MonitorState
 from .core.quality import QualityCounters, QualityGate
-from .state.base import ModelDelta, SignalDelta, StateStore
+from .state.base import ModelDelta, SignalDelta, StateStore, split_unit, unit_id
 from .state.dedupe import DedupeStore, dedupe_store_for
 from .state.labels import LabelStore, label_store_for
 
@@ -100,12 +100,76 @@ class BatchPipeline:
         # The delayed-label join lives next to the state as well.
         self.labels = labels if labels is not None else label_store_for(store)
 
+        # Processing time each cached state unit was last used: idle model versions leave the
+        # cache before their state expires in Redis (README "Model versions").
+        self._used: dict[str, float] = {}
+        self._swept = 0.0
+
     def forget(self) -> None:
         """Drop the in-memory cache (e.g. on a rebalance); state is reloaded from the store."""
         self.state = MonitorState()
+        self._used = {}
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < 60.0:
+            return
+        self._swept = now
+        models = self.state.models
+        for uid, t in list(self._used.items()):
+            m = models.get(uid)
+            if m is None:
+                del self._used[uid]
+            elif m.model_version is not None and now - t > m.rule.versions.expire_seconds / 2:
+                del models[uid]
+                del self._used[uid]
+
+    async def _load_units(self, events: Sequence[InferenceEvent],
+                          pairs: Sequence[Any]) -> dict[str, dict[str, bytes]]:
+        """Load the state units of a batch (a model, or a model version); start the post-deploy
+        watch of versions seen for the first time; keep the previous version of a watched one
+        loaded. Returns the unconfirmed outboxes found."""
+        mon = self.monitor
+        first: dict[str, InferenceEvent] = {}
+        for ev in events:
+            uid = mon.unit_of(ev.model_id, ev.model_version)
+            if uid not in first:
+                first[uid] = ev
+        units = set(first) | {mon.unit_of(p.model_id, p.version) for p in pairs}
+        missing = self.state.missing(units)
+        outboxes = await self._load(missing)
+        models = self.state.models
+        new = sorted((u for u in missing if u not in models and u in first
+                      and split_unit(u)[1] is not None), key=lambda u: first[u].event_time)
+        if new:
+            index = await self.store.versions({split_unit(u)[0] for u in new})
+            for u in new:
+                mid, ver = split_unit(u)
+                known = index.get(mid, {})
+                if ver in known or not known:
+                    # A known version whose state expired (starts fresh), or the model's first
+                    # version: no deploy to check.
+                    continue
+                prev_ver = max(known, key=lambda v: (known[v], v))
+                model = mon.new_model(mid, ver)
+                if model is None:
+                    continue
+                models[u] = model
+                prev_unit = unit_id(mid, prev_ver)
+                outboxes.update(await self._load({prev_unit} - models.keys()))
+                prev = models.get(prev_unit)
+                mon.start_watch(model, prev, prev_ver, first[u].event_time)
+                if prev is not None:
+                    await self.store.expire({prev_unit: list(prev.signals)},
+                                            prev.rule.versions.expire_seconds)
+        prevs = {m.deploy.previous_unit for u in units
+                 if (m := models.get(u)) is not None and m.deploy is not None
+                 and not m.deploy.done}
+        if prevs - models.keys():
+            outboxes.update(await self._load(prevs - models.keys()))
+        return outboxes
 
     async def _load(self, model_ids: set[str]) -> dict[str, dict[str, bytes]]:
-        """Load models not in the cache; returns their unconfirmed outboxes."""
+        """Load state units not in the cache; returns their unconfirmed outboxes."""
         missing = self.state.missing(model_ids)
         if not missing:
             return {}
@@ -136,8 +200,12 @@ class BatchPipeline:
             events, dead = await self._drop_duplicates(raws, events, dead, counters)
         labels, ignored = self._admit_labels(label_raws, dead, counters)
         pairs, label_stats = await self._join(events, labels)
-        recovered = await self._load({e.model_id for e in events} | {p.model_id for p in pairs})
+        now = self.clock()
+        self._sweep(now)
+        recovered = await self._load_units(events, pairs)
         result = self.monitor.process(events, self.state, counters, pairs)
+        for m in result.dirty_models:
+            self._used[m.unit] = now
         out = BatchOutput(events=len(raws) + len(label_raws), dead_letters=len(dead),
                           alerts=len(result.alerts),
                           retrain_requests=len(result.retrain_requests), unwatched=result.unwatched,
@@ -160,15 +228,14 @@ class BatchPipeline:
             out.records.append(_output(topics.dead_letter, d.raw.key or b"", rec,
                                        (("reason-code", d.reason_code.encode()),)))
         per_model: dict[str, dict[str, bytes]] = {}
-        for rec in self._outputs(result):
+        for rec, uid in self._outputs(result):
             out.records.append(rec)
-            mid = rec.record["model_id"]
-            box = per_model.setdefault(mid, {})
+            box = per_model.setdefault(uid, {})
             # Outbox fields sort in publish order: the version being saved, then the index.
-            field_name = f"{self.state.models[mid].version:012d}.{len(box):05d}"
+            field_name = f"{self.state.models[uid].version:012d}.{len(box):05d}"
             box[field_name] = encode_output(rec)
-            out.outbox.setdefault(mid, []).append(field_name)
-        deltas = [_delta(m, per_model.get(m.model_id, {})) for m in result.dirty_models]
+            out.outbox.setdefault(uid, []).append(field_name)
+        deltas = [_delta(m, per_model.get(m.unit, {})) for m in result.dirty_models]
         try:
             await self.store.save(deltas)
         except BaseException:
@@ -184,8 +251,10 @@ class BatchPipeline:
                     s.mark_saved()
         return out
 
-    def _outputs(self, result: BatchResult) -> list[OutputRecord]:
+    def _outputs(self, result: BatchResult) -> list[tuple[OutputRecord, str]]:
+        """The batch's outputs, each with the state unit whose outbox holds it."""
         topics = self.config.topics
+        unit = self.monitor.unit_of
         outs = []
         for a in result.alerts:
             outs.append(_output(topics.alerts, a["model_id"].encode(), a,
@@ -207,7 +276,11 @@ class BatchPipeline:
                                 (("alert-id", q["alert_id"].encode()),
                                  ("signal", q["signal"].encode()),
                                  ("feature", q["feature"].encode()))))
-        return outs
+        for c in result.deployment_checks:
+            outs.append(_output(topics.deployments, c["model_id"].encode(), c,
+                                (("check-id", c["check_id"].encode()),
+                                 ("verdict", c["verdict"].encode()))))
+        return [(o, unit(o.record["model_id"], o.record.get("model_version"))) for o in outs]
 
     def _admit_labels(self, raws: Sequence[RawRecord], dead: list[DeadLetter],
                       counters: QualityCounters) -> tuple[list[LabelEvent], int]:
@@ -289,7 +362,8 @@ class BatchPipeline:
 _SCHEMA_HEADER = {"drift_alert": b"drift-alert/v1", "retrain_request": b"retrain-request/v1",
                   "dead_letter": b"dead-letter/v1", "state_reset": b"state-reset/v1",
                   "data_quality_alert": b"data-quality-alert/v1",
-                  "drift_resolved": b"drift-resolved/v1"}
+                  "drift_resolved": b"drift-resolved/v1",
+                  "deployment_check": b"deployment-check/v1"}
 
 
 def _output(topic: str, key: bytes, rec: dict[str, Any], extra: tuple[tuple[str, bytes], ...]) -> OutputRecord:
@@ -322,4 +396,7 @@ def _delta(model: ModelState, outbox: dict[str, bytes]) -> ModelDelta:
             recent=s.recent,
             reference=s.reference if s.reference_changed else None,
         ))
-    return ModelDelta(model.model_id, model.meta(), signals, model.version, outbox)
+    versioned = model.model_version is not None
+    return ModelDelta(model.unit, model.meta(), signals, model.version, outbox,
+                      first_seen=model.retrain.first_seen if versioned else None,
+                      ttl_seconds=model.rule.versions.expire_seconds if versioned else None)

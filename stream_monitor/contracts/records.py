@@ -292,8 +292,8 @@ def _decode(raw: RawRecord) -> InferenceEvent:
         raise _Reject("missing_field", f"required field {exc.args[0]!r} is missing") from None
     if type(event_id) is not str or not event_id:
         raise _Reject("wrong_type", "event_id must be a non-empty string")
-    if type(model_id) is not str or not model_id:
-        raise _Reject("wrong_type", "model_id must be a non-empty string")
+    if type(model_id) is not str or not model_id or "\x1f" in model_id:
+        raise _Reject("wrong_type", "model_id must be a non-empty string (without U+001F)")
     if type(features) is not dict:
         raise _Reject("wrong_type", "features must be an object of name -> number/string/bool/null")
     for name, fv in features.items():
@@ -354,8 +354,8 @@ def _decode_label(raw: RawRecord) -> LabelEvent:
         raise _Reject("missing_field", f"required field {exc.args[0]!r} is missing") from None
     if type(event_id) is not str or not event_id:
         raise _Reject("wrong_type", "event_id must be a non-empty string")
-    if type(model_id) is not str or not model_id:
-        raise _Reject("wrong_type", "model_id must be a non-empty string")
+    if type(model_id) is not str or not model_id or "\x1f" in model_id:
+        raise _Reject("wrong_type", "model_id must be a non-empty string (without U+001F)")
     if label is None or not isinstance(label, _SCALAR):
         raise _Reject("wrong_type", "label must be a number, string or bool (the true outcome)")
     if type(label) is float and not math.isfinite(label):

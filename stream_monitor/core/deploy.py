@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from .stats import summarize
 
 __all__ = [
     "VERDICTS",
+    "DeployWatch",
     "compare_performance",
     "compare_signal",
     "deployment_check",
@@ -269,6 +271,9 @@ def _verdict(signals: list[dict[str, Any]],
         elif not performance["sufficient"]:
             warn.append(f"{ps}: too few values to compare ({prev['count']} before, "
                         f"{new['count']} after)")
+    short = [s["signal"] for s in signals if not s["sufficient"]]
+    if short:
+        warn.append(f"too few values to compare {', '.join(short)}")
     for s in signals:
         if not s["changed"]:
             continue
@@ -307,3 +312,23 @@ def _version(v: str | None) -> str:
 
 def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2g}"
+
+
+@dataclass(slots=True)
+class DeployWatch:
+    """The post-deploy watch of a new model version (kept in its state, persisted)."""
+
+    previous_version: str | None
+    previous_unit: str  # the state unit the first window is compared with
+    started_at: float  # event time of the new version's first event
+    full_at: float | None = None  # event time its first window was complete
+    done: bool = False
+
+    def meta(self) -> list[Any]:
+        return [self.previous_version, self.previous_unit, self.started_at, self.full_at,
+                self.done]
+
+    @classmethod
+    def restore(cls, m: list[Any]) -> DeployWatch:
+        return cls(m[0], str(m[1]), float(m[2]), None if m[3] is None else float(m[3]),
+                   bool(m[4]))

@@ -36,6 +36,8 @@ from ..contracts.records import (
     iso_time,
     record_id,
 )
+from ..state.base import id_parts, unit_id
+from .deploy import DeployWatch, compare_performance, compare_signal, deployment_check
 from .detectors import REGISTRY, build_detector, checkpoint, restore_detector
 from .labels import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
 from .lifecycle import LifecycleState
@@ -195,6 +197,11 @@ class ModelState:
     # Delayed labels: the last joined pair fed to `performance:error`, per pair log (version
     # key, core/labels.py). Saved with the detectors, so a pair counts exactly once.
     pairs_applied: dict[str, int] = field(default_factory=dict)
+    # Model versions (README "Model versions"): this state's unit (model id, or model id and
+    # version when versions are kept apart), its version, and its post-deploy watch.
+    unit: str = ""
+    model_version: str | None = None
+    deploy: DeployWatch | None = None
 
     def dirty_signals(self) -> list[SignalState]:
         return [s for s in self.signals.values() if s.dirty]
@@ -212,6 +219,10 @@ class ModelState:
         }
         if self.pairs_applied:
             meta["pairs_applied"] = dict(sorted(self.pairs_applied.items()))
+        if self.model_version is not None:
+            meta["model_version"] = self.model_version
+        if self.deploy is not None:
+            meta["deploy"] = self.deploy.meta()
         if self.quality is not None:
             meta["quality"] = self.quality.meta()
         if self.lifecycle is not None:
@@ -241,6 +252,7 @@ class BatchResult:
     quality_alerts: list[dict[str, Any]] = field(default_factory=list)  # data_quality_alert
     quality: QualityCounters = field(default_factory=QualityCounters)  # rejected values
     resolved: list[dict[str, Any]] = field(default_factory=list)  # drift_resolved (lifecycle)
+    deployment_checks: list[dict[str, Any]] = field(default_factory=list)  # core/deploy.py
     pairs: int = 0  # joined (prediction, label) pairs fed to performance signals
     pairs_redelivered: int = 0  # pairs already consumed by the stored state: skipped
     # Label delays (seconds) of the pairs fed, per model (for the label metrics).
@@ -267,13 +279,29 @@ class Monitor:
 
     def __init__(self, config: MonitorConfig) -> None:
         self.config = config
+        self._separate: dict[str, bool] = {}
+        self._previous: dict[str, ModelState] = {}
 
     # -- state construction -------------------------------------------------------------
-    def new_model(self, model_id: str) -> ModelState | None:
+    def unit_of(self, model_id: str, model_version: str | None) -> str:
+        """The state unit of an event: per (model, version) when the model's rule keeps
+        versions apart (``versions.separate``), else per model."""
+        if model_version is None:
+            return model_id
+        sep = self._separate.get(model_id)
+        if sep is None:
+            rule = self.config.model_rule(model_id)
+            sep = self._separate[model_id] = rule is not None and rule.versions.separate
+        return unit_id(model_id, model_version) if sep else model_id
+
+    def new_model(self, model_id: str, model_version: str | None = None) -> ModelState | None:
         rule = self.config.model_rule(model_id)
         if rule is None:
             return None
-        model = ModelState(model_id, rule)
+        if not rule.versions.separate:
+            model_version = None
+        model = ModelState(model_id, rule, unit=unit_id(model_id, model_version),
+                           model_version=model_version)
         if rule.alerts is not None:
             model.lifecycle = LifecycleState()
         q = quality_rule(self.config, rule)
@@ -367,9 +395,11 @@ class Monitor:
         return sig
 
     def restore_model(self, meta: dict[str, Any]) -> ModelState | None:
-        model = self.new_model(meta["model_id"])
+        model = self.new_model(meta["model_id"], meta.get("model_version"))
         if model is None:
             return None
+        if meta.get("deploy") is not None:
+            model.deploy = DeployWatch.restore(meta["deploy"])
         if "retrain" in meta:
             model.retrain = RetrainState.restore(meta["retrain"])
         if model.lifecycle is not None and meta.get("lifecycle"):
@@ -405,22 +435,26 @@ class Monitor:
             result.quality = quality
         counters = result.quality
         models = state.models
+        self._previous = models  # the post-deploy watch compares with the previous version
         unwatched: set[str] = set()
         touched: dict[str, ModelState] = {}
         values = 0
+        unit_of = self.unit_of
         for ev in events:
             mid = ev.model_id
-            model = models.get(mid)
+            ver = ev.model_version
+            uid = mid if ver is None else unit_of(mid, ver)
+            model = models.get(uid)
             if model is None:
                 if mid in unwatched:
                     result.unwatched += 1
                     continue
-                model = self.new_model(mid)
+                model = self.new_model(mid, ver)
                 if model is None:
                     unwatched.add(mid)
                     result.unwatched += 1
                     continue
-                models[mid] = model
+                models[uid] = model
             if model.retrain.first_seen is None:
                 model.retrain.first_seen = ev.event_time  # the staleness fallback's origin
             pos = ev.position
@@ -429,7 +463,7 @@ class Monitor:
                 result.redelivered += 1
                 continue
             model.applied[tp] = pos.offset
-            touched[mid] = model
+            touched[uid] = model
             model.events += 1
             model.dirty = True
             if model.quality is not None:
@@ -491,6 +525,71 @@ class Monitor:
         if lc is not None and lc.incidents:
             result.resolved += lc.tick(model.rule.alerts,  # type: ignore[arg-type]
                                        model.signals, ev, model.model_id)
+        dw = model.deploy
+        if dw is not None and not dw.done:
+            self._watch(model, dw, ev, result)
+
+    # -- model versions ---------------------------------------------------------------------
+    def start_watch(self, model: ModelState, previous: ModelState | None,
+                    previous_version: str | None, started_at: float) -> None:
+        """A new version of a model appeared: watch it, and carry over its predecessor's last
+        retrain request and today's count, so that cooldown and budget hold across a deploy."""
+        model.deploy = DeployWatch(previous_version, unit_id(model.model_id, previous_version),
+                                   started_at)
+        model.dirty = True
+        if previous is not None:
+            model.last_retrain_at = previous.last_retrain_at
+            model.retrain.day = previous.retrain.day
+            model.retrain.day_count = previous.retrain.day_count
+
+    def _watch(self, model: ModelState, dw: DeployWatch, ev: InferenceEvent,
+               result: BatchResult, previous: ModelState | None = None) -> None:
+        """End the post-deploy watch with a deployment check once the first window is complete
+        (and, with labels, enough of them joined or ``max_wait_seconds`` passed)."""
+        vr = model.rule.versions
+        need = vr.watch_events or model.rule.reference_size or self.config.windows.reference_size
+        if model.events < need:
+            return
+        t = ev.event_time
+        if dw.full_at is None:
+            dw.full_at = t
+            model.dirty = True
+        reason = "watch_complete"
+        perf = model.signals.get(PERFORMANCE_SIGNAL)
+        if model.rule.labels is not None and (perf is None or perf.n < vr.min_labeled):
+            if vr.max_wait_seconds is None or t - dw.full_at < vr.max_wait_seconds:
+                return
+            reason = "timeout"
+        prev = self._previous.get(dw.previous_unit) if previous is None else previous
+        signals = []
+        for name in sorted(model.signals):
+            if not (name.startswith("feature:") or name == PREDICTION):
+                continue
+            sig = model.signals[name]
+            old = prev.signals.get(name) if prev is not None else None
+            signals.append(compare_signal(
+                name, old.reference if old is not None else [], sig.reference,
+                alpha=vr.alpha, min_shift=vr.min_shift, min_values=vr.min_values))
+        performance = None
+        if model.rule.labels is not None:
+            old = prev.signals.get(PERFORMANCE_SIGNAL) if prev is not None else None
+            performance = compare_performance(
+                PERFORMANCE_SIGNAL, list(old.recent) if old is not None else [],
+                list(perf.recent) if perf is not None else [],
+                binary=model.rule.labels.task == "classification", alpha=vr.alpha,
+                max_increase=vr.max_error_increase, min_values=min(vr.min_labeled, 30))
+        pos = ev.position
+        result.deployment_checks.append(deployment_check(
+            model_id=model.model_id, model_version=model.model_version,
+            previous_version=dw.previous_version, started_at=dw.started_at, completed_at=t,
+            reason=reason, trigger={"event_id": ev.event_id, "topic": pos.topic,
+                                    "partition": pos.partition, "offset": pos.offset},
+            signals=signals, performance=performance,
+            rule={"alpha": vr.alpha, "min_shift": vr.min_shift,
+                  "max_error_increase": vr.max_error_increase, "watch_events": need,
+                  "min_labeled": vr.min_labeled, "max_wait_seconds": vr.max_wait_seconds}))
+        dw.done = True
+        model.dirty = True
 
     def _process_pairs(self, pairs: Sequence[JoinedPair], models: dict[str, ModelState],
                        touched: dict[str, ModelState], result: BatchResult) -> None:
@@ -499,12 +598,13 @@ class Monitor:
         prediction when its label came first) and the prediction's event id."""
         for p in pairs:
             mid = p.model_id
-            model = models.get(mid)
+            uid = self.unit_of(mid, p.version)
+            model = models.get(uid)
             if model is None:
-                model = self.new_model(mid)
+                model = self.new_model(mid, p.version)
                 if model is None:
                     continue
-                models[mid] = model
+                models[uid] = model
             rule = model.rule.labels
             if rule is None:
                 continue  # the config no longer takes labels for this model
@@ -513,7 +613,7 @@ class Monitor:
                 result.pairs_redelivered += 1
                 continue
             model.pairs_applied[vk] = p.seq
-            touched[mid] = model
+            touched[uid] = model
             model.dirty = True
             err = error_value(rule.task, p.prediction, p.label, rule.threshold)
             if err is None:
@@ -577,7 +677,8 @@ class Monitor:
         return {
             "schema_version": SCHEMA_VERSION,
             "type": "drift_alert",
-            "alert_id": record_id("alert", model.model_id, sig.signal, name, sig.generation, sig.n),
+            "alert_id": record_id("alert", *id_parts(model.model_id, model.model_version), sig.signal, name, sig.generation,
+                                  sig.n),
             "model_id": model.model_id,
             "model_version": ev.model_version,
             "signal": sig.signal,

@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..state.base import id_parts
+
 import numpy as np
 
 from ..config import MonitorConfig, QualityRule
@@ -597,7 +599,8 @@ def _quality_alert(mon: Monitor, model: ModelState, mq: ModelQuality, sig: Signa
     return {
         "schema_version": SCHEMA_VERSION,
         "type": "data_quality_alert",
-        "alert_id": record_id("dq", model.model_id, sig.signal, name, sig.generation, sig.n),
+        "alert_id": record_id("dq", *id_parts(model.model_id, model.model_version), sig.signal, name, sig.generation,
+                              sig.n),
         "model_id": model.model_id,
         "model_version": ev.model_version,
         "feature": feature,

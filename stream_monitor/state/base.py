@@ -26,7 +26,11 @@ __all__ = [
     "StateFencedError",
     "StateLostError",
     "StateStore",
+    "id_parts",
     "model_tag",
+    "split_unit",
+    "unit_id",
+    "unit_key",
 ]
 
 
@@ -72,11 +76,16 @@ class SignalDelta:
 
 @dataclass(slots=True)
 class ModelDelta:
-    model_id: str
+    model_id: str  # the state unit: a model id, or unit_id(model, version)
     meta: dict[str, Any]
     signals: list[SignalDelta]
     version: int = 0  # the version this delta was computed from; the save makes it version + 1
     outbox: dict[str, bytes] = field(default_factory=dict)
+    # A model version's own state (README "Model versions"): its event time of first sight goes
+    # to the model's version index, and the state expires `ttl_seconds` after its last save once
+    # a newer version exists. None for an unversioned unit.
+    first_seen: float | None = None
+    ttl_seconds: float | None = None
 
 
 class StateStore(Protocol):
@@ -94,6 +103,12 @@ class StateStore(Protocol):
     async def clear_outbox(self, entries: dict[str, list[str]]) -> None:
         """Delete published outputs: model id -> output ids."""
 
+    async def versions(self, model_ids: Collection[str]) -> dict[str, dict[str, float]]:
+        """The version index of each model: model_version -> event time it was first seen."""
+
+    async def expire(self, units: dict[str, list[str]], ttl_seconds: float) -> None:
+        """Give superseded version units (unit -> signal names) a TTL."""
+
     async def check_epoch(self) -> bool:
         """True while the store still holds the epoch marker this worker saw at start; False
         when it was lost (the marker is then recreated)."""
@@ -110,3 +125,41 @@ def model_tag(model_id: str) -> str:
     '{fraud%7Bv2%7D}'
     """
     return "{" + model_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D") + "}"
+
+
+UNIT_SEP = "\x1f"
+
+
+def unit_id(model_id: str, model_version: str | None) -> str:
+    """The state unit of a model version: its own detectors, windows and evidence.
+
+    >>> unit_id("fraud", None), split_unit(unit_id("fraud", "v2"))
+    ('fraud', ('fraud', 'v2'))
+    """
+    return model_id if model_version is None else model_id + UNIT_SEP + model_version
+
+
+def id_parts(model_id: str, model_version: str | None) -> tuple[str, ...]:
+    """What names a state unit in record ids: the model, and its version when kept apart (ids
+    of an unversioned model stay what they were)."""
+    return (model_id,) if model_version is None else (model_id, "version", model_version)
+
+
+def split_unit(unit: str) -> tuple[str, str | None]:
+    mid, sep, ver = unit.partition(UNIT_SEP)
+    return (mid, ver) if sep else (mid, None)
+
+
+def unit_key(prefix: str, unit: str) -> str:
+    """The key base of a state unit: ``p:{m}`` for a model, ``p:{m}:v:<version>`` for one of
+    its versions (same hash tag: one Redis Cluster slot per model).
+
+    >>> unit_key("sm", unit_id("fraud", "2:b"))
+    'sm:{fraud}:v:2%3Ab'
+    """
+    mid, ver = split_unit(unit)
+    base = f"{prefix}:{model_tag(mid)}"
+    if ver is None:
+        return base
+    return base + ":v:" + ver.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace(
+        "}", "%7D")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection, Sequence
 
-from .base import ModelDelta, ModelSnapshot, SignalSnapshot, StateFencedError
+from .base import ModelDelta, ModelSnapshot, SignalSnapshot, StateFencedError, split_unit
 
 __all__ = ["MemoryStore"]
 
@@ -18,6 +18,9 @@ class MemoryStore:
         self._versions: dict[str, int] = {}
         self._outbox: dict[str, dict[str, bytes]] = {}
         self._signals: dict[tuple[str, str], SignalSnapshot] = {}
+        # model id -> model_version -> first seen (event time). Versions do not expire here:
+        # a replay is short-lived.
+        self._index: dict[str, dict[str, float]] = {}
 
     async def load(self, model_ids: Collection[str]) -> dict[str, ModelSnapshot]:
         out = {}
@@ -36,6 +39,9 @@ class MemoryStore:
         if fenced:
             raise StateFencedError(fenced)
         for d in deltas:
+            mid, ver = split_unit(d.model_id)
+            if ver is not None:
+                self._index.setdefault(mid, {}).setdefault(ver, float(d.first_seen or 0.0))
             self._models[d.model_id] = copy.deepcopy(d.meta)
             self._versions[d.model_id] = d.version + 1
             if d.outbox:
@@ -54,6 +60,12 @@ class MemoryStore:
             box = self._outbox.get(mid, {})
             for i in ids:
                 box.pop(i, None)
+
+    async def expire(self, units: dict[str, list[str]], ttl_seconds: float) -> None:
+        return None  # a replay is short-lived: nothing expires in memory
+
+    async def versions(self, model_ids: Collection[str]) -> dict[str, dict[str, float]]:
+        return {mid: dict(self._index.get(mid, {})) for mid in model_ids}
 
     async def check_epoch(self) -> bool:
         return True

@@ -37,7 +37,15 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import StateCorruptError, TransientStoreError
-from .base import ModelDelta, ModelSnapshot, SignalSnapshot, StateFencedError, model_tag
+from .base import (
+    ModelDelta,
+    ModelSnapshot,
+    SignalSnapshot,
+    StateFencedError,
+    model_tag,
+    split_unit,
+    unit_key,
+)
 
 __all__ = ["RedisStore"]
 
@@ -57,19 +65,42 @@ elseif v ~= expected then
 end
 redis.call('SET', KEYS[1], tonumber(expected) + 1)
 redis.call('SET', KEYS[2], ARGV[2])
-local n_out = tonumber(ARGV[3])
-local a = 4
+local n_out = tonumber(ARGV[7])
+local a = 8
 for i = 1, n_out do
   redis.call('HSET', KEYS[3], ARGV[a], ARGV[a + 1])
   a = a + 2
 end
-local k = 4
+local k = 6
 while k <= #KEYS do
   redis.call('SET', KEYS[k], ARGV[a])
   redis.call('SET', KEYS[k + 1], ARGV[a + 1])
   if ARGV[a + 2] == '1' then redis.call('SET', KEYS[k + 2], ARGV[a + 3]) end
   a = a + 4
   k = k + 3
+end
+local ver = ARGV[3]
+if ver ~= '' then
+  -- A model version's unit: enter it in the model's version index, and let it expire once a
+  -- newer version exists (refreshed by every save while it still gets events).
+  local first = tonumber(ARGV[4])
+  redis.call('HSETNX', KEYS[4], ver, ARGV[4])
+  local latest = redis.call('GET', KEYS[5])
+  local lf = latest and tonumber(redis.call('HGET', KEYS[4], latest) or '-1e300') or -1e300
+  if latest == false or (latest ~= ver and first > lf) then
+    redis.call('SET', KEYS[5], ver)
+    latest = ver
+  end
+  if latest ~= ver then
+    local keys = {KEYS[1], KEYS[2], KEYS[3]}
+    for _, sig in ipairs(cjson.decode(ARGV[2])['signals']) do
+      local sk = ARGV[6] .. ':sig:' .. sig
+      keys[#keys + 1] = sk
+      keys[#keys + 1] = sk .. ':recent'
+      keys[#keys + 1] = sk .. ':ref'
+    end
+    for _, key in ipairs(keys) do redis.call('PEXPIRE', key, ARGV[5]) end
+  end
 end
 return 1
 """
@@ -85,8 +116,11 @@ class RedisStore:
         self.last_round_trip_s = 0.0
         self.epoch: str | None = None
 
-    def _base(self, model_id: str) -> str:
-        return f"{self.prefix}:{model_tag(model_id)}"
+    def _base(self, unit: str) -> str:
+        return unit_key(self.prefix, unit)
+
+    def _index(self, model_id: str) -> str:
+        return f"{self.prefix}:{model_tag(model_id)}:versions"
 
     def _model_key(self, model_id: str) -> str:
         return self._base(model_id) + ":model"
@@ -141,8 +175,12 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for d in deltas:
             base = self._base(d.model_id)
-            keys = [base + ":version", base + ":model", base + ":outbox"]
-            args: list[Any] = [str(d.version), orjson.dumps(d.meta), len(d.outbox)]
+            mid, ver = split_unit(d.model_id)
+            index = self._index(mid)
+            keys = [base + ":version", base + ":model", base + ":outbox", index, index + ":latest"]
+            ttl_ms = max(1, int((d.ttl_seconds or 0) * 1000))
+            args: list[Any] = [str(d.version), orjson.dumps(d.meta), ver or "",
+                               repr(float(d.first_seen or 0.0)), ttl_ms, base, len(d.outbox)]
             for oid, rec in d.outbox.items():
                 args += [oid, rec]
             for s in d.signals:
@@ -176,6 +214,40 @@ class RedisStore:
             await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise TransientStoreError(f"redis unavailable while clearing the outbox: {exc}") from exc
+
+    async def expire(self, units: dict[str, list[str]], ttl_seconds: float) -> None:
+        """Let superseded version units expire (unit -> its signal names): a version that gets
+        no event after a newer one appeared is never saved again to get its TTL."""
+        if not units:
+            return
+        ms = max(1, int(ttl_seconds * 1000))
+        pipe = self.client.pipeline(transaction=False)
+        for unit, signals in units.items():
+            base = self._base(unit)
+            for k in (":version", ":model", ":outbox"):
+                pipe.pexpire(base + k, ms)
+            for sig in signals:
+                sk = self._signal_key(unit, sig)
+                for k in (sk, sk + ":recent", sk + ":ref"):
+                    pipe.pexpire(k, ms)
+        try:
+            await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise TransientStoreError(f"redis unavailable while expiring versions: {exc}") from exc
+
+    async def versions(self, model_ids: Collection[str]) -> dict[str, dict[str, float]]:
+        ids = list(model_ids)
+        if not ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for mid in ids:
+            pipe.hgetall(self._index(mid))
+        try:
+            replies = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise TransientStoreError(f"redis unavailable while reading versions: {exc}") from exc
+        return {mid: {k.decode(): float(v) for k, v in (r or {}).items()}
+                for mid, r in zip(ids, replies, strict=True)}
 
     async def check_epoch(self) -> bool:
         """The epoch marker is written once per store (SET NX). A running worker that finds it

@@ -388,14 +388,16 @@ def test_verdict_fail_lists_warnings_too() -> None:
     assert r["summary"].count(";") == 2
 
 
-def test_insufficient_signals_do_not_fail() -> None:
-    # A timeout before the new version's window filled: nothing to compare, no false alarm.
+def test_insufficient_signals_warn_but_do_not_fail() -> None:
+    # Too few values on a side (the previous version's state expired, or a signal the new
+    # version barely has): nothing compared, so no failure, and no silent pass either.
     s = compare_signal("feature:amount", [0.0] * 300, [5.0] * 3, alpha=0.01, min_shift=0.25,
                        min_values=100)
     empty = compare_signal("feature:other", [1.0, 2.0], [], alpha=0.01, min_shift=0.25,
                            min_values=100)
     r = _check([s, empty], None, reason="timeout")
-    assert r["verdict"] == "pass"
+    assert r["verdict"] == "warn"
+    assert r["reasons"] == ["too few values to compare feature:amount, feature:other"]
 
 
 def test_first_version_has_nothing_to_compare() -> None:

@@ -10,11 +10,15 @@ from stream_monitor.config import Settings, load_config
 from stream_monitor.contracts import Position, RawRecord
 from stream_monitor.pipeline import BatchPipeline
 from stream_monitor.state import MemoryStore
+from stream_monitor.state.base import unit_id
 from stream_monitor.synth import Drift, StreamSpec, generate
 
 CONFIG = Path(__file__).resolve().parents[2] / "examples" / "monitor.yaml"
 SPEC = StreamSpec(models=("credit-risk",), events_per_model=3000, seed=4,
                   drifts=(Drift(1500, "amount", 2.0), Drift(1500, "utilization", -2.0)))
+
+
+UNIT = unit_id("credit-risk", "1")  # the synthetic events carry model_version "1"
 
 
 def raws() -> list[RawRecord]:
@@ -43,8 +47,8 @@ async def test_stale_worker_is_fenced_and_retries_without_duplicates() -> None:
     got = await run(a, rs[:1400])            # A owns the partition
     got += await run(b, rs[:1600])           # rebalance: B gets it, re-reads from A's commit
     assert got[-1:] and len(got) >= 1        # B skipped A's 1,400 events, applied 1,400..1,599
-    fenced_before = store._versions["credit-risk"]
+    fenced_before = store._versions[UNIT]
     got += await run(a, rs[1400:2200])       # A, stale, still holds its batch: fenced, reloads
-    assert store._versions["credit-risk"] == fenced_before + 1
+    assert store._versions[UNIT] == fenced_before + 1
     got += await run(b, rs[1600:])           # B is stale now in turn
     assert got == expected

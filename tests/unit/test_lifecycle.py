@@ -12,6 +12,9 @@ from stream_monitor.contracts import InferenceEvent, Position
 from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.notify.notification import fingerprint, notification_from_record
+from stream_monitor.state.base import unit_id
+
+UNIT = unit_id("m", "3")  # events carry model_version "3": its own state
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -64,7 +67,7 @@ def test_a_drift_that_goes_back_fires_once_and_resolves_once() -> None:
     assert (trig.action, resolve.action) == ("trigger", "resolve")
     assert trig.fingerprint == resolve.fingerprint == res["fingerprint"] == fingerprint(
         "m", "3", "feature:x", "page_hinkley")
-    lc = state.models["m"].lifecycle
+    lc = state.models[UNIT].lifecycle
     assert lc.incidents == {} and lc.resolved == 1 and lc.folded == 1
 
 
@@ -75,7 +78,7 @@ def test_a_change_in_two_steps_is_one_incident() -> None:
     assert len(plain.alerts) == 2
     out, state = run({}, events, detectors=("adwin", "page_hinkley"))
     assert len(out.alerts) == 1 and out.resolved == []
-    assert state.models["m"].lifecycle.incidents["feature:x"].folded == 1
+    assert state.models[UNIT].lifecycle.incidents["feature:x"].folded == 1
 
 
 @pytest.mark.parametrize(("hold", "resolutions"), [(0.0, 2), (300.0, 1)])
@@ -96,6 +99,6 @@ def test_lifecycle_state_survives_the_model_meta() -> None:
     mon = monitor({"hold_seconds": 100})
     state = MonitorState()
     mon.process(events[:560], state)
-    model = state.models["m"]
+    model = state.models[UNIT]
     restored = mon.restore_model(model.meta())
     assert restored is not None and restored.lifecycle == model.lifecycle

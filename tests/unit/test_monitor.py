@@ -15,6 +15,9 @@ from stream_monitor.config import MonitorConfig, parse_config
 from stream_monitor.contracts import InferenceEvent, Position
 from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.core import REGISTRY, Monitor, MonitorState, reference_scale
+from stream_monitor.state.base import unit_id
+
+UNIT = unit_id("m", "7")  # events carry model_version "7": its own state
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 RIVER_CLASSES = {"page_hinkley": drift.PageHinkley, "adwin": drift.ADWIN}
@@ -295,7 +298,7 @@ def test_retrain_needs_distinct_signals_within_the_window_and_respects_cooldown(
         validate_record(req)
         got.append(points)
     assert got == expected
-    model = state.models["m"]
+    model = state.models[UNIT]
     assert model.retrain_requests == len(expected)
     if expected:
         last_trigger = alerts[expected[-1][-1]]["detected_at"]["offset"]
@@ -345,4 +348,4 @@ def test_redelivered_events_have_no_effect() -> None:
         events[1500:1750], state)
     assert again.redelivered == 250
     assert again.alerts == [] and again.retrain_requests == []
-    assert state.models["m"].signals["feature:a"].n == 1800
+    assert state.models[UNIT].signals["feature:a"].n == 1800

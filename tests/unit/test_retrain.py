@@ -16,6 +16,9 @@ from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.core.retrain import RetrainState
 from stream_monitor.errors import ConfigError
+from stream_monitor.state.base import unit_id
+
+UNIT = unit_id("m", "1")  # events carry model_version "1": its own state
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -79,7 +82,7 @@ def test_persistence_drops_a_drift_that_does_not_hold(end: int, requests: int) -
     out = mon.process(stream(500, {"x": [(300, end, 10.0)]}), state)
     assert offsets(out)[0] == ("feature:x", 304)
     assert len(out.retrain_requests) == requests
-    rs = state.models["m"].retrain
+    rs = state.models[UNIT].retrain
     assert rs.transient == 1 - requests
     if requests:
         [req] = out.retrain_requests
@@ -113,7 +116,7 @@ def test_budget_caps_requests_per_utc_day_and_resets_the_next_day() -> None:
     assert days == [("2026-01-01", 1, 1), ("2026-01-01", 2, 0),
                     ("2026-01-02", 1, 1), ("2026-01-02", 2, 0), ("2026-01-03", 1, 1)]
     # 9 alerts (3 on day 1, 5 on day 2, 1 on day 3): 5 requests, 4 blocked by the budget.
-    assert state.models["m"].retrain.suppressed_budget == 4
+    assert state.models[UNIT].retrain.suppressed_budget == 4
     for r in out.retrain_requests:
         validate_record(r)
 
@@ -125,7 +128,7 @@ def test_cooldown_blocks_then_keeps_evidence_within_the_window() -> None:
                                          (600, FOREVER, 10.0)]}), state)
     assert [a["detected_at"]["offset"] for a in out.alerts] == [304, 404, 604]
     assert [r["triggered_by"]["offset"] for r in out.retrain_requests] == [304, 604]
-    assert state.models["m"].retrain.suppressed_cooldown == 1
+    assert state.models[UNIT].retrain.suppressed_cooldown == 1
 
 
 PERF = {"performance_signals": ["feature:err"], "signals": ["feature:*"]}
@@ -170,7 +173,7 @@ def test_ids_are_deterministic_and_a_split_batch_gives_the_same_requests() -> No
     for i in range(0, len(events), 37):
         split += mon.process(events[i:i + 37], state).retrain_requests
         # The policy state survives a JSON round trip (it is stored in the model meta).
-        model = state.models["m"]
+        model = state.models[UNIT]
         model.retrain = RetrainState.restore(json.loads(json.dumps(model.retrain.meta())))
     assert len(whole) == 3 and split == whole
     assert len({r["request_id"] for r in whole}) == 3
