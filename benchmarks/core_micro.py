@@ -33,6 +33,12 @@ class NullStore:
     async def save(self, deltas):  # type: ignore[no-untyped-def]
         return None
 
+    async def versions(self, model_ids):  # type: ignore[no-untyped-def]
+        return {}
+
+    async def expire(self, units, ttl_seconds):  # type: ignore[no-untyped-def]
+        return None
+
     async def close(self) -> None:
         return None
 

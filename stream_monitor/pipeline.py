@@ -70,6 +70,7 @@ class BatchOutput:
     # errors and delays of the pairs it fed.
     label_stats: dict[str, LabelStats] = field(default_factory=dict)
     pair_delays: dict[str, list[float]] = field(default_factory=dict)
+    units: list[str] = field(default_factory=list)  # state units the batch changed
 
     def merge(self, other: BatchOutput) -> None:
         """Add another output of the same batch (e.g. events retried one by one)."""
@@ -84,6 +85,7 @@ class BatchOutput:
         self.label_stats.update(other.label_stats)
         for mid, ds in other.pair_delays.items():
             self.pair_delays.setdefault(mid, []).extend(ds)
+        self.units.extend(u for u in other.units if u not in self.units)
 
 
 class BatchPipeline:
@@ -212,7 +214,8 @@ class BatchPipeline:
                           redelivered=result.redelivered, quality_alerts=len(result.quality_alerts),
                           quality=counters, labels=len(labels), labels_ignored=ignored,
                           pairs=result.pairs, label_stats=label_stats,
-                          pair_delays=result.pair_delays)
+                          pair_delays=result.pair_delays,
+                          units=[m.unit for m in result.dirty_models])
         # Outputs an earlier run saved but never saw confirmed go out first, in their order.
         for mid, box in recovered.items():
             for oid in sorted(box):
@@ -235,7 +238,11 @@ class BatchPipeline:
             field_name = f"{self.state.models[uid].version:012d}.{len(box):05d}"
             box[field_name] = encode_output(rec)
             out.outbox.setdefault(uid, []).append(field_name)
-        deltas = [_delta(m, per_model.get(m.unit, {})) for m in result.dirty_models]
+        # A model's newest version is saved first: when it is new, it becomes the model's latest
+        # version before an older version's save of the same batch, which then gets its TTL.
+        dirty = sorted(result.dirty_models,
+                       key=lambda m: (m.model_id, -(m.retrain.first_seen or 0.0)))
+        deltas = [_delta(m, per_model.get(m.unit, {})) for m in dirty]
         try:
             await self.store.save(deltas)
         except BaseException:

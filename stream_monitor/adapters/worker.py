@@ -177,8 +177,18 @@ def _observe(metrics: Any, worker: MonitorWorker, raws: list[RawRecord], out: Ba
                 c.positions[tp] = max(c.positions.get(tp, -1), r.position.offset)
     metrics.observe_batch(c.events_by_model, c.dead_letters_by_reason, seconds, alerts=c.alerts,
                           retrain_requests=c.retrain_requests, positions=c.positions)
+    # Per model, the signals of its newest version this batch touched (the gauges are per
+    # model and signal; during a canary they follow the new version).
     models = worker.pipeline.state.models
-    metrics.observe_models(models[m] for m in c.events_by_model if m in models)
+    newest: dict[str, Any] = {}
+    for u in out.units:
+        m = models.get(u)
+        if m is None:
+            continue
+        cur = newest.get(m.model_id)
+        if cur is None or (m.retrain.first_seen or 0.0) >= (cur.retrain.first_seen or 0.0):
+            newest[m.model_id] = m
+    metrics.observe_models(newest.values())
 
 
 def _failpoint(spec: str | None) -> tuple[str, int] | None:
@@ -259,7 +269,7 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
     worker = MonitorWorker(config, settings, store)
     worker.metrics = metrics
     t = config.topics
-    for name in (t.alerts, t.retrain, t.dead_letter, t.operations):
+    for name in (t.alerts, t.retrain, t.dead_letter, t.operations, t.deployments):
         worker.topics[name] = app.topic(name, key_type=bytes, value_type=bytes,
                                         key_serializer="raw", value_serializer="raw")
     # Labels share the agent (and its batches) with the inference events when a model takes

@@ -49,7 +49,7 @@ class Unique:
     def __init__(self) -> None:
         self.id = uuid.uuid4().hex[:10]
         self.topics = {k: f"t-{self.id}-{k}" for k in ("inference", "alerts", "retrain", "dead_letter",
-                                                               "labels")}
+                                                               "labels", "deployments")}
         self.app_id = f"sm-test-{self.id}"
         self.prefix = f"smt-{self.id}"
 
@@ -127,7 +127,6 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
     """The consumer group's committed offset on partition 0 of a topic (-1 when none)."""
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
-
     from aiokafka.errors import KafkaError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -24,6 +24,7 @@ from stream_monitor.adapters.kafka_io import consume, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.contracts.records import REASON_CODES
 from stream_monitor.core.quality import Claim
+from stream_monitor.state.base import unit_id, unit_key
 from stream_monitor.state.dedupe import RedisDedupe, bucket_of
 
 from .conftest import committed, wait_committed
@@ -191,11 +192,13 @@ def test_every_bad_event_is_dead_lettered_with_its_reason_and_every_good_one_pro
     assert same_off not in got  # the redelivered record held its own claim
 
     # Every good event was processed, once: the model's event count and the signals' counts.
-    meta = orjson.loads(r.get(f"{unique.prefix}:{{{MODEL}}}:model"))
+    # (The events carry model_version "3": the state lives under that version's unit.)
+    base = unit_key(unique.prefix, unit_id(MODEL, "3"))
+    meta = orjson.loads(r.get(f"{base}:model"))
     assert meta["events"] == facts["n_good"]
-    amount = orjson.loads(r.get(f"{unique.prefix}:{{{MODEL}}}:sig:feature:amount"))
+    amount = orjson.loads(r.get(f"{base}:sig:feature:amount"))
     assert amount["n"] == facts["n_good"] - facts["amount_rejected"]
-    age = orjson.loads(r.get(f"{unique.prefix}:{{{MODEL}}}:sig:feature:age"))
+    age = orjson.loads(r.get(f"{base}:sig:feature:age"))
     assert age["n"] == facts["n_good"]
 
     # The missing-rate jump of `utilization` raised a data-quality alert naming it.

@@ -14,6 +14,7 @@ import yaml
 
 from stream_monitor.adapters.kafka_io import consume, produce
 from stream_monitor.contracts import validate_record
+from stream_monitor.state.base import unit_id, unit_key
 
 from .conftest import wait_committed
 
@@ -103,7 +104,7 @@ def test_one_incident_one_request_and_cooldown_and_budget_hold(
 
     # The policy's bookkeeping is in the model meta in Redis.
     r = redis_sync.Redis.from_url(redis_url)
-    meta = orjson.loads(r.get(f"{unique.prefix}:{{budget-a}}:model"))
+    meta = orjson.loads(r.get(unit_key(unique.prefix, unit_id("budget-a", "1")) + ":model"))
     assert meta["retrain_requests"] == 2
     # Blocked: the shifts at 700 and 1300 by the cooldown, at 1600 and 1900 by the budget.
     assert meta["retrain"]["suppressed_cooldown"] == 2

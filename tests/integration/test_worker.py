@@ -21,6 +21,7 @@ from stream_monitor.adapters.replay import replay_file
 from stream_monitor.config import load_config
 from stream_monitor.contracts import validate_record
 from stream_monitor.core.monitor import reference_scale
+from stream_monitor.state.base import unit_id, unit_key
 from stream_monitor.synth import Drift, StreamSpec, generate
 
 from .conftest import TEST_CONFIG, wait_committed
@@ -133,13 +134,17 @@ def test_alerts_retrain_and_dead_letters_on_real_kafka(kafka_bootstrap, redis_ur
     assert dead[20]["original"]["value"]["encoding"] == "base64"
     assert {dead[o]["reason_code"] for o in dead} == {"undecodable", "missing_field", "not_an_object"}
 
-    # State is in Redis under the model's hash tag, as JSON (never pickle).
+    # State is in Redis under the model's hash tag, as JSON (never pickle); the events carry
+    # model_version "1", which has its own state unit.
     r = redis_sync.Redis.from_url(redis_url)
     keys = sorted(k.decode() for k in r.scan_iter(f"{unique.prefix}:*"))
-    assert f"{unique.prefix}:{{credit-risk}}:model" in keys
-    meta = orjson.loads(r.get(f"{unique.prefix}:{{credit-risk}}:sig:feature:amount"))
+    base = unit_key(unique.prefix, unit_id("credit-risk", "1"))
+    assert base == f"{unique.prefix}:{{credit-risk}}:v:1"
+    assert f"{base}:model" in keys
+    assert r.hkeys(f"{unique.prefix}:{{credit-risk}}:versions") == [b"1"]
+    meta = orjson.loads(r.get(f"{base}:sig:feature:amount"))
     assert meta["n"] == SPEC.events_per_model
-    recent = np.frombuffer(r.get(f"{unique.prefix}:{{credit-risk}}:sig:feature:amount:recent"), "<f8")
+    recent = np.frombuffer(r.get(f"{base}:sig:feature:amount:recent"), "<f8")
     assert len(recent) == 200
     assert recent[-1] == orjson.loads(lines[-1])["features"]["amount"]
 
