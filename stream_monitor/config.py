@@ -573,8 +573,9 @@ class Settings(BaseSettings):
         description="Kafka group session timeout: how long a crashed worker's partitions wait "
         "before another worker takes them over (Faust's default is 60 s).")
     failpoint: str | None = Field(None, validation_alias="SM_FAILPOINT",
-                                  description="Testing only: 'after_save:N', 'after_publish:N' or "
-                                  "'mid_batch:N' kills the worker with SIGKILL at its N-th batch.")
+                                  description="Testing only: 'after_join:N', 'after_save:N', "
+                                  "'after_publish:N' or 'mid_batch:N' kills the worker with "
+                                  "SIGKILL at its N-th batch.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="SM_LOG_LEVEL")
     web_port: int = Field(6066, validation_alias="SM_WEB_PORT", description="Faust web port.")
     data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",

@@ -106,6 +106,7 @@ class BatchPipeline:
         # cache before their state expires in Redis (README "Model versions").
         self._used: dict[str, float] = {}
         self._swept = 0.0
+        self.after_join: Any = None  # testing only: called after a label join (SM_FAILPOINT)
 
     def forget(self) -> None:
         """Drop the in-memory cache (e.g. on a rebalance); state is reloaded from the store."""
@@ -344,7 +345,10 @@ class BatchPipeline:
             ops.sort(key=lambda o: o[0])  # a fixed order whatever the interleaving delivered
         models = self.state.models
         cursors = {mid: dict(models[mid].pairs_applied) for mid in rules if mid in models}
-        return await self.labels.apply([o for _, o in ops], rules, cursors)
+        joined = await self.labels.apply([o for _, o in ops], rules, cursors)
+        if self.after_join is not None:
+            self.after_join()
+        return joined
 
     def _admit(self, raws: Sequence[RawRecord], now: float,
                counters: QualityCounters) -> tuple[list[InferenceEvent], list[DeadLetter]]:

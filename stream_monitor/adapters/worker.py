@@ -196,8 +196,9 @@ def _failpoint(spec: str | None) -> tuple[str, int] | None:
     if not spec:
         return None
     name, _, n = spec.partition(":")
-    if name not in ("mid_batch", "after_save", "after_publish") or not n.isdigit():
-        raise ValueError(f"SM_FAILPOINT={spec!r}: use after_save:N, after_publish:N or mid_batch:N")
+    if name not in ("mid_batch", "after_join", "after_save", "after_publish") or not n.isdigit():
+        raise ValueError(f"SM_FAILPOINT={spec!r}: use after_join:N, after_save:N, "
+                         "after_publish:N or mid_batch:N")
     return name, int(n)
 
 
@@ -279,6 +280,10 @@ def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
                           key_serializer="raw", value_serializer="raw")
 
     failpoint = _failpoint(settings.failpoint)
+    if failpoint is not None and failpoint[0] == "after_join":
+        # Between the label join (in Redis) and the state save: the pairs are logged but not
+        # yet consumed by any saved state.
+        worker.pipeline.after_join = lambda: _die_if(failpoint, "after_join", worker.batches + 1)
 
     @app.agent(inference, concurrency=1)
     async def monitor(stream: faust.StreamT) -> None:

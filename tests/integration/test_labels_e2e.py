@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis as redis_sync
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,9 +25,10 @@ from stream_monitor.adapters.kafka_io import consume, produce
 from stream_monitor.contracts import Position, RawRecord, validate_record
 from stream_monitor.contracts.records import decode_label
 from stream_monitor.core.labels import LabelBook, LabelOp
+from stream_monitor.state.base import unit_id, unit_key
 from stream_monitor.synth import LabelledSpec, labelled
 
-from .conftest import committed, wait_committed
+from .conftest import committed
 
 pytestmark = pytest.mark.integration
 
@@ -68,8 +70,7 @@ def _phases(stream) -> list[tuple[str, list[bytes]]]:
         labels = labels[len(due):] if due == labels[:len(due)] else [v for v in labels
                                                                      if v not in set(due)]
         phases.append(("labels", due))
-    phases.append(("labels", labels + [b'{"event_id": "x", "model_id": "churn-model"}',
-                                       b"not json"]))
+    phases.append(("labels", [*labels, b'{"event_id": "x", "model_id": "churn-model"}', b"not json"]))
     return phases
 
 
@@ -95,6 +96,56 @@ def _expected_stats(phases) -> LabelBook:
     return book
 
 
+def _replay(phases) -> tuple[list[str], list[str]]:
+    """The same phases through the in-memory pipeline: the alert and request ids a worker must
+    publish (each phase is consumed before the next is sent, so the join order is fixed)."""
+    from stream_monitor.config import parse_config
+    from stream_monitor.pipeline import BatchPipeline
+    from stream_monitor.state.memory import MemoryStore
+
+    async def go() -> tuple[list[str], list[str]]:
+        pipe = BatchPipeline(parse_config(CONFIG), MemoryStore(), clock=time.time)
+        off = {"inference": 0, "labels": 0}
+        alerts, requests = [], []
+        topics = pipe.config.topics
+        for kind, values in phases:
+            topic = topics.inference if kind == "inference" else topics.labels
+            raws = []
+            for v in values:
+                raws.append(RawRecord(v, Position(topic, 0, off[kind])))
+                off[kind] += 1
+            for k in range(0, len(raws), 700):
+                out = await pipe.run(raws[k:k + 700])
+                await pipe.store.clear_outbox(out.outbox)
+                alerts += [r.record["alert_id"] for r in out.records
+                           if r.record["type"] == "drift_alert"]
+                requests += [r.record["request_id"] for r in out.records
+                             if r.record["type"] == "retrain_request"]
+        return alerts, requests
+
+    return asyncio.run(go())
+
+
+def _send_phases(kafka_bootstrap, unique, phases, next_worker) -> dict[str, int]:
+    """Send phase after phase, each once the worker has committed the one before. A worker that
+    died (a failpoint) is replaced by ``next_worker()``."""
+    sent = {"inference": 0, "labels": 0}
+    worker = next_worker()
+    for kind, values in phases:
+        if not values:
+            continue
+        topic = unique.topics[kind]
+        asyncio.run(produce(kafka_bootstrap, topic, [(SPEC.model.encode(), v) for v in values]))
+        sent[kind] += len(values)
+        deadline = time.monotonic() + 180
+        while asyncio.run(committed(kafka_bootstrap, unique.app_id, topic)) < sent[kind]:
+            if worker.proc.poll() is not None:
+                worker = next_worker()
+            assert time.monotonic() < deadline, worker.tail()
+            time.sleep(0.3)
+    return sent
+
+
 def test_concept_drift_through_late_out_of_order_labels(kafka_bootstrap, redis_url, unique,
                                                         start_worker, tmp_path: Path) -> None:
     stream = labelled(SPEC)
@@ -104,14 +155,7 @@ def test_concept_drift_through_late_out_of_order_labels(kafka_bootstrap, redis_u
     worker = start_worker(config, unique, SM_METRICS_PORT=str(port),
                           SM_METRICS_HOST="127.0.0.1")
     phases = _phases(stream)
-    sent = {"inference": 0, "labels": 0}
-    for kind, values in phases:
-        if not values:
-            continue
-        topic = unique.topics[kind]
-        asyncio.run(produce(kafka_bootstrap, topic, [(SPEC.model.encode(), v) for v in values]))
-        sent[kind] += len(values)
-        wait_committed(kafka_bootstrap, unique.app_id, topic, sent[kind], worker)
+    sent = _send_phases(kafka_bootstrap, unique, phases, lambda: worker)
     assert asyncio.run(committed(kafka_bootstrap, unique.app_id, unique.topics["labels"])) == \
         sent["labels"]
 
@@ -139,6 +183,9 @@ def test_concept_drift_through_late_out_of_order_labels(kafka_bootstrap, redis_u
     assert req["rule"]["name"] == "performance_signal"
     assert req["alert_ids"][0] == first["alert_id"]
     assert sorted(d["reason_code"] for d in dead) == ["missing_field", "undecodable"]
+    # Exactly the alerts and the request the in-memory replay of the same records gives.
+    assert ([a["alert_id"] for a in alerts], [r["request_id"] for r in requests]) == \
+        _replay(phases)
     assert all(d["source"]["topic"] == unique.topics["labels"] for d in dead)
 
     # Every case counted, exactly as the pure join counts the same operations.
@@ -169,3 +216,46 @@ def test_concept_drift_through_late_out_of_order_labels(kafka_bootstrap, redis_u
     assert delays == pytest.approx(want.delay_sum)
     assert samples[("stream_monitor_labels_total", (("model", SPEC.model),))] == \
         sent["labels"] - 2
+
+
+def test_labels_survive_kills_between_join_and_save(kafka_bootstrap, redis_url, unique,
+                                                    start_worker, tmp_path: Path) -> None:
+    """SIGKILL after the label join and before the state save (twice), and after a save before
+    the publish: the restarted workers publish the same alerts and request as the replay, feed
+    every joined pair exactly once, and count the same totals."""
+    stream = labelled(SPEC)
+    config = tmp_path / "monitor.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    phases = _phases(stream)
+    kills = iter(["after_join:2", "after_join:3", "after_save:2"])
+    started: list[str] = []
+
+    def next_worker():
+        point = next(kills, None)
+        started.append(point or "none")
+        return start_worker(config, unique, **({"SM_FAILPOINT": point} if point else {}))
+
+    _send_phases(kafka_bootstrap, unique, phases, next_worker)
+    assert started == ["after_join:2", "after_join:3", "after_save:2", "none"]
+    msgs = asyncio.run(consume(kafka_bootstrap, [unique.topics["alerts"], unique.topics["retrain"]],
+                               timeout=30, idle=4))
+    alerts: dict[str, dict] = {}
+    requests: dict[str, dict] = {}
+    for m in msgs:
+        rec = orjson.loads(m.value)
+        if rec["type"] == "drift_alert":
+            alerts.setdefault(rec["alert_id"], rec)
+        elif rec["type"] == "retrain_request":
+            requests.setdefault(rec["request_id"], rec)
+    want_alerts, want_requests = _replay(phases)
+    assert (list(alerts), list(requests)) == (want_alerts, want_requests)
+    want = _expected_stats(phases).stats
+    r = redis_sync.Redis.from_url(redis_url)
+    base = unit_key(unique.prefix, unit_id(SPEC.model, SPEC.model_version))
+    perf = orjson.loads(r.get(base + ":sig:performance:error"))
+    assert perf["n"] == want.joined  # every joined pair fed once, none twice
+    stats = {k.decode(): float(v) for k, v in
+             r.hgetall(f"{unique.prefix}:{{{SPEC.model}}}:labels:stats").items()}
+    for f in ("predictions", "labels", "joined", "labels_before_prediction",
+              "unmatched_labels", "expired_predictions"):
+        assert stats[f] == getattr(want, f), f
