@@ -90,6 +90,7 @@ class LabelledSpec:
     start_time: float = 1_767_225_600.0
     interval: float = 1.0
     model_version: str | None = "1"
+    first_index: int = 0  # index (and event id) of the first event, for a later segment
 
 
 @dataclass
@@ -115,25 +116,26 @@ def labelled(spec: LabelledSpec) -> LabelledStream:
                              "label": y, "timestamp": t})
 
     bogus_at = set(rng.sample(range(spec.early_labels, n // 4), spec.bogus_labels))
-    for i in range(n):
+    for i in range(spec.first_index, spec.first_index + n):
         t = spec.start_time + i * spec.interval
         x = rng.gauss(0.0, 1.0)
         y = int(rng.random() < 0.5)
-        p_err = spec.error_before if i < spec.concept_drift_at else spec.error_after
+        p_err = spec.error_before if i - spec.first_index < spec.concept_drift_at else \
+            spec.error_after
         score = rng.uniform(0.55, 0.95) if (y == 1) != (rng.random() < p_err) else rng.uniform(
             0.05, 0.45)
         inference.append(orjson.dumps({
             "event_id": f"{spec.model}-{i:08d}", "model_id": spec.model,
             "model_version": spec.model_version, "timestamp": t,
             "features": {"tenure": round(x, 6)}, "prediction": round(score, 6)}))
-        if i < spec.early_labels:
+        if i - spec.first_index < spec.early_labels:
             early.append(label(i, y, t + 0.5))
         elif spec.missing_every and i % spec.missing_every == 0:
             missing.append(i)
         else:
             d = rng.randint(*spec.delay_events)
             pending.append((i + d, label(i, y, t + d * spec.interval)))
-        if i in bogus_at:
+        if i - spec.first_index in bogus_at:
             eid = f"{spec.model}-bogus-{i}"
             bogus.append(eid)
             labels.append(label(i, 1, t, eid))

@@ -13,12 +13,15 @@ same operations and compares pairs and counters.
 
 The join, per model, in buckets of ``bucket_seconds`` of event time:
 
-* a prediction waits for its label at most ``ttl_seconds`` of event time (the model's clock is
-  the latest event time it has seen, predictions and labels); when its bucket leaves the TTL,
-  its unlabelled predictions are counted as ``expired_predictions``;
+* a prediction waits for its label until the **label stream** is ``ttl_seconds`` of event time
+  past it (the label clock: the latest label time seen); then its bucket's unlabelled
+  predictions are counted as ``expired_predictions``;
 * a label whose prediction is waiting joins it; a label that arrives *before* its prediction
-  waits the same way and joins when the prediction comes (``labels_before_prediction``); one
-  never joined is counted ``unmatched_labels`` when its bucket expires;
+  waits until the **prediction stream** is ``ttl_seconds`` past it (the prediction clock) and
+  joins when the prediction comes (``labels_before_prediction``); one never joined is counted
+  ``unmatched_labels`` when its bucket expires. Two clocks, because the two topics are read
+  independently: after a backlog the (small) label records can run far ahead of the
+  predictions, and one shared clock would then expire what is merely not read yet;
 * **idempotent under redelivery**: the book keeps a watermark (last offset applied per topic
   and partition); operations at or below it are skipped, so a batch retried after a crash
   changes nothing twice;
@@ -173,7 +176,8 @@ class LabelBook:
     predictions: dict[int, dict[str, tuple[Any, float, str | None]]] = field(default_factory=dict)
     early_labels: dict[int, dict[str, tuple[Any, float]]] = field(default_factory=dict)
     stats: LabelStats = field(default_factory=LabelStats)
-    clock: float = -math.inf
+    pred_clock: float = -math.inf  # latest prediction time seen: expires early labels
+    label_clock: float = -math.inf  # latest label time seen: expires waiting predictions
     applied: dict[tuple[str, int], int] = field(default_factory=dict)
     logs: dict[str, dict[int, JoinedPair]] = field(default_factory=dict)
     seqs: dict[str, int] = field(default_factory=dict)
@@ -195,9 +199,15 @@ class LabelBook:
             if op.offset <= self.applied.get(tp, -1):
                 continue  # applied before this batch was retried
             self.applied[tp] = op.offset
-            if op.t > self.clock:
-                self.clock = op.t
-                self._expire(op.t, ttl_seconds, bucket_seconds)
+            oldest = math.floor((op.t - ttl_seconds) / bucket_seconds)
+            if op.kind == "prediction" and op.t > self.pred_clock:
+                self.pred_clock = op.t
+                for b in [b for b in self.early_labels if b < oldest]:
+                    self.stats.unmatched_labels += len(self.early_labels.pop(b))
+            elif op.kind == "label" and op.t > self.label_clock:
+                self.label_clock = op.t
+                for b in [b for b in self.predictions if b < oldest]:
+                    self.stats.expired_predictions += len(self.predictions.pop(b))
             b = math.floor(op.t / bucket_seconds)
             if op.kind == "prediction":
                 self.stats.predictions += 1
@@ -231,14 +241,6 @@ class LabelBook:
         s.joined += 1
         s.delay_sum += pair.delay
         s.delay_max = max(s.delay_max, pair.delay)
-
-    def _expire(self, now: float, ttl: float, bs: float) -> None:
-        oldest = math.floor((now - ttl) / bs)
-        for b in [b for b in self.predictions if b < oldest]:
-            self.stats.expired_predictions += len(self.predictions.pop(b))
-        for b in [b for b in self.early_labels if b < oldest]:
-            self.stats.unmatched_labels += len(self.early_labels.pop(b))
-
 
 def _take(buckets: dict[int, dict[str, Any]], event_id: str) -> Any:
     for b in sorted(buckets):

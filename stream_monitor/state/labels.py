@@ -9,7 +9,8 @@ Cluster slot::
     p:{m}:lbl:<bucket>        HASH: event_id -> JSON [label, label time]: labels that came first
     p:{m}:pred:buckets        ZSET of the live prediction buckets (score = bucket)
     p:{m}:lbl:buckets         ZSET of the live early-label buckets
-    p:{m}:labels:stats        HASH: counters (core.labels.STAT_FIELDS), clock, seq:<version key>
+    p:{m}:labels:stats        HASH: counters (core.labels.STAT_FIELDS), pred_clock and
+                              label_clock (latest event times), seq:<version key>
     p:{m}:labels:applied      HASH: "topic:partition" -> last offset applied (the watermark)
     p:{m}:pairs:<version key> HASH: seq -> joined pair, until the model state consumed it
     p:{m}:pairs:index         SET of the version keys that have a pair log
@@ -56,18 +57,18 @@ for vk, cur in pairs(cursors) do
     if tonumber(seq) <= cur then redis.call('HDEL', log, seq) end
   end
 end
-local clock = tonumber(redis.call('HGET', stats, 'clock') or '-1e300')
-local function expire(now)
+local pclock = tonumber(redis.call('HGET', stats, 'pred_clock') or '-1e300')
+local lclock = tonumber(redis.call('HGET', stats, 'label_clock') or '-1e300')
+-- Drop the buckets of one kind older than the TTL before `now`, counting what they held.
+local function expire(z, kind, counter, now)
   local oldest = math.floor((now - ttl) / bs)
-  for _, z in ipairs({{pz, 'pred:', 'expired_predictions'}, {lz, 'lbl:', 'unmatched_labels'}}) do
-    local olds = redis.call('ZRANGEBYSCORE', z[1], '-inf', '(' .. oldest)
-    for _, b in ipairs(olds) do
-      local k = prefix .. z[2] .. b
-      local n = redis.call('HLEN', k)
-      if n > 0 then redis.call('HINCRBY', stats, z[3], n) end
-      redis.call('DEL', k)
-      redis.call('ZREM', z[1], b)
-    end
+  local olds = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. oldest)
+  for _, b in ipairs(olds) do
+    local k = prefix .. kind .. b
+    local n = redis.call('HLEN', k)
+    if n > 0 then redis.call('HINCRBY', stats, counter, n) end
+    redis.call('DEL', k)
+    redis.call('ZREM', z, b)
   end
 end
 local function take(z, kind, eid)
@@ -105,9 +106,12 @@ for _, op in ipairs(ops) do
   local last = tonumber(redis.call('HGET', applied, tp) or '-1')
   if off > last then
     redis.call('HSET', applied, tp, string.format('%.0f', off))
-    if t > clock then
-      clock = t
-      expire(t)
+    if kind == 'p' and t > pclock then
+      pclock = t
+      expire(lz, 'lbl:', 'unmatched_labels', t)
+    elseif kind == 'l' and t > lclock then
+      lclock = t
+      expire(pz, 'pred:', 'expired_predictions', t)
     end
     local b = math.floor(t / bs)
     if kind == 'p' then
@@ -134,7 +138,8 @@ for _, op in ipairs(ops) do
     end
   end
 end
-redis.call('HSET', stats, 'clock', string.format('%.17g', clock))
+redis.call('HSET', stats, 'pred_clock', string.format('%.17g', pclock),
+  'label_clock', string.format('%.17g', lclock))
 local out = {}
 for _, vk in ipairs(redis.call('SMEMBERS', index)) do
   local flat = redis.call('HGETALL', prefix .. 'pairs:' .. vk)

@@ -102,3 +102,23 @@ def test_redis_join_matches_the_pure_book_on_random_streams(redis_url, unique) -
     final = got[-1][1]
     assert final.joined > 300 and final.labels_before_prediction > 0
     assert final.expired_predictions > 0 and final.unmatched_labels > 0
+
+
+def test_redis_join_keeps_two_clocks_like_the_pure_book(redis_url, unique) -> None:
+    """Labels read long before their predictions (a backlog): nothing expires in Redis either."""
+    preds = [LabelOp("prediction", "m", f"e{i}", 0.9, T0 + i, "inf", 0, i) for i in range(600)]
+    labels = [LabelOp("label", "m", f"e{i}", 1, T0 + i + 5, "lab", 0, i) for i in range(600)]
+
+    async def run():
+        client = aioredis.Redis.from_url(redis_url)
+        store = RedisLabelStore(client, unique.prefix)
+        try:
+            await store.apply(labels, RULES, {})
+            return await store.apply(preds, RULES, {})
+        finally:
+            await client.aclose()
+
+    pairs, stats = asyncio.run(run())
+    assert len(pairs) == 600
+    assert (stats["m"].labels_before_prediction, stats["m"].unmatched_labels,
+            stats["m"].expired_predictions) == (600, 0, 0)

@@ -40,7 +40,7 @@ def test_example_config_loads() -> None:
     cfg = load_config(EXAMPLE_CONFIG)
     assert isinstance(cfg, MonitorConfig)
     assert cfg.topics.alerts == "drift-alerts"
-    assert set(cfg.detectors) == {"adwin", "page_hinkley", "kswin"}
+    assert set(cfg.detectors) == {"adwin", "page_hinkley", "kswin", "hddm_a"}
     credit = cfg.model_rule("credit-risk")
     assert credit is not None and credit.match == "credit-*"
     assert credit.retrain.min_drifted_signals == 2 and credit.retrain.within_seconds == 600

@@ -204,3 +204,21 @@ def test_pairs_count_once_when_a_batch_is_retried_after_the_join() -> None:
     assert [[r.record.get("alert_id") for r in o.records] for o in crashed] == ids
     assert sum(o.pairs for o in crashed) == sum(o.pairs for o in clean) == 3985
     assert stats.joined == 3985
+
+
+def test_labels_read_far_ahead_of_their_predictions_still_join() -> None:
+    """After a backlog the small label records can be read long before the predictions they
+    belong to. Expiry follows each stream's own clock, so nothing expires that was merely not
+    read yet: every label joins once its prediction comes."""
+    preds = [_p(f"e{i}", 0.9, T0 + i, i) for i in range(1000)]
+    labels = [_l(f"e{i}", 1, T0 + i + 5, i) for i in range(1000)]
+    book = LabelBook("m")
+    book.apply(labels, ttl_seconds=100, bucket_seconds=10, cursors={})
+    pairs = book.apply(preds, ttl_seconds=100, bucket_seconds=10, cursors={})
+    assert len(pairs) == 1000 and book.stats.labels_before_prediction == 1000
+    assert (book.stats.unmatched_labels, book.stats.expired_predictions) == (0, 0)
+    # And the other way round, predictions far ahead of their labels.
+    book = LabelBook("m")
+    book.apply(preds, ttl_seconds=100, bucket_seconds=10, cursors={})
+    assert len(book.apply(labels, ttl_seconds=100, bucket_seconds=10, cursors={})) == 1000
+    assert (book.stats.unmatched_labels, book.stats.expired_predictions) == (0, 0)
