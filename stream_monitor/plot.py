@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-__all__ = ["plot_signals"]
+__all__ = ["plot_error_rate", "plot_signals"]
 
 
 def _value(ev: dict, signal: str) -> float | None:
@@ -76,6 +76,47 @@ def plot_signals(events_path: Path, outputs_path: Path, image: Path, model: str 
                          loc="left")
     axes[-1, 0].set_xlabel("offset")
     axes[0, 0].legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(image, dpi=110)
+    plt.close(fig)
+    return image
+
+
+def plot_error_rate(errors: list[tuple[int, float]], alerts: list[dict], image: Path, *,
+                    title: str, marks: dict[int, str] | None = None, window: int = 100) -> Path:
+    """A model's joined-label errors by prediction index (rolling mean of ``window``), with the
+    drift points of its ``performance:error`` alerts (red) and other marks (e.g. a deploy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    errors = sorted(errors)
+    xs = [i for i, _ in errors]
+    ys = [e for _, e in errors]
+    fig, ax = plt.subplots(figsize=(11, 3.0))
+    if len(ys) >= window:
+        roll = [sum(ys[k - window:k]) / window for k in range(window, len(ys) + 1)]
+        ax.plot(xs[window - 1:], roll, color="tab:blue", lw=1.2,
+                label=f"error rate (rolling {window})")
+    for a in alerts:
+        idx = int(a["detected_at"]["event_id"].rsplit("-", 1)[1])
+        ax.axvline(idx, color="red", lw=1.5)
+        ax.annotate(f"{a['detector']['name']} ({a['model_version']})\n"
+                    f"{a['evidence']['reference']['mean']:.2f} -> "
+                    f"{a['evidence']['current']['mean']:.2f}",
+                    (idx, 1.0), xycoords=("data", "axes fraction"), xytext=(4, -4),
+                    textcoords="offset points", va="top", fontsize=8, color="red")
+    for idx, text in (marks or {}).items():
+        ax.axvline(idx, color="gray", lw=1, ls="--")
+        ax.annotate(text, (idx, 0.02), xycoords=("data", "axes fraction"), xytext=(4, 2),
+                    textcoords="offset points", fontsize=8, color="gray")
+    ax.set_ylim(0, max(0.6, max(ys, default=0.0)))
+    ax.set_xlabel("prediction index")
+    ax.set_ylabel("performance:error")
+    ax.set_title(title, loc="left")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     image.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(image, dpi=110)
