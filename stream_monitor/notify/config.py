@@ -46,8 +46,9 @@ __all__ = [
     "resolve_targets",
 ]
 
-RecordType = Literal["drift_alert", "retrain_request", "drift_resolved"]
-RECORD_TYPES: tuple[RecordType, ...] = ("drift_alert", "retrain_request", "drift_resolved")
+RecordType = Literal["drift_alert", "retrain_request", "drift_resolved", "deployment_check"]
+RECORD_TYPES: tuple[RecordType, ...] = ("drift_alert", "retrain_request", "drift_resolved",
+                                        "deployment_check")
 SEVERITIES = ("critical", "error", "warning", "info")  # PagerDuty's set; Alertmanager takes any
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
@@ -174,6 +175,9 @@ TARGET_TYPES: dict[str, type[_TargetBase]] = {
 class NotifyTopics(_Strict):
     alerts: str = "drift-alerts"
     retrain: str = "retrain-requests"
+    deployments: str = Field("model-deployment-checks",
+                             description="Deployment checks: a `fail` or `warn` verdict is "
+                             "forwarded, a `pass` is not.")
     dead_letter: str = Field("notify-dead-letter",
                              description="Records that could not be delivered after all retries.")
 
@@ -181,6 +185,8 @@ class NotifyTopics(_Strict):
 class Severity(_Strict):
     drift_alert: Literal["critical", "error", "warning", "info"] = "warning"
     retrain_request: Literal["critical", "error", "warning", "info"] = "critical"
+    deployment_check_fail: Literal["critical", "error", "warning", "info"] = "critical"
+    deployment_check_warn: Literal["critical", "error", "warning", "info"] = "warning"
 
 
 class NotifyConfig(_Strict):
@@ -340,7 +346,7 @@ def load_notify_config(path: str | os.PathLike[str], settings: NotifySettings | 
     cfg = parse_notify_config(raw, str(p))
     s = settings or NotifySettings()  # type: ignore[call-arg]  # from the environment
     return cfg.with_topics(alerts=s.topic_alerts, retrain=s.topic_retrain,
-                           dead_letter=s.topic_dead_letter)
+                           deployments=s.topic_deployments, dead_letter=s.topic_dead_letter)
 
 
 _URL_WHAT = {"alertmanager": "Alertmanager's base URL", "pagerduty": "the Events API v2 URL",
@@ -398,6 +404,7 @@ class NotifySettings(BaseSettings):
                                          validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     topic_alerts: str | None = Field(None, validation_alias="SM_TOPIC_ALERTS")
     topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN")
+    topic_deployments: str | None = Field(None, validation_alias="SM_TOPIC_DEPLOYMENTS")
     topic_dead_letter: str | None = Field(None, validation_alias="SM_NOTIFY_TOPIC_DEAD_LETTER")
     consumer_group: str | None = Field(None, validation_alias="SM_NOTIFY_GROUP",
                                        description="Overrides consumer_group of the config.")

@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 ALERTNAMES = {"drift_alert": "ModelDrift", "drift_resolved": "ModelDrift",
-              "data_quality_alert": "ModelDataQuality", "retrain_request": "RetrainRequested"}
+              "data_quality_alert": "ModelDataQuality", "retrain_request": "RetrainRequested",
+              "deployment_check": "ModelDeploymentCheck"}
 RETRAIN_SIGNAL = "retrain"  # stands in for the signal in a retrain request's fingerprint
 
 
@@ -165,8 +166,10 @@ def _drift_details(rec: dict[str, Any]) -> dict[str, str]:
 
 
 def notification_from_record(record: Any, severities: dict[str, str] | None = None,
-                             *, raw: bytes | None = None, now: float | None = None) -> Notification:
-    """Interpret one record from the alert/retrain topics. Raises :class:`UnsupportedRecord`.
+                             *, raw: bytes | None = None,
+                             now: float | None = None) -> Notification | None:
+    """Interpret one record from the alert/retrain/deployment topics. Raises
+    :class:`UnsupportedRecord`. None: nothing to tell anyone (a deployment check that passed).
 
     ``raw`` (the record's bytes on the topic) makes the idempotency key of records without an id
     of their own; ``now`` is the fallback time of a resolution that carries none.
@@ -175,6 +178,7 @@ def notification_from_record(record: Any, severities: dict[str, str] | None = No
         raise UnsupportedRecord("not_an_object",
                                 f"expected a JSON object, got {type(record).__name__}")
     sev = {"drift_alert": "warning", "data_quality_alert": "warning", "retrain_request": "critical",
+           "deployment_check_fail": "critical", "deployment_check_warn": "warning",
            **(severities or {})}
     kind = record.get("type")
     if kind not in ALERTNAMES:
@@ -183,6 +187,8 @@ def notification_from_record(record: Any, severities: dict[str, str] | None = No
                                 f"({', '.join(ALERTNAMES)})")
     model_id = _str(record, "model_id")
     version = _version(record)
+    if kind == "deployment_check":
+        return _deployment_check(record, model_id, version, sev, now)
     if kind == "retrain_request":
         rule = record.get("rule") or {}
         rule_name = rule.get("name") if isinstance(rule, dict) else None
@@ -240,3 +246,28 @@ def notification_from_record(record: Any, severities: dict[str, str] | None = No
         severity=sev["drift_alert"],  # the same labels as the alert it resolves
         summary=str(summary), occurred_at=t if t is not None else (now or 0.0),
         idempotency_key="resolve-" + key, record=record, details=details)
+
+
+def _deployment_check(record: dict[str, Any], model_id: str, version: str | None,
+                      sev: dict[str, str], now: float | None) -> Notification | None:
+    """A new model version's deployment check: `fail` and `warn` page (their own severities),
+    `pass` is not forwarded."""
+    verdict = record.get("verdict")
+    if verdict == "pass":
+        return None
+    if verdict not in ("fail", "warn"):
+        raise UnsupportedRecord("unsupported_type", f"deployment check verdict {verdict!r}")
+    check_id = _str(record, "check_id")
+    reasons = [str(r) for r in record.get("reasons") or []]
+    details = {"verdict": str(verdict), "previous_version": str(record.get("previous_version")),
+               "reasons": "; ".join(reasons), "check_id": check_id,
+               "reason": str(record.get("reason", ""))}
+    t = parse_time(record.get("completed_at"))
+    return Notification(
+        action="trigger", record_type="deployment_check", alertname=ALERTNAMES["deployment_check"],
+        fingerprint=fingerprint(model_id, version, "deployment", "deployment_check"),
+        model_id=model_id, model_version=version, signal=None, detector="deployment_check",
+        severity=sev.get(f"deployment_check_{verdict}", "warning"),
+        summary=str(record.get("summary") or f"{model_id} {version}: deployment check {verdict}"),
+        occurred_at=t if t is not None else (now or 0.0), idempotency_key=check_id,
+        record=record, details=details)

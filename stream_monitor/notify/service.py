@@ -110,7 +110,8 @@ class Notifier:
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                          enable_idempotence=True, linger_ms=5)
         self.consumer = AIOKafkaConsumer(
-            t.alerts, t.retrain, bootstrap_servers=self.bootstrap, group_id=self.group_id,
+            t.alerts, t.retrain, t.deployments, bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=self.max_poll_records,
             # Retries with backoff can hold a poll for minutes; stay in the group meanwhile.
@@ -121,8 +122,9 @@ class Notifier:
         except BaseException:
             await self.producer.stop()
             raise
-        log.info("notifier: group %s reads %s, %s -> %s; dead letters to %s", self.group_id,
-                 t.alerts, t.retrain, ", ".join(f"{x.spec.type}:{x.name}" for x in self.targets),
+        log.info("notifier: group %s reads %s, %s, %s -> %s; dead letters to %s", self.group_id,
+                 t.alerts, t.retrain, t.deployments,
+                 ", ".join(f"{x.spec.type}:{x.name}" for x in self.targets),
                  t.dead_letter)
 
     async def stop(self) -> None:
@@ -224,6 +226,10 @@ class Notifier:
             except orjson.JSONDecodeError as exc:
                 raise UnsupportedRecord("undecodable", f"not valid UTF-8 JSON: {exc}") from None
             n = notification_from_record(record, self._severities, raw=msg.value, now=now)
+            if n is None:  # e.g. a deployment check that passed: nothing to tell anyone
+                self._count("(not forwarded)")
+                self.handled += 1
+                return h
         except UnsupportedRecord as exc:
             self._count("(invalid)")
             log.warning("cannot forward record: %s", exc.reason)

@@ -53,6 +53,7 @@ def _dlq(u: Unique) -> str:
 def _config(u: Unique, targets: list[dict[str, Any]]) -> Any:
     return parse_notify_config({"topics": {"alerts": u.topics["alerts"],
                                            "retrain": u.topics["retrain"],
+                                           "deployments": u.topics["deployments"],
                                            "dead_letter": _dlq(u)},
                                 "consumer_group": f"notify-{u.id}", "targets": targets})
 
@@ -178,6 +179,30 @@ async def test_alertmanager_gets_labelled_grouped_alerts_that_resolve(
     gs = await _poll(groups, lambda g: len(g.get(m1, {}).get("alerts", [])) == 1)
     assert gs[m1]["alerts"][0]["labels"]["signal"] == "feature:amount"
     assert await _committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == 4
+
+
+async def test_failed_deployment_check_reaches_alertmanager_and_a_pass_does_not(
+        alertmanager: Alertmanager, kafka_bootstrap: str, unique: Unique) -> None:
+    from tests.unit.test_notify import _deployment_check
+
+    await create_topics(kafka_bootstrap, [_dlq(unique)])
+    m1, m2 = _models(unique.id)
+    fail = {**_deployment_check("fail"), "model_id": m1}
+    ok = {**_deployment_check("pass"), "model_id": m2}
+    await _produce(kafka_bootstrap, unique.topics["deployments"], [fail, ok])
+    cfg = _config(unique, [{"name": "am", "type": "alertmanager", "url": alertmanager.url}])
+    async with Notifier(cfg, resolve_targets(cfg, {}), kafka_bootstrap) as n:
+        await _run_until(n, lambda: n.handled >= 2)
+    alerts = await _poll(lambda: _am_query(alertmanager, "/api/v2/alerts",
+                                           alertname="ModelDeploymentCheck"),
+                         lambda a: any(x["labels"]["model"] == m1 for x in a))
+    mine = [x for x in alerts if x["labels"]["model"] in (m1, m2)]
+    assert [x["labels"] for x in mine] == [{
+        "alertname": "ModelDeploymentCheck", "model": m1, "model_version": "2",
+        "detector": "deployment_check", "severity": "critical"}]
+    assert mine[0]["annotations"]["verdict"] == "fail"
+    assert await _committed(kafka_bootstrap, cfg.consumer_group,
+                            unique.topics["deployments"]) == 2
 
 
 async def test_retrain_request_inhibits_the_models_warning_drift_alerts(

@@ -364,3 +364,37 @@ def test_data_quality_alert_is_forwarded_as_its_own_alertname() -> None:
     assert (n.action, n.alertname, n.signal) == ("trigger", "ModelDataQuality",
                                                  "quality:missing:amount")
     assert n.details["feature"] == "amount" and n.details["rate_after"]
+
+
+def _deployment_check(verdict: str) -> dict[str, Any]:
+    from stream_monitor.core.deploy import compare_signal, deployment_check
+
+    shifted = verdict == "fail"
+    sig = compare_signal("feature:amount", [float(i % 7) for i in range(300)],
+                         [float(i % 7) + (3.0 if shifted else 0.0) for i in range(300)],
+                         alpha=0.01, min_shift=0.5, min_values=30)
+    signals = [sig] + ([compare_signal("prediction", [1.0] * 5, [1.0] * 5, alpha=0.01,
+                                       min_shift=0.5, min_values=30)]
+                       if verdict == "warn" else [])
+    return deployment_check(
+        model_id="churn", model_version="2", previous_version="1", started_at=1.767e9,
+        completed_at=1.767e9 + 600, reason="watch_complete",
+        trigger={"event_id": "e9", "topic": "t", "partition": 0, "offset": 9},
+        signals=signals, performance=None,
+        rule={"alpha": 0.01, "min_shift": 0.5, "max_error_increase": 0.02, "watch_events": 300,
+              "min_labeled": 200, "max_wait_seconds": 3600.0})
+
+
+def test_deployment_checks_that_fail_or_warn_are_forwarded_and_a_pass_is_not() -> None:
+    fail, warn, ok = (_deployment_check(v) for v in ("fail", "warn", "pass"))
+    assert (fail["verdict"], warn["verdict"], ok["verdict"]) == ("fail", "warn", "pass")
+    for rec in (fail, warn, ok):
+        validate_record(rec)
+    n = notification_from_record(fail)
+    assert (n.action, n.alertname, n.severity) == ("trigger", "ModelDeploymentCheck", "critical")
+    assert n.labels == {"alertname": "ModelDeploymentCheck", "model": "churn",
+                        "model_version": "2", "detector": "deployment_check",
+                        "severity": "critical"}
+    assert n.idempotency_key == fail["check_id"] and "feature:amount" in n.details["reasons"]
+    assert notification_from_record(warn).severity == "warning"
+    assert notification_from_record(ok) is None
