@@ -32,7 +32,7 @@ from .state.base import ModelDelta, SignalDelta, StateStore, split_unit, unit_id
 from .state.dedupe import DedupeStore, dedupe_store_for
 from .state.labels import LabelStore, label_store_for
 
-__all__ = ["BatchPipeline", "BatchOutput", "OutputRecord"]
+__all__ = ["BatchOutput", "BatchPipeline", "OutputRecord"]
 
 
 @dataclass(slots=True, frozen=True)

@@ -71,7 +71,7 @@ class MonitorWorker:
                 continue
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
-            except BaseException:  # noqa: BLE001 - River's Rust code panics with a BaseException
+            except BaseException:
                 if len(raws) == 1:
                     log.exception("event failed in the core; dead-lettering it (%s)",
                                   _where(raws[0].position))

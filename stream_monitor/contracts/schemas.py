@@ -13,7 +13,8 @@ SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-lette
                 "data-quality-alert", "drift-resolved", "label-event", "deployment-check")
 _BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
             "dead_letter": "dead-letter", "state_reset": "state-reset",
-            "data_quality_alert": "data-quality-alert", "drift_resolved": "drift-resolved", "deployment_check": "deployment-check"}
+            "data_quality_alert": "data-quality-alert", "drift_resolved": "drift-resolved",
+            "deployment_check": "deployment-check"}
 
 
 @cache

@@ -114,7 +114,7 @@ class SignalState:
         i = 0
         # `_drift_detected` is what River's `drift_detected` property returns; reading it
         # directly saves a call per update (a contract test guards it for every detector).
-        for det, raw in zip(dets, self.binary):  # noqa: B905 - same length by construction
+        for det, raw in zip(dets, self.binary):
             det.update(x if raw else z)
             if det._drift_detected and fired < 0:
                 fired = i

@@ -31,8 +31,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..state.base import id_parts
-
 import numpy as np
 
 from ..config import MonitorConfig, QualityRule
@@ -46,6 +44,7 @@ from ..contracts.records import (
     iso_time,
     record_id,
 )
+from ..state.base import id_parts
 
 if TYPE_CHECKING:
     from .monitor import BatchResult, ModelState, Monitor, SignalState
@@ -599,8 +598,8 @@ def _quality_alert(mon: Monitor, model: ModelState, mq: ModelQuality, sig: Signa
     return {
         "schema_version": SCHEMA_VERSION,
         "type": "data_quality_alert",
-        "alert_id": record_id("dq", *id_parts(model.model_id, model.model_version), sig.signal, name, sig.generation,
-                              sig.n),
+        "alert_id": record_id("dq", *id_parts(model.model_id, model.model_version), sig.signal,
+                              name, sig.generation, sig.n),
         "model_id": model.model_id,
         "model_version": ev.model_version,
         "feature": feature,

@@ -92,7 +92,7 @@ def test_a_bad_deploy_fails_its_check_and_starts_fresh() -> None:
     perf = check["performance"]
     assert perf["degraded"] and perf["previous"]["mean"] < 0.15 < 0.25 < perf["new"]["mean"]
     assert check["summary"].startswith("m 2 vs 1: fail")
-    # The check comes with the 300th event of v2 (its first window) and 200 joined labels of v2 are in.
+    # The check comes with the 300th event of v2 (its first window; 200 joined labels are in).
     assert 1500 + 299 <= int(check["trigger"]["event_id"][1:]) < 1500 + 300 + 50
     alerts = [r for r in recs if r["type"] == "drift_alert"]
     assert not [a for a in alerts if a["signal"] == "feature:amount"]
