@@ -95,6 +95,8 @@ def replay(
     output: Annotated[Path | None, typer.Option("--output", "-o",
                                                  help="Where to write output records (JSON lines); default stdout.")] = None,
     batch: Annotated[int, typer.Option(help="Events per batch.")] = 2000,
+    labels: Annotated[Path | None, typer.Option(
+        help="JSON-lines label records, merged with the events by timestamp.")] = None,
 ) -> None:
     """Run the same core over a file with in-memory state. Needs neither Kafka nor Redis."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -102,17 +104,19 @@ def replay(
     from .adapters.replay import replay_file
 
     cfg = _load(config)
-    lines = sum(1 for _ in events.open("rb"))
+    lines = sum(1 for _ in events.open("rb")) + (sum(1 for _ in labels.open("rb")) if labels
+                                                   else 0)
     out = output.open("wb") if output else sys.stdout.buffer
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=output is None) as progress:
         task = progress.add_task("replay", total=lines)
-        total = replay_file(cfg, events, out, batch=batch,
+        total = replay_file(cfg, events, out, batch=batch, labels=labels,
                             on_batch=lambda done, _: progress.update(task, completed=done))
     if output:
         out.close()
-    err.print(f"{total.events} events: {total.alerts} drift alerts, {total.retrain_requests} retrain "
-              f"requests, {total.dead_letters} dead letters, {total.unwatched} of unwatched models")
+    err.print(f"{total.events} records: {total.alerts} drift alerts, {total.retrain_requests} "
+              f"retrain requests, {total.dead_letters} dead letters, {total.unwatched} of "
+              f"unwatched models" + (f", {total.pairs} joined labels" if labels else ""))
 
 
 @app.command()
@@ -121,9 +125,20 @@ def synth(
     events: Annotated[int, typer.Option(help="Events per model.")] = 6000,
     models: Annotated[str, typer.Option(help="Comma-separated model ids.")] = "credit-risk",
     seed: int = 7,
+    labels: Annotated[Path | None, typer.Option(
+        help="Instead: a classifier `churn-model` whose error rate jumps from 10% to 40% at its "
+        "middle, its inputs unchanged; its delayed labels go to this file.")] = None,
 ) -> None:
     """Write a seeded synthetic stream with drift at its middle (amount, utilization, prediction)."""
-    from .synth import Drift, StreamSpec, generate
+    from .synth import Drift, LabelledSpec, StreamSpec, generate, labelled
+
+    if labels is not None:
+        s = labelled(LabelledSpec(events=events, concept_drift_at=events // 2, seed=seed))
+        output.write_bytes(b"".join(v + b"\n" for v in s.inference))
+        labels.write_bytes(b"".join(v + b"\n" for v in s.early + s.labels))
+        err.print(f"wrote {len(s.inference)} events to {output} and {len(s.early + s.labels)} "
+                  f"labels to {labels} (error 10% -> 40% at event {events // 2})")
+        return
 
     half = events // 2
     spec = StreamSpec(models=tuple(models.split(",")), events_per_model=events, seed=seed,
