@@ -88,11 +88,15 @@ class InferenceEvent:
     @property
     def event_time(self) -> float:
         """Event time in seconds: the event's own timestamp, else the Kafka record's."""
-        if self.timestamp is not None:
-            return self.timestamp
-        if self.position.timestamp_ms is not None:
-            return self.position.timestamp_ms / 1000.0
-        return 0.0
+        return _event_time(self.timestamp, self.position)
+
+
+def _event_time(timestamp: float | None, position: Position) -> float:
+    if timestamp is not None:
+        return timestamp
+    if position.timestamp_ms is not None:
+        return position.timestamp_ms / 1000.0
+    return 0.0
 
 
 @dataclass(slots=True)
@@ -108,11 +112,7 @@ class LabelEvent:
     @property
     def event_time(self) -> float:
         """When the outcome became known: the record's own timestamp, else Kafka's."""
-        if self.timestamp is not None:
-            return self.timestamp
-        if self.position.timestamp_ms is not None:
-            return self.position.timestamp_ms / 1000.0
-        return 0.0
+        return _event_time(self.timestamp, self.position)
 
 
 @dataclass(slots=True)
@@ -271,7 +271,8 @@ class _Reject(Exception):
         self.reason = reason
 
 
-def _decode(raw: RawRecord) -> InferenceEvent:
+def _json_object(raw: RawRecord) -> dict[str, Any]:
+    """A record's value as a JSON object (non-finite numbers read, see _loads_non_finite)."""
     value = raw.value
     if value is None:
         raise _Reject("undecodable", "the record has no value (tombstone)")
@@ -283,17 +284,28 @@ def _decode(raw: RawRecord) -> InferenceEvent:
             raise _Reject("undecodable", f"not valid UTF-8 JSON: {exc}") from None
     if type(obj) is not dict:
         raise _Reject("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _required(obj: dict[str, Any], *names: str) -> tuple[Any, ...]:
+    """The required fields of a record, in order; event_id and model_id (the first two)
+    checked."""
     try:
-        event_id = obj["event_id"]
-        model_id = obj["model_id"]
-        features = obj["features"]
-        prediction = obj["prediction"]
+        values = tuple(obj[n] for n in names)
     except KeyError as exc:
         raise _Reject("missing_field", f"required field {exc.args[0]!r} is missing") from None
+    event_id, model_id = values[0], values[1]
     if type(event_id) is not str or not event_id:
         raise _Reject("wrong_type", "event_id must be a non-empty string")
     if type(model_id) is not str or not model_id or "\x1f" in model_id:
         raise _Reject("wrong_type", "model_id must be a non-empty string (without U+001F)")
+    return values
+
+
+def _decode(raw: RawRecord) -> InferenceEvent:
+    obj = _json_object(raw)
+    event_id, model_id, features, prediction = _required(
+        obj, "event_id", "model_id", "features", "prediction")
     if type(features) is not dict:
         raise _Reject("wrong_type", "features must be an object of name -> number/string/bool/null")
     for name, fv in features.items():
@@ -328,8 +340,12 @@ def decode_inference(raw: RawRecord) -> InferenceEvent | DeadLetter:
     >>> decode_inference(RawRecord(b'{"oops', Position("t", 0, 8))).reason_code
     'undecodable'
     """
+    return _or_dead_letter(_decode, raw)
+
+
+def _or_dead_letter(decode: Any, raw: RawRecord) -> Any:
     try:
-        return _decode(raw)
+        return decode(raw)
     except _Reject as rej:
         return DeadLetter(raw, rej.code, rej.reason)
     except Exception as exc:  # a decoder bug must not take the worker down
@@ -337,25 +353,8 @@ def decode_inference(raw: RawRecord) -> InferenceEvent | DeadLetter:
 
 
 def _decode_label(raw: RawRecord) -> LabelEvent:
-    value = raw.value
-    if value is None:
-        raise _Reject("undecodable", "the record has no value (tombstone)")
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise _Reject("undecodable", f"not valid UTF-8 JSON: {exc}") from None
-    if type(obj) is not dict:
-        raise _Reject("not_an_object", f"expected a JSON object, got {type(obj).__name__}")
-    try:
-        event_id = obj["event_id"]
-        model_id = obj["model_id"]
-        label = obj["label"]
-    except KeyError as exc:
-        raise _Reject("missing_field", f"required field {exc.args[0]!r} is missing") from None
-    if type(event_id) is not str or not event_id:
-        raise _Reject("wrong_type", "event_id must be a non-empty string")
-    if type(model_id) is not str or not model_id or "\x1f" in model_id:
-        raise _Reject("wrong_type", "model_id must be a non-empty string (without U+001F)")
+    obj = _json_object(raw)
+    event_id, model_id, label = _required(obj, "event_id", "model_id", "label")
     if label is None or not isinstance(label, _SCALAR):
         raise _Reject("wrong_type", "label must be a number, string or bool (the true outcome)")
     if type(label) is float and not math.isfinite(label):
@@ -373,9 +372,4 @@ def decode_label(raw: RawRecord) -> LabelEvent | DeadLetter:
     >>> decode_label(RawRecord(b'{"event_id":"e1","model_id":"m"}', Position("l", 0, 4))).reason
     "required field 'label' is missing"
     """
-    try:
-        return _decode_label(raw)
-    except _Reject as rej:
-        return DeadLetter(raw, rej.code, rej.reason)
-    except Exception as exc:  # a decoder bug must not take the worker down
-        return DeadLetter(raw, "internal_error", f"{type(exc).__name__}: {exc}")
+    return _or_dead_letter(_decode_label, raw)

@@ -84,7 +84,7 @@ def test_label_decoding_and_schema() -> None:
     for raw, code in [(b"{", "undecodable"), (b"[]", "not_an_object"),
                       (b'{"event_id":"e","model_id":"m"}', "missing_field"),
                       (b'{"event_id":"e","model_id":"m","label":null}', "wrong_type"),
-                      (b'{"event_id":"e","model_id":"m","label":NaN}', "undecodable")]:
+                      (b'{"event_id":"e","model_id":"m","label":NaN}', "non_finite")]:
         assert decode_label(RawRecord(raw, Position("l", 0, 2))).reason_code == code
 
 
