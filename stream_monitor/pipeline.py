@@ -107,6 +107,7 @@ class BatchPipeline:
         self._used: dict[str, float] = {}
         self._swept = 0.0
         self.after_join: Any = None  # testing only: called after a label join (SM_FAILPOINT)
+        self._any_labels = any(r.labels is not None for r in config.models)
 
     def forget(self) -> None:
         """Drop the in-memory cache (e.g. on a rebalance); state is reloaded from the store."""
@@ -132,11 +133,14 @@ class BatchPipeline:
         watch of versions seen for the first time; keep the previous version of a watched one
         loaded. Returns the unconfirmed outboxes found."""
         mon = self.monitor
-        first: dict[str, InferenceEvent] = {}
+        firsts: dict[tuple[str, str | None], InferenceEvent] = {}
         for ev in events:
-            uid = mon.unit_of(ev.model_id, ev.model_version)
-            if uid not in first:
-                first[uid] = ev
+            k = (ev.model_id, ev.model_version)
+            if k not in firsts:
+                firsts[k] = ev
+        first: dict[str, InferenceEvent] = {}
+        for (mid, ver), ev in firsts.items():
+            first.setdefault(mon.unit_of(mid, ver), ev)
         units = set(first) | {mon.unit_of(p.model_id, p.version) for p in pairs}
         missing = self.state.missing(units)
         outboxes = await self._load(missing)
@@ -322,11 +326,17 @@ class BatchPipeline:
         cfg = self.config
         ops: list[tuple[tuple[str, int, int], LabelOp]] = []
         rules: dict[str, tuple[float, float]] = {}
-        for ev in events:
-            rule = cfg.model_rule(ev.model_id)
-            if rule is None or rule.labels is None:
+        takes: dict[str, bool] = {}  # model id -> its rule takes labels
+        for ev in events if self._any_labels else ():
+            mid = ev.model_id
+            t = takes.get(mid)
+            if t is None:
+                rule = cfg.model_rule(mid)
+                t = takes[mid] = rule is not None and rule.labels is not None
+                if t:
+                    rules[mid] = (rule.labels.ttl_seconds, rule.labels.bucket_seconds)  # type: ignore[union-attr]
+            if not t:
                 continue
-            rules[ev.model_id] = (rule.labels.ttl_seconds, rule.labels.bucket_seconds)
             p = ev.position
             ops.append(((p.topic, p.partition, p.offset), LabelOp(
                 "prediction", ev.model_id, ev.event_id, ev.prediction, ev.event_time, p.topic,
@@ -343,8 +353,12 @@ class BatchPipeline:
             return [], {}
         if labels and events:
             ops.sort(key=lambda o: o[0])  # a fixed order whatever the interleaving delivered
-        models = self.state.models
-        cursors = {mid: dict(models[mid].pairs_applied) for mid in rules if mid in models}
+        # What the cached states consumed, per model (each version's unit its own log), so the
+        # join store can drop those pairs from its logs.
+        cursors: dict[str, dict[str, int]] = {}
+        for m in self.state.models.values():
+            if m.model_id in rules and m.pairs_applied:
+                cursors.setdefault(m.model_id, {}).update(m.pairs_applied)
         joined = await self.labels.apply([o for _, o in ops], rules, cursors)
         if self.after_join is not None:
             self.after_join()

@@ -507,7 +507,12 @@ class Monitor:
                         self._on_drift(model, sig, fired, ev, result)
                 elif type(ev.prediction) is float:
                     counters.reject(mid, PREDICTION, "non_finite")
-            self._after_event(model, ev, result)
+            rs = model.retrain
+            lc = model.lifecycle
+            dw = model.deploy
+            if (rs.evidence or rs.degraded or (lc is not None and lc.incidents)
+                    or (dw is not None and not dw.done)):
+                self._after_event(model, ev, result)
         if pairs:
             self._process_pairs(pairs, models, touched, result)
         result.events = len(events)

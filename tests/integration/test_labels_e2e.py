@@ -216,6 +216,9 @@ def test_concept_drift_through_late_out_of_order_labels(kafka_bootstrap, redis_u
     assert delays == pytest.approx(want.delay_sum)
     assert samples[("stream_monitor_labels_total", (("model", SPEC.model),))] == \
         sent["labels"] - 2
+    # Consumed pairs leave the Redis log (it keeps at most the last batch's until the next).
+    r = redis_sync.Redis.from_url(redis_url)
+    assert r.hlen(f"{unique.prefix}:{{{SPEC.model}}}:pairs:v:{SPEC.model_version}") < 600
 
 
 def test_labels_survive_kills_between_join_and_save(kafka_bootstrap, redis_url, unique,

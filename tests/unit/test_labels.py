@@ -123,7 +123,8 @@ def _stream(n: int, drift_at: int, delay: int, seed: int = 7) -> list[RawRecord]
     raws: list[RawRecord] = []
     for i in range(n):
         raws.append(RawRecord(orjson.dumps({
-            "event_id": f"e{i}", "model_id": "m", "features": {"x": float(x[i])},
+            "event_id": f"e{i}", "model_id": "m", "model_version": "1",
+            "features": {"x": float(x[i])},
             "prediction": float(truth[i] ^ wrong[i]), "timestamp": T0 + i}),
             Position("inference-events", 0, i)))
         if i >= delay:
@@ -150,6 +151,8 @@ def _run(cfg: dict, raws: list[RawRecord], batch: int, *, retry_every: int = 0) 
             out = await pipe.run(chunk)
             await store.clear_outbox(out.outbox)  # as the worker does once Kafka confirmed
             outs.append(out)
+        # The consumed pairs left the log: it holds at most the last batch's.
+        assert sum(len(log) for log in labels.books["m"].logs.values()) <= batch
         return outs, labels.books["m"].stats
 
     return asyncio.run(go())
@@ -169,7 +172,7 @@ def _ops_of(pipe: BatchPipeline, chunk: list[RawRecord]) -> tuple:
         else:
             ops.append(((p.topic, 0, p.offset), Op("prediction", "m", o["event_id"],
                                                    o["prediction"], o["timestamp"], p.topic, 0,
-                                                   p.offset)))
+                                                   p.offset, o.get("model_version"))))
     ops.sort(key=lambda x: x[0])
     return [o for _, o in ops], rules, {}
 
