@@ -580,5 +580,9 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, validation_alias="SM_WEB_PORT", description="Faust web port.")
     data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",
                                  description="Faust's data directory (default: a temp folder).")
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=1500, validation_alias="SM_FETCH_MAX_WAIT_MS",
+        description="How long the broker may hold a fetch for partitions without new records "
+        "(Faust's own value is 1500 ms, which stalls a busy partition next to an idle one).")
     store_retry_max_seconds: float = Field(30.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
                                            description="Cap on the backoff while Redis is down.")
