@@ -25,8 +25,12 @@ pytestmark = pytest.mark.integration
 
 def test_new_version_is_watched_checked_and_the_old_one_expires(
         kafka_bootstrap, redis_url, unique, start_worker, tmp_path: Path) -> None:
+    # No event-time limit on the wait for labels: both topics are read at their own pace, and
+    # one batch may hold all of v2's predictions before any of its labels (a time limit would
+    # then end the watch without performance, by design).
     cfg = {**CONFIG, "models": [{**CONFIG["models"][0], "match": "m",
                                  "versions": {**CONFIG["models"][0]["versions"],
+                                              "max_wait_seconds": None,
                                               "expire_seconds": 10}}]}
     config = tmp_path / "monitor.yaml"
     config.write_text(yaml.safe_dump(cfg))
