@@ -253,6 +253,9 @@ class BatchResult:
     quality: QualityCounters = field(default_factory=QualityCounters)  # rejected values
     resolved: list[dict[str, Any]] = field(default_factory=list)  # drift_resolved (lifecycle)
     deployment_checks: list[dict[str, Any]] = field(default_factory=list)  # core/deploy.py
+    # Watches waiting for labels: unit -> the latest event seen, for the timeout check made
+    # once the whole batch (its labels included) is in.
+    watch_pending: dict[str, InferenceEvent] = field(default_factory=dict)
     pairs: int = 0  # joined (prediction, label) pairs fed to performance signals
     pairs_redelivered: int = 0  # pairs already consumed by the stored state: skipped
     # Label delays (seconds) of the pairs fed, per model (for the label metrics).
@@ -515,6 +518,10 @@ class Monitor:
                 self._after_event(model, ev, result)
         if pairs:
             self._process_pairs(pairs, models, touched, result)
+        for uid, ev in result.watch_pending.items():
+            model = models[uid]
+            if model.deploy is not None and not model.deploy.done:
+                self._watch(model, model.deploy, ev, result, final=True)
         result.events = len(events)
         result.values = values
         result.dirty_models = list(touched.values())
@@ -548,9 +555,11 @@ class Monitor:
             model.retrain.day_count = previous.retrain.day_count
 
     def _watch(self, model: ModelState, dw: DeployWatch, ev: InferenceEvent,
-               result: BatchResult, previous: ModelState | None = None) -> None:
+               result: BatchResult, final: bool = False) -> None:
         """End the post-deploy watch with a deployment check once the first window is complete
-        (and, with labels, enough of them joined or ``max_wait_seconds`` passed)."""
+        (and, with labels, enough of them joined or ``max_wait_seconds`` passed). The timeout is
+        decided only at the end of a batch (``final``), after the batch's labels were fed, so it
+        does not depend on how events and labels were split into batches."""
         vr = model.rule.versions
         need = vr.watch_events or model.rule.reference_size or self.config.windows.reference_size
         if model.events < need:
@@ -562,10 +571,15 @@ class Monitor:
         reason = "watch_complete"
         perf = model.signals.get(PERFORMANCE_SIGNAL)
         if model.rule.labels is not None and (perf is None or perf.n < vr.min_labeled):
+            if not final:
+                pending = result.watch_pending.get(model.unit)
+                if pending is None or t >= pending.event_time:
+                    result.watch_pending[model.unit] = ev
+                return
             if vr.max_wait_seconds is None or t - dw.full_at < vr.max_wait_seconds:
                 return
             reason = "timeout"
-        prev = self._previous.get(dw.previous_unit) if previous is None else previous
+        prev = self._previous.get(dw.previous_unit)
         signals = []
         for name in sorted(model.signals):
             if not (name.startswith("feature:") or name == PREDICTION):

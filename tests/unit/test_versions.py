@@ -63,13 +63,15 @@ def stream(plan: list[tuple[str, int, float, float]], seed: int = 3) -> list[Raw
 
 
 def run(raws: list[RawRecord], config: dict[str, Any] = CONFIG, batch: int = 250,
+        batches: list[list[RawRecord]] | None = None,
         ) -> tuple[list[dict[str, Any]], BatchPipeline]:
     async def go() -> tuple[list[dict[str, Any]], BatchPipeline]:
         store = MemoryStore()
         pipe = BatchPipeline(parse_config(config), store, clock=lambda: T0 + 1e6)
         recs = []
-        for k in range(0, len(raws), batch):
-            out = await pipe.run(raws[k:k + batch])
+        chunks = batches or [raws[k:k + batch] for k in range(0, len(raws), batch)]
+        for chunk in chunks:
+            out = await pipe.run(chunk)
             await store.clear_outbox(out.outbox)
             recs += [r.record for r in out.records]
         return recs, pipe
@@ -146,3 +148,19 @@ def test_versions_kept_together_when_configured() -> None:
     assert not [r for r in recs if r["type"] == "deployment_check"]
     assert list(pipe.state.models) == ["m"]
     assert any(r["type"] == "drift_alert" and r["signal"] == "feature:amount" for r in recs)
+
+
+def test_the_check_does_not_depend_on_how_the_stream_was_batched() -> None:
+    """One batch holding all of v2's predictions before its labels (a backlog) gives the same
+    check as small batches: the wait for labels is timed out only once a batch's labels are in."""
+    raws = stream([("1", 1500, 0.0, 0.1), ("2", 1500, 2.0, 0.3)])
+    # A backlog: in each batch, the predictions come before the labels (as the worker's join
+    # orders them), and the second batch is all of v2.
+    split = next(i for i, r in enumerate(raws) if b'"model_version":"2"' in r.value)
+    first, rest = raws[:split], raws[split:]
+    backlog = [sorted(part, key=lambda r: r.position.topic) for part in (first, rest)]
+    small, _ = run(raws, batch=250)
+    big, _ = run(raws, batches=backlog)
+    got = [[(c["check_id"], c["verdict"], c["reason"], c["performance"]["degraded"])
+            for c in recs if c["type"] == "deployment_check"] for recs in (small, big)]
+    assert got[0] == got[1] and got[0][0][1:] == ("fail", "watch_complete", True)
