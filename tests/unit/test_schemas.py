@@ -66,7 +66,7 @@ def test_schema_is_valid_draft_2020_12(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["drift-alert", "retrain-request", "dead-letter",
-                                  "drift-resolved"])
+                                  "drift-resolved", "deployment-check"])
 def test_output_schemas_are_closed_and_versioned(name: str) -> None:
     schema = load_schema(name)
     assert schema["additionalProperties"] is False
