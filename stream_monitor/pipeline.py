@@ -342,9 +342,10 @@ class BatchPipeline:
                 "prediction", ev.model_id, ev.event_id, ev.prediction, ev.event_time, p.topic,
                 p.partition, p.offset, ev.model_version)))
         for lab in labels:
-            rule = cfg.model_rule(lab.model_id)
-            assert rule is not None and rule.labels is not None  # _admit_labels kept only these
-            rules[lab.model_id] = (rule.labels.ttl_seconds, rule.labels.bucket_seconds)
+            if lab.model_id not in rules:
+                rule = cfg.model_rule(lab.model_id)
+                assert rule is not None and rule.labels is not None  # _admit_labels kept these
+                rules[lab.model_id] = (rule.labels.ttl_seconds, rule.labels.bucket_seconds)
             p = lab.position
             ops.append(((p.topic, p.partition, p.offset), LabelOp(
                 "label", lab.model_id, lab.event_id, lab.label, lab.event_time, p.topic,

@@ -71,7 +71,7 @@ class MonitorWorker:
                 continue
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
-            except BaseException:
+            except BaseException:  # River's Rust code panics with a BaseException
                 if len(raws) == 1:
                     log.exception("event failed in the core; dead-lettering it (%s)",
                                   _where(raws[0].position))

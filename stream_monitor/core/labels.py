@@ -37,7 +37,7 @@ came first).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -158,14 +158,6 @@ class LabelStats:
                 setattr(s, f, float(m[f]) if f.startswith("delay") else int(float(m[f])))
         return s
 
-    def record(self) -> dict[str, Any]:
-        return {"predictions": self.predictions, "labels": self.labels, "joined": self.joined,
-                "labels_before_prediction": self.labels_before_prediction,
-                "unmatched_labels": self.unmatched_labels,
-                "expired_predictions": self.expired_predictions,
-                "coverage": self.coverage, "mean_delay_seconds": self.mean_delay,
-                "max_delay_seconds": self.delay_max}
-
 
 @dataclass(slots=True)
 class LabelBook:
@@ -249,9 +241,3 @@ def _take(buckets: dict[int, dict[str, Any]], event_id: str) -> Any:
             return hit
     return None
 
-
-def pairs_by_version(pairs: Sequence[JoinedPair]) -> dict[str, list[JoinedPair]]:
-    out: dict[str, list[JoinedPair]] = {}
-    for p in pairs:
-        out.setdefault(version_key(p.version), []).append(p)
-    return out

@@ -114,7 +114,7 @@ class SignalState:
         i = 0
         # `_drift_detected` is what River's `drift_detected` property returns; reading it
         # directly saves a call per update (a contract test guards it for every detector).
-        for det, raw in zip(dets, self.binary):
+        for det, raw in zip(dets, self.binary):  # noqa: B905 - same length by construction
             det.update(x if raw else z)
             if det._drift_detected and fired < 0:
                 fired = i
@@ -283,7 +283,6 @@ class Monitor:
     def __init__(self, config: MonitorConfig) -> None:
         self.config = config
         self._separate: dict[str, bool] = {}
-        self._previous: dict[str, ModelState] = {}
 
     # -- state construction -------------------------------------------------------------
     def unit_of(self, model_id: str, model_version: str | None) -> str:
@@ -438,7 +437,6 @@ class Monitor:
             result.quality = quality
         counters = result.quality
         models = state.models
-        self._previous = models  # the post-deploy watch compares with the previous version
         unwatched: set[str] = set()
         touched: dict[str, ModelState] = {}
         values = 0
@@ -515,19 +513,20 @@ class Monitor:
             dw = model.deploy
             if (rs.evidence or rs.degraded or (lc is not None and lc.incidents)
                     or (dw is not None and not dw.done)):
-                self._after_event(model, ev, result)
+                self._after_event(model, ev, result, models)
         if pairs:
             self._process_pairs(pairs, models, touched, result)
         for uid, ev in result.watch_pending.items():
             model = models[uid]
             if model.deploy is not None and not model.deploy.done:
-                self._watch(model, model.deploy, ev, result, final=True)
+                self._watch(model, model.deploy, ev, result, models, final=True)
         result.events = len(events)
         result.values = values
         result.dirty_models = list(touched.values())
         return result
 
-    def _after_event(self, model: ModelState, ev: InferenceEvent, result: BatchResult) -> None:
+    def _after_event(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
+                     models: dict[str, ModelState]) -> None:
         rs = model.retrain
         if (rs.evidence or rs.degraded) and rs.watching(model.rule.retrain):
             # Pending persistence checks, or the staleness fallback (core/retrain.py).
@@ -539,7 +538,7 @@ class Monitor:
                                        model.signals, ev, model.model_id)
         dw = model.deploy
         if dw is not None and not dw.done:
-            self._watch(model, dw, ev, result)
+            self._watch(model, dw, ev, result, models)
 
     # -- model versions ---------------------------------------------------------------------
     def start_watch(self, model: ModelState, previous: ModelState | None,
@@ -555,7 +554,7 @@ class Monitor:
             model.retrain.day_count = previous.retrain.day_count
 
     def _watch(self, model: ModelState, dw: DeployWatch, ev: InferenceEvent,
-               result: BatchResult, final: bool = False) -> None:
+               result: BatchResult, models: dict[str, ModelState], final: bool = False) -> None:
         """End the post-deploy watch with a deployment check once the first window is complete
         (and, with labels, enough of them joined or ``max_wait_seconds`` passed). The timeout is
         decided only at the end of a batch (``final``), after the batch's labels were fed, so it
@@ -579,7 +578,7 @@ class Monitor:
             if vr.max_wait_seconds is None or t - dw.full_at < vr.max_wait_seconds:
                 return
             reason = "timeout"
-        prev = self._previous.get(dw.previous_unit)
+        prev = models.get(dw.previous_unit)  # the pipeline keeps it loaded during the watch
         signals = []
         for name in sorted(model.signals):
             if not (name.startswith("feature:") or name == PREDICTION):
@@ -648,7 +647,7 @@ class Monitor:
             fired = sig.update(err)
             if fired >= 0:
                 self._on_drift(model, sig, fired, ev, result)
-            self._after_event(model, ev, result)
+            self._after_event(model, ev, result, models)
 
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:

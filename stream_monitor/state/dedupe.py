@@ -30,13 +30,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.quality import Claim
-from ..errors import TransientStoreError
 from .base import model_tag
+from .redis import execute
 
 __all__ = ["DedupeStore", "MemoryDedupe", "RedisDedupe", "bucket_of", "dedupe_store_for"]
 
@@ -158,13 +155,7 @@ class RedisDedupe:
             pairs = orjson.dumps([[_field(claims[i].event_id), claims[i].position] for i in idx])
             await self._script(keys=[self.key(mid, b), self.key(mid, b - 1)],
                                args=[ttl_ms, pairs], client=pipe)
-        try:
-            replies = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise TransientStoreError(
-                f"redis unavailable while checking duplicates: {exc}") from exc
-        except RedisError as exc:
-            raise TransientStoreError(f"redis refused the duplicate check: {exc}") from exc
+        replies = await execute(pipe, "checking duplicates", refused="the duplicate check")
         out: list[str | None] = [None] * len(claims)
         for (_, idx), reply in zip(groups, replies, strict=True):
             for i, held in zip(idx, orjson.loads(reply), strict=True):

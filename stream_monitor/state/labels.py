@@ -22,18 +22,16 @@ keep its waiting predictions forever; the counted expiry is the event-time one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.labels import STAT_FIELDS, JoinedPair, LabelBook, LabelOp, LabelStats, version_key
-from ..errors import TransientStoreError
 from .base import model_tag
+from .redis import execute
 
 __all__ = ["LabelStore", "MemoryLabelStore", "RedisLabelStore", "label_store_for"]
 
@@ -178,8 +176,7 @@ class MemoryLabelStore(LabelStore):
             ttl, bs = rules[mid]
             pairs += book.apply(mops, ttl_seconds=ttl, bucket_seconds=bs,
                                 cursors=cursors.get(mid, {}))
-            stats[mid] = LabelStats.from_mapping(
-                {f: getattr(book.stats, f) for f in STAT_FIELDS})
+            stats[mid] = dataclasses.replace(book.stats)  # a copy: the book keeps counting
         return pairs, stats
 
 
@@ -215,12 +212,7 @@ class RedisLabelStore(LabelStore):
                 args=[orjson.dumps(enc), base, ttl, bs, px,
                       orjson.dumps(dict(cursors.get(mid, {})))],
                 client=pipe)
-        try:
-            replies = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise TransientStoreError(f"redis unavailable while joining labels: {exc}") from exc
-        except RedisError as exc:
-            raise TransientStoreError(f"redis refused the label join: {exc}") from exc
+        replies = await execute(pipe, "joining labels", refused="the label join")
         pairs: list[JoinedPair] = []
         stats: dict[str, LabelStats] = {}
         for (mid, _), reply in zip(groups, replies, strict=True):

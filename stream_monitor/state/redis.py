@@ -47,7 +47,7 @@ from .base import (
     unit_key,
 )
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "execute"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,23 @@ return 1
 """
 
 
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+async def execute(pipe: Any, doing: str, refused: str | None = None) -> Any:
+    """Run a pipeline. Redis unreachable: :class:`TransientStoreError` ("unavailable while
+    <doing>"), so the adapter retries the batch. A command Redis refused is one too when
+    ``refused`` names it, else it propagates."""
+    try:
+        return await pipe.execute()
+    except UNAVAILABLE as exc:
+        raise TransientStoreError(f"redis unavailable while {doing}: {exc}") from exc
+    except RedisError as exc:
+        if refused is None:
+            raise
+        raise TransientStoreError(f"redis refused {refused}: {exc}") from exc
+
+
 class RedisStore:
     def __init__(self, url: str, prefix: str = "sm", *, client: Any = None) -> None:
         self.prefix = prefix
@@ -151,7 +168,7 @@ class RedisStore:
                     pipe.get(k + ":recent")
                     pipe.get(k + ":ref")
             replies = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise TransientStoreError(f"redis unavailable while loading state: {exc}") from exc
         out: dict[str, ModelSnapshot] = {}
         i = 0
@@ -191,12 +208,7 @@ class RedisStore:
                          b"" if ref is None else _pack(ref)]
             await self._save_script(keys=keys, args=args, client=pipe)
         t0 = time.perf_counter()
-        try:
-            results = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise TransientStoreError(f"redis unavailable while saving state: {exc}") from exc
-        except RedisError as exc:
-            raise TransientStoreError(f"redis refused the state write: {exc}") from exc
+        results = await execute(pipe, "saving state", refused="the state write")
         self.last_round_trip_s = time.perf_counter() - t0
         fenced = [d.model_id for d, r in zip(deltas, results, strict=True) if r != 1]
         if fenced:
@@ -210,10 +222,7 @@ class RedisStore:
         for mid, ids in entries.items():
             if ids:
                 pipe.hdel(self._base(mid) + ":outbox", *ids)
-        try:
-            await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise TransientStoreError(f"redis unavailable while clearing the outbox: {exc}") from exc
+        await execute(pipe, "clearing the outbox")
 
     async def expire(self, units: dict[str, list[str]], ttl_seconds: float) -> None:
         """Let superseded version units expire (unit -> its signal names): a version that gets
@@ -230,10 +239,7 @@ class RedisStore:
                 sk = self._signal_key(unit, sig)
                 for k in (sk, sk + ":recent", sk + ":ref"):
                     pipe.pexpire(k, ms)
-        try:
-            await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise TransientStoreError(f"redis unavailable while expiring versions: {exc}") from exc
+        await execute(pipe, "expiring versions")
 
     async def versions(self, model_ids: Collection[str]) -> dict[str, dict[str, float]]:
         ids = list(model_ids)
@@ -242,10 +248,7 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for mid in ids:
             pipe.hgetall(self._index(mid))
-        try:
-            replies = await pipe.execute()
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise TransientStoreError(f"redis unavailable while reading versions: {exc}") from exc
+        replies = await execute(pipe, "reading versions")
         return {mid: {k.decode(): float(v) for k, v in (r or {}).items()}
                 for mid, r in zip(ids, replies, strict=True)}
 
@@ -260,7 +263,7 @@ class RedisStore:
             if current is None:
                 await self.client.set(key, uuid.uuid4().hex, nx=True)
                 current = await self.client.get(key)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except UNAVAILABLE as exc:
             raise TransientStoreError(f"redis unavailable while checking the epoch: {exc}") from exc
         first_look = self.epoch is None
         self.epoch = current.decode() if current is not None else None
