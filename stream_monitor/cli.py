@@ -53,7 +53,7 @@ def check_config(config: ConfigOpt) -> None:
 def worker(config: ConfigOpt) -> None:
     """Run the Kafka worker (Faust agent) with state in Redis.
 
-    Environment: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, SM_APP_ID, SM_BATCH_MAX,
+    Environment: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_CLUSTER, SM_APP_ID, SM_BATCH_MAX,
     SM_BATCH_WITHIN_SECONDS, SM_TOPIC_* and SM_LOG_LEVEL.
     """
     settings = _settings()
@@ -61,6 +61,7 @@ def worker(config: ConfigOpt) -> None:
     from faust.worker import Worker
 
     from .adapters.worker import build_app
+    from .state.client import redis_client
     from .state.redis import RedisStore
 
     from prometheus_client import REGISTRY
@@ -70,7 +71,9 @@ def worker(config: ConfigOpt) -> None:
     from .observability.worker_hooks import ObservedStore, instrument_faust_app, worker_readiness
 
     metrics = WorkerMetrics(REGISTRY)
-    store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix), metrics)
+    store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix,
+                                     client=redis_client(settings),
+                                     wait_replicas=settings.redis_wait_replicas), metrics)
     fapp, _ = build_app(cfg, settings, store, metrics=metrics)
     if settings.metrics_port:
         instrument_faust_app(fapp, metrics,

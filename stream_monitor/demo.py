@@ -127,7 +127,7 @@ async def run_demo(config_path: Path, settings: Settings, *, events: int, timeou
         console.print(f"plot of {CHURN}'s error rate with its drift points: {img}")
     except ImportError:
         console.print("(install matplotlib to get a plot of the signals)")
-    await _show_labels(console, settings.redis_url, f"sm-demo-{run}")
+    await _show_labels(console, settings, f"sm-demo-{run}")
     alerts = {r["model_id"] for t, r, _ in records
               if t == topics["alerts"] and r.get("type") == "drift_alert"}
     retrains = {r["model_id"] for t, r, _ in records if t == topics["retrain"]}
@@ -166,14 +166,13 @@ def _errors(streams: list[Any]) -> list[tuple[int, float]]:
     return out
 
 
-async def _show_labels(console: Console, redis_url: str, prefix: str) -> None:
+async def _show_labels(console: Console, settings: Settings, prefix: str) -> None:
     """The label join's totals for the labelled model, read from Redis."""
-    import redis.asyncio as aioredis
-
     from .core.labels import LabelStats
     from .state.base import model_tag
+    from .state.client import redis_client
 
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(settings)
     try:
         raw = await client.hgetall(f"{prefix}:{model_tag(CHURN)}:labels:stats")
     finally:
