@@ -4,6 +4,8 @@
 # Prepares .venv (scripts/venv.sh), starts a real Kafka and Redis (scripts/services.sh; running ones
 # are reused, and KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external ones instead), exports their
 # addresses, and runs `.venv/bin/python -m pytest "$@"` (default options come from pyproject.toml).
+# A full run (no arguments), `-m cluster` or tests/integration/test_cluster.py also get a local
+# Redis Cluster (scripts/services-cluster.sh; REDIS_CLUSTER_URL).
 # On exit it stops only the services this run started. The exit status is pytest's; pytest's
 # "no tests collected" (5) counts as a failure.
 set -euo pipefail
@@ -18,6 +20,7 @@ bash scripts/venv.sh
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 start_services
+start_cluster_if_needed "$@"  # redis cluster: tests marked `cluster` (scripts/services-cluster.sh)
 log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
 
 rc=0
