@@ -154,7 +154,7 @@ class RedisDedupe:
         pipe = self.client.pipeline(transaction=False)
         for mid, idx in groups:
             pairs = orjson.dumps([[_field(claims[i].event_id), claims[i].position] for i in idx])
-            await self.scripts.queue(pipe, [self.key(mid, b), self.key(mid, b - 1)],
+            self.scripts.queue(pipe, [self.key(mid, b), self.key(mid, b - 1)],
                                      [ttl_ms, pairs])
         replies = await execute(pipe, "checking duplicates", refused="the duplicate check",
                                 scripts=self.scripts)

@@ -207,7 +207,7 @@ class RedisLabelStore(LabelStore):
                     op.t, f"{op.topic}:{op.partition}", op.offset,
                     version_key(op.version) if op.kind == "prediction" else "",
                     orjson.dumps([op.topic, op.partition, op.offset]).decode()] for op in mops]
-            await self.scripts.queue(
+            self.scripts.queue(
                 pipe,
                 [base + "labels:stats", base + "pred:buckets", base + "lbl:buckets",
                  base + "labels:applied", base + "pairs:index"],

@@ -125,15 +125,15 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownErro
 
 
 class Scripts:
-    """A store's Lua scripts. A single Redis pipeline loads them itself; a Redis Cluster
-    pipeline does not, so on a cluster they are loaded on every master before first use, and
-    again after a NOSCRIPT (a promoted replica starts with an empty script cache)."""
+    """A store's Lua scripts, loaded (SCRIPT LOAD; on a cluster, on every master) before
+    first use and again after a NOSCRIPT (Redis restarted, or a promoted replica, starts with
+    an empty script cache), then queued as plain EVALSHA. (redis-py's own pipeline scripts
+    cost a SCRIPT EXISTS round trip on every execute, and its cluster pipeline has none.)"""
 
     def __init__(self, client: Any, *sources: str) -> None:
         self.client = client
         self.scripts = [client.register_script(src) for src in sources]
-        self.cluster = is_cluster(client)
-        self.ready = not self.cluster
+        self.ready = False
 
     async def ensure(self) -> None:
         if self.ready:
@@ -145,15 +145,10 @@ class Scripts:
             raise TransientStoreError(f"redis unavailable while loading scripts: {exc}") from exc
         self.ready = True
 
-    async def queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any],
-                    which: int = 0) -> None:
-        """Queue one call of a script on a pipeline. (redis-py's cluster pipeline refuses
-        ``evalsha()``; the raw command is routed by its keys like any other.)"""
-        sc = self.scripts[which]
-        if self.cluster:
-            pipe.execute_command("EVALSHA", sc.sha, len(keys), *keys, *args)
-        else:
-            await sc(keys=keys, args=args, client=pipe)
+    def queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any], which: int = 0) -> None:
+        """Queue one call of a script on a pipeline (after :meth:`ensure`). The raw command:
+        redis-py's cluster pipeline refuses ``evalsha()``; a cluster routes it by its keys."""
+        pipe.execute_command("EVALSHA", self.scripts[which].sha, len(keys), *keys, *args)
 
 
 async def execute(pipe: Any, doing: str, refused: str | None = None,
@@ -304,7 +299,7 @@ class RedisStore:
                 ref = s.reference
                 args += [orjson.dumps(s.meta), _pack(s.recent), "0" if ref is None else "1",
                          b"" if ref is None else _pack(ref)]
-            await self.scripts.queue(pipe, keys, args)
+            self.scripts.queue(pipe, keys, args)
         waited = self._queue_wait(pipe, (self._base(d.model_id) for d in deltas))
         t0 = time.perf_counter()
         results = await execute(pipe, "saving state", refused="the state write",
