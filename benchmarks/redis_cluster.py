@@ -9,8 +9,9 @@ the order the worker calls the store (epoch check, batch, outbox clear), once pe
   each master written to (WAIT, the default ``SM_REDIS_WAIT_REPLICAS=1``);
 - ``cluster-nowait``: the same cluster with ``SM_REDIS_WAIT_REPLICAS=0``.
 
-Per batch it reports the wall time spent inside store calls (the detectors' CPU is left out),
-the requests sent (one pipelined write to one node is one request: a round trip; on a cluster
+Per batch it reports the wall time spent inside store calls (the detectors' CPU is left out)
+and this process's CPU time in them (the client's share: encoding, routing, parsing), the
+requests sent (one pipelined write to one node is one request: a round trip; on a cluster
 the requests of one store call go to the nodes in parallel), the store calls that waited for
 Redis, and the bytes sent and received by the client. "steady" batches find every model cached;
 the "reload" batch follows a ``forget()`` (a rebalance), so it loads every model first.
@@ -92,17 +93,19 @@ class TimedStore:
     def __init__(self, inner: RedisStore) -> None:
         self.inner = inner
         self.seconds = 0.0
+        self.cpu = 0.0  # this process's CPU time inside store calls (client side only)
         self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
         if name in ("load", "save", "clear_outbox", "check_epoch", "versions", "expire"):
             async def timed(*a: Any, **k: Any) -> Any:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 try:
                     return await attr(*a, **k)
                 finally:
                     self.seconds += time.perf_counter() - t0
+                    self.cpu += time.process_time() - c0
                     self.calls += 1
             return timed
         return attr
@@ -117,40 +120,58 @@ def _batches(models: int, per_batch: int, count: int) -> list[list[RawRecord]]:
     return [raws[i:i + per_batch] for i in range(0, per_batch * count, per_batch)]
 
 
-async def _measure(backend: str, url: str, wait: int, models: int, per_batch: int,
-                   count: int, config: Path) -> dict[str, Any]:
-    cfg = load_config(config)
-    prefix = f"bench-rc-{uuid.uuid4().hex[:8]}"
-    client = redis_client(url)
-    store = TimedStore(RedisStore(url, prefix, client=client, wait_replicas=wait))
-    pipeline = BatchPipeline(cfg, store)  # type: ignore[arg-type]
+class Backend:
+    """One store under test: its pipeline, and the figures of each measured batch."""
+
+    def __init__(self, name: str, url: str, wait: int, config: Path) -> None:
+        self.name, self.url = name, url
+        self.prefix = f"bench-rc-{uuid.uuid4().hex[:8]}"
+        self.client = redis_client(url)
+        self.store = TimedStore(RedisStore(url, self.prefix, client=self.client,
+                                           wait_replicas=wait))
+        self.pipeline = BatchPipeline(load_config(config), self.store)  # type: ignore[arg-type]
+        self.rows: list[dict[str, float]] = []
+        self.reload: dict[str, float] = {}
+
+    async def batch(self, raws: list[RawRecord]) -> dict[str, float]:
+        """One batch as the worker runs it: epoch check, batch step, outbox clear."""
+        st = self.store
+        r0, s0, b0, t0, c0 = Meter.requests, Meter.sent, Meter.received, st.seconds, st.calls
+        u0 = st.cpu
+        await st.check_epoch()
+        out = await self.pipeline.run(raws)
+        await st.clear_outbox(out.outbox)
+        return {"ms": (st.seconds - t0) * 1000, "cpu_ms": (st.cpu - u0) * 1000,
+                "requests": Meter.requests - r0,
+                "calls": st.calls - c0, "sent": Meter.sent - s0, "received": Meter.received - b0}
+
+    def result(self, models: int, per_batch: int) -> dict[str, Any]:
+        steady = {k: statistics.mean(r[k] for r in self.rows) for k in self.rows[0]}
+        steady["ms_p50"] = statistics.median(r["ms"] for r in self.rows)
+        return {"backend": self.name, "models": models, "events_per_batch": per_batch,
+                "batches": len(self.rows), "steady": steady, "reload": self.reload}
+
+
+async def _measure(backends: list[tuple[str, str, int]], models: int, per_batch: int,
+                   count: int, config: Path) -> list[dict[str, Any]]:
+    """The backends take turns, batch by batch, so that load from elsewhere on the machine
+    falls on all of them alike."""
     batches = _batches(models, per_batch, count + 2)
-    rows: list[dict[str, float]] = []
-
-    async def one(raws: list[RawRecord]) -> dict[str, float]:
-        r0, s0, b0, t0, c0 = (Meter.requests, Meter.sent, Meter.received, store.seconds,
-                              store.calls)
-        await store.check_epoch()
-        out = await pipeline.run(raws)
-        await store.clear_outbox(out.outbox)
-        return {"ms": (store.seconds - t0) * 1000, "requests": Meter.requests - r0,
-                "calls": store.calls - c0, "sent": Meter.sent - s0,
-                "received": Meter.received - b0}
-
+    runs = [Backend(name, url, wait, config) for name, url, wait in backends]
     try:
-        await one(batches[0])  # creates every model's state (and loads the scripts)
+        for b in runs:
+            await b.batch(batches[0])  # creates every model's state (and loads the scripts)
         for raws in batches[1:-1]:
-            rows.append(await one(raws))
-        pipeline.forget()
-        reload = await one(batches[-1])
+            for b in runs:
+                b.rows.append(await b.batch(raws))
+        for b in runs:
+            b.pipeline.forget()
+            b.reload = await b.batch(batches[-1])
     finally:
-        await _cleanup(client, prefix)
-        await client.aclose()
-    steady = {k: statistics.mean(r[k] for r in rows) for k in rows[0]}
-    steady["ms_p50"] = statistics.median(r["ms"] for r in rows)
-    steady["ms_max"] = max(r["ms"] for r in rows)
-    return {"backend": backend, "models": models, "events_per_batch": per_batch,
-            "batches": len(rows), "steady": steady, "reload": reload}
+        for b in runs:
+            await _cleanup(b.client, b.prefix)
+            await b.client.aclose()
+    return [b.result(models, per_batch) for b in runs]
 
 
 async def _cleanup(client: Any, prefix: str) -> None:
@@ -223,7 +244,8 @@ async def _memory(url: str, models: int, per_model: int, config: Path) -> dict[s
 
 def _fmt(r: dict[str, Any], part: str) -> str:
     d = r[part]
-    return (f"{r['backend']:<15} {r['models']:>6} {part:<7} {d['ms']:>8.1f} "
+    ms = d.get("ms_p50", d["ms"])  # steady: the median batch
+    return (f"{r['backend']:<15} {r['models']:>6} {part:<7} {ms:>8.1f} {d['cpu_ms']:>7.1f} "
             f"{d['requests']:>8.1f} {d['calls']:>6.1f} {d['sent'] / 1024:>9.1f} "
             f"{d['received'] / 1024:>9.1f}")
 
@@ -254,7 +276,7 @@ def main() -> int:
               f"= {per_model / 1024:.1f} KiB a model, "
               f"{r['used_memory_delta'] / max(1, r['signals']) / 1024:.1f} KiB a signal")
         for kind, d in r["by_kind"].items():
-            print(f"  {kind:<18} {d['keys']:>7} keys  {d['bytes'] / 2**20:>8.2f} MiB  "
+            print(f"  {kind:<24} {d['keys']:>7} keys  {d['bytes'] / 2**20:>8.2f} MiB  "
                   f"{d['mean']:>9.0f} B a key (MEMORY USAGE)")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -267,23 +289,23 @@ def main() -> int:
               "scripts/services-cluster.sh env)", file=sys.stderr)
         return 2
     results = []
-    print(f"{'backend':<15} {'models':>6} {'batch':<7} {'store ms':>8} {'requests':>8} "
-          f"{'calls':>6} {'KiB sent':>9} {'KiB recv':>9}   (per batch of {args.events} events)")
+    print(f"{'backend':<15} {'models':>6} {'batch':<7} {'store ms':>8} {'cpu ms':>7} "
+          f"{'requests':>8} {'calls':>6} {'KiB sent':>9} {'KiB recv':>9}   "
+          f"(per batch of {args.events} events)")
     for m in (int(x) for x in args.models.split(",")):
-        for backend, url, wait in (("single", single, 0), ("cluster", cluster, 1),
-                                   ("cluster-nowait", cluster, 0)):
-            r = asyncio.run(_measure(backend, url, wait, m, args.events, args.batches,
-                                     args.config))
-            results.append(r)
+        rs = asyncio.run(_measure([("single", single, 0), ("cluster", cluster, 1),
+                                   ("cluster-nowait", cluster, 0)],
+                                  m, args.events, args.batches, args.config))
+        results += rs
+        for r in rs:
             print(_fmt(r, "steady"))
             print(_fmt(r, "reload"))
-        base = next(r for r in results if r["backend"] == "single" and r["models"] == m)
-        for r in results:
-            if r["models"] == m and r is not base:
-                print(f"  {r['backend']} / single, models={m}: store ms steady "
-                      f"{r['steady']['ms'] / base['steady']['ms']:.2f}x, reload "
-                      f"{r['reload']['ms'] / base['reload']['ms']:.2f}x; requests steady "
-                      f"{r['steady']['requests'] / base['steady']['requests']:.2f}x")
+        base = rs[0]
+        for r in rs[1:]:
+            print(f"  {r['backend']} / single, models={m}: store ms steady (median) "
+                  f"{r['steady']['ms_p50'] / base['steady']['ms_p50']:.2f}x, reload "
+                  f"{r['reload']['ms'] / base['reload']['ms']:.2f}x; requests steady "
+                  f"{r['steady']['requests'] / base['steady']['requests']:.2f}x")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
