@@ -428,3 +428,41 @@ def test_rebalance_between_two_workers_on_the_cluster(kafka_bootstrap: str,
     assert not mismatched, mismatched
     assert not resets, resets
     assert got == expected
+
+
+def test_master_restarted_empty_says_state_reset(kafka_bootstrap: str, redis_cluster_url: str,
+                                                 lines: list[bytes], cluster_config: Path,
+                                                 tmp_path: Path) -> None:
+    """A master restarted at once, before its replica could be promoted, keeps its slots but
+    comes back empty (no persistence) and its replica resyncs from it: that third of the models
+    lost its state. The worker must say so (its epoch marker on that master is gone), not
+    carry on silently, and go on detecting."""
+    run = Run(kafka_bootstrap, redis_cluster_url, tmp_path, cluster_config, partitions=1)
+    port = _master_port_of(redis_cluster_url, slot_of(f"{run.u.prefix}:{{{MODELS[0]}}}:model"))
+    if _own_node_pid(port) is None:
+        pytest.skip("the cluster is external here; scripts/services-cluster.sh's own is needed")
+    run.produce(lines)
+    w = run.start()
+    try:
+        run.wait_committed(len(lines) // 3)
+        _kill_master(redis_cluster_url, port)
+        _cluster_script("start")  # back within a second, long before the 3 s node timeout
+        run.wait_committed(len(lines))
+        assert w.proc.poll() is None, w.tail()
+        resets = run.resets()
+        got, _ = run.outputs()
+    finally:
+        run.stop_all()
+        _cluster_script("start")
+    master = next(n for n in _nodes(redis_cluster_url) if n["port"] == port)
+    if "master" not in master["flags"]:
+        pytest.fail(f"node {port} was failed over before it came back; the scenario did not "
+                    f"happen: {master}")
+    assert resets, "no state_reset record:\n" + w.tail()
+    for r in resets:
+        validate_record(r)
+        assert r["type"] == "state_reset"
+    assert any("epoch" in r["reason"] for r in resets), resets
+    assert "STATE RESET" in w.log.read_text()
+    late = [k for k in got if k[0] == "alert" and k[4] >= f"{k[2]}-{2000:08d}"]
+    assert late, "no alert after the state reset: the worker did not go on detecting"
