@@ -135,7 +135,8 @@ def _key(rec: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _expected(config: Path, lines: list[bytes], tmp: Path) -> set[tuple[Any, ...]]:
-    recs = [r for r in _replay(config, lines, tmp) if r["type"] in ("drift_alert", "retrain_request")]
+    recs = [r for r in _replay(config, lines, tmp)
+            if r["type"] in ("drift_alert", "retrain_request")]
     keys = [_key(r) for r in recs]
     assert len(keys) == len(set(keys))
     return set(keys)
@@ -179,9 +180,8 @@ class Run:
                 return 0
             finally:
                 await admin.close()
-            t = self.u.topics["inference"]
-            return sum(offsets[TopicPartition(t, p)].offset for p in range(self.partitions)
-                       if TopicPartition(t, p) in offsets and offsets[TopicPartition(t, p)].offset > 0)
+            tps = [TopicPartition(self.u.topics["inference"], p) for p in range(self.partitions)]
+            return sum(max(0, offsets[tp].offset) for tp in tps if tp in offsets)
 
         return asyncio.run(ask())
 
