@@ -52,9 +52,7 @@ MODELS = ("credit-a", "credit-b", "credit-c", "credit-d", "credit-e", "credit-f"
 SPEC = StreamSpec(models=MODELS, events_per_model=2500, seed=31, drifts=(
     Drift(700, "amount", 2.0), Drift(1100, "utilization", -2.0), Drift(1100, "prediction", 1.5),
     Drift(1600, "age", 2.0), Drift(2100, "income_k", 2.0)))
-ENV = {"SM_BATCH_MAX": "200", "SM_BATCH_WITHIN_SECONDS": "0.05", "SM_SESSION_TIMEOUT_SECONDS": "6",
-       # Faust's commit interval (read from the environment): commit often, as test_chaos does.
-       "BROKER_COMMIT_INTERVAL": "0.2"}
+ENV = {"SM_BATCH_MAX": "200", "SM_BATCH_WITHIN_SECONDS": "0.05", "SM_SESSION_TIMEOUT_SECONDS": "6"}
 
 
 # ------------------------------------------------------------------ cluster helpers
