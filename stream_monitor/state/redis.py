@@ -272,8 +272,9 @@ class RedisStore:
         nodes: dict[str, Any] = {}
         cache = self.client.nodes_manager.slots_cache
         for k in keys:
-            owners = cache.get(slot_of(k))
-            if owners and self._unreplicated.get(owners[0].name, 0.0) <= now:
+            owners = cache.get(slot_of(k))  # [master, its replicas...]
+            # A master without replicas has nothing to wait for.
+            if owners and len(owners) > 1 and self._unreplicated.get(owners[0].name, 0.0) <= now:
                 nodes.setdefault(owners[0].name, owners[0])
         for node in nodes.values():
             pipe.execute_command("WAIT", self.wait_replicas, _WAIT_TIMEOUT_MS, target_nodes=node)
@@ -383,9 +384,14 @@ class RedisStore:
         return first_look
 
     def _range_starts(self) -> list[int]:
-        """The first slot of each run of slots served by one master (in the client's slot
-        map, which redis-py updates on MOVED and failover)."""
+        """The first slot of each run of slots served by one master, from the client's slot
+        map (redis-py replaces it after a failover and patches it on MOVED). Scanning it takes
+        about 5 ms, so the answer is kept for 30 s or until the map is replaced."""
         cache = self.client.nodes_manager.slots_cache
+        now = time.monotonic()
+        kept = getattr(self, "_starts", None)
+        if kept is not None and kept[0] is cache and now < kept[1] and kept[2]:
+            return list(kept[2])
         starts, prev = [], None
         for s in range(SLOTS):
             nodes = cache.get(s)
@@ -393,7 +399,8 @@ class RedisStore:
             if name is not None and name != prev:
                 starts.append(s)
             prev = name
-        return starts
+        self._starts = (cache, now + 30.0, starts)
+        return list(starts)
 
     async def _check_slot_epochs(self) -> bool:
         try:
