@@ -17,6 +17,10 @@ of 500 values is one 4 KB string. ``numpy.frombuffer(v, "<f8")`` reads one back.
 A batch is one pipelined round trip of one Lua script per model: each model's state, watermark
 and outbox are written atomically, and only if the stored version is the expected one.
 Loading takes two round trips.
+
+On a Redis Cluster (``state/client.py``; docs/scaling.md) the same pipelines are split per node
+and sent to all nodes at once, the loading MGET is split per slot, each save waits for a replica
+of each master it wrote to (WAIT), and there is one epoch marker per master.
 """
 
 from __future__ import annotations
@@ -118,8 +122,8 @@ return 1
 
 
 # Redis unreachable, or a Redis Cluster failing over (a master is down until its replica is
-# promoted, ~5 s measured: ConnectionError, then ClusterDownError / TRYAGAIN / a slot without a
-# node). ``RedisClusterException`` (keys of one command in two slots) is not among them: it is
+# promoted, docs/scaling.md: ConnectionError, then ClusterDownError / TRYAGAIN / a slot without
+# a node). ``RedisClusterException`` (keys of one command in two slots) is not among them: it is
 # a bug, not an outage, and it is not a RedisError either.
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError,
                SlotNotCoveredError)
@@ -191,6 +195,7 @@ class RedisStore:
         self.slot_epochs: dict[int, str] = {}
         self.wait_replicas = wait_replicas if self.cluster else 0
         self._unreplicated: dict[str, float] = {}
+        self._starts: tuple[Any, float, list[int]] | None = None  # see _range_starts
 
     def _base(self, unit: str) -> str:
         return unit_key(self.prefix, unit)
@@ -389,7 +394,7 @@ class RedisStore:
         about 5 ms, so the answer is kept for 30 s or until the map is replaced."""
         cache = self.client.nodes_manager.slots_cache
         now = time.monotonic()
-        kept = getattr(self, "_starts", None)
+        kept = self._starts
         if kept is not None and kept[0] is cache and now < kept[1] and kept[2]:
             return list(kept[2])
         starts, prev = [], None
