@@ -439,6 +439,8 @@ class KafkaWorker:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Finish the batch in flight while the group waits (bounded), so its offsets are
         committed by the owner that applied it; then drop the cache."""
+        if revoked:
+            log.info("rebalancing: %d partitions revoked", len(revoked))
         step = self._inflight
         if step is not None and not step.done():
             wait = min(self.settings.session_timeout_seconds, self._left(reserve=5.0))
