@@ -1259,7 +1259,7 @@ def _scan_log(path: Path) -> dict[str, Any]:
                 counts["state_resets"] += 1
             if "state store unavailable" in line:
                 counts["store_retries"] += 1
-            if "Executing _on_partitions_assigned" in line:
+            if "assigned " in line and " partitions" in line:
                 counts["assignments_received"] += 1
             if "Resuming flow" in line:
                 counts["flow_resumed"] += 1
@@ -1368,7 +1368,7 @@ async def measure_scaleout(
             files.append(f)
             env = dict(
                 base_env,
-                BROKER_CLIENT_ID=client_ids[i],  # names the worker in DescribeGroups
+                SM_CLIENT_ID=client_ids[i],  # names the worker in DescribeGroups
                 SM_DATA_DIR=str(log_dir / f"{group}-w{i + 1}-data"),
             )
             procs.append(

@@ -602,6 +602,10 @@ class Settings(BaseSettings):
         100, ge=1, le=1500, validation_alias="SM_FETCH_MAX_WAIT_MS",
         description="How long the broker may hold a fetch for partitions without new records "
         "(Faust's own value is 1500 ms, which stalls a busy partition next to an idle one).")
+    client_id: str | None = Field(
+        None, validation_alias="SM_CLIENT_ID",
+        description="Kafka client id of the worker's consumer and producer (shown by "
+        "kafka-consumer-groups --describe); default <SM_APP_ID>-<host>-<pid>.")
     shutdown_timeout_seconds: float = Field(
         30.0, gt=0, validation_alias="SM_SHUTDOWN_TIMEOUT_SECONDS",
         description="On SIGTERM/SIGINT the worker exits within this many seconds, whatever is "

@@ -294,7 +294,7 @@ class KafkaWorker:
         self.sources = [t.inference] + ([t.labels] if any(r.labels for r in config.models) else [])
         self.outputs = [t.alerts, t.retrain, t.dead_letter, t.operations, t.deployments]
         kw = client_kwargs(settings)
-        client_id = f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
+        client_id = settings.client_id or f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
         self.consumer = AIOKafkaConsumer(
             **kw, group_id=settings.app_id, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
