@@ -1268,14 +1268,15 @@ def _scan_log(path: Path) -> dict[str, Any]:
 
 async def _redis_models(redis_url: str, prefix: str, models: tuple[str, ...]) -> dict[str, Any]:
     """Each model's saved meta: how many events it has processed, and the partition/offset
-    of the last one applied (state/redis.py key layout: <prefix>:{model}:model)."""
+    of the last one applied (state/redis.py key layout: <prefix>:{model}:v:<version>:model;
+    the synthetic events carry model_version "1")."""
     import redis.asyncio as aioredis
 
-    from stream_monitor.state.base import model_tag
+    from stream_monitor.state.base import unit_id, unit_key
 
     client = aioredis.Redis.from_url(redis_url)
     try:
-        raws = await client.mget([f"{prefix}:{model_tag(m)}:model" for m in models])
+        raws = await client.mget([unit_key(prefix, unit_id(m, "1")) + ":model" for m in models])
     finally:
         await client.aclose()
     per_model: dict[str, Any] = {}
