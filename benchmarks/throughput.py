@@ -573,6 +573,7 @@ async def measure_faust(
     tp = TopicPartition(topic, 0)
     points: list[CommitPoint] = []
     with log_path.open("wb") as log:
+        redis_before = await _redis_stats(redis_url) if kind == "worker" else None
         t_launch = time.time()
         proc = await asyncio.create_subprocess_exec(
             *cmd, cwd=str(log_dir), env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
@@ -644,10 +645,12 @@ async def measure_faust(
         result_file.unlink()
     if kind == "worker":
         counts = await end_offsets(bootstrap, list(outputs.values()))
+        after = await _redis_stats(redis_url)
         run.outputs = {
             "topics": outputs,
             "records": {k: counts.get(v, 0) for k, v in outputs.items()},
             "redis_prefix": prefix,
+            "redis": _redis_cost(redis_before, after, n),
             "redis_keys": await _redis_cleanup(redis_url, prefix),
         }
     note = f"{run.rate:,.0f} ev/s" if run.rate else "no rate (too few commits)"
@@ -664,6 +667,10 @@ async def measure_faust(
             f"; outputs: {r['alerts']} alerts, {r['retrain']} retrain requests, "
             f"{r['dead_letter']} dead letters; {run.outputs['redis_keys']} Redis keys"
         )
+        rc = run.outputs.get("redis") or {}
+        if rc:
+            msg += (f"; Redis: {rc['commands_per_1000_events']} commands per 1,000 events, "
+                    f"{rc['bytes_per_event']} bytes per event")
     rep.log(msg)
     return run
 
@@ -686,6 +693,36 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
+
+
+async def _redis_stats(redis_url: str) -> dict[str, int]:
+    """Redis's own counters (INFO stats): commands processed and network bytes in and out."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        info = await client.info("stats")
+    finally:
+        await client.aclose()
+    return {k: int(info[k]) for k in ("total_commands_processed", "total_net_input_bytes",
+                                       "total_net_output_bytes")}
+
+
+def _redis_cost(before: dict[str, int] | None, after: dict[str, int],
+                events: int) -> dict[str, Any]:
+    """Redis commands and bytes the worker's run cost, per event and per batch of SM_BATCH_MAX
+    (the whole server's counters: run it on a Redis nobody else uses)."""
+    if before is None:
+        return {}
+    d = {k: after[k] - before[k] for k in after}
+    return {
+        "commands": d["total_commands_processed"],
+        "bytes_in": d["total_net_input_bytes"],
+        "bytes_out": d["total_net_output_bytes"],
+        "commands_per_1000_events": round(1000 * d["total_commands_processed"] / events, 1),
+        "bytes_per_event": round((d["total_net_input_bytes"] + d["total_net_output_bytes"])
+                                 / events, 1),
+    }
 
 
 async def _redis_cleanup(redis_url: str, prefix: str) -> int:
