@@ -96,7 +96,8 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
     from .state.client import redis_client
     from .state.redis import RedisStore
 
-    metrics = WorkerMetrics(REGISTRY)
+    metrics = WorkerMetrics(REGISTRY, max_models=settings.metrics_max_models,
+                            max_signal_series=settings.metrics_max_signal_series)
     store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix,
                                      client=redis_client(settings),
                                      wait_replicas=settings.redis_wait_replicas), metrics)

@@ -586,6 +586,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
                               description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
     metrics_host: str = Field("0.0.0.0", validation_alias="SM_METRICS_HOST")
+    metrics_max_models: int = Field(
+        1000, ge=1, validation_alias="SM_METRICS_MAX_MODELS",
+        description="Models with their own `model` label on /metrics; the rest share "
+        "model=\"__other__\" (bounds memory and Prometheus cardinality).")
+    metrics_max_signal_series: int = Field(
+        5000, ge=0, validation_alias="SM_METRICS_MAX_SIGNAL_SERIES",
+        description="(model, signal) pairs with per-signal gauges (window sizes, means).")
     log_format: Literal["text", "json"] = Field("text", validation_alias="SM_LOG_FORMAT",
                                                 description="json: one JSON object per log line.")
     session_timeout_seconds: float = Field(
@@ -604,6 +611,10 @@ class Settings(BaseSettings):
         100, ge=1, le=1500, validation_alias="SM_FETCH_MAX_WAIT_MS",
         description="How long the broker may hold a fetch for partitions without new records "
         "(Faust's own value is 1500 ms, which stalls a busy partition next to an idle one).")
+    client_id: str | None = Field(
+        None, validation_alias="SM_CLIENT_ID",
+        description="Kafka client id of the worker's consumer and producer (shown by "
+        "kafka-consumer-groups --describe); default <SM_APP_ID>-<host>-<pid>.")
     shutdown_timeout_seconds: float = Field(
         30.0, gt=0, validation_alias="SM_SHUTDOWN_TIMEOUT_SECONDS",
         description="On SIGTERM/SIGINT the worker exits within this many seconds, whatever is "

@@ -310,3 +310,27 @@ def test_unserializable_extra_is_stringified() -> None:
     _logger(stream).info("x", extra={"thing": object()})
     line: dict[str, Any] = orjson.loads(stream.getvalue())
     assert line["thing"].startswith("<object object")
+
+
+def test_model_label_cardinality_is_bounded() -> None:
+    """Past SM_METRICS_MAX_MODELS models share model="__other__", and per-signal gauges stop at
+    SM_METRICS_MAX_SIGNAL_SERIES pairs: 10,000 model ids do not make 10,000 series."""
+    from prometheus_client import CollectorRegistry
+
+    from stream_monitor.observability import WorkerMetrics
+
+    reg = CollectorRegistry()
+    m = WorkerMetrics(reg, max_models=3, max_signal_series=4)
+    m.observe_batch({f"m{i}": 1 for i in range(10_000)}, {}, 0.01)
+    for i in range(10):
+        m.observe_signal(f"m{i}", "prediction", reference_size=1, recent_size=1,
+                         reference_mean=1e308, current_mean=None)
+    names = {s.labels.get("model") for f in reg.collect() for s in f.samples
+             if f.name == "stream_monitor_events"}
+    assert names == {"m0", "m1", "m2", "__other__"}
+    assert reg.get_sample_value("stream_monitor_events_total", {"model": "__other__"}) == 9_997
+    series = {s.labels["model"] for f in reg.collect() for s in f.samples
+              if f.name == "stream_monitor_signal_window_values"}
+    assert series == {"m0", "m1", "m2"}  # only admitted models, at most 4 pairs
+    assert reg.get_sample_value("stream_monitor_metrics_label_overflows_total",
+                                {"kind": "model"}) > 0
