@@ -270,6 +270,11 @@ class ModelRule(_Strict):
     quality: QualityRule | None = Field(None, description="Overrides quality.defaults, field by field.")
     labels: LabelRule | None = Field(None, description="Delayed labels from the labels topic; null: off.")
     versions: VersionRule = Field(default_factory=VersionRule)  # type: ignore[arg-type]
+    sample_rate: float = Field(
+        1.0, gt=0, le=1,
+        description="Fraction of the model's events watched (0 < rate <= 1), chosen by a hash "
+        "of event_id: the same events in every worker and in replay (docs/scaling.md "
+        "\"Sampling a hot model\"). Every alert and record of the model states it.")
 
 
 class Topics(_Strict):
