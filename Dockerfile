@@ -10,10 +10,13 @@ WORKDIR /src
 # The build context is filtered by .dockerignore (no .venv, .local, tests, caches).
 COPY . /src
 RUN pip install /src \
-    && useradd --system --create-home --home-dir /var/lib/stream-monitor --shell /usr/sbin/nologin stream-monitor
+    && useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/stream-monitor \
+        --shell /usr/sbin/nologin stream-monitor
 
 # The worker's working directory (Faust keeps a small data dir there) is owned by its user.
-USER stream-monitor
+# A numeric USER lets Kubernetes check runAsNonRoot; the Helm chart runs as this uid
+# (deploy/helm/stream-monitor values podSecurityContext.runAsUser).
+USER 10001
 WORKDIR /var/lib/stream-monitor
 
 CMD ["stream-monitor", "worker", "--config", "/etc/stream-monitor/monitor.yaml"]
