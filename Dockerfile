@@ -10,7 +10,8 @@ WORKDIR /src
 # The build context is filtered by .dockerignore (no .venv, .local, tests, caches).
 COPY . /src
 RUN pip install /src \
-    && useradd --system --uid 10001 --user-group --create-home --home-dir /var/lib/stream-monitor \
+    && groupadd --system --gid 10001 stream-monitor \
+    && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /var/lib/stream-monitor \
         --shell /usr/sbin/nologin stream-monitor
 
 # The worker's working directory (Faust keeps a small data dir there) is owned by its user.
