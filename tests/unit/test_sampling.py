@@ -184,3 +184,14 @@ def test_labels_of_unsampled_predictions_are_left_out(tmp_path: Path) -> None:
     # Every kept label of a kept prediction joined (missing/bogus ones excepted).
     assert out.pairs == sum(1 for i in all_labels if sampled(i, 0.5)
                             and i not in set(ls.bogus))
+
+
+def test_notifications_carry_the_rate(tmp_path: Path) -> None:
+    from stream_monitor.notify import notification_from_record
+
+    spec = StreamSpec(models=("m1",), events_per_model=6000, n_features=2,
+                      drifts=(Drift(2500, "amount", 3.0),), seed=11)
+    records = _replay({"models": [_rule(0.5)]}, list(generate(spec)), tmp_path, "n")
+    alert = next(r for r in records if r["type"] == "drift_alert")
+    n = notification_from_record(alert)
+    assert n is not None and n.details["sample_rate"] == "0.5"
