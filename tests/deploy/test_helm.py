@@ -1,6 +1,6 @@
 """The Helm chart (deploy/helm/stream-monitor): lints, renders, validates against the Kubernetes
-schemas (kubernetes-validate) and KEDA's CRDs, and agrees with the worker's settings. No
-cluster needed: Helm and the CRDs come from scripts/tools.sh."""
+schemas (kubernetes-validate), KEDA's CRDs and the ServiceMonitor CRD, and agrees with the
+worker's settings. No cluster needed: Helm and the CRDs come from scripts/tools.sh."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ assert _FLOOR is not None
 _NEWEST = kubernetes_validate.latest_version().split(".")
 KUBE_VERSIONS = [f"{_FLOOR[1]}.{_FLOOR[2]}.0", f"{_NEWEST[0]}.{_NEWEST[1]}.0"]
 CRD_KINDS = {("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_scaledobjects.yaml",
-             ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_triggerauthentications.yaml"}
-# Kinds with no schema here (the Prometheus Operator's CRD is not fetched): checked by hand.
-UNCHECKED_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+             ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_triggerauthentications.yaml",
+             ("monitoring.coreos.com/v1", "ServiceMonitor"):
+                 "monitoring.coreos.com_servicemonitors.yaml"}
 
 # Env names the chart sets that other branches add to the settings: the Kafka/Redis security
 # and Redis Cluster settings (security and cluster helpers) and the shutdown deadline (the
@@ -136,7 +136,7 @@ def test_rendered_manifests_validate_against_kubernetes_schemas(tools: Tools, na
     for d in docs:
         key = (d["apiVersion"], d["kind"])
         kinds.add(d["kind"])
-        if key in CRD_KINDS or key in UNCHECKED_KINDS:
+        if key in CRD_KINDS:
             continue
         # strict: unknown fields are errors (as kubectl's strict field validation).
         kubernetes_validate.validate(d, kube_version, strict=True)
@@ -173,7 +173,9 @@ def _strict(schema: Any) -> Any:
 
 
 def crd_validator(tools: Tools, api_version: str, kind: str) -> jsonschema.Validator:
-    crd = yaml.safe_load((tools.keda_crds / CRD_KINDS[(api_version, kind)]).read_text())
+    folder = tools.keda_crds if api_version.startswith("keda.sh/") else \
+        tools.prometheus_operator_crds
+    crd = yaml.safe_load((folder / CRD_KINDS[(api_version, kind)]).read_text())
     group, version = api_version.split("/")
     assert crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == kind
     (v,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
@@ -184,10 +186,13 @@ def crd_validator(tools: Tools, api_version: str, kind: str) -> jsonschema.Valid
     return cls(schema)
 
 
-def test_keda_objects_validate_against_kedas_crds(tools: Tools) -> None:
+def test_custom_resources_validate_against_their_crds(tools: Tools) -> None:
+    """ScaledObject and TriggerAuthentication against KEDA 2.21.0's CRDs, ServiceMonitor
+    against the Prometheus Operator's."""
     docs = render(tools, [VALUES_ALL])
     crd_docs = [d for d in docs if (d["apiVersion"], d["kind"]) in CRD_KINDS]
-    assert {d["kind"] for d in crd_docs} == {"ScaledObject", "TriggerAuthentication"}
+    assert {d["kind"] for d in crd_docs} == {"ScaledObject", "TriggerAuthentication",
+                                             "ServiceMonitor"}
     for d in crd_docs:
         crd_validator(tools, d["apiVersion"], d["kind"]).validate(d)
     # Plain Kafka: a ScaledObject without credentials.
