@@ -270,6 +270,8 @@ def test_max_replicas_above_the_partition_count_fail_to_render(tools: Tools) -> 
     (["kafka.securityProtocol=SASL_SSL"], "needs kafka.sasl.username"),
     (["kafka.securityProtocol=TLS"], "use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
     (["worker.metricsPort=0"], "worker.metricsPort must be 1-65535"),
+    (["worker.replicaCount=4", "inferenceTopic.partitions=3"],
+     "worker.replicaCount (4) is above inferenceTopic.partitions (3)"),
     (["autoscaling.enabled=true", "autoscaling.minReplicaCount=20",
       "inferenceTopic.partitions=12"], "minReplicaCount (20) is above maxReplicaCount (12)"),
 ])
