@@ -4,6 +4,8 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "OutputRejectedError",
+    "StartupError",
     "StateCorruptError",
     "StreamMonitorError",
     "TransientStoreError",
@@ -34,3 +36,14 @@ class TransientStoreError(StreamMonitorError):
 
 class StateCorruptError(StreamMonitorError):
     """State read back from the store does not decode. Never executed, only rejected."""
+
+
+class StartupError(StreamMonitorError):
+    """A dependency cannot be used at start (unreachable, refused credentials). The message is
+    one line that names the setting to fix; the process exits non-zero without retrying."""
+
+
+class OutputRejectedError(StreamMonitorError):
+    """Kafka refused an output record for a reason that retrying cannot mend (too large for the
+    topic, not authorized, no such topic). The batch is not committed, so its input is
+    redelivered once the cause is fixed; the message says which record and which setting."""
