@@ -306,7 +306,7 @@ def test_pods_run_non_root_on_a_read_only_root_with_writable_emptydirs(tools: To
     docs = render(tools, VALUE_SETS[name])
     dockerfile = (ROOT / "Dockerfile").read_text()
     uid = int(re.search(r"--uid (\d+)", dockerfile).group(1))  # type: ignore[union-attr]
-    assert re.search(rf"^USER {uid}$", dockerfile, re.M)
+    assert re.search(rf"^USER {uid}(:\d+)?$", dockerfile, re.M)
     for dep in by_kind(docs, "Deployment"):
         pod = dep["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
