@@ -680,7 +680,7 @@ class Monitor:
 
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:
-        alert = self._alert(model, sig, i, ev)
+        alert = _rated(model, self._alert(model, sig, i, ev))
         lc = model.lifecycle
         if lc is not None and not lc.on_drift(model.rule.alerts,  # type: ignore[arg-type]
                                               alert, sig.n, ev.event_time):
@@ -731,7 +731,6 @@ class Monitor:
             "signal": sig.signal,
             "detector": {"name": name, "type": spec.type, "params": spec.effective_params},
             "detected_at": detected_at(ev, sig.n),
-            "sample_rate": model.rule.sample_rate,
             "evidence": {
                 "reference": reference,
                 "current": current,
