@@ -95,7 +95,8 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
     from .observability.worker_hooks import ObservedStore, serve_worker_health, worker_readiness
     from .state.redis import RedisStore
 
-    metrics = WorkerMetrics(REGISTRY)
+    metrics = WorkerMetrics(REGISTRY, max_models=settings.metrics_max_models,
+                            max_signal_series=settings.metrics_max_signal_series)
     store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix), metrics)
     runtime = KafkaWorker(cfg, settings, store, metrics=metrics)
     health = None

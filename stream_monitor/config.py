@@ -582,6 +582,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
                               description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
     metrics_host: str = Field("0.0.0.0", validation_alias="SM_METRICS_HOST")
+    metrics_max_models: int = Field(
+        1000, ge=1, validation_alias="SM_METRICS_MAX_MODELS",
+        description="Models with their own `model` label on /metrics; the rest share "
+        "model=\"__other__\" (bounds memory and Prometheus cardinality).")
+    metrics_max_signal_series: int = Field(
+        5000, ge=0, validation_alias="SM_METRICS_MAX_SIGNAL_SERIES",
+        description="(model, signal) pairs with per-signal gauges (window sizes, means).")
     log_format: Literal["text", "json"] = Field("text", validation_alias="SM_LOG_FORMAT",
                                                 description="json: one JSON object per log line.")
     session_timeout_seconds: float = Field(
