@@ -268,7 +268,12 @@ def test_max_replicas_above_the_partition_count_fail_to_render(tools: Tools) -> 
 
 @pytest.mark.parametrize(("sets", "message"), [
     (["kafka.securityProtocol=SASL_SSL"], "needs kafka.sasl.username"),
-    (["kafka.securityProtocol=TLS"], "use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+    # values.schema.json: enums, ranges, and unknown keys (a typo is not ignored silently).
+    (["kafka.securityProtocol=TLS"], "at '/kafka/securityProtocol': value must be one of"),
+    (["autoscalling.enabled=true"], "additional properties 'autoscalling' not allowed"),
+    (["worker.shutdownTimeoutSecond=60"], "'shutdownTimeoutSecond' not allowed"),
+    (["inferenceTopic.partitions=0"], "at '/inferenceTopic/partitions'"),
+    (["redis.url=localhost:6379"], "at '/redis/url'"),
     (["worker.metricsPort=0"], "worker.metricsPort must be 1-65535"),
     (["worker.replicaCount=4", "inferenceTopic.partitions=3"],
      "worker.replicaCount (4) is above inferenceTopic.partitions (3)"),
