@@ -15,8 +15,9 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 bash scripts/venv.sh
 
-# --- deploy tools (scripts/tools.sh): Helm and KEDA's CRDs for the `deploy` tests, cached
-# outside the repo; their paths are exported as SM_HELM and SM_KEDA_CRDS.
+# --- deploy tools (scripts/tools.sh): Helm and the KEDA / Prometheus Operator CRDs for the
+# `deploy` tests, cached outside the repo; exported as SM_HELM, SM_KEDA_CRDS and
+# SM_PROMETHEUS_OPERATOR_CRDS.
 bash scripts/tools.sh
 set -a
 # shellcheck disable=SC1091
