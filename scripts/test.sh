@@ -15,6 +15,16 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 bash scripts/venv.sh
 
+# --- deploy tools (scripts/tools.sh): Helm and the KEDA / Prometheus Operator CRDs for the
+# `deploy` tests, cached outside the repo; exported as SM_HELM, SM_KEDA_CRDS and
+# SM_PROMETHEUS_OPERATOR_CRDS.
+bash scripts/tools.sh
+set -a
+# shellcheck disable=SC1091
+source "${SM_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stream-monitor}/tools.env"
+set +a
+# --- end deploy tools
+
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 start_services

@@ -276,6 +276,11 @@ class ModelRule(_Strict):
     signals: list[SignalRule] = Field(min_length=1)
     reference_size: int | None = Field(None, ge=10, description="Overrides windows.reference_size.")
     recent_size: int | None = Field(None, ge=10, description="Overrides windows.recent_size.")
+    sample_rate: float = Field(
+        1.0, gt=0, le=1,
+        description="Fraction of the model's events watched (0 < rate <= 1), chosen by a hash "
+        "of event_id: the same events in every worker and in replay (docs/scaling.md "
+        "\"Sampling a hot model\"). Every alert and record of the model states it.")
     retrain: RetrainRule = Field(default_factory=RetrainRule)  # type: ignore[arg-type]
     alerts: AlertLifecycle | None = Field(None, description="Alert lifecycle; null: off.")
     quality: QualityRule | None = Field(None, description="Overrides quality.defaults, field by field.")

@@ -29,6 +29,7 @@ from .contracts.records import (
 from .core.labels import LabelOp, LabelStats
 from .core.monitor import BatchResult, ModelState, Monitor, MonitorState
 from .core.quality import QualityCounters, QualityGate
+from .core.sampling import sampled
 from .state.base import ModelDelta, SignalDelta, StateStore, split_unit, unit_id
 from .state.dedupe import DedupeStore, dedupe_store_for
 from .state.labels import LabelStore, label_store_for
@@ -380,6 +381,9 @@ class BatchPipeline:
                 counters.dead_letter("", "unknown_model")
             elif rule is None or rule.labels is None:
                 ignored += 1
+            elif rule.sample_rate < 1.0 and not sampled(lab.event_id, rule.sample_rate):
+                # Its prediction was left out by the same test (core/sampling.py).
+                counters.sampled_out[(lab.model_id, "label")] += 1
             else:
                 labels.append(lab)
         return labels, ignored
