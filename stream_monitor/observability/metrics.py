@@ -128,6 +128,9 @@ class WorkerMetrics:
             "worker_internal_errors", "Exceptions in the worker loop, by stage: `batch` (before "
             "the commit: the batch is read again), `report` (metrics or logs after the commit).",
             ["stage"], namespace=ns, registry=reg)
+        self.sampled_out = PromCounter(
+            "sampled_out", "Records left out by a model's sample_rate, by model and kind "
+            "(`inference` or `label`).", ["model", "kind"], namespace=ns, registry=reg)
         self.labels = PromCounter("labels", "Label records read from the labels topic, by model "
                                   "(dead letters not included).", ["model"], namespace=ns,
                                   registry=reg)
@@ -318,6 +321,11 @@ class WorkerMetrics:
 
     def publish_failed(self) -> None:
         self.publish_failures.inc()
+
+    def observe_sampled_out(self, counts: Mapping[tuple[str, str], int]) -> None:
+        for (model, kind), n in counts.items():
+            if n:
+                self.sampled_out.labels(self._m(model), kind).inc(n)
 
     def internal_error(self, stage: str) -> None:
         self.internal_errors.labels(stage).inc()
