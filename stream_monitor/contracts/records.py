@@ -252,6 +252,7 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 
 _SCALAR = (int, float, str, bool)
+_SCALAR_TYPES = frozenset(_SCALAR)  # exact types, the fast check (subclasses: isinstance)
 
 
 # Event times must stay within what ``iso_time`` can render (years 1 to 9999): an event whose
@@ -367,7 +368,7 @@ def _required(obj: dict[str, Any], *names: str) -> tuple[Any, ...]:
     """The required fields of a record, in order; event_id and model_id (the first two)
     checked."""
     try:
-        values = tuple(obj[n] for n in names)
+        values = tuple([obj[n] for n in names])  # a list comprehension: no generator frame
     except KeyError as exc:
         raise _Reject("missing_field", f"required field {exc.args[0]!r} is missing") from None
     event_id, model_id = values[0], values[1]
@@ -384,8 +385,9 @@ def _decode(raw: RawRecord) -> InferenceEvent:
         obj, "event_id", "model_id", "features", "prediction")
     if type(features) is not dict:
         raise _Reject("wrong_type", "features must be an object of name -> number/string/bool/null")
+    scalar = _SCALAR_TYPES
     for name, fv in features.items():
-        if fv is not None and not isinstance(fv, _SCALAR):
+        if type(fv) not in scalar and fv is not None and not isinstance(fv, _SCALAR):
             raise _Reject("wrong_type", f"feature {name!r} must be a number, string, bool or null")
     if prediction is None or not isinstance(prediction, _SCALAR):
         raise _Reject("wrong_type", "prediction must be a number or a class label (string/bool)")
