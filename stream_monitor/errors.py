@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ConnectionCheckError",
     "StateCorruptError",
     "StreamMonitorError",
     "TransientStoreError",
@@ -34,3 +35,13 @@ class TransientStoreError(StreamMonitorError):
 
 class StateCorruptError(StreamMonitorError):
     """State read back from the store does not decode. Never executed, only rejected."""
+
+
+class ConnectionCheckError(StreamMonitorError):
+    """A start-up connection check failed for a reason a setting can fix (wrong password,
+    unknown CA, missing ACL permission). The message is one line naming the setting; it never
+    contains a secret. Not retried: fix the setting and start again."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: {message}")
