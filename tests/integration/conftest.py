@@ -144,7 +144,8 @@ async def committed(bootstrap: KafkaTarget, group: str, topic: str) -> int:
     return meta.offset if meta is not None else -1
 
 
-def wait_committed(bootstrap: KafkaTarget, group: str, topic: str, target: int, worker: WorkerProcess,
+def wait_committed(bootstrap: KafkaTarget, group: str, topic: str, target: int,
+                   worker: WorkerProcess,
                    timeout: float = 120) -> None:
     """Wait until the group has committed ``target`` (asks Kafka; fails with the worker log)."""
     deadline = time.monotonic() + timeout
