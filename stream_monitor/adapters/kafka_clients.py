@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from typing import Any
 
@@ -117,6 +118,12 @@ def _classify(settings: ConnectionSettings, text: str) -> tuple[str, str]:
             "ssl" in low and proto in ("SSL", "SASL_SSL") and "closed" not in low):
         return "KAFKA_SECURITY_PROTOCOL", (f"TLS handshake with {servers} failed; is it a TLS "
                                            f"listener? {proto} needs one ({_last(text)})")
+    causes = re.findall(r'Unable connect to "[^"]*": ?(.*)', text)
+    if proto in ("SSL", "SASL_SSL") and causes and not any(c.strip() for c in causes):
+        # A TLS client talking to a plaintext listener: the handshake ends without a reason.
+        return "KAFKA_SECURITY_PROTOCOL", (f"the TLS handshake with {servers} ended without an "
+                                           f"answer; is it a TLS listener? {proto} needs one "
+                                           "(PLAINTEXT/SASL_PLAINTEXT for a plaintext one)")
     if "closed" in low and proto in ("PLAINTEXT", "SASL_PLAINTEXT"):
         return "KAFKA_SECURITY_PROTOCOL", (f"{servers} closed the connection at once; the "
                                            f"listener probably needs TLS or a login (SSL, "
@@ -124,8 +131,10 @@ def _classify(settings: ConnectionSettings, text: str) -> tuple[str, str]:
     if "closed" in low and proto == "SSL":
         return "KAFKA_SECURITY_PROTOCOL", (f"{servers} closed the connection after TLS; the "
                                            "listener probably needs a login (SASL_SSL)")
-    if "refused" in low or "name or service not known" in low or "nodename nor servname" in low:
-        return "KAFKA_BOOTSTRAP_SERVERS", f"nothing answers at {servers}: {_last(text)}"
+    if any(m in low for m in ("refused", "connect call failed", "name or service not known",
+                              "nodename nor servname", "no address associated")):
+        return "KAFKA_BOOTSTRAP_SERVERS", (f"nothing answers at {servers}: "
+                                           f"{_last(' '.join(causes) or text)}")
     return "KAFKA_BOOTSTRAP_SERVERS", f"cannot connect to {servers} with {proto}: {_last(text)}"
 
 
