@@ -151,8 +151,11 @@ async def preflight(settings: ConnectionSettings, *, timeout: float = 15.0) -> N
 
     capture = _Capture()
     alog = logging.getLogger("aiokafka")
+    # The cause is reported in our error instead of as a log line of its own (one line out).
+    saved = alog.level, alog.propagate
     alog.addHandler(capture)
-    # The cause is logged at ERROR; the process may have set aiokafka to WARNING (cli.main).
+    alog.setLevel(logging.INFO)
+    alog.propagate = False
     admin = None
     try:
         admin = AIOKafkaAdminClient(**client_kwargs(settings),
@@ -169,6 +172,8 @@ async def preflight(settings: ConnectionSettings, *, timeout: float = 15.0) -> N
         raise ConnectionCheckError(setting, message) from None
     finally:
         alog.removeHandler(capture)
+        alog.setLevel(saved[0])
+        alog.propagate = saved[1]
         if admin is not None:
             try:
                 await asyncio.wait_for(admin.close(), 5)
