@@ -214,6 +214,17 @@ class Quality(_Strict):
     """Whole-event rules, and the defaults of the per-model value rules."""
 
     max_message_bytes: int = Field(1_048_576, ge=64, description="Larger values: `too_large`.")
+    # Bounds on what one event or one model can make the worker hold (memory, Redis keys).
+    max_features_per_event: int = Field(
+        500, ge=1, description="More features in one event: `too_many_features`.")
+    max_features_per_model: int = Field(
+        2000, ge=1, description="An event that would give its model more distinct features: "
+        "`too_many_signals` (a feature-name explosion must not grow state without bound).")
+    max_id_length: int = Field(
+        256, ge=8, description="Longer model_id, event_id or model_version: `id_too_long`.")
+    dead_letter_max_bytes: int = Field(
+        65_536, ge=256, le=262_144, description="Head of a bad record's value kept in its dead "
+        "letter (the rest: length and SHA-256 only), so a dead letter always fits the topic.")
     unknown_model: Literal["ignore", "dead_letter"] = Field(
         "ignore", description="Events no model rule matches: skip, or dead-letter.")
     duplicates: Duplicates = Field(default_factory=Duplicates)  # type: ignore[arg-type]
@@ -794,5 +805,18 @@ class Settings(ConnectionSettings):
         100, ge=1, le=1500, validation_alias="SM_FETCH_MAX_WAIT_MS",
         description="How long the broker may hold a fetch for partitions without new records "
         "(Faust's own value is 1500 ms, which stalls a busy partition next to an idle one).")
+    shutdown_timeout_seconds: float = Field(
+        30.0, gt=0, validation_alias="SM_SHUTDOWN_TIMEOUT_SECONDS",
+        description="On SIGTERM/SIGINT the worker exits within this many seconds, whatever is "
+        "stuck: the batch in flight is finished or left uncommitted for redelivery.")
+    model_cache_size: int = Field(
+        5000, ge=1, validation_alias="SM_MODEL_CACHE_SIZE",
+        description="Model states (units) kept in memory, least recently used evicted first; "
+        "an evicted model is reloaded from Redis on its next event.")
+    max_output_bytes: int = Field(
+        1_000_000, ge=10_000, validation_alias="SM_MAX_OUTPUT_BYTES",
+        description="Largest output record (key + value + headers) the worker sends; the "
+        "producer's max_request_size is set above it. Keep it at or below the output topics' "
+        "max.message.bytes.")
     store_retry_max_seconds: float = Field(30.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
                                            description="Cap on the backoff while Redis is down.")

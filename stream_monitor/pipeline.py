@@ -90,7 +90,8 @@ class BatchOutput:
 
 class BatchPipeline:
     def __init__(self, config: MonitorConfig, store: StateStore, *, clock: Any = time.time,
-                 dedupe: DedupeStore | None = None, labels: LabelStore | None = None) -> None:
+                 dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
+                 cache_size: int | None = None) -> None:
         self.config = config
         self.monitor = Monitor(config)
         self.state = MonitorState()
@@ -107,12 +108,19 @@ class BatchPipeline:
         self._used: dict[str, float] = {}
         self._swept = 0.0
         self.after_join: Any = None  # testing only: called after a label join (SM_FAILPOINT)
+        # Model states held in memory: at most `cache_size`, least recently used evicted after
+        # a batch is saved (every state is saved each batch, so an evicted one reloads exactly).
+        # None: no limit (a replay holds everything).
+        self.cache_size = cache_size
+        self._lru: dict[str, None] = {}  # state units, least recently used first
+        self._batch_units: set[str] = set()
         self._any_labels = any(r.labels is not None for r in config.models)
 
     def forget(self) -> None:
         """Drop the in-memory cache (e.g. on a rebalance); state is reloaded from the store."""
         self.state = MonitorState()
         self._used = {}
+        self._lru = {}
 
     def _sweep(self, now: float) -> None:
         if now - self._swept < 60.0:
@@ -142,6 +150,7 @@ class BatchPipeline:
         for (mid, ver), ev in firsts.items():
             first.setdefault(mon.unit_of(mid, ver), ev)
         units = set(first) | {mon.unit_of(p.model_id, p.version) for p in pairs}
+        self._batch_units = units
         missing = self.state.missing(units)
         outboxes = await self._load(missing)
         models = self.state.models
@@ -173,7 +182,29 @@ class BatchPipeline:
                  and not m.deploy.done}
         if prevs - models.keys():
             outboxes.update(await self._load(prevs - models.keys()))
+        self._batch_units = units | prevs
         return outboxes
+
+    def _evict(self) -> None:
+        """Keep at most ``cache_size`` model states: the least recently used go first (never
+        one the batch just used). Called after a batch's state is saved."""
+        lru = self._lru
+        models = self.state.models
+        for u in self._batch_units:
+            if u in models:
+                lru.pop(u, None)
+                lru[u] = None
+        cap = self.cache_size
+        if cap is None or len(models) <= cap:
+            return
+        for u in list(lru):
+            if len(models) <= cap:
+                break
+            if u in self._batch_units:
+                continue
+            del lru[u]
+            models.pop(u, None)
+            self._used.pop(u, None)
 
     async def _load(self, model_ids: set[str]) -> dict[str, dict[str, bytes]]:
         """Load state units not in the cache; returns their unconfirmed outboxes."""
@@ -229,10 +260,14 @@ class BatchPipeline:
                 out.recovered += 1
         topics = self.config.topics
         now = self.clock()
+        if result.rejected:
+            dead = self._rejected(raws, dead, result.rejected, counters)
+            out.dead_letters = len(dead)
+        max_bytes = self.config.quality.dead_letter_max_bytes
         for d in dead:
             # Not in the outbox: a dead letter is a pure function of its input event, which is
             # redelivered (and dead-lettered again, with the same id) if this run dies.
-            rec = d.to_record(now)
+            rec = d.to_record(now, max_bytes)
             out.records.append(_output(topics.dead_letter, d.raw.key or b"", rec,
                                        (("reason-code", d.reason_code.encode()),)))
         per_model: dict[str, dict[str, bytes]] = {}
@@ -261,7 +296,21 @@ class BatchPipeline:
             for s in m.signals.values():
                 if s.dirty:
                     s.mark_saved()
+        self._evict()
         return out
+
+    @staticmethod
+    def _rejected(raws: Sequence[RawRecord], dead: list[DeadLetter],
+                  rejected: list[tuple[InferenceEvent, str, str]],
+                  counters: QualityCounters) -> list[DeadLetter]:
+        """Dead letters for the events the core refused whole (a per-model limit), merged
+        with the gate's in input order."""
+        by_position = {r.position: r for r in raws}
+        order = {r.position: i for i, r in enumerate(raws)}
+        for ev, code, reason in rejected:
+            dead.append(DeadLetter(by_position[ev.position], code, reason))
+            counters.dead_letter(ev.model_id, code)
+        return sorted(dead, key=lambda d: order.get(d.raw.position, len(order)))
 
     def _outputs(self, result: BatchResult) -> list[tuple[OutputRecord, str]]:
         """The batch's outputs, each with the state unit whose outbox holds it."""

@@ -50,8 +50,21 @@ REASON_CODES = (
     "timestamp_in_future",  # event time beyond now + quality.timestamps.max_future_seconds
     "timestamp_too_old",    # event time before now - quality.timestamps.max_past_seconds
     "duplicate",            # same (model_id, event_id) at another position within the window
+    "too_many_features",    # more features than quality.max_features_per_event
+    "too_many_signals",     # would give its model more than quality.max_features_per_model
+    "id_too_long",          # model_id, event_id or model_version over quality.max_id_length
     "internal_error",       # the decoder or the core raised on the event
 )
+
+# How much of a bad record a dead letter keeps by default (quality.dead_letter_max_bytes). A
+# dead letter must always fit the output topic: the value keeps a head of this many bytes, each
+# header and the key a smaller one; what was cut is said by `truncated`, the whole length and
+# the SHA-256 of the whole.
+DEAD_LETTER_MAX_BYTES = 65_536
+_HEADER_MAX_BYTES = 1024
+_KEY_MAX_BYTES = 4096
+_MAX_HEADERS = 64
+_REASON_MAX_CHARS = 1000
 
 
 class Position(NamedTuple):
@@ -123,34 +136,92 @@ class DeadLetter:
     reason_code: str
     reason: str
 
-    def to_record(self, now: float) -> dict[str, Any]:
+    def to_record(self, now: float, max_bytes: int = DEAD_LETTER_MAX_BYTES) -> dict[str, Any]:
+        """The dead-letter record. Its size is bounded whatever the input: the value keeps at
+        most ``max_bytes`` bytes (base64 at worst: 4/3 of that), the key, each header and the
+        reason less; see :func:`bytes_field`.
+
+        >>> big = RawRecord(b"\\xff" * 900_001, Position("t", 0, 1), b"k")
+        >>> rec = DeadLetter(big, "undecodable", "not UTF-8").to_record(0.0, max_bytes=1000)
+        >>> v = rec["original"]["value"]
+        >>> v["truncated"], v["length"], len(base64.b64decode(v["data"]))
+        (True, 900001, 1000)
+        >>> len(encode_record(rec)) < 2000
+        True
+        """
         raw = self.raw
         pos = raw.position
+        hmax = min(max_bytes, _HEADER_MAX_BYTES)
+        original: dict[str, Any] = {
+            "key": bytes_field(raw.key, min(max_bytes, _KEY_MAX_BYTES)),
+            "value": bytes_field(raw.value, max_bytes),
+            "headers": [{"key": k[:256], "value": bytes_field(v, hmax)}
+                        for k, v in raw.headers[:_MAX_HEADERS]],
+        }
+        if len(raw.headers) > _MAX_HEADERS:
+            original["headers_omitted"] = len(raw.headers) - _MAX_HEADERS
+        reason = self.reason
+        if len(reason) > _REASON_MAX_CHARS:
+            reason = reason[:_REASON_MAX_CHARS - 1] + "…"
         return {
             "schema_version": SCHEMA_VERSION,
             "type": "dead_letter",
             "dead_letter_id": record_id("dl", pos.topic, pos.partition, pos.offset),
             "reason_code": self.reason_code,
-            "reason": self.reason,
+            "reason": reason,
             "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset,
                        "timestamp_ms": pos.timestamp_ms},
-            "original": {
-                "key": bytes_field(raw.key),
-                "value": bytes_field(raw.value),
-                "headers": [{"key": k, "value": bytes_field(v)} for k, v in raw.headers],
-            },
+            "original": original,
             "dead_lettered_at": iso_time(now),
         }
 
 
-def bytes_field(b: bytes | None) -> dict[str, Any] | None:
-    """Original bytes, kept exactly: as text where they are UTF-8, base64 otherwise."""
+def bytes_field(b: bytes | None, limit: int | None = None) -> dict[str, Any] | None:
+    """Original bytes: as text where they are UTF-8, base64 otherwise. With ``limit``, at most
+    that many bytes are kept (a head); a cut field says ``truncated`` and gives the whole
+    ``length`` and ``sha256``. Text whose JSON escapes (control characters as ``\\u00XX``)
+    would outgrow base64 is kept as base64, so the encoded size is at most about 4/3 of the
+    bytes kept.
+
+    >>> bytes_field(b"abc")
+    {'encoding': 'utf-8', 'data': 'abc'}
+    >>> bytes_field(b"\\x01" * 10)["encoding"]
+    'base64'
+    >>> f = bytes_field("é".encode() * 3, limit=4)   # cut inside a character: whole ones kept
+    >>> f["data"], f["length"], f["truncated"]
+    ('éé', 6, True)
+    """
     if b is None:
         return None
+    head = b if limit is None or len(b) <= limit else b[:limit]
     try:
-        return {"encoding": "utf-8", "data": b.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"encoding": "base64", "data": base64.b64encode(b).decode("ascii")}
+        text: str | None = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = None
+        if len(head) < len(b) and exc.start >= len(head) - 3 and exc.end == len(head):
+            try:  # the cut split a character: keep the whole ones before it
+                text = head[:exc.start].decode("utf-8")
+                head = head[:exc.start]
+            except UnicodeDecodeError:
+                text = None
+    if text is not None and _json_growth(text) > len(head) * 4 // 3 + 4:
+        text = None
+    out: dict[str, Any] = (
+        {"encoding": "utf-8", "data": text} if text is not None
+        else {"encoding": "base64", "data": base64.b64encode(head).decode("ascii")})
+    if len(head) < len(b):
+        out["truncated"] = True
+        out["length"] = len(b)
+        out["sha256"] = hashlib.sha256(b).hexdigest()
+    return out
+
+
+def _json_growth(text: str) -> int:
+    """Length of ``text`` as a JSON string (orjson escapes control characters, quotes and
+    backslashes); cheap for the common case of plain text."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return len(text.encode("utf-8")) + 2
+    return len(orjson.dumps(text))
 
 
 def detected_at(ev: InferenceEvent, signal_index: int) -> dict[str, Any]:

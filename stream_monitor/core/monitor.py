@@ -72,6 +72,20 @@ def reference_scale(values: Sequence[float]) -> tuple[float, float]:
     return mean, (std if std > 0 and math.isfinite(std) else 1.0)
 
 
+def _over_feature_limit(model: ModelState, features: dict[str, Any], limit: int) -> bool:
+    """Would these features take a model past ``limit`` distinct features? Counted on what
+    its saved state holds (value rules' features, else its signals), so a model reloaded
+    from the store decides the same as one that stayed cached."""
+    mq = model.quality
+    if mq is not None:
+        known: Any = mq.features
+        new = sum(1 for name in features if name not in known)
+        return len(known) + new > limit
+    signals = model.signals
+    new = sum(1 for name in features if "feature:" + name not in signals)
+    return len(signals) + new > limit
+
+
 @dataclass(slots=True, eq=False)
 class SignalState:
     """State of one monitored signal of one model."""
@@ -257,6 +271,8 @@ class BatchResult:
     # once the whole batch (its labels included) is in.
     watch_pending: dict[str, InferenceEvent] = field(default_factory=dict)
     pairs: int = 0  # joined (prediction, label) pairs fed to performance signals
+    # Events refused whole by a per-model limit (event, reason code, reason): dead letters.
+    rejected: list[tuple[InferenceEvent, str, str]] = field(default_factory=list)
     pairs_redelivered: int = 0  # pairs already consumed by the stored state: skipped
     # Label delays (seconds) of the pairs fed, per model (for the label metrics).
     pair_delays: dict[str, list[float]] = field(default_factory=dict)
@@ -441,6 +457,7 @@ class Monitor:
         touched: dict[str, ModelState] = {}
         values = 0
         unit_of = self.unit_of
+        max_features = self.config.quality.max_features_per_model
         for ev in events:
             mid = ev.model_id
             ver = ev.model_version
@@ -463,6 +480,15 @@ class Monitor:
             if pos.offset <= model.applied.get(tp, -1):
                 result.redelivered += 1
                 continue
+            mq = model.quality
+            known = mq.features if mq is not None else model.signals
+            if len(known) + len(ev.features) > max_features and _over_feature_limit(
+                    model, ev.features, max_features):
+                result.rejected.append((ev, "too_many_signals", (
+                    f"the event would give model {mid!r} more than quality.max_features_per_model "
+                    f"= {max_features} distinct features; fix the producer's feature names, or "
+                    "raise the limit")))
+                continue
             model.applied[tp] = pos.offset
             touched[uid] = model
             model.events += 1
@@ -477,6 +503,8 @@ class Monitor:
                     if sig is _MISSING:
                         signal = "feature:" + name
                         sig = model.signals.get(signal) or self.new_signal(model, signal)
+                        if len(by_feature) >= 2 * max_features:
+                            by_feature.clear()  # a cache: unwatched names must not grow it
                         by_feature[name] = sig
                     if sig is None:
                         continue

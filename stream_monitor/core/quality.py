@@ -159,6 +159,8 @@ class QualityGate:
         self.max_future = q.timestamps.max_future_seconds
         self.max_past = q.timestamps.max_past_seconds
         self.duplicate_window = q.duplicates.window_seconds
+        self.max_features = q.max_features_per_event
+        self.max_id = q.max_id_length
         self._watched: dict[str, bool] = {}
 
     @property
@@ -195,6 +197,12 @@ class QualityGate:
                 dead.append(ev)  # type: ignore[arg-type]
                 counters.dead_letter(NO_MODEL, ev.reason_code)  # type: ignore[union-attr]
                 continue
+            limit = self._limit_fault(ev)  # type: ignore[arg-type]
+            if limit is not None:
+                code, reason = limit
+                dead.append(DeadLetter(raw, code, reason))
+                counters.dead_letter(NO_MODEL, code)
+                continue
             if per_model:
                 fault = self._event_fault(ev, now)  # type: ignore[arg-type]
                 if fault is not None:
@@ -205,6 +213,22 @@ class QualityGate:
                     continue
             events.append(ev)  # type: ignore[arg-type]
         return events, dead
+
+    def _limit_fault(self, ev: InferenceEvent) -> tuple[str, str] | None:
+        """Bounds on what one event may make the worker hold: its number of features and the
+        length of its ids (which become Redis keys and output fields)."""
+        n = len(ev.features)
+        if n > self.max_features:
+            return "too_many_features", (
+                f"the event has {n} features, over quality.max_features_per_event = "
+                f"{self.max_features}; send fewer features, or raise the limit")
+        max_id = self.max_id
+        if len(ev.model_id) > max_id or len(ev.event_id) > max_id or (
+                ev.model_version is not None and len(ev.model_version) > max_id):
+            return "id_too_long", (
+                f"model_id, event_id or model_version is longer than quality.max_id_length = "
+                f"{max_id} characters; use shorter ids, or raise the limit")
+        return None
 
     def _event_fault(self, ev: InferenceEvent, now: float) -> tuple[str, str] | None:
         if not self.watched(ev.model_id):
