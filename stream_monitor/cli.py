@@ -106,7 +106,8 @@ def worker(config: ConfigOpt) -> None:
     from .state.connection import redis_client
 
     _preflight(settings, settings.key_prefix)
-    metrics = WorkerMetrics(REGISTRY)
+    metrics = WorkerMetrics(REGISTRY, signal_gauges=cfg.metrics.signal_gauges,
+                            signals=cfg.metrics.signals)
     store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix,
                                      client=redis_client(settings)), metrics)
     fapp, _ = build_app(cfg, settings, store, metrics=metrics)

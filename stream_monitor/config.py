@@ -38,9 +38,11 @@ __all__ = [
     "DetectorSpec",
     "LabelRule",
     "LearnedBounds",
+    "MetricsRule",
     "ModelRule",
     "MonitorConfig",
     "Persistence",
+    "Privacy",
     "Quality",
     "QualityRule",
     "RetrainRule",
@@ -309,6 +311,38 @@ class Windows(_Strict):
     evidence_size: int = Field(50, ge=5, description="Last values summarized as `current` in alerts.")
 
 
+class Privacy(_Strict):
+    """How much of the input leaves the worker (docs/security.md "Privacy").
+
+    ``alert_evidence``: what drift alerts, resolutions, retrain requests and deployment checks
+    say about the values. ``full``: count, mean, std, min, max and quantiles of each window
+    (min and max of as few as ``windows.evidence_size`` values can be raw input values);
+    ``aggregate``: count, mean and std only; ``none``: the shift in reference standard
+    deviations (and counts) only. ``dead_letter_payload``: what a dead letter keeps of the
+    rejected record (value, key and headers). ``full``: up to ``quality.dead_letter_max_bytes``;
+    ``truncated``: a head of ``dead_letter_truncated_bytes``; ``hash``: no bytes, only the
+    length and the SHA-256, and a reason that quotes nothing from the record.
+    """
+
+    alert_evidence: Literal["full", "aggregate", "none"] = Field(
+        "full", description="full | aggregate (count, mean, std) | none (shift only).")
+    dead_letter_payload: Literal["full", "truncated", "hash"] = Field(
+        "full", description="full | truncated (a head) | hash (length + SHA-256, no bytes).")
+    dead_letter_truncated_bytes: int = Field(
+        256, ge=0, le=65_536, description="Head kept with dead_letter_payload: truncated.")
+
+
+class MetricsRule(_Strict):
+    """What the worker's /metrics shows per signal (docs/security.md "Metrics")."""
+
+    signal_gauges: bool = Field(
+        True, description="Per-signal gauges (window sizes, reference/current means, detecting); "
+        "off: none, so /metrics shows no statistic of any feature.")
+    signals: list[str] = Field(
+        default_factory=lambda: ["*"], description="Globs: signals that get their own `signal` "
+        "label; others are counted as `other` and get no gauges (bounds label cardinality).")
+
+
 def _default_detectors() -> dict[str, DetectorSpec]:
     return {"adwin": DetectorSpec(type="adwin"), "page_hinkley": DetectorSpec(type="page_hinkley")}
 
@@ -322,6 +356,8 @@ class MonitorConfig(_Strict):
     detectors: dict[str, DetectorSpec] = Field(default_factory=_default_detectors)
     quality: Quality = Field(default_factory=Quality)  # type: ignore[arg-type]
     models: list[ModelRule] = Field(min_length=1)
+    privacy: Privacy = Field(default_factory=Privacy)  # type: ignore[arg-type]
+    metrics: MetricsRule = Field(default_factory=MetricsRule)  # type: ignore[arg-type]
 
     def model_rule(self, model_id: str) -> ModelRule | None:
         """The first rule whose `match` fits the model id, or None (model not watched)."""

@@ -59,12 +59,19 @@ class WorkerMetrics:
     ``docs/notify.md`` ("Wiring the worker") for where."""
 
     def __init__(self, registry: CollectorRegistry | None = None, *,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, signal_gauges: bool = True,
+                 signals: Sequence[str] = ("*",)) -> None:
+        """``signal_gauges`` off: no per-signal gauges (window sizes, means). ``signals``: globs
+        of the signal names that get their own ``signal`` label; the others are counted as
+        ``other`` and get no gauges (the monitoring config's ``metrics`` section)."""
         from prometheus_client import REGISTRY
 
         reg = registry if registry is not None else REGISTRY
         self.registry = reg
         self.clock = clock
+        self.signal_gauges = signal_gauges
+        self.signal_globs = tuple(signals)
+        self._signal_label: dict[str, str | None] = {}
         ns = NAMESPACE
         self.events = PromCounter("events", "Inference events read, by model (dead letters not "
                                   "included).", ["model"], namespace=ns, registry=reg)
@@ -183,7 +190,8 @@ class WorkerMetrics:
         """A drift alert was published: count it, and observe its event-to-alert latency."""
         det = alert.get("detector")
         detector = det.get("name") if isinstance(det, Mapping) else det
-        self.detections.labels(str(alert.get("model_id")), str(alert.get("signal")),
+        self.detections.labels(str(alert.get("model_id")),
+                               self.signal_label(str(alert.get("signal"))) or "other",
                                str(detector)).inc()
         t = _event_time(alert)
         now = self.clock() if now is None else now
@@ -231,9 +239,28 @@ class WorkerMetrics:
                 self.set_lag(key, hw - nxt)
 
     # -- per signal --------------------------------------------------------------------------
+    def signal_label(self, signal: str) -> str | None:
+        """The ``signal`` label of a signal, or None when the allow-list leaves it out.
+
+        >>> m = WorkerMetrics(CollectorRegistry(), signals=["prediction", "feature:amount"])
+        >>> m.signal_label("feature:amount"), m.signal_label("feature:ssn")
+        ('feature:amount', None)
+        """
+        label = self._signal_label.get(signal, "")
+        if label == "":
+            import fnmatch
+
+            label = (signal if any(fnmatch.fnmatchcase(signal, g) for g in self.signal_globs)
+                     else None)
+            if len(self._signal_label) < 100_000:
+                self._signal_label[signal] = label
+        return label
+
     def observe_signal(self, model: str, signal: str, *, reference_size: int, recent_size: int,
                        reference_mean: float | None, current_mean: float | None,
                        detecting: bool | None = None) -> None:
+        if not self.signal_gauges or self.signal_label(signal) is None:
+            return
         self.window_size.labels(model, signal, "reference").set(reference_size)
         self.window_size.labels(model, signal, "recent").set(recent_size)
         if reference_mean is not None and math.isfinite(reference_mean):
@@ -246,6 +273,8 @@ class WorkerMetrics:
     def observe_models(self, models: Iterable[Any]) -> None:
         """Window sizes and means of every signal of these models (``core.monitor.ModelState``:
         read duck-typed, so this module does not depend on the core's internals)."""
+        if not self.signal_gauges:
+            return
         for m in models:
             for sig in getattr(m, "signals", {}).values():
                 if sig is None:
