@@ -4,11 +4,11 @@ Run by ``benchmarks/throughput.py`` as a subprocess (a Faust worker owns its eve
 
     python benchmarks/_noop_faust.py --app-id ID --topic T --events N --result out.json
 
-The app is configured like ``stream_monitor.adapters.worker.build_app`` (raw serializers,
-memory store, ``topic_disable_leader``, no web server, same buffer and poll sizes, derived from
-the same ``Settings``), with a single agent doing ``async for event in stream: pass``, so Faust
-acks every event as the loop moves on and commits its offsets exactly as it does for the
-worker. Kafka and the batch size come from the same environment variables as the worker's
+The app is configured as the worker's Faust agent was before the worker moved to a batch
+aiokafka consumer (raw serializers, memory store, ``topic_disable_leader``, no web server, the
+same buffer and poll sizes), with a single agent doing ``async for event in stream: pass``, so
+Faust acks every event as the loop moves on and commits its offsets itself: the cost of Faust's
+per-event path alone. Kafka and the batch size come from the same environment variables as the worker's
 (``KAFKA_BOOTSTRAP_SERVERS``, ``SM_BATCH_MAX``, ``SM_LOG_LEVEL``).
 
 When the agent has seen ``--events`` events it writes, to ``--result``, its own clock readings
@@ -24,6 +24,36 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
+
+
+def faust_app(app_id: str, settings: Any) -> Any:
+    """A Faust app with the settings the worker's Faust agent had."""
+    import tempfile
+
+    import faust
+
+    # Faust makes a data directory even with the memory store: under SM_DATA_DIR (the benchmark
+    # passes one in its temp dir), else under the temp dir.
+    datadir = settings.data_dir or os.path.join(tempfile.gettempdir(), "stream-monitor")
+    os.makedirs(datadir, exist_ok=True)
+    return faust.App(
+        app_id,
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        store="memory://",
+        value_serializer="raw",
+        key_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        topic_disable_leader=True,
+        topic_partitions=settings.topic_partitions,
+        web_enabled=False,
+        datadir=os.path.join(datadir, "{conf.id}-data"),
+        producer_linger_ms=5,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+        broker_max_poll_records=max(500, settings.batch_max),
+    )
 
 
 def main() -> None:
@@ -39,13 +69,9 @@ def main() -> None:
     import faust
     from faust.worker import Worker
 
-    from stream_monitor.adapters.worker import faust_app
     from stream_monitor.config import Settings
 
     settings = Settings()  # type: ignore[call-arg]  # fields come from the environment
-    # Faust makes a data directory even with the memory store. Like the worker: under
-    # SM_DATA_DIR (the benchmark passes one in its temp dir), else under the temp dir.
-    # Exactly the Faust settings build_app() gives the worker (data dir under SM_DATA_DIR).
     app = faust_app(args.app_id, settings)
     topic = app.topic(
         args.topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"

@@ -39,6 +39,11 @@ for _p in "$KAFKA_PORT" "$REDIS_PORT" "${SM_KAFKA_CONTROLLER_PORT:-1}"; do
     [[ $_p =~ ^[0-9]+$ ]] || { echo "services: error: port '$_p' is not a number" >&2; exit 2; }
 done
 KAFKA_CTRL_PORT=${SM_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
+# A second plaintext listener that advertises the port of a test-side proxy (KAFKA_PORT+3): a
+# client bootstrapped through the proxy sends all its traffic through it, so a test can hold
+# one client's requests (a hung broker, for that client only) while the broker serves others.
+KAFKA_PROXIED_PORT=$((KAFKA_PORT + 2))
+KAFKA_PROXY_PORT=$((KAFKA_PORT + 3))
 KAFKA_TIMEOUT=${SM_KAFKA_START_TIMEOUT:-60}
 REDIS_TIMEOUT=${SM_REDIS_START_TIMEOUT:-20}
 EXTERNAL_TIMEOUT=${SM_EXTERNAL_TIMEOUT:-30}
@@ -205,11 +210,11 @@ write_kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CTRL_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CTRL_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CTRL_PORT,PROXIED://127.0.0.1:$KAFKA_PROXIED_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,PROXIED://127.0.0.1:$KAFKA_PROXY_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT
 log.dirs=$KAFKA_DIR/data
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
@@ -303,7 +308,7 @@ start_kafka() {
     fi
     rm -f "$KAFKA_PIDFILE"
     local p
-    for p in "$KAFKA_PORT" "$KAFKA_CTRL_PORT"; do
+    for p in "$KAFKA_PORT" "$KAFKA_CTRL_PORT" "$KAFKA_PROXIED_PORT"; do
         port_open "$p" && die "port $p is already in use by another process (see: ss -ltnp 'sport = :$p'); set SM_KAFKA_PORT / SM_KAFKA_CONTROLLER_PORT"
     done
     ensure_java
@@ -438,6 +443,10 @@ status() {
 print_env() {
     printf 'export KAFKA_BOOTSTRAP_SERVERS=%q\n' "${EXT_KAFKA:-$OWN_KAFKA}"
     printf 'export REDIS_URL=%q\n' "${EXT_REDIS:-$OWN_REDIS}"
+    if [[ -z $EXT_KAFKA ]]; then
+        printf 'export SM_TEST_KAFKA_PROXIED=%q\n' "127.0.0.1:$KAFKA_PROXIED_PORT"
+        printf 'export SM_TEST_KAFKA_PROXY_PORT=%q\n' "$KAFKA_PROXY_PORT"
+    fi
 }
 
 usage() {

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -86,45 +87,73 @@ def check_config(config: ConfigOpt) -> None:
 
 @app.command()
 def worker(config: ConfigOpt) -> None:
-    """Run the Kafka worker (Faust agent) with state in Redis.
+    """Run the Kafka worker: batches from the inference (and labels) topic, state in Redis,
+    offsets committed once a batch's state is saved and its outputs are acknowledged.
 
     Environment: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, SM_APP_ID, SM_BATCH_MAX,
-    SM_BATCH_WITHIN_SECONDS, SM_TOPIC_* and SM_LOG_LEVEL.
+    SM_BATCH_WITHIN_SECONDS, SM_SHUTDOWN_TIMEOUT_SECONDS, SM_MODEL_CACHE_SIZE,
+    SM_MAX_OUTPUT_BYTES, SM_METRICS_PORT, SM_TOPIC_* and SM_LOG_LEVEL (docs/config.md lists
+    them all).
     """
     settings = _settings()
     cfg = _load(config, settings)
-    from faust.worker import Worker
+    try:
+        _failpoint(settings.failpoint)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    from .observability.logging import configure_logging
 
-    from .adapters.worker import build_app
-    from .state.redis import RedisStore
+    configure_logging(settings.log_level, settings.log_format)
+    _preflight(settings, settings.key_prefix)  # Kafka and Redis, as the worker will use them
+    # Start-up objects (River, numpy, aiokafka) live for the whole run: keep the cyclic GC
+    # from re-scanning them, and collect the young generation less often (each event
+    # allocates a few dicts and floats).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+    rc = asyncio.run(_run_worker(cfg, settings))
+    raise typer.Exit(rc)
 
+
+def _failpoint(spec: str | None) -> Any:
+    from .adapters.worker import _failpoint as parse
+
+    return parse(spec)
+
+
+async def _run_worker(cfg: Any, settings: Settings) -> int:
     from prometheus_client import REGISTRY
 
+    from .adapters.worker import KafkaWorker
+    from .errors import StartupError
     from .observability import WorkerMetrics
-    from .observability.logging import json_logging_config
-    from .observability.worker_hooks import ObservedStore, instrument_faust_app, worker_readiness
+    from .observability.worker_hooks import ObservedStore, serve_worker_health, worker_readiness
+    from .state.redis import RedisStore
+
     from .state.connection import redis_client
 
-    _preflight(settings, settings.key_prefix)
     metrics = WorkerMetrics(REGISTRY, signal_gauges=cfg.metrics.signal_gauges,
                             signals=cfg.metrics.signals)
     store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix,
                                      client=redis_client(settings)), metrics)
-    fapp, _ = build_app(cfg, settings, store, metrics=metrics)
+    runtime = KafkaWorker(cfg, settings, store, metrics=metrics)
+    health = None
     if settings.metrics_port:
-        instrument_faust_app(fapp, metrics,
-                             worker_readiness(fapp, store, input_topic=cfg.topics.inference),
-                             port=settings.metrics_port, host=settings.metrics_host,
-                             input_topic=cfg.topics.inference)
-    # Start-up objects (Faust, River, numpy) live for the whole run: keep the cyclic GC from
-    # re-scanning them, and collect the young generation less often (each event allocates a
-    # few dicts and floats).
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
-    logging_config = json_logging_config(settings.log_level) if settings.log_format == "json" else None
-    Worker(fapp, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False,
-           logging_config=logging_config).execute_from_commandline()
+        health = asyncio.ensure_future(serve_worker_health(
+            runtime, metrics, worker_readiness(runtime, store, input_topic=cfg.topics.inference),
+            port=settings.metrics_port, host=settings.metrics_host,
+            input_topic=cfg.topics.inference))
+    try:
+        return await runtime.run()
+    except StartupError as exc:
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        return 1
+    finally:
+        if health is not None:
+            health.cancel()
+            with contextlib.suppress(BaseException):
+                await health
 
 
 @app.command()

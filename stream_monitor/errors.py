@@ -5,6 +5,8 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConnectionCheckError",
+    "OutputRejectedError",
+    "StartupError",
     "StateCorruptError",
     "StreamMonitorError",
     "TransientStoreError",
@@ -37,7 +39,18 @@ class StateCorruptError(StreamMonitorError):
     """State read back from the store does not decode. Never executed, only rejected."""
 
 
-class ConnectionCheckError(StreamMonitorError):
+class StartupError(StreamMonitorError):
+    """A dependency cannot be used at start (unreachable, refused credentials). The message is
+    one line that names the setting to fix; the process exits non-zero without retrying."""
+
+
+class OutputRejectedError(StreamMonitorError):
+    """Kafka refused an output record for a reason that retrying cannot mend (too large for the
+    topic, not authorized, no such topic). The batch is not committed, so its input is
+    redelivered once the cause is fixed; the message says which record and which setting."""
+
+
+class ConnectionCheckError(StartupError):
     """A start-up connection check failed for a reason a setting can fix (wrong password,
     unknown CA, missing ACL permission). The message is one line naming the setting; it never
     contains a secret. Not retried: fix the setting and start again."""

@@ -186,8 +186,10 @@ class BatchPipeline:
         return outboxes
 
     def _evict(self) -> None:
-        """Keep at most ``cache_size`` model states: the least recently used go first (never
-        one the batch just used). Called after a batch's state is saved."""
+        """Keep at most ``cache_size`` model states, the least recently used going first (the
+        batch's own last). Called after a batch's state is saved, so that every state evicted
+        is in the store; during a batch, the batch's own models are held whatever their
+        number."""
         lru = self._lru
         models = self.state.models
         for u in self._batch_units:
@@ -200,8 +202,6 @@ class BatchPipeline:
         for u in list(lru):
             if len(models) <= cap:
                 break
-            if u in self._batch_units:
-                continue
             del lru[u]
             models.pop(u, None)
             self._used.pop(u, None)
@@ -270,7 +270,8 @@ class BatchPipeline:
             # redelivered (and dead-lettered again, with the same id) if this run dies.
             rec = d.to_record(now, max_bytes, payload=privacy.dead_letter_payload,
                               truncated_bytes=privacy.dead_letter_truncated_bytes)
-            out.records.append(_output(topics.dead_letter, d.raw.key or b"", rec,
+            key = b"" if privacy.dead_letter_payload == "hash" else d.kafka_key
+            out.records.append(_output(topics.dead_letter, key, rec,
                                        (("reason-code", d.reason_code.encode()),)))
         per_model: dict[str, dict[str, bytes]] = {}
         for rec, uid in self._outputs(result):

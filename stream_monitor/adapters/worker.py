@@ -1,52 +1,122 @@
-"""The Kafka worker: a Faust agent that feeds batches of inference events to the core.
+"""The Kafka worker: batches of records from an aiokafka consumer, through the pipeline, with
+offsets committed by hand.
 
-Faust acks an event even when the agent raises, so this agent never lets an exception out:
-it takes events with ``noack_take`` (no automatic ack), saves state, publishes the outputs,
-waits for the broker to confirm them, and only then acks the events of the batch. A Redis
-outage is retried with capped backoff on the same batch, which also pauses consumption
-(the buffer is bounded by ``SM_BATCH_MAX``). An event the core cannot handle goes to the
-dead-letter topic; it never blocks its partition.
+One batch is one call of :meth:`MonitorWorker.step`, in the order of the guarantee:
+
+1. make sure Redis still holds our state (its epoch marker);
+2. run the pipeline: detection, then state and outbox saved in Redis;
+3. publish the outputs and wait until Kafka acknowledged every one;
+4. commit the batch's offsets, for the partitions this worker still owns;
+5. clear the outbox (best effort: a leftover is re-sent with the same ids);
+6. metrics and logs (best effort: nothing is left to lose at this point).
+
+An exception in steps 1-4 stops the batch before its commit: the worker forgets its cache,
+rewinds its partitions to their committed offsets and reads the batch again (the stored
+per-partition watermarks make a second pass change nothing twice). After
+``_MAX_FAILURES`` consecutive failures it exits non-zero for its supervisor to restart it.
+
+Why not Faust's agent: Faust acks an event in a ``finally`` even when the agent raised, so
+any exception after the pipeline (one in the metrics code was enough) committed events that
+were never applied; and its per-event stream machinery cost more than detection itself. This
+module drives aiokafka (the Kafka client Faust itself runs on) directly, one batch at a time;
+see docs/architecture.md ("The worker runtime").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import signal
-import tempfile
+import socket
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from ..config import MonitorConfig, Settings
 from ..contracts.records import SCHEMA_VERSION, DeadLetter, Position, RawRecord, iso_time, record_id
-from ..errors import TransientStoreError
+from ..errors import OutputRejectedError, TransientStoreError
 from ..observability.logging import log_context
 from ..pipeline import BatchOutput, BatchPipeline, OutputRecord, _output
 from ..state.base import StateFencedError, StateStore
+from .kafka_clients import client_kwargs, preflight
 
-__all__ = ["MonitorWorker", "build_app", "faust_app"]
+__all__ = ["KafkaWorker", "MonitorWorker"]
 
 log = logging.getLogger("stream_monitor.worker")
 
+_MAX_FAILURES = 5  # consecutive failed batches before the process gives up (exit 1)
+_REJECTED_TRIES = 3  # sends of a batch that Kafka refused with a non-retriable error
+# Kafka's own framing around a record (batch header, record header, varints): the producer's
+# max_request_size is set this far above SM_MAX_OUTPUT_BYTES.
+_FRAMING_BYTES = 16_384
+
+
+def record_size(r: OutputRecord) -> int:
+    """Bytes of an output record as the producer counts them (before framing)."""
+    return len(r.key) + len(r.value) + sum(len(k) + len(v) for k, v in r.headers)
+
 
 class MonitorWorker:
-    """Glue between a Faust stream and the batch pipeline (kept apart from Faust for tests)."""
+    """The batch step, apart from the Kafka clients so that it can be tested without them.
 
-    def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore) -> None:
+    ``producer`` needs ``send(topic, value, key=, headers=)`` returning an awaitable that
+    resolves when the broker acknowledged the record (aiokafka's ``AIOKafkaProducer``).
+    """
+
+    def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
+                 producer: Any = None, metrics: Any = None) -> None:
         self.config = config
         self.settings = settings
         self.store = store
-        self.pipeline = BatchPipeline(config, store)
-        self.topics: dict[str, Any] = {}
-        self._declared: set[str] = set()
-        self.metrics: Any = None
+        self.pipeline = BatchPipeline(config, store, cache_size=settings.model_cache_size)
+        self.producer = producer
+        self.metrics = metrics
         self.batches = 0
         self.events = 0
+        self.failpoint = _failpoint(settings.failpoint)
+        if self.failpoint is not None and self.failpoint[0] == "after_join":
+            # Between the label join (in Redis) and the state save: the pairs are logged but
+            # not yet consumed by any saved state.
+            self.pipeline.after_join = lambda: self._die_if("after_join")
+
+    # -- the batch step ------------------------------------------------------------------
+    async def step(self, raws: Sequence[RawRecord], commit: Any) -> BatchOutput:
+        """One batch, in the order of the guarantee (module docstring). ``commit`` is an
+        async callable that commits the batch's offsets; it is called only after the
+        outputs are confirmed."""
+        t0 = time.perf_counter()
+        await self.check_epoch()                         # 1. Redis still has our state
+        self._die_if("mid_batch")
+        out = await self.process(raws)                   # 2. detect; save state + outbox
+        self._die_if("after_save")
+        await self.publish(out.records)                  # 3. outputs acknowledged by Kafka
+        self._die_if("after_publish")
+        await commit()                                   # 4. offsets committed
+        self.batches += 1
+        self.events += len(raws)
+        await self.clear_outbox(out)                     # 5. best effort
+        try:                                             # 6. best effort
+            self._report(raws, out, time.perf_counter() - t0)
+        except Exception:
+            log.exception("metrics or logging failed after a committed batch (ignored: the "
+                          "batch is safe)")
+            if self.metrics is not None:
+                with contextlib.suppress(Exception):
+                    self.metrics.internal_error("report")
+        return out
 
     async def process(self, raws: Sequence[RawRecord]) -> BatchOutput:
         """Run a batch until its state is saved; retry while the store is down."""
@@ -58,10 +128,9 @@ class MonitorWorker:
                 log.warning("state store unavailable, retrying batch of %d in %.1fs: %s",
                             len(raws), delay, exc)
             except StateFencedError as exc:
-                # Another worker saved these models since we loaded them (a rebalance), or Redis
-                # lost them. Nothing of this batch was written for them. Reload and run the batch
-                # again: the stored watermark skips what the other worker already applied, and
-                # the events still get acked, so this partition's commits never stall.
+                # Another worker saved these models since we loaded them (a rebalance), or
+                # Redis lost them. Nothing of this batch was written for them. Reload and run
+                # the batch again: the stored watermark skips what the other worker applied.
                 if exc.lost:
                     await self.state_reset(f"stored state vanished: {exc}", exc.model_ids)
                 else:
@@ -86,9 +155,53 @@ class MonitorWorker:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.settings.store_retry_max_seconds)
 
+    async def publish(self, records: Sequence[OutputRecord]) -> None:
+        """Send every output and wait until the broker acknowledged all of them. Transient
+        faults (broker down, leader moving) are retried with capped backoff for as long as it
+        takes (shutdown cancels the wait); a refusal that retrying cannot mend is tried
+        ``_REJECTED_TRIES`` times, then raised as :class:`OutputRejectedError`."""
+        if not records:
+            return
+        limit = self.settings.max_output_bytes
+        for r in records:
+            size = record_size(r)
+            if size > limit:
+                raise OutputRejectedError(
+                    f"{r.record.get('type')} for topic {r.topic} is {size} bytes, over "
+                    f"SM_MAX_OUTPUT_BYTES={limit}; this is a bug (outputs are bounded), please "
+                    "report it")
+        delay = 0.2
+        refused = 0
+        while True:
+            try:
+                futs = [await self.producer.send(r.topic, r.value, key=r.key,
+                                                 headers=list(r.headers)) for r in records]
+                await asyncio.gather(*futs)
+                return
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                if self.metrics is not None:
+                    self.metrics.publish_failed()
+                if isinstance(exc, KafkaError) and not exc.retriable:
+                    refused += 1
+                    if refused >= _REJECTED_TRIES:
+                        raise OutputRejectedError(
+                            f"Kafka refused {len(records)} output records {refused} times: "
+                            f"{type(exc).__name__}: {exc}; check the output topics exist, "
+                            "this worker may write to them, and their max.message.bytes is at "
+                            f"least SM_MAX_OUTPUT_BYTES={limit}") from exc
+                # Re-sending is safe: ids are deterministic, consumers dedupe on them.
+                log.warning("publishing %d records failed, retrying in %.1fs: %r",
+                            len(records), delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     async def clear_outbox(self, out: BatchOutput) -> None:
         """Confirmed outputs leave the outbox. If this fails they are published again later
         (same ids), so a failure here is logged, not retried."""
+        if not out.outbox:
+            return
         try:
             await self.store.clear_outbox(out.outbox)
         except TransientStoreError as exc:
@@ -110,18 +223,17 @@ class MonitorWorker:
                                "without persistence?)", models=sorted(self.pipeline.state.models))
 
     async def state_reset(self, reason: str, models: list[str]) -> None:
-        import socket
-
         self.pipeline.forget()
         now = time.time()
+        host = socket.gethostname()
         rec = {
             "schema_version": SCHEMA_VERSION,
             "type": "state_reset",
-            "reset_id": record_id("reset", self.settings.app_id, socket.gethostname(), os.getpid(), now),
+            "reset_id": record_id("reset", self.settings.app_id, host, os.getpid(), now),
             "detected_at": iso_time(now),
             "reason": reason,
             "models": models,
-            "worker": {"app_id": self.settings.app_id, "host": socket.gethostname(), "pid": os.getpid()},
+            "worker": {"app_id": self.settings.app_id, "host": host, "pid": os.getpid()},
             "action": "continuing from fresh detectors and reference windows; alerts before this "
                       "point are not comparable with alerts after it",
         }
@@ -129,30 +241,281 @@ class MonitorWorker:
                   rec["action"])
         await self.publish([_output(self.config.topics.operations, b"", rec, ())])
 
-    async def publish(self, records: Sequence[OutputRecord]) -> None:
-        """Send every output and wait until the broker confirms all of them."""
-        delay = 0.2
-        while True:
+    # -- after the commit ----------------------------------------------------------------
+    def _report(self, raws: Sequence[RawRecord], out: BatchOutput, seconds: float) -> None:
+        if self.metrics is not None:
+            _observe(self.metrics, self, list(raws), out, seconds)
+        for r in out.records:
+            rec = r.record
+            if rec["type"] == "drift_alert":
+                at = rec["detected_at"]
+                with log_context(model=rec["model_id"], signal=rec["signal"], topic=at["topic"],
+                                 partition=at["partition"], offset=at["offset"]):
+                    log.info("drift alert %s: %s", rec["alert_id"], rec["summary"])
+        if out.alerts or out.retrain_requests or out.dead_letters or out.recovered:
+            log.info("batch of %d: %d alerts, %d retrain requests, %d dead letters, %d "
+                     "recovered from the outbox, %d redelivered (%s)", len(raws), out.alerts,
+                     out.retrain_requests, out.dead_letters, out.recovered, out.redelivered,
+                     _where(raws[-1].position))
+
+    def _die_if(self, name: str) -> None:
+        point = self.failpoint
+        if point is None or point[0] != name or point[1] != self.batches + 1:
+            return
+        if point[2]:
+            self.failpoint = None  # once: the batch read again must go through
+            raise RuntimeError(f"failpoint {name}:{point[1]}:raise")
+        log.warning("failpoint %s:%d reached: SIGKILL", name, point[1])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runtime: KafkaWorker) -> None:
+        self.runtime = runtime
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.runtime.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.runtime.on_assigned(set(assigned))
+
+
+class KafkaWorker:
+    """The process: Kafka clients, the batch loop, rebalances, signals and the shutdown
+    deadline. ``run()`` returns the process exit code."""
+
+    def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
+                 metrics: Any = None) -> None:
+        self.config = config
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        t = config.topics
+        self.sources = [t.inference] + ([t.labels] if any(r.labels for r in config.models) else [])
+        self.outputs = [t.alerts, t.retrain, t.dead_letter, t.operations, t.deployments]
+        kw = client_kwargs(settings)
+        client_id = f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
+        self.consumer = AIOKafkaConsumer(
+            **kw, group_id=settings.app_id, client_id=client_id,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=settings.batch_max,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=int(settings.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(min(3.0, settings.session_timeout_seconds / 3) * 1000),
+        )
+        self.producer = AIOKafkaProducer(
+            **kw, client_id=client_id, acks="all", enable_idempotence=True, linger_ms=5,
+            max_request_size=settings.max_output_bytes + _FRAMING_BYTES,
+        )
+        self.worker = MonitorWorker(config, settings, store, producer=self.producer,
+                                    metrics=metrics)
+        self._stop = asyncio.Event()
+        self._stop_at: float | None = None  # monotonic deadline once a stop was asked
+        self._inflight: asyncio.Task[Any] | None = None
+        self._reload = False  # forget the cache before the next batch (rebalance)
+        self.assigned: set[TopicPartition] = set()
+        self.started = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+        try:
+            await preflight(self.settings)
+            await self._ensure_topics()
+            await self.producer.start()
+            await self.consumer.start()
+            self.consumer.subscribe(self.sources, listener=_Rebalance(self))
+            self.started = True
+            log.info("worker %s consuming %s (batches of up to %d)", self.settings.app_id,
+                     ", ".join(self.sources), self.settings.batch_max)
+            return await self._loop()
+        finally:
+            await self._close()
+
+    def request_stop(self, why: str = "stop") -> None:
+        """Stop within SM_SHUTDOWN_TIMEOUT_SECONDS, whatever is stuck (signal handler)."""
+        if self._stop.is_set():
+            return
+        timeout = self.settings.shutdown_timeout_seconds
+        log.info("%s: stopping (deadline %.0fs)", why, timeout)
+        self._stop_at = time.monotonic() + timeout
+        self._stop.set()
+        # The last resort, outside the event loop: if anything (a stuck client, a blocked
+        # loop) holds the process past the deadline, it exits anyway. What was not committed
+        # is redelivered.
+        timer = threading.Timer(timeout, _hard_exit, args=(timeout,))
+        timer.daemon = True
+        timer.start()
+
+    def _left(self, reserve: float = 0.0) -> float:
+        if self._stop_at is None:
+            return float("inf")
+        return max(0.0, self._stop_at - time.monotonic() - reserve)
+
+    async def _loop(self) -> int:
+        failures = 0
+        within_ms = int(self.settings.batch_within_seconds * 1000)
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                fetched = await self.consumer.getmany(timeout_ms=within_ms,
+                                                      max_records=self.settings.batch_max)
+                if not fetched or self._stop.is_set():
+                    continue
+                if self._reload:
+                    self._reload = False
+                    self.worker.pipeline.forget()
+                raws, offsets = _batch(fetched)
+                step = asyncio.ensure_future(self.worker.step(raws, lambda o=offsets: self._commit(o)))
+                self._inflight = step
+                try:
+                    await asyncio.wait({step, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    if not step.done():
+                        # Stopping: let the batch finish while the deadline allows (keeping a
+                        # few seconds to close the clients), else abandon it uncommitted.
+                        await asyncio.wait({step}, timeout=self._left(reserve=5.0))
+                        if not step.done():
+                            log.warning("shutdown deadline: abandoning a batch of %d in flight; "
+                                        "it was not committed and will be redelivered", len(raws))
+                            step.cancel()
+                            with contextlib.suppress(BaseException):
+                                await step
+                            return 0
+                    step.result()
+                    failures = 0
+                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    if self.metrics is not None:
+                        with contextlib.suppress(Exception):
+                            self.metrics.internal_error("batch")
+                    if failures >= _MAX_FAILURES or isinstance(exc, OutputRejectedError):
+                        log.error("batch failed %d times in a row, giving up (exit 1); nothing "
+                                  "of it was committed: %s", failures, exc,
+                                  exc_info=not isinstance(exc, OutputRejectedError))
+                        return 1
+                    log.exception("batch of %d failed before its commit; rewinding to the "
+                                  "committed offsets to read it again (%d/%d)", len(raws),
+                                  failures, _MAX_FAILURES)
+                    await self._rewind()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), 0.5 * 2 ** failures)
+                finally:
+                    self._inflight = None
+            return 0
+        finally:
+            stop_wait.cancel()
+
+    async def _rewind(self) -> None:
+        """Forget the cache and go back to the committed offsets of every owned partition."""
+        self.worker.pipeline.forget()
+        tps = self.consumer.assignment()
+        if tps:
             try:
-                for name in {r.topic for r in records} - self._declared:
-                    # Output topics may not exist yet and brokers may not auto-create them.
-                    await self.topics[name].maybe_declare()
-                    self._declared.add(name)
-                futs = []
-                for r in records:
-                    topic = self.topics[r.topic]
-                    futs.append(await topic.send(key=r.key, value=r.value,
-                                                 headers=list(r.headers), force=True))
-                await asyncio.gather(*futs)
-                return
+                await self.consumer.seek_to_committed(*tps)
+            except Exception as exc:  # the next rebalance re-reads committed offsets anyway
+                log.warning("rewind to committed offsets failed: %r", exc)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit the batch's next offsets for the partitions still ours. A partition lost in a
+        rebalance is not committed (its new owner re-reads it; the watermarks skip what we
+        applied)."""
+        owned = self.consumer.assignment()
+        mine = {tp: o for tp, o in offsets.items() if tp in owned}
+        if len(mine) < len(offsets):
+            log.info("not committing %d partitions lost in a rebalance", len(offsets) - len(mine))
+        if not mine:
+            return
+        try:
+            await self.consumer.commit(mine)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("commit refused after a rebalance (the batch is redelivered to the "
+                        "partition's new owner; its effects are idempotent): %s", exc)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Finish the batch in flight while the group waits (bounded), so its offsets are
+        committed by the owner that applied it; then drop the cache."""
+        step = self._inflight
+        if step is not None and not step.done():
+            wait = min(self.settings.session_timeout_seconds, self._left(reserve=5.0))
+            done, _ = await asyncio.wait({step}, timeout=wait)
+            if not done:
+                log.warning("rebalance: the batch in flight did not finish within %.0fs; its "
+                            "revoked partitions will not be committed", wait)
+        self._reload = True
+        self.assigned = set()
+        if self.metrics is not None:
+            self.metrics.set_assigned([])
+
+    def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._reload = True  # reload state from Redis: another worker may have moved it on
+        self.assigned = assigned
+        if self.metrics is not None:
+            self.metrics.set_assigned([(tp.topic, tp.partition) for tp in assigned
+                                       if tp.topic == self.config.topics.inference])
+        log.info("assigned %d partitions", len(assigned))
+
+    async def _ensure_topics(self) -> None:
+        """Create missing input and output topics (brokers may not auto-create them; a consumer
+        subscribed to a missing topic gets no partitions until its next metadata refresh)."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(**client_kwargs(self.settings), request_timeout_ms=10000)
+        try:
+            await admin.start()
+            have = set(await admin.list_topics())
+            for name in [*self.sources, *self.outputs]:
+                if name in have:
+                    continue
+                try:
+                    await admin.create_topics([NewTopic(name, self.settings.topic_partitions, 1)])
+                except TopicAlreadyExistsError:
+                    pass
+        except KafkaError as exc:  # e.g. not authorized to create: the topics may exist
+            log.warning("could not check or create topics (%r); continuing", exc)
+        finally:
+            await admin.close()
+
+    async def _close(self) -> None:
+        """Close the clients within what is left of the deadline (nothing to commit here:
+        every committed batch was committed in its step)."""
+        budget = self._left() if self._stop_at is not None else 10.0
+        for name, close in (("consumer", self.consumer.stop), ("producer", self.producer.stop)):
+            try:
+                await asyncio.wait_for(close(), timeout=max(0.5, budget / 2))
             except Exception as exc:
-                if self.metrics is not None:
-                    self.metrics.publish_failed()
-                # Re-sending is safe: ids are deterministic, consumers dedupe on them.
-                log.warning("publishing %d records failed, retrying in %.1fs: %s",
-                            len(records), delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                log.warning("closing the Kafka %s: %r", name, exc)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.store.close(), timeout=2.0)
+
+
+def _batch(fetched: dict[TopicPartition, list[Any]]) -> tuple[list[RawRecord],
+                                                                 dict[TopicPartition, int]]:
+    """Raw records of a fetch (each partition in order) and the offsets to commit after it."""
+    raws: list[RawRecord] = []
+    offsets: dict[TopicPartition, int] = {}
+    for tp, msgs in fetched.items():
+        if not msgs:
+            continue
+        topic, part = tp.topic, tp.partition
+        for m in msgs:
+            raws.append(RawRecord(m.value, Position(topic, part, m.offset, m.timestamp), m.key,
+                                  tuple(m.headers) if m.headers else ()))
+        offsets[tp] = msgs[-1].offset + 1
+    return raws, offsets
+
+
+def _hard_exit(timeout: float) -> None:
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"stream-monitor worker: still running {timeout:g}s after the stop "
+                         "signal (SM_SHUTDOWN_TIMEOUT_SECONDS); exiting now, uncommitted input "
+                         "is redelivered\n")
+        sys.stderr.flush()
+    os._exit(70)
 
 
 def _observe(metrics: Any, worker: MonitorWorker, raws: list[RawRecord], out: BatchOutput,
@@ -191,21 +554,21 @@ def _observe(metrics: Any, worker: MonitorWorker, raws: list[RawRecord], out: Ba
     metrics.observe_models(newest.values())
 
 
-def _failpoint(spec: str | None) -> tuple[str, int] | None:
-    """Testing only (SM_FAILPOINT): where to SIGKILL ourselves, e.g. 'after_save:3'."""
+_FAILPOINTS = ("mid_batch", "after_join", "after_save", "after_publish")
+
+
+def _failpoint(spec: str | None) -> tuple[str, int, bool] | None:
+    """Testing only (SM_FAILPOINT): where to fail, e.g. 'after_save:3' (SIGKILL at the 3rd
+    batch) or 'after_publish:2:raise' (an exception after the 2nd batch's publish, before its
+    commit)."""
     if not spec:
         return None
-    name, _, n = spec.partition(":")
-    if name not in ("mid_batch", "after_join", "after_save", "after_publish") or not n.isdigit():
-        raise ValueError(f"SM_FAILPOINT={spec!r}: use after_join:N, after_save:N, "
-                         "after_publish:N or mid_batch:N")
-    return name, int(n)
-
-
-def _die_if(point: tuple[str, int] | None, name: str, batch: int) -> None:
-    if point is not None and point == (name, batch):
-        log.warning("failpoint %s:%d reached: SIGKILL", name, batch)
-        os.kill(os.getpid(), signal.SIGKILL)
+    parts = spec.split(":")
+    if (len(parts) not in (2, 3) or parts[0] not in _FAILPOINTS or not parts[1].isdigit()
+            or (len(parts) == 3 and parts[2] != "raise")):
+        raise ValueError(f"SM_FAILPOINT={spec!r}: use <point>:N or <point>:N:raise with point "
+                         f"one of {', '.join(_FAILPOINTS)}")
+    return parts[0], int(parts[1]), len(parts) == 3
 
 
 def _where(p: Position) -> str:
@@ -217,148 +580,7 @@ def _internal_error(config: MonitorConfig, raw: RawRecord) -> BatchOutput:
                     "worker log at this topic/partition/offset")
     out = BatchOutput(events=1, dead_letters=1)
     out.quality.dead_letter("(unknown)", "internal_error")
-    out.records.append(_output(config.topics.dead_letter, raw.key or b"", dl.to_record(time.time()),
+    out.records.append(_output(config.topics.dead_letter, dl.kafka_key,
+                               dl.to_record(time.time(), config.quality.dead_letter_max_bytes),
                                (("reason-code", b"internal_error"),)))
     return out
-
-
-def _raw(event: Any) -> RawRecord:
-    m = event.message
-    headers = m.headers or ()
-    if isinstance(headers, dict):
-        headers = headers.items()
-    ts = m.timestamp
-    return RawRecord(
-        m.value,
-        Position(m.topic, m.partition, m.offset, int(ts * 1000) if ts else None),
-        m.key,
-        tuple((str(k), bytes(v or b"")) for k, v in headers),
-    )
-
-
-_FETCH_WAIT_MS: int | None = None
-
-
-def _set_fetch_wait(ms: int) -> None:
-    """Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500``, hard-coded
-    (faust/transport/drivers/aiokafka.py). aiokafka leaves partitions that still have buffered
-    records out of the next fetch, so while the inference partition's records are being
-    processed the only fetch in flight is for an idle partition (the labels topic, say) and the
-    broker holds it for the whole wait: measured here, an idle labels topic next to the
-    inference topic took the worker from 8,600 to 3,500 events/s. Set the wait our way
-    (SM_FETCH_MAX_WAIT_MS) on the consumer Faust creates, before it starts."""
-    global _FETCH_WAIT_MS
-    _FETCH_WAIT_MS = ms
-    from faust.transport.drivers import aiokafka as driver
-
-    cls: Any = driver.AIOKafkaConsumerThread
-    if getattr(cls, "_stream_monitor_fetch_wait", False):
-        return
-    create = cls._create_worker_consumer
-
-    def _create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        if _FETCH_WAIT_MS is not None:
-            consumer._fetch_max_wait_ms = _FETCH_WAIT_MS  # read by AIOKafkaConsumer.start()
-        return consumer
-
-    cls._create_worker_consumer = _create_worker_consumer
-    cls._stream_monitor_fetch_wait = True
-
-
-def faust_app(app_id: str, settings: Settings) -> faust.App:
-    """The Faust app settings of the worker; the benchmark's no-op baseline uses the same."""
-    _set_fetch_wait(settings.fetch_max_wait_ms)
-    datadir = settings.data_dir or os.path.join(tempfile.gettempdir(), "stream-monitor")
-    os.makedirs(datadir, exist_ok=True)
-    return faust.App(
-        app_id,
-        broker=f"kafka://{settings.kafka_bootstrap_servers}",
-        store="memory://",
-        value_serializer="raw",
-        key_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        topic_disable_leader=True,
-        topic_partitions=settings.topic_partitions,
-        web_enabled=False,
-        # Faust creates a data directory for tables even with the memory store; keep it out of
-        # the working directory.
-        datadir=os.path.join(datadir, "{conf.id}-data"),
-        producer_linger_ms=5,
-        broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
-        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
-        broker_max_poll_records=max(500, settings.batch_max),
-    )
-
-
-def build_app(config: MonitorConfig, settings: Settings, store: StateStore,
-              metrics: Any = None) -> tuple[faust.App, MonitorWorker]:
-    """The Faust app with one agent on the inference topic (and the labels topic when a
-    model rule takes labels). ``metrics`` is an optional
-    :class:`~stream_monitor.observability.WorkerMetrics`, told about every finished batch."""
-    app = faust_app(settings.app_id, settings)
-    worker = MonitorWorker(config, settings, store)
-    worker.metrics = metrics
-    t = config.topics
-    for name in (t.alerts, t.retrain, t.dead_letter, t.operations, t.deployments):
-        worker.topics[name] = app.topic(name, key_type=bytes, value_type=bytes,
-                                        key_serializer="raw", value_serializer="raw")
-    # Labels share the agent (and its batches) with the inference events when a model takes
-    # them: one model's predictions and labels then meet in one place, in order per partition.
-    sources = [t.inference] + ([t.labels] if any(r.labels for r in config.models) else [])
-    inference = app.topic(*sources, key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw")
-
-    failpoint = _failpoint(settings.failpoint)
-    if failpoint is not None and failpoint[0] == "after_join":
-        # Between the label join (in Redis) and the state save: the pairs are logged but not
-        # yet consumed by any saved state.
-        worker.pipeline.after_join = lambda: _die_if(failpoint, "after_join", worker.batches + 1)
-
-    @app.agent(inference, concurrency=1)
-    async def monitor(stream: faust.StreamT) -> None:
-        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_seconds):
-            n = worker.batches + 1
-            t0 = time.perf_counter()
-            raws = [_raw(e) for e in events]
-            await worker.check_epoch()
-            _die_if(failpoint, "mid_batch", n)
-            out = await worker.process(raws)
-            _die_if(failpoint, "after_save", n)
-            if out.records:
-                await worker.publish(out.records)
-            await worker.clear_outbox(out)
-            _die_if(failpoint, "after_publish", n)
-            for e in events:
-                await stream.ack(e)
-            worker.batches = n
-            worker.events += len(events)
-            if metrics is not None:
-                _observe(metrics, worker, raws, out, time.perf_counter() - t0)
-            for r in out.records:
-                rec = r.record
-                if rec["type"] == "drift_alert":
-                    at = rec["detected_at"]
-                    with log_context(model=rec["model_id"], signal=rec["signal"],
-                                     topic=at["topic"], partition=at["partition"],
-                                     offset=at["offset"]):
-                        log.info("drift alert %s: %s", rec["alert_id"], rec["summary"])
-            if out.alerts or out.retrain_requests or out.dead_letters or out.recovered:
-                log.info("batch of %d: %d alerts, %d retrain requests, %d dead letters, %d "
-                         "recovered from the outbox, %d redelivered (%s)", len(events), out.alerts,
-                         out.retrain_requests, out.dead_letters, out.recovered, out.redelivered,
-                         _where(raws[-1].position))
-
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
-        # State is saved every batch before its events are acked; drop the cache so that a
-        # partition that comes back is reloaded from Redis, where another worker may have
-        # moved it on.
-        worker.pipeline.forget()
-
-    @app.on_partitions_assigned.connect
-    async def on_assigned(app: faust.App, assigned: Any, **kwargs: Any) -> None:
-        worker.pipeline.forget()
-
-    return app, worker

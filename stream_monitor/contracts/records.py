@@ -136,6 +136,11 @@ class DeadLetter:
     reason_code: str
     reason: str
 
+    @property
+    def kafka_key(self) -> bytes:
+        """The dead letter's Kafka key: the original key (a bounded head of it)."""
+        return (self.raw.key or b"")[:_KEY_MAX_BYTES]
+
     def to_record(self, now: float, max_bytes: int = DEAD_LETTER_MAX_BYTES, *,
                   payload: str = "full", truncated_bytes: int = 256) -> dict[str, Any]:
         """The dead-letter record. Its size is bounded whatever the input: the value keeps at

@@ -115,6 +115,10 @@ class WorkerMetrics:
                                                registry=reg)
         self.publish_failures = PromCounter("publish_failures", "Output publishes that failed "
                                             "(retried).", namespace=ns, registry=reg)
+        self.internal_errors = PromCounter(
+            "worker_internal_errors", "Exceptions in the worker loop, by stage: `batch` (before "
+            "the commit: the batch is read again), `report` (metrics or logs after the commit).",
+            ["stage"], namespace=ns, registry=reg)
         self.labels = PromCounter("labels", "Label records read from the labels topic, by model "
                                   "(dead letters not included).", ["model"], namespace=ns,
                                   registry=reg)
@@ -279,14 +283,17 @@ class WorkerMetrics:
             for sig in getattr(m, "signals", {}).values():
                 if sig is None:
                     continue
-                ref = list(getattr(sig, "reference", ()) or ())
-                recent = list(getattr(sig, "recent", ()) or ())
+                ref = getattr(sig, "reference", ()) or ()
+                recent = getattr(sig, "recent", ()) or ()
+                detecting = getattr(sig, "detectors", None) is not None
                 self.observe_signal(
                     str(m.model_id), str(sig.signal), reference_size=len(ref),
                     recent_size=len(recent),
-                    reference_mean=math.fsum(ref) / len(ref) if ref else None,
-                    current_mean=math.fsum(recent) / len(recent) if recent else None,
-                    detecting=getattr(sig, "detectors", None) is not None)
+                    # An active signal's reference mean is kept by the core; computing it again
+                    # from the window would cost a pass over up to thousands of values.
+                    reference_mean=(getattr(sig, "ref_mean", None) if detecting
+                                    else _mean(ref)),
+                    current_mean=_mean(recent), detecting=detecting)
 
     # -- state store and producer ----------------------------------------------------------------
     def redis_round_trip(self, seconds: float) -> None:
@@ -298,6 +305,9 @@ class WorkerMetrics:
 
     def publish_failed(self) -> None:
         self.publish_failures.inc()
+
+    def internal_error(self, stage: str) -> None:
+        self.internal_errors.labels(stage).inc()
 
 
 @dataclass(slots=True)
@@ -399,3 +409,20 @@ class NotifierMetrics:
     def set_lag(self, tp: Any, lag: int) -> None:
         topic, partition = topic_partition(tp)
         self.lag.labels(topic, str(partition)).set(max(0, lag))
+
+
+def _mean(values: Any) -> float | None:
+    """Mean of a window, or None when empty. Never raises: values as large as 1e308 overflow
+    ``math.fsum`` (OverflowError), and a gauge must not take the worker loop down; an
+    overflowing sum gives an infinite mean instead.
+
+    >>> _mean([1e308, 1e308]), _mean([]), _mean([1.0, 2.0])
+    (inf, None, 1.5)
+    """
+    n = len(values)
+    if not n:
+        return None
+    try:
+        return math.fsum(values) / n
+    except OverflowError:
+        return sum(values) / n

@@ -1,8 +1,8 @@
-"""Hooks that attach metrics and health endpoints to the Faust worker's app.
+"""Metrics and health endpoints of the Kafka worker.
 
-``build_app`` stays as it is; the worker command calls :func:`instrument_faust_app` on the app it
-returns, and the agent calls :meth:`WorkerMetrics.observe_batch` once a batch is safe. What
-belongs where is spelled out in ``docs/notify.md`` ("Wiring the worker").
+The worker command calls :func:`serve_worker_health` once the worker object exists; the batch
+step calls :meth:`WorkerMetrics.observe_batch` once a batch is committed. What belongs where is
+spelled out in ``docs/notify.md`` ("Wiring the worker").
 
 Readiness means: Kafka answers (a ListOffsets request for the assigned partitions), Redis
 answers PING, and this worker has input partitions assigned.
@@ -11,6 +11,7 @@ answers PING, and this worker has input partitions assigned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -18,33 +19,29 @@ from typing import Any
 from .http import HealthServer, Readiness
 from .metrics import WorkerMetrics
 
-__all__ = ["ObservedStore", "instrument_faust_app", "sample_lag", "worker_readiness"]
+__all__ = ["ObservedStore", "sample_lag", "serve_worker_health", "worker_readiness"]
 
 log = logging.getLogger("stream_monitor.observability")
 
 
-def _assigned(app: Any, topic: str | None) -> list[Any]:
-    try:
-        tps = app.consumer.assignment()
-    except Exception:  # the consumer is not started yet
-        return []
-    return [tp for tp in tps if topic is None or tp.topic == topic]
+def _assigned(worker: Any, topic: str | None) -> list[Any]:
+    return [tp for tp in getattr(worker, "assigned", ()) if topic is None or tp.topic == topic]
 
 
-def worker_readiness(app: Any, store: Any, *, input_topic: str | None = None,
+def worker_readiness(worker: Any, store: Any, *, input_topic: str | None = None,
                      timeout_seconds: float = 3.0, cache_seconds: float = 2.0) -> Readiness:
-    """Readiness checks of a Faust worker: ``kafka``, ``redis``, ``partitions_assigned``."""
+    """Readiness checks of a :class:`~stream_monitor.adapters.worker.KafkaWorker`: ``kafka``,
+    ``redis``, ``partitions_assigned``."""
 
     async def kafka() -> tuple[bool, str]:
-        tps = _assigned(app, input_topic)
+        if not worker.started:
+            return False, "the Kafka clients are not started"
+        tps = _assigned(worker, input_topic)
         if tps:
-            hws = await app.consumer.highwaters(*tps)  # a round trip to the partition leaders
+            hws = await worker.consumer.end_offsets(tps)  # a round trip to the partition leaders
             return True, f"high watermarks of {len(hws)} partitions read"
-        client = getattr(getattr(app.producer, "_producer", None), "client", None)
-        if client is None:
-            return False, "no partitions assigned and the producer is not started"
-        ok = await client.fetch_all_metadata()
-        return ok is not None, "metadata read (no partitions assigned)"
+        await worker.consumer.topics()  # a metadata round trip
+        return True, "metadata read (no partitions assigned)"
 
     async def redis() -> tuple[bool, str]:
         ping = getattr(store, "ping", None)
@@ -53,67 +50,54 @@ def worker_readiness(app: Any, store: Any, *, input_topic: str | None = None,
         return bool(await ping()), "PING"
 
     def partitions() -> tuple[bool, str]:
-        n = len(_assigned(app, input_topic))
+        n = len(_assigned(worker, input_topic))
         return n > 0, f"{n} partitions assigned"
 
     return Readiness({"kafka": kafka, "redis": redis, "partitions_assigned": partitions},
                      timeout_seconds=timeout_seconds, cache_seconds=cache_seconds)
 
 
-async def sample_lag(app: Any, metrics: WorkerMetrics, input_topic: str | None = None) -> None:
-    """Set the assignment and the lag per assigned input partition (one ListOffsets request)."""
-    tps = _assigned(app, input_topic)
+async def sample_lag(worker: Any, metrics: WorkerMetrics, input_topic: str | None = None) -> None:
+    """Set the assignment and the lag per assigned input partition (one ListOffsets request;
+    the lag is measured from the committed position, what a restart would read again)."""
+    tps = _assigned(worker, input_topic)
     metrics.set_assigned([(tp.topic, tp.partition) for tp in tps])
     if not tps:
         return
-    highwaters = await app.consumer.highwaters(*tps)
+    highwaters = await worker.consumer.end_offsets(tps)
     positions: dict[tuple[str, int], int | None] = {}
     for tp in tps:
         try:
-            positions[(tp.topic, tp.partition)] = await app.consumer.position(tp)
-        except Exception:  # no position yet (never fetched)
+            positions[(tp.topic, tp.partition)] = await worker.consumer.committed(tp)
+        except Exception:  # no commit yet
             positions[(tp.topic, tp.partition)] = None
     metrics.lag_from_highwaters({(tp.topic, tp.partition): hw for tp, hw in highwaters.items()},
                                 positions)
 
 
-def instrument_faust_app(app: Any, metrics: WorkerMetrics, readiness: Readiness, *,
-                         port: int, host: str = "0.0.0.0", input_topic: str | None = None,
-                         lag_interval_seconds: float = 5.0) -> None:
-    """Serve /metrics, /healthz and /readyz while the app runs, and sample lag periodically.
-
-    Call it after ``build_app`` and before the worker starts.
-    """
-    state: dict[str, HealthServer] = {}
-
-    @app.task
-    async def _serve_health() -> None:
-        if port:
+async def serve_worker_health(worker: Any, metrics: WorkerMetrics, readiness: Readiness, *,
+                              port: int, host: str = "0.0.0.0", input_topic: str | None = None,
+                              lag_interval_seconds: float = 5.0) -> Any:
+    """Serve /metrics, /healthz and /readyz and sample the lag every few seconds, until the
+    returned coroutine's task is cancelled."""
+    server: HealthServer | None = None
+    try:
+        server = await HealthServer(metrics.registry, readiness, host=host, port=port).start()
+    except OSError as exc:  # e.g. the port is taken: monitoring goes on without it
+        log.error("cannot serve /metrics and health on %s:%d: %s (set SM_METRICS_PORT)",
+                  host, port, exc)
+    try:
+        while True:
+            await asyncio.sleep(lag_interval_seconds)
             try:
-                state["server"] = await HealthServer(metrics.registry, readiness, host=host,
-                                                     port=port).start()
-            except OSError as exc:  # e.g. the port is taken: monitoring goes on without it
-                log.error("cannot serve /metrics and health on %s:%d: %s (set SM_METRICS_PORT)",
-                          host, port, exc)
-
-    @app.timer(lag_interval_seconds)
-    async def _sample_lag() -> None:
-        try:
-            await asyncio.wait_for(sample_lag(app, metrics, input_topic),
-                                   max(5.0, lag_interval_seconds))
-        except Exception as exc:  # lag is best effort; readiness reports Kafka trouble
-            log.warning("lag sample failed: %r", exc)
-
-    @app.on_partitions_assigned.connect
-    async def _assigned_changed(app: Any, assigned: Any, **kwargs: Any) -> None:
-        metrics.set_assigned([(tp.topic, tp.partition) for tp in assigned
-                              if input_topic is None or tp.topic == input_topic])
-
-    @app.on_before_shutdown.connect
-    async def _stop_health(app: Any, **kwargs: Any) -> None:
-        server = state.pop("server", None)
+                await asyncio.wait_for(sample_lag(worker, metrics, input_topic),
+                                       max(5.0, lag_interval_seconds))
+            except Exception as exc:  # lag is best effort; readiness reports Kafka trouble
+                log.warning("lag sample failed: %r", exc)
+    finally:
         if server is not None:
-            await server.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.stop(), 2.0)
 
 
 class ObservedStore:

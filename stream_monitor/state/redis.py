@@ -22,6 +22,7 @@ Loading takes two round trips.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import time
@@ -196,7 +197,7 @@ class RedisStore:
             index = self._index(mid)
             keys = [base + ":version", base + ":model", base + ":outbox", index, index + ":latest"]
             ttl_ms = max(1, int((d.ttl_seconds or 0) * 1000))
-            args: list[Any] = [str(d.version), orjson.dumps(d.meta), ver or "",
+            args: list[Any] = [str(d.version), _dumps(d.meta), ver or "",
                                repr(float(d.first_seen or 0.0)), ttl_ms, base, len(d.outbox)]
             for oid, rec in d.outbox.items():
                 args += [oid, rec]
@@ -204,7 +205,7 @@ class RedisStore:
                 k = self._signal_key(d.model_id, s.signal)
                 keys += [k, k + ":recent", k + ":ref"]
                 ref = s.reference
-                args += [orjson.dumps(s.meta), _pack(s.recent), "0" if ref is None else "1",
+                args += [_dumps(s.meta), _pack(s.recent), "0" if ref is None else "1",
                          b"" if ref is None else _pack(ref)]
             await self._save_script(keys=keys, args=args, client=pipe)
         t0 = time.perf_counter()
@@ -276,11 +277,40 @@ class RedisStore:
             log.debug("redis close failed", exc_info=True)
 
 
+def _dumps(meta: dict[str, Any]) -> bytes:
+    """A checkpoint as JSON, non-finite floats included. orjson writes inf and NaN as null,
+    which would not restore: a reference holding 1e308 has an infinite mean, and a worker that
+    reloaded that model (a restart, a rebalance, a cache eviction) could no longer run it. Such
+    a checkpoint is written with the standard library's NaN/Infinity tokens instead (read back
+    by :func:`_json`), so a reloaded model goes on exactly as one that stayed in memory.
+
+    >>> _json(_dumps({"m": float("inf"), "s": [float("nan")], "n": None}), "m")
+    {'m': inf, 's': [nan], 'n': None}
+    """
+    raw = orjson.dumps(meta)
+    if b"null" in raw and _non_finite(meta):
+        return json.dumps(meta, separators=(",", ":")).encode()
+    return raw
+
+
+def _non_finite(obj: Any) -> bool:
+    if type(obj) is float:
+        return obj - obj != 0.0
+    if isinstance(obj, dict):
+        return any(_non_finite(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return any(_non_finite(v) for v in obj)
+    return False
+
+
 def _json(raw: bytes, model_id: str) -> dict[str, Any]:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise StateCorruptError(f"state of model {model_id!r} is not JSON: {exc}") from None
+        try:  # NaN/Infinity tokens (see _dumps)
+            obj = json.loads(raw)
+        except ValueError:
+            raise StateCorruptError(f"state of model {model_id!r} is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise StateCorruptError(f"state of model {model_id!r} is not a JSON object")
     return obj

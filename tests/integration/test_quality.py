@@ -35,6 +35,7 @@ MODEL = "credit-risk"
 CONFIG = {
     "windows": {"reference_size": 300, "recent_size": 200, "evidence_size": 30},
     "quality": {"max_message_bytes": 4096, "unknown_model": "dead_letter",
+                "max_features_per_event": 50, "max_features_per_model": 20, "max_id_length": 64,
                 "duplicates": {"window_seconds": 3600},
                 "timestamps": {"max_future_seconds": 600, "max_past_seconds": 7 * 86400}},
     "models": [{
@@ -94,6 +95,11 @@ def build_stream(now: float) -> tuple[list[tuple[bytes | None, bytes | None]], d
          dumps(dict(template, event_id="fut", timestamp=now + 86400))),
         ("timestamp_too_old", MODEL.encode(),
          dumps(dict(template, event_id="old", timestamp=now - 30 * 86400))),
+        ("too_many_features", MODEL.encode(),
+         dumps(dict(template, event_id="wide", features={f"x{i}": 1.0 for i in range(60)}))),
+        ("too_many_signals", MODEL.encode(),
+         dumps(dict(template, event_id="new-names", features={f"y{i}": 1.0 for i in range(30)}))),
+        ("id_too_long", MODEL.encode(), dumps(dict(template, event_id="e" * 100))),
     ]
     stream: list[tuple[bytes | None, bytes | None, str | None]] = [
         (MODEL.encode(), dumps(e), None) for e in goods]
