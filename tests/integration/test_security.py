@@ -348,20 +348,8 @@ def _worker_env(u: Unique, **extra: str) -> dict[str, str]:
     return env
 
 
-def _worker_speaks_sasl() -> bool:
-    """The Faust worker passes only a broker URL to Faust; the worker runtime that replaces it
-    builds its clients with kafka_clients.client_kwargs."""
-    src = Path(__file__).resolve().parents[2] / "stream_monitor" / "adapters" / "worker.py"
-    return "client_kwargs" in src.read_text()
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("kafka_mode", [
-    "plaintext",
-    pytest.param("sasl_ssl", marks=pytest.mark.skipif(
-        not _worker_speaks_sasl(), reason="the Faust worker cannot log in to Kafka; needs the "
-        "worker runtime built on kafka_clients.client_kwargs")),
-])
+@pytest.mark.parametrize("kafka_mode", ["plaintext", "sasl_ssl"])
 def test_worker_over_secure_services_equals_plaintext_run(
         secure: Secure, kafka_bootstrap: str, redis_url: str, tmp_path: Path, acl_user: Any,
         kafka_mode: str) -> None:

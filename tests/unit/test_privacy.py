@@ -27,6 +27,8 @@ from stream_monitor.pipeline import BatchPipeline
 from stream_monitor.state.memory import MemoryStore
 from stream_monitor.synth import Drift, StreamSpec, generate
 
+pytestmark = pytest.mark.security
+
 BAD = [b"customer 4111-1111-1111-1111 ssn 123-45-6789 not json",
        b'{"event_id": "secret-evt-0077", "features": {"amount": 31337.424242}}',
        b'{"event_id": "x-9", "model_id": "credit-risk", "timestamp": "not-a-time-2718281",'

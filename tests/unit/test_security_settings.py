@@ -24,6 +24,8 @@ from stream_monitor.state.connection import (
     redis_kwargs,
 )
 
+pytestmark = pytest.mark.security
+
 SECRET = "s3cr3t-Pa55"
 
 
