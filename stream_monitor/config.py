@@ -822,7 +822,10 @@ class Settings(ConnectionSettings):
     topic_deployments: str | None = Field(None, validation_alias="SM_TOPIC_DEPLOYMENTS")
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
                               description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
-    metrics_host: str = Field("0.0.0.0", validation_alias="SM_METRICS_HOST")
+    metrics_host: str = Field(
+        "0.0.0.0", validation_alias="SM_METRICS_HOST",
+        description="Bind address of /metrics, /healthz and /readyz: 0.0.0.0 (all interfaces, "
+        "what a Kubernetes probe and scrape need), or 127.0.0.1 behind a local auth proxy.")
     log_format: Literal["text", "json"] = Field("text", validation_alias="SM_LOG_FORMAT",
                                                 description="json: one JSON object per log line.")
     session_timeout_seconds: float = Field(
@@ -833,6 +836,19 @@ class Settings(ConnectionSettings):
                                   description="Testing only: 'after_join:N', 'after_save:N', "
                                   "'after_publish:N' or 'mid_batch:N' kills the worker with "
                                   "SIGKILL at its N-th batch.")
+    enable_test_failpoints: bool = Field(
+        False, validation_alias="SM_ENABLE_TEST_FAILPOINTS",
+        description="Testing only: SM_FAILPOINT is refused unless this is also set, so that a "
+        "stray variable cannot make a production worker kill itself.")
+
+    @model_validator(mode="after")
+    def _failpoints_are_for_tests(self) -> Settings:
+        if self.failpoint and not self.enable_test_failpoints:
+            raise ValueError("SM_FAILPOINT: test failpoints kill the worker on purpose and are "
+                             "off; unset SM_FAILPOINT (in a test, also set "
+                             "SM_ENABLE_TEST_FAILPOINTS=1)")
+        return self
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="SM_LOG_LEVEL")
     web_port: int = Field(6066, validation_alias="SM_WEB_PORT", description="Faust web port.")
     data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",

@@ -58,6 +58,8 @@ class Unique:
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka, REDIS_URL=redis,
                    SM_APP_ID=self.app_id, SM_KEY_PREFIX=self.prefix, SM_LOG_LEVEL="INFO",
                    SM_BATCH_WITHIN_SECONDS="0.1", SM_METRICS_PORT="0",
+                   # SM_FAILPOINT (chaos, runtime tests) is refused without it.
+                   SM_ENABLE_TEST_FAILPOINTS="1",
                    **{f"SM_TOPIC_{k.upper()}": v for k, v in self.topics.items()})
         env.update(extra)
         return env

@@ -190,3 +190,30 @@ def test_kafka_failure_causes_map_to_a_setting(env: pytest.MonkeyPatch, ca: Path
                                                "bootstrap from [('localhost', 29802)]")
     assert setting == var
     assert "\n" not in message and SECRET not in message
+
+
+def test_failpoint_needs_the_test_switch(env: pytest.MonkeyPatch) -> None:
+    problems = _problems(SM_FAILPOINT="after_save:1")
+    assert [p[0] for p in problems] == ["SM_FAILPOINT"]
+    assert "SM_ENABLE_TEST_FAILPOINTS=1" in problems[0][1]
+    s = Settings(SM_FAILPOINT="after_save:1", SM_ENABLE_TEST_FAILPOINTS="1")  # type: ignore[call-arg]
+    assert s.failpoint == "after_save:1"
+
+
+def test_readyz_says_a_reason_code_not_the_exception_text() -> None:
+    import asyncio
+
+    from redis.exceptions import AuthenticationError
+
+    from stream_monitor.observability.http import Readiness
+
+    def redis() -> bool:
+        raise AuthenticationError(f"invalid password {SECRET} for rediss://sm@10.0.0.7:6380")
+
+    async def kafka() -> bool:
+        raise ConnectionRefusedError(111, "Connection refused to broker-3.internal:9093")
+
+    report = asyncio.run(Readiness({"redis": redis, "kafka": kafka}, cache_seconds=0).report())
+    assert report == {"ready": False, "checks": {
+        "redis": {"ok": False, "detail": "auth_failed"},
+        "kafka": {"ok": False, "detail": "unreachable"}}}
