@@ -129,9 +129,8 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
     from .errors import StartupError
     from .observability import WorkerMetrics
     from .observability.worker_hooks import ObservedStore, serve_worker_health, worker_readiness
-    from .state.redis import RedisStore
-
     from .state.connection import redis_client
+    from .state.redis import RedisStore
 
     metrics = WorkerMetrics(REGISTRY, signal_gauges=cfg.metrics.signal_gauges,
                             signals=cfg.metrics.signals)
