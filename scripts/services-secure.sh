@@ -98,7 +98,15 @@ secret() {  # secret NAME — create once (random), print the path
 
 make_tls() {
     [[ -s $TLS/server.crt && -s $TLS/other-ca.crt ]] && return 0
-    command -v openssl >/dev/null || die "openssl is missing (apt-get install openssl)"
+    if ! command -v openssl >/dev/null; then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+            log "installing openssl…"
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends openssl; } >&2 || die "apt-get install openssl failed"
+        else
+            die "openssl is missing (sudo apt-get install openssl)"
+        fi
+    fi
     mkdir -p "$TLS"
     log "making a test CA and a server certificate for localhost/127.0.0.1 in $TLS…"
     (
