@@ -132,8 +132,9 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
     from .state.connection import redis_client
     from .state.redis import RedisStore
 
-    metrics = WorkerMetrics(REGISTRY, signal_gauges=cfg.metrics.signal_gauges,
-                            signals=cfg.metrics.signals)
+    metrics = WorkerMetrics(REGISTRY, max_models=settings.metrics_max_models,
+                            max_signal_series=settings.metrics_max_signal_series,
+                            signal_gauges=cfg.metrics.signal_gauges, signals=cfg.metrics.signals)
     store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix,
                                      client=redis_client(settings)), metrics)
     runtime = KafkaWorker(cfg, settings, store, metrics=metrics)

@@ -826,6 +826,13 @@ class Settings(ConnectionSettings):
         "0.0.0.0", validation_alias="SM_METRICS_HOST",
         description="Bind address of /metrics, /healthz and /readyz: 0.0.0.0 (all interfaces, "
         "what a Kubernetes probe and scrape need), or 127.0.0.1 behind a local auth proxy.")
+    metrics_max_models: int = Field(
+        1000, ge=1, validation_alias="SM_METRICS_MAX_MODELS",
+        description="Models with their own `model` label on /metrics; the rest share "
+        "model=\"__other__\" (bounds memory and Prometheus cardinality).")
+    metrics_max_signal_series: int = Field(
+        5000, ge=0, validation_alias="SM_METRICS_MAX_SIGNAL_SERIES",
+        description="(model, signal) pairs with per-signal gauges (window sizes, means).")
     log_format: Literal["text", "json"] = Field("text", validation_alias="SM_LOG_FORMAT",
                                                 description="json: one JSON object per log line.")
     session_timeout_seconds: float = Field(

@@ -8,6 +8,7 @@ acknowledged nothing whose effects could be lost.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Sequence
@@ -114,6 +115,7 @@ class BatchPipeline:
         self.cache_size = cache_size
         self._lru: dict[str, None] = {}  # state units, least recently used first
         self._batch_units: set[str] = set()
+        self.chunk = 500  # events per call of the core between two yields to the event loop
         self._any_labels = any(r.labels is not None for r in config.models)
 
     def forget(self) -> None:
@@ -160,12 +162,15 @@ class BatchPipeline:
             index = await self.store.versions({split_unit(u)[0] for u in new})
             for u in new:
                 mid, ver = split_unit(u)
-                known = index.get(mid, {})
+                known = index.setdefault(mid, {})
                 if ver in known or not known:
                     # A known version whose state expired (starts fresh), or the model's first
-                    # version: no deploy to check.
+                    # version: no deploy to check. A version first seen in this batch counts
+                    # as known for the later ones (a batch may hold a model's first two).
+                    known.setdefault(ver, first[u].event_time)  # type: ignore[index]
                     continue
                 prev_ver = max(known, key=lambda v: (known[v], v))
+                known[ver] = first[u].event_time  # type: ignore[index]
                 model = mon.new_model(mid, ver)
                 if model is None:
                     continue
@@ -241,7 +246,18 @@ class BatchPipeline:
         now = self.clock()
         self._sweep(now)
         recovered = await self._load_units(events, pairs)
-        result = self.monitor.process(events, self.state, counters, pairs)
+        # The core runs in parts of `chunk` events with a yield to the event loop between
+        # them, so that a large batch does not hold up the consumer's heartbeats or the
+        # health endpoints (same outcome as one call: Monitor.process).
+        chunk = self.chunk
+        result = None
+        for lo in range(0, max(len(events), 1), chunk):
+            if lo:
+                await asyncio.sleep(0)
+            last = lo + chunk >= len(events)
+            result = self.monitor.process(events[lo:lo + chunk], self.state, counters,
+                                          pairs if last else (), result=result, finish=last)
+        assert result is not None
         for m in result.dirty_models:
             self._used[m.unit] = now
         out = BatchOutput(events=len(raws) + len(label_raws), dead_letters=len(dead),

@@ -89,13 +89,16 @@ async def consume(
     idle: float | None = None,
 ) -> list[Any]:
     """Read topics from the beginning (no group) until ``until(messages)``, ``idle`` seconds
-    without a message, or ``timeout``. Returns aiokafka ConsumerRecords."""
-    consumer = AIOKafkaConsumer(*topics, **kafka_kwargs(bootstrap), auto_offset_reset="earliest",
+    without a message after the first one, or ``timeout``. Returns aiokafka ConsumerRecords.
+    (The idle clock starts at the first message: a consumer's first fetch can take seconds on
+    a busy machine.)"""
+    consumer = AIOKafkaConsumer(*topics, **kafka_kwargs(bootstrap),
+                                auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     out: list[Any] = []
     deadline = time.monotonic() + timeout
-    last = time.monotonic()
+    last: float | None = None
     try:
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
@@ -105,7 +108,7 @@ async def consume(
                 last = time.monotonic()
             if until is not None and until(out):
                 break
-            if idle is not None and time.monotonic() - last > idle:
+            if idle is not None and last is not None and time.monotonic() - last > idle:
                 break
     finally:
         await consumer.stop()

@@ -237,8 +237,8 @@ class MonitorWorker:
             "action": "continuing from fresh detectors and reference windows; alerts before this "
                       "point are not comparable with alerts after it",
         }
-        log.error("STATE RESET: %s; models affected: %s. %s", reason, ", ".join(models) or "unknown",
-                  rec["action"])
+        log.error("STATE RESET: %s; models affected: %s. %s", reason,
+                  ", ".join(models) or "unknown", rec["action"])
         await self.publish([_output(self.config.topics.operations, b"", rec, ())])
 
     # -- after the commit ----------------------------------------------------------------
@@ -369,7 +369,8 @@ class KafkaWorker:
                     self._reload = False
                     self.worker.pipeline.forget()
                 raws, offsets = _batch(fetched)
-                step = asyncio.ensure_future(self.worker.step(raws, lambda o=offsets: self._commit(o)))
+                step = asyncio.ensure_future(
+                    self.worker.step(raws, lambda o=offsets: self._commit(o)))
                 self._inflight = step
                 try:
                     await asyncio.wait({step, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -439,6 +440,8 @@ class KafkaWorker:
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         """Finish the batch in flight while the group waits (bounded), so its offsets are
         committed by the owner that applied it; then drop the cache."""
+        if revoked:
+            log.info("rebalancing: %d partitions revoked", len(revoked))
         step = self._inflight
         if step is not None and not step.done():
             wait = min(self.settings.session_timeout_seconds, self._left(reserve=5.0))

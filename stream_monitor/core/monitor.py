@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from river import drift
 
 from ..config import ModelRule, MonitorConfig, quality_rule, signal_detectors
 from ..contracts.records import (
@@ -73,6 +74,26 @@ def reference_scale(values: Sequence[float]) -> tuple[float, float]:
     return mean, (std if std > 0 and math.isfinite(std) else 1.0)
 
 
+_GENERIC, _RAW, _PH, _ADWIN = 0, 1, 2, 3
+
+
+def _plan(detectors: list[Any], binary: tuple[bool, ...]) -> tuple[tuple[int, Any], ...]:
+    """How SignalState.update feeds each detector: inline for River's Page-Hinkley (mode
+    "both") and ADWIN on the standardized value, through `update` otherwise (on the raw value
+    for the binary detectors)."""
+    plan = []
+    for det, raw in zip(detectors, binary, strict=True):
+        if raw:
+            plan.append((_RAW, det))
+        elif type(det) is drift.PageHinkley and det.mode == "both":
+            plan.append((_PH, det))
+        elif type(det) is drift.ADWIN:
+            plan.append((_ADWIN, det))
+        else:
+            plan.append((_GENERIC, det))
+    return tuple(plan)
+
+
 def _over_feature_limit(model: ModelState, features: dict[str, Any], limit: int) -> bool:
     """Would these features take a model past ``limit`` distinct features? Counted on what
     its saved state holds (value rules' features, else its signals), so a model reloaded
@@ -111,6 +132,9 @@ class SignalState:
     # Fault-rate signals (quality:<fault>:<feature>): events per sample. Their values are
     # standardized by the binomial standard error of the reference rate (rate_scale).
     rate_sample: int = 0
+    # How `update` feeds each detector, built from `detectors` when they change (see _plan).
+    plan: tuple[tuple[int, Any], ...] = ()
+    plan_for: list[Any] | None = None
 
     # -- the hot path -------------------------------------------------------------------
     def update(self, x: float) -> int:
@@ -124,15 +148,57 @@ class SignalState:
             if len(ref) >= self.reference_size:
                 self._activate()
             return -1
+        if self.plan_for is not dets:
+            self.plan = _plan(dets, self.binary)
+            self.plan_for = dets
         z = (x - self.ref_mean) / self.ref_std
         fired = -1
         i = 0
-        # `_drift_detected` is what River's `drift_detected` property returns; reading it
-        # directly saves a call per update (a contract test guards it for every detector).
-        for det, raw in zip(dets, self.binary):  # noqa: B905 - same length by construction
-            det.update(x if raw else z)
-            if det._drift_detected and fired < 0:
-                fired = i
+        # This loop runs twice per value for the default detectors and dominates the core.
+        # Page-Hinkley and ADWIN are updated inline: the same arithmetic, in the same order, on
+        # the same River objects' attributes as their own `update` (so checkpoints are River's
+        # and results bit-identical: tests/unit/test_detectors.py runs both side by side), less
+        # five Python calls per update. `_drift_detected` is what River's `drift_detected`
+        # property returns (a contract test guards it for every detector).
+        for kind, det in self.plan:
+            if kind == _PH:
+                if det._drift_detected:
+                    det._reset()
+                m = det._x_mean
+                n = m.n + 1.0
+                m.n = n
+                mean = m._mean + (1.0 / n) * (z - m._mean)
+                m._mean = mean
+                dev = z - mean
+                up = det.alpha * det._sum_increase + dev - det.delta
+                down = det.alpha * det._sum_decrease + dev + det.delta
+                det._sum_increase = up
+                det._sum_decrease = down
+                if up < det._min_increase:
+                    det._min_increase = up
+                if down > det._max_decrease:
+                    det._max_decrease = down
+                if n >= det.min_instances:
+                    thr = det.threshold
+                    if up - det._min_increase > thr or det._max_decrease - down > thr:
+                        det._drift_detected = True
+                        if fired < 0:
+                            fired = i
+                    else:
+                        det._drift_detected = False
+            elif kind == _ADWIN:
+                if det._drift_detected:
+                    det._reset()
+                if det._helper.update(z):
+                    det._drift_detected = True
+                    if fired < 0:
+                        fired = i
+                else:
+                    det._drift_detected = False
+            else:
+                det.update(x if kind == _RAW else z)
+                if det._drift_detected and fired < 0:
+                    fired = i
             i += 1
         return fired
 
@@ -272,6 +338,8 @@ class BatchResult:
     # once the whole batch (its labels included) is in.
     watch_pending: dict[str, InferenceEvent] = field(default_factory=dict)
     pairs: int = 0  # joined (prediction, label) pairs fed to performance signals
+    # State units the batch changed, in first-touched order (dirty_models once finished).
+    touched: dict[str, ModelState] = field(default_factory=dict)
     # Events refused whole by a per-model limit (event, reason code, reason): dead letters.
     rejected: list[tuple[InferenceEvent, str, str]] = field(default_factory=list)
     pairs_redelivered: int = 0  # pairs already consumed by the stored state: skipped
@@ -439,7 +507,8 @@ class Monitor:
     # -- the batch ------------------------------------------------------------------------
     def process(self, events: Sequence[InferenceEvent], state: MonitorState,
                 quality: QualityCounters | None = None,
-                pairs: Sequence[JoinedPair] = ()) -> BatchResult:
+                pairs: Sequence[JoinedPair] = (), *, result: BatchResult | None = None,
+                finish: bool = True) -> BatchResult:
         """Run a batch through the detectors. Events of one model are processed in order.
 
         ``state`` must already hold every model of the batch that the store knows; a model
@@ -448,14 +517,20 @@ class Monitor:
         also returned as ``result.quality``). ``pairs`` are joined delayed labels
         (core/labels.py), fed to each model's ``performance:error`` signal after the events;
         pairs at or below the model's stored cursor are skipped.
+
+        A batch may be fed in parts (an adapter that keeps its event loop responsive): pass
+        the part's ``result`` back in with each further part, and ``finish=False`` for all but
+        the last, whose call then feeds ``pairs`` and ends the batch (the deployment watch's
+        end-of-batch checks). The outcome is the same as one call with all the events.
         """
-        result = BatchResult()
+        if result is None:
+            result = BatchResult()
         if quality is not None:
             result.quality = quality
         counters = result.quality
         models = state.models
         unwatched: set[str] = set()
-        touched: dict[str, ModelState] = {}
+        touched = result.touched
         values = 0
         unit_of = self.unit_of
         max_features = self.config.quality.max_features_per_model
@@ -543,14 +618,16 @@ class Monitor:
             if (rs.evidence or rs.degraded or (lc is not None and lc.incidents)
                     or (dw is not None and not dw.done)):
                 self._after_event(model, ev, result, models)
+        result.events += len(events)
+        result.values += values
+        if not finish:
+            return result
         if pairs:
             self._process_pairs(pairs, models, touched, result)
         for uid, ev in result.watch_pending.items():
             model = models[uid]
             if model.deploy is not None and not model.deploy.done:
                 self._watch(model, model.deploy, ev, result, models, final=True)
-        result.events = len(events)
-        result.values = values
         result.dirty_models = list(touched.values())
         # What leaves the worker (privacy.alert_evidence); the state above kept the full
         # evidence it needs.

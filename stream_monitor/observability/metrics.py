@@ -28,6 +28,8 @@ from prometheus_client import Counter as PromCounter
 __all__ = ["BatchCounts", "NotifierMetrics", "WorkerMetrics", "batch_counts", "topic_partition"]
 
 NAMESPACE = "stream_monitor"
+# The `model` label of every model past SM_METRICS_MAX_MODELS.
+OTHER_MODEL = "__other__"
 
 BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -59,7 +61,8 @@ class WorkerMetrics:
     ``docs/notify.md`` ("Wiring the worker") for where."""
 
     def __init__(self, registry: CollectorRegistry | None = None, *,
-                 clock: Any = time.time, signal_gauges: bool = True,
+                 clock: Any = time.time, max_models: int = 1000,
+                 max_signal_series: int = 5000, signal_gauges: bool = True,
                  signals: Sequence[str] = ("*",)) -> None:
         """``signal_gauges`` off: no per-signal gauges (window sizes, means). ``signals``: globs
         of the signal names that get their own ``signal`` label; the others are counted as
@@ -72,7 +75,20 @@ class WorkerMetrics:
         self.signal_gauges = signal_gauges
         self.signal_globs = tuple(signals)
         self._signal_label: dict[str, str | None] = {}
+        # Label cardinality is bounded: every labelled series costs memory here and in
+        # Prometheus, and a worker may see 100,000 model ids. The first `max_models` models
+        # get their own `model` label, the rest share OTHER_MODEL; per-signal gauges exist for
+        # the first `max_signal_series` (model, signal) pairs of those models only.
+        self.max_models = max_models
+        self.max_signal_series = max_signal_series
+        self._models: set[str] = set()
+        self._signal_series: set[tuple[str, str]] = set()
         ns = NAMESPACE
+        self.label_overflows = PromCounter(
+            "metrics_label_overflows", "Observations folded into model=\"__other__\" (kind "
+            "`model`) or left out of the per-signal gauges (kind `signal`) because the label "
+            "limits (SM_METRICS_MAX_MODELS, SM_METRICS_MAX_SIGNAL_SERIES) were reached.",
+            ["kind"], namespace=ns, registry=reg)
         self.events = PromCounter("events", "Inference events read, by model (dead letters not "
                                   "included).", ["model"], namespace=ns, registry=reg)
         self.dead_letters = PromCounter("dead_letters", "Events sent to the dead-letter topic, by "
@@ -143,6 +159,27 @@ class WorkerMetrics:
         self._lag_keys: set[tuple[str, int]] = set()
 
     # -- per batch -----------------------------------------------------------------------
+    def _m(self, model: str) -> str:
+        """The `model` label of a model id: itself while under the limit, else OTHER_MODEL."""
+        if model in self._models:
+            return model
+        if len(self._models) < self.max_models:
+            self._models.add(model)
+            return model
+        self.label_overflows.labels("model").inc()
+        return OTHER_MODEL
+
+    def _series(self, model: str, signal: str) -> bool:
+        """Whether a (model, signal) pair has per-signal gauges."""
+        key = (model, signal)
+        if key in self._signal_series:
+            return True
+        if len(self._signal_series) < self.max_signal_series and self._m(model) == model:
+            self._signal_series.add(key)
+            return True
+        self.label_overflows.labels("signal").inc()
+        return False
+
     def observe_batch(self, events_by_model: Mapping[str, int],
                       dead_letters_by_reason: Mapping[str, int], seconds: float, *,
                       alerts: Sequence[Mapping[str, Any]] = (),
@@ -155,8 +192,9 @@ class WorkerMetrics:
         total = 0
         for model, n in events_by_model.items():
             if n:
-                self.events.labels(model).inc(n)
-                self.last_event.labels(model).set(now)
+                label = self._m(model)
+                self.events.labels(label).inc(n)
+                self.last_event.labels(label).set(now)
                 total += n
         for reason, n in dead_letters_by_reason.items():
             if n:
@@ -167,7 +205,7 @@ class WorkerMetrics:
         for a in alerts:
             self.observe_alert(a, now=now)
         for r in retrain_requests:
-            self.retrain_requests.labels(str(r.get("model_id"))).inc()
+            self.retrain_requests.labels(self._m(str(r.get("model_id")))).inc()
         for tp, offset in (positions or {}).items():
             self.processed(tp, offset)
 
@@ -178,25 +216,26 @@ class WorkerMetrics:
         totals (:class:`~stream_monitor.core.labels.LabelStats` per model)."""
         for model, n in labels_by_model.items():
             if n:
-                self.labels.labels(model).inc(n)
+                self.labels.labels(self._m(model)).inc(n)
         for model, delays in pair_delays.items():
-            self.label_pairs.labels(model).inc(len(delays))
-            h = self.label_delay.labels(model)
+            self.label_pairs.labels(self._m(model)).inc(len(delays))
+            h = self.label_delay.labels(self._m(model))
             for d in delays:
                 h.observe(d)
         for model, st in label_stats.items():
             for outcome in LABEL_OUTCOMES:
-                self.label_join.labels(model, outcome).set(getattr(st, outcome))
+                self.label_join.labels(self._m(model), outcome).set(getattr(st, outcome))
             if st.coverage is not None:
-                self.label_coverage.labels(model).set(st.coverage)
+                self.label_coverage.labels(self._m(model)).set(st.coverage)
 
     def observe_alert(self, alert: Mapping[str, Any], *, now: float | None = None) -> None:
         """A drift alert was published: count it, and observe its event-to-alert latency."""
         det = alert.get("detector")
         detector = det.get("name") if isinstance(det, Mapping) else det
-        self.detections.labels(str(alert.get("model_id")),
-                               self.signal_label(str(alert.get("signal"))) or "other",
-                               str(detector)).inc()
+        model = self._m(str(alert.get("model_id")))
+        signal = ((self.signal_label(str(alert.get("signal"))) or "other")
+                  if model != OTHER_MODEL else OTHER_MODEL)
+        self.detections.labels(model, signal, str(detector)).inc()
         t = _event_time(alert)
         now = self.clock() if now is None else now
         if t is not None and now >= t:  # a clock behind the event's time tells us nothing
@@ -263,7 +302,8 @@ class WorkerMetrics:
     def observe_signal(self, model: str, signal: str, *, reference_size: int, recent_size: int,
                        reference_mean: float | None, current_mean: float | None,
                        detecting: bool | None = None) -> None:
-        if not self.signal_gauges or self.signal_label(signal) is None:
+        if (not self.signal_gauges or self.signal_label(signal) is None
+                or not self._series(model, signal)):
             return
         self.window_size.labels(model, signal, "reference").set(reference_size)
         self.window_size.labels(model, signal, "recent").set(recent_size)
@@ -280,14 +320,16 @@ class WorkerMetrics:
         if not self.signal_gauges:
             return
         for m in models:
+            model = str(m.model_id)
             for sig in getattr(m, "signals", {}).values():
-                if sig is None:
+                if (sig is None or self.signal_label(str(sig.signal)) is None
+                        or not self._series(model, str(sig.signal))):
                     continue
                 ref = getattr(sig, "reference", ()) or ()
                 recent = getattr(sig, "recent", ()) or ()
                 detecting = getattr(sig, "detectors", None) is not None
                 self.observe_signal(
-                    str(m.model_id), str(sig.signal), reference_size=len(ref),
+                    model, str(sig.signal), reference_size=len(ref),
                     recent_size=len(recent),
                     # An active signal's reference mean is kept by the core; computing it again
                     # from the window would cost a pass over up to thousands of values.

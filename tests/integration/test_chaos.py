@@ -272,7 +272,7 @@ def test_kill_9_at_many_points_changes_no_alert(kafka_bootstrap, redis_url, stre
     assert outputs == baseline["outputs"]
 
 
-ASSIGNED = "Executing _on_partitions_assigned"
+ASSIGNED = "INFO stream_monitor.worker assigned "
 
 
 def _count(w: WorkerProcess, text: str) -> int:

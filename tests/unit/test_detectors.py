@@ -164,3 +164,43 @@ def test_private_drift_flag_mirrors_the_public_property(name: str) -> None:
         assert det._drift_detected is det.drift_detected
         seen += det.drift_detected
     assert seen > 0 or name == "fhddm"  # most detectors fire on this stream: the check has teeth
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_inline_updates_match_river_bit_for_bit(seed: int) -> None:
+    """SignalState.update runs Page-Hinkley and ADWIN inline on River's own objects: the same
+    detections and the same checkpoints as River's `update`, over drifts and resets."""
+    import random
+    from collections import deque
+
+    from river import drift
+
+    from stream_monitor.core.detectors import checkpoint
+    from stream_monitor.core.monitor import SignalState
+
+    rng = random.Random(seed)
+    values = [rng.gauss(0, 1) + (3.0 if 3000 <= i < 6000 else 0.0) + (0.5 * (i > 8000))
+              for i in range(12_000)]
+    params = ({"min_instances": 30, "delta": 0.25, "threshold": 30.0, "alpha": 1.0},
+              {"delta": 0.002, "clock": 32})
+    sig = SignalState("s", ("page_hinkley", "adwin"), ({}, {}), 10, deque(maxlen=5),
+                      binary=(False, False))
+    sig.ref_mean, sig.ref_std = 0.1, 1.3
+    sig.detectors = [drift.PageHinkley(**params[0]), drift.ADWIN(**params[1])]
+    plain = [drift.PageHinkley(**params[0]), drift.ADWIN(**params[1])]
+    fired_inline, fired_river = [], []
+    for i, x in enumerate(values):
+        k = sig.update(x)
+        if k >= 0:
+            fired_inline.append((i, k))
+        z = (x - 0.1) / 1.3
+        first = -1
+        for j, d in enumerate(plain):
+            d.update(z)
+            if d.drift_detected and first < 0:
+                first = j
+        if first >= 0:
+            fired_river.append((i, first))
+    assert len(fired_river) >= 3
+    assert fired_inline == fired_river
+    assert [checkpoint(d) for d in sig.detectors] == [checkpoint(d) for d in plain]

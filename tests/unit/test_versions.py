@@ -164,3 +164,18 @@ def test_the_check_does_not_depend_on_how_the_stream_was_batched() -> None:
     got = [[(c["check_id"], c["verdict"], c["reason"], c["performance"]["degraded"])
             for c in recs if c["type"] == "deployment_check"] for recs in (small, big)]
     assert got[0] == got[1] and got[0][0][1:] == ("fail", "watch_complete", True)
+
+
+def test_a_batch_that_holds_the_first_two_versions_still_checks_the_second() -> None:
+    """A backlog read in one batch holds v1's first events and v2's: v2 is still watched and
+    checked against v1 (the version index was empty when the batch began)."""
+    raws = stream([("1", 1500, 0.0, 0.1), ("2", 1500, 2.0, 0.3)])
+    small, _ = run(raws)
+    one, _ = run(raws, batches=[raws])
+    checks = [[r for r in recs if r["type"] == "deployment_check"] for recs in (small, one)]
+    assert [len(c) for c in checks] == [1, 1]
+    a, b = checks
+    assert (b[0]["model_version"], b[0]["previous_version"]) == ("2", "1")
+    assert b[0]["verdict"] == a[0]["verdict"] == "fail"
+    assert {s["signal"] for s in b[0]["signals"] if s["changed"]} == {
+        s["signal"] for s in a[0]["signals"] if s["changed"]}
