@@ -22,7 +22,8 @@ from typing import Any
 from ..config import ConnectionSettings
 from ..errors import ConnectionCheckError
 
-__all__ = ["KafkaTarget", "client_kwargs", "describe", "kafka_kwargs", "preflight", "ssl_context"]
+__all__ = ["KafkaTarget", "client_kwargs", "describe", "env_client_kwargs", "kafka_kwargs",
+           "preflight", "ssl_context"]
 
 
 # What the small helpers (adapters/kafka_io.py, tests) take: a bootstrap string (plaintext, as
@@ -58,10 +59,18 @@ def client_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
 
 
 def kafka_kwargs(target: KafkaTarget) -> dict[str, Any]:
-    """:func:`client_kwargs` for settings; a plain bootstrap string means PLAINTEXT."""
+    """:func:`client_kwargs` for settings; for a bootstrap string, those servers with the
+    security settings of the environment (:func:`env_client_kwargs`; PLAINTEXT when none)."""
     if isinstance(target, str):
-        return {"bootstrap_servers": target}
+        return env_client_kwargs(target)
     return client_kwargs(target)
+
+
+def env_client_kwargs(bootstrap: str) -> dict[str, Any]:
+    """:func:`client_kwargs` for these servers with the security settings of the environment
+    (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_*``, ``KAFKA_SSL_*``): for tools that are given a
+    bootstrap string, such as the benchmarks."""
+    return client_kwargs(ConnectionSettings(KAFKA_BOOTSTRAP_SERVERS=bootstrap))  # type: ignore[call-arg]
 
 
 def describe(target: KafkaTarget) -> str:

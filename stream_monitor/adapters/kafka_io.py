@@ -1,7 +1,8 @@
 """Small aiokafka helpers shared by the demo, the benchmark and the tests.
 
-Each takes ``bootstrap``: a ``host:port`` string (plaintext) or settings with the Kafka security
-configuration (:mod:`.kafka_clients`), so the same helpers work against a SASL_SSL cluster."""
+Each takes ``bootstrap``: settings with the Kafka security configuration, or a ``host:port``
+string, which gets the security settings of the environment (:mod:`.kafka_clients`), so the
+same helpers work against a SASL_SSL cluster."""
 
 from __future__ import annotations
 

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 from ..config import ConnectionSettings
 from ..errors import ConnectionCheckError
 
-__all__ = ["MINIMAL_ACL_COMMANDS", "redacted_url", "redis_client", "redis_kwargs",
-           "redis_preflight"]
+__all__ = ["MINIMAL_ACL_COMMANDS", "env_redis_client", "env_redis_kwargs", "redacted_url",
+           "redis_client", "redis_kwargs", "redis_preflight"]
 
 # Every command the stores send (state/redis.py, dedupe.py, labels.py: their calls and the
 # commands inside their Lua scripts; scripts run from pipelines: SCRIPT EXISTS/LOAD, EVALSHA).
@@ -82,6 +82,18 @@ def redis_client(settings: ConnectionSettings, **overrides: Any) -> Any:
     kw.update(redis_kwargs(settings))
     kw.update(overrides)
     return aioredis.Redis.from_url(settings.redis_url, **kw)
+
+
+def env_redis_kwargs(url: str) -> dict[str, Any]:
+    """:func:`redis_kwargs` of the Redis security settings in the environment
+    (``REDIS_USERNAME``, ``REDIS_PASSWORD[_FILE]``, ``REDIS_SSL_*``) for this URL: for tools that
+    are given a URL, such as the benchmarks (``redis.Redis.from_url(url, **kwargs)``)."""
+    return redis_kwargs(ConnectionSettings(REDIS_URL=url))  # type: ignore[call-arg]
+
+
+def env_redis_client(url: str, **overrides: Any) -> Any:
+    """:func:`redis_client` for this URL with the Redis security settings of the environment."""
+    return redis_client(ConnectionSettings(REDIS_URL=url), **overrides)  # type: ignore[call-arg]
 
 
 _PROBE = """

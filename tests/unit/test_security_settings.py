@@ -66,7 +66,7 @@ def _problems(**env: str) -> list[tuple[str, str]]:
 def test_plaintext_default_has_no_security_arguments(env: pytest.MonkeyPatch) -> None:
     kw = client_kwargs(Settings(KAFKA_BOOTSTRAP_SERVERS="k:9092"))  # type: ignore[call-arg]
     assert kw == {"bootstrap_servers": "k:9092", "security_protocol": "PLAINTEXT"}
-    assert kafka_kwargs("k:1") == {"bootstrap_servers": "k:1"}
+    assert kafka_kwargs("k:1") == {"bootstrap_servers": "k:1", "security_protocol": "PLAINTEXT"}
 
 
 def test_sasl_ssl_from_environment_with_password_file(env: pytest.MonkeyPatch, tmp_path: Path,
@@ -217,3 +217,23 @@ def test_readyz_says_a_reason_code_not_the_exception_text() -> None:
     assert report == {"ready": False, "checks": {
         "redis": {"ok": False, "detail": "auth_failed"},
         "kafka": {"ok": False, "detail": "unreachable"}}}
+
+
+def test_tools_given_a_bootstrap_string_use_the_environments_security(
+        env: pytest.MonkeyPatch, tmp_path: Path, ca: Path) -> None:
+    """The benchmarks and the kafka_io helpers take a bootstrap string: it gets the security
+    settings of the environment, as the worker processes they start do."""
+    from stream_monitor.state.connection import env_redis_kwargs
+
+    assert kafka_kwargs("k:1") == {"bootstrap_servers": "k:1", "security_protocol": "PLAINTEXT"}
+    env.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    env.setenv("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
+    env.setenv("KAFKA_SASL_USERNAME", "bench")
+    env.setenv("KAFKA_SASL_PASSWORD", SECRET)
+    env.setenv("KAFKA_SSL_CA_LOCATION", str(ca))
+    kw = kafka_kwargs("k:1")
+    assert (kw["bootstrap_servers"], kw["security_protocol"], kw["sasl_plain_password"]) == (
+        "k:1", "SASL_SSL", SECRET)
+    env.setenv("REDIS_USERNAME", "sm")
+    env.setenv("REDIS_SSL_CA_CERTS", str(ca))
+    assert env_redis_kwargs("rediss://r:6380/0") == {"username": "sm", "ssl_ca_certs": str(ca)}
