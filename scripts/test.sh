@@ -4,6 +4,8 @@
 # Prepares .venv (scripts/venv.sh), starts a real Kafka and Redis (scripts/services.sh; running ones
 # are reused, and KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external ones instead), exports their
 # addresses, and runs `.venv/bin/python -m pytest "$@"` (default options come from pyproject.toml).
+# Runs that may select the `security` tests (the full suite, -m security) also get a SASL_SSL
+# Kafka and a TLS-only Redis (scripts/services-secure.sh; SM_SECURE_SERVICES=0/1 forces it).
 # On exit it stops only the services this run started. The exit status is pytest's; pytest's
 # "no tests collected" (5) counts as a failure.
 set -euo pipefail
@@ -29,6 +31,8 @@ set +a
 source scripts/lib.sh
 start_services
 log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
+# Secure services for the `security` tests, only when this run may select them (scripts/lib.sh).
+if wants_secure_services "$@"; then start_secure_services; fi
 
 rc=0
 .venv/bin/python -m pytest "$@" || rc=$?

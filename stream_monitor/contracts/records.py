@@ -141,10 +141,23 @@ class DeadLetter:
         """The dead letter's Kafka key: the original key (a bounded head of it)."""
         return (self.raw.key or b"")[:_KEY_MAX_BYTES]
 
-    def to_record(self, now: float, max_bytes: int = DEAD_LETTER_MAX_BYTES) -> dict[str, Any]:
+    def to_record(self, now: float, max_bytes: int = DEAD_LETTER_MAX_BYTES, *,
+                  payload: str = "full", truncated_bytes: int = 256) -> dict[str, Any]:
         """The dead-letter record. Its size is bounded whatever the input: the value keeps at
         most ``max_bytes`` bytes (base64 at worst: 4/3 of that), the key, each header and the
         reason less; see :func:`bytes_field`.
+
+        ``payload`` (``privacy.dead_letter_payload``): ``full`` keeps that much; ``truncated``
+        a head of ``truncated_bytes``; ``hash`` no bytes at all (value, key and header values
+        give their length and SHA-256 only) and a reason that quotes nothing from the record.
+
+        >>> rec = DeadLetter(RawRecord(b'{"ssn": "123-45-6789"}', Position("t", 0, 1), b"k"),
+        ...                  "wrong_type", "features.ssn is '123-45-6789'").to_record(0.0,
+        ...                  payload="hash")
+        >>> rec["original"]["value"]["data"], rec["original"]["value"]["length"]
+        ('', 22)
+        >>> "123" in encode_record(rec).decode()
+        False
 
         >>> big = RawRecord(b"\\xff" * 900_001, Position("t", 0, 1), b"k")
         >>> rec = DeadLetter(big, "undecodable", "not UTF-8").to_record(0.0, max_bytes=1000)
@@ -156,6 +169,10 @@ class DeadLetter:
         """
         raw = self.raw
         pos = raw.position
+        if payload == "truncated":
+            max_bytes = min(max_bytes, truncated_bytes)
+        elif payload == "hash":
+            max_bytes = 0
         hmax = min(max_bytes, _HEADER_MAX_BYTES)
         original: dict[str, Any] = {
             "key": bytes_field(raw.key, min(max_bytes, _KEY_MAX_BYTES)),
@@ -166,6 +183,8 @@ class DeadLetter:
         if len(raw.headers) > _MAX_HEADERS:
             original["headers_omitted"] = len(raw.headers) - _MAX_HEADERS
         reason = self.reason
+        if payload == "hash":  # reasons quote values from the record (privacy)
+            reason = f"{self.reason_code} (details withheld: privacy.dead_letter_payload is hash)"
         if len(reason) > _REASON_MAX_CHARS:
             reason = reason[:_REASON_MAX_CHARS - 1] + "…"
         return {

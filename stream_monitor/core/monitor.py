@@ -42,6 +42,7 @@ from .deploy import DeployWatch, compare_performance, compare_signal, deployment
 from .detectors import REGISTRY, build_detector, checkpoint, restore_detector
 from .labels import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
 from .lifecycle import LifecycleState
+from .privacy import redact_outputs
 from .quality import ModelQuality, QualityCounters, check_features, rate_scale
 from .retrain import RetrainState, decide, note_alert, retrain_request, tick
 from .stats import summarize
@@ -628,6 +629,9 @@ class Monitor:
             if model.deploy is not None and not model.deploy.done:
                 self._watch(model, model.deploy, ev, result, models, final=True)
         result.dirty_models = list(touched.values())
+        # What leaves the worker (privacy.alert_evidence); the state above kept the full
+        # evidence it needs.
+        redact_outputs(result, self.config.privacy.alert_evidence)
         return result
 
     def _after_event(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
