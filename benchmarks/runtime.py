@@ -46,7 +46,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.console import Console
 from rich.table import Table
 
+from stream_monitor.adapters.kafka_clients import env_client_kwargs
 from stream_monitor.adapters.kafka_io import produce
+from stream_monitor.state.connection import env_redis_kwargs
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "examples" / "monitor.yaml"
@@ -81,7 +83,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def _topics(bootstrap: str, names: list[str], configs: dict[str, dict[str, str]]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**env_client_kwargs(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(n, 1, 1, topic_configs=configs.get(n, {}))
@@ -91,7 +93,7 @@ async def _topics(bootstrap: str, names: list[str], configs: dict[str, dict[str,
 
 
 async def _delete(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**env_client_kwargs(bootstrap))
     await admin.start()
     try:
         await admin.delete_topics(names)
@@ -102,7 +104,7 @@ async def _delete(bootstrap: str, names: list[str]) -> None:
 
 
 async def _committed(bootstrap: str, group: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**env_client_kwargs(bootstrap))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -115,7 +117,7 @@ async def _committed(bootstrap: str, group: str, topic: str) -> int:
 
 
 async def _end_offset(bootstrap: str, topic: str) -> int:
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    c = AIOKafkaConsumer(**env_client_kwargs(bootstrap), group_id=None)
     await c.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -168,7 +170,7 @@ def _drifting(n_models: int, per_model: int, every: int, seed: int) -> list[tupl
 
 
 async def _paced(bootstrap: str, topic: str, recs: list[tuple[bytes, bytes]], rate: float) -> float:
-    prod = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1)
+    prod = AIOKafkaProducer(**env_client_kwargs(bootstrap), linger_ms=2, acks=1)
     await prod.start()
     t0 = time.monotonic()
     try:
@@ -187,7 +189,7 @@ async def _paced(bootstrap: str, topic: str, recs: list[tuple[bytes, bytes]], ra
 
 
 async def _read_all(bootstrap: str, topic: str, until_n: int, timeout: float) -> list[Any]:
-    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    c = AIOKafkaConsumer(topic, **env_client_kwargs(bootstrap), auto_offset_reset="earliest",
                          group_id=None, enable_auto_commit=False)
     await c.start()
     got: list[Any] = []
@@ -204,7 +206,7 @@ async def _read_all(bootstrap: str, topic: str, until_n: int, timeout: float) ->
 
 async def _transport_age(bootstrap: str, topic: str, n: int, timeout: float) -> list[float]:
     """Age of each input event when a plain consumer got it: the transport alone."""
-    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="latest",
+    c = AIOKafkaConsumer(topic, **env_client_kwargs(bootstrap), auto_offset_reset="latest",
                          group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
     await c.start()
     ages: list[float] = []
@@ -336,7 +338,7 @@ async def _one_memory_run(name: str, config: Path, bootstrap: str, redis_url: st
     rate = (samples[-1][1] - lo[1]) / max(1e-9, samples[-1][0] - lo[0])
     import redis
 
-    r = redis.Redis.from_url(redis_url)
+    r = redis.Redis.from_url(redis_url, **env_redis_kwargs(redis_url))
     keys = sum(1 for _ in r.scan_iter(f"{run}:*", count=10_000))
     for batch in _chunks(r.scan_iter(f"{run}:*", count=10_000), 10_000):
         r.delete(*batch)

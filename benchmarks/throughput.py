@@ -69,8 +69,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from stream_monitor.adapters.kafka_clients import env_client_kwargs
 from stream_monitor.adapters.kafka_io import create_topics, produce, wait_for_kafka
 from stream_monitor.config import Settings, load_config, signal_detectors
+from stream_monitor.state.connection import env_redis_client
 from stream_monitor.synth import Drift, StreamSpec, generate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -264,7 +266,7 @@ def check_config(feature_names: list[str], models: tuple[str, ...] = MODELS) -> 
 
 async def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
     """Sum of the end offsets of each topic's partitions (= records, on a fresh topic)."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    c = AIOKafkaConsumer(**env_client_kwargs(bootstrap), group_id=None, enable_auto_commit=False)
     await c.start()
     try:
         res = {}
@@ -282,7 +284,7 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
 
 
 async def delete_topics(bootstrap: str, topics: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**env_client_kwargs(bootstrap))
     await admin.start()
     try:
         await admin.delete_topics(topics)
@@ -294,7 +296,7 @@ class CommitPoller:
     """Polls a consumer group's committed offset of one partition (OffsetFetch)."""
 
     def __init__(self, bootstrap: str, group: str, tp: TopicPartition) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        self.admin = AIOKafkaAdminClient(**env_client_kwargs(bootstrap), request_timeout_ms=10_000)
         self.group = group
         self.tp = tp
         self.coordinator: int | None = None
@@ -455,7 +457,7 @@ async def measure_raw(
     tid = rep.task("raw aiokafka consumer", n)
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **env_client_kwargs(bootstrap),
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -697,9 +699,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 
 async def _redis_stats(redis_url: str) -> dict[str, int]:
     """Redis's own counters (INFO stats): commands processed and network bytes in and out."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url)
+    client = env_redis_client(redis_url)
     try:
         info = await client.info("stats")
     finally:
@@ -727,9 +727,7 @@ def _redis_cost(before: dict[str, int] | None, after: dict[str, int],
 
 async def _redis_cleanup(redis_url: str, prefix: str) -> int:
     """Count, then delete, the worker's state keys (its prefix is fresh for every run)."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url)
+    client = env_redis_client(redis_url)
     try:
         keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
         if keys:
@@ -1030,7 +1028,7 @@ def partition_counts(records: list[tuple[bytes, bytes]], partitions: int) -> dic
 
 
 async def partition_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    c = AIOKafkaConsumer(**env_client_kwargs(bootstrap), group_id=None, enable_auto_commit=False)
     await c.start()
     try:
         parts = c.partitions_for_topic(topic)
@@ -1049,7 +1047,7 @@ async def delete_groups(bootstrap: str, groups: list[str]) -> dict[str, str]:
     from aiokafka.errors import for_code
     from aiokafka.protocol.admin import DeleteGroupsRequest
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**env_client_kwargs(bootstrap), request_timeout_ms=10_000)
     await admin.start()
     res: dict[str, str] = {}
     try:
@@ -1071,7 +1069,7 @@ class GroupPoller:
     and its state, members and their assignments (DescribeGroups)."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, partitions: int) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        self.admin = AIOKafkaAdminClient(**env_client_kwargs(bootstrap), request_timeout_ms=10_000)
         self.group = group
         self.topic = topic
         self.tps = [TopicPartition(topic, q) for q in range(partitions)]
@@ -1307,11 +1305,9 @@ async def _redis_models(redis_url: str, prefix: str, models: tuple[str, ...]) ->
     """Each model's saved meta: how many events it has processed, and the partition/offset
     of the last one applied (state/redis.py key layout: <prefix>:{model}:v:<version>:model;
     the synthetic events carry model_version "1")."""
-    import redis.asyncio as aioredis
-
     from stream_monitor.state.base import unit_id, unit_key
 
-    client = aioredis.Redis.from_url(redis_url)
+    client = env_redis_client(redis_url)
     try:
         raws = await client.mget([unit_key(prefix, unit_id(m, "1")) + ":model" for m in models])
     finally:
@@ -1885,9 +1881,8 @@ async def scaleout_main(args: argparse.Namespace) -> int:
             f"({args.partitions}): some workers would get none[/yellow]"
         )
     await wait_for_kafka(bootstrap, timeout=30)
-    import redis.asyncio as aioredis
 
-    rc = aioredis.Redis.from_url(redis_url)
+    rc = env_redis_client(redis_url)
     try:
         await rc.ping()
     finally:
@@ -2100,9 +2095,8 @@ async def amain(args: argparse.Namespace) -> int:
         )
 
     await wait_for_kafka(bootstrap, timeout=30)
-    import redis.asyncio as aioredis
 
-    rc = aioredis.Redis.from_url(redis_url)
+    rc = env_redis_client(redis_url)
     try:
         await rc.ping()
     finally:

@@ -19,6 +19,7 @@ _sm_cleanup() {
         bash scripts/services.sh stop "${svcs[@]}" || rc=$((rc ? rc : 1))
     fi
     rm -f "$SM_STARTED"
+    _sm_stop_secure_services || rc=$((rc ? rc : 1))
     exit "$rc"
 }
 
@@ -33,6 +34,50 @@ start_services() {
     export KAFKA_BOOTSTRAP_SERVERS REDIS_URL
 }
 
+# ---- secure services (SASL_SSL Kafka, TLS + ACL Redis: scripts/services-secure.sh) ----------
+# wants_secure_services PYTEST-ARGS...: true when the run may select the `security` tests: the
+# full suite (no paths), or paths that hold them, and no -m expression that leaves them out.
+# SM_SECURE_SERVICES=1 / =0 forces the answer.
+wants_secure_services() {
+    case ${SM_SECURE_SERVICES:-} in 1) return 0 ;; 0) return 1 ;; esac
+    local a p prev="" expr="" paths=0 hit=0
+    for a in "$@"; do
+        if [[ $prev == -m ]]; then expr=$a; prev=""; continue; fi
+        prev=""
+        case $a in
+            -m) prev=-m ;;
+            -m?*) expr=${a#-m} ;;
+            -*) ;;
+            *)
+                p=${a%%::*}
+                [[ -e $p ]] || continue
+                paths=1
+                if [[ $p == *test_security.py ]] || { [[ -d $p ]] \
+                    && [[ -n $(find "$p" -name 'test_security.py' -print -quit) ]]; }; then
+                    hit=1
+                fi
+                ;;
+        esac
+    done
+    ((paths == 0 || hit == 1)) || return 1
+    [[ -z $expr || $expr == *security* || $expr == *integration* || $expr == *not* ]]
+}
+
+start_secure_services() {
+    SM_SECURE_STARTED=$(mktemp "${TMPDIR:-/tmp}/sm-secure-started.XXXXXX")
+    SM_STARTED_FILE=$SM_SECURE_STARTED bash scripts/services-secure.sh start
+    eval "$(bash scripts/services-secure.sh env)"
+}
+
+# shellcheck disable=SC2317  # run from _sm_cleanup
+_sm_stop_secure_services() {
+    [[ -n ${SM_SECURE_STARTED:-} ]] || return 0
+    local rc=0
+    if [[ -s $SM_SECURE_STARTED ]]; then bash scripts/services-secure.sh stop || rc=1; fi
+    rm -f "$SM_SECURE_STARTED"
+    return "$rc"
+}
+# ---- end secure services --------------------------------------------------------------------
 # >>> redis cluster (scripts/services-cluster.sh) ------------------------------------------------
 # start_cluster_if_needed PYTEST-ARGS... — for a full run (no arguments: CI) or a run whose -m
 # expression names `cluster` (and not as `not cluster`), or that names test_cluster.py, start the local Redis Cluster (a running

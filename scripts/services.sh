@@ -10,6 +10,8 @@
 #   status  print the state of each service; exit 0 only if all answer
 #   env     print `export ...` lines:  eval "$(scripts/services.sh env)"
 #   clean   stop, then delete the run dir (Kafka and Redis data, logs); the jar cache stays
+#   jars    make sure Java and the cached Kafka jars are there; print the jar directory
+#           (scripts/services-secure.sh starts its own broker from the same cache)
 #
 # Environment:
 #   SM_KAFKA_PORT (29092), SM_KAFKA_CONTROLLER_PORT (SM_KAFKA_PORT+1), SM_REDIS_PORT (26379)
@@ -448,7 +450,7 @@ print_env() {
 }
 
 usage() {
-    echo "usage: $0 {start|stop|status|env|clean} [kafka] [redis]" >&2
+    echo "usage: $0 {start|stop|status|env|clean|jars} [kafka] [redis]" >&2
     exit 2
 }
 
@@ -486,6 +488,7 @@ main() {
             ;;
         status) status ;;
         env) print_env ;;
+        jars) ensure_java; ensure_kafka_jars; printf '%s\n' "$LIBS_DIR" ;;
         -h | --help | help) usage ;;
         *) usage ;;
     esac

@@ -4,6 +4,8 @@
 # Prepares .venv (scripts/venv.sh), starts a real Kafka and Redis (scripts/services.sh; running ones
 # are reused, and KAFKA_BOOTSTRAP_SERVERS / REDIS_URL select external ones instead), exports their
 # addresses, and runs `.venv/bin/python -m pytest "$@"` (default options come from pyproject.toml).
+# Runs that may select the `security` tests (the full suite, -m security) also get a SASL_SSL
+# Kafka and a TLS-only Redis (scripts/services-secure.sh; SM_SECURE_SERVICES=0/1 forces it).
 # A full run (no arguments), `-m cluster` or tests/integration/test_cluster.py also get a local
 # Redis Cluster (scripts/services-cluster.sh; REDIS_CLUSTER_URL).
 # On exit it stops only the services this run started. The exit status is pytest's; pytest's
@@ -17,11 +19,23 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 bash scripts/venv.sh
 
+# --- deploy tools (scripts/tools.sh): Helm and the KEDA / Prometheus Operator CRDs for the
+# `deploy` tests, cached outside the repo; exported as SM_HELM, SM_KEDA_CRDS and
+# SM_PROMETHEUS_OPERATOR_CRDS.
+bash scripts/tools.sh
+set -a
+# shellcheck disable=SC1091
+source "${SM_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/stream-monitor}/tools.env"
+set +a
+# --- end deploy tools
+
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 start_services
 start_cluster_if_needed "$@"  # redis cluster: tests marked `cluster` (scripts/services-cluster.sh)
 log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
+# Secure services for the `security` tests, only when this run may select them (scripts/lib.sh).
+if wants_secure_services "$@"; then start_secure_services; fi
 
 rc=0
 .venv/bin/python -m pytest "$@" || rc=$?

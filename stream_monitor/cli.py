@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from .config import Settings, load_config
+from .config import ConnectionSettings, Settings, load_config
 from .errors import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -34,11 +34,46 @@ def _load(config: Path, settings: Settings | None = None):  # type: ignore[no-un
         raise typer.Exit(2) from None
 
 
+def _settings_error(exc: Exception) -> typer.Exit:
+    """Print what is wrong with the environment, one line per variable (never its value: it
+    may be a secret), and return the exit to raise."""
+    from pydantic import ValidationError
+
+    from .config import settings_problems
+
+    problems = (settings_problems(exc) if isinstance(exc, ValidationError)
+                else [("(settings)", str(exc))])
+    for var, msg in problems:
+        err.print(f"invalid environment settings: {var}: {msg}", style="red", markup=False,
+                  highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
 def _settings() -> Settings:
     try:
         return Settings()
     except Exception as exc:  # pydantic ValidationError: name the variable
-        err.print(f"[red]invalid environment settings:[/red] {exc}")
+        raise _settings_error(exc) from None
+
+
+def _preflight(settings: ConnectionSettings, redis_prefix: str | None) -> None:
+    """Connect to Kafka (and Redis, when the process uses it) once before starting: a wrong
+    password, an unknown CA or a missing ACL permission ends the process here, in seconds,
+    with one line naming the setting (docs/security.md). Exit code 2."""
+    from .adapters.kafka_clients import preflight
+    from .errors import ConnectionCheckError
+    from .state.connection import redis_preflight
+
+    async def check() -> None:
+        await preflight(settings)
+        if redis_prefix is not None:
+            await redis_preflight(settings, redis_prefix)
+
+    try:
+        asyncio.run(check())
+    except ConnectionCheckError as exc:
+        err.print(f"cannot start: {exc}", style="red", markup=False, highlight=False,
+                  soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -70,6 +105,7 @@ def worker(config: ConfigOpt) -> None:
     from .observability.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
+    _preflight(settings, settings.key_prefix)  # Kafka and Redis, as the worker will use them
     # Start-up objects (River, numpy, aiokafka) live for the whole run: keep the cyclic GC
     # from re-scanning them, and collect the young generation less often (each event
     # allocates a few dicts and floats).
@@ -93,11 +129,12 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
     from .errors import StartupError
     from .observability import WorkerMetrics
     from .observability.worker_hooks import ObservedStore, serve_worker_health, worker_readiness
-    from .state.client import redis_client
+    from .state.connection import redis_client
     from .state.redis import RedisStore
 
     metrics = WorkerMetrics(REGISTRY, max_models=settings.metrics_max_models,
-                            max_signal_series=settings.metrics_max_signal_series)
+                            max_signal_series=settings.metrics_max_signal_series,
+                            signal_gauges=cfg.metrics.signal_gauges, signals=cfg.metrics.signals)
     store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix,
                                      client=redis_client(settings),
                                      wait_replicas=settings.redis_wait_replicas), metrics)
@@ -231,8 +268,7 @@ def notify(
     try:
         settings = NotifySettings()
     except Exception as exc:  # pydantic ValidationError: name the variable
-        err.print(f"[red]invalid environment settings:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise _settings_error(exc) from None
     try:
         cfg = load_notify_config(targets, settings)
         resolved = resolve_targets(cfg, source=str(targets))
@@ -244,9 +280,10 @@ def notify(
                   + ", ".join(f"{t.name} ({t.spec.type})" for t in resolved))
         return
     configure_logging(settings.log_level, settings.log_format)
+    _preflight(settings, None)
     from .notify.service import run_notifier
 
-    asyncio.run(run_notifier(cfg, resolved, settings.kafka_bootstrap_servers,
+    asyncio.run(run_notifier(cfg, resolved, settings,
                              group_id=settings.consumer_group, http_host=settings.http_host,
                              http_port=settings.http_port))
 

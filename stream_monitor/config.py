@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -26,12 +34,15 @@ __all__ = [
     "INDICATORS",
     "AlertLifecycle",
     "Bounds",
+    "ConnectionSettings",
     "DetectorSpec",
     "LabelRule",
     "LearnedBounds",
+    "MetricsRule",
     "ModelRule",
     "MonitorConfig",
     "Persistence",
+    "Privacy",
     "Quality",
     "QualityRule",
     "RetrainRule",
@@ -41,6 +52,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "quality_rule",
+    "settings_problems",
     "signal_detectors",
 ]
 
@@ -276,6 +288,11 @@ class ModelRule(_Strict):
     signals: list[SignalRule] = Field(min_length=1)
     reference_size: int | None = Field(None, ge=10, description="Overrides windows.reference_size.")
     recent_size: int | None = Field(None, ge=10, description="Overrides windows.recent_size.")
+    sample_rate: float = Field(
+        1.0, gt=0, le=1,
+        description="Fraction of the model's events watched (0 < rate <= 1), chosen by a hash "
+        "of event_id: the same events in every worker and in replay (docs/scaling.md "
+        "\"Sampling a hot model\"). Every alert and record of the model states it.")
     retrain: RetrainRule = Field(default_factory=RetrainRule)  # type: ignore[arg-type]
     alerts: AlertLifecycle | None = Field(None, description="Alert lifecycle; null: off.")
     quality: QualityRule | None = Field(None, description="Overrides quality.defaults, field by field.")
@@ -299,6 +316,38 @@ class Windows(_Strict):
     evidence_size: int = Field(50, ge=5, description="Last values summarized as `current` in alerts.")
 
 
+class Privacy(_Strict):
+    """How much of the input leaves the worker (docs/security.md "Privacy").
+
+    ``alert_evidence``: what drift alerts, resolutions, retrain requests and deployment checks
+    say about the values. ``full``: count, mean, std, min, max and quantiles of each window
+    (min and max of as few as ``windows.evidence_size`` values can be raw input values);
+    ``aggregate``: count, mean and std only; ``none``: the shift in reference standard
+    deviations (and counts) only. ``dead_letter_payload``: what a dead letter keeps of the
+    rejected record (value, key and headers). ``full``: up to ``quality.dead_letter_max_bytes``;
+    ``truncated``: a head of ``dead_letter_truncated_bytes``; ``hash``: no bytes, only the
+    length and the SHA-256, and a reason that quotes nothing from the record.
+    """
+
+    alert_evidence: Literal["full", "aggregate", "none"] = Field(
+        "full", description="full | aggregate (count, mean, std) | none (shift only).")
+    dead_letter_payload: Literal["full", "truncated", "hash"] = Field(
+        "full", description="full | truncated (a head) | hash (length + SHA-256, no bytes).")
+    dead_letter_truncated_bytes: int = Field(
+        256, ge=0, le=65_536, description="Head kept with dead_letter_payload: truncated.")
+
+
+class MetricsRule(_Strict):
+    """What the worker's /metrics shows per signal (docs/security.md "Metrics")."""
+
+    signal_gauges: bool = Field(
+        True, description="Per-signal gauges (window sizes, reference/current means, detecting); "
+        "off: none, so /metrics shows no statistic of any feature.")
+    signals: list[str] = Field(
+        default_factory=lambda: ["*"], description="Globs: signals that get their own `signal` "
+        "label; others are counted as `other` and get no gauges (bounds label cardinality).")
+
+
 def _default_detectors() -> dict[str, DetectorSpec]:
     return {"adwin": DetectorSpec(type="adwin"), "page_hinkley": DetectorSpec(type="page_hinkley")}
 
@@ -312,6 +361,8 @@ class MonitorConfig(_Strict):
     detectors: dict[str, DetectorSpec] = Field(default_factory=_default_detectors)
     quality: Quality = Field(default_factory=Quality)  # type: ignore[arg-type]
     models: list[ModelRule] = Field(min_length=1)
+    privacy: Privacy = Field(default_factory=Privacy)  # type: ignore[arg-type]
+    metrics: MetricsRule = Field(default_factory=MetricsRule)  # type: ignore[arg-type]
 
     def model_rule(self, model_id: str) -> ModelRule | None:
         """The first rule whose `match` fits the model id, or None (model not watched)."""
@@ -551,7 +602,207 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
                            deployments=s.topic_deployments)
 
 
-class Settings(BaseSettings):
+# ---------------------------------------------------------------------------------------------
+# Connection security (docs/security.md). Names follow the Kafka client properties
+# (security.protocol -> KAFKA_SECURITY_PROTOCOL, ssl.ca.location -> KAFKA_SSL_CA_LOCATION, ...).
+
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def read_secret_file(path: Path) -> str:
+    """A secret from a mounted file (Docker/Kubernetes secrets): its text without the final
+    newline that editors and ``echo`` add."""
+    return path.read_text().rstrip("\r\n")
+
+
+class ConnectionSettings(BaseSettings):
+    """How to reach Kafka and Redis securely: TLS, SASL, ACL users, secrets from files.
+
+    Shared by the worker's :class:`Settings` and the notifier's settings. Secrets are
+    ``SecretStr`` (shown as ``**********``) and each can come from a ``…_FILE`` instead.
+    Contradictory combinations fail at start, naming the variable and the fix.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS",
+        description="host:port[,host:port...] of the brokers.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL",
+                           description="redis:// or rediss:// (TLS) URL; may hold user:password.")
+    kafka_security_protocol: KafkaProtocol = Field(
+        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL",
+        description="PLAINTEXT, SSL (TLS), SASL_PLAINTEXT (login, no TLS) or SASL_SSL.")
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, validation_alias="KAFKA_SASL_MECHANISM",
+        description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with SASL_*.")
+    kafka_sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME",
+                                            description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD",
+                                                  description="SASL password (secret).")
+    kafka_sasl_password_file: Path | None = Field(
+        None, validation_alias="KAFKA_SASL_PASSWORD_FILE",
+        description="File holding the SASL password (instead of KAFKA_SASL_PASSWORD).")
+    kafka_ssl_ca_location: Path | None = Field(
+        None, validation_alias="KAFKA_SSL_CA_LOCATION",
+        description="PEM file of the CA(s) that signed the brokers' certificates; default: the "
+        "system's trust store.")
+    kafka_ssl_certificate_location: Path | None = Field(
+        None, validation_alias="KAFKA_SSL_CERTIFICATE_LOCATION",
+        description="Client certificate (PEM) for mutual TLS.")
+    kafka_ssl_key_location: Path | None = Field(
+        None, validation_alias="KAFKA_SSL_KEY_LOCATION",
+        description="Private key (PEM) of the client certificate.")
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, validation_alias="KAFKA_SSL_KEY_PASSWORD",
+        description="Password of an encrypted client key (secret).")
+    kafka_ssl_key_password_file: Path | None = Field(
+        None, validation_alias="KAFKA_SSL_KEY_PASSWORD_FILE",
+        description="File holding the client key's password.")
+    kafka_ssl_check_hostname: bool = Field(
+        True, validation_alias="KAFKA_SSL_CHECK_HOSTNAME",
+        description="Check that the broker certificate names the host connected to.")
+    redis_username: str | None = Field(
+        None, validation_alias="REDIS_USERNAME",
+        description="Redis ACL user (instead of a user in REDIS_URL).")
+    redis_password: SecretStr | None = Field(
+        None, validation_alias="REDIS_PASSWORD",
+        description="Redis password (secret; instead of one in REDIS_URL).")
+    redis_password_file: Path | None = Field(
+        None, validation_alias="REDIS_PASSWORD_FILE",
+        description="File holding the Redis password.")
+    redis_ssl_ca_certs: Path | None = Field(
+        None, validation_alias="REDIS_SSL_CA_CERTS",
+        description="CA (PEM) of the Redis server certificate; needs a rediss:// URL.")
+    redis_ssl_certfile: Path | None = Field(
+        None, validation_alias="REDIS_SSL_CERTFILE",
+        description="Client certificate (PEM) for Redis mutual TLS.")
+    redis_ssl_keyfile: Path | None = Field(
+        None, validation_alias="REDIS_SSL_KEYFILE", description="Its private key (PEM).")
+
+    # -- secrets, read when a client is built (a rotated secret file is picked up on restart) --
+    def kafka_sasl_password_value(self) -> str | None:
+        return _secret(self.kafka_sasl_password, self.kafka_sasl_password_file)
+
+    def kafka_ssl_key_password_value(self) -> str | None:
+        return _secret(self.kafka_ssl_key_password, self.kafka_ssl_key_password_file)
+
+    def redis_password_value(self) -> str | None:
+        return _secret(self.redis_password, self.redis_password_file)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConnectionSettings:
+        problems = _connection_problems(self)
+        if problems:
+            raise ValueError("\n".join(f"{var}: {msg}" for var, msg in problems))
+        return self
+
+
+def _secret(value: SecretStr | None, file: Path | None) -> str | None:
+    if value is not None:
+        return value.get_secret_value()
+    return read_secret_file(file) if file is not None else None
+
+
+def _connection_problems(s: ConnectionSettings) -> list[tuple[str, str]]:
+    """(variable, problem and fix) for every contradiction; never shows a secret."""
+    problems: list[tuple[str, str]] = []
+    proto = s.kafka_security_protocol
+    sasl, tls = proto.startswith("SASL_"), proto in ("SSL", "SASL_SSL")
+
+    def readable(var: str, path: Path | None) -> None:
+        if path is None:
+            return
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            problems.append((var, f"cannot read {path}: {exc.strerror}; mount the file there "
+                             "or fix the path"))
+
+    for var, value, file in (
+            ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password, s.kafka_sasl_password_file),
+            ("KAFKA_SSL_KEY_PASSWORD", s.kafka_ssl_key_password, s.kafka_ssl_key_password_file),
+            ("REDIS_PASSWORD", s.redis_password, s.redis_password_file)):
+        if value is not None and file is not None:
+            problems.append((var, f"both {var} and {var}_FILE are set; keep one"))
+        readable(f"{var}_FILE", file)
+    if sasl:
+        if s.kafka_sasl_mechanism is None:
+            problems.append(("KAFKA_SASL_MECHANISM", f"KAFKA_SECURITY_PROTOCOL={proto} needs a "
+                             "mechanism; set PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
+        if not s.kafka_sasl_username:
+            problems.append(("KAFKA_SASL_USERNAME", f"KAFKA_SECURITY_PROTOCOL={proto} logs in; "
+                             "set the user name"))
+        if s.kafka_sasl_password is None and s.kafka_sasl_password_file is None:
+            problems.append(("KAFKA_SASL_PASSWORD", f"KAFKA_SECURITY_PROTOCOL={proto} logs in; "
+                             "set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE"))
+    else:
+        given = [v for v, x in (("KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism),
+                                ("KAFKA_SASL_USERNAME", s.kafka_sasl_username),
+                                ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password),
+                                ("KAFKA_SASL_PASSWORD_FILE", s.kafka_sasl_password_file))
+                 if x is not None]
+        if given:
+            problems.append(("KAFKA_SECURITY_PROTOCOL", f"{', '.join(given)} set, but {proto} "
+                             "sends no login; set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or "
+                             "SASL_PLAINTEXT), or unset them"))
+    tls_files = [("KAFKA_SSL_CA_LOCATION", s.kafka_ssl_ca_location),
+                 ("KAFKA_SSL_CERTIFICATE_LOCATION", s.kafka_ssl_certificate_location),
+                 ("KAFKA_SSL_KEY_LOCATION", s.kafka_ssl_key_location)]
+    if not tls:
+        given = [v for v, x in tls_files if x is not None]
+        if given:
+            problems.append(("KAFKA_SECURITY_PROTOCOL", f"{', '.join(given)} set, but {proto} "
+                             "does not use TLS; set KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, or "
+                             "unset them"))
+    for var, path in tls_files:
+        readable(var, path)
+    if (s.kafka_ssl_certificate_location is None) != (s.kafka_ssl_key_location is None):
+        problems.append(("KAFKA_SSL_KEY_LOCATION", "mutual TLS needs both "
+                         "KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION"))
+    url = s.redis_url
+    redis_tls = [("REDIS_SSL_CA_CERTS", s.redis_ssl_ca_certs),
+                 ("REDIS_SSL_CERTFILE", s.redis_ssl_certfile),
+                 ("REDIS_SSL_KEYFILE", s.redis_ssl_keyfile)]
+    given = [v for v, x in redis_tls if x is not None]
+    if given and url is not None and not url.startswith(("rediss://", "rediss+")):
+        problems.append(("REDIS_URL", f"{', '.join(given)} set, but REDIS_URL does not use TLS; "
+                         "write it as rediss://host:port/db"))
+    for var, path in redis_tls:
+        readable(var, path)
+    if (s.redis_ssl_certfile is None) != (s.redis_ssl_keyfile is None):
+        problems.append(("REDIS_SSL_KEYFILE", "mutual TLS needs both REDIS_SSL_CERTFILE and "
+                         "REDIS_SSL_KEYFILE"))
+    if (s.redis_password is not None or s.redis_password_file is not None) and url:
+        from urllib.parse import urlsplit
+
+        try:
+            in_url = urlsplit(url).password
+        except ValueError:
+            in_url = None
+        if in_url:
+            problems.append(("REDIS_PASSWORD", "REDIS_URL holds a password too; keep one "
+                             "(REDIS_PASSWORD_FILE keeps it out of the environment)"))
+    return problems
+
+
+def settings_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(variable, message) for each error of a settings class, without the input values (they
+    may hold secrets)."""
+    problems: list[tuple[str, str]] = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if not loc and err["type"] == "value_error":
+            for line in msg.removeprefix("Value error, ").splitlines():
+                var, _, text = line.partition(": ")
+                problems.append((var, text))
+            continue
+        problems.append((loc or "(settings)", msg))
+    return problems
+
+class Settings(ConnectionSettings):
     """Where and how to run, from the environment (12-factor). Each field's env var is listed."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -585,7 +836,10 @@ class Settings(BaseSettings):
     topic_deployments: str | None = Field(None, validation_alias="SM_TOPIC_DEPLOYMENTS")
     metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
                               description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
-    metrics_host: str = Field("0.0.0.0", validation_alias="SM_METRICS_HOST")
+    metrics_host: str = Field(
+        "0.0.0.0", validation_alias="SM_METRICS_HOST",
+        description="Bind address of /metrics, /healthz and /readyz: 0.0.0.0 (all interfaces, "
+        "what a Kubernetes probe and scrape need), or 127.0.0.1 behind a local auth proxy.")
     metrics_max_models: int = Field(
         1000, ge=1, validation_alias="SM_METRICS_MAX_MODELS",
         description="Models with their own `model` label on /metrics; the rest share "
@@ -603,6 +857,19 @@ class Settings(BaseSettings):
                                   description="Testing only: 'after_join:N', 'after_save:N', "
                                   "'after_publish:N' or 'mid_batch:N' kills the worker with "
                                   "SIGKILL at its N-th batch.")
+    enable_test_failpoints: bool = Field(
+        False, validation_alias="SM_ENABLE_TEST_FAILPOINTS",
+        description="Testing only: SM_FAILPOINT is refused unless this is also set, so that a "
+        "stray variable cannot make a production worker kill itself.")
+
+    @model_validator(mode="after")
+    def _failpoints_are_for_tests(self) -> Settings:
+        if self.failpoint and not self.enable_test_failpoints:
+            raise ValueError("SM_FAILPOINT: test failpoints kill the worker on purpose and are "
+                             "off; unset SM_FAILPOINT (in a test, also set "
+                             "SM_ENABLE_TEST_FAILPOINTS=1)")
+        return self
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="SM_LOG_LEVEL")
     web_port: int = Field(6066, validation_alias="SM_WEB_PORT", description="Faust web port.")
     data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",

@@ -14,8 +14,10 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from .adapters.kafka_clients import describe
 from .adapters.kafka_io import consume, create_topics, produce, wait_for_kafka
 from .config import Settings, load_config
+from .state.connection import redacted_url, redis_client
 from .synth import Drift, LabelledSpec, StreamSpec, generate, labelled
 
 CHURN = "churn-model"
@@ -33,9 +35,10 @@ async def run_demo(config_path: Path, settings: Settings, *, events: int, timeou
                KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers, REDIS_URL=settings.redis_url,
                **{f"SM_TOPIC_{k.upper()}": v for k, v in topics.items()})
     load_config(config_path)  # fail here, with the field named, before anything starts
-    bootstrap = settings.kafka_bootstrap_servers
+    bootstrap = settings  # servers and security (TLS, SASL) for every client: docs/security.md
     console.rule("stream-monitor demo")
-    console.print(f"Kafka {bootstrap}, Redis {settings.redis_url}, run {run}")
+    console.print(f"Kafka {describe(settings)}, Redis {redacted_url(settings.redis_url)}, "
+                  f"run {run}")
     await wait_for_kafka(bootstrap)
     await create_topics(bootstrap, topics.values())
 
@@ -170,7 +173,6 @@ async def _show_labels(console: Console, settings: Settings, prefix: str) -> Non
     """The label join's totals for the labelled model, read from Redis."""
     from .core.labels import LabelStats
     from .state.base import model_tag
-    from .state.client import redis_client
 
     client = redis_client(settings)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ConnectionCheckError",
     "OutputRejectedError",
     "StartupError",
     "StateCorruptError",
@@ -47,3 +48,13 @@ class OutputRejectedError(StreamMonitorError):
     """Kafka refused an output record for a reason that retrying cannot mend (too large for the
     topic, not authorized, no such topic). The batch is not committed, so its input is
     redelivered once the cause is fixed; the message says which record and which setting."""
+
+
+class ConnectionCheckError(StartupError):
+    """A start-up connection check failed for a reason a setting can fix (wrong password,
+    unknown CA, missing ACL permission). The message is one line naming the setting; it never
+    contains a secret. Not retried: fix the setting and start again."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: {message}")

@@ -29,6 +29,7 @@ from .contracts.records import (
 from .core.labels import LabelOp, LabelStats
 from .core.monitor import BatchResult, ModelState, Monitor, MonitorState
 from .core.quality import QualityCounters, QualityGate
+from .core.sampling import sampled
 from .state.base import ModelDelta, SignalDelta, StateStore, split_unit, unit_id
 from .state.dedupe import DedupeStore, dedupe_store_for
 from .state.labels import LabelStore, label_store_for
@@ -280,11 +281,14 @@ class BatchPipeline:
             dead = self._rejected(raws, dead, result.rejected, counters)
             out.dead_letters = len(dead)
         max_bytes = self.config.quality.dead_letter_max_bytes
+        privacy = self.config.privacy
         for d in dead:
             # Not in the outbox: a dead letter is a pure function of its input event, which is
             # redelivered (and dead-lettered again, with the same id) if this run dies.
-            rec = d.to_record(now, max_bytes)
-            out.records.append(_output(topics.dead_letter, d.kafka_key, rec,
+            rec = d.to_record(now, max_bytes, payload=privacy.dead_letter_payload,
+                              truncated_bytes=privacy.dead_letter_truncated_bytes)
+            key = b"" if privacy.dead_letter_payload == "hash" else d.kafka_key
+            out.records.append(_output(topics.dead_letter, key, rec,
                                        (("reason-code", d.reason_code.encode()),)))
         per_model: dict[str, dict[str, bytes]] = {}
         for rec, uid in self._outputs(result):
@@ -380,6 +384,9 @@ class BatchPipeline:
                 counters.dead_letter("", "unknown_model")
             elif rule is None or rule.labels is None:
                 ignored += 1
+            elif rule.sample_rate < 1.0 and not sampled(lab.event_id, rule.sample_rate):
+                # Its prediction was left out by the same test (core/sampling.py).
+                counters.sampled_out[(lab.model_id, "label")] += 1
             else:
                 labels.append(lab)
         return labels, ignored

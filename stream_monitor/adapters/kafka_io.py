@@ -1,4 +1,8 @@
-"""Small aiokafka helpers shared by the demo, the benchmark and the tests."""
+"""Small aiokafka helpers shared by the demo, the benchmark and the tests.
+
+Each takes ``bootstrap``: settings with the Kafka security configuration, or a ``host:port``
+string, which gets the security settings of the environment (:mod:`.kafka_clients`), so the
+same helpers work against a SASL_SSL cluster."""
 
 from __future__ import annotations
 
@@ -11,15 +15,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from .kafka_clients import KafkaTarget, describe, kafka_kwargs
+
 __all__ = ["consume", "create_topics", "produce", "wait_for_kafka"]
 
 
-async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
+async def wait_for_kafka(bootstrap: KafkaTarget, timeout: float = 60.0) -> None:
     """Return once the broker answers a metadata request (asks it; does not sleep-and-hope)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(**kafka_kwargs(bootstrap), request_timeout_ms=5000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -29,11 +35,11 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 60.0) -> None:
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
-    raise TimeoutError(f"Kafka at {bootstrap} did not answer within {timeout}s: {last}")
+    raise TimeoutError(f"Kafka at {describe(bootstrap)} did not answer within {timeout}s: {last}")
 
 
-async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def create_topics(bootstrap: KafkaTarget, names: Iterable[str], partitions: int = 1) -> None:
+    admin = AIOKafkaAdminClient(**kafka_kwargs(bootstrap))
     await admin.start()
     try:
         for name in names:
@@ -46,14 +52,14 @@ async def create_topics(bootstrap: str, names: Iterable[str], partitions: int = 
 
 
 async def produce(
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topic: str,
     records: Iterable[tuple[bytes | None, bytes]],
     *,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Send (key, value) pairs and wait until every one is acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=262144,
+    producer = AIOKafkaProducer(**kafka_kwargs(bootstrap), linger_ms=5, max_batch_size=262144,
                                 acks="all", enable_idempotence=True)
     await producer.start()
     n = 0
@@ -76,7 +82,7 @@ async def produce(
 
 
 async def consume(
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topics: list[str],
     *,
     until: Callable[[list[Any]], bool] | None = None,
@@ -87,7 +93,8 @@ async def consume(
     without a message after the first one, or ``timeout``. Returns aiokafka ConsumerRecords.
     (The idle clock starts at the first message: a consumer's first fetch can take seconds on
     a busy machine.)"""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(*topics, **kafka_kwargs(bootstrap),
+                                auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     out: list[Any] = []

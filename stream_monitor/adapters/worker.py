@@ -541,6 +541,8 @@ def _observe(metrics: Any, worker: MonitorWorker, raws: list[RawRecord], out: Ba
             if r.position.topic == label_topic:
                 tp = (r.position.topic, r.position.partition)
                 c.positions[tp] = max(c.positions.get(tp, -1), r.position.offset)
+    if out.quality.sampled_out:
+        metrics.observe_sampled_out(out.quality.sampled_out)
     metrics.observe_batch(c.events_by_model, c.dead_letters_by_reason, seconds, alerts=c.alerts,
                           retrain_requests=c.retrain_requests, positions=c.positions)
     # Per model, the signals of its newest version this batch touched (the gauges are per

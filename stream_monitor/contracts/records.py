@@ -141,10 +141,23 @@ class DeadLetter:
         """The dead letter's Kafka key: the original key (a bounded head of it)."""
         return (self.raw.key or b"")[:_KEY_MAX_BYTES]
 
-    def to_record(self, now: float, max_bytes: int = DEAD_LETTER_MAX_BYTES) -> dict[str, Any]:
+    def to_record(self, now: float, max_bytes: int = DEAD_LETTER_MAX_BYTES, *,
+                  payload: str = "full", truncated_bytes: int = 256) -> dict[str, Any]:
         """The dead-letter record. Its size is bounded whatever the input: the value keeps at
         most ``max_bytes`` bytes (base64 at worst: 4/3 of that), the key, each header and the
         reason less; see :func:`bytes_field`.
+
+        ``payload`` (``privacy.dead_letter_payload``): ``full`` keeps that much; ``truncated``
+        a head of ``truncated_bytes``; ``hash`` no bytes at all (value, key and header values
+        give their length and SHA-256 only) and a reason that quotes nothing from the record.
+
+        >>> rec = DeadLetter(RawRecord(b'{"ssn": "123-45-6789"}', Position("t", 0, 1), b"k"),
+        ...                  "wrong_type", "features.ssn is '123-45-6789'").to_record(0.0,
+        ...                  payload="hash")
+        >>> rec["original"]["value"]["data"], rec["original"]["value"]["length"]
+        ('', 22)
+        >>> "123" in encode_record(rec).decode()
+        False
 
         >>> big = RawRecord(b"\\xff" * 900_001, Position("t", 0, 1), b"k")
         >>> rec = DeadLetter(big, "undecodable", "not UTF-8").to_record(0.0, max_bytes=1000)
@@ -156,6 +169,10 @@ class DeadLetter:
         """
         raw = self.raw
         pos = raw.position
+        if payload == "truncated":
+            max_bytes = min(max_bytes, truncated_bytes)
+        elif payload == "hash":
+            max_bytes = 0
         hmax = min(max_bytes, _HEADER_MAX_BYTES)
         original: dict[str, Any] = {
             "key": bytes_field(raw.key, min(max_bytes, _KEY_MAX_BYTES)),
@@ -166,6 +183,8 @@ class DeadLetter:
         if len(raw.headers) > _MAX_HEADERS:
             original["headers_omitted"] = len(raw.headers) - _MAX_HEADERS
         reason = self.reason
+        if payload == "hash":  # reasons quote values from the record (privacy)
+            reason = f"{self.reason_code} (details withheld: privacy.dead_letter_payload is hash)"
         if len(reason) > _REASON_MAX_CHARS:
             reason = reason[:_REASON_MAX_CHARS - 1] + "…"
         return {
@@ -252,6 +271,7 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 
 _SCALAR = (int, float, str, bool)
+_SCALAR_TYPES = frozenset(_SCALAR)  # exact types, the fast check (subclasses: isinstance)
 
 
 # Event times must stay within what ``iso_time`` can render (years 1 to 9999): an event whose
@@ -367,7 +387,7 @@ def _required(obj: dict[str, Any], *names: str) -> tuple[Any, ...]:
     """The required fields of a record, in order; event_id and model_id (the first two)
     checked."""
     try:
-        values = tuple(obj[n] for n in names)
+        values = tuple([obj[n] for n in names])  # a list comprehension: no generator frame
     except KeyError as exc:
         raise _Reject("missing_field", f"required field {exc.args[0]!r} is missing") from None
     event_id, model_id = values[0], values[1]
@@ -384,8 +404,9 @@ def _decode(raw: RawRecord) -> InferenceEvent:
         obj, "event_id", "model_id", "features", "prediction")
     if type(features) is not dict:
         raise _Reject("wrong_type", "features must be an object of name -> number/string/bool/null")
+    scalar = _SCALAR_TYPES
     for name, fv in features.items():
-        if fv is not None and not isinstance(fv, _SCALAR):
+        if type(fv) not in scalar and fv is not None and not isinstance(fv, _SCALAR):
             raise _Reject("wrong_type", f"feature {name!r} must be a number, string, bool or null")
     if prediction is None or not isinstance(prediction, _SCALAR):
         raise _Reject("wrong_type", "prediction must be a number or a class label (string/bool)")

@@ -213,14 +213,16 @@ def compare_performance(signal: str, previous: Sequence[float], new: Sequence[fl
 def deployment_check(*, model_id: str, model_version: str | None, previous_version: str | None,
                      started_at: float, completed_at: float, reason: str,
                      trigger: dict[str, Any], signals: list[dict[str, Any]],
-                     performance: dict[str, Any] | None, rule: dict[str, Any]) -> dict[str, Any]:
+                     performance: dict[str, Any] | None, rule: dict[str, Any],
+                     sample_rate: float = 1.0) -> dict[str, Any]:
     """The ``deployment_check`` record of a new version (schema ``deployment-check``).
 
     ``reason`` is why the watch ended (``watch_complete`` or ``timeout``), ``trigger`` the event
     that ended it, ``signals`` the :func:`compare_signal` results, ``performance`` the
     :func:`compare_performance` result or None (the model has no labels), ``rule`` the thresholds
-    used (passed through). With no previous version (the first version ever seen) there is
-    nothing to compare: the comparisons are dropped and the verdict is ``pass``.
+    used (passed through), ``sample_rate`` the model rule's. With no previous version (the first
+    version ever seen) there is nothing to compare: the comparisons are dropped and the verdict
+    is ``pass``.
 
     >>> r = deployment_check(model_id="fraud", model_version="v1", previous_version=None,
     ...     started_at=0.0, completed_at=60.0, reason="watch_complete",
@@ -244,6 +246,7 @@ def deployment_check(*, model_id: str, model_version: str | None, previous_versi
                               previous_version or ""),
         "model_id": model_id,
         "model_version": model_version,
+        "sample_rate": sample_rate,
         "previous_version": previous_version,
         "verdict": verdict,
         "reasons": reasons,

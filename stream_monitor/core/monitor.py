@@ -42,6 +42,7 @@ from .deploy import DeployWatch, compare_performance, compare_signal, deployment
 from .detectors import REGISTRY, build_detector, checkpoint, restore_detector
 from .labels import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
 from .lifecycle import LifecycleState
+from .privacy import redact_outputs
 from .quality import ModelQuality, QualityCounters, check_features, rate_scale
 from .retrain import RetrainState, decide, note_alert, retrain_request, tick
 from .stats import summarize
@@ -628,6 +629,9 @@ class Monitor:
             if model.deploy is not None and not model.deploy.done:
                 self._watch(model, model.deploy, ev, result, models, final=True)
         result.dirty_models = list(touched.values())
+        # What leaves the worker (privacy.alert_evidence); the state above kept the full
+        # evidence it needs.
+        redact_outputs(result, self.config.privacy.alert_evidence)
         return result
 
     def _after_event(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
@@ -639,8 +643,8 @@ class Monitor:
             self._decide(model, ev, result, None)
         lc = model.lifecycle
         if lc is not None and lc.incidents:
-            result.resolved += lc.tick(model.rule.alerts,  # type: ignore[arg-type]
-                                       model.signals, ev, model.model_id)
+            result.resolved += [_rated(model, z) for z in lc.tick(
+                model.rule.alerts, model.signals, ev, model.model_id)]  # type: ignore[arg-type]
         dw = model.deploy
         if dw is not None and not dw.done:
             self._watch(model, dw, ev, result, models)
@@ -704,6 +708,7 @@ class Monitor:
         pos = ev.position
         result.deployment_checks.append(deployment_check(
             model_id=model.model_id, model_version=model.model_version,
+            sample_rate=model.rule.sample_rate,
             previous_version=dw.previous_version, started_at=dw.started_at, completed_at=t,
             reason=reason, trigger={"event_id": ev.event_id, "topic": pos.topic,
                                     "partition": pos.partition, "offset": pos.offset},
@@ -756,7 +761,7 @@ class Monitor:
 
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:
-        alert = self._alert(model, sig, i, ev)
+        alert = _rated(model, self._alert(model, sig, i, ev))
         lc = model.lifecycle
         if lc is not None and not lc.on_drift(model.rule.alerts,  # type: ignore[arg-type]
                                               alert, sig.n, ev.event_time):
@@ -780,8 +785,8 @@ class Monitor:
         trigger = alert["detected_at"] if alert is not None else {
             "event_id": ev.event_id, "topic": pos.topic, "partition": pos.partition,
             "offset": pos.offset, "event_time": iso_time(t), "signal_index": None}
-        result.retrain_requests.append(
-            retrain_request(rule, d, model.model_id, ev.model_version, trigger, t))
+        result.retrain_requests.append(_rated(
+            model, retrain_request(rule, d, model.model_id, ev.model_version, trigger, t)))
         model.last_retrain_at = t
         model.retrain_requests += 1
 
@@ -820,6 +825,12 @@ class Monitor:
                 f"values; {name} fired at offset {pos.offset}"
             ),
         }
+
+
+def _rated(model: ModelState, record: dict[str, Any]) -> dict[str, Any]:
+    """A record of the model, stating the sample rate its events were watched at."""
+    record["sample_rate"] = model.rule.sample_rate
+    return record
 
 
 def _number(v: Any) -> float | None:

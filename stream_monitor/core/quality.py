@@ -9,7 +9,9 @@ layers (README "Data quality"):
   ``wrong_type``, ``non_finite`` timestamp), ``unknown_model`` (when the config says
   ``dead_letter``), ``timestamp_in_future`` / ``timestamp_too_old`` (against the processing
   clock), then ``duplicate``. A failing event becomes a :class:`DeadLetter` with its original
-  bytes.
+  bytes. Between the timestamp rules and ``duplicate``, a model's ``sample_rate`` below 1
+  leaves out the events whose ``event_id`` hashes above it (core/sampling.py; counted, not
+  dead-lettered).
 * **Value rules** (:func:`check_features`, run by :meth:`Monitor.process` for models whose
   quality rule is active): a feature that is missing (absent or null), non-finite, out of bounds
   or an unseen category is rejected *alone*; the event's other values are used. Per feature,
@@ -45,6 +47,7 @@ from ..contracts.records import (
     record_id,
 )
 from ..state.base import id_parts
+from .sampling import sampled
 
 if TYPE_CHECKING:
     from .monitor import BatchResult, ModelState, Monitor, SignalState
@@ -91,6 +94,8 @@ class QualityCounters:
 
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
     rejected_values: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # (model_id, "inference" | "label") -> records left out by the model's sample_rate.
+    sampled_out: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def dead_letter(self, model_id: str, reason_code: str) -> None:
         self.dead_letters[(model_id, reason_code)] += 1
@@ -101,6 +106,7 @@ class QualityCounters:
     def merge(self, other: QualityCounters) -> None:
         self.dead_letters.update(other.dead_letters)
         self.rejected_values.update(other.rejected_values)
+        self.sampled_out.update(other.sampled_out)
 
     def total_dead_letters(self) -> int:
         return sum(self.dead_letters.values())
@@ -162,6 +168,9 @@ class QualityGate:
         self.max_features = q.max_features_per_event
         self.max_id = q.max_id_length
         self._watched: dict[str, bool] = {}
+        # Sample rates below 1 (docs/scaling.md "Sampling a hot model"): off, no cost.
+        self.samples = any(r.sample_rate < 1.0 for r in config.models)
+        self._rates: dict[str, float] = {}
 
     @property
     def checks_duplicates(self) -> bool:
@@ -175,15 +184,28 @@ class QualityGate:
             w = self._watched[model_id] = self.config.model_rule(model_id) is not None
         return w
 
+    def sample_rate(self, model_id: str) -> float:
+        """The sample rate of a model's rule (1.0 for a model no rule matches)."""
+        r = self._rates.get(model_id)
+        if r is None:
+            if len(self._rates) > 100_000:
+                self._rates.clear()
+            rule = self.config.model_rule(model_id)
+            r = self._rates[model_id] = 1.0 if rule is None else rule.sample_rate
+        return r
+
     def admit(self, raws: Sequence[RawRecord], now: float,
               counters: QualityCounters) -> tuple[list[InferenceEvent], list[DeadLetter]]:
         """Decode and check each record; never raises. Every record comes back exactly once:
-        as an event or as a dead letter (both in input order)."""
+        as an event or as a dead letter (both in input order), unless its model's
+        ``sample_rate`` leaves it out (counted in ``counters.sampled_out``). Sampling comes
+        after the whole-event rules and before the duplicate check."""
         events: list[InferenceEvent] = []
         dead: list[DeadLetter] = []
         max_bytes = self.max_bytes
         per_model = (self.dead_letter_unknown or self.max_future is not None
                      or self.max_past is not None)
+        samples = self.samples
         for raw in raws:
             value = raw.value
             if value is not None and len(value) > max_bytes:
@@ -210,6 +232,11 @@ class QualityGate:
                     dead.append(DeadLetter(raw, code, reason))
                     counters.dead_letter(NO_MODEL if code == "unknown_model" else ev.model_id,  # type: ignore[union-attr]
                                          code)
+                    continue
+            if samples:
+                rate = self.sample_rate(ev.model_id)  # type: ignore[union-attr]
+                if rate < 1.0 and not sampled(ev.event_id, rate):  # type: ignore[union-attr]
+                    counters.sampled_out[(ev.model_id, "inference")] += 1  # type: ignore[union-attr]
                     continue
             events.append(ev)  # type: ignore[arg-type]
         return events, dead
@@ -633,6 +660,7 @@ def _quality_alert(mon: Monitor, model: ModelState, mq: ModelQuality, sig: Signa
         "detected_at": detected_at(ev, sig.n),
         "rate_before": before,
         "rate_after": after,
+        "sample_rate": model.rule.sample_rate,
         "evidence": {
             "sample_events": mq.rule.sample_events,
             "reference": {"samples": len(sig.reference), "rate": before},

@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from ..config import ConnectionSettings
 from ..errors import ConfigError
 
 __all__ = [
@@ -395,7 +396,7 @@ def resolve_targets(cfg: NotifyConfig, environ: Mapping[str, str] | None = None,
     return out
 
 
-class NotifySettings(BaseSettings):
+class NotifySettings(ConnectionSettings):
     """Where the notifier runs, from the environment (12-factor)."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)

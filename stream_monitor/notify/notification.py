@@ -159,7 +159,8 @@ def _drift_details(rec: dict[str, Any]) -> dict[str, str]:
         d["event_time"] = str(at.get("event_time"))
     if rec.get("alert_id"):
         d["alert_id"] = str(rec["alert_id"])
-    for k in ("feature", "indicator", "rate_before", "rate_after"):  # data-quality alerts
+    # Data-quality alerts, and the sample rate of any alert (docs/scaling.md).
+    for k in ("feature", "indicator", "rate_before", "rate_after", "sample_rate"):
         if rec.get(k) is not None:
             d[k] = _fmt(rec[k]) if isinstance(rec[k], float) else str(rec[k])
     return d

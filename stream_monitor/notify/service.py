@@ -24,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from ..adapters.kafka_clients import KafkaTarget, describe, kafka_kwargs
 from ..contracts.records import SCHEMA_VERSION, bytes_field, iso_time, record_id
 from ..observability.logging import log_context
 from ..observability.metrics import NotifierMetrics
@@ -77,7 +78,8 @@ def dead_letter_record(msg: Any, reason_code: str, reason: str, now: float, *,
 
 
 class Notifier:
-    def __init__(self, config: NotifyConfig, targets: Sequence[ResolvedTarget], bootstrap: str, *,
+    def __init__(self, config: NotifyConfig, targets: Sequence[ResolvedTarget],
+                 bootstrap: KafkaTarget, *,
                  group_id: str | None = None, metrics: NotifierMetrics | None = None,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -107,10 +109,12 @@ class Notifier:
         self.forwarders = [Forwarder(tg, self.session, generator_url=self.config.generator_url,
                                      hooks=self.metrics, sleep=self.sleep, rng=self.rng)
                            for tg in self.targets]
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                         enable_idempotence=True, linger_ms=5)
+        # Bootstrap servers and security (TLS, SASL) from the settings: docs/security.md.
+        kafka = kafka_kwargs(self.bootstrap)
+        self.producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True,
+                                         linger_ms=5)
         self.consumer = AIOKafkaConsumer(
-            t.alerts, t.retrain, t.deployments, bootstrap_servers=self.bootstrap,
+            t.alerts, t.retrain, t.deployments, **kafka,
             group_id=self.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=self.max_poll_records,
@@ -122,8 +126,8 @@ class Notifier:
         except BaseException:
             await self.producer.stop()
             raise
-        log.info("notifier: group %s reads %s, %s, %s -> %s; dead letters to %s", self.group_id,
-                 t.alerts, t.retrain, t.deployments,
+        log.info("notifier: group %s reads %s, %s, %s from %s -> %s; dead letters to %s",
+                 self.group_id, t.alerts, t.retrain, t.deployments, describe(self.bootstrap),
                  ", ".join(f"{x.spec.type}:{x.name}" for x in self.targets),
                  t.dead_letter)
 
@@ -299,7 +303,8 @@ class Notifier:
                                            rec["reason_code"])
 
 
-async def run_notifier(config: NotifyConfig, targets: Sequence[ResolvedTarget], bootstrap: str, *,
+async def run_notifier(config: NotifyConfig, targets: Sequence[ResolvedTarget],
+                       bootstrap: KafkaTarget, *,
                        group_id: str | None = None, http_host: str = "0.0.0.0",
                        http_port: int = 9465, stop: asyncio.Event | None = None) -> None:
     """The ``stream-monitor notify`` process: the notifier, with /metrics, /healthz and /readyz,

@@ -25,11 +25,12 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["Check", "HealthServer", "Readiness", "start_http_server"]
+__all__ = ["Check", "HealthServer", "Readiness", "failure_code", "start_http_server"]
 
 log = logging.getLogger("stream_monitor.observability")
 
-# A check returns True/False, or (ok, detail); it may be async. Raising counts as not ready.
+# A check returns True/False, or (ok, detail); it may be async. Raising counts as not ready, with
+# a reason code as the detail (failure_code), never the exception's text.
 Check = Callable[[], "bool | tuple[bool, str] | Awaitable[bool | tuple[bool, str]]"]
 
 
@@ -46,15 +47,20 @@ class Readiness:
         self.checks[name] = check
         self._cached = None
 
-    async def _run(self, check: Check) -> tuple[bool, str]:
+    async def _run(self, check: Check, name: str = "check") -> tuple[bool, str]:
         try:
             res = check()
             if inspect.isawaitable(res):
                 res = await asyncio.wait_for(res, self.timeout)
         except TimeoutError:
-            return False, f"no answer within {self.timeout:g}s"
+            return False, "timeout"
         except Exception as exc:
-            return False, f"{type(exc).__name__}: {exc}"
+            # The probe answer is a reason code: exception text can name hosts, users or
+            # paths, and /readyz is usually unauthenticated. The text goes to the log.
+            code = failure_code(exc)
+            log.warning("readiness check %s failed (%s): %s: %s", name, code,
+                        type(exc).__name__, exc)
+            return False, code
         if isinstance(res, tuple):
             return bool(res[0]), str(res[1])
         return bool(res), ""
@@ -66,7 +72,7 @@ class Readiness:
             if self._cached is not None and now - self._cached[0] < self.cache_seconds:
                 return self._cached[1]
             names = list(self.checks)
-            results = await asyncio.gather(*(self._run(self.checks[n]) for n in names))
+            results = await asyncio.gather(*(self._run(self.checks[n], n) for n in names))
             checks = {n: {"ok": ok, "detail": detail} for n, (ok, detail) in zip(names, results,
                                                                                  strict=True)}
             report = {"ready": bool(checks) and all(c["ok"] for c in checks.values()),
@@ -133,6 +139,26 @@ class HealthServer:
     async def _readyz(self, request: web.Request) -> web.Response:
         report = await self.readiness.report()
         return _json(report, 200 if report["ready"] else 503)
+
+
+def failure_code(exc: BaseException) -> str:
+    """A reason code for a failed check: ``auth_failed``, ``not_permitted``, ``tls_failed``,
+    ``unreachable`` or ``check_failed``.
+
+    >>> failure_code(ConnectionRefusedError(111, "Connection refused"))
+    'unreachable'
+    """
+    name = type(exc).__name__.lower()
+    text = str(exc).lower()
+    if "auth" in name or "wrongpass" in text or "invalid credentials" in text:
+        return "auth_failed"
+    if "permission" in name or "noperm" in text or "authoriz" in name:
+        return "not_permitted"
+    if "ssl" in name or "certificate" in text:
+        return "tls_failed"
+    if isinstance(exc, OSError) or "connection" in name or "timeout" in name:
+        return "unreachable"
+    return "check_failed"
 
 
 def _json(obj: Any, status: int) -> web.Response:

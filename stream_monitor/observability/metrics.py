@@ -62,12 +62,19 @@ class WorkerMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None, *,
                  clock: Any = time.time, max_models: int = 1000,
-                 max_signal_series: int = 5000) -> None:
+                 max_signal_series: int = 5000, signal_gauges: bool = True,
+                 signals: Sequence[str] = ("*",)) -> None:
+        """``signal_gauges`` off: no per-signal gauges (window sizes, means). ``signals``: globs
+        of the signal names that get their own ``signal`` label; the others are counted as
+        ``other`` and get no gauges (the monitoring config's ``metrics`` section)."""
         from prometheus_client import REGISTRY
 
         reg = registry if registry is not None else REGISTRY
         self.registry = reg
         self.clock = clock
+        self.signal_gauges = signal_gauges
+        self.signal_globs = tuple(signals)
+        self._signal_label: dict[str, str | None] = {}
         # Label cardinality is bounded: every labelled series costs memory here and in
         # Prometheus, and a worker may see 100,000 model ids. The first `max_models` models
         # get their own `model` label, the rest share OTHER_MODEL; per-signal gauges exist for
@@ -128,6 +135,9 @@ class WorkerMetrics:
             "worker_internal_errors", "Exceptions in the worker loop, by stage: `batch` (before "
             "the commit: the batch is read again), `report` (metrics or logs after the commit).",
             ["stage"], namespace=ns, registry=reg)
+        self.sampled_out = PromCounter(
+            "sampled_out", "Records left out by a model's sample_rate, by model and kind "
+            "(`inference` or `label`).", ["model", "kind"], namespace=ns, registry=reg)
         self.labels = PromCounter("labels", "Label records read from the labels topic, by model "
                                   "(dead letters not included).", ["model"], namespace=ns,
                                   registry=reg)
@@ -226,7 +236,8 @@ class WorkerMetrics:
         det = alert.get("detector")
         detector = det.get("name") if isinstance(det, Mapping) else det
         model = self._m(str(alert.get("model_id")))
-        signal = str(alert.get("signal")) if model != OTHER_MODEL else OTHER_MODEL
+        signal = ((self.signal_label(str(alert.get("signal"))) or "other")
+                  if model != OTHER_MODEL else OTHER_MODEL)
         self.detections.labels(model, signal, str(detector)).inc()
         t = _event_time(alert)
         now = self.clock() if now is None else now
@@ -274,10 +285,28 @@ class WorkerMetrics:
                 self.set_lag(key, hw - nxt)
 
     # -- per signal --------------------------------------------------------------------------
+    def signal_label(self, signal: str) -> str | None:
+        """The ``signal`` label of a signal, or None when the allow-list leaves it out.
+
+        >>> m = WorkerMetrics(CollectorRegistry(), signals=["prediction", "feature:amount"])
+        >>> m.signal_label("feature:amount"), m.signal_label("feature:ssn")
+        ('feature:amount', None)
+        """
+        label = self._signal_label.get(signal, "")
+        if label == "":
+            import fnmatch
+
+            label = (signal if any(fnmatch.fnmatchcase(signal, g) for g in self.signal_globs)
+                     else None)
+            if len(self._signal_label) < 100_000:
+                self._signal_label[signal] = label
+        return label
+
     def observe_signal(self, model: str, signal: str, *, reference_size: int, recent_size: int,
                        reference_mean: float | None, current_mean: float | None,
                        detecting: bool | None = None) -> None:
-        if not self._series(model, signal):
+        if (not self.signal_gauges or self.signal_label(signal) is None
+                or not self._series(model, signal)):
             return
         self.window_size.labels(model, signal, "reference").set(reference_size)
         self.window_size.labels(model, signal, "recent").set(recent_size)
@@ -291,10 +320,13 @@ class WorkerMetrics:
     def observe_models(self, models: Iterable[Any]) -> None:
         """Window sizes and means of every signal of these models (``core.monitor.ModelState``:
         read duck-typed, so this module does not depend on the core's internals)."""
+        if not self.signal_gauges:
+            return
         for m in models:
             model = str(m.model_id)
             for sig in getattr(m, "signals", {}).values():
-                if sig is None or not self._series(model, str(sig.signal)):
+                if (sig is None or self.signal_label(str(sig.signal)) is None
+                        or not self._series(model, str(sig.signal))):
                     continue
                 ref = getattr(sig, "reference", ()) or ()
                 recent = getattr(sig, "recent", ()) or ()
@@ -318,6 +350,11 @@ class WorkerMetrics:
 
     def publish_failed(self) -> None:
         self.publish_failures.inc()
+
+    def observe_sampled_out(self, counts: Mapping[tuple[str, str], int]) -> None:
+        for (model, kind), n in counts.items():
+            if n:
+                self.sampled_out.labels(self._m(model), kind).inc(n)
 
     def internal_error(self, stage: str) -> None:
         self.internal_errors.labels(stage).inc()

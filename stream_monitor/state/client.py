@@ -48,15 +48,22 @@ def split_cluster_url(url: str) -> tuple[str, bool]:
 
 
 def redis_client(source: Settings | str, *, cluster: bool = False, **kwargs: Any) -> Any:
-    """An asyncio Redis client for ``source`` (Settings, or a URL): a ``RedisCluster`` when
-    the settings or the URL scheme ask for one, else a ``Redis``. ``kwargs`` go to redis-py
-    (they override the timeouts set here)."""
+    """An asyncio Redis client for ``source`` (settings, or a URL): a ``RedisCluster`` when
+    the settings or the URL scheme ask for one, else a ``Redis``. Settings bring their ACL
+    user, password and TLS files (:func:`~stream_monitor.state.connection.redis_kwargs`).
+    ``kwargs`` go to redis-py (they override the timeouts set here)."""
+    sec: dict[str, Any] = {}
     if isinstance(source, str):
         url = source
     else:
-        url, cluster = source.redis_url, cluster or source.redis_cluster
+        from .connection import redis_kwargs
+
+        url = source.redis_url
+        cluster = cluster or bool(getattr(source, "redis_cluster", False))
+        sec = redis_kwargs(source)
     url, by_scheme = split_cluster_url(url)
-    opts: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, **kwargs}
+    opts: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, **sec,
+                            **kwargs}
     if cluster or by_scheme:
         return RedisCluster.from_url(url, **opts)
     opts.setdefault("health_check_interval", 10)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from stream_monitor.adapters.kafka_clients import KafkaTarget
 from stream_monitor.adapters.kafka_io import create_topics
 
 pytestmark = pytest.mark.integration
@@ -63,6 +64,8 @@ class Unique:
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka, REDIS_URL=redis,
                    SM_APP_ID=self.app_id, SM_KEY_PREFIX=self.prefix, SM_LOG_LEVEL="INFO",
                    SM_BATCH_WITHIN_SECONDS="0.1", SM_METRICS_PORT="0",
+                   # SM_FAILPOINT (chaos, runtime tests) is refused without it.
+                   SM_ENABLE_TEST_FAILPOINTS="1",
                    **{f"SM_TOPIC_{k.upper()}": v for k, v in self.topics.items()})
         env.update(extra)
         return env
@@ -129,13 +132,15 @@ def start_worker(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterat
         w.stop()
 
 
-async def committed(bootstrap: str, group: str, topic: str) -> int:
+async def committed(bootstrap: KafkaTarget, group: str, topic: str) -> int:
     """The consumer group's committed offset on partition 0 of a topic (-1 when none)."""
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    from stream_monitor.adapters.kafka_clients import kafka_kwargs
+
+    admin = AIOKafkaAdminClient(**kafka_kwargs(bootstrap))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -147,7 +152,8 @@ async def committed(bootstrap: str, group: str, topic: str) -> int:
     return meta.offset if meta is not None else -1
 
 
-def wait_committed(bootstrap: str, group: str, topic: str, target: int, worker: WorkerProcess,
+def wait_committed(bootstrap: KafkaTarget, group: str, topic: str, target: int,
+                   worker: WorkerProcess,
                    timeout: float = 120) -> None:
     """Wait until the group has committed ``target`` (asks Kafka; fails with the worker log)."""
     deadline = time.monotonic() + timeout

@@ -11,6 +11,7 @@ _DRIFT_ALERT: dict[str, Any] = {
     "alert_id": "4ec03daca582f9c46917eaf62648b7fb",
     "model_id": "credit-risk",
     "model_version": "1",
+    "sample_rate": 1.0,
     "signal": "feature:utilization",
     "detector": {
         "name": "page_hinkley",
