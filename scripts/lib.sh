@@ -9,7 +9,12 @@
 _sm_cleanup() {
     local rc=$? svcs=()
     trap - EXIT INT TERM HUP
-    mapfile -t svcs < <(sort -u "$SM_STARTED")
+    mapfile -t svcs < <(sort -u "$SM_STARTED" | grep -vx redis-cluster)
+    # >>> redis cluster (scripts/services-cluster.sh)
+    if grep -qx redis-cluster "$SM_STARTED"; then
+        bash scripts/services-cluster.sh stop || rc=$((rc ? rc : 1))
+    fi
+    # <<< redis cluster
     if ((${#svcs[@]})); then
         bash scripts/services.sh stop "${svcs[@]}" || rc=$((rc ? rc : 1))
     fi
@@ -73,3 +78,23 @@ _sm_stop_secure_services() {
     return "$rc"
 }
 # ---- end secure services --------------------------------------------------------------------
+# >>> redis cluster (scripts/services-cluster.sh) ------------------------------------------------
+# start_cluster_if_needed PYTEST-ARGS... — for a full run (no arguments: CI) or a run whose -m
+# expression names `cluster` (and not as `not cluster`), or that names test_cluster.py, start the local Redis Cluster (a running
+# healthy one is reused; REDIS_CLUSTER_URL set beforehand selects an external one) and export
+# REDIS_CLUSTER_URL. Call after start_services (it records what it started in the same file).
+start_cluster_if_needed() {
+    local want=$(($# == 0)) prev= a
+    for a in "$@"; do
+        if [[ $prev == -m && $a == *cluster* && $a != *"not cluster"* ]]; then want=1; fi
+        if [[ $a == *test_cluster.py* ]]; then want=1; fi
+        prev=$a
+    done
+    ((want)) || return 0
+    if [[ -z ${REDIS_CLUSTER_URL:-} ]]; then
+        SM_STARTED_FILE=$SM_STARTED bash scripts/services-cluster.sh start
+        eval "$(bash scripts/services-cluster.sh env)"
+    fi
+    export REDIS_CLUSTER_URL
+}
+# <<< redis cluster --------------------------------------------------------------------------------

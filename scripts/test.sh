@@ -6,6 +6,8 @@
 # addresses, and runs `.venv/bin/python -m pytest "$@"` (default options come from pyproject.toml).
 # Runs that may select the `security` tests (the full suite, -m security) also get a SASL_SSL
 # Kafka and a TLS-only Redis (scripts/services-secure.sh; SM_SECURE_SERVICES=0/1 forces it).
+# A full run (no arguments), `-m cluster` or tests/integration/test_cluster.py also get a local
+# Redis Cluster (scripts/services-cluster.sh; REDIS_CLUSTER_URL).
 # On exit it stops only the services this run started. The exit status is pytest's; pytest's
 # "no tests collected" (5) counts as a failure.
 set -euo pipefail
@@ -30,6 +32,7 @@ set +a
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 start_services
+start_cluster_if_needed "$@"  # redis cluster: tests marked `cluster` (scripts/services-cluster.sh)
 log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
 # Secure services for the `security` tests, only when this run may select them (scripts/lib.sh).
 if wants_secure_services "$@"; then start_secure_services; fi

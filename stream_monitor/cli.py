@@ -90,7 +90,7 @@ def worker(config: ConfigOpt) -> None:
     """Run the Kafka worker: batches from the inference (and labels) topic, state in Redis,
     offsets committed once a batch's state is saved and its outputs are acknowledged.
 
-    Environment: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, SM_APP_ID, SM_BATCH_MAX,
+    Environment: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_CLUSTER, SM_APP_ID, SM_BATCH_MAX,
     SM_BATCH_WITHIN_SECONDS, SM_SHUTDOWN_TIMEOUT_SECONDS, SM_MODEL_CACHE_SIZE,
     SM_MAX_OUTPUT_BYTES, SM_METRICS_PORT, SM_TOPIC_* and SM_LOG_LEVEL (docs/config.md lists
     them all).
@@ -136,7 +136,8 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
                             max_signal_series=settings.metrics_max_signal_series,
                             signal_gauges=cfg.metrics.signal_gauges, signals=cfg.metrics.signals)
     store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix,
-                                     client=redis_client(settings)), metrics)
+                                     client=redis_client(settings),
+                                     wait_replicas=settings.redis_wait_replicas), metrics)
     runtime = KafkaWorker(cfg, settings, store, metrics=metrics)
     health = None
     if settings.metrics_port:

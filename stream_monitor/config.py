@@ -809,6 +809,15 @@ class Settings(ConnectionSettings):
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    redis_cluster: bool = Field(
+        False, validation_alias="REDIS_CLUSTER",
+        description="REDIS_URL names a node of a Redis Cluster (the scheme redis+cluster:// "
+        "says the same); every store then uses a cluster client (docs/scaling.md).")
+    redis_wait_replicas: int = Field(
+        1, ge=0, validation_alias="SM_REDIS_WAIT_REPLICAS",
+        description="On a Redis Cluster, a batch's state save waits (WAIT) until this many "
+        "replicas of each master it wrote to have it, before its outputs are published, so a "
+        "failover does not lose it; 0 turns this off. A single Redis ignores it.")
     app_id: str = Field("stream-monitor", validation_alias="SM_APP_ID",
                         description="Kafka consumer group id and Faust app id.")
     key_prefix: str = Field("sm", validation_alias="SM_KEY_PREFIX", description="Redis key prefix.")

@@ -74,14 +74,11 @@ def redis_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
 
 def redis_client(settings: ConnectionSettings, **overrides: Any) -> Any:
     """An asyncio Redis client for ``settings.redis_url`` with the security settings applied
-    and the store's socket timeouts (``overrides`` win)."""
-    import redis.asyncio as aioredis
+    and the store's socket timeouts (``overrides`` win); a Redis Cluster client when the
+    settings or the URL ask for one (:func:`stream_monitor.state.client.redis_client`)."""
+    from .client import redis_client as make
 
-    kw: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0,
-                          "health_check_interval": 10}
-    kw.update(redis_kwargs(settings))
-    kw.update(overrides)
-    return aioredis.Redis.from_url(settings.redis_url, **kw)
+    return make(settings, **overrides)
 
 
 def env_redis_kwargs(url: str) -> dict[str, Any]:

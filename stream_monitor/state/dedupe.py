@@ -33,7 +33,7 @@ import orjson
 
 from ..core.quality import Claim
 from .base import model_tag
-from .redis import execute
+from .redis import Scripts, execute
 
 __all__ = ["DedupeStore", "MemoryDedupe", "RedisDedupe", "bucket_of", "dedupe_store_for"]
 
@@ -135,7 +135,7 @@ class RedisDedupe:
     def __init__(self, client: Any, prefix: str = "sm") -> None:
         self.client = client
         self.prefix = prefix
-        self._script = client.register_script(_CLAIM)
+        self.scripts = Scripts(client, _CLAIM)
 
     def key(self, model_id: str, bucket: int) -> str:
         return f"{self.prefix}:{model_tag(model_id)}:dedupe:{bucket}"
@@ -150,12 +150,14 @@ class RedisDedupe:
         for i, c in enumerate(claims):
             by_model.setdefault(c.model_id, []).append(i)
         groups = list(by_model.items())
+        await self.scripts.ensure()
         pipe = self.client.pipeline(transaction=False)
         for mid, idx in groups:
             pairs = orjson.dumps([[_field(claims[i].event_id), claims[i].position] for i in idx])
-            await self._script(keys=[self.key(mid, b), self.key(mid, b - 1)],
-                               args=[ttl_ms, pairs], client=pipe)
-        replies = await execute(pipe, "checking duplicates", refused="the duplicate check")
+            self.scripts.queue(pipe, [self.key(mid, b), self.key(mid, b - 1)],
+                                     [ttl_ms, pairs])
+        replies = await execute(pipe, "checking duplicates", refused="the duplicate check",
+                                scripts=self.scripts)
         out: list[str | None] = [None] * len(claims)
         for (_, idx), reply in zip(groups, replies, strict=True):
             for i, held in zip(idx, orjson.loads(reply), strict=True):

@@ -31,7 +31,7 @@ import orjson
 
 from ..core.labels import STAT_FIELDS, JoinedPair, LabelBook, LabelOp, LabelStats, version_key
 from .base import model_tag
-from .redis import execute
+from .redis import Scripts, execute
 
 __all__ = ["LabelStore", "MemoryLabelStore", "RedisLabelStore", "label_store_for"]
 
@@ -184,7 +184,7 @@ class RedisLabelStore(LabelStore):
     def __init__(self, client: Any, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
-        self._script = client.register_script(_APPLY)
+        self.scripts = Scripts(client, _APPLY)
 
     def _base(self, model_id: str) -> str:
         return f"{self.prefix}:{model_tag(model_id)}:"
@@ -195,6 +195,7 @@ class RedisLabelStore(LabelStore):
         groups = list(_by_model(ops).items())
         if not groups:
             return [], {}
+        await self.scripts.ensure()
         pipe = self.client.pipeline(transaction=False)
         for mid, mops in groups:
             base = self._base(mid)
@@ -206,13 +207,13 @@ class RedisLabelStore(LabelStore):
                     op.t, f"{op.topic}:{op.partition}", op.offset,
                     version_key(op.version) if op.kind == "prediction" else "",
                     orjson.dumps([op.topic, op.partition, op.offset]).decode()] for op in mops]
-            await self._script(
-                keys=[base + "labels:stats", base + "pred:buckets", base + "lbl:buckets",
-                      base + "labels:applied", base + "pairs:index"],
-                args=[orjson.dumps(enc), base, ttl, bs, px,
-                      orjson.dumps(dict(cursors.get(mid, {})))],
-                client=pipe)
-        replies = await execute(pipe, "joining labels", refused="the label join")
+            self.scripts.queue(
+                pipe,
+                [base + "labels:stats", base + "pred:buckets", base + "lbl:buckets",
+                 base + "labels:applied", base + "pairs:index"],
+                [orjson.dumps(enc), base, ttl, bs, px, orjson.dumps(dict(cursors.get(mid, {})))])
+        replies = await execute(pipe, "joining labels", refused="the label join",
+                                scripts=self.scripts)
         pairs: list[JoinedPair] = []
         stats: dict[str, LabelStats] = {}
         for (mid, _), reply in zip(groups, replies, strict=True):

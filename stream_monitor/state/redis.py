@@ -17,6 +17,10 @@ of 500 values is one 4 KB string. ``numpy.frombuffer(v, "<f8")`` reads one back.
 A batch is one pipelined round trip of one Lua script per model: each model's state, watermark
 and outbox are written atomically, and only if the stored version is the expected one.
 Loading takes two round trips.
+
+On a Redis Cluster (``state/client.py``; docs/scaling.md) the same pipelines are split per node
+and sent to all nodes at once, the loading MGET is split per slot, each save waits for a replica
+of each master it wrote to (WAIT), and there is one epoch marker per master.
 """
 
 from __future__ import annotations
@@ -32,9 +36,14 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import StateCorruptError, TransientStoreError
@@ -47,21 +56,26 @@ from .base import (
     split_unit,
     unit_key,
 )
+from .client import SLOTS, group_by_slot, is_cluster, redis_client, slot_of, slot_tag
 
-__all__ = ["RedisStore", "execute"]
+__all__ = ["UNAVAILABLE", "RedisStore", "Scripts", "execute"]
 
 log = logging.getLogger(__name__)
 
 
 # One model's save, atomic and fenced: refused when the stored version is not the one the
-# delta was computed from (another worker saved since), or when the model is gone although the
-# delta expects stored state (the store lost its data).
+# delta was computed from (another worker saved since: 0), or when the model is gone although
+# the delta expects stored state (-1) or its version is older than the delta's (-2): the store
+# lost its data.
 _SAVE_MODEL = """
 local v = redis.call('GET', KEYS[1])
 local expected = ARGV[1]
 if v == false then
   if expected ~= '0' then return -1 end
 elseif v ~= expected then
+  -- Versions only move forward: one behind what this worker saved means the store lost
+  -- acknowledged writes (a failover to a replica that had not got them yet).
+  if tonumber(v) < tonumber(expected) then return -2 end
   return 0
 end
 redis.call('SET', KEYS[1], tonumber(expected) + 1)
@@ -107,32 +121,81 @@ return 1
 """
 
 
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Redis unreachable, or a Redis Cluster failing over (a master is down until its replica is
+# promoted, docs/scaling.md: ConnectionError, then ClusterDownError / TRYAGAIN / a slot without
+# a node). ``RedisClusterException`` (keys of one command in two slots) is not among them: it is
+# a bug, not an outage, and it is not a RedisError either.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError, TryAgainError,
+               SlotNotCoveredError)
 
 
-async def execute(pipe: Any, doing: str, refused: str | None = None) -> Any:
+class Scripts:
+    """A store's Lua scripts, loaded (SCRIPT LOAD; on a cluster, on every master) before
+    first use and again after a NOSCRIPT (Redis restarted, or a promoted replica, starts with
+    an empty script cache), then queued as plain EVALSHA. (redis-py's own pipeline scripts
+    cost a SCRIPT EXISTS round trip on every execute, and its cluster pipeline has none.)"""
+
+    def __init__(self, client: Any, *sources: str) -> None:
+        self.client = client
+        self.scripts = [client.register_script(src) for src in sources]
+        self.ready = False
+
+    async def ensure(self) -> None:
+        if self.ready:
+            return
+        try:
+            for sc in self.scripts:
+                await self.client.script_load(sc.script)
+        except UNAVAILABLE as exc:
+            raise TransientStoreError(f"redis unavailable while loading scripts: {exc}") from exc
+        self.ready = True
+
+    def queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any], which: int = 0) -> None:
+        """Queue one call of a script on a pipeline (after :meth:`ensure`). The raw command:
+        redis-py's cluster pipeline refuses ``evalsha()``; a cluster routes it by its keys."""
+        pipe.execute_command("EVALSHA", self.scripts[which].sha, len(keys), *keys, *args)
+
+
+async def execute(pipe: Any, doing: str, refused: str | None = None,
+                  scripts: Scripts | None = None) -> Any:
     """Run a pipeline. Redis unreachable: :class:`TransientStoreError` ("unavailable while
     <doing>"), so the adapter retries the batch. A command Redis refused is one too when
-    ``refused`` names it, else it propagates."""
+    ``refused`` names it, else it propagates. A NOSCRIPT marks ``scripts`` for reloading and
+    is transient (every script is safe to run again: fenced, or idempotent by position)."""
     try:
         return await pipe.execute()
     except UNAVAILABLE as exc:
         raise TransientStoreError(f"redis unavailable while {doing}: {exc}") from exc
+    except NoScriptError as exc:
+        if scripts is None:
+            raise
+        scripts.ready = False
+        raise TransientStoreError(f"redis lost its scripts while {doing}: {exc}") from exc
     except RedisError as exc:
         if refused is None:
             raise
         raise TransientStoreError(f"redis refused {refused}: {exc}") from exc
 
 
+_WAIT_TIMEOUT_MS = 1000
+_UNREPLICATED_RETRY_S = 30.0
+
+
 class RedisStore:
-    def __init__(self, url: str, prefix: str = "sm", *, client: Any = None) -> None:
+    def __init__(self, url: str, prefix: str = "sm", *, client: Any = None,
+                 wait_replicas: int = 1) -> None:
         self.prefix = prefix
-        self.client = client or aioredis.Redis.from_url(
-            url, socket_timeout=5.0, socket_connect_timeout=5.0, health_check_interval=10
-        )
-        self._save_script = self.client.register_script(_SAVE_MODEL)
+        self.client = client or redis_client(url)
+        self.cluster = is_cluster(self.client)
+        self.scripts = Scripts(self.client, _SAVE_MODEL)
         self.last_round_trip_s = 0.0
         self.epoch: str | None = None
+        # Cluster only: the epoch marker seen per slot, the replicas a save waits for, and the
+        # masters whose replica did not answer a WAIT (not waited for again until then).
+        self.slot_epochs: dict[int, str] = {}
+        self.wait_replicas = wait_replicas if self.cluster else 0
+        self._unreplicated: dict[str, float] = {}
+        self._starts: tuple[Any, float, list[int]] | None = None  # see _range_starts
 
     def _base(self, unit: str) -> str:
         return unit_key(self.prefix, unit)
@@ -154,7 +217,7 @@ class RedisStore:
         if not ids:
             return {}
         try:
-            metas = await self.client.mget([self._model_key(m) for m in ids])
+            metas = await self._mget([self._model_key(m) for m in ids])
             found = [(m, _json(raw, m)) for m, raw in zip(ids, metas, strict=True) if raw is not None]
             if not found:
                 return {}
@@ -187,9 +250,45 @@ class RedisStore:
             out[mid] = snap
         return out
 
+    async def _mget(self, keys: list[str]) -> list[Any]:
+        """MGET; on a cluster one MGET per slot (a cross-slot MGET is refused), pipelined:
+        each node gets its MGETs in one write, all nodes at once."""
+        if not self.cluster:
+            return list(await self.client.mget(keys))
+        groups = group_by_slot(keys)
+        pipe = self.client.pipeline(transaction=False)
+        for idx in groups.values():
+            # (redis-py blocks pipe.mget on a cluster, whatever the slots; one slot is fine)
+            pipe.execute_command("MGET", *(keys[i] for i in idx))
+        replies = await pipe.execute()
+        out: list[Any] = [None] * len(keys)
+        for idx, vals in zip(groups.values(), replies, strict=True):
+            for i, v in zip(idx, vals, strict=True):
+                out[i] = v
+        return out
+
+    def _queue_wait(self, pipe: Any, keys: Iterable[str]) -> list[str]:
+        """Cluster: after the saves, one WAIT on each master written to, in the same
+        pipeline (so on the same connection: WAIT counts that connection's writes). Returns
+        the masters' names, in the order their WAIT replies come."""
+        if not self.wait_replicas:
+            return []
+        now = time.monotonic()
+        nodes: dict[str, Any] = {}
+        cache = self.client.nodes_manager.slots_cache
+        for k in keys:
+            owners = cache.get(slot_of(k))  # [master, its replicas...]
+            # A master without replicas has nothing to wait for.
+            if owners and len(owners) > 1 and self._unreplicated.get(owners[0].name, 0.0) <= now:
+                nodes.setdefault(owners[0].name, owners[0])
+        for node in nodes.values():
+            pipe.execute_command("WAIT", self.wait_replicas, _WAIT_TIMEOUT_MS, target_nodes=node)
+        return list(nodes)
+
     async def save(self, deltas: Sequence[ModelDelta]) -> None:
         if not deltas:
             return
+        await self.scripts.ensure()
         pipe = self.client.pipeline(transaction=False)
         for d in deltas:
             base = self._base(d.model_id)
@@ -207,13 +306,25 @@ class RedisStore:
                 ref = s.reference
                 args += [_dumps(s.meta), _pack(s.recent), "0" if ref is None else "1",
                          b"" if ref is None else _pack(ref)]
-            await self._save_script(keys=keys, args=args, client=pipe)
+            self.scripts.queue(pipe, keys, args)
+        waited = self._queue_wait(pipe, (self._base(d.model_id) for d in deltas))
         t0 = time.perf_counter()
-        results = await execute(pipe, "saving state", refused="the state write")
+        results = await execute(pipe, "saving state", refused="the state write",
+                                scripts=self.scripts)
         self.last_round_trip_s = time.perf_counter() - t0
+        results, acks = results[:len(deltas)], results[len(deltas):]
+        for name, n in zip(waited, acks, strict=True):
+            if int(n) < self.wait_replicas:
+                # No replica has these writes yet: a failover now would lose them (the
+                # version check then reports a state_reset). Do not wait on this master again
+                # for a while: a master whose replica is down must not stall every batch.
+                log.warning("redis master %s: %d of %d replicas confirmed the state save within "
+                            "%d ms; not waiting for it for %.0f s", name, int(n),
+                            self.wait_replicas, _WAIT_TIMEOUT_MS, _UNREPLICATED_RETRY_S)
+                self._unreplicated[name] = time.monotonic() + _UNREPLICATED_RETRY_S
         fenced = [d.model_id for d, r in zip(deltas, results, strict=True) if r != 1]
         if fenced:
-            lost = any(r == -1 for r in results)
+            lost = any(r in (-1, -2) for r in results)
             raise StateFencedError(fenced, lost=lost)
 
     async def clear_outbox(self, entries: dict[str, list[str]]) -> None:
@@ -255,7 +366,14 @@ class RedisStore:
 
     async def check_epoch(self) -> bool:
         """The epoch marker is written once per store (SET NX). A running worker that finds it
-        gone, or replaced, knows Redis lost its data since it last looked."""
+        gone, or replaced, knows Redis lost its data since it last looked.
+
+        On a Redis Cluster a master can lose its slots' data alone, so there is one marker per
+        master: in the first slot of each slot range a master serves (a key that moves with
+        its slot when the cluster is resharded). A marker this worker saw that is gone or
+        replaced means that master lost its data."""
+        if self.cluster:
+            return await self._check_slot_epochs()
         key = f"{self.prefix}:epoch"
         try:
             current = await self.client.get(key)
@@ -269,6 +387,53 @@ class RedisStore:
         first_look = self.epoch is None
         self.epoch = current.decode() if current is not None else None
         return first_look
+
+    def _range_starts(self) -> list[int]:
+        """The first slot of each run of slots served by one master, from the client's slot
+        map (redis-py replaces it after a failover and patches it on MOVED). Scanning it takes
+        about 5 ms, so the answer is kept for 30 s or until the map is replaced."""
+        cache = self.client.nodes_manager.slots_cache
+        now = time.monotonic()
+        kept = self._starts
+        if kept is not None and kept[0] is cache and now < kept[1] and kept[2]:
+            return list(kept[2])
+        starts, prev = [], None
+        for s in range(SLOTS):
+            nodes = cache.get(s)
+            name = nodes[0].name if nodes else None
+            if name is not None and name != prev:
+                starts.append(s)
+            prev = name
+        self._starts = (cache, now + 30.0, starts)
+        return list(starts)
+
+    async def _check_slot_epochs(self) -> bool:
+        try:
+            await self.client.initialize()  # no-op once the slot map is known
+            slots = self._range_starts()
+            keys = [f"{self.prefix}:{slot_tag(s)}:epoch" for s in slots]
+            current = await self._mget(keys)
+            missing = [i for i, v in enumerate(current) if v is None]
+            if missing:
+                pipe = self.client.pipeline(transaction=False)
+                for i in missing:
+                    pipe.set(keys[i], uuid.uuid4().hex, nx=True)
+                await pipe.execute()
+                for i, v in zip(missing, await self._mget([keys[i] for i in missing]),
+                                strict=True):
+                    current[i] = v
+        except UNAVAILABLE as exc:
+            raise TransientStoreError(f"redis unavailable while checking the epoch: {exc}") from exc
+        intact = True
+        for s, v in zip(slots, current, strict=True):
+            now = v.decode() if v is not None else ""
+            seen = self.slot_epochs.get(s)
+            if seen is not None and seen != now:
+                log.error("the epoch marker of Redis Cluster slot %d is gone or replaced: its "
+                          "master lost its data", s)
+                intact = False
+            self.slot_epochs[s] = now
+        return intact
 
     async def close(self) -> None:
         try:

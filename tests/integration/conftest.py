@@ -44,6 +44,12 @@ def redis_url() -> str:
     return _need("REDIS_URL")
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> str:
+    """The local Redis Cluster (tests marked `cluster`; scripts/services-cluster.sh)."""
+    return _need("REDIS_CLUSTER_URL")
+
+
 class Unique:
     """Names for one test: topics, consumer group (Faust app id) and Redis key prefix."""
 
