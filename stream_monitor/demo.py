@@ -173,7 +173,6 @@ async def _show_labels(console: Console, settings: Settings, prefix: str) -> Non
     """The label join's totals for the labelled model, read from Redis."""
     from .core.labels import LabelStats
     from .state.base import model_tag
-    from .state.client import redis_client
 
     client = redis_client(settings)
     try:
