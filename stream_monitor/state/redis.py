@@ -221,28 +221,32 @@ class RedisStore:
             found = [(m, _json(raw, m)) for m, raw in zip(ids, metas, strict=True) if raw is not None]
             if not found:
                 return {}
-            pipe = self.client.pipeline(transaction=False)
+            # Every string key of the models found in one MGET (per slot on a cluster), and
+            # each outbox hash: 1 + n commands instead of 2 + 3 per signal a model. redis-py
+            # spends tens of microseconds on every reply, so with thousands of models a batch
+            # the count of commands, not Redis, was the cost.
+            keys: list[str] = []
             for mid, meta in found:
-                base = self._base(mid)
-                pipe.get(base + ":version")
-                pipe.hgetall(base + ":outbox")
+                keys.append(self._base(mid) + ":version")
                 for sig in meta["signals"]:
                     k = self._signal_key(mid, sig)
-                    pipe.get(k)
-                    pipe.get(k + ":recent")
-                    pipe.get(k + ":ref")
-            replies = await pipe.execute()
+                    keys += (k, k + ":recent", k + ":ref")
+            pipe = self.client.pipeline(transaction=False)
+            for mid, _meta in found:
+                pipe.hgetall(self._base(mid) + ":outbox")
+            values = await self._mget(keys)
+            outboxes = await pipe.execute()
         except UNAVAILABLE as exc:
             raise TransientStoreError(f"redis unavailable while loading state: {exc}") from exc
         out: dict[str, ModelSnapshot] = {}
         i = 0
-        for mid, meta in found:
-            version, outbox = replies[i], replies[i + 1]
-            i += 2
+        for (mid, meta), outbox in zip(found, outboxes, strict=True):
+            version = values[i]
+            i += 1
             snap = ModelSnapshot(meta, version=int(version or 0),
                                  outbox={k.decode(): v for k, v in (outbox or {}).items()})
             for _sig in meta["signals"]:
-                raw_meta, recent, ref = replies[i], replies[i + 1], replies[i + 2]
+                raw_meta, recent, ref = values[i], values[i + 1], values[i + 2]
                 i += 3
                 if raw_meta is None:
                     continue  # signal created but never saved; starts fresh
