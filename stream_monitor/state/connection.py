@@ -171,6 +171,8 @@ async def redis_preflight(settings: ConnectionSettings, prefix: str, *,
                           timeout: float = 15.0) -> None:
     """Log in, then run every command the stores use on probe keys under ``prefix`` (deleted
     again). One attempt; a failure raises :class:`ConnectionCheckError`."""
+    from .redis import Scripts
+
     client = redis_client(settings, health_check_interval=0)
     tag = f"{prefix}:{{preflight-{uuid.uuid4().hex[:8]}}}"
     keys = [f"{tag}:k", f"{tag}:h", f"{tag}:z", f"{tag}:s"]
@@ -180,12 +182,15 @@ async def redis_preflight(settings: ConnectionSettings, prefix: str, *,
             await client.set(keys[0], "1", nx=True, px=60000)
             await client.mget(keys[:1])
             await client.get(keys[0])
-            sha = await client.script_load(_PROBE)  # as the stores do (state/redis.py Scripts)
+            # The script as the stores run theirs (SCRIPT LOAD, then EVALSHA in a pipeline):
+            # the way that works on a Redis Cluster too.
+            scripts = Scripts(client, _PROBE)
+            await scripts.ensure()
             pipe = client.pipeline(transaction=False)
             pipe.hgetall(keys[1])
             pipe.hdel(keys[1], "x")
             pipe.pexpire(keys[0], 60000)
-            pipe.execute_command("EVALSHA", sha, len(keys), *keys)
+            scripts.queue(pipe, keys, [])
             await pipe.execute()
         await asyncio.wait_for(probe(), timeout)
     except TimeoutError:

@@ -263,7 +263,7 @@ def test_state_store_on_the_cluster_spans_every_master_and_reports_lost_writes(
                                  [SignalDelta("s", {"n": i}, [float(i), 1.5], [2.5])],
                                  version=0, outbox={f"o{i}": b"rec"}) for i, m in enumerate(ids)]
             await store.save(deltas)
-            snaps = await store.load(ids + ["never-saved"])
+            snaps = await store.load([*ids, "never-saved"])
             assert sorted(snaps) == sorted(ids)
             assert snaps["m7"].version == 1 and snaps["m7"].outbox == {"o7": b"rec"}
             assert snaps["m7"].signals[0].recent == [7.0, 1.5]
@@ -289,6 +289,16 @@ def test_state_store_on_the_cluster_spans_every_master_and_reports_lost_writes(
             await store.close()
 
     asyncio.run(go())
+
+
+def test_start_up_check_passes_on_the_cluster(redis_cluster_url: str, unique: Unique) -> None:
+    """The worker's start-up check (state/connection.py) runs every store command, a Lua
+    script included, the way the stores do: also on a cluster."""
+    from stream_monitor.config import ConnectionSettings
+    from stream_monitor.state.connection import redis_preflight
+
+    settings = ConnectionSettings(REDIS_URL=redis_cluster_url)  # type: ignore[call-arg]
+    asyncio.run(redis_preflight(settings, unique.prefix))
 
 
 def _tag_n(slot: int) -> str:
@@ -331,7 +341,8 @@ def test_label_join_and_duplicate_claims_on_the_cluster(redis_cluster_url: str,
 
 def test_worker_on_the_cluster_equals_replay(kafka_bootstrap: str, redis_cluster_url: str,
                                              lines: list[bytes], cluster_config: Path,
-                                             expected: set[tuple[Any, ...]], tmp_path: Path) -> None:
+                                             expected: set[tuple[Any, ...]],
+                                             tmp_path: Path) -> None:
     run = Run(kafka_bootstrap, redis_cluster_url, tmp_path, cluster_config, partitions=1)
     assert len(_masters_of_models(redis_cluster_url, run.u.prefix)) == 3
     run.produce(lines)
