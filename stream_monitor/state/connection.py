@@ -23,13 +23,14 @@ from ..errors import ConnectionCheckError
 __all__ = ["MINIMAL_ACL_COMMANDS", "env_redis_client", "env_redis_kwargs", "redacted_url",
            "redis_client", "redis_kwargs", "redis_preflight"]
 
-# Every command the stores send (state/redis.py, dedupe.py, labels.py: their calls and the
-# commands inside their Lua scripts; scripts run from pipelines: SCRIPT EXISTS/LOAD, EVALSHA).
+# Every command the stores send to a single Redis (state/redis.py, dedupe.py, labels.py: their
+# calls and the commands inside their Lua scripts, which are loaded with SCRIPT LOAD and run
+# with EVALSHA). A Redis Cluster with SM_REDIS_WAIT_REPLICAS also needs WAIT (docs/security.md).
 MINIMAL_ACL_COMMANDS = (
     "ping", "get", "set", "mget", "del", "pexpire",
     "hget", "hset", "hsetnx", "hdel", "hgetall", "hkeys", "hlen", "hmget", "hincrby",
     "hincrbyfloat", "sadd", "smembers", "zadd", "zrange", "zrangebyscore", "zrem",
-    "evalsha", "script|load", "script|exists",
+    "evalsha", "script|load",
 )
 
 
