@@ -390,15 +390,18 @@ def batch_counts(raws: Iterable[Any], records: Iterable[Any]) -> BatchCounts:
             out.alerts.append(rec)
         elif kind == "retrain_request":
             out.retrain_requests.append(rec)
+    by_key: Counter[bytes | None] = Counter()
+    positions = out.positions
     for raw in raws:
         pos = raw.position
         key = (pos.topic, pos.partition)
-        if pos.offset > out.positions.get(key, -1):
-            out.positions[key] = pos.offset
-        if (pos.topic, pos.partition, pos.offset) in dead:
+        if pos.offset > positions.get(key, -1):
+            positions[key] = pos.offset
+        if dead and (pos.topic, pos.partition, pos.offset) in dead:
             continue
-        k = raw.key
-        out.events_by_model[k.decode("utf-8", "replace") if k else "(no key)"] += 1
+        by_key[raw.key] += 1
+    for k, n in by_key.items():  # each distinct key decoded once, not once an event
+        out.events_by_model[k.decode("utf-8", "replace") if k else "(no key)"] += n
     return out
 
 
