@@ -102,9 +102,18 @@ class MonitorWorker:
         self._die_if("mid_batch")
         out = await self.process(raws)                   # 2. detect; save state + outbox
         self._die_if("after_save")
+        t_saved = time.perf_counter()
         await self.publish(out.records)                  # 3. outputs acknowledged by Kafka
         self._die_if("after_publish")
+        t_published = time.perf_counter()
         await commit()                                   # 4. offsets committed
+        if log.isEnabledFor(logging.DEBUG):
+            t1 = time.perf_counter()
+            ts = [r.position.timestamp_ms for r in raws if r.position.timestamp_ms]
+            age = ((time.time() - (t1 - t0)) * 1000 - min(ts)) if ts else 0.0
+            log.debug("batch of %d: saved %.1f, published %.1f, committed %.1f ms after it was "
+                      "fetched; its oldest record was %.0f ms old then", len(raws),
+                      1000 * (t_saved - t0), 1000 * (t_published - t0), 1000 * (t1 - t0), age)
         self.batches += 1
         self.events += len(raws)
         await self.clear_outbox(out)                     # 5. best effort
