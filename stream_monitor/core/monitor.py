@@ -787,10 +787,10 @@ class Monitor:
         tau = 1.0
         if sig.calibration is not None:
             tau = float(sig.calibration.get("long_run_variance_ratio", 1.0))
-        det = sig.detectors[i] if sig.detectors is not None else None
-        kind = _kind_of(sig, det)
-        loc = locate(z, tau, kind="spread" if kind == "spread" else
-                     ("mean" if kind == "mean" else None))
+        kind = _kind_of(sig)
+        # Level or spread: whichever split explains the values since the reference better
+        # (a shift also raises a spread statistic, so which sum fired first does not tell).
+        loc = locate(z, tau, kind="mean" if kind is not None else None)
         start = loc["start"] if loc is not None else len(window) - 1
         after = window[start:]
         evidence_n = min(len(after), self.config.windows.evidence_size)
@@ -799,11 +799,12 @@ class Monitor:
         shift = None
         if reference["mean"] is not None and current["mean"] is not None:
             shift = (current["mean"] - sig.ref_mean) / sig.ref_std
-        if kind is None:  # kswin, or a detector that does not say: what changed most
+        if kind is None:
             kind = loc["kind"] if loc is not None else "mean"
-            if (kind == "mean" and name and spec.type == "kswin" and loc is not None
-                    and loc["llr"] < 3.0):
-                kind = "shape"
+            if kind == "mean" and _binary_values(sig.reference):
+                kind = "rate"  # a 0/1 flag's level is its rate
+            elif spec.type == "kswin" and loc is not None and loc["llr"] < 3.0:
+                kind = "shape"  # KSWIN fired and neither level nor spread explains it
         change_start = self._change_start(model, sig, len(window), loc, pos)
         params = dict(spec.effective_params)
         if sig.overrides is not None:
@@ -862,20 +863,21 @@ _KIND_WORDS = {"mean": "level", "spread": "spread", "shape": "shape", "rate": "r
                "category_mix": "category mix"}
 
 
-def _kind_of(sig: SignalState, det: Any) -> str | None:
-    """The kind of change an alert reports: from the signal (fault rates, category shares,
-    0/1 errors) or from which sum of a cusum fired; None when the detector does not say."""
+def _kind_of(sig: SignalState) -> str | None:
+    """The kind of change an alert reports when the signal tells it (fault rates, category
+    shares, 0/1 errors under binary detectors); None: decided from the values."""
     name = sig.signal
     if name.startswith("quality:"):
         return "rate"
     if name.startswith("feature:") and "=" in name:
         return "category_mix"
-    fired = getattr(det, "fired", -1)
-    if fired >= 0:
-        return "spread" if fired >= 4 else "mean"
     if any(sig.binary):
         return "rate"
     return None
+
+
+def _binary_values(values: Sequence[float]) -> bool:
+    return bool(values) and all(v == 0.0 or v == 1.0 for v in values)
 
 
 def _summary(model_id: str, sig: SignalState, kind: str, reference: dict[str, Any],
