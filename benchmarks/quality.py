@@ -148,7 +148,7 @@ def plot(res: dict[str, Any], image: Path) -> None:
     axes[0].legend(fontsize=8)
     labels = [f"{r['kind']}\n{r['label']}" for r in res["shifts"]]
     data = [r["delays"] or [0] for r in res["shifts"]]
-    axes[1].boxplot(data, vert=False, showfliers=False)
+    axes[1].boxplot(data, orientation="horizontal", showfliers=False)
     axes[1].set_yticks(range(1, len(labels) + 1))
     axes[1].set_yticklabels(labels, fontsize=6)
     axes[1].set_xlabel("detection delay (values), default budget")

@@ -47,6 +47,21 @@ def check_config(config: ConfigOpt) -> None:
     cfg = _load(config)
     err.print(f"[green]ok[/green]: {len(cfg.models)} model rules, detectors: "
               + ", ".join(f"{n} ({d.type})" for n, d in cfg.detectors.items()))
+    from .config import DEFAULT_BUDGET
+
+    err.print("plan (a signal is not watched until its reference is complete):", markup=False)
+    for rule in cfg.models:
+        ref = rule.reference_size or cfg.windows.reference_size
+        err.print(f"  models {rule.match!r}: reference {ref} values per signal", markup=False)
+        for sr in rule.signals:
+            budget = sr.false_alarm_budget or rule.false_alarm_budget or cfg.false_alarm_budget
+            if budget is None and any(cfg.detectors[d].type == "cusum" for d in sr.detectors):
+                budget = DEFAULT_BUDGET
+            b = (f"budget {budget.label()} ({budget.per_value():.3g} per value), calibrated "
+                 "per reference" if budget is not None else
+                 "no budget: detectors as configured (uncalibrated)")
+            err.print(f"    {sr.match!r}: {', '.join(sr.detectors)}; watched after its first "
+                      f"{ref} values; {b}", markup=False)
 
 
 @app.command()
@@ -110,13 +125,23 @@ def replay(
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=output is None) as progress:
         task = progress.add_task("replay", total=lines)
-        total = replay_file(cfg, events, out, batch=batch, labels=labels,
+        states: list = []
+        total = replay_file(cfg, events, out, batch=batch, labels=labels, state_out=states,
                             on_batch=lambda done, _: progress.update(task, completed=done))
     if output:
         out.close()
     err.print(f"{total.events} records: {total.alerts} drift alerts, {total.retrain_requests} "
               f"retrain requests, {total.dead_letters} dead letters, {total.unwatched} of "
               f"unwatched models" + (f", {total.pairs} joined labels" if labels else ""))
+    from .core.monitor import collecting
+
+    pending = collecting(states[0]) if states else []
+    if pending:
+        shown = ", ".join(f"{r['model_id']} {r['signal']} ({r['have']}/{r['need']})"
+                          for r in pending[:8])
+        more = f" and {len(pending) - 8} more" if len(pending) > 8 else ""
+        err.print(f"not yet watched: {len(pending)} signals still collecting their reference "
+                  f"(values have/need): {shown}{more}")
 
 
 @app.command()

@@ -120,6 +120,13 @@ class FalseAlarmBudget(_Strict):
             return 1.0 / self.per_events
         return float(self.pages_per_week) / (float(self.values_per_second) * WEEK)  # type: ignore[arg-type]
 
+    def label(self) -> str:
+        """One line for humans."""
+        if self.per_events is not None:
+            return f"1 false alarm per {self.per_events:,.0f} values of each signal"
+        return (f"{self.pages_per_week:g} false alerts a week at {self.values_per_second:g} "
+                "values/s")
+
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
@@ -158,8 +165,9 @@ class SignalRule(_Strict):
     detectors: list[str] = Field(min_length=1, description="Names from the top-level `detectors`.")
     false_alarm_budget: FalseAlarmBudget | None = Field(
         None, description="Overrides the model's and the top-level budget for these signals.")
-    period: int | None = Field(None, ge=2, description="Known period, in values of the signal: "
-                               "each value is compared with the reference at the same phase.")
+    period: int | None = Field(None, ge=2, description="Known period, in values of the signal "
+                               "(e.g. values per day at a steady rate): each value is compared "
+                               "with the reference at the same phase. cusum detectors only.")
 
 
 class Persistence(_Strict):
@@ -527,7 +535,30 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
                                      f"no detector named {det!r} in `detectors`"
                                      + (f"; did you mean {close[0]!r}?" if close else
                                         f"; define it there or use one of: {', '.join(cfg.detectors)}")))
-    return problems + _check_quality(cfg) + _check_labels(cfg) + _check_budgets(cfg)
+    return (problems + _check_quality(cfg) + _check_labels(cfg) + _check_budgets(cfg)
+            + _check_periods(cfg))
+
+
+def _check_periods(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    problems = []
+    for i, rule in enumerate(cfg.models):
+        ref = rule.reference_size or cfg.windows.reference_size
+        for j, sr in enumerate(rule.signals):
+            if not sr.period:
+                continue
+            where = f"models[{i}].signals[{j}].period"
+            others = [d for d in sr.detectors if d in cfg.detectors
+                      and cfg.detectors[d].type != "cusum"]
+            if others:
+                problems.append((where, f"a period is followed by cusum detectors only, not "
+                                 f"{', '.join(others)}; use detectors: [cusum] here"))
+            bins = min(sr.period, 48)
+            if ref < 2 * sr.period or ref < 10 * bins:
+                need = max(2 * sr.period, 10 * bins)
+                problems.append((where, f"the reference ({ref} values) must span at least two "
+                                 f"periods and 10 values per phase bin; set the model's "
+                                 f"reference_size to at least {need}"))
+    return problems
 
 
 def _check_budgets(cfg: MonitorConfig) -> list[tuple[str, str]]:

@@ -42,6 +42,7 @@ __all__ = [
     "CLIP",
     "arl",
     "calibrate",
+    "change_kind",
     "cusum_threshold",
     "long_run_ratio",
     "robust_standardize",
@@ -50,6 +51,7 @@ __all__ = [
 
 CLIP = 3.0
 BIAS_SDS = 2.0
+MARGIN_SDS = 2.0
 _MAX_THETA = 50.0
 
 
@@ -103,8 +105,10 @@ def long_run_ratio(u: np.ndarray) -> float:
 
 
 def theta_root(y: np.ndarray, k: float) -> float:
-    """The positive root of ``mean(exp(theta (y - k))) = 1`` (``y`` centred), by bisection on
-    its logarithm. Large when ``y - k`` is rarely positive; ``_MAX_THETA`` when never.
+    """The positive root of ``mean(exp(theta (y - k))) = 1`` (``y`` centred): Newton's method
+    on the convex ``g(theta) = log mean exp(theta (y - k))`` from a point right of the root,
+    where it converges monotonically (a handful of steps). ``_MAX_THETA`` when ``y - k`` is
+    never positive.
 
     >>> rng = np.random.default_rng(2)
     >>> y = rng.standard_normal(20000)
@@ -112,27 +116,35 @@ def theta_root(y: np.ndarray, k: float) -> float:
     1.0
     """
     d = y - k
-    top = float(d.max())
-    if not top > 0:
+    if not float(d.max()) > 0:
         return _MAX_THETA
 
-    def g(t: float) -> float:
+    def g(t: float) -> tuple[float, float]:
         e = t * d
         mx = float(e.max())
-        return mx + math.log(float(np.mean(np.exp(e - mx))))
+        w = np.exp(e - mx)
+        sw = float(w.sum())
+        return mx + math.log(sw / len(d)), float(np.dot(w, d)) / sw
 
-    lo, hi = 1e-6, 1.0
-    while g(hi) < 0 and hi < _MAX_THETA:
-        lo, hi = hi, hi * 2.0
-    if g(hi) < 0:
-        return _MAX_THETA
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if g(mid) < 0:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    var = float(np.dot(d, d)) / len(d) - k * k
+    t = max(4.0 * k / var, 1e-3) if var > 0 else 1.0
+    val, slope = g(t)
+    while val < 0:
+        if t >= _MAX_THETA:
+            return _MAX_THETA
+        t *= 2.0
+        val, slope = g(t)
+    for _ in range(50):
+        step = val / slope if slope > 0 else t / 2.0
+        t_new = t - step
+        if t_new <= 0:
+            t_new = t / 2.0
+        if abs(t_new - t) <= 1e-7 * t:
+            t = t_new
+            break
+        t = t_new
+        val, slope = g(t)
+    return t
 
 
 def arl(h: float, theta: float, k: float) -> float:
@@ -164,7 +176,7 @@ def cusum_threshold(theta: float, k: float, target_arl: float) -> float:
 
 
 def _margin(n: int, tau: float) -> float:
-    return 1.0 + 2.0 / math.sqrt(max(n / tau, 1.0))
+    return 1.0 + MARGIN_SDS / math.sqrt(max(n / tau, 1.0))
 
 
 def _side_thresholds(y: np.ndarray, k: float, tau: float, target: float,
@@ -183,8 +195,23 @@ def _side_thresholds(y: np.ndarray, k: float, tau: float, target: float,
     return hs, thetas
 
 
+MAX_PHASE_BINS = 48
+
+
+def seasonal_means(z: np.ndarray, period: int, first_phase: int) -> list[float]:
+    """Mean of ``z`` per phase bin (at most ``MAX_PHASE_BINS`` bins over a period); value ``j``
+    of ``z`` is at phase ``(first_phase + j) % period``. An empty bin gets 0."""
+    bins = min(period, MAX_PHASE_BINS)
+    phase = (first_phase + np.arange(len(z))) % period
+    b = phase * bins // period
+    sums = np.bincount(b, weights=z, minlength=bins)
+    counts = np.bincount(b, minlength=bins)
+    return [float(x) for x in np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)]
+
+
 def calibrate(reference: Sequence[float], mean: float, std: float,
               detector_params: Sequence[Mapping[str, Any]], budget: float,
+              period: int = 0, first_phase: int = 0,
               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per detector, the parameter overrides that meet ``budget`` (false alarms per value) on
     data like ``reference``, and a JSON-able account of the calibration for alert evidence.
@@ -196,10 +223,21 @@ def calibrate(reference: Sequence[float], mean: float, std: float,
     x = np.asarray(reference, dtype=np.float64)
     n = len(x)
     z = (x - mean) / std
+    season: list[float] | None = None
+    if period:
+        # Compare each value with the reference at the same phase: calibrate on the
+        # reference less its per-phase means (the cusum subtracts them from every value).
+        season = seasonal_means(z, period, first_phase)
+        bins = len(season)
+        idx = ((first_phase + np.arange(n)) % period) * bins // period
+        z = z - np.asarray(season)[idx]
+        x = mean + z * std
     ndet = max(1, len(detector_params))
     p_det = budget / ndet
     out: list[dict[str, Any]] = []
     info: dict[str, Any] = {"budget_per_value": budget, "reference_values": n}
+    if period:
+        info["period"] = period
     med, scale, r = robust_standardize(x)
     m = float(r.mean())
     s = float(r.std())
@@ -242,6 +280,9 @@ def calibrate(reference: Sequence[float], mean: float, std: float,
             h = [round(t, 4) for t in h_fast + h_slow + h_scale]
             over = {"a": std / scale, "b": (mean - med) / scale, "m": m, "inv_s": 1.0 / s,
                     "wm": wm, "inv_ws": 1.0 / ws, "h": h}
+            if period and season is not None:
+                over.update(period=period, season=[round(v, 6) for v in season],
+                            phase=(first_phase + n) % period)
             out.append(over)
             info.setdefault("detectors", []).append({
                 "type": kind, "share_per_value": p_det, "thresholds": h,
@@ -275,6 +316,33 @@ def calibrate(reference: Sequence[float], mean: float, std: float,
             out.append({})
             info.setdefault("detectors", []).append({"type": kind, "calibrated": False})
     return out, info
+
+
+def change_kind(reference: Sequence[float], after: Sequence[float]) -> str:
+    """``mean`` or ``spread``: which of the robust statistics the ``cusum`` watches moved more,
+    in standard errors, between the reference and the values after a change: the level of the
+    clipped robust z-score ``u`` or the level of its magnitude ``|u|``. Clipping keeps heavy
+    tails from faking a spread change; a pure shift moves ``|u|`` too, but less than ``u``.
+
+    >>> rng = np.random.default_rng(3)
+    >>> ref = rng.standard_normal(1000)
+    >>> change_kind(ref, rng.standard_normal(60) + 1.0), change_kind(ref, rng.standard_normal(60) * 1.5)
+    ('mean', 'spread')
+    """
+    x = np.asarray(reference, dtype=np.float64)
+    y = np.asarray(after, dtype=np.float64)
+    if len(y) < 2 or len(x) < 2:
+        return "mean"
+    med, scale, r = robust_standardize(x)
+    m = float(r.mean())
+    s = float(r.std()) or 1.0
+    w = np.abs((r - m) / s)
+    wm = float(w.mean())
+    ws = float(w.std()) or 1.0
+    u = (np.clip((y - med) / scale, -CLIP, CLIP) - m) / s
+    t_level = abs(float(u.mean()))
+    t_spread = abs((float(np.abs(u).mean()) - wm) / ws)
+    return "spread" if t_spread > t_level else "mean"
 
 
 def default_thresholds() -> list[float]:

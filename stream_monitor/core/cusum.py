@@ -47,7 +47,8 @@ class Cusum:
     def __init__(self, k: float = 0.5, k_slow: float = 0.25, scale_k: float = 0.3,
                  clip: float = 3.0, a: float = 1.0, b: float = 0.0, m: float = 0.0,
                  inv_s: float = 1.0, wm: float = 0.7979, inv_ws: float = 1.658,
-                 h: list[float] | None = None) -> None:
+                 h: list[float] | None = None, period: int = 0,
+                 season: list[float] | None = None, phase: int = 0) -> None:
         for name, v in (("k", k), ("k_slow", k_slow), ("scale_k", scale_k), ("clip", clip)):
             if not v > 0:
                 raise ValueError(f"{name} must be > 0, got {v!r}")
@@ -62,6 +63,13 @@ class Cusum:
         self.a, self.b, self.m, self.inv_s = float(a), float(b), float(m), float(inv_s)
         self.wm, self.inv_ws = float(wm), float(inv_ws)
         self.h = [float(x) for x in hs]
+        # A known period (values): `season` holds the reference's mean of z per phase bin,
+        # subtracted before anything else; `phase` is the next value's position in the period.
+        self.period = int(period)
+        self.season = [float(x) for x in (season or [0.0])]
+        self.phase = int(phase)
+        if self.period < 0 or (self.period and not 0 <= self.phase < self.period):
+            raise ValueError("period must be >= 0 and phase in [0, period)")
         self._reset()
 
     def _reset(self) -> None:
@@ -76,6 +84,11 @@ class Cusum:
     def update(self, z: float) -> None:
         if self._drift_detected:
             self._reset()
+        if self.period:
+            p = self.phase
+            z -= self.season[p * len(self.season) // self.period]
+            p += 1
+            self.phase = 0 if p == self.period else p
         c = self.clip
         r = self.a * z + self.b
         if r > c:

@@ -34,6 +34,7 @@ from ..config import (
     quality_rule,
     signal_budget,
     signal_detectors,
+    signal_rule,
 )
 from ..contracts.records import (
     SCHEMA_VERSION,
@@ -44,7 +45,7 @@ from ..contracts.records import (
     record_id,
 )
 from ..state.base import id_parts, unit_id
-from .calibrate import calibrate
+from .calibrate import calibrate, change_kind
 from .deploy import DeployWatch, compare_performance, compare_signal, deployment_check
 from .detectors import REGISTRY, build_detector, checkpoint, restore_detector
 from .labels import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
@@ -60,6 +61,7 @@ __all__ = [
     "Monitor",
     "MonitorState",
     "SignalState",
+    "collecting",
     "reference_scale",
 ]
 
@@ -116,6 +118,7 @@ class SignalState:
     # localization maps values back to events with them).
     base_n: int = 0
     base_events: int = 0
+    period: int = 0  # known period in values (signals[].period; cusum detectors only)
 
     # -- the hot path -------------------------------------------------------------------
     def update(self, x: float) -> int:
@@ -149,7 +152,8 @@ class SignalState:
         if self.budget is not None:
             # Once per reference: thresholds for this signal's budget (core/calibrate.py).
             self.overrides, self.calibration = calibrate(
-                self.reference, self.ref_mean, self.ref_std, self.detector_params, self.budget)
+                self.reference, self.ref_mean, self.ref_std, self.detector_params, self.budget,
+                self.period, self.base_n % self.period if self.period else 0)
             self.calibration["budget"] = self.budget_config
             self.detectors = [build_detector(p["__type__"], {**_user_params(p), **o})
                               for p, o in zip(self.detector_params, self.overrides, strict=True)]
@@ -398,6 +402,9 @@ class Monitor:
         return sig
 
     def _set_budget(self, model: ModelState, sig: SignalState, rule_signal: str) -> None:
+        sr = signal_rule(self.config, model.rule, rule_signal)
+        if sr is not None and sr.period:
+            sig.period = sr.period
         budget = signal_budget(self.config, model.rule, rule_signal)
         if budget is None and any(p["__type__"] == "cusum" for p in sig.detector_params):
             budget = DEFAULT_BUDGET  # a cusum always needs thresholds for its reference
@@ -788,9 +795,19 @@ class Monitor:
         if sig.calibration is not None:
             tau = float(sig.calibration.get("long_run_variance_ratio", 1.0))
         kind = _kind_of(sig)
-        # Level or spread: whichever split explains the values since the reference better
-        # (a shift also raises a spread statistic, so which sum fired first does not tell).
+        if kind is None and _binary_values(sig.reference):
+            kind = "rate"  # a 0/1 flag's level is its rate
         loc = locate(z, tau, kind="mean" if kind is not None else None)
+        if kind is None and loc is not None:
+            # Level or spread: which robust statistic moved more after the estimated start (a
+            # shift also raises a spread statistic, so which sum fired first does not tell);
+            # then the start of that kind of change.
+            kind = change_kind(sig.reference, window[loc["start"]:])
+            if kind != loc["kind"]:
+                loc = locate(z, tau, kind=kind)
+            if (spec.type == "kswin" and loc is not None
+                    and loc["llr"] < 3.0):  # type: ignore[index]
+                kind = "shape"  # KSWIN fired and neither level nor spread explains it
         start = loc["start"] if loc is not None else len(window) - 1
         after = window[start:]
         evidence_n = min(len(after), self.config.windows.evidence_size)
@@ -800,11 +817,7 @@ class Monitor:
         if reference["mean"] is not None and current["mean"] is not None:
             shift = (current["mean"] - sig.ref_mean) / sig.ref_std
         if kind is None:
-            kind = loc["kind"] if loc is not None else "mean"
-            if kind == "mean" and _binary_values(sig.reference):
-                kind = "rate"  # a 0/1 flag's level is its rate
-            elif spec.type == "kswin" and loc is not None and loc["llr"] < 3.0:
-                kind = "shape"  # KSWIN fired and neither level nor spread explains it
+            kind = "mean"
         change_start = self._change_start(model, sig, len(window), loc, pos)
         params = dict(spec.effective_params)
         if sig.overrides is not None:
@@ -898,6 +911,19 @@ def _summary(model_id: str, sig: SignalState, kind: str, reference: dict[str, An
         what = (f"{noun} {direction} from {reference['mean']:.4g} to {current['mean']:.4g} "
                 f"({shift:+.2f} reference std)")
     return (f"{head}{what} over the last {n} values{where}; {name} fired at offset {offset}")
+
+
+def collecting(state: MonitorState) -> list[dict[str, Any]]:
+    """Signals not yet watched: still collecting their reference, with the values they have
+    and the values they need (replay's summary, ``check-config``, the metrics)."""
+    out = []
+    for model in state.models.values():
+        for sig in model.signals.values():
+            if sig.detectors is None:
+                out.append({"model_id": model.model_id, "model_version": model.model_version,
+                            "signal": sig.signal, "have": len(sig.reference),
+                            "need": sig.reference_size})
+    return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"]), r["signal"]))
 
 
 def _number(v: Any) -> float | None:

@@ -174,3 +174,64 @@ def test_inline_labels_feed_the_performance_signal() -> None:
     perf = [a for a in out.alerts if a["signal"] == "performance:error"]
     assert len(perf) == 1 and perf[0]["evidence"]["mean_shift_in_reference_std"] > 0
     assert 2000 < perf[0]["detected_at"]["signal_index"] < 2150
+
+
+# -- periodic signals, signals not yet watched -------------------------------------------------
+
+def _periodic_cfg(period: int | None) -> Any:
+    sr: dict[str, Any] = {"match": "feature:*", "detectors": ["cusum"]}
+    if period:
+        sr["period"] = period
+    return parse_config({"false_alarm_budget": {"per_events": 1e6},
+                         "detectors": {"cusum": {"type": "cusum"}},
+                         "models": [{"match": "*", "signals": [sr]}]})
+
+
+def test_a_known_period_compares_with_the_reference_at_the_same_phase() -> None:
+    """A cycle of 200 values (amplitude 1) plus noise: a 0.5 sd shift is caught quickly when
+    the period is declared, and no false alarm comes from the cycle either way."""
+    delays: dict[int | None, list[int | None]] = {None: [], 200: []}
+    for period in delays:
+        cfg = _periodic_cfg(period)
+        for seed in range(4):
+            xs = kind_stream("cycle", 6000, 70 + seed, change_at=3000, change="mean", size=0.5)
+            alerts = _run(cfg, xs)
+            assert all(a["detected_at"]["signal_index"] > 3000 for a in alerts)
+            delays[period].append(alerts[0]["detected_at"]["signal_index"] - 3000
+                                  if alerts else None)
+        if period:
+            assert _run(cfg, kind_stream("cycle", 20_000, 5)) == []
+    assert all(d is not None and d <= 150 for d in delays[200]), delays
+    assert sum(d is None or d > 500 for d in delays[None]) >= 3, delays
+
+
+def test_period_config_errors_name_the_fix() -> None:
+    for sr, fix in [({"detectors": ["adwin"], "period": 50}, "use detectors: [cusum]"),
+                    ({"detectors": ["cusum"], "period": 800}, "reference_size to at least 1600")]:
+        with pytest.raises(ConfigError) as exc:
+            parse_config({"detectors": {"cusum": {"type": "cusum"}, "adwin": {"type": "adwin"}},
+                          "models": [{"match": "*", "signals": [{"match": "*", **sr}]}]})
+        assert any(f == "models[0].signals[0].period" and fix in m
+                   for f, m in exc.value.problems), exc.value.problems
+
+
+def test_signals_collecting_their_reference_are_reported() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from stream_monitor.core.monitor import collecting
+    from stream_monitor.observability import WorkerMetrics
+
+    mon, state = Monitor(_cfg({"per_events": 1e6}, reference_size=100)), MonitorState()
+    mon.process(_events([0.1 * (i % 7) for i in range(60)]), state)
+    # (These events carry no prediction: that signal exists and has no value yet.)
+    assert collecting(state) == [
+        {"model_id": "m", "model_version": None, "signal": "feature:x", "have": 60, "need": 100},
+        {"model_id": "m", "model_version": None, "signal": "prediction", "have": 0, "need": 100}]
+    reg = CollectorRegistry()
+    WorkerMetrics(reg).observe_models(state.models.values())
+    assert reg.get_sample_value("stream_monitor_signal_reference_needed_values",
+                                {"model": "m", "signal": "feature:x"}) == 100
+    assert reg.get_sample_value("stream_monitor_signal_detecting",
+                                {"model": "m", "signal": "feature:x"}) == 0
+    mon.process(_events([0.1 * (i % 7) for i in range(120)])[60:], state)
+    assert [r["signal"] for r in collecting(state)] == ["prediction"]
