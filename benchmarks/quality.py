@@ -62,7 +62,10 @@ def write_events(path: Path, streams: dict[str, list[float]]) -> None:
 
 
 def stationary(kind: str, seeds: int, n: int, per_events: float, tmp: Path) -> dict[str, Any]:
-    streams = {f"{kind}-{s}": kind_stream(kind, n, 1000 + s) for s in range(seeds)}
+    # Seeds differ by kind too: many kinds transform the same normal draws, and shared seeds
+    # would make their false alarms coincide.
+    base = 1000 + 100 * KINDS.index(kind)
+    streams = {f"{kind}-{s}": kind_stream(kind, n, base + s) for s in range(seeds)}
     path = tmp / f"stationary-{kind}.jsonl"
     write_events(path, streams)
     ev = evaluate(config(per_events), path, [], margin=1)
@@ -75,7 +78,8 @@ def stationary(kind: str, seeds: int, n: int, per_events: float, tmp: Path) -> d
 def shifted(kind: str, change: str, size: float, seeds: int, per_events: float,
             tmp: Path) -> dict[str, Any]:
     at, n = 2000, 3500
-    streams = {f"{kind}-{s}": kind_stream(kind, n, 2000 + s, change_at=at, change=change,
+    base = 5000 + 100 * KINDS.index(kind)
+    streams = {f"{kind}-{s}": kind_stream(kind, n, base + s, change_at=at, change=change,
                                           size=size) for s in range(seeds)}
     path = tmp / f"shift-{kind}-{change}-{size:.2f}.jsonl"
     write_events(path, streams)
