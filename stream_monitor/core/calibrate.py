@@ -319,29 +319,35 @@ def calibrate(reference: Sequence[float], mean: float, std: float,
 
 
 def change_kind(reference: Sequence[float], after: Sequence[float]) -> str:
-    """``mean`` or ``spread``: which of the robust statistics the ``cusum`` watches moved more,
-    in standard errors, between the reference and the values after a change: the level of the
-    clipped robust z-score ``u`` or the level of its magnitude ``|u|``. Clipping keeps heavy
-    tails from faking a spread change; a pure shift moves ``|u|`` too, but less than ``u``.
+    """``mean`` or ``spread``: which moved more, in standard errors, between the reference and
+    the values after a change, in robust z-scores ``u`` (median/MAD, clipped at 5): the mean of
+    ``u`` (standard error ``1/sqrt(n)``) or the log of its standard deviation about its own mean
+    (standard error ``1/sqrt(2n)``). A shift moves the mean and leaves the spread about it;
+    clipping keeps heavy tails from faking a spread change; when most values are beyond the
+    clip on one side, the change is a shift.
 
     >>> rng = np.random.default_rng(3)
     >>> ref = rng.standard_normal(1000)
-    >>> change_kind(ref, rng.standard_normal(60) + 1.0), change_kind(ref, rng.standard_normal(60) * 1.5)
-    ('mean', 'spread')
+    >>> [change_kind(ref, rng.standard_normal(60) + d) for d in (1.0, 3.0, 10.0)]
+    ['mean', 'mean', 'mean']
+    >>> change_kind(ref, rng.standard_normal(60) * 1.5), change_kind(ref, rng.standard_normal(60) * 0.5)
+    ('spread', 'spread')
     """
     x = np.asarray(reference, dtype=np.float64)
     y = np.asarray(after, dtype=np.float64)
-    if len(y) < 2 or len(x) < 2:
+    if len(y) < 3 or len(x) < 2:
         return "mean"
-    med, scale, r = robust_standardize(x)
+    med, scale, r = robust_standardize(x, 5.0)
     m = float(r.mean())
     s = float(r.std()) or 1.0
-    w = np.abs((r - m) / s)
-    wm = float(w.mean())
-    ws = float(w.std()) or 1.0
-    u = (np.clip((y - med) / scale, -CLIP, CLIP) - m) / s
-    t_level = abs(float(u.mean()))
-    t_spread = abs((float(np.abs(u).mean()) - wm) / ws)
+    z = (y - med) / scale
+    if max(int((z >= 5.0).sum()), int((z <= -5.0).sum())) * 2 > len(z):
+        return "mean"  # most values beyond the clip on one side: a shift that large
+    u = (np.clip(z, -5.0, 5.0) - m) / s
+    n = len(u)
+    t_level = abs(float(u.mean())) * math.sqrt(n)
+    sd = float(u.std())
+    t_spread = abs(math.log(max(sd, 1e-3))) * math.sqrt(2.0 * n)
     return "spread" if t_spread > t_level else "mean"
 
 
