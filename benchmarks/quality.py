@@ -136,7 +136,7 @@ def plot(res: dict[str, Any], image: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 7))
     kinds = res["kinds"]
     for j, b in enumerate(res["budgets"]):
         vals = [next(x["per_10k"] for x in res["stationary"]
@@ -150,11 +150,11 @@ def plot(res: dict[str, Any], image: Path) -> None:
     axes[0].set_ylabel("false alarms per 10,000 values")
     axes[0].set_title("stationary streams: false alarms vs budget")
     axes[0].legend(fontsize=8)
-    labels = [f"{r['kind']}\n{r['label']}" for r in res["shifts"]]
+    labels = [f"{r['kind']}: {r['label']}" for r in res["shifts"]]
     data = [r["delays"] or [0] for r in res["shifts"]]
     axes[1].boxplot(data, orientation="horizontal", showfliers=False)
     axes[1].set_yticks(range(1, len(labels) + 1))
-    axes[1].set_yticklabels(labels, fontsize=6)
+    axes[1].set_yticklabels(labels, fontsize=7)
     axes[1].set_xlabel("detection delay (values), default budget")
     axes[1].set_title("delay by stream and change")
     fig.tight_layout()
