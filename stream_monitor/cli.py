@@ -83,6 +83,21 @@ def check_config(config: ConfigOpt) -> None:
     cfg = _load(config)
     err.print(f"[green]ok[/green]: {len(cfg.models)} model rules, detectors: "
               + ", ".join(f"{n} ({d.type})" for n, d in cfg.detectors.items()))
+    from .config import DEFAULT_BUDGET
+
+    err.print("plan (a signal is not watched until its reference is complete):", markup=False)
+    for rule in cfg.models:
+        ref = rule.reference_size or cfg.windows.reference_size
+        err.print(f"  models {rule.match!r}: reference {ref} values per signal", markup=False)
+        for sr in rule.signals:
+            budget = sr.false_alarm_budget or rule.false_alarm_budget or cfg.false_alarm_budget
+            if budget is None and any(cfg.detectors[d].type == "cusum" for d in sr.detectors):
+                budget = DEFAULT_BUDGET
+            b = (f"budget {budget.label()} ({budget.per_value():.3g} per value), calibrated "
+                 "per reference" if budget is not None else
+                 "no budget: detectors as configured (uncalibrated)")
+            err.print(f"    {sr.match!r}: {', '.join(sr.detectors)}; watched after its first "
+                      f"{ref} values; {b}", markup=False)
 
 
 @app.command()
@@ -179,13 +194,167 @@ def replay(
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=output is None) as progress:
         task = progress.add_task("replay", total=lines)
-        total = replay_file(cfg, events, out, batch=batch, labels=labels,
+        states: list = []
+        total = replay_file(cfg, events, out, batch=batch, labels=labels, state_out=states,
                             on_batch=lambda done, _: progress.update(task, completed=done))
     if output:
         out.close()
     err.print(f"{total.events} records: {total.alerts} drift alerts, {total.retrain_requests} "
               f"retrain requests, {total.dead_letters} dead letters, {total.unwatched} of "
               f"unwatched models" + (f", {total.pairs} joined labels" if labels else ""))
+    from .core.monitor import collecting
+
+    pending = collecting(states[0]) if states else []
+    if pending:
+        shown = ", ".join(f"{r['model_id']} {r['signal']} ({r['have']}/{r['need']})"
+                          for r in pending[:8])
+        more = f" and {len(pending) - 8} more" if len(pending) > 8 else ""
+        err.print(f"not yet watched: {len(pending)} signals still collecting their reference "
+                  f"(values have/need): {shown}{more}")
+
+
+@app.command()
+def evaluate(
+    events: Annotated[Path, typer.Argument(help="JSON-lines file of inference events.")],
+    config: ConfigOpt,
+    changes: Annotated[Path, typer.Option("--changes", help="Labelled change points (JSON, "
+                                          "docs/detection.md).")],
+    margin: Annotated[int, typer.Option(help="An alert this many values after a change "
+                                        "detects it.")] = 300,
+    image: Annotated[Path | None, typer.Option("--plot", help="PNG to write (needs the "
+                                               "[plot] extra).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full scores "
+                                                  "as JSON here.")] = None,
+) -> None:
+    """Score a config's drift alerts on history with known change points: delay, misses,
+    false alarms per 10,000 values, F1 at a margin, localization error, per signal."""
+    import orjson
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from .evaluate import EvaluateError, load_changes, plot_evaluation
+    from .evaluate import evaluate as run_evaluate
+
+    cfg = _load(config)
+    if image is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            err.print("--plot needs matplotlib: pip install 'stream-monitor[plot]'")
+            raise typer.Exit(2) from None
+    if not events.is_file():
+        err.print(f"events file {events} does not exist; pass a JSON-lines file")
+        raise typer.Exit(2)
+    try:
+        cps = load_changes(changes)
+        lines = sum(1 for _ in events.open("rb"))
+        with Progress(TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=True) as progress:
+            task = progress.add_task("evaluate", total=lines)
+            result = run_evaluate(cfg, events, cps, margin=margin,
+                                  on_progress=lambda done: progress.update(task, completed=done))
+    except EvaluateError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    table = Table("model", "signal", "values", "changes", "detected", "misses", "false alarms",
+                  "FA/10k", "median delay", "median loc. error")
+    for s in result.signals:
+        r = s.row()
+        table.add_row(s.model_id, s.signal, str(s.values), str(s.changes), str(s.detected),
+                      str(s.misses), str(s.false_alarms), f"{r['false_alarms_per_10k']:.3f}",
+                      _fmt(r["median_delay"]), _fmt(r["median_localization_error"]))
+    err.print(table)
+    summ = result.summary()
+    err.print(f"summary: {summ['changes']} changes, {summ['detected']} detected, "
+              f"{summ['misses']} missed, {summ['false_alarms']} false alarms "
+              f"({summ['false_alarms_per_10k']:.3f} per 10,000 values); F1 at {margin} values: "
+              f"{_fmt(summ['f1'])}; median delay {_fmt(summ['median_delay'])}, median "
+              f"localization error {_fmt(summ['median_localization_error'])} values"
+              + (f"; {summ['dead_letters']} events were dead-lettered (not scored)"
+                 if summ["dead_letters"] else ""))
+    if json_out is not None:
+        json_out.write_bytes(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2))
+    if image is not None:
+        err.print(f"wrote {plot_evaluation(result, image)}")
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+@app.command()
+def simulate(
+    config: ConfigOpt,
+    rate: Annotated[list[str], typer.Option("--rate", help="MODEL=EVENTS_PER_SECOND, "
+                                            "repeatable.")],
+    events: Annotated[Path | None, typer.Option(help="A sample of inference events (JSON "
+                                                "lines) to learn each model's signals.")] = None,
+    signals: Annotated[list[str] | None, typer.Option(
+        "--signals", help="MODEL=SIGNAL,SIGNAL,... (instead of or beside --events), "
+        "repeatable.")] = None,
+) -> None:
+    """Expected false drift alerts per day of a deployment, under the calibrated budget."""
+    import orjson
+
+    from .evaluate import simulate as run_simulate
+
+    cfg = _load(config)
+    rates: dict[str, float] = {}
+    for r in rate:
+        model, _, value = r.partition("=")
+        try:
+            rates[model] = float(value)
+        except ValueError:
+            err.print(f"--rate {r!r}: write MODEL=EVENTS_PER_SECOND, e.g. credit-risk=200")
+            raise typer.Exit(2) from None
+        if not model or not rates[model] >= 0:
+            err.print(f"--rate {r!r}: write MODEL=EVENTS_PER_SECOND, e.g. credit-risk=200")
+            raise typer.Exit(2)
+    sigs: dict[str, set[str]] = {}
+    for s in signals or []:
+        model, _, names = s.partition("=")
+        if not model or not names:
+            err.print(f"--signals {s!r}: write MODEL=SIGNAL,SIGNAL, e.g. "
+                      "credit-risk=feature:amount,prediction")
+            raise typer.Exit(2)
+        sigs.setdefault(model, set()).update(n for n in names.split(",") if n)
+    if events is not None:
+        if not events.is_file():
+            err.print(f"--events {events} does not exist; pass a JSON-lines sample")
+            raise typer.Exit(2)
+        for line in events.open("rb"):
+            try:
+                ev = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            mid = ev.get("model_id") if isinstance(ev, dict) else None
+            if not isinstance(mid, str):
+                continue
+            names = sigs.setdefault(mid, set())
+            names.update("feature:" + k for k, v in (ev.get("features") or {}).items()
+                         if isinstance(v, int | float))
+            if isinstance(ev.get("prediction"), int | float):
+                names.add("prediction")
+            if ev.get("label") is not None:
+                names.add("performance:error")
+    missing = [m for m in rates if not sigs.get(m)]
+    if missing:
+        err.print(f"no signals known for {', '.join(missing)}: pass --events with a sample or "
+                  "--signals MODEL=SIGNAL,...")
+        raise typer.Exit(2)
+    out = run_simulate(cfg, rates, {m: sorted(v) for m, v in sigs.items()})
+    for m in out["models"]:
+        if not m["watched"]:
+            err.print(f"{m['model_id']}: not watched by any model rule")
+            continue
+        per_day = sum(s["false_alerts_per_day"] or 0.0 for s in m["signals"])
+        err.print(f"{m['model_id']}: {m['events_per_second']:g} events/s, "
+                  f"{len(m['signals'])} watched signals, at most {per_day:.4g} false alerts/day")
+    err.print(f"deployment: at most {out['false_alerts_per_day']:.4g} false alerts per day "
+              f"({out['false_alerts_per_week']:.4g} per week) from "
+              f"{out['values_per_second']:g} monitored values/s"
+              + (f"; {out['uncalibrated_signals']} signals have no budget (uncalibrated)"
+                 if out["uncalibrated_signals"] else ""))
 
 
 @app.command()

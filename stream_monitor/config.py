@@ -36,6 +36,7 @@ __all__ = [
     "Bounds",
     "ConnectionSettings",
     "DetectorSpec",
+    "FalseAlarmBudget",
     "LabelRule",
     "LearnedBounds",
     "MetricsRule",
@@ -53,7 +54,9 @@ __all__ = [
     "parse_config",
     "quality_rule",
     "settings_problems",
+    "signal_budget",
     "signal_detectors",
+    "signal_rule",
 ]
 
 
@@ -101,11 +104,82 @@ class DetectorSpec(_Strict):
         return REGISTRY[self.type].params(self.params)
 
 
+WEEK = 7 * 86400.0
+
+
+class FalseAlarmBudget(_Strict):
+    """How many false alarms a user will live with (docs/detection.md "False-alarm budget").
+
+    Either per signal, ``per_events: N`` (at most one false alarm per N values of each signal),
+    or for the whole deployment, ``pages_per_week: B`` with ``values_per_second: R`` (the
+    expected rate of monitored values of all models and signals together; `stream-monitor
+    simulate` computes it from event rates). The deployment form gives every value the same
+    false-alarm probability ``B / (R * 604800)``, so the weekly pages are split over the signals
+    in proportion to their event rates. Detectors are calibrated to it per signal, each time a
+    reference forms.
+    """
+
+    per_events: float | None = Field(None, description="At most 1 false alarm per this many "
+                                     "values of a signal.")
+    pages_per_week: float | None = Field(None, description="At most this many false alerts a "
+                                         "week, all signals together.")
+    values_per_second: float | None = Field(None, description="Expected monitored values per "
+                                            "second, all signals (with pages_per_week).")
+
+    def per_value(self) -> float:
+        """False alarms allowed per value of a signal."""
+        if self.per_events is not None:
+            return 1.0 / self.per_events
+        return float(self.pages_per_week) / (float(self.values_per_second) * WEEK)  # type: ignore[arg-type]
+
+    def label(self) -> str:
+        """One line for humans."""
+        if self.per_events is not None:
+            return f"1 false alarm per {self.per_events:,.0f} values of each signal"
+        return (f"{self.pages_per_week:g} false alerts a week at {self.values_per_second:g} "
+                "values/s")
+
+    def describe(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(sub-path, message) pairs, each with its fix."""
+        out: list[tuple[str, str]] = []
+        if self.per_events is None and self.pages_per_week is None:
+            return [("", "give either per_events (e.g. {per_events: 1000000}) or pages_per_week "
+                     "with values_per_second (e.g. {pages_per_week: 1, values_per_second: 5000})")]
+        if self.per_events is not None and (self.pages_per_week is not None
+                                            or self.values_per_second is not None):
+            out.append(("", "give per_events alone, or pages_per_week with values_per_second, "
+                        "not both forms"))
+        if self.per_events is not None and not self.per_events >= 100:
+            out.append(("per_events", f"{self.per_events:g} allows a false alarm every few "
+                        "values; write at least 100 (e.g. 1000000)"))
+        if self.pages_per_week is not None:
+            if not self.pages_per_week > 0:
+                out.append(("pages_per_week", "must be > 0, e.g. 1"))
+            if self.values_per_second is None:
+                out.append(("values_per_second", "pages_per_week needs the deployment's "
+                            "monitored values per second to split it over signals; add it "
+                            "(`stream-monitor simulate` computes it from event rates)"))
+            elif not self.values_per_second > 0:
+                out.append(("values_per_second", "must be > 0: monitored values per second"))
+        if not out and not 0 < self.per_value() <= 0.01:
+            out.append(("", f"this allows {self.per_value():.3g} false alarms per value; a "
+                        "budget must be at most 0.01 per value"))
+        return out
+
+
 class SignalRule(_Strict):
     """Which detectors watch the signals whose names match a glob."""
 
     match: str = Field(description="Glob over signal names: 'feature:*', 'feature:amount', 'prediction'.")
     detectors: list[str] = Field(min_length=1, description="Names from the top-level `detectors`.")
+    false_alarm_budget: FalseAlarmBudget | None = Field(
+        None, description="Overrides the model's and the top-level budget for these signals.")
+    period: int | None = Field(None, ge=2, description="Known period, in values of the signal "
+                               "(e.g. values per day at a steady rate): each value is compared "
+                               "with the reference at the same phase. cusum detectors only.")
 
 
 class Persistence(_Strict):
@@ -298,6 +372,8 @@ class ModelRule(_Strict):
     quality: QualityRule | None = Field(None, description="Overrides quality.defaults, field by field.")
     labels: LabelRule | None = Field(None, description="Delayed labels from the labels topic; null: off.")
     versions: VersionRule = Field(default_factory=VersionRule)  # type: ignore[arg-type]
+    false_alarm_budget: FalseAlarmBudget | None = Field(
+        None, description="Overrides the top-level false-alarm budget for this model's signals.")
 
 
 class Topics(_Strict):
@@ -360,6 +436,9 @@ class MonitorConfig(_Strict):
     windows: Windows = Field(default_factory=Windows)  # type: ignore[arg-type]
     detectors: dict[str, DetectorSpec] = Field(default_factory=_default_detectors)
     quality: Quality = Field(default_factory=Quality)  # type: ignore[arg-type]
+    false_alarm_budget: FalseAlarmBudget | None = Field(
+        None, description="Default false-alarm budget of every signal; null: detectors keep "
+        "their configured parameters (cusum detectors then use 1 per 1,000,000 values).")
     models: list[ModelRule] = Field(min_length=1)
     privacy: Privacy = Field(default_factory=Privacy)  # type: ignore[arg-type]
     metrics: MetricsRule = Field(default_factory=MetricsRule)  # type: ignore[arg-type]
@@ -393,6 +472,26 @@ def signal_detectors(cfg: MonitorConfig, rule: ModelRule, signal: str) -> list[s
         if _match(sr.match, signal):
             return sr.detectors
     return None
+
+
+def signal_rule(cfg: MonitorConfig, rule: ModelRule, signal: str) -> SignalRule | None:
+    """The first signal rule of a model rule whose glob matches the signal."""
+    for sr in rule.signals:
+        if _match(sr.match, signal):
+            return sr
+    return None
+
+
+DEFAULT_BUDGET = FalseAlarmBudget(per_events=1_000_000)
+
+
+def signal_budget(cfg: MonitorConfig, rule: ModelRule, signal: str) -> FalseAlarmBudget | None:
+    """The false-alarm budget of a signal: its signal rule's, else its model rule's, else the
+    top-level one; None when none is set."""
+    sr = signal_rule(cfg, rule, signal)
+    if sr is not None and sr.false_alarm_budget is not None:
+        return sr.false_alarm_budget
+    return rule.false_alarm_budget or cfg.false_alarm_budget
 
 
 def quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
@@ -498,7 +597,44 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
                                      f"no detector named {det!r} in `detectors`"
                                      + (f"; did you mean {close[0]!r}?" if close else
                                         f"; define it there or use one of: {', '.join(cfg.detectors)}")))
-    return problems + _check_quality(cfg) + _check_labels(cfg)
+    return (problems + _check_quality(cfg) + _check_labels(cfg) + _check_budgets(cfg)
+            + _check_periods(cfg))
+
+
+def _check_periods(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    problems = []
+    for i, rule in enumerate(cfg.models):
+        ref = rule.reference_size or cfg.windows.reference_size
+        for j, sr in enumerate(rule.signals):
+            if not sr.period:
+                continue
+            where = f"models[{i}].signals[{j}].period"
+            others = [d for d in sr.detectors if d in cfg.detectors
+                      and cfg.detectors[d].type != "cusum"]
+            if others:
+                problems.append((where, f"a period is followed by cusum detectors only, not "
+                                 f"{', '.join(others)}; use detectors: [cusum] here"))
+            bins = min(sr.period, 48)
+            if ref < 2 * sr.period or ref < 10 * bins:
+                need = max(2 * sr.period, 10 * bins)
+                problems.append((where, f"the reference ({ref} values) must span at least two "
+                                 f"periods and 10 values per phase bin; set the model's "
+                                 f"reference_size to at least {need}"))
+    return problems
+
+
+def _check_budgets(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    where: list[tuple[str, FalseAlarmBudget | None]] = [("false_alarm_budget",
+                                                          cfg.false_alarm_budget)]
+    for i, rule in enumerate(cfg.models):
+        where.append((f"models[{i}].false_alarm_budget", rule.false_alarm_budget))
+        where += [(f"models[{i}].signals[{j}].false_alarm_budget", sr.false_alarm_budget)
+                  for j, sr in enumerate(rule.signals)]
+    problems = []
+    for path, budget in where:
+        if budget is not None:
+            problems += [(f"{path}.{sub}" if sub else path, msg) for sub, msg in budget.problems()]
+    return problems
 
 
 def _check_labels(cfg: MonitorConfig) -> list[tuple[str, str]]:

@@ -144,3 +144,77 @@ def labelled(spec: LabelledSpec) -> LabelledStream:
         labels.extend(rec for _, rec in sorted(due, key=lambda p: p[0]))
     labels.extend(rec for _, rec in pending)
     return LabelledStream(inference, labels, early, missing, bogus)
+
+
+# ---------------------------------------------------------------------------------------------
+# Single-signal streams of many kinds (benchmarks/quality.py, `stream-monitor evaluate` tests).
+
+KINDS = ("gaussian", "ar1", "student_t3", "student_t2", "cauchy", "poisson", "binary",
+         "rare_binary", "lognormal", "bimodal", "cycle")
+
+
+def kind_stream(kind: str, n: int, seed: int, change_at: int | None = None,
+                change: str = "mean", size: float = 1.0) -> list[float]:
+    """``n`` seeded values of a stationary stream of ``kind`` (see ``KINDS``); from index
+    ``change_at`` on, a change: ``mean`` moves the level by ``size`` marginal standard
+    deviations (for discrete kinds: the rate, so the values stay counts or flags), ``spread``
+    multiplies the deviations from the mean by ``size`` (2: the variance x4; sqrt(2): doubled).
+
+    >>> len(kind_stream("ar1", 100, 1)), kind_stream("binary", 5, 1, 0, "mean", 1.0)[:5]
+    (100, [0.0, 0.0, 1.0, 0.0, 1.0])
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n)
+    after = np.zeros(n, dtype=bool) if change_at is None else idx >= change_at
+    if kind in ("poisson", "binary", "rare_binary"):
+        base = {"poisson": 0.7, "binary": 0.1, "rare_binary": 0.02}[kind]
+        sd = np.sqrt(base * (1 - base)) if kind != "poisson" else np.sqrt(base)
+        rate = np.full(n, base)
+        if change == "mean":
+            rate[after] = base + size * sd
+        elif change == "spread":  # more dispersion at the same mean: a mixture of rates
+            lo = base / (1 + size)
+            mix = rng.random(n) < 0.5
+            rate[after] = np.where(mix[after], lo, 2 * base - lo)
+        rate = np.clip(rate, 0.0, 1.0 if kind != "poisson" else None)
+        if kind == "poisson":
+            return rng.poisson(rate).astype(float).tolist()
+        return (rng.random(n) < rate).astype(float).tolist()
+    if kind == "gaussian":
+        x = rng.standard_normal(n)
+        mu, sd = 0.0, 1.0
+    elif kind == "ar1":
+        e = rng.standard_normal(n) * np.sqrt(1 - 0.81)
+        x = np.empty(n)
+        prev = rng.standard_normal()
+        for i in range(n):
+            prev = 0.9 * prev + e[i]
+            x[i] = prev
+        mu, sd = 0.0, 1.0
+    elif kind in ("student_t3", "student_t2"):
+        df = 3 if kind == "student_t3" else 2
+        x = rng.standard_t(df, n)
+        mu, sd = 0.0, 1.0 / 0.7979 if df == 2 else np.sqrt(3.0)  # t2: no variance; MAD-ish
+    elif kind == "cauchy":
+        x = rng.standard_cauchy(n)
+        mu, sd = 0.0, 1.4826  # no moments: the MAD stands in
+    elif kind == "lognormal":
+        x = rng.lognormal(0.0, 0.75, n)
+        mu = float(np.exp(0.75**2 / 2))
+        sd = float(np.sqrt((np.exp(0.75**2) - 1) * np.exp(0.75**2)))
+    elif kind == "bimodal":
+        comp = rng.random(n) < 0.5
+        x = np.where(comp, -1.5, 1.5) + 0.5 * rng.standard_normal(n)
+        mu, sd = 0.0, float(np.sqrt(1.5**2 + 0.25))
+    elif kind == "cycle":
+        x = np.sin(2 * np.pi * idx / 200.0) + rng.standard_normal(n)
+        mu, sd = 0.0, float(np.sqrt(1.5))
+    else:
+        raise ValueError(f"unknown stream kind {kind!r}; use one of: {', '.join(KINDS)}")
+    if change == "mean":
+        x = x + np.where(after, size * sd, 0.0)
+    elif change == "spread":
+        x = np.where(after, mu + (x - mu) * size, x)
+    return [round(float(v), 6) for v in x]

@@ -19,6 +19,7 @@ import orjson
 
 from ..config import MonitorConfig
 from ..contracts.records import Position, RawRecord
+from ..core.monitor import MonitorState
 from ..pipeline import BatchOutput, BatchPipeline, OutputRecord
 from ..state.memory import MemoryStore
 
@@ -82,9 +83,11 @@ def replay_file(
     batch: int = 2000,
     on_batch: Callable[[int, BatchOutput], None] | None = None,
     labels: str | os.PathLike[str] | None = None,
+    state_out: list[MonitorState] | None = None,
 ) -> BatchOutput:
     """Run every event of ``path`` (and label of ``labels``) through the monitor; write outputs
-    to ``out`` as JSON lines. ``on_batch`` gets the records read so far."""
+    to ``out`` as JSON lines. ``on_batch`` gets the records read so far; ``state_out`` gets the
+    final in-memory state (e.g. for the signals still collecting their reference)."""
     pipeline = BatchPipeline(config, MemoryStore())
     total = BatchOutput()
     p = Path(path)
@@ -103,6 +106,8 @@ def replay_file(
                 on_batch(done, res)
 
     asyncio.run(run())
+    if state_out is not None:
+        state_out.append(pipeline.state)
     return total
 
 

@@ -36,6 +36,7 @@ from river.drift import binary
 from river.drift.binary.hddm_w import SampleInfo
 
 from ..errors import StateCorruptError
+from .cusum import Cusum
 
 __all__ = [
     "REGISTRY",
@@ -99,6 +100,16 @@ REGISTRY: dict[str, DetectorKind] = {
             "standardized",
             {"alpha": 0.005, "window_size": 100, "stat_size": 30, "seed": 42},
             "Kolmogorov-Smirnov test between a sliding window and its most recent part.",
+        ),
+        # Ours (core/cusum.py): level and spread against the reference, thresholds calibrated
+        # per reference to the false-alarm budget (core/calibrate.py, docs/detection.md).
+        DetectorKind(
+            "cusum",
+            Cusum,
+            "standardized",
+            {"k": 0.5, "k_slow": 0.25, "scale_k": 0.3, "clip": 3.0},
+            "Two-sided CUSUMs on level and spread against the reference, calibrated to the "
+            "false-alarm budget.",
         ),
         DetectorKind("ddm", binary.DDM, "binary", {}, "Drift Detection Method on a 0/1 error stream."),
         DetectorKind("eddm", binary.EDDM, "binary", {}, "Early DDM: distance between errors."),

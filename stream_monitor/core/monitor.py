@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 from river import drift
 
-from ..config import ModelRule, MonitorConfig, quality_rule, signal_detectors
+from ..config import (
+    DEFAULT_BUDGET,
+    ModelRule,
+    MonitorConfig,
+    quality_rule,
+    signal_budget,
+    signal_detectors,
+    signal_rule,
+)
 from ..contracts.records import (
     SCHEMA_VERSION,
     InferenceEvent,
@@ -38,10 +46,12 @@ from ..contracts.records import (
     record_id,
 )
 from ..state.base import id_parts, unit_id
+from .calibrate import calibrate, change_kind
 from .deploy import DeployWatch, compare_performance, compare_signal, deployment_check
 from .detectors import REGISTRY, build_detector, checkpoint, restore_detector
 from .labels import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
 from .lifecycle import LifecycleState
+from .localize import locate
 from .privacy import redact_outputs
 from .quality import ModelQuality, QualityCounters, check_features, rate_scale
 from .retrain import RetrainState, decide, note_alert, retrain_request, tick
@@ -53,11 +63,13 @@ __all__ = [
     "Monitor",
     "MonitorState",
     "SignalState",
+    "collecting",
     "reference_scale",
 ]
 
 PREDICTION = "prediction"
 _MISSING = object()
+RING = 500  # default events of a model whose ids are kept for change localization
 
 
 def reference_scale(values: Sequence[float]) -> tuple[float, float]:
@@ -135,6 +147,17 @@ class SignalState:
     # How `update` feeds each detector, built from `detectors` when they change (see _plan).
     plan: tuple[tuple[int, Any], ...] = ()
     plan_for: list[Any] | None = None
+    # False-alarm budget (false alarms per value; None: detectors keep their configured
+    # parameters) and what the calibration of the current reference chose (core/calibrate.py).
+    budget: float | None = None
+    budget_config: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    overrides: list[dict[str, Any]] | None = None
+    # Value count and model event count when the current reference started (change
+    # localization maps values back to events with them).
+    base_n: int = 0
+    base_events: int = 0
+    period: int = 0  # known period in values (signals[].period; cusum detectors only)
 
     # -- the hot path -------------------------------------------------------------------
     def update(self, x: float) -> int:
@@ -207,6 +230,15 @@ class SignalState:
             self.ref_mean, self.ref_std = rate_scale(self.reference, self.rate_sample)
         else:
             self.ref_mean, self.ref_std = reference_scale(self.reference)
+        if self.budget is not None:
+            # Once per reference: thresholds for this signal's budget (core/calibrate.py).
+            self.overrides, self.calibration = calibrate(
+                self.reference, self.ref_mean, self.ref_std, self.detector_params, self.budget,
+                self.period, self.base_n % self.period if self.period else 0)
+            self.calibration["budget"] = self.budget_config
+            self.detectors = [build_detector(p["__type__"], {**_user_params(p), **o})
+                              for p, o in zip(self.detector_params, self.overrides, strict=True)]
+            return
         self.detectors = [build_detector(p["__type__"], _user_params(p)) for p in self.detector_params]
 
     def rebaseline(self) -> None:
@@ -214,6 +246,8 @@ class SignalState:
         self.reference = []
         self.detectors = None
         self.ref_mean, self.ref_std = 0.0, 1.0
+        self.calibration = self.overrides = None
+        self.base_n = self.n
         self.generation += 1
         self.ref_saved = 0
         self.ref_reset = True
@@ -230,6 +264,9 @@ class SignalState:
             "ref_std": self.ref_std,
             "detector_names": list(self.detector_names),
             "detectors": None if self.detectors is None else [checkpoint(d) for d in self.detectors],
+            "calibration": self.calibration,
+            "overrides": self.overrides,
+            "base": [self.base_n, self.base_events],
         }
 
     @property
@@ -283,6 +320,11 @@ class ModelState:
     unit: str = ""
     model_version: str | None = None
     deploy: DeployWatch | None = None
+    # Ids and offsets of the model's last `recent_size` events (saved with the meta): an alert's
+    # estimated change start is mapped back to its event with them (core/localize.py). A
+    # model's events share a partition (Kafka key = model id).
+    ring_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RING))
+    ring_offsets: deque[int] = field(default_factory=lambda: deque(maxlen=RING))
 
     def dirty_signals(self) -> list[SignalState]:
         return [s for s in self.signals.values() if s.dirty]
@@ -300,6 +342,8 @@ class ModelState:
         }
         if self.pairs_applied:
             meta["pairs_applied"] = dict(sorted(self.pairs_applied.items()))
+        if self.ring_ids:
+            meta["ring"] = [list(self.ring_ids), list(self.ring_offsets)]
         if self.model_version is not None:
             meta["model_version"] = self.model_version
         if self.deploy is not None:
@@ -391,6 +435,10 @@ class Monitor:
                            model_version=model_version)
         if rule.alerts is not None:
             model.lifecycle = LifecycleState()
+        ring = rule.recent_size or self.config.windows.recent_size
+        if ring != RING:
+            model.ring_ids = deque(maxlen=ring)
+            model.ring_offsets = deque(maxlen=ring)
         q = quality_rule(self.config, rule)
         if q.active:
             model.quality = ModelQuality.for_rule(
@@ -412,12 +460,14 @@ class Monitor:
         windows = self.config.windows
         reference_size = model.rule.reference_size or windows.reference_size
         mq = model.quality
+        rule_signal = signal
         if (mq is not None and mq.rule.categorical and signal.startswith("feature:")
                 and "=" in signal):
             # A category's frequency (feature:<name>=<category>), one value per sample: watched
             # like its feature, with a reference of `reference_samples` samples.
             if names is None:
-                names = signal_detectors(self.config, model.rule, signal.split("=", 1)[0])
+                rule_signal = signal.split("=", 1)[0]
+                names = signal_detectors(self.config, model.rule, rule_signal)
             reference_size = mq.rule.reference_samples
         if names is None:
             return None
@@ -429,10 +479,23 @@ class Monitor:
             binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
             reference_size=reference_size,
             recent=deque(maxlen=recent_size),
+            base_events=max(model.events - 1, 0),
         )
+        self._set_budget(model, sig, rule_signal)
         model.signals[signal] = sig
         model.dirty = True
         return sig
+
+    def _set_budget(self, model: ModelState, sig: SignalState, rule_signal: str) -> None:
+        sr = signal_rule(self.config, model.rule, rule_signal)
+        if sr is not None and sr.period:
+            sig.period = sr.period
+        budget = signal_budget(self.config, model.rule, rule_signal)
+        if budget is None and any(p["__type__"] == "cusum" for p in sig.detector_params):
+            budget = DEFAULT_BUDGET  # a cusum always needs thresholds for its reference
+        if budget is not None:
+            sig.budget = budget.per_value()
+            sig.budget_config = budget.describe()
 
     def _new_quality_signal(self, model: ModelState, signal: str) -> SignalState | None:
         """A fault rate (``quality:<fault>:<feature>``): one value per sample of
@@ -468,8 +531,13 @@ class Monitor:
         sig.generation = int(meta["generation"])
         sig.ref_mean = float(meta["ref_mean"])
         sig.ref_std = float(meta["ref_std"])
+        base = meta.get("base")
+        if base is not None:
+            sig.base_n, sig.base_events = int(base[0]), int(base[1])
         dets = meta.get("detectors")
         if dets is not None and tuple(meta["detector_names"]) == sig.detector_names:
+            sig.calibration = meta.get("calibration")
+            sig.overrides = meta.get("overrides")
             sig.detectors = [
                 restore_detector(p["__type__"], _user_params(p), d)
                 for p, d in zip(sig.detector_params, dets, strict=True)
@@ -498,6 +566,10 @@ class Monitor:
         model.events = int(meta["events"])
         model.applied = {(str(t), int(p)): int(o) for t, p, o in meta.get("applied", [])}
         model.pairs_applied = {str(k): int(v) for k, v in meta.get("pairs_applied", {}).items()}
+        ring = meta.get("ring")
+        if ring is not None:
+            model.ring_ids.extend(str(i) for i in ring[0])
+            model.ring_offsets.extend(int(o) for o in ring[1])
         if model.quality is not None and meta.get("quality") is not None:
             model.quality.restore(meta["quality"],
                                   lambda name: self.watches(model, "feature:" + name))
@@ -568,6 +640,8 @@ class Monitor:
             model.applied[tp] = pos.offset
             touched[uid] = model
             model.events += 1
+            model.ring_ids.append(ev.event_id)
+            model.ring_offsets.append(pos.offset)
             model.dirty = True
             if model.quality is not None:
                 # Value rules: missing, bounds, categories, fault-rate signals (core/quality.py).
@@ -612,6 +686,8 @@ class Monitor:
                         self._on_drift(model, sig, fired, ev, result)
                 elif type(ev.prediction) is float:
                     counters.reject(mid, PREDICTION, "non_finite")
+            if ev.label is not None and model.rule.labels is None:
+                self._inline_label(model, ev, result)
             rs = model.retrain
             lc = model.lifecycle
             dw = model.deploy
@@ -633,6 +709,27 @@ class Monitor:
         # evidence it needs.
         redact_outputs(result, self.config.privacy.alert_evidence)
         return result
+
+    def _inline_label(self, model: ModelState, ev: InferenceEvent, result: BatchResult) -> None:
+        """An event that carries its own true outcome (``label``) feeds ``performance:error``
+        at once, with no labels topic: 0/1 errors when the label is a class (bool, string, or
+        0/1 against a score), absolute errors when it is any other number. (A model rule with
+        ``labels`` takes its labels from the labels topic instead.)"""
+        label = ev.label
+        classification = (isinstance(label, bool | str)
+                          or (type(label) is int and label in (0, 1)))
+        err = error_value("classification" if classification else "regression",
+                          ev.prediction, label)
+        if err is None:
+            result.quality.reject(ev.model_id, PERFORMANCE_SIGNAL, "incomparable")
+            return
+        sig = (model.signals.get(PERFORMANCE_SIGNAL)
+               or self.new_signal(model, PERFORMANCE_SIGNAL))
+        if sig is None:
+            return
+        fired = sig.update(err)
+        if fired >= 0:
+            self._on_drift(model, sig, fired, ev, result)
 
     def _after_event(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
                      models: dict[str, ModelState]) -> None:
@@ -766,11 +863,13 @@ class Monitor:
         if lc is not None and not lc.on_drift(model.rule.alerts,  # type: ignore[arg-type]
                                               alert, sig.n, ev.event_time):
             sig.rebaseline()  # folded into the signal's open incident: not published
+            sig.base_events = model.events
             return
         result.alerts.append(alert)
         # Evidence against the reference the drift was measured on, so before the rebaseline.
         note_alert(model.rule.retrain, model.retrain, alert, sig.n, ev.event_time)
         sig.rebaseline()
+        sig.base_events = model.events
         self._decide(model, ev, result, alert)
 
     def _decide(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
@@ -796,12 +895,54 @@ class Monitor:
         pos = ev.position
         reference = summarize(sig.reference)
         recent = list(sig.recent)
-        evidence_n = min(len(recent), self.config.windows.evidence_size)
-        current = summarize(recent[len(recent) - evidence_n:])
+        # The values since the reference formed (all in `recent`, or its tail), split at the
+        # estimated change start (core/localize.py): `before` follows the reference, `current`
+        # is the change.
+        since = sig.n - sig.base_n - len(sig.reference)
+        window = recent[max(len(recent) - since, 0):] if since > 0 else recent[-1:]
+        z = (np.asarray(window, dtype=np.float64) - sig.ref_mean) / sig.ref_std
+        tau = 1.0
+        if sig.calibration is not None:
+            tau = float(sig.calibration.get("long_run_variance_ratio", 1.0))
+        kind = _kind_of(sig)
+        if kind is None and _binary_values(sig.reference):
+            kind = "rate"  # a 0/1 flag's level is its rate
+        loc = locate(z, tau, kind="mean" if kind is not None else None)
+        if kind is None and loc is not None:
+            # Level or spread: which robust statistic moved more after the estimated start (a
+            # shift also raises a spread statistic, so which sum fired first does not tell);
+            # then the start of that kind of change.
+            kind = change_kind(sig.reference, window[loc["start"]:])
+            if kind != loc["kind"]:
+                loc = locate(z, tau, kind=kind)
+            if (spec.type == "kswin" and loc is not None
+                    and loc["llr"] < 3.0):  # type: ignore[index]
+                kind = "shape"  # KSWIN fired and neither level nor spread explains it
+        start = loc["start"] if loc is not None else len(window) - 1
+        after = window[start:]
+        evidence_n = min(len(after), self.config.windows.evidence_size)
+        current = summarize(after[len(after) - evidence_n:])
+        before = summarize(window[:start])
         shift = None
         if reference["mean"] is not None and current["mean"] is not None:
             shift = (current["mean"] - sig.ref_mean) / sig.ref_std
-        direction = "rose" if (shift or 0) > 0 else "fell"
+        if kind is None:
+            kind = "mean"
+        change_start = self._change_start(model, sig, len(window), loc, pos)
+        params = dict(spec.effective_params)
+        if sig.overrides is not None:
+            params.update(sig.overrides[i])
+        evidence: dict[str, Any] = {
+            "reference": reference,
+            "current": current,
+            "before": before,
+            "recent": summarize(recent),
+            "mean_shift_in_reference_std": shift,
+            "standardization": {"mean": sig.ref_mean, "std": sig.ref_std},
+            "change": {"kind": kind, "start": change_start},
+        }
+        if sig.calibration is not None:
+            evidence["calibration"] = sig.calibration
         return {
             "schema_version": SCHEMA_VERSION,
             "type": "drift_alert",
@@ -810,21 +951,89 @@ class Monitor:
             "model_id": model.model_id,
             "model_version": ev.model_version,
             "signal": sig.signal,
-            "detector": {"name": name, "type": spec.type, "params": spec.effective_params},
+            "detector": {"name": name, "type": spec.type, "params": params},
             "detected_at": detected_at(ev, sig.n),
-            "evidence": {
-                "reference": reference,
-                "current": current,
-                "recent": summarize(recent),
-                "mean_shift_in_reference_std": shift,
-                "standardization": {"mean": sig.ref_mean, "std": sig.ref_std},
-            },
-            "summary": (
-                f"{model.model_id} {sig.signal}: mean {direction} from {reference['mean']:.4g} to "
-                f"{current['mean']:.4g} ({shift:+.2f} reference std) over the last {evidence_n} "
-                f"values; {name} fired at offset {pos.offset}"
-            ),
+            "evidence": evidence,
+            "summary": _summary(model.model_id, sig, kind, reference, current, shift, evidence_n,
+                                name, pos.offset, change_start),
         }
+
+    def _change_start(self, model: ModelState, sig: SignalState, window: int,
+                      loc: dict[str, Any] | None, pos: Position) -> dict[str, Any]:
+        """The estimated first changed value: its signal index, and its event when every event
+        of the model since the reference began carried a value of this signal (then value
+        ``j`` is event ``j``); ``low``/``high`` bound it (profile-likelihood interval)."""
+        start = loc["start"] if loc is not None else window - 1
+        low = loc["low"] if loc is not None else start
+        high = loc["high"] if loc is not None else start
+        values_back = window - start  # values from the start to the detection, inclusive
+        out: dict[str, Any] = {
+            "signal_index": sig.n - values_back + 1,
+            "signal_index_low": sig.n - (window - low) + 1,
+            "signal_index_high": sig.n - (window - high) + 1,
+            "values_before_detection": values_back - 1,
+            "event_id": None, "topic": None, "partition": None, "offset": None,
+            "method": "profile_likelihood",
+        }
+        exact = model.events - sig.base_events == sig.n - sig.base_n
+        if exact and values_back <= len(model.ring_ids):
+            out.update(event_id=model.ring_ids[-values_back], topic=pos.topic,
+                       partition=pos.partition, offset=model.ring_offsets[-values_back])
+        return out
+
+
+_KIND_WORDS = {"mean": "level", "spread": "spread", "shape": "shape", "rate": "rate",
+               "category_mix": "category mix"}
+
+
+def _kind_of(sig: SignalState) -> str | None:
+    """The kind of change an alert reports when the signal tells it (fault rates, category
+    shares, 0/1 errors under binary detectors); None: decided from the values."""
+    name = sig.signal
+    if name.startswith("quality:"):
+        return "rate"
+    if name.startswith("feature:") and "=" in name:
+        return "category_mix"
+    if any(sig.binary):
+        return "rate"
+    return None
+
+
+def _binary_values(values: Sequence[float]) -> bool:
+    return bool(values) and all(v == 0.0 or v == 1.0 for v in values)
+
+
+def _summary(model_id: str, sig: SignalState, kind: str, reference: dict[str, Any],
+             current: dict[str, Any], shift: float | None, n: int, name: str, offset: int,
+             start: dict[str, Any]) -> str:
+    where = (f"; change began at offset {start['offset']}" if start["offset"] is not None
+             else f"; change began {start['values_before_detection']} values earlier")
+    head = f"{model_id} {sig.signal}: "
+    if kind == "spread":
+        r_sd, c_sd = reference["std"] or 0.0, current["std"] or 0.0
+        ratio = c_sd / r_sd if r_sd else float("inf")
+        what = (f"spread {'rose' if ratio >= 1 else 'fell'} from std {r_sd:.4g} to {c_sd:.4g} "
+                f"(x{ratio:.2f}); mean {reference['mean']:.4g} -> {current['mean']:.4g}")
+    else:
+        direction = "rose" if (shift or 0) > 0 else "fell"
+        noun = {"rate": "rate", "category_mix": "share", "shape": "distribution shape; mean"}.get(
+            kind, "mean")
+        what = (f"{noun} {direction} from {reference['mean']:.4g} to {current['mean']:.4g} "
+                f"({shift:+.2f} reference std)")
+    return (f"{head}{what} over the last {n} values{where}; {name} fired at offset {offset}")
+
+
+def collecting(state: MonitorState) -> list[dict[str, Any]]:
+    """Signals not yet watched: still collecting their reference, with the values they have
+    and the values they need (replay's summary, ``check-config``, the metrics)."""
+    out = []
+    for model in state.models.values():
+        for sig in model.signals.values():
+            if sig.detectors is None:
+                out.append({"model_id": model.model_id, "model_version": model.model_version,
+                            "signal": sig.signal, "have": len(sig.reference),
+                            "need": sig.reference_size})
+    return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"]), r["signal"]))
 
 
 def _rated(model: ModelState, record: dict[str, Any]) -> dict[str, Any]:

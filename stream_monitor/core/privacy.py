@@ -44,6 +44,19 @@ def _aggregate(summary: Any) -> Any:
     return {k: summary[k] for k in _AGGREGATE if k in summary}
 
 
+def _strip_extremes(obj: Any) -> Any:
+    """Every window summary anywhere in the evidence (reference, current, recent, and the
+    `before` / `after` of a localized change) cut to count, mean and std: min, max and
+    quantiles are raw values or close to them."""
+    if isinstance(obj, dict):
+        if "min" in obj or "max" in obj or "quantiles" in obj:
+            return _aggregate(obj)
+        return {k: _strip_extremes(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_strip_extremes(v) for v in obj]
+    return obj
+
+
 def _num(x: Any) -> str:
     return f"{x:+.2f}" if isinstance(x, int | float) else "?"
 
@@ -52,8 +65,7 @@ def _drift_alert(rec: dict[str, Any], level: EvidenceLevel) -> dict[str, Any]:
     ev = rec.get("evidence") or {}
     out = dict(rec)
     if level == "aggregate":
-        out["evidence"] = {k: (_aggregate(v) if k in ("reference", "current", "recent") else v)
-                           for k, v in ev.items()}
+        out["evidence"] = _strip_extremes(ev)
         return out
     shift = ev.get("mean_shift_in_reference_std")
     out["evidence"] = {"mean_shift_in_reference_std": shift}

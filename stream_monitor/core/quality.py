@@ -628,6 +628,7 @@ def _feed(mon: Monitor, model: ModelState, mq: ModelQuality, fq: FeatureQuality,
     if fired >= 0:
         result.quality_alerts.append(_quality_alert(mon, model, mq, sig, fq.name, fault, fired, ev))
         sig.rebaseline()
+        sig.base_events = model.events
 
 
 _FAULT_WORDS = {"missing": "missing", "out_of_bounds": "out-of-bounds",

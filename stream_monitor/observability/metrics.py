@@ -120,6 +120,10 @@ class WorkerMetrics:
         self.signal_detecting = Gauge("signal_detecting", "1 when the signal's detectors run, 0 "
                                       "while its reference is being collected.",
                                       ["model", "signal"], namespace=ns, registry=reg)
+        self.reference_needed = Gauge("signal_reference_needed_values", "Values a signal's "
+                                      "reference needs before its detectors run (compare "
+                                      "signal_window_values{window=\"reference\"}).",
+                                      ["model", "signal"], namespace=ns, registry=reg)
         self.last_event = Gauge("model_last_event_timestamp_seconds", "Wall-clock time the last "
                                 "event of a model was processed.", ["model"], namespace=ns,
                                 registry=reg)
@@ -304,7 +308,8 @@ class WorkerMetrics:
 
     def observe_signal(self, model: str, signal: str, *, reference_size: int, recent_size: int,
                        reference_mean: float | None, current_mean: float | None,
-                       detecting: bool | None = None) -> None:
+                       detecting: bool | None = None, reference_needed: int | None = None,
+                       ) -> None:
         if (not self.signal_gauges or self.signal_label(signal) is None
                 or not self._series(model, signal)):
             return
@@ -316,6 +321,8 @@ class WorkerMetrics:
             self.signal_mean.labels(model, signal, "current").set(current_mean)
         if detecting is not None:
             self.signal_detecting.labels(model, signal).set(1 if detecting else 0)
+        if reference_needed is not None:
+            self.reference_needed.labels(model, signal).set(reference_needed)
 
     def observe_models(self, models: Iterable[Any]) -> None:
         """Window sizes and means of every signal of these models (``core.monitor.ModelState``:
@@ -338,7 +345,8 @@ class WorkerMetrics:
                     # from the window would cost a pass over up to thousands of values.
                     reference_mean=(getattr(sig, "ref_mean", None) if detecting
                                     else _mean(ref)),
-                    current_mean=_mean(recent), detecting=detecting)
+                    current_mean=_mean(recent), detecting=detecting,
+                    reference_needed=getattr(sig, "reference_size", None))
 
     # -- state store and producer ----------------------------------------------------------------
     def redis_round_trip(self, seconds: float) -> None:

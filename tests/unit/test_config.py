@@ -40,7 +40,8 @@ def test_example_config_loads() -> None:
     cfg = load_config(EXAMPLE_CONFIG)
     assert isinstance(cfg, MonitorConfig)
     assert cfg.topics.alerts == "drift-alerts"
-    assert set(cfg.detectors) == {"adwin", "page_hinkley", "kswin", "hddm_a"}
+    assert set(cfg.detectors) == {"cusum", "adwin", "page_hinkley", "kswin", "hddm_a"}
+    assert cfg.false_alarm_budget is not None and cfg.false_alarm_budget.per_events == 1e6
     credit = cfg.model_rule("credit-risk")
     assert credit is not None and credit.match == "credit-*"
     assert credit.retrain.min_drifted_signals == 2 and credit.retrain.within_seconds == 600
@@ -108,10 +109,10 @@ def test_signal_rule_naming_an_undefined_detector(example: dict[str, Any]) -> No
     assert field == "models[0].signals[1].detectors[1]"
     assert "no detector named 'page_hinkly'" in msg and "did you mean 'page_hinkley'?" in msg
 
-    example["models"][0]["signals"][1]["detectors"] = ["cusum"]
+    example["models"][0]["signals"][1]["detectors"] = ["ewma"]
     [(field, msg)] = problems_of(example)
     assert field == "models[0].signals[1].detectors[0]"
-    assert "define it there or use one of: adwin, page_hinkley, kswin" in msg
+    assert "define it there or use one of: cusum, adwin, page_hinkley, kswin" in msg
 
 
 @pytest.mark.parametrize("match", ["amount", "predictions", "x*", "Feature:amount"])

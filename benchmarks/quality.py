@@ -1,0 +1,215 @@
+"""Detection quality: false alarms on stationary streams of many kinds vs the budget, and
+delays / localization errors on shifts, all through `stream-monitor evaluate`'s code.
+
+Every stream comes from ``stream_monitor.synth.kind_stream`` (seeded; 11 kinds: Gaussian,
+AR(1) 0.9, Student t 3 and 2, Cauchy, Poisson 0.7, binary 10% and 2%, lognormal, bimodal, a
+cycle of 200 values). Each scenario writes one events file with one model per seed (feature
+``x``), a change-point file, and runs ``stream_monitor.evaluate.evaluate`` with a config whose
+catch-all rule watches ``feature:*`` with the calibrated ``cusum`` under a budget.
+
+    .venv/bin/python benchmarks/quality.py                # full run, ~15 min on 2 cores
+    .venv/bin/python benchmarks/quality.py --quick        # a smoke run, ~1 min
+
+Writes benchmarks/results/quality-<stamp>.json, docs/img/quality.png and prints a markdown
+table (also written to benchmarks/results/quality-<stamp>.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stream_monitor.config import parse_config  # noqa: E402
+from stream_monitor.evaluate import ChangePoint, evaluate  # noqa: E402
+from stream_monitor.synth import KINDS, kind_stream  # noqa: E402
+
+REFERENCE = 1000
+SHIFT_KINDS = ("gaussian", "ar1", "student_t3", "cauchy", "poisson", "binary", "lognormal",
+               "bimodal", "cycle")
+SHIFTS = (("mean", 1.0, "1 sd shift"), ("mean", 0.5, "0.5 sd shift"),
+          ("spread", 2 ** 0.5, "variance x2"))
+
+
+def config(per_events: float) -> Any:
+    return parse_config({
+        "windows": {"reference_size": REFERENCE, "recent_size": 500},
+        "false_alarm_budget": {"per_events": per_events},
+        "detectors": {"cusum": {"type": "cusum"}},
+        "models": [{"match": "*", "signals": [{"match": "feature:*", "detectors": ["cusum"]}]}],
+    })
+
+
+def write_events(path: Path, streams: dict[str, list[float]]) -> None:
+    """One model per stream, interleaved line by line."""
+    n = max(len(v) for v in streams.values())
+    with path.open("wb") as f:
+        for i in range(n):
+            for model, xs in streams.items():
+                if i < len(xs):
+                    f.write(orjson.dumps({"event_id": f"{model}-{i}", "model_id": model,
+                                          "timestamp": 1_767_225_600.0 + i,
+                                          "features": {"x": xs[i]}, "prediction": 0.0}) + b"\n")
+
+
+def stationary(kind: str, seeds: int, n: int, per_events: float, tmp: Path) -> dict[str, Any]:
+    # Seeds differ by kind too: many kinds transform the same normal draws, and shared seeds
+    # would make their false alarms coincide.
+    base = 1000 + 100 * KINDS.index(kind)
+    streams = {f"{kind}-{s}": kind_stream(kind, n, base + s) for s in range(seeds)}
+    path = tmp / f"stationary-{kind}.jsonl"
+    write_events(path, streams)
+    ev = evaluate(config(per_events), path, [], margin=1)
+    fa = sum(s.false_alarms for s in ev.signals)
+    watched = seeds * (n - REFERENCE)
+    return {"kind": kind, "values": watched, "false_alarms": fa,
+            "per_10k": fa / watched * 1e4, "budget_per_10k": 1e4 / per_events}
+
+
+def shifted(kind: str, change: str, size: float, seeds: int, per_events: float,
+            tmp: Path) -> dict[str, Any]:
+    at, n = 2000, 3500
+    base = 5000 + 100 * KINDS.index(kind)
+    streams = {f"{kind}-{s}": kind_stream(kind, n, base + s, change_at=at, change=change,
+                                          size=size) for s in range(seeds)}
+    path = tmp / f"shift-{kind}-{change}-{size:.2f}.jsonl"
+    write_events(path, streams)
+    want = "spread" if change == "spread" else ("rate" if kind == "binary" else "mean")
+    cps = [ChangePoint(m, "feature:x", event_id=f"{m}-{at}", kind=want) for m in streams]
+    ev = evaluate(config(per_events), path, cps, margin=n - at)
+    summ = ev.summary()
+    delays = [d for s in ev.signals for d in s.delays]
+    locs = [e for s in ev.signals for e in s.localization_errors]
+    return {"kind": kind, "change": change, "size": size, "seeds": seeds,
+            "detected": summ["detected"], "misses": summ["misses"],
+            "false_alarms": summ["false_alarms"], "median_delay": _med(delays),
+            "p90_delay": summ["p90_delay"], "median_loc_error": _med(locs),
+            "p90_loc_error": summ["p90_localization_error"],
+            "kind_right": summ["kinds_right"], "kind_checked": summ["kinds_checked"],
+            "delays": delays, "loc_errors": locs}
+
+
+def _med(xs: list[int]) -> float | None:
+    return float(statistics.median(xs)) if xs else None
+
+
+def _f(v: float | None, fmt: str = "{:.0f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def markdown(res: dict[str, Any]) -> str:
+    out = ["### False alarms on stationary streams (per 10,000 watched values)", "",
+           "| stream | " + " | ".join(f"budget 1 per {int(b):,}" for b in res["budgets"]) + " |",
+           "|---|" + "---|" * len(res["budgets"])]
+    for kind in res["kinds"]:
+        cells = []
+        for b in res["budgets"]:
+            r = next(x for x in res["stationary"] if x["kind"] == kind and x["per_events"] == b)
+            cells.append(f"{r['per_10k']:.3f} ({r['false_alarms']} in {r['values']:,}; "
+                         f"budget {r['budget_per_10k']:.2g})")
+        out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    out += ["", f"### Changes at the default budget (1 per 1,000,000), {res['shift_seeds']} "
+            "seeds each", "",
+            "| stream | change | detected | median delay | p90 delay | median loc. error | "
+            "p90 loc. error | kind named right | false alarms before |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in res["shifts"]:
+        out.append(f"| {r['kind']} | {r['label']} | {r['detected']}/{r['seeds']} | "
+                   f"{_f(r['median_delay'])} | {_f(r['p90_delay'])} | "
+                   f"{_f(r['median_loc_error'])} | {_f(r['p90_loc_error'])} | "
+                   f"{r['kind_right']}/{r['kind_checked']} | {r['false_alarms']} |")
+    return "\n".join(out) + "\n"
+
+
+def plot(res: dict[str, Any], image: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(14, 7))
+    kinds = res["kinds"]
+    for j, b in enumerate(res["budgets"]):
+        vals = [next(x["per_10k"] for x in res["stationary"]
+                     if x["kind"] == k and x["per_events"] == b) for k in kinds]
+        xs = [i + j * 0.4 for i in range(len(kinds))]
+        axes[0].bar(xs, vals, width=0.4, label=f"measured, budget 1 per {int(b):,}")
+        axes[0].hlines(1e4 / b, xs[0] - 0.3, xs[-1] + 0.3, linestyles="dashed",
+                       colors=f"C{j}", label=f"budget {1e4 / b:g} per 10k")
+    axes[0].set_xticks([i + 0.2 for i in range(len(kinds))])
+    axes[0].set_xticklabels(kinds, rotation=40, ha="right")
+    axes[0].set_ylabel("false alarms per 10,000 values")
+    axes[0].set_title("stationary streams: false alarms vs budget")
+    axes[0].legend(fontsize=8)
+    labels = [f"{r['kind']}: {r['label']}" for r in res["shifts"]]
+    data = [r["delays"] or [0] for r in res["shifts"]]
+    axes[1].boxplot(data, orientation="horizontal", showfliers=False)
+    axes[1].set_yticks(range(1, len(labels) + 1))
+    axes[1].set_yticklabels(labels, fontsize=7)
+    axes[1].set_xlabel("detection delay (values), default budget")
+    axes[1].set_title("delay by stream and change")
+    fig.tight_layout()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(image, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="few seeds, short streams")
+    ap.add_argument("--seeds", type=int, default=10, help="stationary streams per kind")
+    ap.add_argument("--events", type=int, default=21_000, help="values per stationary stream")
+    ap.add_argument("--shift-seeds", type=int, default=30, help="streams per shift scenario")
+    ap.add_argument("--image", type=Path, default=ROOT / "docs" / "img" / "quality.png")
+    args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.events, args.shift_seeds = 2, 6000, 5
+    t0 = time.perf_counter()
+    budgets = (10_000.0, 1_000_000.0)
+    res: dict[str, Any] = {"kinds": list(KINDS), "budgets": list(budgets), "stationary": [],
+                           "shifts": [], "seeds": args.seeds, "events": args.events,
+                           "shift_seeds": args.shift_seeds}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for b in budgets:
+            for kind in KINDS:
+                r = stationary(kind, args.seeds, args.events, b, tmp)
+                r["per_events"] = b
+                res["stationary"].append(r)
+                print(f"stationary {kind:12s} budget 1/{int(b):>9,}: {r['false_alarms']:3d} "
+                      f"false alarms in {r['values']:,} values = {r['per_10k']:.3f}/10k",
+                      file=sys.stderr)
+        for kind in SHIFT_KINDS:
+            for change, size, label in SHIFTS:
+                if kind == "binary" and change == "spread":
+                    continue  # a 0/1 flag's variance is fixed by its rate: no such change
+                r = shifted(kind, change, size, args.shift_seeds, 1_000_000.0, tmp)
+                r["label"] = label
+                res["shifts"].append(r)
+                print(f"shift {kind:12s} {label:13s}: detected {r['detected']}/{r['seeds']}, "
+                      f"median delay {r['median_delay']}, median loc. error "
+                      f"{r['median_loc_error']}", file=sys.stderr)
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"quality-{stamp}.json").write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    md = markdown(res)
+    (out / f"quality-{stamp}.md").write_text(md)
+    plot(res, args.image)
+    print(md)
+    print(f"({res['seconds']} s; wrote {out / f'quality-{stamp}.json'} and {args.image})",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,360 @@
+"""Calibrate a signal's detectors to a false-alarm budget from its reference window.
+
+Runs once per reference (when it forms and again after each drift), never per value. The
+method (docs/detection.md has the derivation and the measured figures):
+
+1. **Robust standardization.** ``r = clip((x - median) / (1.4826 MAD), -c, c)`` (the std when
+   the MAD is 0: discrete data; with a Laplace floor for rare values), then centred and scaled
+   by the clipped reference's own mean and std: ``u``. Heavy tails then move a sum by at most
+   ``c`` per value.
+2. **Long-run variance.** ``tau = sigma_LR^2 / sigma^2`` of ``u``: the largest of the AR(1)
+   estimate ``(1 + rho) / (1 - rho)`` and overlapping batch-means estimates at batch sizes
+   8, 16, 32, ... up to n/16, and at least 1. ``n / tau`` is the reference's effective sample
+   size. Autocorrelated and slowly cycling data get a large ``tau``.
+3. **Thresholds.** A one-sided CUSUM ``S = max(0, S + y - k)`` on a centred increment ``y``
+   crosses ``h`` on average after ``ARL(h) = (exp(theta h) - theta h - 1) / (theta k)`` values
+   (Wald / Siegmund, without the overshoot correction, which errs on the safe side), where
+   ``theta`` is the positive root of ``E exp(theta (y - k)) = 1``. We solve that equation on
+   the reference's own values (so skew, discreteness and the clipped tails count) and divide
+   the root by ``tau`` (exact for Gaussian AR(1) data, where ``theta = 2k / tau``). Then ``h``
+   is the smallest threshold whose ARL meets the detector's share of the budget; to allow for
+   the error of estimating ``theta`` and ``tau`` from ``n / tau`` effective values, ``theta``
+   is shrunk by ``1 + 2 / sqrt(n / tau)``.
+4. **Budget split.** A signal's budget ``p`` (false alarms per value) is shared equally by its
+   detectors, and by the one-sided sums inside a detector: each of a CUSUM's 6 sums gets an
+   ARL of ``6 * n_detectors / p``.
+
+Page-Hinkley gets the threshold of a two-sided CUSUM with ``k = delta`` on its (plain
+standardized) input. ADWIN gets ``delta = (p_det * clock) ** tau`` (its bound is per check, on
+independent values). KSWIN gets ``alpha = p_det / tau``. Binary detectors (DDM family) are not
+calibrated: their statistics are their own, and alerts say so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CLIP",
+    "arl",
+    "calibrate",
+    "change_kind",
+    "cusum_threshold",
+    "long_run_ratio",
+    "robust_standardize",
+    "theta_root",
+]
+
+CLIP = 3.0
+BIAS_SDS = 2.0
+MARGIN_SDS = 2.0
+_MAX_THETA = 50.0
+
+
+def robust_standardize(x: np.ndarray, clip: float = CLIP) -> tuple[float, float, np.ndarray]:
+    """Median, robust scale and ``clip(( x - median) / scale)`` of a reference.
+
+    >>> med, scale, r = robust_standardize(np.array([0.0, 1.0, 2.0, 3.0, 100.0]))
+    >>> med, round(scale, 4), float(r.max())
+    (2.0, 1.4826, 3.0)
+    """
+    med = float(np.median(x))
+    dev = np.abs(x - med)
+    scale = 1.4826 * float(np.median(dev))
+    if not scale > 0 or not math.isfinite(scale):
+        # Discrete data (most values equal the median): the std, with a Laplace floor so that a
+        # reference with a handful of (or no) off-median values still has a scale.
+        off = dev[dev > 0]
+        n = len(x)
+        typical = float(off.mean()) if len(off) else 1.0
+        p = (len(off) + 1.0) / (n + 2.0)
+        scale = max(float(x.std()), typical * math.sqrt(p * (1.0 - p)))
+    if not scale > 0 or not math.isfinite(scale):
+        scale = 1.0
+    return med, scale, np.clip((x - med) / scale, -clip, clip)
+
+
+def long_run_ratio(u: np.ndarray) -> float:
+    """``tau``: long-run variance over variance of a centred, unit-variance series (>= 1).
+
+    >>> rng = np.random.default_rng(1)
+    >>> round(long_run_ratio(rng.standard_normal(2000)), 1) < 1.5
+    True
+    """
+    n = len(u)
+    if n < 8:
+        return 1.0
+    ss = float(np.dot(u, u))
+    if not ss > 0:
+        return 1.0
+    rho = float(np.dot(u[1:], u[:-1])) / ss
+    rho = min(max(rho, -0.99), 0.99)
+    tau = (1.0 + rho) / (1.0 - rho)
+    var = ss / n
+    cs = np.concatenate(([0.0], np.cumsum(u)))
+    b = 8
+    while b <= n // 16:
+        means = (cs[b:] - cs[:-b]) / b
+        tau = max(tau, b * float(np.mean(means * means)) / var)
+        b *= 2
+    return max(1.0, min(tau, n / 4.0))
+
+
+def theta_root(y: np.ndarray, k: float) -> float:
+    """The positive root of ``mean(exp(theta (y - k))) = 1`` (``y`` centred): Newton's method
+    on the convex ``g(theta) = log mean exp(theta (y - k))`` from a point right of the root,
+    where it converges monotonically (a handful of steps). ``_MAX_THETA`` when ``y - k`` is
+    never positive.
+
+    >>> rng = np.random.default_rng(2)
+    >>> y = rng.standard_normal(20000)
+    >>> round(theta_root(y - y.mean(), 0.5), 1)  # N(0,1): 2k
+    1.0
+    """
+    d = y - k
+    if not float(d.max()) > 0:
+        return _MAX_THETA
+
+    def g(t: float) -> tuple[float, float]:
+        e = t * d
+        mx = float(e.max())
+        w = np.exp(e - mx)
+        sw = float(w.sum())
+        return mx + math.log(sw / len(d)), float(np.dot(w, d)) / sw
+
+    var = float(np.dot(d, d)) / len(d) - k * k
+    t = max(4.0 * k / var, 1e-3) if var > 0 else 1.0
+    val, slope = g(t)
+    while val < 0:
+        if t >= _MAX_THETA:
+            return _MAX_THETA
+        t *= 2.0
+        val, slope = g(t)
+    for _ in range(50):
+        step = val / slope if slope > 0 else t / 2.0
+        t_new = t - step
+        if t_new <= 0:
+            t_new = t / 2.0
+        if abs(t_new - t) <= 1e-7 * t:
+            t = t_new
+            break
+        t = t_new
+        val, slope = g(t)
+    return t
+
+
+def arl(h: float, theta: float, k: float) -> float:
+    """Average run length (values to a false alarm) of a one-sided CUSUM at threshold ``h``.
+
+    >>> round(arl(15.6, 1.0, 0.5) / 1e6, 1)
+    11.9
+    """
+    th = theta * h
+    if th > 700:
+        return math.inf
+    return (math.exp(th) - th - 1.0) / (theta * k)
+
+
+def cusum_threshold(theta: float, k: float, target_arl: float) -> float:
+    """Smallest ``h`` with ``arl(h) >= target_arl``."""
+    lo, hi = 0.0, 1.0
+    while arl(hi, theta, k) < target_arl:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e9:
+            return hi
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if arl(mid, theta, k) < target_arl:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _margin(n: int, tau: float) -> float:
+    return 1.0 + MARGIN_SDS / math.sqrt(max(n / tau, 1.0))
+
+
+def _side_thresholds(y: np.ndarray, k: float, tau: float, target: float,
+                     margin: float, extra_se: float = 0.0) -> tuple[list[float], list[float]]:
+    """Thresholds (up, down) of a CUSUM with allowance ``k`` on ``y``. The reference mean that
+    centres ``y`` is itself an estimate, off by about ``sqrt(tau / n)`` (and ``extra_se`` more
+    for a spread statistic, whose scale is estimated too): the thresholds are those of a CUSUM
+    whose allowance is smaller by ``BIAS_SDS`` times that."""
+    hs, thetas = [], []
+    se = math.hypot(math.sqrt(tau / len(y)), extra_se)
+    k_eff = max(k - BIAS_SDS * se, 0.02 * k)
+    for side in (y, -y):
+        theta = theta_root(side, k_eff) / (tau * margin)
+        thetas.append(theta)
+        hs.append(cusum_threshold(theta, k_eff, target))
+    return hs, thetas
+
+
+MAX_PHASE_BINS = 48
+
+
+def seasonal_means(z: np.ndarray, period: int, first_phase: int) -> list[float]:
+    """Mean of ``z`` per phase bin (at most ``MAX_PHASE_BINS`` bins over a period); value ``j``
+    of ``z`` is at phase ``(first_phase + j) % period``. An empty bin gets 0."""
+    bins = min(period, MAX_PHASE_BINS)
+    phase = (first_phase + np.arange(len(z))) % period
+    b = phase * bins // period
+    sums = np.bincount(b, weights=z, minlength=bins)
+    counts = np.bincount(b, minlength=bins)
+    return [float(x) for x in np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)]
+
+
+def calibrate(reference: Sequence[float], mean: float, std: float,
+              detector_params: Sequence[Mapping[str, Any]], budget: float,
+              period: int = 0, first_phase: int = 0,
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per detector, the parameter overrides that meet ``budget`` (false alarms per value) on
+    data like ``reference``, and a JSON-able account of the calibration for alert evidence.
+
+    ``mean`` and ``std`` are the monitor's standardization, ``z = (x - mean) / std``, which is
+    what numeric detectors are fed. ``detector_params`` are the configured parameters with
+    their ``__type__``.
+    """
+    x = np.asarray(reference, dtype=np.float64)
+    n = len(x)
+    z = (x - mean) / std
+    season: list[float] | None = None
+    if period:
+        # Compare each value with the reference at the same phase: calibrate on the
+        # reference less its per-phase means (the cusum subtracts them from every value).
+        season = seasonal_means(z, period, first_phase)
+        bins = len(season)
+        idx = ((first_phase + np.arange(n)) % period) * bins // period
+        z = z - np.asarray(season)[idx]
+        x = mean + z * std
+    ndet = max(1, len(detector_params))
+    p_det = budget / ndet
+    out: list[dict[str, Any]] = []
+    info: dict[str, Any] = {"budget_per_value": budget, "reference_values": n}
+    if period:
+        info["period"] = period
+    med, scale, r = robust_standardize(x)
+    m = float(r.mean())
+    s = float(r.std())
+    s = s if s > 0 else 1.0
+    u = (r - m) / s
+    tau = long_run_ratio(u)
+    info.update({"long_run_variance_ratio": round(float(tau), 4),
+                 "effective_sample_size": round(n / tau, 1)})
+    margin = _margin(n, tau)
+    zc: np.ndarray | None = None
+    tau_z: float | None = None
+    for params in detector_params:
+        kind = params["__type__"]
+        if kind == "cusum":
+            clip = float(params.get("clip", CLIP))
+            if clip != CLIP:
+                med, scale, r = robust_standardize(x, clip)
+                m = float(r.mean())
+                s = float(r.std()) or 1.0
+                u = (r - m) / s
+            w = np.abs(u)
+            wm = float(w.mean())
+            ws = float(w.std()) or 1.0
+            v = (w - wm) / ws
+            tau_v = long_run_ratio(v)
+            k = float(params.get("k", 0.5))
+            ks = float(params.get("k_slow", 0.25))
+            kv = float(params.get("scale_k", 0.3))
+            target = 6.0 / p_det
+            h_fast, th_fast = _side_thresholds(u, k, tau, target, margin)
+            h_slow, th_slow = _side_thresholds(u, ks, tau, target, margin)
+            # The reference std that scales u is an estimate too: relative error about
+            # sqrt(tau_sq / (2 n)) (tau_sq: long-run ratio of u^2), which moves |u| by that
+            # times its mean, in units of its std.
+            u2 = u * u - 1.0
+            tau_sq = long_run_ratio(u2 / (u2.std() or 1.0))
+            rel = math.sqrt(tau_sq / (2.0 * n)) * float(np.std(u * u)) / math.sqrt(2.0)
+            h_scale, th_scale = _side_thresholds(v, kv, tau_v, target, _margin(n, tau_v),
+                                                 extra_se=rel * wm / ws)
+            h = [round(t, 4) for t in h_fast + h_slow + h_scale]
+            over = {"a": std / scale, "b": (mean - med) / scale, "m": m, "inv_s": 1.0 / s,
+                    "wm": wm, "inv_ws": 1.0 / ws, "h": h}
+            if period and season is not None:
+                over.update(period=period, season=[round(v, 6) for v in season],
+                            phase=(first_phase + n) % period)
+            out.append(over)
+            info.setdefault("detectors", []).append({
+                "type": kind, "share_per_value": p_det, "thresholds": h,
+                "theta": [round(t, 5) for t in th_fast + th_slow + th_scale],
+                "spread_long_run_variance_ratio": round(tau_v, 4),
+                "robust_center": med, "robust_scale": scale})
+        elif kind == "page_hinkley":
+            if zc is None:
+                zc = z - z.mean()
+                tau_z = long_run_ratio(zc / (zc.std() or 1.0))
+            k = float(params.get("delta", 0.25))
+            hs, thetas = _side_thresholds(zc, k, tau_z or 1.0, 2.0 / p_det, margin)
+            thr = round(max(hs), 4)
+            out.append({"threshold": thr})
+            info.setdefault("detectors", []).append({
+                "type": kind, "share_per_value": p_det, "threshold": thr,
+                "theta": [round(t, 5) for t in thetas]})
+        elif kind == "adwin":
+            clock = int(params.get("clock", 32))
+            delta = min(0.5, (p_det * clock) ** tau)
+            delta = max(delta, 1e-300)
+            out.append({"delta": delta})
+            info.setdefault("detectors", []).append({
+                "type": kind, "share_per_value": p_det, "delta": delta})
+        elif kind == "kswin":
+            alpha = max(p_det / tau, 1e-300)
+            out.append({"alpha": alpha})
+            info.setdefault("detectors", []).append({
+                "type": kind, "share_per_value": p_det, "alpha": alpha})
+        else:
+            out.append({})
+            info.setdefault("detectors", []).append({"type": kind, "calibrated": False})
+    return out, info
+
+
+def change_kind(reference: Sequence[float], after: Sequence[float]) -> str:
+    """``mean`` or ``spread``: which moved more, in standard errors, between the reference and
+    the values after a change, in robust z-scores ``u`` (median/MAD, clipped at 5): the mean of
+    ``u`` (standard error ``1/sqrt(n)``) or the log of its standard deviation about its own mean
+    (standard error ``1/sqrt(2n)``). A shift moves the mean and leaves the spread about it;
+    clipping keeps heavy tails from faking a spread change; when most values are beyond the
+    clip on one side, the change is a shift.
+
+    >>> rng = np.random.default_rng(3)
+    >>> ref = rng.standard_normal(1000)
+    >>> [change_kind(ref, rng.standard_normal(60) + d) for d in (1.0, 3.0, 10.0)]
+    ['mean', 'mean', 'mean']
+    >>> change_kind(ref, rng.standard_normal(60) * 1.5), change_kind(ref, rng.standard_normal(60) * 0.5)
+    ('spread', 'spread')
+    """
+    x = np.asarray(reference, dtype=np.float64)
+    y = np.asarray(after, dtype=np.float64)
+    if len(y) < 3 or len(x) < 2:
+        return "mean"
+    med, scale, r = robust_standardize(x, 5.0)
+    m = float(r.mean())
+    s = float(r.std()) or 1.0
+    z = (y - med) / scale
+    if max(int((z >= 5.0).sum()), int((z <= -5.0).sum())) * 2 > len(z):
+        return "mean"  # most values beyond the clip on one side: a shift that large
+    u = (np.clip(z, -5.0, 5.0) - m) / s
+    n = len(u)
+    t_level = abs(float(u.mean())) * math.sqrt(n)
+    sd = float(u.std())
+    t_spread = abs(math.log(max(sd, 1e-3))) * math.sqrt(2.0 * n)
+    return "spread" if t_spread > t_level else "mean"
+
+
+def default_thresholds() -> list[float]:
+    """The thresholds a bare :class:`Cusum` starts with (N(0,1) at 1 per 1,000,000)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(200_000)
+    over, _ = calibrate(x, 0.0, 1.0, [{"__type__": "cusum"}], 1e-6)
+    return list(over[0]["h"])
+

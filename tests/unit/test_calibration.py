@@ -1,0 +1,237 @@
+"""False-alarm budget, calibration, change localization and the kind of change (issue 11).
+
+All seeded and deterministic; the rates asserted are counts on fixed seeded streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from stream_monitor.config import parse_config
+from stream_monitor.contracts import InferenceEvent, Position
+from stream_monitor.contracts.schemas import validate_record
+from stream_monitor.core.calibrate import calibrate, long_run_ratio, theta_root
+from stream_monitor.core.cusum import Cusum
+from stream_monitor.core.monitor import Monitor, MonitorState, reference_scale
+from stream_monitor.errors import ConfigError
+from stream_monitor.synth import kind_stream
+
+
+def _cfg(budget: dict[str, Any] | None = None, detectors: str = "cusum",
+         reference_size: int = 1000, **extra: Any) -> Any:
+    raw: dict[str, Any] = {
+        "windows": {"reference_size": reference_size, "recent_size": 500},
+        "detectors": {"cusum": {"type": "cusum"}, "adwin": {"type": "adwin"},
+                      "page_hinkley": {"type": "page_hinkley"}},
+        "models": [{"match": "*", "signals": [{"match": "*", "detectors": detectors.split(",")}]}],
+        **extra,
+    }
+    if budget is not None:
+        raw["false_alarm_budget"] = budget
+    return parse_config(raw)
+
+
+def _events(xs: list[float], model: str = "m") -> list[InferenceEvent]:
+    return [InferenceEvent(f"e{i}", model, {"x": x}, None, Position("t", 0, 10 + 2 * i),
+                           None, 1_767_225_600.0 + i) for i, x in enumerate(xs)]
+
+
+def _run(cfg: Any, xs: list[float]) -> list[dict[str, Any]]:
+    mon, state = Monitor(cfg), MonitorState()
+    out = mon.process(_events(xs), state)
+    return out.alerts
+
+
+# -- config -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("budget", "field", "fix"), [
+    ({}, "false_alarm_budget", "give either per_events"),
+    ({"per_events": 10}, "false_alarm_budget.per_events", "write at least 100"),
+    ({"pages_per_week": 1}, "false_alarm_budget.values_per_second", "stream-monitor simulate"),
+    ({"per_events": 1e6, "pages_per_week": 1}, "false_alarm_budget", "not both forms"),
+    ({"values_per_second": 10}, "false_alarm_budget", "give either per_events"),
+    ({"per_event": 1e6}, "false_alarm_budget.per_event", "did you mean 'per_events'"),
+])
+def test_bad_budgets_name_the_field_and_the_fix(budget: dict[str, Any], field: str,
+                                                fix: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        _cfg(budget)
+    assert any(f == field and fix in msg for f, msg in exc.value.problems), exc.value.problems
+
+
+def test_budget_forms_and_overrides() -> None:
+    cfg = _cfg({"pages_per_week": 2, "values_per_second": 1000})
+    assert cfg.false_alarm_budget is not None
+    assert cfg.false_alarm_budget.per_value() == pytest.approx(2 / (1000 * 604800))
+    cfg = parse_config({
+        "false_alarm_budget": {"per_events": 1e6},
+        "detectors": {"cusum": {"type": "cusum"}},
+        "models": [{"match": "m", "false_alarm_budget": {"per_events": 1e4},
+                    "signals": [{"match": "prediction", "detectors": ["cusum"],
+                                 "false_alarm_budget": {"per_events": 1e3}},
+                                {"match": "*", "detectors": ["cusum"]}]},
+                   {"match": "*", "signals": [{"match": "*", "detectors": ["cusum"]}]}]})
+    mon, state = Monitor(cfg), MonitorState()
+    mon.process([InferenceEvent("a", "m", {"x": 1.0}, 0.5, Position("t", 0, 0)),
+                 InferenceEvent("b", "o", {"x": 1.0}, 0.5, Position("t", 0, 1))], state)
+    m, o = state.models["m"], state.models["o"]
+    assert m.signals["prediction"].budget == pytest.approx(1e-3)
+    assert m.signals["feature:x"].budget == pytest.approx(1e-4)
+    assert o.signals["feature:x"].budget == pytest.approx(1e-6)
+
+
+# -- calibration --------------------------------------------------------------------------------
+
+def test_theta_and_long_run_ratio_on_known_processes() -> None:
+    rng = np.random.default_rng(11)
+    y = rng.standard_normal(50_000)
+    assert theta_root(y - y.mean(), 0.5) == pytest.approx(1.0, abs=0.05)  # Gaussian: 2k
+    assert long_run_ratio((y - y.mean()) / y.std()) < 1.2
+    ar = np.asarray(kind_stream("ar1", 5000, 3))
+    tau = long_run_ratio((ar - ar.mean()) / ar.std())
+    assert 12 < tau < 30  # AR(1) 0.9: (1 + 0.9) / (1 - 0.9) = 19
+
+
+def test_thresholds_grow_with_autocorrelation_and_a_stricter_budget() -> None:
+    def h(kind: str, budget: float) -> list[float]:
+        ref = kind_stream(kind, 1000, 5)
+        mean, std = reference_scale(ref)
+        over, info = calibrate(ref, mean, std, [{"__type__": "cusum"}], budget)
+        assert info["budget_per_value"] == budget
+        return over[0]["h"]
+
+    iid, ar = h("gaussian", 1e-6), h("ar1", 1e-6)
+    assert all(a > 4 * b for a, b in zip(ar[:4], iid[:4], strict=True))
+    loose = h("gaussian", 1e-4)
+    assert all(a > b for a, b in zip(iid, loose, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "ar1", "student_t2", "cauchy", "poisson",
+                                  "rare_binary", "lognormal", "bimodal", "cycle"])
+def test_budget_holds_on_stationary_streams_of_every_kind(kind: str) -> None:
+    """At a budget of 1 per 10,000 values, 100,000 stationary values (5 seeds x 20,000 after
+    the reference) give at most the 10 false alarms the budget allows."""
+    alarms = 0
+    for seed in range(5):
+        xs = kind_stream(kind, 21_000, seed)
+        mean, std = reference_scale(xs[:1000])
+        over, _ = calibrate(xs[:1000], mean, std, [{"__type__": "cusum"}], 1e-4)
+        det = Cusum(**over[0])
+        for x in xs[1000:]:
+            det.update((x - mean) / std)
+            alarms += det.drift_detected
+    assert alarms <= 10, f"{kind}: {alarms} false alarms in 100,000 values (budget 10)"
+
+
+# -- the monitor: evidence, localization, kind -------------------------------------------------
+
+def test_ar1_stream_raises_no_alert_under_the_default_budget() -> None:
+    assert _run(_cfg({"per_events": 1e6}), kind_stream("ar1", 30_000, 2)) == []
+
+
+def test_alert_states_budget_calibration_and_change_start() -> None:
+    xs = kind_stream("gaussian", 3000, 4, change_at=2000, change="mean", size=1.0)
+    [alert] = _run(_cfg({"per_events": 1e6}), xs)
+    validate_record(alert, "drift-alert")
+    ev = alert["evidence"]
+    assert ev["calibration"]["budget"] == {"per_events": 1e6}
+    assert ev["calibration"]["budget_per_value"] == pytest.approx(1e-6)
+    assert alert["detector"]["params"]["h"] == ev["calibration"]["detectors"][0]["thresholds"]
+    start = ev["change"]["start"]
+    assert ev["change"]["kind"] == "mean"
+    assert abs(start["signal_index"] - 2001) <= 15
+    assert start["signal_index_low"] <= start["signal_index"] <= start["signal_index_high"]
+    # Every event carried x: the start maps to its event (offsets are 10 + 2 i here).
+    i = start["signal_index"] - 1
+    assert (start["event_id"], start["offset"]) == (f"e{i}", 10 + 2 * i)
+    # The recent window (500 values) is split at the start: before it, and from it on.
+    after = start["values_before_detection"] + 1
+    assert ev["current"]["count"] == min(after, 50)
+    assert ev["before"]["count"] == 500 - after
+    assert "mean rose" in alert["summary"] and f"offset {10 + 2 * i}" in alert["summary"]
+
+
+def test_doubled_variance_is_reported_as_spread() -> None:
+    xs = kind_stream("gaussian", 4000, 6, change_at=2000, change="spread", size=2**0.5)
+    [alert] = _run(_cfg({"per_events": 1e6}), xs)
+    assert alert["evidence"]["change"]["kind"] == "spread"
+    assert alert["detected_at"]["signal_index"] - 2000 <= 300
+    assert "spread rose" in alert["summary"] and "mean rose" not in alert["summary"]
+
+
+def test_inline_labels_feed_the_performance_signal() -> None:
+    rng = np.random.default_rng(9)
+    events = []
+    for i in range(3000):
+        y = int(rng.random() < 0.5)
+        wrong = rng.random() < (0.1 if i < 2000 else 0.4)
+        events.append(InferenceEvent(f"e{i}", "m", {}, float(y != wrong), Position("t", 0, i),
+                                     None, 1_767_225_600.0 + i, label=y))
+    mon, state = Monitor(_cfg({"per_events": 1e6})), MonitorState()
+    out = mon.process(events, state)
+    perf = [a for a in out.alerts if a["signal"] == "performance:error"]
+    assert len(perf) == 1 and perf[0]["evidence"]["mean_shift_in_reference_std"] > 0
+    assert 2000 < perf[0]["detected_at"]["signal_index"] < 2150
+
+
+# -- periodic signals, signals not yet watched -------------------------------------------------
+
+def _periodic_cfg(period: int | None) -> Any:
+    sr: dict[str, Any] = {"match": "feature:*", "detectors": ["cusum"]}
+    if period:
+        sr["period"] = period
+    return parse_config({"false_alarm_budget": {"per_events": 1e6},
+                         "detectors": {"cusum": {"type": "cusum"}},
+                         "models": [{"match": "*", "signals": [sr]}]})
+
+
+def test_a_known_period_compares_with_the_reference_at_the_same_phase() -> None:
+    """A cycle of 200 values (amplitude 1) plus noise: a 0.5 sd shift is caught quickly when
+    the period is declared, and no false alarm comes from the cycle either way."""
+    delays: dict[int | None, list[int | None]] = {None: [], 200: []}
+    for period in delays:
+        cfg = _periodic_cfg(period)
+        for seed in range(4):
+            xs = kind_stream("cycle", 6000, 70 + seed, change_at=3000, change="mean", size=0.5)
+            alerts = _run(cfg, xs)
+            assert all(a["detected_at"]["signal_index"] > 3000 for a in alerts)
+            delays[period].append(alerts[0]["detected_at"]["signal_index"] - 3000
+                                  if alerts else None)
+        if period:
+            assert _run(cfg, kind_stream("cycle", 20_000, 5)) == []
+    assert all(d is not None and d <= 150 for d in delays[200]), delays
+    assert sum(d is None or d > 500 for d in delays[None]) >= 3, delays
+
+
+def test_period_config_errors_name_the_fix() -> None:
+    for sr, fix in [({"detectors": ["adwin"], "period": 50}, "use detectors: [cusum]"),
+                    ({"detectors": ["cusum"], "period": 800}, "reference_size to at least 1600")]:
+        with pytest.raises(ConfigError) as exc:
+            parse_config({"detectors": {"cusum": {"type": "cusum"}, "adwin": {"type": "adwin"}},
+                          "models": [{"match": "*", "signals": [{"match": "*", **sr}]}]})
+        assert any(f == "models[0].signals[0].period" and fix in m
+                   for f, m in exc.value.problems), exc.value.problems
+
+
+def test_signals_collecting_their_reference_are_reported() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from stream_monitor.core.monitor import collecting
+    from stream_monitor.observability import WorkerMetrics
+
+    mon, state = Monitor(_cfg({"per_events": 1e6}, reference_size=100)), MonitorState()
+    mon.process(_events([0.1 * (i % 7) for i in range(60)]), state)
+    # (These events carry no prediction: that signal exists and has no value yet.)
+    assert collecting(state) == [
+        {"model_id": "m", "model_version": None, "signal": "feature:x", "have": 60, "need": 100},
+        {"model_id": "m", "model_version": None, "signal": "prediction", "have": 0, "need": 100}]
+    reg = CollectorRegistry()
+    WorkerMetrics(reg).observe_models(state.models.values())
+    assert reg.get_sample_value("stream_monitor_signal_reference_needed_values",
+                                {"model": "m", "signal": "feature:x"}) == 100
+    assert reg.get_sample_value("stream_monitor_signal_detecting",
+                                {"model": "m", "signal": "feature:x"}) == 0
+    mon.process(_events([0.1 * (i % 7) for i in range(120)])[60:], state)
+    assert [r["signal"] for r in collecting(state)] == ["prediction"]
