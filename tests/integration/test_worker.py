@@ -91,7 +91,12 @@ def test_alerts_retrain_and_dead_letters_on_real_kafka(kafka_bootstrap, redis_ur
     _produce(kafka_bootstrap, unique.topics["inference"], lines)
 
     def done(msgs: list[Any]) -> bool:
+        # The three topics are fetched independently: wait for each one's records (the alerts
+        # are published before the retrain request, but may be read after it).
+        signals = {orjson.loads(m.value).get("signal") for m in msgs
+                   if m.topic == unique.topics["alerts"]}
         return (any(m.topic == unique.topics["retrain"] for m in msgs)
+                and {"feature:amount", "feature:utilization", "prediction"} <= signals
                 and sum(m.topic == unique.topics["dead_letter"] for m in msgs) >= len(bad))
 
     msgs = _outputs(kafka_bootstrap, unique, done)
