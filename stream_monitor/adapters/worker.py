@@ -51,7 +51,7 @@ from ..errors import OutputRejectedError, TransientStoreError
 from ..observability.logging import log_context
 from ..pipeline import BatchOutput, BatchPipeline, OutputRecord, _output
 from ..state.base import StateFencedError, StateStore
-from .kafka_clients import client_kwargs, preflight
+from .kafka_clients import client_kwargs
 
 __all__ = ["KafkaWorker", "MonitorWorker"]
 
@@ -332,7 +332,6 @@ class KafkaWorker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         try:
-            await preflight(self.settings)
             await self._ensure_topics()
             await self.producer.start()
             await self.consumer.start()
