@@ -641,7 +641,7 @@ def _check_labels(cfg: MonitorConfig) -> list[tuple[str, str]]:
     """A model with labels needs detectors on its performance signal, and binary detectors
     only where the error is 0/1 (classification)."""
     from .core.detectors import REGISTRY
-    from .core.labels import PERFORMANCE_SIGNAL
+    from .core.label_join import PERFORMANCE_SIGNAL
 
     problems = []
     for i, rule in enumerate(cfg.models):

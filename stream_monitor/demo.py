@@ -151,7 +151,7 @@ async def run_demo(config_path: Path, settings: Settings, *, events: int, timeou
 
 def _errors(streams: list[Any]) -> list[tuple[int, float]]:
     """(prediction index, 0/1 error) of the labelled stream, as the worker scores them."""
-    from .core.labels import error_value
+    from .core.label_join import error_value
 
     preds = {}
     for s in streams:
@@ -171,7 +171,7 @@ def _errors(streams: list[Any]) -> list[tuple[int, float]]:
 
 async def _show_labels(console: Console, settings: Settings, prefix: str) -> None:
     """The label join's totals for the labelled model, read from Redis."""
-    from .core.labels import LabelStats
+    from .core.label_join import LabelStats
     from .state.base import model_tag
 
     client = redis_client(settings)

@@ -9,43 +9,31 @@ acknowledged nothing whose effects could be lost.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from .config import MonitorConfig
+from .contracts.outputs import OutputRecord, decode_output, encode_output, output_record
 from .contracts.records import (
     DeadLetter,
     InferenceEvent,
     LabelEvent,
     RawRecord,
     decode_label,
-    encode_record,
 )
-from .core.labels import LabelOp, LabelStats
-from .core.monitor import BatchResult, ModelState, Monitor, MonitorState
-from .core.quality import QualityCounters, QualityGate
+from .contracts.units import split_unit, unit_id
+from .core.gate import EventGate, QualityCounters
+from .core.label_join import LabelOp, LabelStats
+from .core.model_state import ModelState, MonitorState
+from .core.monitor import BatchResult, Monitor
 from .core.sampling import sampled
-from .state.base import ModelDelta, SignalDelta, StateStore, split_unit, unit_id
+from .state.base import ModelDelta, SignalDelta, StateStore
 from .state.dedupe import DedupeStore, dedupe_store_for
-from .state.labels import LabelStore, label_store_for
+from .state.label_store import LabelStore, label_store_for
 
-__all__ = ["BatchOutput", "BatchPipeline", "OutputRecord"]
-
-
-@dataclass(slots=True, frozen=True)
-class OutputRecord:
-    """A record to publish: topic, Kafka key and headers, and the JSON body."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...]
-    record: dict[str, Any]
+__all__ = ["BatchOutput", "BatchPipeline"]
 
 
 @dataclass(slots=True)
@@ -99,7 +87,7 @@ class BatchPipeline:
         self.state = MonitorState()
         self.store = store
         self.clock = clock  # the processing clock: timestamps rules, duplicate window
-        self.gate = QualityGate(config)
+        self.gate = EventGate(config)
         # Event-id claims live next to the state: in Redis for a Redis store.
         self.dedupe = dedupe if dedupe is not None else dedupe_store_for(store)
         # The delayed-label join lives next to the state as well.
@@ -225,7 +213,7 @@ class BatchPipeline:
             model = self.monitor.restore_model(snap.meta)
             if model is None:
                 continue  # no longer watched by this config
-            model.version = snap.version
+            model.revision = snap.revision
             for s in snap.signals:
                 self.monitor.restore_signal(model, s.meta, s.recent, s.reference)
             self.state.models[mid] = model
@@ -288,14 +276,14 @@ class BatchPipeline:
             rec = d.to_record(now, max_bytes, payload=privacy.dead_letter_payload,
                               truncated_bytes=privacy.dead_letter_truncated_bytes)
             key = b"" if privacy.dead_letter_payload == "hash" else d.kafka_key
-            out.records.append(_output(topics.dead_letter, key, rec,
+            out.records.append(output_record(topics.dead_letter, key, rec,
                                        (("reason-code", d.reason_code.encode()),)))
         per_model: dict[str, dict[str, bytes]] = {}
         for rec, uid in self._outputs(result):
             out.records.append(rec)
             box = per_model.setdefault(uid, {})
-            # Outbox fields sort in publish order: the version being saved, then the index.
-            field_name = f"{self.state.models[uid].version:012d}.{len(box):05d}"
+            # Outbox fields sort in publish order: the revision being saved, then the index.
+            field_name = f"{self.state.models[uid].revision:012d}.{len(box):05d}"
             box[field_name] = encode_output(rec)
             out.outbox.setdefault(uid, []).append(field_name)
         # A model's newest version is saved first: when it is new, it becomes the model's latest
@@ -312,7 +300,7 @@ class BatchPipeline:
             raise
         for m in result.dirty_models:
             m.dirty = False
-            m.version += 1
+            m.revision += 1
             for s in m.signals.values():
                 if s.dirty:
                     s.mark_saved()
@@ -338,27 +326,27 @@ class BatchPipeline:
         unit = self.monitor.unit_of
         outs = []
         for a in result.alerts:
-            outs.append(_output(topics.alerts, a["model_id"].encode(), a,
+            outs.append(output_record(topics.alerts, a["model_id"].encode(), a,
                                 (("alert-id", a["alert_id"].encode()),
                                  ("signal", a["signal"].encode()))))
         # Resolutions share the alerts topic (README "Alert lifecycle"), after the batch's alerts.
         for z in result.resolved:
-            outs.append(_output(topics.alerts, z["model_id"].encode(), z,
+            outs.append(output_record(topics.alerts, z["model_id"].encode(), z,
                                 (("alert-id", z["alert_id"].encode()),
                                  ("signal", z["signal"].encode()),
                                  ("fingerprint", z["fingerprint"].encode()))))
         for r in result.retrain_requests:
-            outs.append(_output(topics.retrain, r["model_id"].encode(), r,
+            outs.append(output_record(topics.retrain, r["model_id"].encode(), r,
                                 (("request-id", r["request_id"].encode()),)))
         # Data-quality alerts share the alerts topic; `type` and the `schema` header tell them
         # apart from drift alerts (README "Data quality").
         for q in result.quality_alerts:
-            outs.append(_output(topics.alerts, q["model_id"].encode(), q,
+            outs.append(output_record(topics.alerts, q["model_id"].encode(), q,
                                 (("alert-id", q["alert_id"].encode()),
                                  ("signal", q["signal"].encode()),
                                  ("feature", q["feature"].encode()))))
         for c in result.deployment_checks:
-            outs.append(_output(topics.deployments, c["model_id"].encode(), c,
+            outs.append(output_record(topics.deployments, c["model_id"].encode(), c,
                                 (("check-id", c["check_id"].encode()),
                                  ("verdict", c["verdict"].encode()))))
         return [(o, unit(o.record["model_id"], o.record.get("model_version"))) for o in outs]
@@ -457,34 +445,6 @@ class BatchPipeline:
         return kept, dead
 
 
-_SCHEMA_HEADER = {"drift_alert": b"drift-alert/v1", "retrain_request": b"retrain-request/v1",
-                  "dead_letter": b"dead-letter/v1", "state_reset": b"state-reset/v1",
-                  "data_quality_alert": b"data-quality-alert/v1",
-                  "drift_resolved": b"drift-resolved/v1",
-                  "deployment_check": b"deployment-check/v1"}
-
-
-def _output(topic: str, key: bytes, rec: dict[str, Any], extra: tuple[tuple[str, bytes], ...]) -> OutputRecord:
-    headers = (("content-type", b"application/json"), ("schema", _SCHEMA_HEADER[rec["type"]]), *extra)
-    return OutputRecord(topic, key, encode_record(rec), headers, rec)
-
-
-def encode_output(rec: OutputRecord) -> bytes:
-    """An output record as stored in the outbox (JSON; bytes as base64)."""
-    b64 = base64.b64encode
-    return orjson.dumps({"topic": rec.topic, "key": b64(rec.key).decode(),
-                         "value": b64(rec.value).decode(),
-                         "headers": [[k, b64(v).decode()] for k, v in rec.headers]})
-
-
-def decode_output(raw: bytes) -> OutputRecord:
-    d = orjson.loads(raw)
-    b64d = base64.b64decode
-    value = b64d(d["value"])
-    return OutputRecord(d["topic"], b64d(d["key"]), value,
-                        tuple((k, b64d(v)) for k, v in d["headers"]), orjson.loads(value))
-
-
 def _delta(model: ModelState, outbox: dict[str, bytes]) -> ModelDelta:
     signals = []
     for s in model.dirty_signals():
@@ -495,6 +455,6 @@ def _delta(model: ModelState, outbox: dict[str, bytes]) -> ModelDelta:
             reference=s.reference if s.reference_changed else None,
         ))
     versioned = model.model_version is not None
-    return ModelDelta(model.unit, model.meta(), signals, model.version, outbox,
+    return ModelDelta(model.unit, model.meta(), signals, model.revision, outbox,
                       first_seen=model.retrain.first_seen if versioned else None,
                       ttl_seconds=model.rule.versions.expire_seconds if versioned else None)

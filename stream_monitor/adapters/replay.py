@@ -18,9 +18,10 @@ from typing import IO
 import orjson
 
 from ..config import MonitorConfig
+from ..contracts.outputs import OutputRecord
 from ..contracts.records import Position, RawRecord
-from ..core.monitor import MonitorState
-from ..pipeline import BatchOutput, BatchPipeline, OutputRecord
+from ..core.model_state import MonitorState
+from ..pipeline import BatchOutput, BatchPipeline
 from ..state.memory import MemoryStore
 
 __all__ = ["iter_file", "replay_file"]

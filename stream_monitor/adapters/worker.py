@@ -46,10 +46,11 @@ from aiokafka.errors import (
 )
 
 from ..config import MonitorConfig, Settings
+from ..contracts.outputs import OutputRecord, output_record
 from ..contracts.records import SCHEMA_VERSION, DeadLetter, Position, RawRecord, iso_time, record_id
 from ..errors import OutputRejectedError, TransientStoreError
 from ..observability.logging import log_context
-from ..pipeline import BatchOutput, BatchPipeline, OutputRecord, _output
+from ..pipeline import BatchOutput, BatchPipeline
 from ..state.base import StateFencedError, StateStore
 from .kafka_clients import client_kwargs
 
@@ -248,7 +249,7 @@ class MonitorWorker:
         }
         log.error("STATE RESET: %s; models affected: %s. %s", reason,
                   ", ".join(models) or "unknown", rec["action"])
-        await self.publish([_output(self.config.topics.operations, b"", rec, ())])
+        await self.publish([output_record(self.config.topics.operations, b"", rec, ())])
 
     # -- after the commit ----------------------------------------------------------------
     def _report(self, raws: Sequence[RawRecord], out: BatchOutput, seconds: float) -> None:
@@ -593,7 +594,7 @@ def _internal_error(config: MonitorConfig, raw: RawRecord) -> BatchOutput:
                     "worker log at this topic/partition/offset")
     out = BatchOutput(events=1, dead_letters=1)
     out.quality.dead_letter("(unknown)", "internal_error")
-    out.records.append(_output(config.topics.dead_letter, dl.kafka_key,
+    out.records.append(output_record(config.topics.dead_letter, dl.kafka_key,
                                dl.to_record(time.time(), config.quality.dead_letter_max_bytes),
                                (("reason-code", b"internal_error"),)))
     return out

@@ -21,6 +21,9 @@ answers it once per version with a ``deployment_check`` record (schema ``deploym
 
 Everything here is I/O-free and deterministic: the same windows give the same record and the
 same ``check_id`` (one check per version), so a replay or a redelivery can be deduplicated.
+
+The watch itself: :func:`start_watch` when the pipeline first sees a new version of a model,
+:func:`watch` after each of its events (and once at the end of a batch) until the check is out.
 scipy is not a dependency; the KS statistic and its asymptotic p-value (the Kolmogorov
 distribution with the usual small-sample correction, as in Numerical Recipes' ``kstwo``) and
 the normal tail (``math.erfc``) are computed here.
@@ -30,12 +33,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..contracts.records import SCHEMA_VERSION, iso_time, record_id
+from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
+from ..contracts.units import unit_id
+from .label_join import PERFORMANCE_SIGNAL
+from .model_state import DeployWatch, ModelState
+from .signals import PREDICTION
 from .stats import summarize
 
 __all__ = [
@@ -46,6 +52,8 @@ __all__ = [
     "deployment_check",
     "kolmogorov_sf",
     "ks_2samp",
+    "start_watch",
+    "watch",
 ]
 
 VERDICTS = ("pass", "warn", "fail")
@@ -317,21 +325,76 @@ def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2g}"
 
 
-@dataclass(slots=True)
-class DeployWatch:
-    """The post-deploy watch of a new model version (kept in its state, persisted)."""
+def start_watch(model: ModelState, previous: ModelState | None, previous_version: str | None,
+                started_at: float) -> None:
+    """A new version of a model appeared: watch it, and carry over its predecessor's last
+    retrain request and today's count, so that cooldown and budget hold across a deploy."""
+    model.deploy = DeployWatch(previous_version, unit_id(model.model_id, previous_version),
+                               started_at)
+    model.dirty = True
+    if previous is not None:
+        model.last_retrain_at = previous.last_retrain_at
+        model.retrain.day = previous.retrain.day
+        model.retrain.day_count = previous.retrain.day_count
 
-    previous_version: str | None
-    previous_unit: str  # the state unit the first window is compared with
-    started_at: float  # event time of the new version's first event
-    full_at: float | None = None  # event time its first window was complete
-    done: bool = False
 
-    def meta(self) -> list[Any]:
-        return [self.previous_version, self.previous_unit, self.started_at, self.full_at,
-                self.done]
-
-    @classmethod
-    def restore(cls, m: list[Any]) -> DeployWatch:
-        return cls(m[0], str(m[1]), float(m[2]), None if m[3] is None else float(m[3]),
-                   bool(m[4]))
+def watch(model: ModelState, dw: DeployWatch, ev: InferenceEvent, models: dict[str, ModelState],
+          pending: dict[str, InferenceEvent], reference_size: int,
+          final: bool = False) -> dict[str, Any] | None:
+    """End the post-deploy watch with a deployment check once the first window is complete
+    (and, with labels, enough of them joined or ``max_wait_seconds`` passed). The timeout is
+    decided only at the end of a batch (``final``), after the batch's labels were fed, so it
+    does not depend on how events and labels were split into batches. Returns the check, or
+    None while the watch goes on (``pending`` then keeps, per unit, the latest event whose
+    watch waits for labels: the end of the batch checks its timeout)."""
+    vr = model.rule.versions
+    need = vr.watch_events or model.rule.reference_size or reference_size
+    if model.events < need:
+        return None
+    t = ev.event_time
+    if dw.full_at is None:
+        dw.full_at = t
+        model.dirty = True
+    reason = "watch_complete"
+    perf = model.signals.get(PERFORMANCE_SIGNAL)
+    if model.rule.labels is not None and (perf is None or perf.n < vr.min_labeled):
+        if not final:
+            waiting = pending.get(model.unit)
+            if waiting is None or t >= waiting.event_time:
+                pending[model.unit] = ev
+            return None
+        if vr.max_wait_seconds is None or t - dw.full_at < vr.max_wait_seconds:
+            return None
+        reason = "timeout"
+    prev = models.get(dw.previous_unit)  # the pipeline keeps it loaded during the watch
+    signals = []
+    for name in sorted(model.signals):
+        if not (name.startswith("feature:") or name == PREDICTION):
+            continue
+        sig = model.signals[name]
+        old = prev.signals.get(name) if prev is not None else None
+        signals.append(compare_signal(
+            name, old.reference if old is not None else [], sig.reference,
+            alpha=vr.alpha, min_shift=vr.min_shift, min_values=vr.min_values))
+    performance = None
+    if model.rule.labels is not None:
+        old = prev.signals.get(PERFORMANCE_SIGNAL) if prev is not None else None
+        performance = compare_performance(
+            PERFORMANCE_SIGNAL, list(old.recent) if old is not None else [],
+            list(perf.recent) if perf is not None else [],
+            binary=model.rule.labels.task == "classification", alpha=vr.alpha,
+            max_increase=vr.max_error_increase, min_values=min(vr.min_labeled, 30))
+    pos = ev.position
+    check = deployment_check(
+        model_id=model.model_id, model_version=model.model_version,
+        sample_rate=model.rule.sample_rate,
+        previous_version=dw.previous_version, started_at=dw.started_at, completed_at=t,
+        reason=reason, trigger={"event_id": ev.event_id, "topic": pos.topic,
+                                "partition": pos.partition, "offset": pos.offset},
+        signals=signals, performance=performance,
+        rule={"alpha": vr.alpha, "min_shift": vr.min_shift,
+              "max_error_increase": vr.max_error_increase, "watch_events": need,
+              "min_labeled": vr.min_labeled, "max_wait_seconds": vr.max_wait_seconds})
+    dw.done = True
+    model.dirty = True
+    return check

@@ -220,7 +220,7 @@ class WorkerMetrics:
                        pair_delays: Mapping[str, Sequence[float]],
                        label_stats: Mapping[str, Any]) -> None:
         """A batch's delayed labels: records read, pairs fed (with their delays), and the join's
-        totals (:class:`~stream_monitor.core.labels.LabelStats` per model)."""
+        totals (:class:`~stream_monitor.core.label_join.LabelStats` per model)."""
         for model, n in labels_by_model.items():
             if n:
                 self.labels.labels(self._m(model)).inc(n)

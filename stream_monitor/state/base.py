@@ -1,8 +1,9 @@
 """The state-store interface the adapters use, and the key layout shared by the stores.
 
-Every model's state carries a **version**, bumped by each save. A save names the version it
-was computed from; if the stored version differs, another worker has moved the model on (a
+Every model's state carries a **revision**, its count of saves. A save names the revision it
+was computed from; if the stored revision differs, another worker has moved the model on (a
 rebalance) and the save is refused with :class:`StateFencedError` instead of clobbering it.
+(Redis keeps it under the key ``p:{m}:version``, its name in stores written before.)
 
 Every save also writes the batch's outputs for that model to an **outbox**, in the same atomic
 step. The adapter deletes them once Kafka has confirmed them; a worker that loads a model with
@@ -16,6 +17,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..contracts.units import split_unit, unit_id
 from ..errors import StreamMonitorError
 
 __all__ = [
@@ -26,10 +28,8 @@ __all__ = [
     "StateFencedError",
     "StateLostError",
     "StateStore",
-    "id_parts",
     "model_tag",
-    "split_unit",
-    "unit_id",
+    "unit_id",  # re-exported for benchmarks/throughput.py; its home is contracts/units.py
     "unit_key",
 ]
 
@@ -59,7 +59,7 @@ class SignalSnapshot:
 class ModelSnapshot:
     meta: dict[str, Any]
     signals: list[SignalSnapshot] = field(default_factory=list)
-    version: int = 0
+    revision: int = 0  # saves so far (see the module docstring)
     outbox: dict[str, bytes] = field(default_factory=dict)  # output id -> encoded OutputRecord
 
 
@@ -76,10 +76,10 @@ class SignalDelta:
 
 @dataclass(slots=True)
 class ModelDelta:
-    model_id: str  # the state unit: a model id, or unit_id(model, version)
+    unit_id: str  # the state unit: a model id, or contracts.units.unit_id(model, version)
     meta: dict[str, Any]
     signals: list[SignalDelta]
-    version: int = 0  # the version this delta was computed from; the save makes it version + 1
+    revision: int = 0  # the revision this delta was computed from; the save makes it revision + 1
     outbox: dict[str, bytes] = field(default_factory=dict)
     # A model version's own state (README "Model versions"): its event time of first sight goes
     # to the model's version index, and the state expires `ttl_seconds` after its last save once
@@ -98,7 +98,7 @@ class StateStore(Protocol):
         """Persist one batch's changes, each model atomically (state, watermark and outbox).
 
         Raises :class:`StateFencedError` (nothing of the fenced models is written) when a
-        model's stored version is not the delta's version."""
+        model's stored revision is not the delta's revision."""
 
     async def clear_outbox(self, entries: dict[str, list[str]]) -> None:
         """Delete published outputs: model id -> output ids."""
@@ -127,33 +127,11 @@ def model_tag(model_id: str) -> str:
     return "{" + model_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D") + "}"
 
 
-UNIT_SEP = "\x1f"
-
-
-def unit_id(model_id: str, model_version: str | None) -> str:
-    """The state unit of a model version: its own detectors, windows and evidence.
-
-    >>> unit_id("fraud", None), split_unit(unit_id("fraud", "v2"))
-    ('fraud', ('fraud', 'v2'))
-    """
-    return model_id if model_version is None else model_id + UNIT_SEP + model_version
-
-
-def id_parts(model_id: str, model_version: str | None) -> tuple[str, ...]:
-    """What names a state unit in record ids: the model, and its version when kept apart (ids
-    of an unversioned model stay what they were)."""
-    return (model_id,) if model_version is None else (model_id, "version", model_version)
-
-
-def split_unit(unit: str) -> tuple[str, str | None]:
-    mid, sep, ver = unit.partition(UNIT_SEP)
-    return (mid, ver) if sep else (mid, None)
-
-
 def unit_key(prefix: str, unit: str) -> str:
     """The key base of a state unit: ``p:{m}`` for a model, ``p:{m}:v:<version>`` for one of
     its versions (same hash tag: one Redis Cluster slot per model).
 
+    >>> from stream_monitor.contracts.units import unit_id
     >>> unit_key("sm", unit_id("fraud", "2:b"))
     'sm:{fraud}:v:2%3Ab'
     """

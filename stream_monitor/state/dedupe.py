@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..core.quality import Claim
+from ..core.gate import Claim
 from .base import model_tag
 from .redis import Scripts, execute
 

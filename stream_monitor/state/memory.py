@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection, Sequence
 
-from .base import ModelDelta, ModelSnapshot, SignalSnapshot, StateFencedError, split_unit
+from ..contracts.units import split_unit
+from .base import ModelDelta, ModelSnapshot, SignalSnapshot, StateFencedError
 
 __all__ = ["MemoryStore"]
 
@@ -35,21 +36,21 @@ class MemoryStore:
         return out
 
     async def save(self, deltas: Sequence[ModelDelta]) -> None:
-        fenced = [d.model_id for d in deltas if self._versions.get(d.model_id, 0) != d.version]
+        fenced = [d.unit_id for d in deltas if self._versions.get(d.unit_id, 0) != d.revision]
         if fenced:
             raise StateFencedError(fenced)
         for d in deltas:
-            mid, ver = split_unit(d.model_id)
+            mid, ver = split_unit(d.unit_id)
             if ver is not None:
                 self._index.setdefault(mid, {}).setdefault(ver, float(d.first_seen or 0.0))
-            self._models[d.model_id] = copy.deepcopy(d.meta)
-            self._versions[d.model_id] = d.version + 1
+            self._models[d.unit_id] = copy.deepcopy(d.meta)
+            self._versions[d.unit_id] = d.revision + 1
             if d.outbox:
-                self._outbox.setdefault(d.model_id, {}).update(d.outbox)
+                self._outbox.setdefault(d.unit_id, {}).update(d.outbox)
             for s in d.signals:
-                snap = self._signals.get((d.model_id, s.signal))
+                snap = self._signals.get((d.unit_id, s.signal))
                 if snap is None:
-                    snap = self._signals[(d.model_id, s.signal)] = SignalSnapshot({}, [], [])
+                    snap = self._signals[(d.unit_id, s.signal)] = SignalSnapshot({}, [], [])
                 snap.meta = copy.deepcopy(s.meta)
                 snap.recent = list(s.recent)
                 if s.reference is not None:

@@ -4,7 +4,8 @@ Key layout (``p`` is the key prefix, ``{m}`` the model's hash tag, so that all o
 keys share a Redis Cluster slot)::
 
     p:{m}:model                 JSON: model meta (signals, retrain evidence, watermark)
-    p:{m}:version               INT: bumped by every save; a save names the version it expects
+    p:{m}:version               INT: the revision, bumped by every save; a save names the one
+                                it expects
     p:{m}:outbox                HASH: output id -> output record not yet confirmed by Kafka
     p:{m}:sig:<signal>          JSON: signal meta and detector checkpoints (no pickle)
     p:{m}:sig:<signal>:recent   the recent window: little-endian float64 array (bounded)
@@ -46,6 +47,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..contracts.units import split_unit
 from ..errors import StateCorruptError, TransientStoreError
 from .base import (
     ModelDelta,
@@ -53,7 +55,6 @@ from .base import (
     SignalSnapshot,
     StateFencedError,
     model_tag,
-    split_unit,
     unit_key,
 )
 from .client import SLOTS, group_by_slot, is_cluster, redis_client, slot_of, slot_tag
@@ -243,7 +244,7 @@ class RedisStore:
         for (mid, meta), outbox in zip(found, outboxes, strict=True):
             version = values[i]
             i += 1
-            snap = ModelSnapshot(meta, version=int(version or 0),
+            snap = ModelSnapshot(meta, revision=int(version or 0),
                                  outbox={k.decode(): v for k, v in (outbox or {}).items()})
             for _sig in meta["signals"]:
                 raw_meta, recent, ref = values[i], values[i + 1], values[i + 2]
@@ -295,23 +296,23 @@ class RedisStore:
         await self.scripts.ensure()
         pipe = self.client.pipeline(transaction=False)
         for d in deltas:
-            base = self._base(d.model_id)
-            mid, ver = split_unit(d.model_id)
+            base = self._base(d.unit_id)
+            mid, ver = split_unit(d.unit_id)
             index = self._index(mid)
             keys = [base + ":version", base + ":model", base + ":outbox", index, index + ":latest"]
             ttl_ms = max(1, int((d.ttl_seconds or 0) * 1000))
-            args: list[Any] = [str(d.version), _dumps(d.meta), ver or "",
+            args: list[Any] = [str(d.revision), _dumps(d.meta), ver or "",
                                repr(float(d.first_seen or 0.0)), ttl_ms, base, len(d.outbox)]
             for oid, rec in d.outbox.items():
                 args += [oid, rec]
             for s in d.signals:
-                k = self._signal_key(d.model_id, s.signal)
+                k = self._signal_key(d.unit_id, s.signal)
                 keys += [k, k + ":recent", k + ":ref"]
                 ref = s.reference
                 args += [_dumps(s.meta), _pack(s.recent), "0" if ref is None else "1",
                          b"" if ref is None else _pack(ref)]
             self.scripts.queue(pipe, keys, args)
-        waited = self._queue_wait(pipe, (self._base(d.model_id) for d in deltas))
+        waited = self._queue_wait(pipe, (self._base(d.unit_id) for d in deltas))
         t0 = time.perf_counter()
         results = await execute(pipe, "saving state", refused="the state write",
                                 scripts=self.scripts)
@@ -326,7 +327,7 @@ class RedisStore:
                             "%d ms; not waiting for it for %.0f s", name, int(n),
                             self.wait_replicas, _WAIT_TIMEOUT_MS, _UNREPLICATED_RETRY_S)
                 self._unreplicated[name] = time.monotonic() + _UNREPLICATED_RETRY_S
-        fenced = [d.model_id for d, r in zip(deltas, results, strict=True) if r != 1]
+        fenced = [d.unit_id for d, r in zip(deltas, results, strict=True) if r != 1]
         if fenced:
             lost = any(r in (-1, -2) for r in results)
             raise StateFencedError(fenced, lost=lost)

@@ -32,12 +32,12 @@ from stream_monitor.adapters.kafka_io import consume, create_topics, produce
 from stream_monitor.adapters.replay import replay_file
 from stream_monitor.config import load_config
 from stream_monitor.contracts import validate_record
-from stream_monitor.core.labels import LabelBook
-from stream_monitor.core.quality import Claim
+from stream_monitor.core.gate import Claim
+from stream_monitor.core.label_join import LabelBook
 from stream_monitor.state.base import ModelDelta, SignalDelta, StateFencedError
 from stream_monitor.state.client import redis_client, slot_of, split_cluster_url
 from stream_monitor.state.dedupe import RedisDedupe
-from stream_monitor.state.labels import RedisLabelStore
+from stream_monitor.state.label_store import RedisLabelStore
 from stream_monitor.state.redis import RedisStore
 from stream_monitor.synth import Drift, StreamSpec, generate
 from tests.unit.test_labels import SCENARIO_1, SCENARIO_2
@@ -261,23 +261,23 @@ def test_state_store_on_the_cluster_spans_every_master_and_reports_lost_writes(
             assert await store.check_epoch()
             deltas = [ModelDelta(m, {"signals": ["s"]},
                                  [SignalDelta("s", {"n": i}, [float(i), 1.5], [2.5])],
-                                 version=0, outbox={f"o{i}": b"rec"}) for i, m in enumerate(ids)]
+                                 revision=0, outbox={f"o{i}": b"rec"}) for i, m in enumerate(ids)]
             await store.save(deltas)
             snaps = await store.load([*ids, "never-saved"])
             assert sorted(snaps) == sorted(ids)
-            assert snaps["m7"].version == 1 and snaps["m7"].outbox == {"o7": b"rec"}
+            assert snaps["m7"].revision == 1 and snaps["m7"].outbox == {"o7": b"rec"}
             assert snaps["m7"].signals[0].recent == [7.0, 1.5]
             await store.clear_outbox({m: [f"o{i}"] for i, m in enumerate(ids)})
             assert all(not s.outbox for s in (await store.load(ids)).values())
             # Another worker moved m1 on: fenced, not lost.
             with pytest.raises(StateFencedError) as moved:
-                await store.save([ModelDelta("m1", {"signals": []}, [], version=0)])
+                await store.save([ModelDelta("m1", {"signals": []}, [], revision=0)])
             assert not moved.value.lost
             # The store went back to an older version of m2 (a failover that lost the last
             # save): lost, so the worker says state_reset instead of continuing silently.
             await store.client.set(f"{unique.prefix}:{{m2}}:version", 0)
             with pytest.raises(StateFencedError) as back:
-                await store.save([ModelDelta("m2", {"signals": []}, [], version=1)])
+                await store.save([ModelDelta("m2", {"signals": []}, [], revision=1)])
             assert back.value.lost
             # One master lost its data: its epoch marker is gone.
             marker = next(iter(store.slot_epochs))

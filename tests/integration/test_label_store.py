@@ -1,5 +1,5 @@
-"""The Redis label store (state/labels.py) on the real Redis runs the same join as the pure
-LabelBook (core/labels.py): same pairs, same counters, same idempotence; keys under the model's
+"""The Redis label store (state/label_store.py) on the real Redis runs the same join as the pure
+LabelBook (core/label_join.py): same pairs, same counters, same idempotence; keys under the model's
 hash tag."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from stream_monitor.core.labels import LabelBook, LabelOp
-from stream_monitor.state.labels import MemoryLabelStore, RedisLabelStore
+from stream_monitor.core.label_join import LabelBook, LabelOp
+from stream_monitor.state.label_store import MemoryLabelStore, RedisLabelStore
 from tests.unit.test_labels import SCENARIO_1, SCENARIO_2
 
 pytestmark = pytest.mark.integration

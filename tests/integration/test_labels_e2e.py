@@ -24,8 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream_monitor.adapters.kafka_io import consume, produce
 from stream_monitor.contracts import Position, RawRecord, validate_record
 from stream_monitor.contracts.records import decode_label
-from stream_monitor.core.labels import LabelBook, LabelOp
-from stream_monitor.state.base import unit_id, unit_key
+from stream_monitor.contracts.units import unit_id
+from stream_monitor.core.label_join import LabelBook, LabelOp
+from stream_monitor.state.base import unit_key
 from stream_monitor.synth import LabelledSpec, labelled
 
 from .conftest import committed

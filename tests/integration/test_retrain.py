@@ -14,7 +14,8 @@ import yaml
 
 from stream_monitor.adapters.kafka_io import consume, produce
 from stream_monitor.contracts import validate_record
-from stream_monitor.state.base import unit_id, unit_key
+from stream_monitor.contracts.units import unit_id
+from stream_monitor.state.base import unit_key
 
 from .conftest import wait_committed
 

@@ -15,7 +15,8 @@ import yaml
 
 from stream_monitor.adapters.kafka_io import consume, produce
 from stream_monitor.contracts import validate_record
-from stream_monitor.state.base import unit_id, unit_key
+from stream_monitor.contracts.units import unit_id
+from stream_monitor.state.base import unit_key
 from tests.unit.test_versions import CONFIG, stream
 
 from .conftest import wait_committed

@@ -20,8 +20,9 @@ from stream_monitor.adapters.kafka_io import consume, produce
 from stream_monitor.adapters.replay import replay_file
 from stream_monitor.config import load_config
 from stream_monitor.contracts import validate_record
-from stream_monitor.core.monitor import reference_scale
-from stream_monitor.state.base import unit_id, unit_key
+from stream_monitor.contracts.units import unit_id
+from stream_monitor.core.signals import reference_scale
+from stream_monitor.state.base import unit_key
 from stream_monitor.synth import Drift, StreamSpec, generate
 
 from .conftest import TEST_CONFIG, wait_committed

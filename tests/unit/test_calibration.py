@@ -12,9 +12,9 @@ import pytest
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import InferenceEvent, Position
 from stream_monitor.contracts.schemas import validate_record
+from stream_monitor.core import Monitor, MonitorState, reference_scale
 from stream_monitor.core.calibrate import calibrate, long_run_ratio, theta_root
 from stream_monitor.core.cusum import Cusum
-from stream_monitor.core.monitor import Monitor, MonitorState, reference_scale
 from stream_monitor.errors import ConfigError
 from stream_monitor.synth import kind_stream
 

@@ -176,7 +176,7 @@ def test_inline_updates_match_river_bit_for_bit(seed: int) -> None:
     from river import drift
 
     from stream_monitor.core.detectors import checkpoint
-    from stream_monitor.core.monitor import SignalState
+    from stream_monitor.core.signals import SignalState
 
     rng = random.Random(seed)
     values = [rng.gauss(0, 1) + (3.0 if 3000 <= i < 6000 else 0.0) + (0.5 * (i > 8000))

@@ -8,9 +8,9 @@ from pathlib import Path
 from stream_monitor.adapters.worker import MonitorWorker
 from stream_monitor.config import Settings, load_config
 from stream_monitor.contracts import Position, RawRecord
+from stream_monitor.contracts.units import unit_id
 from stream_monitor.pipeline import BatchPipeline
 from stream_monitor.state import MemoryStore
-from stream_monitor.state.base import unit_id
 from stream_monitor.synth import Drift, StreamSpec, generate
 
 CONFIG = Path(__file__).resolve().parents[2] / "examples" / "monitor.yaml"

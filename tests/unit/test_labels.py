@@ -1,4 +1,4 @@
-"""The pure label join (core/labels.py): error values, order, early labels, expiry, coverage,
+"""The pure label join (core/label_join.py): error values, order, early labels, expiry, coverage,
 delay, idempotence under redelivery; and a concept drift seen only through joined labels that
 leads to a retrain request, through the whole pipeline with the in-memory stores."""
 
@@ -14,10 +14,10 @@ from stream_monitor.config import parse_config
 from stream_monitor.contracts import Position, RawRecord
 from stream_monitor.contracts.records import decode_label
 from stream_monitor.contracts.schemas import validate_record
-from stream_monitor.core.labels import LabelBook, LabelOp, error_value
+from stream_monitor.core.label_join import LabelBook, LabelOp, error_value
 from stream_monitor.errors import ConfigError
 from stream_monitor.pipeline import BatchPipeline
-from stream_monitor.state.labels import MemoryLabelStore
+from stream_monitor.state.label_store import MemoryLabelStore
 from stream_monitor.state.memory import MemoryStore
 
 T0 = 1_767_225_600.0
@@ -160,7 +160,7 @@ def _run(cfg: dict, raws: list[RawRecord], batch: int, *, retry_every: int = 0) 
 
 def _ops_of(pipe: BatchPipeline, chunk: list[RawRecord]) -> tuple:
     """What the pipeline's join step would send for a batch (to simulate a crash after it)."""
-    from stream_monitor.core.labels import LabelOp as Op
+    from stream_monitor.core.label_join import LabelOp as Op
 
     ops, rules = [], {"m": (3600.0, 60.0)}
     for r in chunk:

@@ -10,9 +10,9 @@ import pytest
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import InferenceEvent, Position
 from stream_monitor.contracts.schemas import validate_record
+from stream_monitor.contracts.units import unit_id
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.notify.notification import fingerprint, notification_from_record
-from stream_monitor.state.base import unit_id
 
 UNIT = unit_id("m", "3")  # events carry model_version "3": its own state
 

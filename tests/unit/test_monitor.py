@@ -14,8 +14,8 @@ from river import drift
 from stream_monitor.config import MonitorConfig, parse_config
 from stream_monitor.contracts import InferenceEvent, Position
 from stream_monitor.contracts.schemas import validate_record
+from stream_monitor.contracts.units import unit_id
 from stream_monitor.core import REGISTRY, Monitor, MonitorState, reference_scale
-from stream_monitor.state.base import unit_id
 
 UNIT = unit_id("m", "7")  # events carry model_version "7": its own state
 

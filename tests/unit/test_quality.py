@@ -31,14 +31,10 @@ from stream_monitor.contracts import (
 )
 from stream_monitor.contracts.records import REASON_CODES
 from stream_monitor.core import Monitor, MonitorState
-from stream_monitor.core.quality import (
-    Claim,
-    QualityCounters,
-    QualityGate,
-    after_change,
-    learned_bounds,
-    rate_scale,
-)
+from stream_monitor.core.alerts import after_change
+from stream_monitor.core.gate import Claim, EventGate, QualityCounters
+from stream_monitor.core.signals import rate_scale
+from stream_monitor.core.value_rules import learned_bounds
 from stream_monitor.errors import ConfigError
 from stream_monitor.pipeline import BatchPipeline, OutputRecord
 from stream_monitor.state import MemoryStore
@@ -124,7 +120,7 @@ WHOLE_EVENT_CASES: list[tuple[str, bytes | None]] = [
                          ids=[f"{c}-{i}" for i, (c, _) in enumerate(WHOLE_EVENT_CASES)])
 def test_whole_event_faults_are_dead_lettered_with_their_code(code: str,
                                                               value: bytes | None) -> None:
-    gate, counters = QualityGate(config(STRICT)), QualityCounters()
+    gate, counters = EventGate(config(STRICT)), QualityCounters()
     events, dead = gate.admit([raw(value, 7)], NOW, counters)
     assert events == []
     assert [d.reason_code for d in dead] == [code], dead[0].reason
@@ -140,7 +136,7 @@ def test_whole_event_faults_are_dead_lettered_with_their_code(code: str,
 
 def test_the_same_events_pass_when_the_rules_are_off() -> None:
     """Each rule fires only when configured: with the defaults, only decoding faults remain."""
-    gate = QualityGate(config())
+    gate = EventGate(config())
     passing = {"unknown_model", "timestamp_in_future", "timestamp_too_old", "too_large"}
     for code, value in WHOLE_EVENT_CASES:
         events, _ = gate.admit([raw(value)], NOW, QualityCounters())
@@ -148,7 +144,7 @@ def test_the_same_events_pass_when_the_rules_are_off() -> None:
 
 
 def test_boundaries_are_inclusive() -> None:
-    gate = QualityGate(config(STRICT))
+    gate = EventGate(config(STRICT))
     ok = [dumps(event(timestamp=NOW + 300)), dumps(event(timestamp=NOW - 86400)),
           dumps(event(pad="x" * (2048 - len(dumps(event(pad=""))))))]
     assert len(ok[2]) == 2048
@@ -157,7 +153,7 @@ def test_boundaries_are_inclusive() -> None:
 
 
 def test_kafka_timestamp_is_checked_when_the_event_has_none() -> None:
-    gate = QualityGate(config(STRICT))
+    gate = EventGate(config(STRICT))
     ev = event()
     del ev["timestamp"]
     old = RawRecord(dumps(ev), Position("in", 0, 0, int((NOW - 2 * 86400) * 1000)))
@@ -169,7 +165,7 @@ def test_kafka_timestamp_is_checked_when_the_event_has_none() -> None:
 
 def test_unknown_models_are_ignored_by_default_and_not_claimed() -> None:
     cfg = config({"duplicates": {"window_seconds": 60}})
-    gate = QualityGate(cfg)
+    gate = EventGate(cfg)
     events, dead = gate.admit([raw(dumps(event(model_id="fraud-1")))], NOW, QualityCounters())
     assert len(events) == 1 and dead == []
     assert gate.claims(events) == ([], [])
@@ -193,7 +189,7 @@ def test_non_finite_values_are_rejected_alone_and_the_event_is_kept() -> None:
                         prediction=-math.inf))
     assert b"NaN" in value and b"Infinity" in value
     for cfg in (config(), config(model_quality=FULL)):
-        events, dead = QualityGate(cfg).admit([raw(value)], NOW, QualityCounters())
+        events, dead = EventGate(cfg).admit([raw(value)], NOW, QualityCounters())
         assert dead == [] and len(events) == 1
         state = MonitorState()
         out = Monitor(cfg).process(events, state)
@@ -210,7 +206,7 @@ def test_missing_null_and_out_of_bounds_values_are_rejected_alone() -> None:
            event(2, features={"a": None, "b": 1.0, "seg": "x"}),  # a null
            event(3, features={"a": 101.0, "b": 1.0, "seg": "x"}),  # a out of bounds
            event(4, features={"a": -0.5, "b": 1.0})]  # a out of bounds, seg absent
-    events, _ = QualityGate(cfg).admit([raw(dumps(e), i) for i, e in enumerate(evs)], NOW,
+    events, _ = EventGate(cfg).admit([raw(dumps(e), i) for i, e in enumerate(evs)], NOW,
                                        QualityCounters())
     state = MonitorState()
     out = Monitor(cfg).process(events, state)
@@ -259,7 +255,7 @@ def test_bounds_are_learned_from_the_reference_then_applied() -> None:
     state = MonitorState()
     out = Monitor(cfg).process(evs, state)
     sig = state.models["m"].signals["feature:a"]
-    fq = state.models["m"].quality.features["a"]  # type: ignore[union-attr]
+    fq = state.models["m"].value_rules.features["a"]  # type: ignore[union-attr]
     assert fq.learned == learned_bounds(sig.reference, (0.25, 0.75), 1.0)
     assert fq.learned_gen == 0
     assert out.quality.rejected_values == {("m", "feature:a", "out_of_bounds"): 2}
@@ -273,7 +269,7 @@ def test_configured_bounds_win_over_learned_ones() -> None:
     evs = [_decode(event(i, features={"a": float(i % 4)}), i) for i in range(40)]
     state = MonitorState()
     Monitor(cfg).process(evs, state)
-    fq = state.models["m"].quality.features["a"]  # type: ignore[union-attr]
+    fq = state.models["m"].value_rules.features["a"]  # type: ignore[union-attr]
     assert fq.learned == (0.0, 3.0)
     assert (fq.lo, fq.hi) == (0.0, 5.0)
 
@@ -288,7 +284,7 @@ def test_categories_unseen_in_the_reference_are_rejected_and_counted() -> None:
             _decode(event(21, features={"seg": "x"}), 21)]
     state = MonitorState()
     out = Monitor(cfg).process(evs, state)
-    cat = state.models["m"].quality.features["seg"].cat  # type: ignore[union-attr]
+    cat = state.models["m"].value_rules.features["seg"].cat  # type: ignore[union-attr]
     assert cat.known == {"x", "y"} and cat.top == ("x", "y")
     assert out.quality.rejected_values == {("m", "feature:seg", "unseen_category"): 1}
 
@@ -602,7 +598,7 @@ def encodings(obj: Any) -> st.SearchStrategy[bytes]:
 def check_gate(raws: list[RawRecord]) -> None:
     """The property: every record comes back exactly once, as an event the core can take
     or as a dead letter that matches its schema; then the core runs on the events."""
-    gate, counters = QualityGate(PROPERTY_CFG), QualityCounters()
+    gate, counters = EventGate(PROPERTY_CFG), QualityCounters()
     events, dead = gate.admit(raws, NOW, counters)
     assert len(events) + len(dead) == len(raws)
     assert counters.total_dead_letters() == len(dead)
@@ -708,11 +704,11 @@ def test_model_quality_overrides_defaults_field_by_field() -> None:
 def test_without_quality_rules_the_core_takes_the_plain_path() -> None:
     state = MonitorState()
     Monitor(config()).process([_decode(event(0), 0)], state)
-    assert state.models["m"].quality is None
+    assert state.models["m"].value_rules is None
     assert "quality" not in state.models["m"].meta()
 
 
 def _decode(ev: dict[str, Any], offset: int) -> InferenceEvent:
-    events, dead = QualityGate(config()).admit([raw(dumps(ev), offset)], NOW, QualityCounters())
+    events, dead = EventGate(config()).admit([raw(dumps(ev), offset)], NOW, QualityCounters())
     assert not dead, dead[0].reason
     return events[0]

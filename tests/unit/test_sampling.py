@@ -19,7 +19,7 @@ from stream_monitor.adapters.replay import replay_file
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import Position, RawRecord
 from stream_monitor.contracts.schemas import validate_record
-from stream_monitor.core.quality import QualityCounters, QualityGate
+from stream_monitor.core.gate import EventGate, QualityCounters
 from stream_monitor.core.sampling import hash_unit, sampled
 from stream_monitor.errors import ConfigError
 from stream_monitor.pipeline import BatchPipeline
@@ -84,7 +84,7 @@ def test_config_rejects_rates_outside_zero_one(bad: Any) -> None:
 
 def test_gate_drops_unsampled_events_before_the_duplicate_check() -> None:
     cfg = parse_config({"models": [_rule(0.25)], "quality": {"duplicates": {"window_seconds": 60}}})
-    gate, counters = QualityGate(cfg), QualityCounters()
+    gate, counters = EventGate(cfg), QualityCounters()
     ids = _ids(4000, seed=5)
     raws = [RawRecord(orjson.dumps({"event_id": eid, "model_id": "m1", "features": {"x": 1.0},
                                     "prediction": 0.5}), Position("t", 0, k))
@@ -100,10 +100,10 @@ def test_gate_drops_unsampled_events_before_the_duplicate_check() -> None:
 
 def test_rate_one_and_unwatched_models_are_not_sampled() -> None:
     cfg = parse_config({"models": [_rule(None)]})
-    gate = QualityGate(cfg)
+    gate = EventGate(cfg)
     assert not gate.samples
     cfg = parse_config({"models": [_rule(0.5)]})
-    gate, counters = QualityGate(cfg), QualityCounters()
+    gate, counters = EventGate(cfg), QualityCounters()
     raws = [RawRecord(orjson.dumps({"event_id": f"e{k}", "model_id": "other", "features": {},
                                     "prediction": 1}), Position("t", 0, k)) for k in range(50)]
     events, _ = gate.admit(raws, now=0.0, counters=counters)

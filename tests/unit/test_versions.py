@@ -12,8 +12,8 @@ import orjson
 
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import Position, RawRecord, validate_record
+from stream_monitor.contracts.units import unit_id
 from stream_monitor.pipeline import BatchPipeline
-from stream_monitor.state.base import unit_id
 from stream_monitor.state.memory import MemoryStore
 
 T0 = 1_767_225_600.0

@@ -7,7 +7,7 @@ Joined pairs become the model's ``performance:error`` signal (:func:`error_value
 retrain policy treats as a performance signal.
 
 This module is the reference implementation of the join: :class:`LabelBook` keeps one model's
-join state in memory (the replay's store), and ``state/labels.py`` runs the same algorithm in
+join state in memory (the replay's store), and ``state/label_store.py`` runs the same algorithm in
 one Redis Lua script per model and batch (the worker's store). A contract test feeds both the
 same operations and compares pairs and counters.
 

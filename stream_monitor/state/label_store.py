@@ -1,6 +1,6 @@
-"""Predictions waiting for their delayed labels, in Redis: the store side of core/labels.py.
+"""Predictions waiting for their delayed labels, in Redis: the store side of core/label_join.py.
 
-The algorithm is :class:`~stream_monitor.core.labels.LabelBook`'s, run by one Lua script per
+The algorithm is :class:`~stream_monitor.core.label_join.LabelBook`'s, run by one Lua script per
 model and batch (all pipelined in one round trip); a contract test runs both on the same
 operations. Key layout, all under the model's hash tag so one model's keys share a Redis
 Cluster slot::
@@ -9,7 +9,7 @@ Cluster slot::
     p:{m}:lbl:<bucket>        HASH: event_id -> JSON [label, label time]: labels that came first
     p:{m}:pred:buckets        ZSET of the live prediction buckets (score = bucket)
     p:{m}:lbl:buckets         ZSET of the live early-label buckets
-    p:{m}:labels:stats        HASH: counters (core.labels.STAT_FIELDS), pred_clock and
+    p:{m}:labels:stats        HASH: counters (core.label_join.STAT_FIELDS), pred_clock and
                               label_clock (latest event times), seq:<version key>
     p:{m}:labels:applied      HASH: "topic:partition" -> last offset applied (the watermark)
     p:{m}:pairs:<version key> HASH: seq -> joined pair, until the model state consumed it
@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from ..core.labels import STAT_FIELDS, JoinedPair, LabelBook, LabelOp, LabelStats, version_key
+from ..core.label_join import STAT_FIELDS, JoinedPair, LabelBook, LabelOp, LabelStats, version_key
 from .base import model_tag
 from .redis import Scripts, execute
 

@@ -1,0 +1,240 @@
+"""Alert rendering: the records a fired detector becomes, with their evidence and summary.
+
+* :func:`drift_alert`: a detector fired on a signal's values (schema ``drift-alert``): the
+  reference it was measured against, the values before and after the estimated change start
+  (core/localize.py), the kind of change, and a one-line summary.
+* :func:`quality_alert`: a detector fired on a fault rate (schema ``data-quality-alert``).
+
+Both are called before the signal rebaselines: the evidence is against the reference the change
+was measured on. Pure functions of the state; the monitor decides what is published.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..config import MonitorConfig, QualityRule
+from ..contracts.records import SCHEMA_VERSION, InferenceEvent, Position, detected_at, record_id
+from ..contracts.units import id_parts
+from .calibrate import change_kind
+from .localize import locate
+from .model_state import ModelState
+from .signals import SignalState
+from .stats import summarize
+
+__all__ = ["after_change", "drift_alert", "quality_alert", "rated"]
+
+
+def rated(model: ModelState, record: dict[str, Any]) -> dict[str, Any]:
+    """A record of the model, stating the sample rate its events were watched at."""
+    record["sample_rate"] = model.rule.sample_rate
+    return record
+
+
+def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: int,
+                ev: InferenceEvent) -> dict[str, Any]:
+    """The ``drift_alert`` of detector ``i`` of ``sig``, which fired at event ``ev``."""
+    name = sig.detector_names[i]
+    spec = config.detectors[name]
+    pos = ev.position
+    reference = summarize(sig.reference)
+    recent = list(sig.recent)
+    # The values since the reference formed (all in `recent`, or its tail), split at the
+    # estimated change start (core/localize.py): `before` follows the reference, `current`
+    # is the change.
+    since = sig.n - sig.base_n - len(sig.reference)
+    window = recent[max(len(recent) - since, 0):] if since > 0 else recent[-1:]
+    z = (np.asarray(window, dtype=np.float64) - sig.ref_mean) / sig.ref_std
+    tau = 1.0
+    if sig.calibration is not None:
+        tau = float(sig.calibration.get("long_run_variance_ratio", 1.0))
+    kind = _kind_of(sig)
+    if kind is None and _binary_values(sig.reference):
+        kind = "rate"  # a 0/1 flag's level is its rate
+    loc = locate(z, tau, kind="mean" if kind is not None else None)
+    if kind is None and loc is not None:
+        # Level or spread: which robust statistic moved more after the estimated start (a
+        # shift also raises a spread statistic, so which sum fired first does not tell);
+        # then the start of that kind of change.
+        kind = change_kind(sig.reference, window[loc["start"]:])
+        if kind != loc["kind"]:
+            loc = locate(z, tau, kind=kind)
+        if (spec.type == "kswin" and loc is not None
+                and loc["llr"] < 3.0):  # type: ignore[index]
+            kind = "shape"  # KSWIN fired and neither level nor spread explains it
+    start = loc["start"] if loc is not None else len(window) - 1
+    after = window[start:]
+    evidence_n = min(len(after), config.windows.evidence_size)
+    current = summarize(after[len(after) - evidence_n:])
+    before = summarize(window[:start])
+    shift = None
+    if reference["mean"] is not None and current["mean"] is not None:
+        shift = (current["mean"] - sig.ref_mean) / sig.ref_std
+    if kind is None:
+        kind = "mean"
+    change_start = _change_start(model, sig, len(window), loc, pos)
+    params = dict(spec.effective_params)
+    if sig.overrides is not None:
+        params.update(sig.overrides[i])
+    evidence: dict[str, Any] = {
+        "reference": reference,
+        "current": current,
+        "before": before,
+        "recent": summarize(recent),
+        "mean_shift_in_reference_std": shift,
+        "standardization": {"mean": sig.ref_mean, "std": sig.ref_std},
+        "change": {"kind": kind, "start": change_start},
+    }
+    if sig.calibration is not None:
+        evidence["calibration"] = sig.calibration
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": "drift_alert",
+        "alert_id": record_id("alert", *id_parts(model.model_id, model.model_version), sig.signal,
+                              name, sig.generation, sig.n),
+        "model_id": model.model_id,
+        "model_version": ev.model_version,
+        "signal": sig.signal,
+        "detector": {"name": name, "type": spec.type, "params": params},
+        "detected_at": detected_at(ev, sig.n),
+        "evidence": evidence,
+        "summary": _summary(model.model_id, sig, kind, reference, current, shift, evidence_n,
+                            name, pos.offset, change_start),
+    }
+
+
+def _change_start(model: ModelState, sig: SignalState, window: int,
+                  loc: dict[str, Any] | None, pos: Position) -> dict[str, Any]:
+    """The estimated first changed value: its signal index, and its event when every event
+    of the model since the reference began carried a value of this signal (then value
+    ``j`` is event ``j``); ``low``/``high`` bound it (profile-likelihood interval)."""
+    start = loc["start"] if loc is not None else window - 1
+    low = loc["low"] if loc is not None else start
+    high = loc["high"] if loc is not None else start
+    values_back = window - start  # values from the start to the detection, inclusive
+    out: dict[str, Any] = {
+        "signal_index": sig.n - values_back + 1,
+        "signal_index_low": sig.n - (window - low) + 1,
+        "signal_index_high": sig.n - (window - high) + 1,
+        "values_before_detection": values_back - 1,
+        "event_id": None, "topic": None, "partition": None, "offset": None,
+        "method": "profile_likelihood",
+    }
+    exact = model.events - sig.base_events == sig.n - sig.base_n
+    if exact and values_back <= len(model.ring_ids):
+        out.update(event_id=model.ring_ids[-values_back], topic=pos.topic,
+                   partition=pos.partition, offset=model.ring_offsets[-values_back])
+    return out
+
+
+def _kind_of(sig: SignalState) -> str | None:
+    """The kind of change an alert reports when the signal tells it (fault rates, category
+    shares, 0/1 errors under binary detectors); None: decided from the values."""
+    name = sig.signal
+    if name.startswith("quality:"):
+        return "rate"
+    if name.startswith("feature:") and "=" in name:
+        return "category_mix"
+    if any(sig.binary):
+        return "rate"
+    return None
+
+
+def _binary_values(values: Sequence[float]) -> bool:
+    return bool(values) and all(v == 0.0 or v == 1.0 for v in values)
+
+
+def _summary(model_id: str, sig: SignalState, kind: str, reference: dict[str, Any],
+             current: dict[str, Any], shift: float | None, n: int, name: str, offset: int,
+             start: dict[str, Any]) -> str:
+    where = (f"; change began at offset {start['offset']}" if start["offset"] is not None
+             else f"; change began {start['values_before_detection']} values earlier")
+    head = f"{model_id} {sig.signal}: "
+    if kind == "spread":
+        r_sd, c_sd = reference["std"] or 0.0, current["std"] or 0.0
+        ratio = c_sd / r_sd if r_sd else float("inf")
+        what = (f"spread {'rose' if ratio >= 1 else 'fell'} from std {r_sd:.4g} to {c_sd:.4g} "
+                f"(x{ratio:.2f}); mean {reference['mean']:.4g} -> {current['mean']:.4g}")
+    else:
+        direction = "rose" if (shift or 0) > 0 else "fell"
+        noun = {"rate": "rate", "category_mix": "share", "shape": "distribution shape; mean"}.get(
+            kind, "mean")
+        what = (f"{noun} {direction} from {reference['mean']:.4g} to {current['mean']:.4g} "
+                f"({shift:+.2f} reference std)")
+    return (f"{head}{what} over the last {n} values{where}; {name} fired at offset {offset}")
+
+
+_FAULT_WORDS = {"missing": "missing", "out_of_bounds": "out-of-bounds",
+                "unseen_category": "unseen-category"}
+
+
+def quality_alert(config: MonitorConfig, model: ModelState, rule: QualityRule, sig: SignalState,
+                  feature: str, fault: str, i: int, ev: InferenceEvent) -> dict[str, Any]:
+    """The ``data_quality_alert`` of detector ``i`` of the fault-rate signal ``sig`` (of
+    ``fault`` on ``feature``, under the model's value rules ``rule``)."""
+    name = sig.detector_names[i]
+    spec = config.detectors[name]
+    pos = ev.position
+    before = _mean(sig.reference)
+    recent = list(sig.recent)
+    k = min(len(recent), rule.evidence_samples)
+    current = _mean(recent[len(recent) - k:])
+    after = _mean(after_change(recent, before))
+    word = _FAULT_WORDS[fault]
+    direction = "rose" if after > before else "fell"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": "data_quality_alert",
+        "alert_id": record_id("dq", *id_parts(model.model_id, model.model_version), sig.signal,
+                              name, sig.generation, sig.n),
+        "model_id": model.model_id,
+        "model_version": ev.model_version,
+        "feature": feature,
+        "indicator": fault,
+        "signal": sig.signal,
+        "detector": {"name": name, "type": spec.type, "params": spec.effective_params},
+        "detected_at": detected_at(ev, sig.n),
+        "rate_before": before,
+        "rate_after": after,
+        "sample_rate": model.rule.sample_rate,
+        "evidence": {
+            "sample_events": rule.sample_events,
+            "reference": {"samples": len(sig.reference), "rate": before},
+            "current": {"samples": k, "rate": current},
+        },
+        "summary": (
+            f"{model.model_id} feature {feature!r}: {word} rate {direction} from {before:.1%} "
+            f"(reference, {len(sig.reference) * rule.sample_events} events) to {after:.1%}; "
+            f"{name} fired at offset {pos.offset}"
+        ),
+    }
+
+
+def after_change(recent: Sequence[float], before: float) -> Sequence[float]:
+    """The recent samples after the most likely change point: the split ``t`` maximizing
+    ``|sum(recent[t:] - before)| / sqrt(len(recent) - t)`` (the likelihood-ratio estimate of
+    where a mean shift from a known level began). A detector fires a few samples after a
+    change, so the recent samples still hold some from before it; their plain mean would
+    understate the new rate.
+
+    >>> after_change([0.0, 0.05, 0.0, 0.3, 0.25, 0.35], 0.01)
+    [0.3, 0.25, 0.35]
+    """
+    best, best_t, s = -1.0, 0, 0.0
+    for t in range(len(recent) - 1, -1, -1):
+        s += recent[t] - before
+        score = abs(s) / math.sqrt(len(recent) - t)
+        if score > best:
+            best, best_t = score, t
+    return list(recent[best_t:])
+
+
+def _mean(values: Sequence[float]) -> float:
+    if not values:
+        return 0.0
+    m = math.fsum(values) / len(values)
+    return min(1.0, max(0.0, m))

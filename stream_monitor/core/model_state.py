@@ -1,0 +1,440 @@
+"""What the core remembers of a model between events, and how it is built from the config.
+
+* :class:`ModelState`: one state unit (a model, or a model version kept apart): its signals
+  (core/signals.py), retrain evidence, open incidents, value-rule bookkeeping, post-deploy watch,
+  and the per-partition watermark that makes a redelivered event a no-op.
+* :class:`StateBuilder`: new units and signals from the config's rules, and units restored from
+  a stored checkpoint (the adapters load and save them; this module does no I/O).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import (
+    DEFAULT_BUDGET,
+    ModelRule,
+    MonitorConfig,
+    QualityRule,
+    quality_rule,
+    signal_budget,
+    signal_detectors,
+    signal_rule,
+)
+from ..contracts.units import unit_id
+from .detectors import REGISTRY, restore_detector
+from .lifecycle import LifecycleState
+from .retrain import RetrainState
+from .signals import SignalState, user_params
+
+__all__ = [
+    "RING",
+    "CategoryState",
+    "DeployWatch",
+    "FeatureRuleState",
+    "ModelState",
+    "MonitorState",
+    "StateBuilder",
+    "ValueRuleState",
+]
+
+MISSING: Any = object()  # "not looked up yet" in the per-model caches
+RING = 500  # default events of a model whose ids are kept for change localization
+_INF = float("inf")
+
+
+@dataclass(slots=True)
+class DeployWatch:
+    """The post-deploy watch of a new model version (kept in its state, persisted)."""
+
+    previous_version: str | None
+    previous_unit: str  # the state unit the first window is compared with
+    started_at: float  # event time of the new version's first event
+    full_at: float | None = None  # event time its first window was complete
+    done: bool = False
+
+    def meta(self) -> list[Any]:
+        return [self.previous_version, self.previous_unit, self.started_at, self.full_at,
+                self.done]
+
+    @classmethod
+    def restore(cls, m: list[Any]) -> DeployWatch:
+        return cls(m[0], str(m[1]), float(m[2]), None if m[3] is None else float(m[3]),
+                   bool(m[4]))
+
+
+@dataclass(slots=True, eq=False)
+class CategoryState:
+    """A string feature as categories. The known set is learned from its first
+    ``reference_size`` values; the ``top`` most frequent of them each get a frequency signal."""
+
+    known: frozenset[str] | None = None  # None while learning
+    top: tuple[str, ...] = ()
+    learning: dict[str, int] = field(default_factory=dict)
+    learned_n: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # known categories in this sample
+    signals: dict[str, Any] = field(default_factory=dict)  # category -> SignalState (cache)
+
+    def finish(self, max_categories: int) -> None:
+        ranked = sorted(self.learning.items(), key=lambda kv: (-kv[1], kv[0]))
+        self.known = frozenset(self.learning)
+        self.top = tuple(c for c, _ in ranked[:max_categories])
+        self.learning = {}
+
+    def meta(self) -> dict[str, Any]:
+        return {"known": None if self.known is None else sorted(self.known), "top": list(self.top),
+                "learning": dict(self.learning), "learned_n": self.learned_n,
+                "counts": dict(self.counts)}
+
+    @classmethod
+    def restore(cls, meta: dict[str, Any]) -> CategoryState:
+        known = meta.get("known")
+        return cls(known=None if known is None else frozenset(map(str, known)),
+                   top=tuple(map(str, meta.get("top", ()))),
+                   learning={str(k): int(v) for k, v in meta.get("learning", {}).items()},
+                   learned_n=int(meta.get("learned_n", 0)),
+                   counts={str(k): int(v) for k, v in meta.get("counts", {}).items()})
+
+
+@dataclass(slots=True, eq=False)
+class FeatureRuleState:
+    """Quality bookkeeping of one watched feature of one model."""
+
+    name: str
+    signal: str  # feature:<name>
+    cfg_lo: float | None = None
+    cfg_hi: float | None = None
+    lo: float = -_INF  # effective bounds; +/-inf when unbounded (one compare on the hot path)
+    hi: float = _INF
+    learned: tuple[float, float] | None = None
+    learned_gen: int | None = None  # generation of the reference the bounds were learned from
+    missing: int = 0  # faults in the current sample (missing counts non-finite values too)
+    oob: int = 0
+    unseen: int = 0
+    cat: CategoryState | None = None
+    sig: Any = None  # the numeric SignalState (cache)
+    indicators: dict[str, Any] = field(default_factory=dict)  # fault -> SignalState (cache)
+
+    def apply_bounds(self) -> None:
+        lo, hi = self.learned if self.learned is not None else (-_INF, _INF)
+        self.lo = self.cfg_lo if self.cfg_lo is not None else lo
+        self.hi = self.cfg_hi if self.cfg_hi is not None else hi
+
+    @property
+    def bounded(self) -> bool:
+        return self.lo > -_INF or self.hi < _INF
+
+    def meta(self) -> dict[str, Any]:
+        return {"missing": self.missing, "oob": self.oob, "unseen": self.unseen,
+                "learned": None if self.learned is None else list(self.learned),
+                "learned_gen": self.learned_gen,
+                "cat": None if self.cat is None else self.cat.meta()}
+
+
+@dataclass(slots=True, eq=False)
+class ValueRuleState:
+    """Quality state of one model: its watched features in first-seen order (a feature is
+    *expected* in every later event once it was seen) and the current sample."""
+
+    rule: QualityRule
+    category_reference: int  # values that form a categorical feature's known set
+    features: dict[str, FeatureRuleState | None] = field(default_factory=dict)  # None: unwatched
+    expected: list[FeatureRuleState] = field(default_factory=list)
+    sample_n: int = 0
+    want_missing: bool = False
+    want_oob: bool = False
+    want_unseen: bool = False
+
+    @classmethod
+    def for_rule(cls, rule: QualityRule, category_reference: int) -> ValueRuleState:
+        ind = set(rule.indicators)
+        return cls(rule, category_reference, want_missing="missing" in ind,
+                   want_oob="out_of_bounds" in ind, want_unseen="unseen_category" in ind)
+
+    def add_feature(self, name: str, watched: bool) -> FeatureRuleState | None:
+        if not watched:
+            self.features[name] = None
+            return None
+        b = self.rule.bounds.get(name)
+        fq = FeatureRuleState(name, "feature:" + name,
+                            cfg_lo=None if b is None else b.min,
+                            cfg_hi=None if b is None else b.max,
+                            cat=CategoryState() if self.rule.categorical else None)
+        fq.apply_bounds()
+        self.features[name] = fq
+        self.expected.append(fq)
+        return fq
+
+    def meta(self) -> dict[str, Any]:
+        return {"v": 1, "sample_n": self.sample_n,
+                "features": [[fq.name, fq.meta()] for fq in self.expected]}
+
+    def restore(self, meta: dict[str, Any], watched: Callable[[str], bool]) -> None:
+        self.sample_n = int(meta.get("sample_n", 0))
+        for name, fm in meta.get("features", []):
+            fq = self.add_feature(str(name), watched(str(name)))
+            if fq is None:
+                continue
+            fq.missing, fq.oob, fq.unseen = int(fm["missing"]), int(fm["oob"]), int(fm["unseen"])
+            learned = fm.get("learned")
+            if learned is not None and self.rule.learned_bounds is not None:
+                fq.learned = (float(learned[0]), float(learned[1]))
+                fq.learned_gen = fm.get("learned_gen")
+                fq.apply_bounds()
+            if fq.cat is not None and fm.get("cat") is not None:
+                fq.cat = CategoryState.restore(fm["cat"])
+
+
+@dataclass(slots=True, eq=False)
+class ModelState:
+    """State of one model: its signals and the evidence behind retrain decisions."""
+
+    model_id: str
+    rule: ModelRule
+    signals: dict[str, SignalState] = field(default_factory=dict)
+    # feature name -> its SignalState, or None when the feature is not monitored.
+    by_feature: dict[str, SignalState | None] = field(default_factory=dict)
+    prediction: Any = MISSING
+    # Retrain evidence, persistence, budget (core/retrain.py).
+    retrain: RetrainState = field(default_factory=RetrainState)
+    # Open alert incidents (core/lifecycle.py); None when the model rule has no `alerts`.
+    lifecycle: LifecycleState | None = None
+    last_retrain_at: float | None = None
+    retrain_requests: int = 0
+    events: int = 0
+    # Watermark: the last offset applied to this state, per (topic, partition). Events at or
+    # below it are redeliveries of events whose effects are already stored: skipped.
+    applied: dict[tuple[str, int], int] = field(default_factory=dict)
+    dirty: bool = False
+    # Saves of this state so far, as loaded from the store (kept by the adapter): a save names
+    # the revision it was computed from, and the store refuses it if another worker saved since.
+    revision: int = 0
+    # Value rules and data-quality signals (core/value_rules.py); None when the model's quality
+    # rule has none, and the per-value loop stays the plain one.
+    value_rules: ValueRuleState | None = None
+    # Delayed labels: the last joined pair fed to `performance:error`, per pair log (version
+    # key, core/label_join.py). Saved with the detectors, so a pair counts exactly once.
+    pairs_applied: dict[str, int] = field(default_factory=dict)
+    # Model versions (README "Model versions"): this state's unit (model id, or model id and
+    # version when versions are kept apart), its version, and its post-deploy watch.
+    unit: str = ""
+    model_version: str | None = None
+    deploy: DeployWatch | None = None
+    # Ids and offsets of the model's last `recent_size` events (saved with the meta): an alert's
+    # estimated change start is mapped back to its event with them (core/localize.py). A
+    # model's events share a partition (Kafka key = model id).
+    ring_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RING))
+    ring_offsets: deque[int] = field(default_factory=lambda: deque(maxlen=RING))
+
+    def dirty_signals(self) -> list[SignalState]:
+        return [s for s in self.signals.values() if s.dirty]
+
+    def meta(self) -> dict[str, Any]:
+        meta = {
+            "v": 1,
+            "model_id": self.model_id,
+            "signals": sorted(self.signals),
+            "retrain": self.retrain.meta(),
+            "last_retrain_at": self.last_retrain_at,
+            "retrain_requests": self.retrain_requests,
+            "events": self.events,
+            "applied": [[t, p, o] for (t, p), o in sorted(self.applied.items())],
+        }
+        if self.pairs_applied:
+            meta["pairs_applied"] = dict(sorted(self.pairs_applied.items()))
+        if self.ring_ids:
+            meta["ring"] = [list(self.ring_ids), list(self.ring_offsets)]
+        if self.model_version is not None:
+            meta["model_version"] = self.model_version
+        if self.deploy is not None:
+            meta["deploy"] = self.deploy.meta()
+        if self.value_rules is not None:
+            meta["quality"] = self.value_rules.meta()
+        if self.lifecycle is not None:
+            meta["lifecycle"] = self.lifecycle.meta()
+        return meta
+
+
+@dataclass(slots=True)
+class MonitorState:
+    """All model states an adapter holds in memory. Models are loaded lazily by the adapter."""
+
+    models: dict[str, ModelState] = field(default_factory=dict)
+
+    def missing(self, model_ids: Iterable[str]) -> set[str]:
+        return {m for m in model_ids if m not in self.models}
+
+
+class StateBuilder:
+    """Model states and signals as the config's rules shape them, new or restored from a
+    checkpoint. :class:`~stream_monitor.core.monitor.Monitor` is one."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        self.config = config
+        self._separate: dict[str, bool] = {}
+
+    # -- state construction -------------------------------------------------------------
+    def unit_of(self, model_id: str, model_version: str | None) -> str:
+        """The state unit of an event: per (model, version) when the model's rule keeps
+        versions apart (``versions.separate``), else per model."""
+        if model_version is None:
+            return model_id
+        sep = self._separate.get(model_id)
+        if sep is None:
+            rule = self.config.model_rule(model_id)
+            sep = self._separate[model_id] = rule is not None and rule.versions.separate
+        return unit_id(model_id, model_version) if sep else model_id
+
+    def new_model(self, model_id: str, model_version: str | None = None) -> ModelState | None:
+        rule = self.config.model_rule(model_id)
+        if rule is None:
+            return None
+        if not rule.versions.separate:
+            model_version = None
+        model = ModelState(model_id, rule, unit=unit_id(model_id, model_version),
+                           model_version=model_version)
+        if rule.alerts is not None:
+            model.lifecycle = LifecycleState()
+        ring = rule.recent_size or self.config.windows.recent_size
+        if ring != RING:
+            model.ring_ids = deque(maxlen=ring)
+            model.ring_offsets = deque(maxlen=ring)
+        q = quality_rule(self.config, rule)
+        if q.active:
+            model.value_rules = ValueRuleState.for_rule(
+                q, rule.reference_size or self.config.windows.reference_size)
+        return model
+
+    def _detector_params(self, names: Sequence[str]) -> tuple[dict[str, Any], ...]:
+        specs = self.config.detectors
+        return tuple({"__type__": specs[n].type, **specs[n].params} for n in names)
+
+    def watches(self, model: ModelState, signal: str) -> bool:
+        """Whether a rule of the model's config gives the signal detectors."""
+        return signal_detectors(self.config, model.rule, signal) is not None
+
+    def new_signal(self, model: ModelState, signal: str) -> SignalState | None:
+        if signal.startswith("quality:"):
+            return self._new_quality_signal(model, signal)
+        names = signal_detectors(self.config, model.rule, signal)
+        windows = self.config.windows
+        reference_size = model.rule.reference_size or windows.reference_size
+        mq = model.value_rules
+        rule_signal = signal
+        if (mq is not None and mq.rule.categorical and signal.startswith("feature:")
+                and "=" in signal):
+            # A category's frequency (feature:<name>=<category>), one value per sample: watched
+            # like its feature, with a reference of `reference_samples` samples.
+            if names is None:
+                rule_signal = signal.split("=", 1)[0]
+                names = signal_detectors(self.config, model.rule, rule_signal)
+            reference_size = mq.rule.reference_samples
+        if names is None:
+            return None
+        recent_size = model.rule.recent_size or windows.recent_size
+        sig = SignalState(
+            signal=signal,
+            detector_names=tuple(names),
+            detector_params=(params := self._detector_params(names)),
+            binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
+            reference_size=reference_size,
+            recent=deque(maxlen=recent_size),
+            base_events=max(model.events - 1, 0),
+        )
+        self._set_budget(model, sig, rule_signal)
+        model.signals[signal] = sig
+        model.dirty = True
+        return sig
+
+    def _set_budget(self, model: ModelState, sig: SignalState, rule_signal: str) -> None:
+        sr = signal_rule(self.config, model.rule, rule_signal)
+        if sr is not None and sr.period:
+            sig.period = sr.period
+        budget = signal_budget(self.config, model.rule, rule_signal)
+        if budget is None and any(p["__type__"] == "cusum" for p in sig.detector_params):
+            budget = DEFAULT_BUDGET  # a cusum always needs thresholds for its reference
+        if budget is not None:
+            sig.budget = budget.per_value()
+            sig.budget_config = budget.describe()
+
+    def _new_quality_signal(self, model: ModelState, signal: str) -> SignalState | None:
+        """A fault rate (``quality:<fault>:<feature>``): one value per sample of
+        ``sample_events`` events, standardized by the reference rate's binomial standard error
+        (:func:`~stream_monitor.core.signals.rate_scale`) for the quality rule's detectors."""
+        mq = model.value_rules
+        if mq is None:
+            return None  # the config no longer has value rules for this model
+        names = mq.rule.detectors
+        sig = SignalState(
+            signal=signal,
+            detector_names=tuple(names),
+            detector_params=(params := self._detector_params(names)),
+            binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
+            reference_size=mq.rule.reference_samples,
+            recent=deque(maxlen=mq.rule.evidence_samples),
+            rate_sample=mq.rule.sample_events,
+        )
+        model.signals[signal] = sig
+        model.dirty = True
+        return sig
+
+    def restore_signal(self, model: ModelState, meta: dict[str, Any], recent: list[float],
+                       reference: list[float]) -> SignalState | None:
+        """Rebuild a signal from its persisted parts. Returns None if it is no longer watched."""
+        sig = self.new_signal(model, meta["signal"])
+        if sig is None:
+            model.signals.pop(meta["signal"], None)
+            return None
+        sig.recent.extend(recent)
+        sig.reference = list(reference)
+        sig.n = int(meta["n"])
+        sig.generation = int(meta["generation"])
+        sig.ref_mean = float(meta["ref_mean"])
+        sig.ref_std = float(meta["ref_std"])
+        base = meta.get("base")
+        if base is not None:
+            sig.base_n, sig.base_events = int(base[0]), int(base[1])
+        dets = meta.get("detectors")
+        if dets is not None and tuple(meta["detector_names"]) == sig.detector_names:
+            sig.calibration = meta.get("calibration")
+            sig.overrides = meta.get("overrides")
+            sig.detectors = [
+                restore_detector(p["__type__"], user_params(p), d)
+                for p, d in zip(sig.detector_params, dets, strict=True)
+            ]
+        elif len(sig.reference) >= sig.reference_size:
+            # The config changed the detectors: start them fresh on the stored reference.
+            sig._activate()
+        sig.ref_saved = len(sig.reference)
+        sig.saved_n = sig.n
+        return sig
+
+    def restore_model(self, meta: dict[str, Any]) -> ModelState | None:
+        model = self.new_model(meta["model_id"], meta.get("model_version"))
+        if model is None:
+            return None
+        if meta.get("deploy") is not None:
+            model.deploy = DeployWatch.restore(meta["deploy"])
+        if "retrain" in meta:
+            model.retrain = RetrainState.restore(meta["retrain"])
+        if model.lifecycle is not None and meta.get("lifecycle"):
+            model.lifecycle = LifecycleState.restore(meta["lifecycle"])
+        # (A meta written before core/retrain.py has `recent_drifts` only: that evidence lacks
+        # the statistics a request now carries, so it is dropped; new drifts rebuild it.)
+        model.last_retrain_at = meta["last_retrain_at"]
+        model.retrain_requests = int(meta["retrain_requests"])
+        model.events = int(meta["events"])
+        model.applied = {(str(t), int(p)): int(o) for t, p, o in meta.get("applied", [])}
+        model.pairs_applied = {str(k): int(v) for k, v in meta.get("pairs_applied", {}).items()}
+        ring = meta.get("ring")
+        if ring is not None:
+            model.ring_ids.extend(str(i) for i in ring[0])
+            model.ring_offsets.extend(int(o) for o in ring[1])
+        if model.value_rules is not None and meta.get("quality") is not None:
+            model.value_rules.restore(meta["quality"],
+                                  lambda name: self.watches(model, "feature:" + name))
+        model.dirty = False
+        return model

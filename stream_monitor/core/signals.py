@@ -1,0 +1,255 @@
+"""One monitored signal of one model: its reference and recent windows and its detectors.
+
+Per (model, signal) the core keeps:
+
+* a **reference window**: the first ``reference_size`` values (again after each drift). Its mean
+  and standard deviation standardize every later value, ``z = (x - mean) / std``, so detector
+  thresholds are in reference standard deviations whatever the feature's units;
+* a **recent window**: the last ``recent_size`` values, for evidence;
+* the **detectors** (River objects), fed ``z`` (binary detectors get the raw 0/1 value).
+
+:meth:`SignalState.update` is the hot path; it says which detector fired, and the monitor
+(core/monitor.py) turns that into an alert and calls :meth:`SignalState.rebaseline`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from river import drift
+
+from .calibrate import calibrate
+from .detectors import build_detector, checkpoint
+
+__all__ = ["PREDICTION", "SignalState", "rate_scale", "reference_scale", "user_params"]
+
+PREDICTION = "prediction"  # the signal of a model's predictions
+
+
+def reference_scale(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of a reference window, as used to standardize.
+
+    A constant reference (std 0) only centers: the scale is then 1.
+
+    >>> reference_scale([1.0, 2.0, 3.0])
+    (2.0, 1.0)
+    """
+    a = np.asarray(values, dtype=np.float64)
+    mean = float(a.mean())
+    std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    return mean, (std if std > 0 and math.isfinite(std) else 1.0)
+
+
+_GENERIC, _RAW, _PH, _ADWIN = 0, 1, 2, 3
+
+
+def _plan(detectors: list[Any], binary: tuple[bool, ...]) -> tuple[tuple[int, Any], ...]:
+    """How SignalState.update feeds each detector: inline for River's Page-Hinkley (mode
+    "both") and ADWIN on the standardized value, through `update` otherwise (on the raw value
+    for the binary detectors)."""
+    plan = []
+    for det, raw in zip(detectors, binary, strict=True):
+        if raw:
+            plan.append((_RAW, det))
+        elif type(det) is drift.PageHinkley and det.mode == "both":
+            plan.append((_PH, det))
+        elif type(det) is drift.ADWIN:
+            plan.append((_ADWIN, det))
+        else:
+            plan.append((_GENERIC, det))
+    return tuple(plan)
+
+
+def rate_scale(reference: Sequence[float], sample_events: int) -> tuple[float, float]:
+    """Mean and scale of a fault-rate reference (one rate per sample of ``sample_events``).
+
+    The scale is the binomial standard error of one sample's rate, ``sqrt(p(1-p)/n)``, with
+    ``p`` estimated from all the reference's events with Laplace's rule, ``(k+1)/(N+2)``, so a
+    reference without a single fault still has a scale. Detectors then see each sample's rate
+    in standard errors: the same thresholds work for a 0.1% and a 30% rate. (Standardizing by
+    the samples' own spread fails there: it is 0 for a fault-free reference; and raw rates leave
+    ADWIN's bound for values in [0, 1] so wide that a jump from 1% to 30% took ~1,000 events.)
+
+    >>> mean, scale = rate_scale([0.0] * 50, 20)  # 1000 events, no fault: p = 1/1002
+    >>> mean, round(scale, 5)
+    (0.0, 0.00706)
+    """
+    n = len(reference) * sample_events
+    mean = math.fsum(reference) / len(reference) if reference else 0.0
+    p = (mean * n + 1.0) / (n + 2.0)
+    return mean, math.sqrt(p * (1.0 - p) / sample_events)
+
+
+@dataclass(slots=True, eq=False)
+class SignalState:
+    """State of one monitored signal of one model."""
+
+    signal: str
+    detector_names: tuple[str, ...]
+    detector_params: tuple[dict[str, Any], ...]
+    reference_size: int
+    recent: deque[float]
+    reference: list[float] = field(default_factory=list)
+    ref_mean: float = 0.0
+    ref_std: float = 1.0
+    # Per detector: True when it takes the raw 0/1 value instead of the standardized one.
+    binary: tuple[bool, ...] = ()
+    detectors: list[Any] | None = None  # None while the reference is being collected
+    n: int = 0  # values seen on this signal, all time
+    generation: int = 0  # rebaselines so far
+    # Persistence bookkeeping: what changed since the last save.
+    saved_n: int = 0  # n at the last save
+    ref_saved: int = 0  # reference length at the last save
+    ref_reset: bool = False
+    # Fault-rate signals (quality:<fault>:<feature>): events per sample. Their values are
+    # standardized by the binomial standard error of the reference rate (rate_scale).
+    rate_sample: int = 0
+    # How `update` feeds each detector, built from `detectors` when they change (see _plan).
+    plan: tuple[tuple[int, Any], ...] = ()
+    plan_for: list[Any] | None = None
+    # False-alarm budget (false alarms per value; None: detectors keep their configured
+    # parameters) and what the calibration of the current reference chose (core/calibrate.py).
+    budget: float | None = None
+    budget_config: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    overrides: list[dict[str, Any]] | None = None
+    # Value count and model event count when the current reference started (change
+    # localization maps values back to events with them).
+    base_n: int = 0
+    base_events: int = 0
+    period: int = 0  # known period in values (signals[].period; cusum detectors only)
+
+    # -- the hot path -------------------------------------------------------------------
+    def update(self, x: float) -> int:
+        """Feed one value. Returns the index of the detector that fired, or -1."""
+        self.n += 1
+        self.recent.append(x)
+        dets = self.detectors
+        if dets is None:
+            ref = self.reference
+            ref.append(x)
+            if len(ref) >= self.reference_size:
+                self._activate()
+            return -1
+        if self.plan_for is not dets:
+            self.plan = _plan(dets, self.binary)
+            self.plan_for = dets
+        z = (x - self.ref_mean) / self.ref_std
+        fired = -1
+        i = 0
+        # This loop runs twice per value for the default detectors and dominates the core.
+        # Page-Hinkley and ADWIN are updated inline: the same arithmetic, in the same order, on
+        # the same River objects' attributes as their own `update` (so checkpoints are River's
+        # and results bit-identical: tests/unit/test_detectors.py runs both side by side), less
+        # five Python calls per update. `_drift_detected` is what River's `drift_detected`
+        # property returns (a contract test guards it for every detector).
+        for kind, det in self.plan:
+            if kind == _PH:
+                if det._drift_detected:
+                    det._reset()
+                m = det._x_mean
+                n = m.n + 1.0
+                m.n = n
+                mean = m._mean + (1.0 / n) * (z - m._mean)
+                m._mean = mean
+                dev = z - mean
+                up = det.alpha * det._sum_increase + dev - det.delta
+                down = det.alpha * det._sum_decrease + dev + det.delta
+                det._sum_increase = up
+                det._sum_decrease = down
+                if up < det._min_increase:
+                    det._min_increase = up
+                if down > det._max_decrease:
+                    det._max_decrease = down
+                if n >= det.min_instances:
+                    thr = det.threshold
+                    if up - det._min_increase > thr or det._max_decrease - down > thr:
+                        det._drift_detected = True
+                        if fired < 0:
+                            fired = i
+                    else:
+                        det._drift_detected = False
+            elif kind == _ADWIN:
+                if det._drift_detected:
+                    det._reset()
+                if det._helper.update(z):
+                    det._drift_detected = True
+                    if fired < 0:
+                        fired = i
+                else:
+                    det._drift_detected = False
+            else:
+                det.update(x if kind == _RAW else z)
+                if det._drift_detected and fired < 0:
+                    fired = i
+            i += 1
+        return fired
+
+    def _activate(self) -> None:
+        if self.rate_sample:
+            self.ref_mean, self.ref_std = rate_scale(self.reference, self.rate_sample)
+        else:
+            self.ref_mean, self.ref_std = reference_scale(self.reference)
+        if self.budget is not None:
+            # Once per reference: thresholds for this signal's budget (core/calibrate.py).
+            self.overrides, self.calibration = calibrate(
+                self.reference, self.ref_mean, self.ref_std, self.detector_params, self.budget,
+                self.period, self.base_n % self.period if self.period else 0)
+            self.calibration["budget"] = self.budget_config
+            self.detectors = [build_detector(p["__type__"], {**user_params(p), **o})
+                              for p, o in zip(self.detector_params, self.overrides, strict=True)]
+            return
+        self.detectors = [build_detector(p["__type__"], user_params(p))
+                          for p in self.detector_params]
+
+    def rebaseline(self) -> None:
+        """Forget the reference and the detectors; collect a new reference from now on."""
+        self.reference = []
+        self.detectors = None
+        self.ref_mean, self.ref_std = 0.0, 1.0
+        self.calibration = self.overrides = None
+        self.base_n = self.n
+        self.generation += 1
+        self.ref_saved = 0
+        self.ref_reset = True
+
+    # -- persistence --------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        """Everything but the two windows, as JSON-able data (detectors without pickle)."""
+        return {
+            "v": 1,
+            "signal": self.signal,
+            "n": self.n,
+            "generation": self.generation,
+            "ref_mean": self.ref_mean,
+            "ref_std": self.ref_std,
+            "detector_names": list(self.detector_names),
+            "detectors": (None if self.detectors is None
+                          else [checkpoint(d) for d in self.detectors]),
+            "calibration": self.calibration,
+            "overrides": self.overrides,
+            "base": [self.base_n, self.base_events],
+        }
+
+    @property
+    def dirty(self) -> bool:
+        return self.n != self.saved_n or self.ref_reset
+
+    @property
+    def reference_changed(self) -> bool:
+        return self.ref_reset or len(self.reference) != self.ref_saved
+
+    def mark_saved(self) -> None:
+        self.saved_n = self.n
+        self.ref_saved = len(self.reference)
+        self.ref_reset = False
+
+
+def user_params(p: dict[str, Any]) -> dict[str, Any]:
+    """A detector's parameters as the user gave them (without the ``__type__`` tag)."""
+    return {k: v for k, v in p.items() if k != "__type__"}

@@ -1,0 +1,208 @@
+"""Value rules: the checks of each feature value *inside* the core, and the data-quality signals.
+
+For models whose quality rule is active, :meth:`Monitor.process` hands every event to
+:func:`check_features` (README "Data quality"). A feature that is missing (absent or null),
+non-finite, out of bounds or an unseen category is rejected *alone*; the event's other values are
+used. Per feature, the fraction of events with each fault is a signal of its own
+(``quality:<fault>:<feature>``), computed once per *sample* of ``sample_events`` events of the
+model (:func:`close_sample`), standardized by the reference rate's binomial standard error
+(:func:`~stream_monitor.core.signals.rate_scale`) and fed to the configured detectors; a change
+raises a ``data_quality_alert``. String features, when ``categorical`` is on, get one frequency
+signal per category (``feature:<name>=<category>``), watched by the feature's own drift
+detectors.
+
+These functions feed signals and *return* what fired (:class:`Fired`); the monitor turns each
+into an alert. Rejected values are counted in the batch's
+:class:`~stream_monitor.core.gate.QualityCounters`. The bookkeeping they update
+(:class:`~stream_monitor.core.model_state.ValueRuleState`) is saved with the model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..contracts.records import InferenceEvent
+from .gate import QualityCounters
+from .model_state import MISSING, FeatureRuleState, ModelState, StateBuilder, ValueRuleState
+from .signals import SignalState
+
+__all__ = ["Fired", "check_features", "close_sample", "fault_signal", "learned_bounds"]
+
+
+@dataclass(slots=True, frozen=True)
+class Fired:
+    """A detector that fired on a signal the value rules fed; the monitor makes it an alert.
+
+    ``fault`` is None for a drift of a feature's values or of a category's frequency (a
+    ``drift_alert``), else the fault whose rate changed on ``feature`` (a
+    ``data_quality_alert``)."""
+
+    signal: SignalState
+    detector: int  # index into signal.detector_names
+    fault: str | None = None
+    feature: str = ""
+
+
+def fault_signal(fault: str, feature: str) -> str:
+    """Name of the signal of a fault rate: ``quality:missing:amount``."""
+    return f"quality:{fault}:{feature}"
+
+
+def learned_bounds(reference: Sequence[float], quantiles: tuple[float, float],
+                   k: float) -> tuple[float, float] | None:
+    """Bounds learned from a reference window: ``[q_low - k*s, q_high + k*s]`` where ``s`` is
+    the interquartile range (p75 - p25), or the range (max - min) when the IQR is 0 (a
+    discrete feature). None when the reference is constant: it gives no scale to learn from.
+    With the defaults (p25/p75, k = 3) these are Tukey's "far out" fences: for normal data about
+    2 values in a million fall outside.
+
+    >>> learned_bounds([float(i) for i in range(101)], (0.25, 0.75), 3.0)
+    (-125.0, 225.0)
+    >>> learned_bounds([0.0] * 90 + [1.0] * 10, (0.25, 0.75), 3.0)  # IQR 0: the range is used
+    (-3.0, 3.0)
+    >>> learned_bounds([5.0] * 50, (0.25, 0.75), 3.0) is None
+    True
+    """
+    if not reference:
+        return None
+    a = np.asarray(reference, dtype=np.float64)
+    p25, p75, q_lo, q_hi = np.quantile(a, (0.25, 0.75, quantiles[0], quantiles[1]))
+    spread = float(p75 - p25)
+    if not spread > 0:
+        spread = float(a.max() - a.min())
+    if not spread > 0 or not math.isfinite(spread):
+        return None
+    return float(q_lo) - k * spread, float(q_hi) + k * spread
+
+
+
+def check_features(states: StateBuilder, model: ModelState, mq: ValueRuleState,
+                   ev: InferenceEvent, counters: QualityCounters) -> tuple[int, list[Fired]]:
+    """The features of one event under the model's value rules: the number of values fed to
+    numeric signals, and the detectors that fired. A faulty value is rejected alone and
+    counted; the others are used. When the event completes a sample, :func:`close_sample` is
+    due next (``mq.sample_n >= mq.rule.sample_events``)."""
+    feats = ev.features
+    fqs = mq.features
+    mid = model.model_id
+    seen = 0
+    values = 0
+    fired_: list[Fired] = []
+    for name, value in feats.items():
+        fq: Any = fqs.get(name, MISSING)  # a FeatureRuleState, None (unwatched) or MISSING
+        if fq is MISSING:
+            fq = mq.add_feature(name, states.watches(model, "feature:" + name))
+        if fq is None:
+            continue
+        t = type(value)
+        if t is float:
+            seen += 1
+            if value - value != 0.0:  # NaN or +/-inf
+                fq.missing += 1
+                counters.reject(mid, fq.signal, "non_finite")
+                continue
+            x = value
+        elif t is int or t is bool:
+            seen += 1
+            x = float(value)
+        elif t is str:
+            seen += 1
+            cat = fq.cat
+            if cat is not None:
+                known = cat.known
+                if known is None:
+                    cat.learning[value] = cat.learning.get(value, 0) + 1
+                    cat.learned_n += 1
+                    if cat.learned_n >= mq.category_reference:
+                        cat.finish(mq.rule.max_categories)
+                elif value in known:
+                    cat.counts[value] = cat.counts.get(value, 0) + 1
+                else:
+                    fq.unseen += 1
+                    counters.reject(mid, fq.signal, "unseen_category")
+            continue
+        else:  # null: counted as missing below, with the absent ones
+            continue
+        if x < fq.lo or x > fq.hi:
+            fq.oob += 1
+            counters.reject(mid, fq.signal, "out_of_bounds")
+            continue
+        sig = fq.sig
+        if sig is None:
+            sig = fq.sig = model.signals.get(fq.signal) or states.new_signal(model, fq.signal)
+        values += 1
+        fired = sig.update(x)
+        if fired >= 0:
+            fired_.append(Fired(sig, fired))
+    if seen < len(mq.expected):
+        for fq in mq.expected:
+            if feats.get(fq.name) is None:
+                fq.missing += 1
+                counters.reject(mid, fq.signal, "missing")
+    mq.sample_n += 1
+    return values, fired_
+
+
+def close_sample(states: StateBuilder, model: ModelState, mq: ValueRuleState) -> list[Fired]:
+    """Every ``sample_events`` events of a model: feed each fault rate and each category
+    frequency of the sample to its signal, learn bounds where a reference just completed.
+    Returns the detectors that fired, in the order they were fed."""
+    n = mq.sample_n
+    learn = mq.rule.learned_bounds
+    out: list[Fired] = []
+    for fq in mq.expected:
+        if mq.want_missing:
+            _feed(states, model, fq, "missing", fq.missing / n, out)
+        if mq.want_oob and fq.bounded:
+            _feed(states, model, fq, "out_of_bounds", fq.oob / n, out)
+        cat = fq.cat
+        if cat is not None and cat.known is not None:
+            if mq.want_unseen:
+                _feed(states, model, fq, "unseen_category", fq.unseen / n, out)
+            total = sum(cat.counts.values())
+            if total:
+                for c in cat.top:
+                    sig = cat.signals.get(c, MISSING)
+                    if sig is MISSING:
+                        name = f"{fq.signal}={c}"
+                        sig = model.signals.get(name) or states.new_signal(model, name)
+                        cat.signals[c] = sig
+                    if sig is None:
+                        continue
+                    fired = sig.update(cat.counts.get(c, 0) / total)
+                    if fired >= 0:
+                        out.append(Fired(sig, fired))
+                cat.counts = {}
+        fq.missing = fq.oob = fq.unseen = 0
+        if learn is not None:
+            _learn(model, fq, learn.quantiles, learn.k)
+    mq.sample_n = 0
+    return out
+
+
+def _learn(model: ModelState, fq: FeatureRuleState, quantiles: tuple[float, float],
+           k: float) -> None:
+    sig = fq.sig or model.signals.get(fq.signal)
+    if sig is None or sig.detectors is None or fq.learned_gen == sig.generation:
+        return  # no complete reference yet, or already learned from this one
+    fq.learned = learned_bounds(sig.reference, quantiles, k)
+    fq.learned_gen = sig.generation
+    fq.apply_bounds()
+
+
+def _feed(states: StateBuilder, model: ModelState, fq: FeatureRuleState, fault: str,
+          rate: float, out: list[Fired]) -> None:
+    sig = fq.indicators.get(fault)
+    if sig is None:
+        name = fault_signal(fault, fq.name)
+        sig = fq.indicators[fault] = model.signals.get(name) or states.new_signal(model, name)
+        if sig is None:
+            return
+    fired = sig.update(rate)
+    if fired >= 0:
+        out.append(Fired(sig, fired, fault, fq.name))
