@@ -151,15 +151,16 @@ class BatchPipeline:
             index = await self.store.versions({split_unit(u)[0] for u in new})
             for u in new:
                 mid, ver = split_unit(u)
+                assert ver is not None  # `new` holds version units only
                 known = index.setdefault(mid, {})
                 if ver in known or not known:
                     # A known version whose state expired (starts fresh), or the model's first
                     # version: no deploy to check. A version first seen in this batch counts
                     # as known for the later ones (a batch may hold a model's first two).
-                    known.setdefault(ver, first[u].event_time)  # type: ignore[index]
+                    known.setdefault(ver, first[u].event_time)
                     continue
                 prev_ver = max(known, key=lambda v: (known[v], v))
-                known[ver] = first[u].event_time  # type: ignore[index]
+                known[ver] = first[u].event_time
                 model = mon.new_model(mid, ver)
                 if model is None:
                     continue
@@ -277,14 +278,14 @@ class BatchPipeline:
                               truncated_bytes=privacy.dead_letter_truncated_bytes)
             key = b"" if privacy.dead_letter_payload == "hash" else d.kafka_key
             out.records.append(output_record(topics.dead_letter, key, rec,
-                                       (("reason-code", d.reason_code.encode()),)))
+                                              (("reason-code", d.reason_code.encode()),)))
         per_model: dict[str, dict[str, bytes]] = {}
-        for rec, uid in self._outputs(result):
-            out.records.append(rec)
+        for output, uid in self._outputs(result):
+            out.records.append(output)
             box = per_model.setdefault(uid, {})
             # Outbox fields sort in publish order: the revision being saved, then the index.
             field_name = f"{self.state.models[uid].revision:012d}.{len(box):05d}"
-            box[field_name] = encode_output(rec)
+            box[field_name] = encode_output(output)
             out.outbox.setdefault(uid, []).append(field_name)
         # A model's newest version is saved first: when it is new, it becomes the model's latest
         # version before an older version's save of the same batch, which then gets its TTL.
@@ -327,28 +328,28 @@ class BatchPipeline:
         outs = []
         for a in result.alerts:
             outs.append(output_record(topics.alerts, a["model_id"].encode(), a,
-                                (("alert-id", a["alert_id"].encode()),
-                                 ("signal", a["signal"].encode()))))
+                                       (("alert-id", a["alert_id"].encode()),
+                                        ("signal", a["signal"].encode()))))
         # Resolutions share the alerts topic (README "Alert lifecycle"), after the batch's alerts.
         for z in result.resolved:
             outs.append(output_record(topics.alerts, z["model_id"].encode(), z,
-                                (("alert-id", z["alert_id"].encode()),
-                                 ("signal", z["signal"].encode()),
-                                 ("fingerprint", z["fingerprint"].encode()))))
+                                       (("alert-id", z["alert_id"].encode()),
+                                        ("signal", z["signal"].encode()),
+                                        ("fingerprint", z["fingerprint"].encode()))))
         for r in result.retrain_requests:
             outs.append(output_record(topics.retrain, r["model_id"].encode(), r,
-                                (("request-id", r["request_id"].encode()),)))
+                                       (("request-id", r["request_id"].encode()),)))
         # Data-quality alerts share the alerts topic; `type` and the `schema` header tell them
         # apart from drift alerts (README "Data quality").
         for q in result.quality_alerts:
             outs.append(output_record(topics.alerts, q["model_id"].encode(), q,
-                                (("alert-id", q["alert_id"].encode()),
-                                 ("signal", q["signal"].encode()),
-                                 ("feature", q["feature"].encode()))))
+                                       (("alert-id", q["alert_id"].encode()),
+                                        ("signal", q["signal"].encode()),
+                                        ("feature", q["feature"].encode()))))
         for c in result.deployment_checks:
             outs.append(output_record(topics.deployments, c["model_id"].encode(), c,
-                                (("check-id", c["check_id"].encode()),
-                                 ("verdict", c["verdict"].encode()))))
+                                       (("check-id", c["check_id"].encode()),
+                                        ("verdict", c["verdict"].encode()))))
         return [(o, unit(o.record["model_id"], o.record.get("model_version"))) for o in outs]
 
     def _admit_labels(self, raws: Sequence[RawRecord], dead: list[DeadLetter],

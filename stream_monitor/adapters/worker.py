@@ -594,7 +594,7 @@ def _internal_error(config: MonitorConfig, raw: RawRecord) -> BatchOutput:
                     "worker log at this topic/partition/offset")
     out = BatchOutput(events=1, dead_letters=1)
     out.quality.dead_letter("(unknown)", "internal_error")
-    out.records.append(output_record(config.topics.dead_letter, dl.kafka_key,
-                               dl.to_record(time.time(), config.quality.dead_letter_max_bytes),
-                               (("reason-code", b"internal_error"),)))
+    rec = dl.to_record(time.time(), config.quality.dead_letter_max_bytes)
+    out.records.append(output_record(config.topics.dead_letter, dl.kafka_key, rec,
+                                     (("reason-code", b"internal_error"),)))
     return out
