@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import yaml
 from pydantic import (
@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .contracts.signals import PERFORMANCE_SIGNAL
 from .errors import ConfigError
 
 __all__ = [
@@ -50,14 +51,51 @@ __all__ = [
     "Settings",
     "SignalRule",
     "VersionRule",
+    "detector_kinds",
     "load_config",
     "parse_config",
     "quality_rule",
+    "register_detector_kinds",
     "settings_problems",
     "signal_budget",
     "signal_detectors",
     "signal_rule",
 ]
+
+
+class DetectorKindInfo(Protocol):
+    """What the config reads of a detector kind (core/detectors.py ``DetectorKind``)."""
+
+    @property
+    def cls(self) -> type: ...
+
+    @property
+    def input(self) -> str: ...  # "standardized" or "binary"
+
+    @property
+    def param_names(self) -> tuple[str, ...]: ...
+
+    def params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]: ...
+
+
+# The detector kinds a config may name (``adwin``, ``cusum``, ...), by type name. The core owns
+# them (core/detectors.py, which also knows their classes) and registers them here when it is
+# imported: the config sits below the core and does not import it. ``import stream_monitor``
+# imports the core, so the catalogue is in place before any config is parsed.
+_DETECTOR_KINDS: dict[str, DetectorKindInfo] = {}
+
+
+def register_detector_kinds(kinds: Mapping[str, DetectorKindInfo]) -> None:
+    """Called by core/detectors.py with its catalogue (type name -> kind)."""
+    _DETECTOR_KINDS.update(kinds)
+
+
+def detector_kinds() -> Mapping[str, DetectorKindInfo]:
+    """The registered detector kinds, by type name."""
+    if not _DETECTOR_KINDS:
+        raise RuntimeError("no detector kinds are registered: import stream_monitor (it imports "
+                           "stream_monitor.core, which registers them) before parsing a config")
+    return _DETECTOR_KINDS
 
 
 class _Strict(BaseModel):
@@ -73,17 +111,14 @@ class DetectorSpec(_Strict):
     @field_validator("type")
     @classmethod
     def _known_type(cls, v: str) -> str:
-        from .core.detectors import REGISTRY
-
-        if v not in REGISTRY:
-            raise ValueError(f"unknown detector type {v!r}; use one of: {', '.join(REGISTRY)}")
+        kinds = detector_kinds()
+        if v not in kinds:
+            raise ValueError(f"unknown detector type {v!r}; use one of: {', '.join(kinds)}")
         return v
 
     def check_params(self) -> list[tuple[str, str]]:
         """Problems with the parameters, as (sub-path, message) pairs."""
-        from .core.detectors import REGISTRY
-
-        kind = REGISTRY[self.type]
+        kind = detector_kinds()[self.type]
         allowed = kind.param_names
         problems = []
         for p in self.params:
@@ -99,9 +134,7 @@ class DetectorSpec(_Strict):
 
     @property
     def effective_params(self) -> dict[str, Any]:
-        from .core.detectors import REGISTRY
-
-        return REGISTRY[self.type].params(self.params)
+        return detector_kinds()[self.type].params(self.params)
 
 
 WEEK = 7 * 86400.0
@@ -645,9 +678,6 @@ def _check_budgets(cfg: MonitorConfig) -> list[tuple[str, str]]:
 def _check_labels(cfg: MonitorConfig) -> list[tuple[str, str]]:
     """A model with labels needs detectors on its performance signal, and binary detectors
     only where the error is 0/1 (classification)."""
-    from .core.detectors import REGISTRY
-    from .core.label_join import PERFORMANCE_SIGNAL
-
     problems = []
     for i, rule in enumerate(cfg.models):
         if rule.labels is None:
@@ -662,7 +692,7 @@ def _check_labels(cfg: MonitorConfig) -> list[tuple[str, str]]:
         if rule.labels.task == "regression":
             for name in names:
                 spec = cfg.detectors.get(name)
-                if spec is not None and REGISTRY[spec.type].input == "binary":
+                if spec is not None and detector_kinds()[spec.type].input == "binary":
                     problems.append((f"models[{i}].labels.task", f"regression errors are not "
                                      f"0/1, but detector {name!r} ({spec.type}) on "
                                      f"'{PERFORMANCE_SIGNAL}' takes only 0/1 values; use adwin, "

@@ -32,6 +32,7 @@ __all__ = [
     "detected_at",
     "encode_record",
     "iso_time",
+    "parse_time",
     "record_id",
 ]
 
@@ -264,6 +265,23 @@ def record_id(*parts: object) -> str:
 
 def iso_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(v: Any) -> float | None:
+    """Epoch seconds from an ISO 8601 string or a number; None when absent or unreadable."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int | float):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, str):
+        try:
+            dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    return None
 
 
 def encode_record(record: dict[str, Any]) -> bytes:

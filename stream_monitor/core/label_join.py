@@ -41,10 +41,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..contracts.signals import PERFORMANCE_SIGNAL
+
 __all__ = ["PERFORMANCE_SIGNAL", "JoinedPair", "LabelBook", "LabelOp", "LabelStats",
            "error_value", "version_key"]
 
-PERFORMANCE_SIGNAL = "performance:error"
 Task = Literal["classification", "regression"]
 
 

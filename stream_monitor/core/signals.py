@@ -23,13 +23,11 @@ from typing import Any
 import numpy as np
 from river import drift
 
+from ..contracts.signals import PREDICTION
 from .calibrate import calibrate
 from .detectors import build_detector, checkpoint
 
 __all__ = ["PREDICTION", "SignalState", "rate_scale", "reference_scale", "user_params"]
-
-PREDICTION = "prediction"  # the signal of a model's predictions
-
 
 def reference_scale(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation of a reference window, as used to standardize.

@@ -20,12 +20,10 @@ fields resolves the incident the drift alert opened.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ..contracts.records import iso_time, record_id
+from ..contracts.records import iso_time, parse_time, record_id
 
 __all__ = [
     "Notification",
@@ -92,23 +90,6 @@ class Notification:
             out["detector"] = self.detector
         out["severity"] = self.severity
         return out
-
-
-def parse_time(v: Any) -> float | None:
-    """Epoch seconds from an ISO 8601 string or a number; None when absent or unreadable."""
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, int | float):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, str):
-        try:
-            dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    return None
 
 
 def _str(rec: dict[str, Any], key: str) -> str:

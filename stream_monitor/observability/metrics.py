@@ -25,6 +25,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 
+from ..contracts.records import parse_time
+
 __all__ = ["BatchCounts", "NotifierMetrics", "WorkerMetrics", "batch_counts", "topic_partition"]
 
 NAMESPACE = "stream_monitor"
@@ -50,8 +52,6 @@ def topic_partition(tp: Any) -> tuple[str, int]:
 
 
 def _event_time(alert: Mapping[str, Any]) -> float | None:
-    from ..notify.notification import parse_time
-
     at = alert.get("detected_at") or alert.get("triggered_by") or {}
     return parse_time(at.get("event_time")) if isinstance(at, Mapping) else None
 

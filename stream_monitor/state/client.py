@@ -27,8 +27,8 @@ from redis.asyncio.cluster import RedisCluster
 if TYPE_CHECKING:
     from ..config import ConnectionSettings
 
-__all__ = ["SLOTS", "group_by_slot", "is_cluster", "redis_client", "slot_of", "slot_tag",
-           "split_cluster_url"]
+__all__ = ["SLOTS", "group_by_slot", "is_cluster", "redis_client", "redis_kwargs", "slot_of",
+           "slot_tag", "split_cluster_url"]
 
 SLOTS = 16384
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -47,17 +47,33 @@ def split_cluster_url(url: str) -> tuple[str, bool]:
     return (plain + sep + rest, True) if sep and plain else (url, False)
 
 
+def redis_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
+    """Keyword arguments for ``redis.asyncio.Redis.from_url(settings.redis_url, **kwargs)``
+    (and ``redis.Redis.from_url``): the ACL user, the password and the TLS files that are set.
+    A user or password in the URL stays in force when these are not set."""
+    kw: dict[str, Any] = {}
+    if settings.redis_username:
+        kw["username"] = settings.redis_username
+    password = settings.redis_password_value()
+    if password is not None:
+        kw["password"] = password
+    for key, path in (("ssl_ca_certs", settings.redis_ssl_ca_certs),
+                      ("ssl_certfile", settings.redis_ssl_certfile),
+                      ("ssl_keyfile", settings.redis_ssl_keyfile)):
+        if path is not None:
+            kw[key] = str(path)
+    return kw
+
+
 def redis_client(source: ConnectionSettings | str, *, cluster: bool = False, **kwargs: Any) -> Any:
     """An asyncio Redis client for ``source`` (settings, or a URL): a ``RedisCluster`` when
     the settings or the URL scheme ask for one, else a ``Redis``. Settings bring their ACL
-    user, password and TLS files (:func:`~stream_monitor.state.connection.redis_kwargs`).
+    user, password and TLS files (:func:`redis_kwargs`).
     ``kwargs`` go to redis-py (they override the timeouts set here)."""
     sec: dict[str, Any] = {}
     if isinstance(source, str):
         url = source
     else:
-        from .connection import redis_kwargs
-
         url = source.redis_url
         cluster = cluster or bool(getattr(source, "redis_cluster", False))
         sec = redis_kwargs(source)

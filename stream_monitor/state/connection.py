@@ -19,11 +19,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import ConnectionSettings
 from ..errors import ConnectionCheckError
+from .client import redis_client as make_client
+from .client import redis_kwargs
 
 __all__ = ["MINIMAL_ACL_COMMANDS", "env_redis_client", "env_redis_kwargs", "redacted_url",
            "redis_client", "redis_kwargs", "redis_preflight"]
 
-# Every command the stores send to a single Redis (state/redis.py, dedupe.py, labels.py: their
+# Every command the stores send to a single Redis (state/redis.py, dedupe.py, label_store.py: their
 # calls and the commands inside their Lua scripts, which are loaded with SCRIPT LOAD and run
 # with EVALSHA). A Redis Cluster with SM_REDIS_WAIT_REPLICAS also needs WAIT (docs/security.md).
 MINIMAL_ACL_COMMANDS = (
@@ -55,31 +57,13 @@ def redacted_url(url: str) -> str:
         return "(unparsable REDIS_URL)"
 
 
-def redis_kwargs(settings: ConnectionSettings) -> dict[str, Any]:
-    """Keyword arguments for ``redis.asyncio.Redis.from_url(settings.redis_url, **kwargs)``
-    (and ``redis.Redis.from_url``): the ACL user, the password and the TLS files that are set.
-    A user or password in the URL stays in force when these are not set."""
-    kw: dict[str, Any] = {}
-    if settings.redis_username:
-        kw["username"] = settings.redis_username
-    password = settings.redis_password_value()
-    if password is not None:
-        kw["password"] = password
-    for key, path in (("ssl_ca_certs", settings.redis_ssl_ca_certs),
-                      ("ssl_certfile", settings.redis_ssl_certfile),
-                      ("ssl_keyfile", settings.redis_ssl_keyfile)):
-        if path is not None:
-            kw[key] = str(path)
-    return kw
 
 
 def redis_client(settings: ConnectionSettings, **overrides: Any) -> Any:
     """An asyncio Redis client for ``settings.redis_url`` with the security settings applied
     and the store's socket timeouts (``overrides`` win); a Redis Cluster client when the
     settings or the URL ask for one (:func:`stream_monitor.state.client.redis_client`)."""
-    from .client import redis_client as make
-
-    return make(settings, **overrides)
+    return make_client(settings, **overrides)
 
 
 def env_redis_kwargs(url: str) -> dict[str, Any]:
