@@ -145,15 +145,20 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
     from .observability import WorkerMetrics
     from .observability.worker_hooks import ObservedStore, serve_worker_health, worker_readiness
     from .state.connection import redis_client
+    from .state.dedupe import RedisDedupe
+    from .state.label_store import RedisLabelStore
     from .state.redis import RedisStore
 
     metrics = WorkerMetrics(REGISTRY, max_models=settings.metrics_max_models,
                             max_signal_series=settings.metrics_max_signal_series,
                             signal_gauges=cfg.metrics.signal_gauges, signals=cfg.metrics.signals)
-    store = ObservedStore(RedisStore(settings.redis_url, settings.key_prefix,
-                                     client=redis_client(settings),
+    # The three Redis stores share one client and key prefix: state (with the outbox), event-id
+    # claims, and the delayed-label join.
+    client, prefix = redis_client(settings), settings.key_prefix
+    store = ObservedStore(RedisStore(settings.redis_url, prefix, client=client,
                                      wait_replicas=settings.redis_wait_replicas), metrics)
-    runtime = KafkaWorker(cfg, settings, store, metrics=metrics)
+    runtime = KafkaWorker(cfg, settings, store, dedupe=RedisDedupe(client, prefix),
+                          labels=RedisLabelStore(client, prefix), metrics=metrics)
     health = None
     if settings.metrics_port:
         health = asyncio.ensure_future(serve_worker_health(

@@ -30,8 +30,8 @@ from .core.model_state import ModelState, MonitorState
 from .core.monitor import BatchResult, Monitor
 from .core.sampling import sampled
 from .state.base import ModelDelta, SignalDelta, StateStore
-from .state.dedupe import DedupeStore, dedupe_store_for
-from .state.label_store import LabelStore, label_store_for
+from .state.dedupe import DedupeStore, MemoryDedupe
+from .state.label_store import LabelStore, MemoryLabelStore
 
 __all__ = ["BatchOutput", "BatchPipeline"]
 
@@ -88,10 +88,10 @@ class BatchPipeline:
         self.store = store
         self.clock = clock  # the processing clock: timestamps rules, duplicate window
         self.gate = EventGate(config)
-        # Event-id claims live next to the state: in Redis for a Redis store.
-        self.dedupe = dedupe if dedupe is not None else dedupe_store_for(store)
-        # The delayed-label join lives next to the state as well.
-        self.labels = labels if labels is not None else label_store_for(store)
+        # Event-id claims and the delayed-label join live next to the state: the worker passes
+        # the Redis ones (cli.py wires them); a replay or a test keeps them in memory.
+        self.dedupe = dedupe if dedupe is not None else MemoryDedupe()
+        self.labels = labels if labels is not None else MemoryLabelStore()
 
         # Processing time each cached state unit was last used: idle model versions leave the
         # cache before their state expires in Redis (README "Model versions").

@@ -3,12 +3,15 @@ offsets committed by hand.
 
 One batch is one call of :meth:`MonitorWorker.step`, in the order of the guarantee:
 
-1. make sure Redis still holds our state (its epoch marker);
-2. run the pipeline: detection, then state and outbox saved in Redis;
-3. publish the outputs and wait until Kafka acknowledged every one;
-4. commit the batch's offsets, for the partitions this worker still owns;
-5. clear the outbox (best effort: a leftover is re-sent with the same ids);
-6. metrics and logs (best effort: nothing is left to lose at this point).
+1. make sure Redis still holds our state (its epoch marker): :meth:`~MonitorWorker.check_epoch`;
+2. run the pipeline: detection, then state and outbox saved in Redis:
+   :meth:`~MonitorWorker.process`;
+3. publish the outputs and wait until Kafka acknowledged every one: :meth:`~MonitorWorker.publish`;
+4. commit the batch's offsets, for the partitions this worker still owns (``commit_owned``);
+5. clear the outbox (best effort: a leftover is re-sent with the same ids):
+   :meth:`~MonitorWorker.clear_outbox`;
+6. metrics and logs (best effort: nothing is left to lose at this point):
+   :meth:`~MonitorWorker.report`.
 
 An exception in steps 1-4 stops the batch before its commit: the worker forgets its cache,
 rewinds its partitions to their committed offsets and reads the batch again (the stored
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -34,7 +38,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -52,6 +56,8 @@ from ..errors import OutputRejectedError, TransientStoreError
 from ..observability.logging import log_context
 from ..pipeline import BatchOutput, BatchPipeline
 from ..state.base import StateFencedError, StateStore
+from ..state.dedupe import DedupeStore
+from ..state.label_store import LabelStore
 from .kafka_clients import client_kwargs
 
 __all__ = ["KafkaWorker", "MonitorWorker"]
@@ -78,11 +84,13 @@ class MonitorWorker:
     """
 
     def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
+                 dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  producer: Any = None, metrics: Any = None) -> None:
         self.config = config
         self.settings = settings
         self.store = store
-        self.pipeline = BatchPipeline(config, store, cache_size=settings.model_cache_size)
+        self.pipeline = BatchPipeline(config, store, dedupe=dedupe, labels=labels,
+                                      cache_size=settings.model_cache_size)
         self.producer = producer
         self.metrics = metrics
         self.batches = 0
@@ -94,20 +102,31 @@ class MonitorWorker:
             self.pipeline.after_join = lambda: self._die_if("after_join")
 
     # -- the batch step ------------------------------------------------------------------
-    async def step(self, raws: Sequence[RawRecord], commit: Any) -> BatchOutput:
-        """One batch, in the order of the guarantee (module docstring). ``commit`` is an
-        async callable that commits the batch's offsets; it is called only after the
-        outputs are confirmed."""
+    async def step(self, raws: Sequence[RawRecord],
+                   commit_owned: Callable[[], Awaitable[None]]) -> BatchOutput:
+        """One batch, in the order of the guarantee (module docstring). ``commit_owned``
+        commits the batch's offsets of the partitions this worker still owns; it is called only
+        once the state is saved and every output is confirmed."""
         t0 = time.perf_counter()
-        await self.check_epoch()                         # 1. Redis still has our state
+        await self.check_epoch()                         # 1. Redis still holds our state
         self._die_if("mid_batch")
-        out = await self.process(raws)                   # 2. detect; save state + outbox
+        out = await self.process(raws)                   # 2. detect; state + outbox saved
         self._die_if("after_save")
         t_saved = time.perf_counter()
-        await self.publish(out.records)                  # 3. outputs acknowledged by Kafka
+        await self.publish(out.records)                  # 3. every output acked by Kafka
         self._die_if("after_publish")
         t_published = time.perf_counter()
-        await commit()                                   # 4. offsets committed
+        await commit_owned()                             # 4. offsets committed
+        self._count(raws, t0, t_saved, t_published)
+        await self.clear_outbox(out)                     # 5. best effort
+        self.report(raws, out, time.perf_counter() - t0)  # 6. best effort
+        return out
+
+    def _count(self, raws: Sequence[RawRecord], t0: float, t_saved: float,
+               t_published: float) -> None:
+        """A committed batch: counted, and its timings logged at debug level."""
+        self.batches += 1
+        self.events += len(raws)
         if log.isEnabledFor(logging.DEBUG):
             t1 = time.perf_counter()
             ts = [r.position.timestamp_ms for r in raws if r.position.timestamp_ms]
@@ -115,18 +134,6 @@ class MonitorWorker:
             log.debug("batch of %d: saved %.1f, published %.1f, committed %.1f ms after it was "
                       "fetched; its oldest record was %.0f ms old then", len(raws),
                       1000 * (t_saved - t0), 1000 * (t_published - t0), 1000 * (t1 - t0), age)
-        self.batches += 1
-        self.events += len(raws)
-        await self.clear_outbox(out)                     # 5. best effort
-        try:                                             # 6. best effort
-            self._report(raws, out, time.perf_counter() - t0)
-        except Exception:
-            log.exception("metrics or logging failed after a committed batch (ignored: the "
-                          "batch is safe)")
-            if self.metrics is not None:
-                with contextlib.suppress(Exception):
-                    self.metrics.internal_error("report")
-        return out
 
     async def process(self, raws: Sequence[RawRecord]) -> BatchOutput:
         """Run a batch until its state is saved; retry while the store is down."""
@@ -252,6 +259,18 @@ class MonitorWorker:
         await self.publish([output_record(self.config.topics.operations, b"", rec, ())])
 
     # -- after the commit ----------------------------------------------------------------
+    def report(self, raws: Sequence[RawRecord], out: BatchOutput, seconds: float) -> None:
+        """Metrics and logs of a committed batch. Best effort: a failure here is logged and
+        counted, never raised (the batch is safe)."""
+        try:
+            self._report(raws, out, seconds)
+        except Exception:
+            log.exception("metrics or logging failed after a committed batch (ignored: the "
+                          "batch is safe)")
+            if self.metrics is not None:
+                with contextlib.suppress(Exception):
+                    self.metrics.internal_error("report")
+
     def _report(self, raws: Sequence[RawRecord], out: BatchOutput, seconds: float) -> None:
         if self.metrics is not None:
             _observe(self.metrics, self, list(raws), out, seconds)
@@ -295,6 +314,7 @@ class KafkaWorker:
     deadline. ``run()`` returns the process exit code."""
 
     def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
+                 dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  metrics: Any = None) -> None:
         self.config = config
         self.settings = settings
@@ -318,8 +338,8 @@ class KafkaWorker:
             **kw, client_id=client_id, acks="all", enable_idempotence=True, linger_ms=5,
             max_request_size=settings.max_output_bytes + _FRAMING_BYTES,
         )
-        self.worker = MonitorWorker(config, settings, store, producer=self.producer,
-                                    metrics=metrics)
+        self.worker = MonitorWorker(config, settings, store, dedupe=dedupe, labels=labels,
+                                    producer=self.producer, metrics=metrics)
         self._stop = asyncio.Event()
         self._stop_at: float | None = None  # monotonic deadline once a stop was asked
         self._inflight: asyncio.Task[Any] | None = None
@@ -379,7 +399,7 @@ class KafkaWorker:
                     self.worker.pipeline.forget()
                 raws, offsets = _batch(fetched)
                 step = asyncio.ensure_future(
-                    self.worker.step(raws, lambda o=offsets: self._commit(o)))
+                    self.worker.step(raws, functools.partial(self.commit_owned, offsets)))
                 self._inflight = step
                 try:
                     await asyncio.wait({step, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -430,7 +450,7 @@ class KafkaWorker:
             except Exception as exc:  # the next rebalance re-reads committed offsets anyway
                 log.warning("rewind to committed offsets failed: %r", exc)
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def commit_owned(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit the batch's next offsets for the partitions still ours. A partition lost in a
         rebalance is not committed (its new owner re-reads it; the watermarks skip what we
         applied)."""

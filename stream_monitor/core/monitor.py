@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import MonitorConfig
 from ..contracts.records import InferenceEvent, Position, iso_time
 from .alerts import drift_alert, quality_alert, rated
 from .deploy import start_watch, watch
@@ -40,6 +39,9 @@ __all__ = ["BatchResult", "Monitor", "collecting"]
 
 @dataclass(slots=True)
 class BatchResult:
+    """What one batch produced: the records to publish (alerts, resolutions, retrain requests,
+    data-quality alerts, deployment checks), the state units to save, and its counts."""
+
     alerts: list[dict[str, Any]] = field(default_factory=list)
     retrain_requests: list[dict[str, Any]] = field(default_factory=list)
     dirty_models: list[ModelState] = field(default_factory=list)
@@ -82,8 +84,7 @@ class Monitor(StateBuilder):
     10
     """
 
-    def __init__(self, config: MonitorConfig) -> None:
-        super().__init__(config)
+    # (The state units and signals it builds and restores: StateBuilder, core/model_state.py.)
 
     # -- the batch ------------------------------------------------------------------------
     def process(self, events: Sequence[InferenceEvent], state: MonitorState,

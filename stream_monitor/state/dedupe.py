@@ -35,7 +35,7 @@ from ..core.gate import Claim
 from .base import model_tag
 from .redis import Scripts, execute
 
-__all__ = ["DedupeStore", "MemoryDedupe", "RedisDedupe", "bucket_of", "dedupe_store_for"]
+__all__ = ["DedupeStore", "MemoryDedupe", "RedisDedupe", "bucket_of"]
 
 _MAX_ID = 200  # longer event ids are stored hashed: fields stay short whatever producers send
 
@@ -165,13 +165,3 @@ class RedisDedupe:
                     out[i] = str(held)
         return out
 
-
-def dedupe_store_for(store: Any) -> DedupeStore:
-    """The claims store that goes with a state store: Redis claims next to a Redis store's
-    state (same client and key prefix), in memory otherwise. Wrapped stores that pass
-    ``client`` and ``prefix`` through (e.g. the observability wrapper) count as Redis."""
-    client = getattr(store, "client", None)
-    prefix = getattr(store, "prefix", None)
-    if client is not None and isinstance(prefix, str) and hasattr(client, "register_script"):
-        return RedisDedupe(client, prefix)
-    return MemoryDedupe()

@@ -33,7 +33,7 @@ from ..core.label_join import STAT_FIELDS, JoinedPair, LabelBook, LabelOp, Label
 from .base import model_tag
 from .redis import Scripts, execute
 
-__all__ = ["LabelStore", "MemoryLabelStore", "RedisLabelStore", "label_store_for"]
+__all__ = ["LabelStore", "MemoryLabelStore", "RedisLabelStore"]
 
 # KEYS: stats hash, prediction bucket zset, label bucket zset, watermark hash, pair log index.
 # ARGV: ops JSON [[kind "p"|"l", event_id, payload, t, "topic:partition", offset, version key,
@@ -235,13 +235,3 @@ def _by_model(ops: Sequence[LabelOp]) -> dict[str, list[LabelOp]]:
         out.setdefault(op.model_id, []).append(op)
     return out
 
-
-def label_store_for(store: Any) -> LabelStore:
-    """The label store that lives next to a state store: in Redis next to a Redis store's
-    state (same client and key prefix; wrapped stores that pass them through count), in memory
-    otherwise."""
-    client = getattr(store, "client", None)
-    prefix = getattr(store, "prefix", None)
-    if client is not None and isinstance(prefix, str) and hasattr(client, "register_script"):
-        return RedisLabelStore(client, prefix)
-    return MemoryLabelStore()

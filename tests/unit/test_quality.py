@@ -38,7 +38,7 @@ from stream_monitor.core.value_rules import learned_bounds
 from stream_monitor.errors import ConfigError
 from stream_monitor.pipeline import BatchPipeline, OutputRecord
 from stream_monitor.state import MemoryStore
-from stream_monitor.state.dedupe import MemoryDedupe, dedupe_store_for
+from stream_monitor.state.dedupe import MemoryDedupe
 
 NOW = 1_767_225_600.0  # the processing clock in these tests: 2026-01-01T00:00:00Z
 SIGNALS = [{"match": "*", "detectors": ["adwin", "page_hinkley"]}]
@@ -473,8 +473,8 @@ def test_memory_dedupe_window_and_positions() -> None:
     assert claim(("m", "x" * 500, "t:0:7"), ("m", "x" * 500, "t:0:8"), now=25.0) == [None, "t:0:7"]
 
 
-def test_dedupe_store_follows_the_state_store() -> None:
-    assert isinstance(dedupe_store_for(MemoryStore()), MemoryDedupe)
+def test_the_pipeline_keeps_claims_in_memory_unless_given_a_store() -> None:
+    assert isinstance(BatchPipeline(config(), MemoryStore()).dedupe, MemoryDedupe)
 
 
 def test_data_quality_alerts_go_to_the_alerts_topic_with_their_schema_header() -> None:
