@@ -35,6 +35,20 @@ def rated(model: ModelState, record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _head(record_type: str, id_tag: str, model: ModelState, sig: SignalState, detector: str,
+          ev: InferenceEvent) -> dict[str, Any]:
+    """The fields every alert starts with. The id is a function of the unit, the signal, the
+    detector and the signal's value count: a redelivered event gives the same alert id."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "type": record_type,
+        "alert_id": record_id(id_tag, *id_parts(model.model_id, model.model_version), sig.signal,
+                              detector, sig.generation, sig.n),
+        "model_id": model.model_id,
+        "model_version": ev.model_version,
+    }
+
+
 def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: int,
                 ev: InferenceEvent) -> dict[str, Any]:
     """The ``drift_alert`` of detector ``i`` of ``sig``, which fired at event ``ev``."""
@@ -92,12 +106,7 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
     if sig.calibration is not None:
         evidence["calibration"] = sig.calibration
     return {
-        "schema_version": SCHEMA_VERSION,
-        "type": "drift_alert",
-        "alert_id": record_id("alert", *id_parts(model.model_id, model.model_version), sig.signal,
-                              name, sig.generation, sig.n),
-        "model_id": model.model_id,
-        "model_version": ev.model_version,
+        **_head("drift_alert", "alert", model, sig, name, ev),
         "signal": sig.signal,
         "detector": {"name": name, "type": spec.type, "params": params},
         "detected_at": detected_at(ev, sig.n),
@@ -187,12 +196,7 @@ def quality_alert(config: MonitorConfig, model: ModelState, rule: QualityRule, s
     word = _FAULT_WORDS[fault]
     direction = "rose" if after > before else "fell"
     return {
-        "schema_version": SCHEMA_VERSION,
-        "type": "data_quality_alert",
-        "alert_id": record_id("dq", *id_parts(model.model_id, model.model_version), sig.signal,
-                              name, sig.generation, sig.n),
-        "model_id": model.model_id,
-        "model_version": ev.model_version,
+        **_head("data_quality_alert", "dq", model, sig, name, ev),
         "feature": feature,
         "indicator": fault,
         "signal": sig.signal,
