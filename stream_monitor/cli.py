@@ -132,7 +132,7 @@ def worker(config: ConfigOpt) -> None:
 
 
 def _failpoint(spec: str | None) -> Any:
-    from .adapters.worker import _failpoint as parse
+    from .adapters.worker import parse_failpoint as parse
 
     return parse(spec)
 

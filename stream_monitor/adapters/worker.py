@@ -60,7 +60,7 @@ from ..state.dedupe import DedupeStore
 from ..state.label_store import LabelStore
 from .kafka_clients import client_kwargs
 
-__all__ = ["KafkaWorker", "MonitorWorker"]
+__all__ = ["KafkaWorker", "MonitorWorker", "parse_failpoint", "record_size"]
 
 log = logging.getLogger("stream_monitor.worker")
 
@@ -95,7 +95,7 @@ class MonitorWorker:
         self.metrics = metrics
         self.batches = 0
         self.events = 0
-        self.failpoint = _failpoint(settings.failpoint)
+        self.failpoint = parse_failpoint(settings.failpoint)
         if self.failpoint is not None and self.failpoint[0] == "after_join":
             # Between the label join (in Redis) and the state save: the pairs are logged but
             # not yet consumed by any saved state.
@@ -591,7 +591,7 @@ def _observe(metrics: Any, worker: MonitorWorker, raws: list[RawRecord], out: Ba
 _FAILPOINTS = ("mid_batch", "after_join", "after_save", "after_publish")
 
 
-def _failpoint(spec: str | None) -> tuple[str, int, bool] | None:
+def parse_failpoint(spec: str | None) -> tuple[str, int, bool] | None:
     """Testing only (SM_FAILPOINT): where to fail, e.g. 'after_save:3' (SIGKILL at the 3rd
     batch) or 'after_publish:2:raise' (an exception after the 2nd batch's publish, before its
     commit)."""

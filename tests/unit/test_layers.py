@@ -125,6 +125,22 @@ def test_no_import_cycles() -> None:
     assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
+def private_imports(path: Path) -> list[str]:
+    """``from x import _name``: a module reaching into another's private names."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            out += [f"{module_name(path)}: from {'.' * node.level}{node.module or ''} import "
+                    f"{a.name}" for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")]
+    return out
+
+
+def test_no_private_names_imported_across_modules() -> None:
+    found = [line for p in sorted(PACKAGE.rglob("*.py")) for line in private_imports(p)]
+    assert not found, "private names imported from another module:\n" + "\n".join(found)
+
+
 def test_the_checks_catch_a_wrong_import_and_a_cycle() -> None:
     g = {"stream_monitor.config": {"stream_monitor.core.detectors"},
          "stream_monitor.core.detectors": {"stream_monitor.core.signals"},
