@@ -154,7 +154,10 @@ class Monitor(StateBuilder):
             model.ring_offsets.append(pos.offset)
             model.dirty = True
             if mq is not None:
-                # Value rules: missing, bounds, categories, fault-rate signals.
+                # Value rules: missing, bounds, categories, fault-rate signals. What fired is
+                # handled once the event's values are all fed (each is a signal of its own), and
+                # before the sample closes (a drifted signal learns no bounds from its old
+                # reference).
                 fed, fired_rules = check_features(self, model, mq, ev, counters)
                 values += fed
                 for f in fired_rules:
