@@ -76,3 +76,26 @@ def test_relative_links_resolve() -> None:
     pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
     bad = [b for page in pages for b in broken_links(page, ROOT)]
     assert not bad, "broken links:\n" + "\n".join(bad)
+
+
+_TOP = ("stream_monitor/", "tests/", "scripts/", "benchmarks/", "deploy/", "examples/", "docs/")
+_PACKAGES = ("contracts/", "core/", "state/", "adapters/", "notify/", "observability/")
+
+
+def test_file_paths_named_in_the_docs_exist() -> None:
+    """A path in code spans (`stream_monitor/core/monitor.py`, `core/retrain.py`) names a file
+    of the repository (or of the package) that exists: a moved or renamed module must be
+    renamed in the docs too."""
+    stale = []
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for span in set(re.findall(r"`([A-Za-z0-9_./-]+/[A-Za-z0-9_./-]*)`", page.read_text())):
+            path = span.split("#")[0].rstrip(".")
+            if path.startswith(_TOP):
+                where = ROOT / path
+            elif path.startswith(_PACKAGES):
+                where = ROOT / "stream_monitor" / path
+            else:
+                continue
+            if not where.exists():
+                stale.append(f"{page.relative_to(ROOT)}: `{span}`")
+    assert not stale, "paths that do not exist:\n" + "\n".join(sorted(stale))
