@@ -25,6 +25,7 @@ from stream_monitor.adapters.worker import MonitorWorker
 from stream_monitor.config import Settings, Topics, load_config
 from stream_monitor.contracts import load_schema
 from stream_monitor.notify.config import NotifySettings, NotifyTopics, parse_notify_config
+from stream_monitor.notify.notification import ALERTNAMES
 from stream_monitor.notify.service import HandledRecord, Notifier, dead_letter_record
 from stream_monitor.state.memory import MemoryStore
 from stream_monitor.synth import Drift, LabelledSpec, StreamSpec, generate, labelled
@@ -107,6 +108,16 @@ def test_every_channel_has_an_operation() -> None:
     used = {op["channel"]["$ref"].rsplit("/", 1)[1] for op in _doc()["operations"].values()}
     unused = set(_doc()["channels"]) - used
     assert not unused, f"channels no operation uses: {sorted(unused)}"
+
+
+def test_the_notifier_reads_what_it_forwards() -> None:
+    """The notifier's receive operations carry exactly the record types it forwards."""
+    read = set()
+    for op_id, op in _doc()["operations"].items():
+        if op_id.startswith("notifier") and op["action"] == "receive":
+            read |= {_resolve(m["$ref"])["$ref"].rsplit("/", 1)[1] for m in op["messages"]}
+    names = {_doc()["components"]["messages"][key]["name"] for key in read}
+    assert names == set(ALERTNAMES), f"documented {sorted(names)}, forwarded {sorted(ALERTNAMES)}"
 
 
 def test_payloads_are_the_shipped_schemas() -> None:
