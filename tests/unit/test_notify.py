@@ -3,6 +3,7 @@ backoff and rate limits; and one target's retries against a loopback HTTP receiv
 
 from __future__ import annotations
 
+import email.utils
 import random
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from stream_monitor.notify import (
     verify_signature,
 )
 from stream_monitor.notify.config import RateLimit, RetryPolicy
+from stream_monitor.notify.delivery import retry_after_seconds
 from stream_monitor.notify.service import dead_letter_record
 
 from .notify_samples import drift_alert, drift_resolved, retrain_request
@@ -264,6 +266,28 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     assert backoff_delay(p, 1, rng, retry_after=60.0) == 4.0
 
 
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("120", 120.0),
+    (" 7 ", 7.0),
+    ("0", 0.0),
+    ("-5", 0.0),
+    # RFC 9110: an HTTP-date (IMF-fixdate), and the obsolete RFC 850 and asctime forms.
+    ("Sun, 06 Nov 1994 08:49:37 GMT", 30.0),
+    ("Sunday, 06-Nov-94 08:49:37 GMT", 30.0),
+    ("Sun Nov  6 08:49:37 1994", 30.0),
+    ("Sun, 06 Nov 1994 08:40:00 GMT", 0.0),  # already past: no wait
+    (None, None),
+    ("", None),
+    ("soon", None),
+    ("Sun, 99 Foo 1994 25:61:00 GMT", None),
+    ("nan", None),
+])
+def test_retry_after_takes_seconds_or_an_http_date(header: str | None,
+                                                   seconds: float | None) -> None:
+    now = 784111777.0 - 30.0  # 1994-11-06T08:49:37Z less 30 s
+    assert retry_after_seconds(header, now) == seconds
+
+
 async def test_token_bucket_limits_the_rate() -> None:
     now = [0.0]
     slept: list[float] = []
@@ -349,6 +373,41 @@ async def test_forwarder_connection_refused_is_retried() -> None:
         res = await fw.deliver(notification_from_record(drift_alert()))
     assert res.outcome == "failed" and res.attempts == 2 and res.status is None
     assert "Connect" in res.error or "connect" in res.error
+
+
+async def test_forwarder_waits_until_a_retry_after_date() -> None:
+    now = 1_800_000_000.0
+    later = email.utils.formatdate(now + 3.0, usegmt=True)
+    calls: list[int] = []
+    delays: list[float] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return web.Response(status=503, headers={"Retry-After": later})
+        return web.Response(status=200)
+
+    async def sleep(s: float) -> None:
+        delays.append(s)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        spec = {**HOOK, "url": f"http://127.0.0.1:{port}/hook",
+                "retry": {"max_attempts": 3, "initial_backoff_seconds": 1,
+                          "max_backoff_seconds": 8}}
+        async with aiohttp.ClientSession() as session:
+            fw = Forwarder(_targets(spec)["hook"], session, sleep=sleep, clock=lambda: now)
+            res = await fw.deliver(notification_from_record(drift_alert()))
+    finally:
+        await runner.cleanup()
+    assert res.outcome == "delivered" and res.attempts == 2
+    assert delays == [3.0]  # the server's date, not our jittered backoff
 
 
 def test_data_quality_alert_is_forwarded_as_its_own_alertname() -> None:
