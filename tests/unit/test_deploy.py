@@ -22,6 +22,8 @@ from stream_monitor.core.deploy import (
     ks_2samp,
 )
 
+from ..helpers import replaced
+
 SCHEMA = "deployment-check"
 RULE = {"alpha": 0.01, "min_shift": 0.25, "max_error_increase": 0.02, "watch_events": 500,
         "min_labeled": 200, "max_wait_seconds": 3600.0}
@@ -418,13 +420,9 @@ def test_record_fields_and_deterministic_id() -> None:
     (("previous_version",), None),  # then there must be no comparisons
 ])
 def test_schema_rejects_broken_records(path: tuple[Any, ...], value: Any) -> None:
-    record = copy.deepcopy(_check([_signal("feature:amount", seed=1)], _perf(0.05)))
-    target = record
-    for key in path[:-1]:
-        target = target[key]
-    target[path[-1]] = value
+    record = _check([_signal("feature:amount", seed=1)], _perf(0.05))
     with pytest.raises(jsonschema.ValidationError):
-        validate_record(record, SCHEMA)
+        validate_record(replaced(record, path, value), SCHEMA)
 
 
 def test_schema_insufficient_comparisons_must_not_claim_a_change() -> None:

@@ -16,6 +16,7 @@ from aiohttp import web
 from stream_monitor.contracts import validate_record
 from stream_monitor.errors import ConfigError
 from stream_monitor.notify import (
+    DeliveryResult,
     Forwarder,
     SignatureError,
     TokenBucket,
@@ -305,14 +306,19 @@ async def test_token_bucket_limits_the_rate() -> None:
 
 # -- one target against a loopback receiver ------------------------------------------------------
 
-async def _receiver(statuses: list[int]) -> tuple[web.AppRunner, str, list[Any]]:
+async def _receiver(statuses: list[int], retry_after: dict[int, str] | None = None,
+                    ) -> tuple[web.AppRunner, str, list[Any]]:
+    """A loopback webhook answering ``statuses`` in turn (then the last one again), with a
+    Retry-After header on the statuses ``retry_after`` names (default: "0" on a 429)."""
     seen: list[Any] = []
+    retry_after = {429: "0"} if retry_after is None else retry_after
 
     async def handle(request: web.Request) -> web.Response:
         seen.append((dict(request.headers), await request.read()))
         status = statuses[min(len(seen) - 1, len(statuses) - 1)]
+        after = retry_after.get(status)
         return web.Response(status=status, text="ok" if status < 300 else "nope",
-                            headers={"Retry-After": "0"} if status == 429 else None)
+                            headers={"Retry-After": after} if after is not None else None)
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", handle)
@@ -324,6 +330,28 @@ async def _receiver(statuses: list[int]) -> tuple[web.AppRunner, str, list[Any]]
     return runner, f"http://127.0.0.1:{port}/hook", seen
 
 
+async def _deliver(statuses: list[int], retry: dict[str, Any],
+                   retry_after: dict[int, str] | None = None,
+                   **forwarder: Any) -> tuple[DeliveryResult, list[float], list[Any]]:
+    """A drift alert delivered to a loopback webhook answering ``statuses``, with the retry
+    policy ``retry``: the result, the waits between attempts, the requests the webhook saw."""
+    runner, url, seen = await _receiver(statuses, retry_after)
+    delays: list[float] = []
+
+    async def sleep(s: float) -> None:
+        delays.append(s)
+
+    try:
+        spec = {**HOOK, "url": url, "retry": retry}
+        async with aiohttp.ClientSession() as session:
+            fw = Forwarder(_targets(spec)["hook"], session, sleep=sleep, **forwarder)
+            raw = orjson.dumps(drift_alert())
+            res = await fw.deliver(notification_from_record(orjson.loads(raw)), raw)
+    finally:
+        await runner.cleanup()
+    return res, delays, seen
+
+
 @pytest.mark.parametrize(("statuses", "outcome", "attempts"), [
     ([500, 429, 200], "delivered", 3),
     ([503], "failed", 4),
@@ -331,21 +359,10 @@ async def _receiver(statuses: list[int]) -> tuple[web.AppRunner, str, list[Any]]
 ])
 async def test_forwarder_retries_then_delivers_or_gives_up(statuses: list[int], outcome: str,
                                                            attempts: int) -> None:
-    runner, url, seen = await _receiver(statuses)
-    delays: list[float] = []
-
-    async def sleep(s: float) -> None:
-        delays.append(s)
-
-    try:
-        spec = {**HOOK, "url": url, "retry": {"max_attempts": 4, "initial_backoff_seconds": 1,
-                                              "max_backoff_seconds": 8}}
-        async with aiohttp.ClientSession() as session:
-            fw = Forwarder(_targets(spec)["hook"], session, sleep=sleep, rng=random.Random(3))
-            raw = orjson.dumps(drift_alert())
-            res = await fw.deliver(notification_from_record(orjson.loads(raw)), raw)
-    finally:
-        await runner.cleanup()
+    res, delays, seen = await _deliver(statuses, {"max_attempts": 4,
+                                                  "initial_backoff_seconds": 1,
+                                                  "max_backoff_seconds": 8},
+                                       rng=random.Random(3))
     assert (res.outcome, res.attempts, len(seen)) == (outcome, attempts, attempts)
     assert len(delays) == attempts - 1
     assert all(0 <= d <= min(8, 2 ** k) for k, d in enumerate(delays))
@@ -377,36 +394,10 @@ async def test_forwarder_connection_refused_is_retried() -> None:
 
 async def test_forwarder_waits_until_a_retry_after_date() -> None:
     now = 1_800_000_000.0
-    later = email.utils.formatdate(now + 3.0, usegmt=True)
-    calls: list[int] = []
-    delays: list[float] = []
-
-    async def handle(request: web.Request) -> web.Response:
-        calls.append(1)
-        if len(calls) == 1:
-            return web.Response(status=503, headers={"Retry-After": later})
-        return web.Response(status=200)
-
-    async def sleep(s: float) -> None:
-        delays.append(s)
-
-    app = web.Application()
-    app.router.add_post("/hook", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        spec = {**HOOK, "url": f"http://127.0.0.1:{port}/hook",
-                "retry": {"max_attempts": 3, "initial_backoff_seconds": 1,
-                          "max_backoff_seconds": 8}}
-        async with aiohttp.ClientSession() as session:
-            fw = Forwarder(_targets(spec)["hook"], session, sleep=sleep, clock=lambda: now)
-            res = await fw.deliver(notification_from_record(drift_alert()))
-    finally:
-        await runner.cleanup()
-    assert res.outcome == "delivered" and res.attempts == 2
+    res, delays, seen = await _deliver(
+        [503, 200], {"max_attempts": 3, "initial_backoff_seconds": 1, "max_backoff_seconds": 8},
+        retry_after={503: email.utils.formatdate(now + 3.0, usegmt=True)}, clock=lambda: now)
+    assert res.outcome == "delivered" and res.attempts == 2 == len(seen)
     assert delays == [3.0]  # the server's date, not our jittered backoff
 
 
