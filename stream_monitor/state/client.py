@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import AbstractBackoff, EqualJitterBackoff
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ..config import ConnectionSettings
 
 __all__ = ["COMMAND_RETRIES", "SLOTS", "group_by_slot", "is_cluster", "redis_client",
            "slot_of", "slot_tag", "split_cluster_url", "store_backoff"]
@@ -67,7 +67,7 @@ def store_backoff(cap_seconds: float) -> AbstractBackoff:
     return EqualJitterBackoff(cap=cap_seconds, base=_BACKOFF_BASE_SECONDS)
 
 
-def redis_client(source: Settings | str, *, cluster: bool = False, **kwargs: Any) -> Any:
+def redis_client(source: ConnectionSettings | str, *, cluster: bool = False, **kwargs: Any) -> Any:
     """An asyncio Redis client for ``source`` (settings, or a URL): a ``RedisCluster`` when
     the settings or the URL scheme ask for one, else a ``Redis``. Settings bring their ACL
     user, password and TLS files (:func:`~stream_monitor.state.connection.redis_kwargs`).
