@@ -26,8 +26,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("adapters", ("stream_monitor.adapters",)),
     ("notify", ("stream_monitor.notify",)),
     ("applications", ("stream_monitor.cli", "stream_monitor.__main__", "stream_monitor.demo",
-                      "stream_monitor.evaluate", "stream_monitor.plot", "stream_monitor.synth",
-                      "stream_monitor")),
+                      "stream_monitor.evaluate", "stream_monitor.plan", "stream_monitor.plot",
+                      "stream_monitor.synth", "stream_monitor")),
 )
 
 
