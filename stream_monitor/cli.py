@@ -83,7 +83,7 @@ def check_config(config: ConfigOpt) -> None:
     cfg = _load(config)
     err.print(f"[green]ok[/green]: {len(cfg.models)} model rules, detectors: "
               + ", ".join(f"{n} ({d.type})" for n, d in cfg.detectors.items()))
-    from .config import DEFAULT_BUDGET
+    from .config import DEFAULT_BUDGET, watched_after
 
     err.print("plan (a signal is not watched until its reference is complete):", markup=False)
     for rule in cfg.models:
@@ -96,8 +96,10 @@ def check_config(config: ConfigOpt) -> None:
             b = (f"budget {budget.label()} ({budget.per_value():.3g} per value), calibrated "
                  "per reference" if budget is not None else
                  "no budget: detectors as configured (uncalibrated)")
+            after = watched_after(cfg, rule, budget is not None, sr.period)
+            short = (f" (on a short reference, re-based at {ref})" if after < ref else "")
             err.print(f"    {sr.match!r}: {', '.join(sr.detectors)}; watched after its first "
-                      f"{ref} values; {b}", markup=False)
+                      f"{after} values{short}; {b}", markup=False)
 
 
 @app.command()

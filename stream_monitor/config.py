@@ -57,6 +57,7 @@ __all__ = [
     "signal_budget",
     "signal_detectors",
     "signal_rule",
+    "watched_after",
 ]
 
 
@@ -361,6 +362,8 @@ class ModelRule(_Strict):
     match: str = Field(description="Model id or glob, e.g. 'fraud-*'.")
     signals: list[SignalRule] = Field(min_length=1)
     reference_size: int | None = Field(None, ge=10, description="Overrides windows.reference_size.")
+    reference_min_size: int | None = Field(
+        None, ge=0, description="Overrides windows.reference_min_size.")
     recent_size: int | None = Field(None, ge=10, description="Overrides windows.recent_size.")
     sample_rate: float = Field(
         1.0, gt=0, le=1,
@@ -388,6 +391,13 @@ class Topics(_Strict):
 
 class Windows(_Strict):
     reference_size: int = Field(1000, ge=10, description="Values that form a signal's reference.")
+    reference_min_size: int = Field(
+        200, ge=0,
+        description="A signal with a false-alarm budget is watched from this many values on, "
+        "calibrated for so short a reference (the budget holds); its reference keeps growing to "
+        "reference_size, and the signal is then re-based on the full reference "
+        "(docs/detection.md \"Short series\"). 0, or at least reference_size: watched only on a "
+        "full reference. Signals with a period always wait for the full reference.")
     recent_size: int = Field(500, ge=10, description="Most recent values kept for evidence.")
     evidence_size: int = Field(50, ge=5, description="Last values summarized as `current` in alerts.")
 
@@ -483,6 +493,18 @@ def signal_rule(cfg: MonitorConfig, rule: ModelRule, signal: str) -> SignalRule 
 
 
 DEFAULT_BUDGET = FalseAlarmBudget(per_events=1_000_000)
+
+
+def watched_after(config: MonitorConfig, rule: ModelRule, budget: bool = True,
+                  period: int | None = 0) -> int:
+    """Values a signal of ``rule`` needs before it is watched: ``reference_min_size`` when the
+    signal has a false-alarm budget (its calibration accounts for a short reference) and no
+    period, else the full ``reference_size``."""
+    full = rule.reference_size or config.windows.reference_size
+    least = rule.reference_min_size
+    if least is None:
+        least = config.windows.reference_min_size
+    return least if budget and not period and 0 < least < full else full
 
 
 def signal_budget(cfg: MonitorConfig, rule: ModelRule, signal: str) -> FalseAlarmBudget | None:

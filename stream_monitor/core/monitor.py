@@ -36,6 +36,7 @@ from ..config import (
     signal_budget,
     signal_detectors,
     signal_rule,
+    watched_after,
 )
 from ..contracts.records import (
     SCHEMA_VERSION,
@@ -158,6 +159,13 @@ class SignalState:
     base_n: int = 0
     base_events: int = 0
     period: int = 0  # known period in values (signals[].period; cusum detectors only)
+    # Short references (windows.reference_min_size): the signal is watched from `reference_min`
+    # values on, calibrated for that short reference; while `growing`, later values still join
+    # the reference, and at `reference_size` the signal is re-based on the full reference.
+    # `ref_used`: the length of the reference the detectors were calibrated on.
+    reference_min: int = 0
+    growing: bool = False
+    ref_used: int = 0
 
     # -- the hot path -------------------------------------------------------------------
     def update(self, x: float) -> int:
@@ -165,12 +173,16 @@ class SignalState:
         self.n += 1
         self.recent.append(x)
         dets = self.detectors
-        if dets is None:
+        if dets is None or self.growing:
             ref = self.reference
             ref.append(x)
+            if dets is None:
+                if len(ref) >= (self.reference_min or self.reference_size):
+                    self._activate()
+                return -1
             if len(ref) >= self.reference_size:
-                self._activate()
-            return -1
+                self._activate()  # re-based on the full reference: scale, thresholds, sums
+                return -1
         if self.plan_for is not dets:
             self.plan = _plan(dets, self.binary)
             self.plan_for = dets
@@ -225,7 +237,21 @@ class SignalState:
             i += 1
         return fired
 
+    @property
+    def watched_after(self) -> int:
+        """Values the signal needs before it is watched."""
+        return self.reference_min or self.reference_size
+
+    @property
+    def watched_reference(self) -> list[float]:
+        """The reference the detectors compare with (a short reference's values up to its
+        calibration; later values that joined it are watched values)."""
+        ref = self.reference
+        return ref if self.ref_used >= len(ref) else ref[:self.ref_used]
+
     def _activate(self) -> None:
+        self.ref_used = len(self.reference)
+        self.growing = self.ref_used < self.reference_size
         if self.rate_sample:
             self.ref_mean, self.ref_std = rate_scale(self.reference, self.rate_sample)
         else:
@@ -245,6 +271,8 @@ class SignalState:
         """Forget the reference and the detectors; collect a new reference from now on."""
         self.reference = []
         self.detectors = None
+        self.growing = False
+        self.ref_used = 0
         self.ref_mean, self.ref_std = 0.0, 1.0
         self.calibration = self.overrides = None
         self.base_n = self.n
@@ -267,6 +295,7 @@ class SignalState:
             "calibration": self.calibration,
             "overrides": self.overrides,
             "base": [self.base_n, self.base_events],
+            "ref_used": self.ref_used,
         }
 
     @property
@@ -482,6 +511,9 @@ class Monitor:
             base_events=max(model.events - 1, 0),
         )
         self._set_budget(model, sig, rule_signal)
+        least = watched_after(self.config, model.rule, sig.budget is not None, sig.period)
+        if least < reference_size:  # a category share's reference of samples can be shorter
+            sig.reference_min = least
         model.signals[signal] = sig
         model.dirty = True
         return sig
@@ -542,7 +574,9 @@ class Monitor:
                 restore_detector(p["__type__"], _user_params(p), d)
                 for p, d in zip(sig.detector_params, dets, strict=True)
             ]
-        elif len(sig.reference) >= sig.reference_size:
+            sig.ref_used = int(meta.get("ref_used") or len(sig.reference))
+            sig.growing = sig.ref_used < sig.reference_size
+        elif len(sig.reference) >= sig.watched_after:
             # The config changed the detectors: start them fresh on the stored reference.
             sig._activate()
         sig.ref_saved = len(sig.reference)
@@ -893,26 +927,27 @@ class Monitor:
         name = sig.detector_names[i]
         spec = self.config.detectors[name]
         pos = ev.position
-        reference = summarize(sig.reference)
+        watched_ref = sig.watched_reference
+        reference = summarize(watched_ref)
         recent = list(sig.recent)
         # The values since the reference formed (all in `recent`, or its tail), split at the
         # estimated change start (core/localize.py): `before` follows the reference, `current`
         # is the change.
-        since = sig.n - sig.base_n - len(sig.reference)
+        since = sig.n - sig.base_n - len(watched_ref)
         window = recent[max(len(recent) - since, 0):] if since > 0 else recent[-1:]
         z = (np.asarray(window, dtype=np.float64) - sig.ref_mean) / sig.ref_std
         tau = 1.0
         if sig.calibration is not None:
             tau = float(sig.calibration.get("long_run_variance_ratio", 1.0))
         kind = _kind_of(sig)
-        if kind is None and _binary_values(sig.reference):
+        if kind is None and _binary_values(watched_ref):
             kind = "rate"  # a 0/1 flag's level is its rate
         loc = locate(z, tau, kind="mean" if kind is not None else None)
         if kind is None and loc is not None:
             # Level or spread: which robust statistic moved more after the estimated start (a
             # shift also raises a spread statistic, so which sum fired first does not tell);
             # then the start of that kind of change.
-            kind = change_kind(sig.reference, window[loc["start"]:])
+            kind = change_kind(watched_ref, window[loc["start"]:])
             if kind != loc["kind"]:
                 loc = locate(z, tau, kind=kind)
             if (spec.type == "kswin" and loc is not None
@@ -1032,7 +1067,7 @@ def collecting(state: MonitorState) -> list[dict[str, Any]]:
             if sig.detectors is None:
                 out.append({"model_id": model.model_id, "model_version": model.model_version,
                             "signal": sig.signal, "have": len(sig.reference),
-                            "need": sig.reference_size})
+                            "need": sig.watched_after})
     return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"]), r["signal"]))
 
 
