@@ -9,6 +9,7 @@ catch-all rule watches ``feature:*`` with the calibrated ``cusum`` under a budge
 
     .venv/bin/python benchmarks/quality.py                # full run, ~15 min on 2 cores
     .venv/bin/python benchmarks/quality.py --quick        # a smoke run, ~1 min
+    .venv/bin/python benchmarks/quality.py --replot benchmarks/results/quality-<stamp>.json
 
 Writes benchmarks/results/quality-<stamp>.json, docs/img/quality.png and prints a markdown
 table (also written to benchmarks/results/quality-<stamp>.md).
@@ -166,27 +167,41 @@ def plot(res: dict[str, Any], image: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 7))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 8))
     kinds = res["kinds"]
-    for j, b in enumerate(res["budgets"]):
-        vals = [next(x["per_10k"] for x in res["stationary"]
-                     if x["kind"] == k and x["per_events"] == b) for k in kinds]
-        xs = [i + j * 0.4 for i in range(len(kinds))]
-        axes[0].bar(xs, vals, width=0.4, label=f"measured, budget 1 per {int(b):,}")
-        axes[0].hlines(1e4 / b, xs[0] - 0.3, xs[-1] + 0.3, linestyles="dashed",
-                       colors=f"C{j}", label=f"budget {1e4 / b:g} per 10k")
-    axes[0].set_xticks([i + 0.2 for i in range(len(kinds))])
+    series = [(f"measured, budget 1 per {int(b):,}",
+               [next(x["per_10k"] for x in res["stationary"]
+                     if x["kind"] == k and x["per_events"] == b) for k in kinds], b)
+              for b in res["budgets"]]
+    if res.get("short"):
+        series.append((f"reference {SHORT} for good, budget 1 per 10,000",
+                       [next(x["per_10k"] for x in res["short"] if x["kind"] == k)
+                        for k in kinds], 10_000.0))
+    width = 0.8 / len(series)
+    for j, (label, vals, _) in enumerate(series):
+        xs = [i + j * width for i in range(len(kinds))]
+        axes[0].bar(xs, vals, width=width, label=label, color=f"C{j}")
+    for b in sorted(set(res["budgets"])):
+        axes[0].hlines(1e4 / b, -0.3, len(kinds), linestyles="dashed", colors="k" if b ==
+                       10_000.0 else "grey", label=f"budget {1e4 / b:g} per 10k")
+    axes[0].set_xticks([i + 0.4 - width / 2 for i in range(len(kinds))])
     axes[0].set_xticklabels(kinds, rotation=40, ha="right")
     axes[0].set_ylabel("false alarms per 10,000 values")
     axes[0].set_title("stationary streams: false alarms vs budget")
     axes[0].legend(fontsize=8)
-    labels = [f"{r['kind']}: {r['label']}" for r in res["shifts"]]
-    data = [r["delays"] or [0] for r in res["shifts"]]
+    rows = [(r, f"{r['kind']}: {r['label']}") for r in res["shifts"]]
+    rows += [(r, f"{r['kind']}: {r['label']} ({r['seeds']} seeds)")
+             for r in res.get("targets", [])]
+    labels = [f"{name}  [{r['detected']}/{r['seeds']}]" for r, name in rows]
+    data = [r["delays"] or [float("nan")] for r, _ in rows]  # none detected: no box
     axes[1].boxplot(data, orientation="horizontal", showfliers=False)
     axes[1].set_yticks(range(1, len(labels) + 1))
     axes[1].set_yticklabels(labels, fontsize=7)
-    axes[1].set_xlabel("detection delay (values), default budget")
-    axes[1].set_title("delay by stream and change")
+    for x, what in ((40, "1 sd target"), (150, "0.5 sd target"), (300, "variance x2 target")):
+        axes[1].axvline(x, color="grey", linestyle=":", linewidth=1)
+        axes[1].text(x, len(labels) + 0.6, what, fontsize=7, rotation=90, va="bottom")
+    axes[1].set_xlabel("detection delay (values), default budget; [detected/streams]")
+    axes[1].set_title("delay by stream and change", pad=50)
     fig.tight_layout()
     image.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(image, dpi=100)
@@ -206,7 +221,14 @@ def main() -> None:
     ap.add_argument("--target-seeds", type=int, default=200,
                     help=f"streams per {TARGET_KIND} target scenario (1 sd, 0.5 sd, variance x2)")
     ap.add_argument("--image", type=Path, default=ROOT / "docs" / "img" / "quality.png")
+    ap.add_argument("--replot", type=Path, metavar="JSON",
+                    help="only redraw the plot and the table from a results file")
     args = ap.parse_args()
+    if args.replot:
+        res = orjson.loads(args.replot.read_bytes())
+        plot(res, args.image)
+        print(markdown(res))
+        return
     if args.quick:
         args.seeds, args.events, args.shift_seeds = 2, 6000, 5
         args.short_seeds, args.short_events, args.target_seeds = 2, 3000, 10
