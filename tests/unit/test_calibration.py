@@ -4,6 +4,7 @@ All seeded and deterministic; the rates asserted are counts on fixed seeded stre
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,8 @@ from stream_monitor.core.cusum import Cusum
 from stream_monitor.core.monitor import Monitor, MonitorState, reference_scale
 from stream_monitor.errors import ConfigError
 from stream_monitor.synth import kind_stream
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monitor.yaml"
 
 
 def _cfg(budget: dict[str, Any] | None = None, detectors: str = "cusum",
@@ -243,7 +246,10 @@ def test_signals_collecting_their_reference_are_reported() -> None:
 # -- short references (windows.reference_min_size) ----------------------------------------------
 
 def test_a_signal_is_watched_on_a_short_reference_then_rebased_on_the_full_one() -> None:
+    from prometheus_client import CollectorRegistry
+
     from stream_monitor.core.monitor import collecting
+    from stream_monitor.observability import WorkerMetrics
 
     cfg = _cfg({"per_events": 1e6}, reference_size=1000,
                windows={"reference_size": 1000, "reference_min_size": 200, "recent_size": 500})
@@ -254,6 +260,10 @@ def test_a_signal_is_watched_on_a_short_reference_then_rebased_on_the_full_one()
     assert sig.detectors is None
     assert [(r["have"], r["need"]) for r in collecting(state) if r["signal"] == "feature:x"] == [
         (150, 200)]
+    reg = CollectorRegistry()
+    WorkerMetrics(reg).observe_models(state.models.values())
+    assert reg.get_sample_value("stream_monitor_signal_reference_needed_values",
+                                {"model": "m", "signal": "feature:x"}) == 200
     mon.process(_events(xs)[150:600], state)
     assert sig.detectors is not None and sig.growing
     assert sig.calibration is not None and sig.calibration["reference_values"] == 200
@@ -302,3 +312,15 @@ def test_short_reference_settings() -> None:
     assert watched_after(cfg, rule, period=50) == 1000  # seasonal means need whole periods
     cfg = _cfg({"per_events": 1e6}, windows={"reference_size": 1000, "reference_min_size": 0})
     assert watched_after(cfg, cfg.models[0]) == 1000
+
+
+def test_check_config_plan_says_when_a_signal_is_watched() -> None:
+    from typer.testing import CliRunner
+
+    from stream_monitor.cli import app
+
+    res = CliRunner().invoke(app, ["check-config", "-c", str(EXAMPLE)])
+    assert res.exit_code == 0, res.output
+    plan = [line.strip() for line in res.output.splitlines() if "watched after" in line]
+    assert plan and all("watched after its first 200 values (on a short reference, re-based at "
+                        in line for line in plan if "no budget" not in line), plan
