@@ -609,8 +609,8 @@ def _close_sample(mon: Monitor, model: ModelState, mq: ModelQuality, ev: Inferen
 
 def _learn(model: ModelState, fq: FeatureQuality, quantiles: tuple[float, float], k: float) -> None:
     sig = fq.sig or model.signals.get(fq.signal)
-    if sig is None or sig.detectors is None or fq.learned_gen == sig.generation:
-        return  # no complete reference yet, or already learned from this one
+    if sig is None or sig.detectors is None or sig.growing or fq.learned_gen == sig.generation:
+        return  # no complete reference yet (a short one still grows), or already learned
     fq.learned = learned_bounds(sig.reference, quantiles, k)
     fq.learned_gen = sig.generation
     fq.apply_bounds()

@@ -16,6 +16,7 @@ from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.core.calibrate import calibrate, long_run_ratio, theta_root
 from stream_monitor.core.cusum import Cusum
 from stream_monitor.core.monitor import Monitor, MonitorState, reference_scale
+from stream_monitor.core.quality import learned_bounds
 from stream_monitor.errors import ConfigError
 from stream_monitor.synth import kind_stream
 
@@ -324,3 +325,24 @@ def test_check_config_plan_says_when_a_signal_is_watched() -> None:
     plan = [line.strip() for line in res.output.splitlines() if "watched after" in line]
     assert plan and all("watched after its first 200 values (on a short reference, re-based at "
                         in line for line in plan if "no budget" not in line), plan
+
+
+def test_learned_bounds_wait_for_the_full_reference() -> None:
+    """Data-quality bounds learned from a feature's reference use the full reference, as before
+    short references: not the first reference_min_size values."""
+    cfg = _cfg({"per_events": 1e6},
+               windows={"reference_size": 500, "reference_min_size": 100, "recent_size": 100})
+    cfg = parse_config({**cfg.model_dump(mode="json", exclude_none=True), "models": [
+        {"match": "*", "quality": {"learned_bounds": {"quantiles": [0.25, 0.75], "k": 1.0},
+                                   "sample_events": 10},
+         "signals": [{"match": "*", "detectors": ["cusum"]}]}]})
+    xs = kind_stream("gaussian", 700, 8)
+    mon, state = Monitor(cfg), MonitorState()
+    mon.process(_events(xs[:300]), state)
+    sig = state.models["m"].signals["feature:x"]
+    fq = state.models["m"].quality.features["x"]  # type: ignore[union-attr]
+    assert sig.detectors is not None and sig.growing and fq.learned is None
+    mon.process(_events(xs)[300:], state)
+    assert not sig.growing
+    assert fq.learned == learned_bounds(sig.reference, (0.25, 0.75), 1.0)
+    assert len(sig.reference) == 500
