@@ -8,8 +8,8 @@ The app is configured as the worker's Faust agent was before the worker moved to
 aiokafka consumer (raw serializers, memory store, ``topic_disable_leader``, no web server, the
 same buffer and poll sizes), with a single agent doing ``async for event in stream: pass``, so
 Faust acks every event as the loop moves on and commits its offsets itself: the cost of Faust's
-per-event path alone. Kafka and the batch size come from the same environment variables as the worker's
-(``KAFKA_BOOTSTRAP_SERVERS``, ``SM_BATCH_MAX``, ``SM_LOG_LEVEL``).
+per-event path alone. Kafka and the batch size come from the same environment variables as the
+worker's (``KAFKA_BOOTSTRAP_SERVERS``, ``SM_BATCH_MAX``, ``SM_LOG_LEVEL``).
 
 When the agent has seen ``--events`` events it writes, to ``--result``, its own clock readings
 (wall-clock ``time.time()`` seconds): first event, the event at 10% and at 100% of

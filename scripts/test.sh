@@ -8,6 +8,8 @@
 # Kafka and a TLS-only Redis (scripts/services-secure.sh; SM_SECURE_SERVICES=0/1 forces it).
 # A full run (no arguments), `-m cluster` or tests/integration/test_cluster.py also get a local
 # Redis Cluster (scripts/services-cluster.sh; REDIS_CLUSTER_URL).
+# The lint and type gate (ruff, mypy with the pydantic plugin) runs as tests/lint, marker `lint`:
+# part of every full run, alone with `-m lint`.
 # On exit it stops only the services this run started. The exit status is pytest's; pytest's
 # "no tests collected" (5) counts as a failure.
 set -euo pipefail

@@ -173,7 +173,8 @@ class FalseAlarmBudget(_Strict):
 class SignalRule(_Strict):
     """Which detectors watch the signals whose names match a glob."""
 
-    match: str = Field(description="Glob over signal names: 'feature:*', 'feature:amount', 'prediction'.")
+    match: str = Field(
+        description="Glob over signal names: 'feature:*', 'feature:amount', 'prediction'.")
     detectors: list[str] = Field(min_length=1, description="Names from the top-level `detectors`.")
     false_alarm_budget: FalseAlarmBudget | None = Field(
         None, description="Overrides the model's and the top-level budget for these signals.")
@@ -208,9 +209,11 @@ class RetrainRule(_Strict):
         True, description="A degraded performance signal alone is enough evidence.")
     performance_signals: list[str] = Field(default_factory=lambda: ["performance:*"],
                                            description="Globs naming the performance signals.")
-    within_seconds: float = Field(3600.0, gt=0, description="Window (event time) they must fall in.")
+    within_seconds: float = Field(3600.0, gt=0,
+                                  description="Window (event time) they must fall in.")
     persistence: Persistence = Field(default_factory=Persistence)  # type: ignore[arg-type]
-    cooldown_seconds: float = Field(86400.0, ge=0, description="No new request for this long after one.")
+    cooldown_seconds: float = Field(86400.0, ge=0,
+                                    description="No new request for this long after one.")
     max_per_day: int | None = Field(None, ge=1,
                                     description="Budget: requests per UTC day (event time).")
     staleness_seconds: float | None = Field(
@@ -260,7 +263,8 @@ class QualityRule(_Strict):
 
     bounds: dict[str, Bounds] = Field(default_factory=dict,
                                       description="Feature name -> configured bounds.")
-    learned_bounds: LearnedBounds | None = Field(None, description="Learn bounds from the reference.")
+    learned_bounds: LearnedBounds | None = Field(
+        None, description="Learn bounds from the reference.")
     categorical: bool = Field(False, description="Watch string features as categories.")
     max_categories: int = Field(20, ge=1, description="Most frequent categories given a signal.")
     indicators: list[Literal["missing", "out_of_bounds", "unseen_category"]] = Field(
@@ -321,8 +325,9 @@ class LabelRule(_Strict):
     ttl_seconds: float = Field(86400.0, gt=0,
                                description="Event time a prediction waits for its label.")
     bucket_seconds: float = Field(60.0, gt=0, description="Expiry granularity (event time).")
-    threshold: float = Field(0.5, ge=0, le=1,
-                             description="A score in [0, 1] against a 0/1 label: class 1 at or above.")
+    threshold: float = Field(
+        0.5, ge=0, le=1,
+        description="A score in [0, 1] against a 0/1 label: class 1 at or above.")
 
 
 class VersionRule(_Strict):
@@ -369,8 +374,10 @@ class ModelRule(_Strict):
         "\"Sampling a hot model\"). Every alert and record of the model states it.")
     retrain: RetrainRule = Field(default_factory=RetrainRule)  # type: ignore[arg-type]
     alerts: AlertLifecycle | None = Field(None, description="Alert lifecycle; null: off.")
-    quality: QualityRule | None = Field(None, description="Overrides quality.defaults, field by field.")
-    labels: LabelRule | None = Field(None, description="Delayed labels from the labels topic; null: off.")
+    quality: QualityRule | None = Field(
+        None, description="Overrides quality.defaults, field by field.")
+    labels: LabelRule | None = Field(
+        None, description="Delayed labels from the labels topic; null: off.")
     versions: VersionRule = Field(default_factory=VersionRule)  # type: ignore[arg-type]
     false_alarm_budget: FalseAlarmBudget | None = Field(
         None, description="Overrides the top-level false-alarm budget for this model's signals.")
@@ -389,7 +396,8 @@ class Topics(_Strict):
 class Windows(_Strict):
     reference_size: int = Field(1000, ge=10, description="Values that form a signal's reference.")
     recent_size: int = Field(500, ge=10, description="Most recent values kept for evidence.")
-    evidence_size: int = Field(50, ge=5, description="Last values summarized as `current` in alerts.")
+    evidence_size: int = Field(50, ge=5,
+                               description="Last values summarized as `current` in alerts.")
 
 
 class Privacy(_Strict):
@@ -508,7 +516,8 @@ def quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
     own = rule.quality
     if own is None:
         return cfg.quality.defaults
-    return cfg.quality.defaults.model_copy(update={k: getattr(own, k) for k in own.model_fields_set})
+    update = {k: getattr(own, k) for k in own.model_fields_set}
+    return cfg.quality.defaults.model_copy(update=update)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,9 +545,6 @@ def _problems(exc: ValidationError, raw: Any) -> list[tuple[str, str]]:
         loc = tuple(err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            parent = raw
-            for part in loc[:-1]:
-                parent = parent[part] if isinstance(parent, list | dict) else None
             model = _model_at(loc[:-1])
             allowed = sorted(model.model_fields) if model else []
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
@@ -595,8 +601,7 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
                     close = difflib.get_close_matches(det, list(cfg.detectors), n=1)
                     problems.append((f"models[{i}].signals[{j}].detectors[{k}]",
                                      f"no detector named {det!r} in `detectors`"
-                                     + (f"; did you mean {close[0]!r}?" if close else
-                                        f"; define it there or use one of: {', '.join(cfg.detectors)}")))
+                                     + _detector_hint(close, cfg)))
     return (problems + _check_quality(cfg) + _check_labels(cfg) + _check_budgets(cfg)
             + _check_periods(cfg))
 
@@ -683,7 +688,8 @@ def _check_quality(cfg: MonitorConfig) -> list[tuple[str, str]]:
         lb = q.learned_bounds
         if lb is not None and not 0.0 <= lb.quantiles[0] < lb.quantiles[1] <= 1.0:
             problems.append((f"{where}.learned_bounds.quantiles",
-                             "write [q_low, q_high] with 0 <= q_low < q_high <= 1, e.g. [0.25, 0.75]"))
+                             "write [q_low, q_high] with 0 <= q_low < q_high <= 1, "
+                             "e.g. [0.25, 0.75]"))
     # Detectors on fault rates must exist where indicators are on (a config without an `adwin`
     # detector and without indicators is fine).
     seen: set[str] = set()
@@ -698,14 +704,21 @@ def _check_quality(cfg: MonitorConfig) -> list[tuple[str, str]]:
                 seen.add(f"{where}[{k}]")
                 close = difflib.get_close_matches(det, list(cfg.detectors), n=1)
                 problems.append((f"{where}[{k}]", f"no detector named {det!r} in `detectors`"
-                                 + (f"; did you mean {close[0]!r}?" if close else
-                                    f"; define it there or use one of: {', '.join(cfg.detectors)}")))
+                                 + _detector_hint(close, cfg)))
     return problems
+
+
+def _detector_hint(close: list[str], cfg: MonitorConfig) -> str:
+    """The fix for an unknown detector name: the closest defined one, or the defined ones."""
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; define it there or use one of: {', '.join(cfg.detectors)}"
 
 
 def parse_config(raw: Any, source: str = "config") -> MonitorConfig:
     if not isinstance(raw, Mapping):
-        raise ConfigError([("(top level)", "the config must be a YAML mapping with at least `models`")], source)
+        raise ConfigError(
+            [("(top level)", "the config must be a YAML mapping with at least `models`")], source)
     try:
         cfg = MonitorConfig.model_validate(raw)
     except ValidationError as exc:
@@ -729,7 +742,8 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise ConfigError([(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")], str(p)) from None
+        problem = f"not valid YAML: {getattr(exc, 'problem', exc)}"
+        raise ConfigError([(where, problem)], str(p)) from None
     cfg = parse_config(raw, str(p))
     s = settings or Settings()
     return cfg.with_topics(inference=s.topic_inference, alerts=s.topic_alerts,
@@ -943,7 +957,8 @@ class Settings(ConnectionSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092",
+                                         validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     redis_cluster: bool = Field(
         False, validation_alias="REDIS_CLUSTER",
@@ -970,8 +985,9 @@ class Settings(ConnectionSettings):
     topic_operations: str | None = Field(None, validation_alias="SM_TOPIC_OPERATIONS")
     topic_labels: str | None = Field(None, validation_alias="SM_TOPIC_LABELS")
     topic_deployments: str | None = Field(None, validation_alias="SM_TOPIC_DEPLOYMENTS")
-    metrics_port: int = Field(9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
-                              description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
+        description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
     metrics_host: str = Field(
         "0.0.0.0", validation_alias="SM_METRICS_HOST",
         description="Bind address of /metrics, /healthz and /readyz: 0.0.0.0 (all interfaces, "
@@ -1006,8 +1022,8 @@ class Settings(ConnectionSettings):
                              "SM_ENABLE_TEST_FAILPOINTS=1)")
         return self
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="SM_LOG_LEVEL")
-    web_port: int = Field(6066, validation_alias="SM_WEB_PORT", description="Faust web port.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias="SM_LOG_LEVEL")
     data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",
                                  description="Faust's data directory (default: a temp folder).")
     fetch_max_wait_ms: int = Field(
@@ -1031,5 +1047,6 @@ class Settings(ConnectionSettings):
         description="Largest output record (key + value + headers) the worker sends; the "
         "producer's max_request_size is set above it. Keep it at or below the output topics' "
         "max.message.bytes.")
-    store_retry_max_seconds: float = Field(30.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
-                                           description="Cap on the backoff while Redis is down.")
+    store_retry_max_seconds: float = Field(
+        30.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
+        description="Cap on the backoff while Redis is down.")

@@ -32,7 +32,8 @@ async def run_demo(config_path: Path, settings: Settings, *, events: int, timeou
     topics = {k: f"demo-{run}-{k}" for k in ("inference", "alerts", "retrain", "dead_letter",
                                               "labels", "deployments")}
     env = dict(os.environ, SM_APP_ID=f"stream-monitor-demo-{run}", SM_KEY_PREFIX=f"sm-demo-{run}",
-               KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers, REDIS_URL=settings.redis_url,
+               KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+               REDIS_URL=settings.redis_url,
                **{f"SM_TOPIC_{k.upper()}": v for k, v in topics.items()})
     load_config(config_path)  # fail here, with the field named, before anything starts
     bootstrap = settings  # servers and security (TLS, SASL) for every client: docs/security.md

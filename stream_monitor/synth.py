@@ -30,7 +30,8 @@ class StreamSpec:
     events_per_model: int = 6000
     n_features: int = 10
     drifts: tuple[Drift, ...] = field(default_factory=lambda: (
-        Drift(3000, "amount", 1.5), Drift(3000, "utilization", -1.5), Drift(3000, "prediction", 1.0)))
+        Drift(3000, "amount", 1.5), Drift(3000, "utilization", -1.5),
+        Drift(3000, "prediction", 1.0)))
     seed: int = 7
     start_time: float = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     interval: float = 0.1  # seconds between events of one model

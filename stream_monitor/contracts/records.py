@@ -291,7 +291,8 @@ def _parse_timestamp(v: Any) -> float | None:
         try:
             dt = datetime.fromisoformat(v)
         except ValueError:
-            raise _Reject("wrong_type", f"timestamp {v!r} is not ISO 8601 or epoch seconds") from None
+            why = f"timestamp {v!r} is not ISO 8601 or epoch seconds"
+            raise _Reject("wrong_type", why) from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
         ts = dt.timestamp()

@@ -209,7 +209,7 @@ def seasonal_means(z: np.ndarray, period: int, first_phase: int) -> list[float]:
     return [float(x) for x in np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)]
 
 
-def calibrate(reference: Sequence[float], mean: float, std: float,
+def calibrate(reference: Sequence[float] | np.ndarray, mean: float, std: float,
               detector_params: Sequence[Mapping[str, Any]], budget: float,
               period: int = 0, first_phase: int = 0,
               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -330,7 +330,8 @@ def change_kind(reference: Sequence[float], after: Sequence[float]) -> str:
     >>> ref = rng.standard_normal(1000)
     >>> [change_kind(ref, rng.standard_normal(60) + d) for d in (1.0, 3.0, 10.0)]
     ['mean', 'mean', 'mean']
-    >>> change_kind(ref, rng.standard_normal(60) * 1.5), change_kind(ref, rng.standard_normal(60) * 0.5)
+    >>> wide, narrow = rng.standard_normal(60) * 1.5, rng.standard_normal(60) * 0.5
+    >>> change_kind(ref, wide), change_kind(ref, narrow)
     ('spread', 'spread')
     """
     x = np.asarray(reference, dtype=np.float64)

@@ -29,7 +29,7 @@ import random
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from river import drift, stats
 from river.drift import binary
@@ -61,7 +61,7 @@ class DetectorKind:
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        sig = inspect.signature(self.cls.__init__)
+        sig = inspect.signature(self.cls)  # the constructor's parameters, without self
         return tuple(p for p in sig.parameters if p != "self")
 
     def params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -79,7 +79,8 @@ REGISTRY: dict[str, DetectorKind] = {
             drift.ADWIN,
             "standardized",
             {"delta": 0.002, "clock": 32},
-            "ADaptive WINdowing: two sub-windows whose means differ by more than a Hoeffding bound.",
+            "ADaptive WINdowing: two sub-windows whose means differ by more than a Hoeffding "
+            "bound.",
         ),
         # River's Page-Hinkley thresholds are in the units of its input. We feed it values
         # standardized against the reference window, so these defaults are in reference
@@ -111,13 +112,19 @@ REGISTRY: dict[str, DetectorKind] = {
             "Two-sided CUSUMs on level and spread against the reference, calibrated to the "
             "false-alarm budget.",
         ),
-        DetectorKind("ddm", binary.DDM, "binary", {}, "Drift Detection Method on a 0/1 error stream."),
+        DetectorKind(
+            "ddm", binary.DDM, "binary", {}, "Drift Detection Method on a 0/1 error stream."
+        ),
         DetectorKind("eddm", binary.EDDM, "binary", {}, "Early DDM: distance between errors."),
-        DetectorKind("hddm_a", binary.HDDMA, "binary", {}, "HDDM with Hoeffding bounds on averages."),
+        DetectorKind(
+            "hddm_a", binary.HDDMA, "binary", {}, "HDDM with Hoeffding bounds on averages."
+        ),
         DetectorKind(
             "hddm_w", binary.HDDMW, "binary", {}, "HDDM with McDiarmid bounds on weighted averages."
         ),
-        DetectorKind("fhddm", binary.FHDDM, "binary", {}, "Fast Hoeffding DDM over a sliding window."),
+        DetectorKind(
+            "fhddm", binary.FHDDM, "binary", {}, "Fast Hoeffding DDM over a sliding window."
+        ),
     ]
 }
 
@@ -132,7 +139,7 @@ def build_detector(name: str, overrides: Mapping[str, Any] | None = None) -> Any
 # Checkpoint codec. Tagged JSON values: {"$f": "inf"} for non-finite floats, {"$b": base64},
 # {"$dq": [...], "maxlen": n}, {"$rng": [...]} and {"$o": "<allow-listed class>", "d": {...}}.
 
-_STATS_CLASSES: dict[str, type] = {
+_STATS_CLASSES: dict[str, type[Any]] = {
     "Mean": stats.Mean,
     "Var": stats.Var,
     "EWMean": stats.EWMean,
@@ -210,7 +217,7 @@ def _dec(value: Any, template: Any = None) -> Any:
             obj = template
             _overlay(vars(obj), value["d"], tag)
         else:
-            obj = cls.__new__(cls)
+            obj = cast(Any, cls).__new__(cls)  # a bare instance; its state comes next
             attrs = vars(obj)
             for k, v in value["d"].items():
                 attrs[k] = _dec(v)
@@ -242,7 +249,9 @@ def checkpoint(detector: Any) -> dict[str, Any]:
     return {k: _enc(v) for k, v in vars(detector).items() if not inspect.ismethod(v)}
 
 
-def restore_detector(name: str, overrides: Mapping[str, Any] | None, state: Mapping[str, Any]) -> Any:
+def restore_detector(
+    name: str, overrides: Mapping[str, Any] | None, state: Mapping[str, Any]
+) -> Any:
     """Rebuild a detector from its parameters and a :func:`checkpoint`.
 
     The result continues bit-identically to the detector that was checkpointed.

@@ -216,7 +216,7 @@ class LabelBook:
                     self._log(op, hit[0], hit[1], hit[2], op.value, op.t, False)
                 else:
                     self.early_labels.setdefault(b, {})[op.event_id] = (op.value, op.t)
-        out = []
+        out: list[Any] = []
         for vk in sorted(self.logs):
             out.extend(self.logs[vk][s] for s in sorted(self.logs[vk]))
         return out

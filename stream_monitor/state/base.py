@@ -24,7 +24,6 @@ __all__ = [
     "SignalDelta",
     "SignalSnapshot",
     "StateFencedError",
-    "StateLostError",
     "StateStore",
     "id_parts",
     "model_tag",
@@ -42,10 +41,6 @@ class StateFencedError(StreamMonitorError):
         self.lost = lost
         what = "is gone from the store" if lost else "was saved by another worker"
         super().__init__(f"state of {', '.join(model_ids)} {what}")
-
-
-class StateLostError(StreamMonitorError):
-    """The store lost its data (e.g. Redis restarted without persistence)."""
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 if TYPE_CHECKING:
-    from ..config import Settings
+    from ..config import ConnectionSettings
 
 __all__ = ["SLOTS", "group_by_slot", "is_cluster", "redis_client", "slot_of", "slot_tag",
            "split_cluster_url"]
@@ -47,7 +47,7 @@ def split_cluster_url(url: str) -> tuple[str, bool]:
     return (plain + sep + rest, True) if sep and plain else (url, False)
 
 
-def redis_client(source: Settings | str, *, cluster: bool = False, **kwargs: Any) -> Any:
+def redis_client(source: ConnectionSettings | str, *, cluster: bool = False, **kwargs: Any) -> Any:
     """An asyncio Redis client for ``source`` (settings, or a URL): a ``RedisCluster`` when
     the settings or the URL scheme ask for one, else a ``Redis``. Settings bring their ACL
     user, password and TLS files (:func:`~stream_monitor.state.connection.redis_kwargs`).

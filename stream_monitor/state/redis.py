@@ -218,7 +218,8 @@ class RedisStore:
             return {}
         try:
             metas = await self._mget([self._model_key(m) for m in ids])
-            found = [(m, _json(raw, m)) for m, raw in zip(ids, metas, strict=True) if raw is not None]
+            found = [(m, _json(raw, m))
+                     for m, raw in zip(ids, metas, strict=True) if raw is not None]
             if not found:
                 return {}
             # Every string key of the models found in one MGET (per slot on a cluster), and
@@ -250,7 +251,8 @@ class RedisStore:
                 i += 3
                 if raw_meta is None:
                     continue  # signal created but never saved; starts fresh
-                snap.signals.append(SignalSnapshot(_json(raw_meta, mid), _floats(recent), _floats(ref)))
+                snap.signals.append(
+                    SignalSnapshot(_json(raw_meta, mid), _floats(recent), _floats(ref)))
             out[mid] = snap
         return out
 

@@ -55,8 +55,8 @@ class Unique:
 
     def __init__(self) -> None:
         self.id = uuid.uuid4().hex[:10]
-        self.topics = {k: f"t-{self.id}-{k}" for k in ("inference", "alerts", "retrain", "dead_letter",
-                                                               "labels", "deployments")}
+        kinds = ("inference", "alerts", "retrain", "dead_letter", "labels", "deployments")
+        self.topics = {k: f"t-{self.id}-{k}" for k in kinds}
         self.app_id = f"sm-test-{self.id}"
         self.prefix = f"smt-{self.id}"
 
@@ -121,7 +121,8 @@ def start_worker(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterat
     started: list[WorkerProcess] = []
 
     def start(config: Path, unique: Unique, **env: str) -> WorkerProcess:
-        w = WorkerProcess([sys.executable, "-m", "stream_monitor", "worker", "--config", str(config)],
+        cmd = [sys.executable, "-m", "stream_monitor", "worker", "--config", str(config)]
+        w = WorkerProcess(cmd,
                           unique.env(kafka_bootstrap, redis_url, **env),
                           tmp_path / f"worker-{len(started)}.log")
         started.append(w)

@@ -70,7 +70,8 @@ def _phases(stream) -> list[tuple[str, list[bytes]]]:
         labels = labels[len(due):] if due == labels[:len(due)] else [v for v in labels
                                                                      if v not in set(due)]
         phases.append(("labels", due))
-    phases.append(("labels", [*labels, b'{"event_id": "x", "model_id": "churn-model"}', b"not json"]))
+    bad = [b'{"event_id": "x", "model_id": "churn-model"}', b"not json"]
+    phases.append(("labels", [*labels, *bad]))
     return phases
 
 

@@ -50,7 +50,8 @@ def _replay(config: Path, lines: list[bytes], tmp_path: Path) -> list[dict[str, 
     p = tmp_path / "events.jsonl"
     p.write_bytes(b"\n".join(lines) + b"\n")
     out = io.BytesIO()
-    replay_file(load_config(config), p, out, batch=257)  # odd batch size: boundaries must not matter
+    # odd batch size: boundaries must not matter
+    replay_file(load_config(config), p, out, batch=257)
     return [orjson.loads(x) for x in out.getvalue().splitlines()]
 
 
@@ -137,7 +138,8 @@ def test_alerts_retrain_and_dead_letters_on_real_kafka(kafka_bootstrap, redis_ur
                 else original["data"].encode())
         assert data == bad[off]
     assert dead[20]["original"]["value"]["encoding"] == "base64"
-    assert {dead[o]["reason_code"] for o in dead} == {"undecodable", "missing_field", "not_an_object"}
+    codes = {dead[o]["reason_code"] for o in dead}
+    assert codes == {"undecodable", "missing_field", "not_an_object"}
 
     # State is in Redis under the model's hash tag, as JSON (never pickle); the events carry
     # model_version "1", which has its own state unit.
@@ -166,7 +168,8 @@ def test_worker_replay_and_river_agree_on_drift_indices(kafka_bootstrap, unique,
                  "f5", "f6", "f7", "f8", "f9"):
         expected |= {(f"feature:{name}", i) for i in
                      direct_river([e["features"][name] for e in events], ref_size)}
-    expected |= {("prediction", i) for i in direct_river([e["prediction"] for e in events], ref_size)}
+    predictions = [e["prediction"] for e in events]
+    expected |= {("prediction", i) for i in direct_river(predictions, ref_size)}
     assert len(expected) >= 3  # the injected drifts are found at all
 
     replayed = {(a["signal"], a["detected_at"]["offset"])

@@ -120,7 +120,8 @@ def test_signal_match_that_can_match_nothing(example: dict[str, Any], match: str
     example["models"][1]["signals"][0]["match"] = match
     [(field, msg)] = problems_of(example)
     assert field == "models[1].signals[0].match"
-    assert f"{match!r} can match no signal" in msg and "'feature:<name>', 'prediction' or 'performance:error'" in msg
+    assert f"{match!r} can match no signal" in msg
+    assert "'feature:<name>', 'prediction' or 'performance:error'" in msg
 
 
 @pytest.mark.parametrize("match", ["prediction", "pred*", "prediction*", "feature:amount",
