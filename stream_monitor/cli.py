@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic_settings import BaseSettings
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
-
-from pydantic_settings import BaseSettings
 
 from .config import ConnectionSettings, Settings, load_config
 from .errors import ConfigError, UsageError
@@ -242,8 +241,9 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
 def replay(
     events: Annotated[Path, typer.Argument(help="JSON-lines file of inference events.")],
     config: ConfigOpt,
-    output: Annotated[Path | None, typer.Option("--output", "-o",
-                                                 help="Where to write output records (JSON lines); default stdout.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write output records (JSON lines); default "
+        "stdout.")] = None,
     batch: Annotated[int, typer.Option(help="Events per batch.")] = 2000,
     labels: Annotated[Path | None, typer.Option(
         help="JSON-lines label records, merged with the events by timestamp.")] = None,
@@ -328,8 +328,8 @@ def evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from .evaluate import load_changes, plot_evaluation
     from .evaluate import evaluate as run_evaluate
+    from .evaluate import load_changes, plot_evaluation
 
     cfg = _load(config)
     if image is not None:
@@ -392,19 +392,17 @@ def simulate(
         try:
             rates[model] = float(value)
         except ValueError:
-            err.print(f"--rate {r!r}: write MODEL=EVENTS_PER_SECOND, e.g. credit-risk=200")
-            raise typer.Exit(2) from None
+            rates[model] = -1.0
         if not model or not rates[model] >= 0:
-            err.print(f"--rate {r!r}: write MODEL=EVENTS_PER_SECOND, e.g. credit-risk=200")
-            raise typer.Exit(2)
+            raise UsageError(f"--rate {r!r}: write MODEL=EVENTS_PER_SECOND, e.g. "
+                             "credit-risk=200")
     sigs: dict[str, set[str]] = {}
     for s in signals or []:
-        model, _, names = s.partition("=")
-        if not model or not names:
-            err.print(f"--signals {s!r}: write MODEL=SIGNAL,SIGNAL, e.g. "
-                      "credit-risk=feature:amount,prediction")
-            raise typer.Exit(2)
-        sigs.setdefault(model, set()).update(n for n in names.split(",") if n)
+        model, _, listed = s.partition("=")
+        if not model or not listed:
+            raise UsageError(f"--signals {s!r}: write MODEL=SIGNAL,SIGNAL, e.g. "
+                             "credit-risk=feature:amount,prediction")
+        sigs.setdefault(model, set()).update(n for n in listed.split(",") if n)
     if events is not None:
         for line in events.open("rb"):
             try:
@@ -423,9 +421,8 @@ def simulate(
                 names.add("performance:error")
     missing = [m for m in rates if not sigs.get(m)]
     if missing:
-        err.print(f"no signals known for {', '.join(missing)}: pass --events with a sample or "
-                  "--signals MODEL=SIGNAL,...")
-        raise typer.Exit(2)
+        raise UsageError(f"no signals known for {', '.join(missing)}: pass --events with a "
+                         "sample or --signals MODEL=SIGNAL,...")
     out = run_simulate(cfg, rates, {m: sorted(v) for m, v in sigs.items()})
     for m in out["models"]:
         if not m["watched"]:
@@ -451,7 +448,8 @@ def synth(
         help="Instead: a classifier `churn-model` whose error rate jumps from 10% to 40% at its "
         "middle, its inputs unchanged; its delayed labels go to this file.")] = None,
 ) -> None:
-    """Write a seeded synthetic stream with drift at its middle (amount, utilization, prediction)."""
+    """Write a seeded synthetic stream with drift at its middle (amount, utilization,
+    prediction)."""
     from .synth import Drift, LabelledSpec, StreamSpec, generate, labelled
 
     if labels is not None:
@@ -469,14 +467,17 @@ def synth(
     with output.open("wb") as f:
         for line in generate(spec):
             f.write(line + b"\n")
-    err.print(f"wrote {events * len(spec.models)} events to {output} (drift at event {half} of each model)")
+    err.print(f"wrote {events * len(spec.models)} events to {output} (drift at event {half} of "
+              "each model)")
 
 
 @app.command()
 def plot(
     events: Annotated[Path, typer.Argument(help="JSON-lines inference events.")],
-    outputs: Annotated[Path, typer.Argument(help="JSON-lines output records (from replay or demo).")],
-    image: Annotated[Path, typer.Option("--image", "-o", help="PNG to write.")] = Path("out/signals.png"),
+    outputs: Annotated[Path, typer.Argument(
+        help="JSON-lines output records (from replay or demo).")],
+    image: Annotated[Path, typer.Option("--image", "-o", help="PNG to write.")] = Path(
+        "out/signals.png"),
     model: Annotated[str | None, typer.Option(help="Model id (default: the first one).")] = None,
 ) -> None:
     """Plot each alerted signal of a model with its drift points marked (needs the [plot]

@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from .config import DEFAULT_BUDGET, MonitorConfig, ModelRule, SignalRule, quality_rule
+from .config import DEFAULT_BUDGET, ModelRule, MonitorConfig, SignalRule, quality_rule
 from .core.detectors import REGISTRY
 
 __all__ = ["config_plan", "observe", "render_plan"]
