@@ -2,8 +2,9 @@
 # Install the tools the `deploy` tests need, into a cache outside the repo (idempotent):
 #   - Helm, built from the Go module proxy: GOBIN=<cache> go install helm.sh/helm/v3/cmd/helm@v3.22.0
 #     (several minutes of compiling on 2 cores, the first time only);
-#   - amtool (Alertmanager's CLI, to check deploy/'s Alertmanager config and its routes), the same way:
-#     go install github.com/prometheus/alertmanager/cmd/amtool@v0.28.1 (the version of the compose stack's Alertmanager image);
+#   - amtool (Alertmanager's CLI: checks deploy/alertmanager/alertmanager.yml and its routes), the
+#     same way: go install github.com/prometheus/alertmanager/cmd/amtool@v0.28.1, the version of
+#     the compose stack's Alertmanager image (tests/deploy/test_alertmanager.py checks they agree);
 #   - KEDA's CRDs (ScaledObject, TriggerAuthentication), from KEDA's Go module
 #     (go mod download github.com/kedacore/keda/v2@v2.21.0 -> config/crd/bases/);
 #   - the Prometheus Operator's ServiceMonitor CRD, from its Go module (v0.85.0,
