@@ -30,12 +30,19 @@ def _detector(cfg: MonitorConfig, name: str, budgeted: bool) -> dict[str, Any]:
             "calibrated": budgeted and kind.input != "binary"}
 
 
+def _watched_after(cfg: MonitorConfig, rule: ModelRule, budgeted: bool,
+                   period: int | None) -> int:
+    """Values a signal of the rule needs before it is watched: its reference size."""
+    return rule.reference_size or cfg.windows.reference_size
+
+
 def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[str, Any]:
     budget = sr.false_alarm_budget or rule.false_alarm_budget or cfg.false_alarm_budget
     if budget is None and any(cfg.detectors[d].type == "cusum" for d in sr.detectors):
         budget = DEFAULT_BUDGET  # a cusum always needs thresholds (the core does the same)
     out: dict[str, Any] = {
         "match": sr.match,
+        "watched_after": _watched_after(cfg, rule, budget is not None, sr.period),
         "detectors": [_detector(cfg, d, budget is not None) for d in sr.detectors],
         "false_alarm_budget": None if budget is None else {
             **budget.describe(), "label": budget.label(), "per_value": budget.per_value()},
@@ -80,19 +87,22 @@ def observe(cfg: MonitorConfig, events: Path, labels: Path | None = None) -> dic
     concrete signals found per model, each watched (with what calibration chose) or still
     collecting its reference (values it has vs values it needs)."""
     from .adapters.replay import replay_file
-    from .core.monitor import MonitorState
+    from .core.monitor import MonitorState, collecting
 
     states: list[MonitorState] = []
     total = replay_file(cfg, events, io.BytesIO(), labels=labels, state_out=states)
+    # What the core itself reports as still collecting (replay's summary, the metrics).
+    pending = {(r["model_id"], r["model_version"], r["signal"]): r
+               for r in collecting(states[0])}
     models = []
     for unit in sorted(states[0].models.values(), key=lambda m: m.unit or m.model_id):
         signals = []
         for name in sorted(unit.signals):
             sig = unit.signals[name]
-            row: dict[str, Any] = {"signal": name, "values": sig.n,
-                                   "watched": sig.detectors is not None,
-                                   "reference": len(sig.reference),
-                                   "reference_needed": sig.reference_size,
+            todo = pending.get((unit.model_id, unit.model_version, name))
+            row: dict[str, Any] = {"signal": name, "values": sig.n, "watched": todo is None,
+                                   "reference": todo["have"] if todo else None,
+                                   "reference_needed": todo["need"] if todo else None,
                                    "rebaselines": sig.generation,
                                    "detectors": list(sig.detector_names)}
             if sig.overrides:
@@ -133,7 +143,8 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             budget = (f"false-alarm budget {b['label']} ({b['per_value']:.3g} per value)"
                       if b else "no false-alarm budget: parameters as declared")
             period = f", period {s['period']} values" if "period" in s else ""
-            lines.append(f"  signals {s['match']!r}: {budget}{period}")
+            lines.append(f"  signals {s['match']!r}: watched after its first "
+                         f"{s['watched_after']} values; {budget}{period}")
             for d in s["detectors"]:
                 how = ("calibrated to the budget on each reference" if d["calibrated"] else
                        "binary input: not calibrated" if b and d["input"] == "binary" else

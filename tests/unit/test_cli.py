@@ -273,7 +273,7 @@ def test_check_config_prints_the_plan_of_every_model_rule() -> None:
               "(1e-06 per value)")
     for expected in [
         "models[0] 'credit-*': reference 1000 values per signal, recent 500",
-        f"  signals 'feature:*': {budget}",
+        f"  signals 'feature:*': watched after its first 1000 values; {budget}",
         "    adwin(delta=0.002, clock=32): calibrated to the budget on each reference",
         "models[1] 'churn-*': reference 500 values per signal, recent 500",
         "    hddm_a(defaults): binary input: not calibrated",
