@@ -27,46 +27,18 @@
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+SERVICES_NAME=services-cluster
+# shellcheck source=scripts/services-lib.sh
+source "$ROOT/scripts/services-lib.sh"
 BASE=${SM_REDIS_CLUSTER_PORT:-29810}
-[[ $BASE =~ ^[0-9]+$ ]] || { echo "services-cluster: error: port '$BASE' is not a number" >&2; exit 2; }
+check_ports "$BASE"
 RUN_DIR=${SM_REDIS_CLUSTER_RUN_DIR:-$ROOT/.local/run/redis-cluster}
 TIMEOUT=${SM_REDIS_CLUSTER_TIMEOUT:-60}
 PORTS=()
 for i in 0 1 2 3 4 5; do PORTS+=($((BASE + i))); done
 
-log() { printf 'services-cluster: %s\n' "$*" >&2; }
-die() { printf 'services-cluster: error: %s\n' "$*" >&2; exit 1; }
-
-ensure_redis() {
-    local missing=()
-    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-    command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
-    ((${#missing[@]} == 0)) && return 0
-    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
-        die "missing Debian packages: ${missing[*]} (install them: sudo apt-get install ${missing[*]})"
-    fi
-    log "installing Debian packages: ${missing[*]}…"
-    apt-get update -qq >&2 || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-        || die "apt-get install ${missing[*]} failed"
-}
-
-proc_alive() {
-    local st
-    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z* ]]
-}
-
 # node_pid PORT — print the pid if the node's pid file names a live redis-server on PORT.
-node_pid() {
-    local f=$RUN_DIR/$1/redis.pid pid args
-    [[ -s $f ]] || return 1
-    pid=$(tr -dc '0-9' <"$f")
-    [[ -n $pid ]] && proc_alive "$pid" || return 1
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    [[ $args == *redis-server* && $args == *":$1"* ]] || return 1
-    printf '%s\n' "$pid"
-}
+node_pid() { running_pid "$RUN_DIR/$1/redis.pid" redis-server ":$1"; }
 
 cli() { timeout 5 redis-cli -h 127.0.0.1 -p "$1" "${@:2}" 2>/dev/null; }
 
@@ -96,7 +68,7 @@ EOF
 
 start_node() {
     local port=$1 d=$RUN_DIR/$1 pid
-    if cli "$port" ping | grep -q PONG; then
+    if redis_answers -h 127.0.0.1 -p "$port"; then
         die "port $port answers but is not one of our nodes (pid file $d/redis.pid); stop it or set SM_REDIS_CLUSTER_PORT"
     fi
     write_conf "$port"
@@ -135,15 +107,9 @@ created() {  # any node knows more than itself or holds slots
     return 1
 }
 
-lock_run_dir() {
-    mkdir -p "$RUN_DIR"
-    exec 9>"$RUN_DIR/.lock"
-    flock -w 300 9 || die "another services-cluster.sh holds $RUN_DIR/.lock"
-}
-
 start() {
-    ensure_redis
-    lock_run_dir
+    ensure_cmds redis-server:redis-server redis-cli:redis-tools
+    lock_run_dir "$RUN_DIR"
     local port launched=0 deadline addrs=()
     if healthy; then
         for port in "${PORTS[@]}"; do node_pid "$port" >/dev/null || die "cluster on $BASE is healthy but node $port is not ours"; done
@@ -155,10 +121,10 @@ start() {
         start_node "$port"
         launched=1
     done
-    if ((launched)) && [[ -n ${SM_STARTED_FILE:-} ]]; then echo redis-cluster >>"$SM_STARTED_FILE"; fi
+    if ((launched)); then note_started redis-cluster; fi
     deadline=$((SECONDS + 20))
     for port in "${PORTS[@]}"; do
-        until cli "$port" ping | grep -q PONG; do
+        until redis_answers -h 127.0.0.1 -p "$port"; do
             ((SECONDS < deadline)) || die "node $port does not answer; see $RUN_DIR/$port/redis.log"
             sleep 0.1
         done
@@ -181,19 +147,14 @@ start() {
 }
 
 stop() {
-    lock_run_dir
-    local port pid deadline
+    lock_run_dir "$RUN_DIR"
+    local port pid
     for port in "${PORTS[@]}"; do
         if ! pid=$(node_pid "$port"); then
             rm -f "$RUN_DIR/$port/redis.pid"
             continue
         fi
-        kill -TERM "$pid" 2>/dev/null || true
-        deadline=$((SECONDS + 10))
-        while proc_alive "$pid"; do
-            if ((SECONDS >= deadline)); then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; break; fi
-            sleep 0.1
-        done
+        kill_pid "node $port" "$pid" 10
         rm -f "$RUN_DIR/$port/redis.pid"
         log "stopped node $port (pid $pid)"
     done

@@ -24,12 +24,13 @@
 set -euo pipefail
 
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+SERVICES_NAME=services-secure
+# shellcheck source=scripts/services-lib.sh
+source "$ROOT/scripts/services-lib.sh"
 RUN=${SM_SECURE_RUN_DIR:-$ROOT/.local/run-secure}
 SASL_PORT=${SM_SECURE_KAFKA_PORT:-29802}
 REDIS_PORT=${SM_SECURE_REDIS_PORT:-29830}
-for _p in "$SASL_PORT" "$REDIS_PORT"; do
-    [[ $_p =~ ^[0-9]+$ ]] || { echo "services-secure: error: port '$_p' is not a number" >&2; exit 2; }
-done
+check_ports "$SASL_PORT" "$REDIS_PORT"
 INTERNAL_PORT=$((SASL_PORT - 1))
 CTRL_PORT=$((SASL_PORT - 2))
 TLS=$RUN/tls
@@ -40,49 +41,6 @@ KPROPS=$KDIR/server.properties
 KPID=$KDIR/kafka.pid
 RPID=$RDIR/redis.pid
 KAFKA_TIMEOUT=${SM_KAFKA_START_TIMEOUT:-90}
-
-log() { printf 'services-secure: %s\n' "$*" >&2; }
-die() { printf 'services-secure: error: %s\n' "$*" >&2; exit 1; }
-
-proc_alive() {
-    local st
-    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z* ]]
-}
-
-# running_pid PIDFILE MARKER — the pid, if the pid file names a live process of ours.
-running_pid() {
-    local pid
-    [[ -s $1 ]] || return 1
-    pid=$(tr -dc '0-9' <"$1")
-    [[ -n $pid ]] && proc_alive "$pid" || return 1
-    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$2"* ]] || return 1
-    printf '%s\n' "$pid"
-}
-
-port_open() {
-    # shellcheck disable=SC2016  # $1 is expanded by the inner bash
-    timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" >/dev/null 2>&1
-}
-
-kill_pid() {
-    local name=$1 pid=$2 grace=$3 deadline
-    kill -TERM "$pid" 2>/dev/null || return 0
-    deadline=$((SECONDS + grace))
-    while proc_alive "$pid"; do
-        if ((SECONDS >= deadline)); then
-            log "$name (pid $pid) did not stop within ${grace}s, sending KILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.5
-            break
-        fi
-        sleep 0.2
-    done
-}
-
-note_started() {
-    if [[ -n ${SM_STARTED_FILE:-} ]]; then printf 'secure\n' >>"$SM_STARTED_FILE"; fi
-}
 
 secret() {  # secret NAME — create once (random), print the path
     local f=$SECRETS/$1
@@ -98,15 +56,7 @@ secret() {  # secret NAME — create once (random), print the path
 
 make_tls() {
     [[ -s $TLS/server.crt && -s $TLS/other-ca.crt ]] && return 0
-    if ! command -v openssl >/dev/null; then
-        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-            log "installing openssl…"
-            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-                --no-install-recommends openssl; } >&2 || die "apt-get install openssl failed"
-        else
-            die "openssl is missing (sudo apt-get install openssl)"
-        fi
-    fi
+    ensure_cmds openssl:openssl
     mkdir -p "$TLS"
     log "making a test CA and a server certificate for localhost/127.0.0.1 in $TLS…"
     (
@@ -127,9 +77,7 @@ make_tls() {
 # ---------------------------------------------------------------- Kafka
 
 kafka_ready() {  # the plaintext INTERNAL listener answers a metadata request
-    local out
-    out=$(timeout 10 kcat -b "127.0.0.1:$INTERNAL_PORT" -L -m 3 2>/dev/null) || return 1
-    grep -Eq '^[[:space:]]*broker [0-9]+ at ' <<<"$out"
+    kafka_answers "127.0.0.1:$INTERNAL_PORT"
 }
 
 start_kafka() {
@@ -161,30 +109,11 @@ listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.se
 ssl.keystore.type=PEM
 ssl.keystore.location=$KDIR/server-keystore.pem
 ssl.client.auth=none
-log.dirs=$KDIR/data
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-num.partitions=1
-auto.create.topics.enable=true
 EOF
-    cat >"$KDIR/log4j2.properties" <<'EOF'
-status = warn
-shutdownHook = disable
-appender.server.type = File
-appender.server.name = SERVER
-appender.server.fileName = ${sys:kafka.logs.dir}/server.log
-appender.server.layout.type = PatternLayout
-appender.server.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.server.ref = SERVER
-logger.statechange.name = state.change.logger
-logger.statechange.level = WARN
-EOF
+    kafka_single_node_props "$KDIR/data" >>"$KPROPS"
+    write_kafka_log4j "$KDIR"
     if [[ ! -f $KDIR/data/meta.properties ]]; then
-        cid=$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null)
-        cid=${cid//[[:space:]]/}
+        cid=$(kafka_cluster_id "$KDIR" "$libs")
         # SCRAM users exist from the first start: KRaft writes them with the storage format.
         java -cp "$libs/*" kafka.tools.StorageTool format -t "$cid" -c "$KPROPS" \
             --add-scram "SCRAM-SHA-512=[name=admin,password=$(<"$(secret kafka-admin)")]" \
@@ -194,15 +123,10 @@ EOF
     fi
     [[ -f $KDIR/logs/server.log ]] && mv -f "$KDIR/logs/server.log" "$KDIR/logs/server.log.prev"
     log "starting kafka with SASL_SSL on localhost:$SASL_PORT (internal 127.0.0.1:$INTERNAL_PORT)…"
-    (
-        cd "$KDIR"
-        exec setsid nohup java -Xms128m -Xmx384m -Djava.awt.headless=true \
-            -Dlog4j2.configurationFile="$KDIR/log4j2.properties" -Dkafka.logs.dir="$KDIR/logs" \
-            -cp "$libs/*" kafka.Kafka "$KPROPS" </dev/null >"$KDIR/logs/stdout.log" 2>&1 8>&- 9>&-
-    ) &
+    launch_kafka "$KDIR" "$libs" "$KPROPS" -Xms128m -Xmx384m
     pid=$!
     printf '%s\n' "$pid" >"$KPID"
-    note_started
+    note_started secure
     local deadline=$((SECONDS + KAFKA_TIMEOUT))
     until kafka_ready && grep -q 'Kafka Server started' "$KDIR/logs/server.log" 2>/dev/null; do
         if ! proc_alive "$pid" || ((SECONDS >= deadline)); then
@@ -219,10 +143,8 @@ EOF
 # ---------------------------------------------------------------- Redis
 
 redis_ready() {
-    local out
-    out=$(timeout 5 redis-cli --tls --cacert "$TLS/ca.crt" -h localhost -p "$REDIS_PORT" \
-        --user admin --pass "$(<"$(secret redis-admin)")" --no-auth-warning ping 2>/dev/null) || return 1
-    [[ $out == PONG ]]  # redis-cli exits 0 even when AUTH failed
+    redis_answers --tls --cacert "$TLS/ca.crt" -h localhost -p "$REDIS_PORT" \
+        --user admin --pass "$(<"$(secret redis-admin)")"
 }
 
 start_redis() {
@@ -265,7 +187,7 @@ EOF
     ) &
     pid=$!
     printf '%s\n' "$pid" >"$RPID"
-    note_started
+    note_started secure
     local deadline=$((SECONDS + 20))
     until redis_ready; do
         if ! proc_alive "$pid" || ((SECONDS >= deadline)); then
@@ -292,17 +214,13 @@ print_env() {
 
 case ${1:-} in
     start)
-        mkdir -p "$RUN"
-        exec 9>"$RUN/.lock"
-        flock -w 300 9 || die "another services-secure.sh holds $RUN/.lock"
+        lock_run_dir "$RUN"
         make_tls
         start_kafka
         start_redis
         ;;
     stop)
-        mkdir -p "$RUN"
-        exec 9>"$RUN/.lock"
-        flock -w 300 9 || die "another services-secure.sh holds $RUN/.lock"
+        lock_run_dir "$RUN"
         if pid=$(running_pid "$KPID" "$KPROPS"); then log "stopping kafka (pid $pid)"; kill_pid kafka "$pid" 60; fi
         if pid=$(running_pid "$RPID" ":$REDIS_PORT"); then log "stopping redis (pid $pid)"; kill_pid redis "$pid" 10; fi
         rm -f "$KPID" "$RPID"

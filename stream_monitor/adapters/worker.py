@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import signal
 import socket
 import sys
@@ -44,6 +43,7 @@ from aiokafka.errors import (
     KafkaError,
     TopicAlreadyExistsError,
 )
+from redis.backoff import ExponentialBackoff
 
 from ..config import MonitorConfig, Settings
 from ..contracts.records import SCHEMA_VERSION, DeadLetter, Position, RawRecord, iso_time, record_id
@@ -51,6 +51,7 @@ from ..errors import OutputRejectedError, TransientStoreError
 from ..observability.logging import log_context
 from ..pipeline import BatchOutput, BatchPipeline, OutputRecord, _output
 from ..state.base import StateFencedError, StateStore
+from ..state.client import store_backoff
 from .kafka_clients import client_kwargs
 
 __all__ = ["KafkaWorker", "MonitorWorker"]
@@ -128,12 +129,19 @@ class MonitorWorker:
         return out
 
     async def process(self, raws: Sequence[RawRecord]) -> BatchOutput:
-        """Run a batch until its state is saved; retry while the store is down."""
-        delay = 0.1
+        """Run a batch until its state is saved; retry while the store is down.
+
+        A loop of ours, not redis-py's Retry (which already retried each command, see
+        state/client.py): a fenced save reloads before the next try, a poison event is
+        isolated, and a store that stays down is waited for as long as it takes."""
+        backoff = store_backoff(self.settings.store_retry_max_seconds)
+        failures = 0
         while True:
             try:
                 return await self.pipeline.run(raws)
             except TransientStoreError as exc:
+                failures += 1
+                delay = backoff.compute(failures)
                 log.warning("state store unavailable, retrying batch of %d in %.1fs: %s",
                             len(raws), delay, exc)
             except StateFencedError as exc:
@@ -161,8 +169,7 @@ class MonitorWorker:
                 for raw in raws:
                     total.merge(await self.process([raw]))
                 return total
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, self.settings.store_retry_max_seconds)
+            await asyncio.sleep(delay)
 
     async def publish(self, records: Sequence[OutputRecord]) -> None:
         """Send every output and wait until the broker acknowledged all of them. Transient
@@ -179,8 +186,11 @@ class MonitorWorker:
                     f"{r.record.get('type')} for topic {r.topic} is {size} bytes, over "
                     f"SM_MAX_OUTPUT_BYTES={limit}; this is a bug (outputs are bounded), please "
                     "report it")
-        delay = 0.2
+        # A loop of ours around aiokafka's own retries (which end at its request timeout): it
+        # outlasts a broker outage and counts the refusals that retrying cannot mend.
+        backoff = ExponentialBackoff(cap=10.0, base=0.1)  # 0.2, 0.4, ... 10 s
         refused = 0
+        failures = 0
         while True:
             try:
                 futs = [await self.producer.send(r.topic, r.value, key=r.key,
@@ -201,10 +211,11 @@ class MonitorWorker:
                             "this worker may write to them, and their max.message.bytes is at "
                             f"least SM_MAX_OUTPUT_BYTES={limit}") from exc
                 # Re-sending is safe: ids are deterministic, consumers dedupe on them.
+                failures += 1
+                delay = backoff.compute(failures)
                 log.warning("publishing %d records failed, retrying in %.1fs: %r",
                             len(records), delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     async def clear_outbox(self, out: BatchOutput) -> None:
         """Confirmed outputs leave the outbox. If this fails they are published again later
@@ -218,16 +229,18 @@ class MonitorWorker:
 
     async def check_epoch(self) -> None:
         """Notice that Redis lost its data, say so on the operations topic, start fresh."""
-        delay = 0.1
-        while True:
+        backoff = store_backoff(self.settings.store_retry_max_seconds)
+        failures = 0
+        while True:  # until Redis answers: the batch cannot go on without knowing
             try:
                 if await self.store.check_epoch():
                     return
                 break
             except TransientStoreError as exc:
+                failures += 1
+                delay = backoff.compute(failures)
                 log.warning("state store unavailable, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self.settings.store_retry_max_seconds)
+                await asyncio.sleep(delay)
         await self.state_reset("the Redis epoch marker is gone: Redis lost its data (restarted "
                                "without persistence?)", models=sorted(self.pipeline.state.models))
 

@@ -21,19 +21,19 @@ answers it once per version with a ``deployment_check`` record (schema ``deploym
 
 Everything here is I/O-free and deterministic: the same windows give the same record and the
 same ``check_id`` (one check per version), so a replay or a redelivery can be deduplicated.
-scipy is not a dependency; the KS statistic and its asymptotic p-value (the Kolmogorov
-distribution with the usual small-sample correction, as in Numerical Recipes' ``kstwo``) and
-the normal tail (``math.erfc``) are computed here.
+The KS test is scipy's; the normal tail of the performance test is ``math.erfc``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from ..contracts.records import SCHEMA_VERSION, iso_time, record_id
 from .stats import summarize
@@ -44,7 +44,6 @@ __all__ = [
     "compare_performance",
     "compare_signal",
     "deployment_check",
-    "kolmogorov_sf",
     "ks_2samp",
 ]
 
@@ -52,71 +51,36 @@ VERDICTS = ("pass", "warn", "fail")
 FEATURE_PREFIX = "feature:"
 
 
-def kolmogorov_sf(lam: float) -> float:
-    """P(K > lam) for the Kolmogorov distribution K (the limit law of sqrt(n) * D).
-
-    Two series, each used where it converges fast: for small ``lam`` the theta-function form
-    ``1 - sqrt(2 pi)/lam * sum exp(-(2j-1)^2 pi^2 / (8 lam^2))``, otherwise
-    ``2 * sum (-1)^(j-1) exp(-2 j^2 lam^2)``.
-
-    >>> kolmogorov_sf(0.0)
-    1.0
-    >>> round(kolmogorov_sf(1.3581), 4)  # the classic 5% critical value
-    0.05
-    >>> round(kolmogorov_sf(1.6276), 4)  # and the 1% one
-    0.01
-    """
-    if not lam > 0.0:  # also NaN
-        return 1.0
-    total = 0.0
-    if lam < 1.18:
-        y = math.exp(-(math.pi**2) / (8.0 * lam * lam))
-        for j in range(1, 50):
-            term = y ** ((2 * j - 1) ** 2)
-            total += term
-            if term <= 1e-17 * total:
-                break
-        sf = 1.0 - math.sqrt(2.0 * math.pi) / lam * total
-    else:
-        x = math.exp(-2.0 * lam * lam)
-        for j in range(1, 50):
-            term = x ** (j * j)
-            total += term if j % 2 else -term
-            if term <= 1e-17 * abs(total):
-                break
-        sf = 2.0 * total
-    return min(1.0, max(0.0, sf))
-
-
 def ks_2samp(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov test: (D statistic, asymptotic two-sided p-value).
+    """Two-sample Kolmogorov-Smirnov test: (D statistic, two-sided p-value), by
+    :func:`scipy.stats.ks_2samp` with its default method.
 
-    D is the largest distance between the two empirical CDFs, evaluated at every pooled value
-    (``searchsorted(..., side="right")``, so ties between and within the samples are counted
-    correctly). The p-value is ``kolmogorov_sf((sqrt(en) + 0.12 + 0.11/sqrt(en)) * D)`` with the
-    effective size ``en = n*m/(n+m)``, clamped to [0, 1]. Values must be finite; both samples
-    must be non-empty.
+    That method is *exact* while both samples have at most 10,000 values and asymptotic
+    beyond; scipy also falls back to the asymptotic one when the exact sum fails (its
+    RuntimeWarning is silenced here: the fallback is what we want). The hand-written test this
+    replaced used the Numerical Recipes asymptotic formula: on windows of hundreds of values the
+    p-values differ by a few thousandths, on tiny ones the exact value is the right one (5
+    against 5 disjoint values: 2/252, where the formula said 0.0038). Measured cost with normal
+    samples: 0.02 s for 500 against 500 values, 0.1 s for 5,000 against 5,000, once per signal
+    and version. Both samples must be non-empty; values must be finite.
 
     >>> ks_2samp([1, 2, 3], [1, 2, 3])
     (0.0, 1.0)
     >>> d, p = ks_2samp([1, 2, 3, 4, 5], [6, 7, 8, 9, 10])
-    >>> d, round(p, 4)
-    (1.0, 0.0038)
+    >>> d, round(p, 4)  # exact: 2 of the C(10, 5) orderings are this extreme
+    (1.0, 0.0079)
     >>> ks_2samp([0, 0, 1], [0, 1, 1])[0]  # ties: F_a(0) = 2/3, F_b(0) = 1/3
     0.3333333333333333
     """
-    x = np.sort(np.asarray(a, dtype=np.float64).ravel())
-    y = np.sort(np.asarray(b, dtype=np.float64).ravel())
-    n, m = x.size, y.size
-    if n == 0 or m == 0:
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    if x.size == 0 or y.size == 0:
         raise ValueError("ks_2samp needs two non-empty samples")
-    pooled = np.concatenate([x, y])
-    cdf_x = np.searchsorted(x, pooled, side="right") / n
-    cdf_y = np.searchsorted(y, pooled, side="right") / m
-    d = float(np.max(np.abs(cdf_x - cdf_y)))
-    en = math.sqrt(n * m / (n + m))
-    p = kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
-    return d, p
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="ks_2samp: Exact calculation",
+                                category=RuntimeWarning)
+        res = stats.ks_2samp(x, y)
+    return float(res.statistic), float(res.pvalue)
 
 
 def compare_signal(signal: str, previous: Sequence[float], new: Sequence[float], *,

@@ -61,40 +61,40 @@ def _num(x: Any) -> str:
     return f"{x:+.2f}" if isinstance(x, int | float) else "?"
 
 
-def _drift_alert(rec: dict[str, Any], level: EvidenceLevel) -> dict[str, Any]:
+def _drift_record(rec: dict[str, Any], level: EvidenceLevel) -> dict[str, Any]:
+    """A drift alert or a resolution. ``aggregate``: its window summaries cut to count, mean
+    and std. ``none``: the evidence keeps the shift (a resolution also its window's count) and
+    the summary is written again from them, without the reference mean."""
     ev = rec.get("evidence") or {}
-    out = dict(rec)
     if level == "aggregate":
-        out["evidence"] = _strip_extremes(ev)
-        return out
+        return {**rec, "evidence": _strip_extremes(ev)}
     shift = ev.get("mean_shift_in_reference_std")
-    out["evidence"] = {"mean_shift_in_reference_std": shift}
     current = ev.get("current") or {}
+    if rec.get("type") == "drift_resolved":
+        evidence: dict[str, Any] = {"current": {"count": current.get("count")}}
+        summary = _resolved_summary(rec, shift, current)
+    else:
+        evidence, summary = {}, _alert_summary(rec, shift, current)
+    evidence["mean_shift_in_reference_std"] = shift
+    return {**rec, "evidence": evidence, "summary": summary}
+
+
+def _alert_summary(rec: dict[str, Any], shift: Any, current: dict[str, Any]) -> str:
     direction = "rose" if (shift or 0) > 0 else "fell"
     det = rec.get("detector") or {}
     at = rec.get("detected_at") or {}
-    out["summary"] = (f"{rec.get('model_id')} {rec.get('signal')}: mean {direction} by "
-                      f"{_num(shift)} reference std over the last {current.get('count', '?')} "
-                      f"values; {det.get('name')} fired at offset {at.get('offset')}")
-    return out
+    return (f"{rec.get('model_id')} {rec.get('signal')}: mean {direction} by "
+            f"{_num(shift)} reference std over the last {current.get('count', '?')} "
+            f"values; {det.get('name')} fired at offset {at.get('offset')}")
 
 
-def _drift_resolved(rec: dict[str, Any], level: EvidenceLevel) -> dict[str, Any]:
-    if level == "aggregate":
-        return rec
-    ev = rec.get("evidence") or {}
-    current = ev.get("current") or {}
-    shift = ev.get("mean_shift_in_reference_std")
-    out = dict(rec)
-    out["evidence"] = {"current": {"count": current.get("count")},
-                       "mean_shift_in_reference_std": shift}
+def _resolved_summary(rec: dict[str, Any], shift: Any, current: dict[str, Any]) -> str:
     rule = rec.get("rule") or {}
     at = rec.get("resolved_at") or {}
-    out["summary"] = (f"{rec.get('model_id')} {rec.get('signal')}: back within "
-                      f"{rule.get('resolve_max_shift')} reference std of the reference mean "
-                      f"({_num(shift)} std over the last {current.get('count')} values); "
-                      f"resolved at offset {at.get('offset')}")
-    return out
+    return (f"{rec.get('model_id')} {rec.get('signal')}: back within "
+            f"{rule.get('resolve_max_shift')} reference std of the reference mean "
+            f"({_num(shift)} std over the last {current.get('count')} values); "
+            f"resolved at offset {at.get('offset')}")
 
 
 def _retrain_request(rec: dict[str, Any], level: EvidenceLevel) -> dict[str, Any]:
@@ -120,7 +120,7 @@ def _deployment_check(rec: dict[str, Any], level: EvidenceLevel) -> dict[str, An
     return out
 
 
-_BY_TYPE = {"drift_alert": _drift_alert, "drift_resolved": _drift_resolved,
+_BY_TYPE = {"drift_alert": _drift_record, "drift_resolved": _drift_record,
             "retrain_request": _retrain_request, "deployment_check": _deployment_check}
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Literal, Protocol
 
 import aiohttp
@@ -24,7 +27,7 @@ from .notification import Notification
 from .payloads import HttpRequest, build_request
 
 __all__ = ["DeliveryHooks", "DeliveryResult", "Forwarder", "TokenBucket", "backoff_delay",
-           "is_retryable"]
+           "is_retryable", "retry_after_seconds"]
 
 log = logging.getLogger("stream_monitor.notify")
 
@@ -203,13 +206,34 @@ class Forwarder:
         async with self.session.post(req.url, data=req.body, headers=req.headers,
                                      timeout=timeout, allow_redirects=False) as resp:
             text = await resp.text(errors="replace")
-            return resp.status, text, _retry_after(resp.headers.get("Retry-After"))
+            wait = retry_after_seconds(resp.headers.get("Retry-After"), self.clock())
+            return resp.status, text, wait
 
 
-def _retry_after(v: str | None) -> float | None:
-    if not v:
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, which RFC 9110 (10.2.3) allows as
+    delta-seconds or as an HTTP-date; ``now`` is the epoch time to count a date from. None when
+    the header is absent or unparsable: our own backoff applies then.
+
+    >>> retry_after_seconds("120", now=0.0)
+    120.0
+    >>> retry_after_seconds("Thu, 01 Jan 1970 00:02:00 GMT", now=60.0)
+    60.0
+    >>> retry_after_seconds("soon", now=0.0) is None
+    True
+    """
+    if not value or not value.strip():
         return None
     try:
-        return max(0.0, float(v))
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date; fall back to our own backoff
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" or no zone: HTTP-dates are in GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)

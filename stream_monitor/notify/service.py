@@ -13,6 +13,7 @@ partitions are handled concurrently, and so are the targets of one record.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -23,6 +24,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from redis.backoff import ExponentialBackoff
 
 from ..adapters.kafka_clients import KafkaTarget, describe, kafka_kwargs
 from ..contracts.records import SCHEMA_VERSION, bytes_field, iso_time, record_id
@@ -276,8 +278,10 @@ class Notifier:
         the offset must not be committed before."""
         assert self.producer is not None
         topic = self.config.topics.dead_letter
-        delay = 0.2
-        for attempt in range(1, 1_000_000):  # bounded only by the producer coming back
+        # A loop of ours around aiokafka's own retries (which end at its request timeout): the
+        # offset waits for these records however long the broker is away.
+        backoff = ExponentialBackoff(cap=10.0, base=0.1)  # 0.2, 0.4, ... 10 s
+        for attempt in itertools.count(1):
             try:
                 futs = []
                 for rec in records:
@@ -292,10 +296,10 @@ class Notifier:
                 await asyncio.gather(*futs)
                 break
             except KafkaError as exc:
+                delay = backoff.compute(attempt)
                 log.warning("dead-letter publish failed (attempt %d), retrying in %.1fs: %s",
                             attempt, delay, exc)
                 await self.sleep(delay)
-                delay = min(delay * 2, 10.0)
         h.dead_letters.extend(records)
         if self.metrics:
             for rec in records:

@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 __all__ = ["Check", "HealthServer", "Readiness", "failure_code", "start_http_server"]
 
@@ -126,8 +127,20 @@ class HealthServer:
             self._runner = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = await asyncio.to_thread(generate_latest, self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # prometheus_client's exposition: its encoder for the Accept header (OpenMetrics when
+        # asked for, else the text format) and its ``name[]`` filter, as in its own aiohttp
+        # handler (prometheus_client.aiohttp, 0.24+). That handler renders on the event loop;
+        # here the render runs in a thread, because a worker at its label limits (1,000 models,
+        # 5,000 signal series: 33,000 lines) took 1.9 s to render, measured on a loaded
+        # 2-core machine, and would stall its Kafka consumer for that long.
+        encoder, content_type = choose_encoder(",".join(request.headers.getall("Accept", [])))
+        registry: Any = self.registry
+        if "name[]" in request.query:
+            registry = registry.restricted_registry(request.query.getall("name[]"))
+        body = await asyncio.to_thread(encoder, registry)
+        response = web.Response(body=body, headers={"Content-Type": content_type})
+        response.enable_compression()
+        return response
 
     async def _healthz(self, request: web.Request) -> web.Response:
         if self.liveness is not None:

@@ -23,14 +23,23 @@ from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import AbstractBackoff, EqualJitterBackoff
 
 if TYPE_CHECKING:
     from ..config import ConnectionSettings
 
-__all__ = ["SLOTS", "group_by_slot", "is_cluster", "redis_client", "slot_of", "slot_tag",
-           "split_cluster_url"]
+__all__ = ["COMMAND_RETRIES", "SLOTS", "group_by_slot", "is_cluster", "redis_client",
+           "slot_of", "slot_tag", "split_cluster_url", "store_backoff"]
 
 SLOTS = 16384
+# redis-py retries a command that met a connection error or a timeout (on a fresh connection)
+# this many times, so a blip (a restart, a failover of a second) is absorbed inside the client.
+# A longer outage then surfaces as TransientStoreError, and the worker waits for Redis with
+# store_backoff (capped by SM_STORE_RETRY_MAX_SECONDS) and runs the batch again.
+COMMAND_RETRIES = 3
+_COMMAND_RETRY_CAP_SECONDS = 1.0
+_BACKOFF_BASE_SECONDS = 0.05
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
@@ -47,11 +56,24 @@ def split_cluster_url(url: str) -> tuple[str, bool]:
     return (plain + sep + rest, True) if sep and plain else (url, False)
 
 
+def store_backoff(cap_seconds: float) -> AbstractBackoff:
+    """redis-py's exponential backoff with equal jitter: after ``failures`` failed tries
+    ``compute(failures)`` is a random wait in [c/2, c], c = min(cap, 0.05 s * 2**failures).
+
+    >>> b = store_backoff(30.0)
+    >>> 0.05 <= b.compute(1) <= 0.1, 15.0 <= b.compute(20) <= 30.0
+    (True, True)
+    """
+    return EqualJitterBackoff(cap=cap_seconds, base=_BACKOFF_BASE_SECONDS)
+
+
 def redis_client(source: ConnectionSettings | str, *, cluster: bool = False, **kwargs: Any) -> Any:
     """An asyncio Redis client for ``source`` (settings, or a URL): a ``RedisCluster`` when
     the settings or the URL scheme ask for one, else a ``Redis``. Settings bring their ACL
     user, password and TLS files (:func:`~stream_monitor.state.connection.redis_kwargs`).
-    ``kwargs`` go to redis-py (they override the timeouts set here)."""
+    Every client retries a command :data:`COMMAND_RETRIES` times with :func:`store_backoff`
+    (capped at 1 s) on a connection error or timeout, the same whatever the redis-py version's
+    default. ``kwargs`` go to redis-py (they override the timeouts and the retry set here)."""
     sec: dict[str, Any] = {}
     if isinstance(source, str):
         url = source
@@ -62,8 +84,9 @@ def redis_client(source: ConnectionSettings | str, *, cluster: bool = False, **k
         cluster = cluster or bool(getattr(source, "redis_cluster", False))
         sec = redis_kwargs(source)
     url, by_scheme = split_cluster_url(url)
-    opts: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, **sec,
-                            **kwargs}
+    retry = Retry(store_backoff(_COMMAND_RETRY_CAP_SECONDS), COMMAND_RETRIES)
+    opts: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0,
+                            "retry": retry, **sec, **kwargs}
     if cluster or by_scheme:
         return RedisCluster.from_url(url, **opts)
     opts.setdefault("health_check_interval", 10)

@@ -17,6 +17,9 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
 from ..config import ConnectionSettings
 from ..errors import ConnectionCheckError
 
@@ -173,7 +176,9 @@ async def redis_preflight(settings: ConnectionSettings, prefix: str, *,
     again). One attempt; a failure raises :class:`ConnectionCheckError`."""
     from .redis import Scripts
 
-    client = redis_client(settings, health_check_interval=0)
+    # One attempt: a refused password or a missing ACL rule is not mended by the retries
+    # every other client has (COMMAND_RETRIES).
+    client = redis_client(settings, health_check_interval=0, retry=Retry(NoBackoff(), 0))
     tag = f"{prefix}:{{preflight-{uuid.uuid4().hex[:8]}}}"
     keys = [f"{tag}:k", f"{tag}:h", f"{tag}:z", f"{tag}:s"]
     try:

@@ -4,7 +4,6 @@ worker's settings. No cluster needed: Helm and the CRDs come from scripts/tools.
 
 from __future__ import annotations
 
-import copy
 import re
 import subprocess
 from pathlib import Path
@@ -20,6 +19,7 @@ from stream_monitor.config import MonitorConfig, Settings, Topics, parse_config
 from stream_monitor.notify.config import NotifySettings, parse_notify_config
 from stream_monitor.observability.http import HealthServer
 
+from ..helpers import DELETE, replaced
 from .conftest import ROOT, Tools
 
 pytestmark = pytest.mark.deploy
@@ -207,17 +207,9 @@ def test_crd_validation_can_fail(tools: Tools) -> None:
     (so,) = by_kind(render(tools, [VALUES_ALL]), "ScaledObject")
     v = crd_validator(tools, so["apiVersion"], so["kind"])
     for path, value in [(("spec", "maxReplicaCount"), "ten"), (("spec", "pollingIntervall"), 5),
-                        (("spec", "triggers"), None)]:
-        bad = copy.deepcopy(so)
-        node = bad
-        for p in path[:-1]:
-            node = node[p]
-        if value is None:
-            del node[path[-1]]
-        else:
-            node[path[-1]] = value
+                        (("spec", "triggers"), DELETE)]:
         with pytest.raises(jsonschema.ValidationError):
-            v.validate(bad)
+            v.validate(replaced(so, path, value))
 
 
 # ---------------------------------------------------------------------------------------------

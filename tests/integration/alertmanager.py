@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from ..helpers import free_port, stop_process
+
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "alertmanager" / "alertmanager.yml"
 PORT = int(os.environ.get("SM_TEST_ALERTMANAGER_PORT", "29193"))  # below the ephemeral range
 BINARIES = ("prometheus-alertmanager", "alertmanager")
@@ -78,12 +80,6 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Alertmanager:
     def __init__(self, binary: str, workdir: Path, port: int) -> None:
         self.url = f"http://127.0.0.1:{port}"
@@ -121,13 +117,7 @@ class Alertmanager:
         pytest.fail(f"alertmanager not ready in {timeout}s ({last}):\n{self.tail()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
+        stop_process(self.proc, timeout=15)
         self._log_f.close()
 
     def tail(self, n: int = 30) -> str:

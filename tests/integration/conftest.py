@@ -23,6 +23,8 @@ import yaml
 from stream_monitor.adapters.kafka_clients import KafkaTarget
 from stream_monitor.adapters.kafka_io import create_topics
 
+from ..helpers import stop_process
+
 pytestmark = pytest.mark.integration
 
 
@@ -88,11 +90,16 @@ TEST_CONFIG = {
 }
 
 
-@pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    p = tmp_path / "monitor.yaml"
+def write_test_config(directory: Path) -> Path:
+    """TEST_CONFIG as ``directory/monitor.yaml``."""
+    p = directory / "monitor.yaml"
     p.write_text(yaml.safe_dump(TEST_CONFIG))
     return p
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_test_config(tmp_path)
 
 
 class WorkerProcess:
@@ -102,15 +109,9 @@ class WorkerProcess:
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log_f, stderr=subprocess.STDOUT)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc, sig, timeout)
         self._log_f.close()
-        return self.proc.returncode
+        return code
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])

@@ -29,7 +29,7 @@ from stream_monitor.adapters.kafka_io import consume, create_topics, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.synth import Drift, StreamSpec, generate
 
-from .conftest import Unique, WorkerProcess
+from .conftest import Unique, WorkerProcess, write_test_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -175,13 +175,7 @@ def stream() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def chaos_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import yaml
-
-    from .conftest import TEST_CONFIG
-
-    p = tmp_path_factory.mktemp("chaos") / "monitor.yaml"
-    p.write_text(yaml.safe_dump(TEST_CONFIG))
-    return p
+    return write_test_config(tmp_path_factory.mktemp("chaos"))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ scripts/test.sh through scripts/services-cluster.sh for a full run or ``-m clust
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import signal
 import subprocess
@@ -29,10 +28,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from stream_monitor.adapters.kafka_io import consume, create_topics, produce
-from stream_monitor.adapters.replay import replay_file
-from stream_monitor.config import load_config
 from stream_monitor.contracts import validate_record
-from stream_monitor.core.labels import LabelBook
 from stream_monitor.core.quality import Claim
 from stream_monitor.state.base import ModelDelta, SignalDelta, StateFencedError
 from stream_monitor.state.client import redis_client, slot_of, split_cluster_url
@@ -40,9 +36,9 @@ from stream_monitor.state.dedupe import RedisDedupe
 from stream_monitor.state.labels import RedisLabelStore
 from stream_monitor.state.redis import RedisStore
 from stream_monitor.synth import Drift, StreamSpec, generate
-from tests.unit.test_labels import SCENARIO_1, SCENARIO_2
+from tests.helpers import apply_label_scenarios, label_scenarios_in_book, replay_records
 
-from .conftest import Unique, WorkerProcess
+from .conftest import Unique, WorkerProcess, write_test_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -103,6 +99,15 @@ def _cluster_script(*args: str) -> None:
     assert done.returncode == 0, f"services-cluster.sh {args}: {done.stderr[-2000:]}"
 
 
+def _own_master_of_first_model(run: Any, url: str) -> int:
+    """The port of the master serving MODELS[0]'s keys; skips the test when that node is not
+    one scripts/services-cluster.sh started here (an external cluster is not ours to kill)."""
+    port = _master_port_of(url, slot_of(f"{run.u.prefix}:{{{MODELS[0]}}}:model"))
+    if _own_node_pid(port) is None:
+        pytest.skip("the cluster is external here; scripts/services-cluster.sh's own is needed")
+    return port
+
+
 def _kill_master(url: str, port: int) -> None:
     pid = _own_node_pid(port)
     if pid is None:
@@ -116,14 +121,6 @@ def _kill_master(url: str, port: int) -> None:
 # ------------------------------------------------------------------ stream helpers
 
 
-def _replay(config: Path, lines: list[bytes], tmp: Path) -> list[dict[str, Any]]:
-    p = tmp / "events.jsonl"
-    p.write_bytes(b"\n".join(lines) + b"\n")
-    out = io.BytesIO()
-    replay_file(load_config(config), p, out, batch=257)
-    return [orjson.loads(x) for x in out.getvalue().splitlines()]
-
-
 def _key(rec: dict[str, Any]) -> tuple[Any, ...]:
     """What must match between runs, whatever the partitions: ids and where they fired."""
     if rec["type"] == "drift_alert":
@@ -133,7 +130,7 @@ def _key(rec: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _expected(config: Path, lines: list[bytes], tmp: Path) -> set[tuple[Any, ...]]:
-    recs = [r for r in _replay(config, lines, tmp)
+    recs = [r for r in replay_records(config, lines, tmp)
             if r["type"] in ("drift_alert", "retrain_request")]
     keys = [_key(r) for r in recs]
     assert len(keys) == len(set(keys))
@@ -226,13 +223,7 @@ def lines() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def cluster_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import yaml
-
-    from .conftest import TEST_CONFIG
-
-    p = tmp_path_factory.mktemp("cluster") / "monitor.yaml"
-    p.write_text(yaml.safe_dump(TEST_CONFIG))
-    return p
+    return write_test_config(tmp_path_factory.mktemp("cluster"))
 
 
 @pytest.fixture(scope="module")
@@ -309,26 +300,20 @@ def _tag_n(slot: int) -> str:
 
 def test_label_join_and_duplicate_claims_on_the_cluster(redis_cluster_url: str,
                                                         unique: Unique) -> None:
-    rules = {"m": (100.0, 10.0)}
-
     async def go() -> tuple[Any, ...]:
         client = redis_client(redis_cluster_url)
         try:
             labels = RedisLabelStore(client, unique.prefix)
-            first, _ = await labels.apply(SCENARIO_1, rules, {})
-            again, _ = await labels.apply(SCENARIO_1, rules, {})
-            second, stats = await labels.apply(SCENARIO_2, rules, {"m": {"": 1}})
+            first, again, second, stats = await apply_label_scenarios(labels)
             d = RedisDedupe(client, unique.prefix)
             claims = await d.claim([Claim(m, "e1", f"t:0:{i}") for i, m in enumerate(MODELS)]
                                    + [Claim("credit-a", "e1", "t:0:99")], 30.0, now=0.0)
-            return first, again, second, stats["m"], claims
+            return first, again, second, stats, claims
         finally:
             await client.aclose()
 
     first, again, second, stats, claims = asyncio.run(go())
-    book = LabelBook("m")
-    want1 = book.apply(SCENARIO_1, ttl_seconds=100, bucket_seconds=10, cursors={})
-    want2 = book.apply(SCENARIO_2, ttl_seconds=100, bucket_seconds=10, cursors={"": 1})
+    book, want1, want2 = label_scenarios_in_book()
     assert [p.event_id for p in first] == [p.event_id for p in want1] == \
         [p.event_id for p in again]
     assert [p.event_id for p in second] == [p.event_id for p in want2]
@@ -376,9 +361,7 @@ def test_master_killed_mid_stream_replica_takes_over(kafka_bootstrap: str,
                                                      expected: set[tuple[Any, ...]],
                                                      tmp_path: Path) -> None:
     run = Run(kafka_bootstrap, redis_cluster_url, tmp_path, cluster_config, partitions=1)
-    port = _master_port_of(redis_cluster_url, slot_of(f"{run.u.prefix}:{{{MODELS[0]}}}:model"))
-    if _own_node_pid(port) is None:
-        pytest.skip("the cluster is external here; scripts/services-cluster.sh's own is needed")
+    port = _own_master_of_first_model(run, redis_cluster_url)
     run.produce(lines)
     w = run.start()
     try:
@@ -447,9 +430,7 @@ def test_master_restarted_empty_says_state_reset(kafka_bootstrap: str, redis_clu
     lost its state. The worker must say so (its epoch marker on that master is gone), not
     carry on silently, and go on detecting."""
     run = Run(kafka_bootstrap, redis_cluster_url, tmp_path, cluster_config, partitions=1)
-    port = _master_port_of(redis_cluster_url, slot_of(f"{run.u.prefix}:{{{MODELS[0]}}}:model"))
-    if _own_node_pid(port) is None:
-        pytest.skip("the cluster is external here; scripts/services-cluster.sh's own is needed")
+    port = _own_master_of_first_model(run, redis_cluster_url)
     run.produce(lines)
     w = run.start()
     try:

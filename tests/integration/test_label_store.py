@@ -10,14 +10,14 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from stream_monitor.core.labels import LabelBook, LabelOp
+from stream_monitor.core.labels import LabelOp
 from stream_monitor.state.labels import MemoryLabelStore, RedisLabelStore
-from tests.unit.test_labels import SCENARIO_1, SCENARIO_2
+from tests.helpers import LABEL_RULES, apply_label_scenarios, label_scenarios_in_book
 
 pytestmark = pytest.mark.integration
 
 T0 = 1_767_225_600.0
-RULES = {"m": (100.0, 10.0)}
+RULES = LABEL_RULES
 
 
 def _key(p):  # pairs compared field by field
@@ -30,18 +30,14 @@ def test_redis_join_matches_the_pure_book_on_the_scenario(redis_url, unique) -> 
         client = aioredis.Redis.from_url(redis_url)
         store = RedisLabelStore(client, unique.prefix)
         try:
-            first, _ = await store.apply(SCENARIO_1, RULES, {})
-            again, _ = await store.apply(SCENARIO_1, RULES, {})  # a retried batch
-            second, stats = await store.apply(SCENARIO_2, RULES, {"m": {"": 1}})
+            first, again, second, stats = await apply_label_scenarios(store)
             keys = [k.decode() async for k in client.scan_iter(f"{unique.prefix}:*")]
-            return first, again, second, stats["m"], keys
+            return first, again, second, stats, keys
         finally:
             await client.aclose()
 
     first, again, second, stats, keys = asyncio.run(run())
-    book = LabelBook("m")
-    want1 = book.apply(SCENARIO_1, ttl_seconds=100, bucket_seconds=10, cursors={})
-    want2 = book.apply(SCENARIO_2, ttl_seconds=100, bucket_seconds=10, cursors={"": 1})
+    book, want1, want2 = label_scenarios_in_book()
     assert [_key(p) for p in first] == [_key(p) for p in want1] == [_key(p) for p in again]
     assert [_key(p) for p in second] == [_key(p) for p in want2]
     assert [p.event_id for p in second] == ["c"]

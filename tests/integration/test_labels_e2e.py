@@ -10,9 +10,7 @@ retrain request follows, and every case is counted (Redis totals and /metrics).
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -28,6 +26,7 @@ from stream_monitor.core.labels import LabelBook, LabelOp
 from stream_monitor.state.base import unit_id, unit_key
 from stream_monitor.synth import LabelledSpec, labelled
 
+from ..helpers import free_port, http_get
 from .conftest import committed
 
 pytestmark = pytest.mark.integration
@@ -49,12 +48,6 @@ CONFIG = {
         "retrain": {"min_drifted_signals": 2, "persistence": {"values": 100}},
     }],
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _phases(stream) -> list[tuple[str, list[bytes]]]:
@@ -152,7 +145,7 @@ def test_concept_drift_through_late_out_of_order_labels(kafka_bootstrap, redis_u
     stream = labelled(SPEC)
     config = tmp_path / "monitor.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
-    port = _free_port()
+    port = free_port()
     worker = start_worker(config, unique, SM_METRICS_PORT=str(port),
                           SM_METRICS_HOST="127.0.0.1")
     phases = _phases(stream)
@@ -197,8 +190,7 @@ def test_concept_drift_through_late_out_of_order_labels(kafka_bootstrap, redis_u
     samples = {}
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-            text = r.read().decode()
+        text = http_get(f"http://127.0.0.1:{port}/metrics")[1].decode()
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                    for fam in text_string_to_metric_families(text) for s in fam.samples}
         if samples.get(("stream_monitor_label_join_records",

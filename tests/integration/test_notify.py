@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,10 +31,11 @@ from stream_monitor.notify.notification import parse_time
 from stream_monitor.observability import NotifierMetrics
 from stream_monitor.synth import Drift, StreamSpec, generate
 
+from ..helpers import free_port, stop_process
 from ..unit.notify_samples import drift_alert, drift_resolved, retrain_request
 from .alertmanager import Alertmanager
 from .alertmanager import alertmanager as alertmanager  # the session fixture
-from .conftest import TEST_CONFIG, Unique
+from .conftest import TEST_CONFIG, Unique, committed
 from .receivers import Receivers, statuses
 
 pytestmark = pytest.mark.integration
@@ -79,20 +79,6 @@ async def _run_until(notifier: Notifier, done: Callable[[], bool], timeout: floa
         stop.set()
         await asyncio.wait_for(task, 30)
     assert done(), f"condition not met within {timeout}s (handled {notifier.handled})"
-
-
-async def _committed(bootstrap: str, group: str, topic: str) -> int:
-    from aiokafka import TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    meta = offsets.get(TopicPartition(topic, 0))
-    return meta.offset if meta is not None else -1
 
 
 async def _read(bootstrap: str, topic: str, n: int, timeout: float = 30) -> list[dict[str, Any]]:
@@ -178,7 +164,7 @@ async def test_alertmanager_gets_labelled_grouped_alerts_that_resolve(
     assert left[0]["labels"]["signal"] == "feature:amount"
     gs = await _poll(groups, lambda g: len(g.get(m1, {}).get("alerts", [])) == 1)
     assert gs[m1]["alerts"][0]["labels"]["signal"] == "feature:amount"
-    assert await _committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == 4
+    assert await committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == 4
 
 
 async def test_failed_deployment_check_reaches_alertmanager_and_a_pass_does_not(
@@ -201,7 +187,7 @@ async def test_failed_deployment_check_reaches_alertmanager_and_a_pass_does_not(
         "alertname": "ModelDeploymentCheck", "model": m1, "model_version": "2",
         "detector": "deployment_check", "severity": "critical"}]
     assert mine[0]["annotations"]["verdict"] == "fail"
-    assert await _committed(kafka_bootstrap, cfg.consumer_group,
+    assert await committed(kafka_bootstrap, cfg.consumer_group,
                             unique.topics["deployments"]) == 2
 
 
@@ -308,8 +294,8 @@ async def test_retries_dead_letters_and_signatures(kafka_bootstrap: str, unique:
     assert "signature" in bad[0]["reason"]
 
     # Offsets: every record was delivered or dead-lettered, so all are committed.
-    assert await _committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == 2
-    assert await _committed(kafka_bootstrap, cfg.consumer_group, unique.topics["retrain"]) == 1
+    assert await committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == 2
+    assert await committed(kafka_bootstrap, cfg.consumer_group, unique.topics["retrain"]) == 1
     v = reg.get_sample_value
     assert v("stream_monitor_notify_deliveries_total",
              {"target": "pd", "outcome": "delivered"}) == 3
@@ -348,7 +334,7 @@ async def test_offset_is_not_committed_before_delivery(kafka_bootstrap: str,
             with pytest.raises(asyncio.CancelledError):
                 await task
         assert len(recv.at("/hook")) >= 3
-        assert await _committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == -1
+        assert await committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == -1
         down["on"] = False
         async with Notifier(cfg, targets, kafka_bootstrap) as n:
             await _run_until(n, lambda: n.handled >= 1)
@@ -356,7 +342,7 @@ async def test_offset_is_not_committed_before_delivery(kafka_bootstrap: str,
         await recv.stop()
     assert recv.seen_keys["/hook"] == [a1["alert_id"]]
     assert {r.headers["Idempotency-Key"] for r in recv.at("/hook")} == {a1["alert_id"]}
-    assert await _committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == 1
+    assert await committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == 1
 
 
 async def test_unreadable_records_are_dead_lettered_and_skipped(kafka_bootstrap: str,
@@ -377,16 +363,10 @@ async def test_unreadable_records_are_dead_lettered_and_skipped(kafka_bootstrap:
     dls = await _read(kafka_bootstrap, _dlq(unique), 2)
     assert sorted(d["reason_code"] for d in dls) == ["undecodable", "unsupported_type"]
     assert all(d["target"] is None for d in dls)
-    assert await _committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == 3
+    assert await committed(kafka_bootstrap, cfg.consumer_group, unique.topics["alerts"]) == 3
 
 
 # -- end to end: the worker's drift alerts reach every kind of target -----------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def _http_get(url: str) -> tuple[int, bytes]:
     import aiohttp
@@ -429,7 +409,7 @@ async def test_demo_drift_reaches_alertmanager_pagerduty_slack_and_webhook(
                 {"name": "slack", "type": "slack", "url_env": "SLACK_URL"},
                 {"name": "webhook", "type": "webhook", "url": hook, "secret_env": "HOOK_SECRET"},
             ]}))
-        port = _free_port()
+        port = free_port()
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, PD_KEY="pd-key",
                    SLACK_URL=slack, HOOK_SECRET=SECRET, SM_NOTIFY_HTTP_HOST="127.0.0.1",
                    SM_NOTIFY_HTTP_PORT=str(port), SM_LOG_FORMAT="json")
@@ -456,13 +436,8 @@ async def test_demo_drift_reaches_alertmanager_pagerduty_slack_and_webhook(
         assert b'stream_monitor_notify_deliveries_total{outcome="delivered",target="webhook"}' \
             in body
     finally:
-        if notify_proc is not None and notify_proc.poll() is None:
-            notify_proc.terminate()
-            try:
-                notify_proc.wait(30)
-            except subprocess.TimeoutExpired:
-                notify_proc.kill()
-                notify_proc.wait(10)
+        if notify_proc is not None:
+            stop_process(notify_proc, timeout=30)
         await recv.stop()
     assert notify_proc.returncode == 0, (tmp_path / "notify.log").read_text()[-3000:]
     lines = [orjson.loads(x) for x in (tmp_path / "notify.log").read_text().splitlines()

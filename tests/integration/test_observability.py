@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from stream_monitor.adapters.kafka_io import produce
 from stream_monitor.synth import Drift, StreamSpec, generate
 
-from .alertmanager import free_port, install_debian_binary
+from ..helpers import free_port, http_get, stop_process
+from .alertmanager import install_debian_binary
 from .conftest import Unique, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -56,28 +56,13 @@ class Prometheus:
         return json.loads(body)["data"]["result"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, timeout=20)
         self.log.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    status, body = http_get(url)
+    return status, body.decode()
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -102,7 +87,7 @@ def test_running_worker_exposes_health_and_metrics(tmp_path: Path, kafka_bootstr
     events[100:100] = [b"not json", b"[1, 2]"]
     asyncio.run(produce(kafka_bootstrap, unique.topics["inference"],
                         ((model.encode(), v) for v in events)))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     worker = WorkerProcess([sys.executable, "-m", "stream_monitor", "worker", "--config",
                             str(config_path)],

@@ -25,8 +25,8 @@ from stream_monitor.adapters.kafka_io import consume, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.synth import Drift, StreamSpec, generate
 
+from ..helpers import replay_records
 from .conftest import TEST_CONFIG, wait_committed
-from .test_worker import _replay
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def test_huge_values_and_an_exception_before_the_commit_lose_nothing(
     values = _huge(list(generate(SPEC)), every=97)
     key = b"credit-risk"
     _produce(kafka_bootstrap, unique.topics["inference"], [(key, v) for v in values])
-    expected = _replay(config_path, values, tmp_path)
+    expected = replay_records(config_path, values, tmp_path)
     assert any(r["type"] == "drift_alert" for r in expected)
     w = start_worker(config_path, unique, SM_BATCH_MAX="300",
                      SM_FAILPOINT="after_publish:2:raise")
@@ -193,7 +193,7 @@ def test_model_cache_eviction_under_many_models_matches_replay(
     values = list(generate(spec))
     keys = [orjson.loads(v)["model_id"].encode() for v in values]
     _produce(kafka_bootstrap, unique.topics["inference"], list(zip(keys, values, strict=True)))
-    expected = _replay(config, values, tmp_path)
+    expected = replay_records(config, values, tmp_path)
     assert sum(r["type"] == "drift_alert" for r in expected) >= 30
     w = start_worker(config, unique, SM_MODEL_CACHE_SIZE="7", SM_BATCH_MAX="500")
     wait_committed(kafka_bootstrap, unique.app_id, unique.topics["inference"], len(values), w,

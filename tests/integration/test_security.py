@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from stream_monitor.config import Settings
 from stream_monitor.state.connection import minimal_acl_rule
 from stream_monitor.synth import Drift, StreamSpec, generate
 
+from ..helpers import free_port, http_get, stop_process
 from ..unit.notify_samples import drift_alert, retrain_request
 from .conftest import TEST_CONFIG, Unique, WorkerProcess, wait_committed
 from .receivers import Receivers, statuses
@@ -234,22 +233,6 @@ def test_worker_start_fails_fast_naming_the_setting(secure: Secure, tmp_path: Pa
 
 # -- the notifier end to end over SASL_SSL -----------------------------------------------------
 
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_notifier_end_to_end_over_sasl_ssl(secure: Secure, tmp_path: Path) -> None:
     u = Unique()
     admin = secure.settings()
@@ -276,7 +259,7 @@ async def test_notifier_end_to_end_over_sasl_ssl(secure: Secure, tmp_path: Path)
                          "secret_env": "HOOK_SECRET"},
                         {"name": "broken", "type": "webhook", "url": broken,
                          "secret_env": "HOOK_SECRET", "retry": {"max_attempts": 1}}]}))
-        port = _free_port()
+        port = free_port()
         # bob logs in with SCRAM-SHA-256 (alice, above, with SHA-512): both mechanisms work.
         env = _base_env(**secure.kafka_env("bob", "SCRAM-SHA-256"),
                         SM_NOTIFY_HTTP_HOST="127.0.0.1", SM_NOTIFY_HTTP_PORT=str(port))
@@ -291,17 +274,12 @@ async def test_notifier_end_to_end_over_sasl_ssl(secure: Secure, tmp_path: Path)
                                                                       "retrain_request"]
         dead = await consume(admin, [dlq], until=lambda m: len(m) >= 2, timeout=60)
         assert sorted(orjson.loads(m.value)["target"]["name"] for m in dead) == ["broken"] * 2
-        ready_status, ready = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
-        _, metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+        ready_status, ready = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/readyz")
+        _, metrics = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
         assert ready_status == 200, ready
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_process(proc, timeout=30)
         await recv.stop()
     assert proc.returncode == 0, log_path.read_text()[-3000:]
     text = log_path.read_text()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import signal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,13 +15,12 @@ import redis as redis_sync
 from river import drift
 
 from stream_monitor.adapters.kafka_io import consume, produce
-from stream_monitor.adapters.replay import replay_file
-from stream_monitor.config import load_config
 from stream_monitor.contracts import validate_record
 from stream_monitor.core.monitor import reference_scale
 from stream_monitor.state.base import unit_id, unit_key
 from stream_monitor.synth import Drift, StreamSpec, generate
 
+from ..helpers import replay_records
 from .conftest import TEST_CONFIG, wait_committed
 
 pytestmark = pytest.mark.integration
@@ -44,15 +41,6 @@ def _outputs(bootstrap: str, u: Any, until: Any, timeout: float = 90) -> list[An
 
 def _alerts(msgs: list[Any], u: Any) -> list[dict[str, Any]]:
     return [orjson.loads(m.value) for m in msgs if m.topic == u.topics["alerts"]]
-
-
-def _replay(config: Path, lines: list[bytes], tmp_path: Path) -> list[dict[str, Any]]:
-    p = tmp_path / "events.jsonl"
-    p.write_bytes(b"\n".join(lines) + b"\n")
-    out = io.BytesIO()
-    # odd batch size: boundaries must not matter
-    replay_file(load_config(config), p, out, batch=257)
-    return [orjson.loads(x) for x in out.getvalue().splitlines()]
 
 
 def direct_river(values: list[float], reference_size: int) -> list[int]:
@@ -173,7 +161,7 @@ def test_worker_replay_and_river_agree_on_drift_indices(kafka_bootstrap, unique,
     assert len(expected) >= 3  # the injected drifts are found at all
 
     replayed = {(a["signal"], a["detected_at"]["offset"])
-                for a in _replay(config_path, lines, tmp_path) if a["type"] == "drift_alert"}
+                for a in replay_records(config_path, lines, tmp_path) if a["type"] == "drift_alert"}
     assert replayed == expected
 
     worker = start_worker(config_path, unique)
@@ -200,7 +188,8 @@ def test_restarted_worker_continues_exactly(kafka_bootstrap, unique, config_path
     _produce(kafka_bootstrap, unique.topics["inference"], lines[cut:])
     wait_committed(kafka_bootstrap, unique.app_id, unique.topics["inference"], len(lines), second)
 
-    expected = [a for a in _replay(config_path, lines, tmp_path) if a["type"] == "drift_alert"]
+    expected = [a for a in replay_records(config_path, lines, tmp_path)
+                if a["type"] == "drift_alert"]
     msgs = _outputs(kafka_bootstrap, unique, lambda m: len(_alerts(m, unique)) >= len(expected),
                     timeout=30)
     got = _alerts(msgs, unique)

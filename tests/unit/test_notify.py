@@ -3,6 +3,7 @@ backoff and rate limits; and one target's retries against a loopback HTTP receiv
 
 from __future__ import annotations
 
+import email.utils
 import random
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from aiohttp import web
 from stream_monitor.contracts import validate_record
 from stream_monitor.errors import ConfigError
 from stream_monitor.notify import (
+    DeliveryResult,
     Forwarder,
     SignatureError,
     TokenBucket,
@@ -30,6 +32,7 @@ from stream_monitor.notify import (
     verify_signature,
 )
 from stream_monitor.notify.config import RateLimit, RetryPolicy
+from stream_monitor.notify.delivery import retry_after_seconds
 from stream_monitor.notify.service import dead_letter_record
 
 from .notify_samples import drift_alert, drift_resolved, retrain_request
@@ -264,6 +267,28 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     assert backoff_delay(p, 1, rng, retry_after=60.0) == 4.0
 
 
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("120", 120.0),
+    (" 7 ", 7.0),
+    ("0", 0.0),
+    ("-5", 0.0),
+    # RFC 9110: an HTTP-date (IMF-fixdate), and the obsolete RFC 850 and asctime forms.
+    ("Sun, 06 Nov 1994 08:49:37 GMT", 30.0),
+    ("Sunday, 06-Nov-94 08:49:37 GMT", 30.0),
+    ("Sun Nov  6 08:49:37 1994", 30.0),
+    ("Sun, 06 Nov 1994 08:40:00 GMT", 0.0),  # already past: no wait
+    (None, None),
+    ("", None),
+    ("soon", None),
+    ("Sun, 99 Foo 1994 25:61:00 GMT", None),
+    ("nan", None),
+])
+def test_retry_after_takes_seconds_or_an_http_date(header: str | None,
+                                                   seconds: float | None) -> None:
+    now = 784111777.0 - 30.0  # 1994-11-06T08:49:37Z less 30 s
+    assert retry_after_seconds(header, now) == seconds
+
+
 async def test_token_bucket_limits_the_rate() -> None:
     now = [0.0]
     slept: list[float] = []
@@ -281,14 +306,19 @@ async def test_token_bucket_limits_the_rate() -> None:
 
 # -- one target against a loopback receiver ------------------------------------------------------
 
-async def _receiver(statuses: list[int]) -> tuple[web.AppRunner, str, list[Any]]:
+async def _receiver(statuses: list[int], retry_after: dict[int, str] | None = None,
+                    ) -> tuple[web.AppRunner, str, list[Any]]:
+    """A loopback webhook answering ``statuses`` in turn (then the last one again), with a
+    Retry-After header on the statuses ``retry_after`` names (default: "0" on a 429)."""
     seen: list[Any] = []
+    retry_after = {429: "0"} if retry_after is None else retry_after
 
     async def handle(request: web.Request) -> web.Response:
         seen.append((dict(request.headers), await request.read()))
         status = statuses[min(len(seen) - 1, len(statuses) - 1)]
+        after = retry_after.get(status)
         return web.Response(status=status, text="ok" if status < 300 else "nope",
-                            headers={"Retry-After": "0"} if status == 429 else None)
+                            headers={"Retry-After": after} if after is not None else None)
 
     app = web.Application()
     app.router.add_post("/{tail:.*}", handle)
@@ -300,6 +330,28 @@ async def _receiver(statuses: list[int]) -> tuple[web.AppRunner, str, list[Any]]
     return runner, f"http://127.0.0.1:{port}/hook", seen
 
 
+async def _deliver(statuses: list[int], retry: dict[str, Any],
+                   retry_after: dict[int, str] | None = None,
+                   **forwarder: Any) -> tuple[DeliveryResult, list[float], list[Any]]:
+    """A drift alert delivered to a loopback webhook answering ``statuses``, with the retry
+    policy ``retry``: the result, the waits between attempts, the requests the webhook saw."""
+    runner, url, seen = await _receiver(statuses, retry_after)
+    delays: list[float] = []
+
+    async def sleep(s: float) -> None:
+        delays.append(s)
+
+    try:
+        spec = {**HOOK, "url": url, "retry": retry}
+        async with aiohttp.ClientSession() as session:
+            fw = Forwarder(_targets(spec)["hook"], session, sleep=sleep, **forwarder)
+            raw = orjson.dumps(drift_alert())
+            res = await fw.deliver(notification_from_record(orjson.loads(raw)), raw)
+    finally:
+        await runner.cleanup()
+    return res, delays, seen
+
+
 @pytest.mark.parametrize(("statuses", "outcome", "attempts"), [
     ([500, 429, 200], "delivered", 3),
     ([503], "failed", 4),
@@ -307,21 +359,10 @@ async def _receiver(statuses: list[int]) -> tuple[web.AppRunner, str, list[Any]]
 ])
 async def test_forwarder_retries_then_delivers_or_gives_up(statuses: list[int], outcome: str,
                                                            attempts: int) -> None:
-    runner, url, seen = await _receiver(statuses)
-    delays: list[float] = []
-
-    async def sleep(s: float) -> None:
-        delays.append(s)
-
-    try:
-        spec = {**HOOK, "url": url, "retry": {"max_attempts": 4, "initial_backoff_seconds": 1,
-                                              "max_backoff_seconds": 8}}
-        async with aiohttp.ClientSession() as session:
-            fw = Forwarder(_targets(spec)["hook"], session, sleep=sleep, rng=random.Random(3))
-            raw = orjson.dumps(drift_alert())
-            res = await fw.deliver(notification_from_record(orjson.loads(raw)), raw)
-    finally:
-        await runner.cleanup()
+    res, delays, seen = await _deliver(statuses, {"max_attempts": 4,
+                                                  "initial_backoff_seconds": 1,
+                                                  "max_backoff_seconds": 8},
+                                       rng=random.Random(3))
     assert (res.outcome, res.attempts, len(seen)) == (outcome, attempts, attempts)
     assert len(delays) == attempts - 1
     assert all(0 <= d <= min(8, 2 ** k) for k, d in enumerate(delays))
@@ -349,6 +390,15 @@ async def test_forwarder_connection_refused_is_retried() -> None:
         res = await fw.deliver(notification_from_record(drift_alert()))
     assert res.outcome == "failed" and res.attempts == 2 and res.status is None
     assert "Connect" in res.error or "connect" in res.error
+
+
+async def test_forwarder_waits_until_a_retry_after_date() -> None:
+    now = 1_800_000_000.0
+    res, delays, seen = await _deliver(
+        [503, 200], {"max_attempts": 3, "initial_backoff_seconds": 1, "max_backoff_seconds": 8},
+        retry_after={503: email.utils.formatdate(now + 3.0, usegmt=True)}, clock=lambda: now)
+    assert res.outcome == "delivered" and res.attempts == 2 == len(seen)
+    assert delays == [3.0]  # the server's date, not our jittered backoff
 
 
 def test_data_quality_alert_is_forwarded_as_its_own_alertname() -> None:

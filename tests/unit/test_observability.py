@@ -217,6 +217,22 @@ async def test_health_server_endpoints(reg: CollectorRegistry) -> None:
                 assert r.status == 200 and r.content_type == "text/plain"
                 text = await r.text()
             assert 'stream_monitor_events_total{model="credit-risk"} 7.0' in text
+            # prometheus_client's negotiation: OpenMetrics when the scraper asks for it, a
+            # name[] filter, and gzip when accepted.
+            om = {"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                  "Accept-Encoding": "gzip"}
+            async with s.get(base + "/metrics", headers=om) as r:
+                assert r.status == 200
+                assert r.content_type == "application/openmetrics-text"
+                assert r.headers["Content-Encoding"] == "gzip"
+                text = await r.text()  # aiohttp un-gzips
+            assert text.endswith("# EOF\n")
+            assert 'stream_monitor_events_total{model="credit-risk"} 7.0' in text
+            async with s.get(base + "/metrics",
+                             params={"name[]": "stream_monitor_events_total"}) as r:
+                text = await r.text()
+            assert 'stream_monitor_events_total{model="credit-risk"} 7.0' in text
+            assert "stream_monitor_batch_duration_seconds" not in text
             async with s.get(base + "/healthz") as r:
                 assert r.status == 200 and (await r.json()) == {"status": "ok"}
             async with s.get(base + "/readyz") as r:

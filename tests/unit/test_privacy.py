@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from stream_monitor.adapters.replay import iter_file
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import validate_record
+from stream_monitor.core.privacy import redact_record
 from stream_monitor.observability import WorkerMetrics
 from stream_monitor.pipeline import BatchPipeline
 from stream_monitor.state.memory import MemoryStore
@@ -164,3 +165,18 @@ def test_privacy_config_is_validated() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({**CONFIG, "privacy": {"alert_evidence": "some"}})
     assert "privacy.alert_evidence" in str(info.value)
+
+
+def test_a_resolution_keeps_its_count_and_shift_without_the_reference_mean() -> None:
+    rec = {"type": "drift_resolved", "model_id": "m", "signal": "feature:x", "alert_id": "a1",
+           "resolved_at": {"offset": 90}, "rule": {"resolve_max_shift": 0.5},
+           "evidence": {"reference": {"mean": 1.0, "std": 0.5},
+                        "current": {"mean": 1.1, "count": 50},
+                        "mean_shift_in_reference_std": 0.2},
+           "summary": "m feature:x: back within 0.5 reference std of the reference mean 1 ..."}
+    assert redact_record(rec, "aggregate") == rec  # no min, max or quantiles to cut
+    none = redact_record(rec, "none")
+    assert none["evidence"] == {"current": {"count": 50}, "mean_shift_in_reference_std": 0.2}
+    assert none["summary"] == ("m feature:x: back within 0.5 reference std of the reference "
+                               "mean (+0.20 std over the last 50 values); resolved at offset 90")
+    assert rec["evidence"]["reference"] == {"mean": 1.0, "std": 0.5}  # the input is unchanged

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import io
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from stream_monitor.contracts import (
 )
 from stream_monitor.core.detectors import REGISTRY
 from stream_monitor.synth import StreamSpec, generate
+
+from ..helpers import DELETE, replaced
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "monitor.yaml"
 
@@ -117,20 +118,9 @@ def test_schemas_reject_broken_output_records(replay_output: dict[str, Any]) -> 
     for rec in replay_output["records"]:
         first.setdefault(rec["type"], rec)
 
-    def broken(rec: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
-        out = copy.deepcopy(rec)
-        node = out
-        for part in path[:-1]:
-            node = node[part]
-        if value is _DROP:
-            del node[path[-1]]
-        else:
-            node[path[-1]] = value
-        return out
-
     cases = [
         ("drift_alert", ("unexpected",), 1),
-        ("drift_alert", ("alert_id",), _DROP),
+        ("drift_alert", ("alert_id",), DELETE),
         ("drift_alert", ("alert_id",), "not-hex"),
         ("drift_alert", ("schema_version",), 2),
         ("drift_alert", ("signal",), "amount"),
@@ -151,12 +141,10 @@ def test_schemas_reject_broken_output_records(replay_output: dict[str, Any]) -> 
         ("dead_letter", ("source", "partition"), "0"),
     ]
     for kind, path, value in cases:
-        bad = broken(first[kind], path, value)
+        bad = replaced(first[kind], path, value)
         with pytest.raises(jsonschema.ValidationError):
             validate_record(bad)
 
-
-_DROP = object()
 
 
 def test_synthetic_events_validate_and_decode() -> None:
@@ -175,7 +163,7 @@ def _event(**changes: Any) -> dict[str, Any]:
                           "timestamp": 1_767_225_600.25, "features": {"amount": 12.5},
                           "prediction": 0.3}
     for k, v in changes.items():
-        if v is _DROP:
+        if v is DELETE:
             ev.pop(k)
         else:
             ev[k] = v
@@ -186,7 +174,7 @@ def _event(**changes: Any) -> dict[str, Any]:
 CASES: list[tuple[Any, str | None]] = [
     # accepted by both
     (_event(), None),
-    (_event(model_version=_DROP, timestamp=_DROP), None),
+    (_event(model_version=DELETE, timestamp=DELETE), None),
     (_event(model_version=None, timestamp=None), None),
     (_event(model_version=7), None),
     (_event(timestamp=1_767_225_600), None),
@@ -204,10 +192,10 @@ CASES: list[tuple[Any, str | None]] = [
     ([_event()], "not_an_object"),
     ("event", "not_an_object"),
     (None, "not_an_object"),
-    (_event(event_id=_DROP), "missing_field"),
-    (_event(model_id=_DROP), "missing_field"),
-    (_event(features=_DROP), "missing_field"),
-    (_event(prediction=_DROP), "missing_field"),
+    (_event(event_id=DELETE), "missing_field"),
+    (_event(model_id=DELETE), "missing_field"),
+    (_event(features=DELETE), "missing_field"),
+    (_event(prediction=DELETE), "missing_field"),
     (_event(event_id=""), "wrong_type"),
     (_event(event_id=17), "wrong_type"),
     (_event(model_id=""), "wrong_type"),

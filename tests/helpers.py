@@ -1,0 +1,116 @@
+"""Helpers shared by the tests (plain functions; the fixtures are in the conftest files).
+
+>>> replaced({"a": {"b": 1, "c": 2}}, ("a", "b"), 5)
+{'a': {'b': 5, 'c': 2}}
+>>> replaced({"a": [1, 2]}, ("a", 0), DELETE)
+{'a': [2]}
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import signal
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["DELETE", "LABEL_RULES", "apply_label_scenarios", "free_port", "http_get",
+           "label_scenarios_in_book", "replaced", "replay_records", "stop_process"]
+
+DELETE = object()
+"""The value for :func:`replaced` that deletes the key instead of setting it."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET ``url``: (status, body), also for an HTTP error status (urllib raises on those)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def replaced(obj: Any, path: Sequence[str | int], value: Any) -> Any:
+    """A deep copy of ``obj`` with the value at ``path`` (keys and list indices) set to
+    ``value``, or deleted when ``value`` is :data:`DELETE`: a record broken in one place, for
+    tests that a schema rejects it."""
+    out = copy.deepcopy(obj)
+    node = out
+    for key in path[:-1]:
+        node = node[key]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return out
+
+
+def replay_records(config: Path, lines: list[bytes], tmp: Path,
+                   batch: int = 257) -> list[dict[str, Any]]:
+    """``lines`` through ``stream-monitor replay`` with the config file ``config``: the output
+    records. The odd default batch size checks that batch boundaries do not matter."""
+    from stream_monitor.adapters.replay import replay_file
+    from stream_monitor.config import load_config
+
+    p = tmp / "events.jsonl"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    out = io.BytesIO()
+    replay_file(load_config(config), p, out, batch=batch)
+    return [orjson.loads(x) for x in out.getvalue().splitlines()]
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
+                 timeout: float = 60.0) -> int:
+    """Stop a process the test started (by its handle): ``sig``, then SIGKILL after
+    ``timeout`` seconds. Its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
+
+
+# The label join scenarios of tests/unit/test_labels.py, through a label store and through the
+# pure book: every store must answer what the book answers.
+LABEL_RULES = {"m": (100.0, 10.0)}  # model "m": labels wait 100 s, in buckets of 10 s
+
+
+async def apply_label_scenarios(store: Any) -> tuple[list[Any], list[Any], list[Any], Any]:
+    """SCENARIO_1 twice (the second time as a retried batch), then SCENARIO_2, through a label
+    store: the pairs each call joined, and model m's counters after the last."""
+    from .unit.test_labels import SCENARIO_1, SCENARIO_2
+
+    first, _ = await store.apply(SCENARIO_1, LABEL_RULES, {})
+    again, _ = await store.apply(SCENARIO_1, LABEL_RULES, {})
+    second, stats = await store.apply(SCENARIO_2, LABEL_RULES, {"m": {"": 1}})
+    return first, again, second, stats["m"]
+
+
+def label_scenarios_in_book() -> tuple[Any, list[Any], list[Any]]:
+    """The same scenarios in the pure LabelBook: the book, and the pairs of each scenario."""
+    from stream_monitor.core.labels import LabelBook
+
+    from .unit.test_labels import SCENARIO_1, SCENARIO_2
+
+    book = LabelBook("m")
+    ttl, bucket = LABEL_RULES["m"]
+    want1 = book.apply(SCENARIO_1, ttl_seconds=ttl, bucket_seconds=bucket, cursors={})
+    want2 = book.apply(SCENARIO_2, ttl_seconds=ttl, bucket_seconds=bucket, cursors={"": 1})
+    return book, want1, want2
