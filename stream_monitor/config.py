@@ -980,8 +980,10 @@ class Settings(ConnectionSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092",
-                                         validation_alias="KAFKA_BOOTSTRAP_SERVERS")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+                                         validation_alias="KAFKA_BOOTSTRAP_SERVERS",
+                                         description="host:port[,host:port...] of the brokers.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL",
+                           description="redis:// or rediss:// (TLS) URL; may hold user:password.")
     redis_cluster: bool = Field(
         False, validation_alias="REDIS_CLUSTER",
         description="REDIS_URL names a node of a Redis Cluster (the scheme redis+cluster:// "
@@ -1000,13 +1002,23 @@ class Settings(ConnectionSettings):
                                         description="Longest wait to fill a batch.")
     topic_partitions: int = Field(1, ge=1, validation_alias="SM_TOPIC_PARTITIONS",
                                   description="Partitions for topics the worker creates.")
-    topic_inference: str | None = Field(None, validation_alias="SM_TOPIC_INFERENCE")
-    topic_alerts: str | None = Field(None, validation_alias="SM_TOPIC_ALERTS")
-    topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN")
-    topic_dead_letter: str | None = Field(None, validation_alias="SM_TOPIC_DEAD_LETTER")
-    topic_operations: str | None = Field(None, validation_alias="SM_TOPIC_OPERATIONS")
-    topic_labels: str | None = Field(None, validation_alias="SM_TOPIC_LABELS")
-    topic_deployments: str | None = Field(None, validation_alias="SM_TOPIC_DEPLOYMENTS")
+    topic_inference: str | None = Field(None, validation_alias="SM_TOPIC_INFERENCE",
+                                        description="Overrides topics.inference of the config.")
+    topic_alerts: str | None = Field(None, validation_alias="SM_TOPIC_ALERTS",
+                                     description="Overrides topics.alerts of the config.")
+    topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN",
+                                      description="Overrides topics.retrain of the config.")
+    topic_dead_letter: str | None = Field(
+        None, validation_alias="SM_TOPIC_DEAD_LETTER",
+        description="Overrides topics.dead_letter of the config.")
+    topic_operations: str | None = Field(
+        None, validation_alias="SM_TOPIC_OPERATIONS",
+        description="Overrides topics.operations of the config.")
+    topic_labels: str | None = Field(None, validation_alias="SM_TOPIC_LABELS",
+                                     description="Overrides topics.labels of the config.")
+    topic_deployments: str | None = Field(
+        None, validation_alias="SM_TOPIC_DEPLOYMENTS",
+        description="Overrides topics.deployments of the config.")
     metrics_port: int = Field(
         9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
         description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
@@ -1045,7 +1057,7 @@ class Settings(ConnectionSettings):
         return self
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias="SM_LOG_LEVEL")
+        "INFO", validation_alias="SM_LOG_LEVEL", description="DEBUG, INFO, WARNING or ERROR.")
     data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",
                                  description="Faust's data directory (default: a temp folder).")
     fetch_max_wait_ms: int = Field(
