@@ -9,6 +9,7 @@ catch-all rule watches ``feature:*`` with the calibrated ``cusum`` under a budge
 
     .venv/bin/python benchmarks/quality.py                # full run, ~15 min on 2 cores
     .venv/bin/python benchmarks/quality.py --quick        # a smoke run, ~1 min
+    .venv/bin/python benchmarks/quality.py --replot benchmarks/results/quality-<stamp>.json
 
 Writes benchmarks/results/quality-<stamp>.json, docs/img/quality.png and prints a markdown
 table (also written to benchmarks/results/quality-<stamp>.md).
@@ -34,15 +35,18 @@ from stream_monitor.evaluate import ChangePoint, evaluate  # noqa: E402
 from stream_monitor.synth import KINDS, kind_stream  # noqa: E402
 
 REFERENCE = 1000
+SHORT = 200  # windows.reference_min_size: watched from here on a short reference
+TARGET_KIND = "gaussian"  # the issue's delay targets, measured over many more seeds
 SHIFT_KINDS = ("gaussian", "ar1", "student_t3", "cauchy", "poisson", "binary", "lognormal",
                "bimodal", "cycle")
 SHIFTS = (("mean", 1.0, "1 sd shift"), ("mean", 0.5, "0.5 sd shift"),
           ("spread", 2 ** 0.5, "variance x2"))
 
 
-def config(per_events: float) -> Any:
+def config(per_events: float, reference: int = REFERENCE, short: int = SHORT) -> Any:
     return parse_config({
-        "windows": {"reference_size": REFERENCE, "recent_size": 500},
+        "windows": {"reference_size": reference, "reference_min_size": short,
+                    "recent_size": 500},
         "false_alarm_budget": {"per_events": per_events},
         "detectors": {"cusum": {"type": "cusum"}},
         "models": [{"match": "*", "signals": [{"match": "feature:*", "detectors": ["cusum"]}]}],
@@ -61,24 +65,31 @@ def write_events(path: Path, streams: dict[str, list[float]]) -> None:
                                           "features": {"x": xs[i]}, "prediction": 0.0}) + b"\n")
 
 
-def stationary(kind: str, seeds: int, n: int, per_events: float, tmp: Path) -> dict[str, Any]:
+def stationary(kind: str, seeds: int, n: int, per_events: float, tmp: Path,
+               reference: int = REFERENCE, base: int = 1000) -> dict[str, Any]:
+    """False alarms on stationary streams. With the default windows a signal is watched from
+    value SHORT on (a short reference, re-based at REFERENCE); with ``reference=SHORT`` the
+    reference stays short for good (a short series' own reference_size)."""
     # Seeds differ by kind too: many kinds transform the same normal draws, and shared seeds
     # would make their false alarms coincide.
-    base = 1000 + 100 * KINDS.index(kind)
+    base = base + 100 * KINDS.index(kind)
     streams = {f"{kind}-{s}": kind_stream(kind, n, base + s) for s in range(seeds)}
     path = tmp / f"stationary-{kind}.jsonl"
     write_events(path, streams)
-    ev = evaluate(config(per_events), path, [], margin=1)
+    ev = evaluate(config(per_events, reference), path, [], margin=1)
     fa = sum(s.false_alarms for s in ev.signals)
-    watched = seeds * (n - REFERENCE)
-    return {"kind": kind, "values": watched, "false_alarms": fa,
-            "per_10k": fa / watched * 1e4, "budget_per_10k": 1e4 / per_events}
+    per_seed = [s.false_alarms for s in ev.signals]
+    watched = seeds * (n - SHORT)  # values after the first short reference
+    return {"kind": kind, "values": watched, "false_alarms": fa, "reference": reference,
+            "per_10k": fa / watched * 1e4, "budget_per_10k": 1e4 / per_events,
+            "max_per_stream": max(per_seed, default=0),
+            "streams_with_alarms": sum(1 for c in per_seed if c)}
 
 
 def shifted(kind: str, change: str, size: float, seeds: int, per_events: float,
-            tmp: Path) -> dict[str, Any]:
+            tmp: Path, base: int = 5000) -> dict[str, Any]:
     at, n = 2000, 3500
-    base = 5000 + 100 * KINDS.index(kind)
+    base = base + 100 * KINDS.index(kind)
     streams = {f"{kind}-{s}": kind_stream(kind, n, base + s, change_at=at, change=change,
                                           size=size) for s in range(seeds)}
     path = tmp / f"shift-{kind}-{change}-{size:.2f}.jsonl"
@@ -123,11 +134,31 @@ def markdown(res: dict[str, Any]) -> str:
             "p90 loc. error | kind named right | false alarms before |",
             "|---|---|---|---|---|---|---|---|---|"]
     for r in res["shifts"]:
-        out.append(f"| {r['kind']} | {r['label']} | {r['detected']}/{r['seeds']} | "
-                   f"{_f(r['median_delay'])} | {_f(r['p90_delay'])} | "
-                   f"{_f(r['median_loc_error'])} | {_f(r['p90_loc_error'])} | "
-                   f"{r['kind_right']}/{r['kind_checked']} | {r['false_alarms']} |")
+        out.append(_shift_row(r))
+    if res.get("short"):
+        out += ["", f"### Short references: reference_size {SHORT} for good, budget 1 per 10,000 "
+                f"({res['short_seeds']} streams of {res['short_events']:,} values per kind)", "",
+                "| stream | false alarms per 10,000 | alarms in values | streams with alarms | "
+                "most in one stream |", "|---|---|---|---|---|"]
+        for r in res["short"]:
+            out.append(f"| {r['kind']} | {r['per_10k']:.3f} (budget {r['budget_per_10k']:.2g}) | "
+                       f"{r['false_alarms']} in {r['values']:,} | {r['streams_with_alarms']} | "
+                       f"{r['max_per_stream']} |")
+    if res.get("targets"):
+        out += ["", f"### Targets ({TARGET_KIND}, default budget), {res['target_seeds']} seeds "
+                "each (seeds disjoint from the table above)", "",
+                "| stream | change | detected | median delay | p90 delay | median loc. error | "
+                "p90 loc. error | kind named right | false alarms before |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        out += [_shift_row(r) for r in res["targets"]]
     return "\n".join(out) + "\n"
+
+
+def _shift_row(r: dict[str, Any]) -> str:
+    return (f"| {r['kind']} | {r['label']} | {r['detected']}/{r['seeds']} | "
+            f"{_f(r['median_delay'])} | {_f(r['p90_delay'])} | "
+            f"{_f(r['median_loc_error'])} | {_f(r['p90_loc_error'])} | "
+            f"{r['kind_right']}/{r['kind_checked']} | {r['false_alarms']} |")
 
 
 def plot(res: dict[str, Any], image: Path) -> None:
@@ -136,27 +167,41 @@ def plot(res: dict[str, Any], image: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 7))
+    fig, axes = plt.subplots(1, 2, figsize=(14, 8))
     kinds = res["kinds"]
-    for j, b in enumerate(res["budgets"]):
-        vals = [next(x["per_10k"] for x in res["stationary"]
-                     if x["kind"] == k and x["per_events"] == b) for k in kinds]
-        xs = [i + j * 0.4 for i in range(len(kinds))]
-        axes[0].bar(xs, vals, width=0.4, label=f"measured, budget 1 per {int(b):,}")
-        axes[0].hlines(1e4 / b, xs[0] - 0.3, xs[-1] + 0.3, linestyles="dashed",
-                       colors=f"C{j}", label=f"budget {1e4 / b:g} per 10k")
-    axes[0].set_xticks([i + 0.2 for i in range(len(kinds))])
+    series = [(f"measured, budget 1 per {int(b):,}",
+               [next(x["per_10k"] for x in res["stationary"]
+                     if x["kind"] == k and x["per_events"] == b) for k in kinds], b)
+              for b in res["budgets"]]
+    if res.get("short"):
+        series.append((f"reference {SHORT} for good, budget 1 per 10,000",
+                       [next(x["per_10k"] for x in res["short"] if x["kind"] == k)
+                        for k in kinds], 10_000.0))
+    width = 0.8 / len(series)
+    for j, (label, vals, _) in enumerate(series):
+        xs = [i + j * width for i in range(len(kinds))]
+        axes[0].bar(xs, vals, width=width, label=label, color=f"C{j}")
+    for b in sorted(set(res["budgets"])):
+        axes[0].hlines(1e4 / b, -0.3, len(kinds), linestyles="dashed", colors="k" if b ==
+                       10_000.0 else "grey", label=f"budget {1e4 / b:g} per 10k")
+    axes[0].set_xticks([i + 0.4 - width / 2 for i in range(len(kinds))])
     axes[0].set_xticklabels(kinds, rotation=40, ha="right")
     axes[0].set_ylabel("false alarms per 10,000 values")
     axes[0].set_title("stationary streams: false alarms vs budget")
     axes[0].legend(fontsize=8)
-    labels = [f"{r['kind']}: {r['label']}" for r in res["shifts"]]
-    data = [r["delays"] or [0] for r in res["shifts"]]
+    rows = [(r, f"{r['kind']}: {r['label']}") for r in res["shifts"]]
+    rows += [(r, f"{r['kind']}: {r['label']} ({r['seeds']} seeds)")
+             for r in res.get("targets", [])]
+    labels = [f"{name}  [{r['detected']}/{r['seeds']}]" for r, name in rows]
+    data = [r["delays"] or [float("nan")] for r, _ in rows]  # none detected: no box
     axes[1].boxplot(data, orientation="horizontal", showfliers=False)
     axes[1].set_yticks(range(1, len(labels) + 1))
     axes[1].set_yticklabels(labels, fontsize=7)
-    axes[1].set_xlabel("detection delay (values), default budget")
-    axes[1].set_title("delay by stream and change")
+    for x, what in ((40, "1 sd target"), (150, "0.5 sd target"), (300, "variance x2 target")):
+        axes[1].axvline(x, color="grey", linestyle=":", linewidth=1)
+        axes[1].text(x, len(labels) + 0.6, what, fontsize=7, rotation=90, va="bottom")
+    axes[1].set_xlabel("detection delay (values), default budget; [detected/streams]")
+    axes[1].set_title("delay by stream and change", pad=50)
     fig.tight_layout()
     image.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(image, dpi=100)
@@ -169,15 +214,31 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10, help="stationary streams per kind")
     ap.add_argument("--events", type=int, default=21_000, help="values per stationary stream")
     ap.add_argument("--shift-seeds", type=int, default=30, help="streams per shift scenario")
+    ap.add_argument("--short-seeds", type=int, default=20,
+                    help="stationary streams per kind with a short reference for good")
+    ap.add_argument("--short-events", type=int, default=10_200,
+                    help="values per short-reference stream")
+    ap.add_argument("--target-seeds", type=int, default=200,
+                    help=f"streams per {TARGET_KIND} target scenario (1 sd, 0.5 sd, variance x2)")
     ap.add_argument("--image", type=Path, default=ROOT / "docs" / "img" / "quality.png")
+    ap.add_argument("--replot", type=Path, metavar="JSON",
+                    help="only redraw the plot and the table from a results file")
     args = ap.parse_args()
+    if args.replot:
+        res = orjson.loads(args.replot.read_bytes())
+        plot(res, args.image)
+        print(markdown(res))
+        return
     if args.quick:
         args.seeds, args.events, args.shift_seeds = 2, 6000, 5
+        args.short_seeds, args.short_events, args.target_seeds = 2, 3000, 10
     t0 = time.perf_counter()
     budgets = (10_000.0, 1_000_000.0)
     res: dict[str, Any] = {"kinds": list(KINDS), "budgets": list(budgets), "stationary": [],
                            "shifts": [], "seeds": args.seeds, "events": args.events,
-                           "shift_seeds": args.shift_seeds}
+                           "shift_seeds": args.shift_seeds, "short": [], "targets": [],
+                           "short_seeds": args.short_seeds, "short_events": args.short_events,
+                           "target_seeds": args.target_seeds}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for b in budgets:
@@ -198,6 +259,19 @@ def main() -> None:
                 print(f"shift {kind:12s} {label:13s}: detected {r['detected']}/{r['seeds']}, "
                       f"median delay {r['median_delay']}, median loc. error "
                       f"{r['median_loc_error']}", file=sys.stderr)
+        for kind in KINDS:
+            r = stationary(kind, args.short_seeds, args.short_events, 10_000.0, tmp,
+                           reference=SHORT, base=20_000)
+            res["short"].append(r)
+            print(f"short reference {kind:12s}: {r['false_alarms']:3d} false alarms in "
+                  f"{r['values']:,} values = {r['per_10k']:.3f}/10k", file=sys.stderr)
+        for change, size, label in SHIFTS:
+            r = shifted(TARGET_KIND, change, size, args.target_seeds, 1_000_000.0, tmp,
+                        base=90_000)
+            r["label"] = label
+            res["targets"].append(r)
+            print(f"target {label:13s}: detected {r['detected']}/{r['seeds']}, median delay "
+                  f"{r['median_delay']}, p90 {r['p90_delay']}", file=sys.stderr)
     res["seconds"] = round(time.perf_counter() - t0, 1)
     stamp = time.strftime("%Y-%m-%d-%H%M%S")
     out = ROOT / "benchmarks" / "results"

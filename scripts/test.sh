@@ -21,8 +21,8 @@ log() { printf 'test.sh: %s\n' "$*" >&2; }
 
 bash scripts/venv.sh
 
-# --- deploy tools (scripts/tools.sh): Helm and the KEDA / Prometheus Operator CRDs for the
-# `deploy` tests, cached outside the repo; exported as SM_HELM, SM_KEDA_CRDS and
+# --- deploy tools (scripts/tools.sh): Helm, amtool and the KEDA / Prometheus Operator CRDs for the
+# `deploy` tests, cached outside the repo; exported as SM_HELM, SM_AMTOOL, SM_KEDA_CRDS and
 # SM_PROMETHEUS_OPERATOR_CRDS.
 bash scripts/tools.sh
 set -a

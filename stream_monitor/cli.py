@@ -12,13 +12,40 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic_settings import BaseSettings
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from .config import ConnectionSettings, Settings, load_config
-from .errors import ConfigError
+from .errors import ConfigError, UsageError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Online drift monitoring for ML models that publish predictions to Kafka.")
+
+class _Commands(TyperGroup):
+    """Every command runs inside this: a user mistake (a bad config, a missing or unreadable
+    file, an unknown model, a missing extra) ends with its message and exit code 2, never a
+    traceback. Other exceptions are bugs and keep their traceback (exit code 1)."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context type is private
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:  # one line per problem: the field and the fix
+            _error(str(exc))
+        except UsageError as exc:
+            _error(f"error: {exc}")
+        except OSError as exc:
+            if exc.filename is None or exc.strerror is None:
+                raise
+            # A file named on the command line that is missing, unreadable or a directory.
+            _error(f"error: {exc.filename}: {exc.strerror}")
+        raise typer.Exit(2)
+
+
+def _error(message: str) -> None:
+    err.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True)
 # Wide enough for the demo's tables when stderr is not a terminal (CI logs).
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
@@ -26,12 +53,28 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", envvar="SM_CONFIG",
                                          help="Monitoring config (YAML).", show_envvar=True)]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"stream-monitor {version('stream-monitor')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Online drift monitoring for ML models that publish predictions to Kafka.
+
+    Exit codes: 0 done; 1 failed (e.g. replay found nothing usable); 2 a mistake in what was
+    given (config, file, option), printed as one line per problem.
+    """
+
+
 def _load(config: Path, settings: Settings | None = None):  # type: ignore[no-untyped-def]
-    try:
-        return load_config(config, settings)
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    return load_config(config, settings)  # a ConfigError is printed by _Commands (exit 2)
 
 
 def _settings_error(exc: Exception) -> typer.Exit:
@@ -78,37 +121,59 @@ def _preflight(settings: ConnectionSettings, redis_prefix: str | None) -> None:
 
 
 @app.command("check-config")
-def check_config(config: ConfigOpt) -> None:
-    """Validate a monitoring config and print what it watches."""
+def check_config(
+    config: ConfigOpt,
+    events: Annotated[Path | None, typer.Option(
+        help="A sample of inference events (JSON lines): also list the signals found in it, "
+        "watched or still collecting their reference (replayed in memory).")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        help="Label records to merge with --events (performance signals).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Validate a monitoring config and print its plan: per model rule the signals it
+    watches, their detectors and false-alarm budget, the reference each needs, the value
+    rules; with --events, the concrete signals of a sample."""
+    import orjson
+
+    from .plan import config_plan, observe, render_plan
+
     cfg = _load(config)
-    err.print(f"[green]ok[/green]: {len(cfg.models)} model rules, detectors: "
-              + ", ".join(f"{n} ({d.type})" for n, d in cfg.detectors.items()))
-    from .config import DEFAULT_BUDGET
-
-    err.print("plan (a signal is not watched until its reference is complete):", markup=False)
-    for rule in cfg.models:
-        ref = rule.reference_size or cfg.windows.reference_size
-        err.print(f"  models {rule.match!r}: reference {ref} values per signal", markup=False)
-        for sr in rule.signals:
-            budget = sr.false_alarm_budget or rule.false_alarm_budget or cfg.false_alarm_budget
-            if budget is None and any(cfg.detectors[d].type == "cusum" for d in sr.detectors):
-                budget = DEFAULT_BUDGET
-            b = (f"budget {budget.label()} ({budget.per_value():.3g} per value), calibrated "
-                 "per reference" if budget is not None else
-                 "no budget: detectors as configured (uncalibrated)")
-            err.print(f"    {sr.match!r}: {', '.join(sr.detectors)}; watched after its first "
-                      f"{ref} values; {b}", markup=False)
+    plan = config_plan(cfg)
+    observed = observe(cfg, events, labels) if events is not None else None
+    if json_out:
+        sys.stdout.buffer.write(orjson.dumps({"config": str(config), "plan": plan,
+                                              "observed": observed},
+                                             option=orjson.OPT_INDENT_2) + b"\n")
+        return
+    out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
+    out.print(f"ok: {config}: {len(cfg.models)} model rules, {len(cfg.detectors)} detectors",
+              markup=False, highlight=False)
+    for line in render_plan(plan, observed):
+        out.print(line, markup=False, highlight=False)
 
 
-@app.command()
+def settings_help(settings: type[BaseSettings]) -> str:
+    """Every setting of a settings class, one line each: its environment variable, default and
+    the first sentence of its description (generated, so the help cannot leave one out)."""
+    lines = []
+    for name, field in settings.model_fields.items():
+        var = field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
+        default = field.get_default(call_default_factory=True)
+        shown = "-" if default is None else str(default).lower() if isinstance(
+            default, bool) else str(default)
+        desc = (field.description or "").split(". ")[0].rstrip(".")
+        lines.append(f"{var} (default {shown}): {desc}")
+    # \b keeps click/typer from joining the lines into one paragraph.
+    return "\b\n" + escape("\n".join(lines))
+
+
+@app.command(epilog="Environment (docs/config.md):\n\n"
+             + settings_help(Settings))
 def worker(config: ConfigOpt) -> None:
     """Run the Kafka worker: batches from the inference (and labels) topic, state in Redis,
     offsets committed once a batch's state is saved and its outputs are acknowledged.
 
-    Environment: KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_CLUSTER, SM_APP_ID, SM_BATCH_MAX,
-    SM_BATCH_WITHIN_SECONDS, SM_SHUTDOWN_TIMEOUT_SECONDS, SM_MODEL_CACHE_SIZE,
-    SM_MAX_OUTPUT_BYTES, SM_METRICS_PORT, SM_TOPIC_* and SM_LOG_LEVEL (docs/config.md lists
-    them all).
+    Every setting comes from the environment; all of them are listed below.
     """
     settings = _settings()
     cfg = _load(config, settings)
@@ -181,13 +246,19 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
 def replay(
     events: Annotated[Path, typer.Argument(help="JSON-lines file of inference events.")],
     config: ConfigOpt,
-    output: Annotated[Path | None, typer.Option("--output", "-o",
-                                                 help="Where to write output records (JSON lines); default stdout.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write output records (JSON lines); default "
+        "stdout.")] = None,
     batch: Annotated[int, typer.Option(help="Events per batch.")] = 2000,
     labels: Annotated[Path | None, typer.Option(
         help="JSON-lines label records, merged with the events by timestamp.")] = None,
 ) -> None:
-    """Run the same core over a file with in-memory state. Needs neither Kafka nor Redis."""
+    """Run the same core over a file with in-memory state. Needs neither Kafka nor Redis.
+
+    Exits with 1 when nothing in the input was usable (an empty file, every record
+    dead-lettered, or no event of a model the config watches), and warns when most of it was
+    dead-lettered.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .adapters.replay import replay_file
@@ -216,6 +287,31 @@ def replay(
         more = f" and {len(pending) - 8} more" if len(pending) > 8 else ""
         err.print(f"not yet watched: {len(pending)} signals still collecting their reference "
                   f"(values have/need): {shown}{more}")
+    _check_usable(events, total)
+
+
+def _check_usable(events: Path, total: Any) -> None:
+    """Exit 1 when a replay used nothing of its input; warn when it dead-lettered most of it."""
+    from collections import Counter
+
+    reasons: Counter[str] = Counter()
+    for (_, reason), n in total.quality.dead_letters.items():
+        reasons[reason] += n
+    why = ", ".join(f"{r} {n}" for r, n in reasons.most_common(3))
+    dead = f"{total.dead_letters} of {total.events} records dead-lettered" + (
+        f" ({why})" if why else "")
+    if total.events == 0:
+        _error(f"error: {events}: no records (an empty file); nothing was monitored")
+        raise typer.Exit(1)
+    if total.events - total.dead_letters - total.unwatched <= 0:
+        parts = ([dead] if total.dead_letters else []) + (
+            [f"{total.unwatched} events of models no model rule matches"]
+            if total.unwatched else [])
+        _error(f"error: nothing in {events} was usable: {'; '.join(parts)}")
+        raise typer.Exit(1)
+    if total.dead_letters * 2 > total.events:
+        err.print(f"warning: most of {events} was not usable: {dead}", style="yellow",
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -237,30 +333,21 @@ def evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from .evaluate import EvaluateError, load_changes, plot_evaluation
     from .evaluate import evaluate as run_evaluate
+    from .evaluate import load_changes, plot_evaluation
 
     cfg = _load(config)
     if image is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            err.print("--plot needs matplotlib: pip install 'stream-monitor[plot]'")
-            raise typer.Exit(2) from None
-    if not events.is_file():
-        err.print(f"events file {events} does not exist; pass a JSON-lines file")
-        raise typer.Exit(2)
-    try:
-        cps = load_changes(changes)
-        lines = sum(1 for _ in events.open("rb"))
-        with Progress(TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=True) as progress:
-            task = progress.add_task("evaluate", total=lines)
-            result = run_evaluate(cfg, events, cps, margin=margin,
-                                  on_progress=lambda done: progress.update(task, completed=done))
-    except EvaluateError as exc:
-        err.print(str(exc), markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        from .plot import pyplot
+
+        pyplot()  # fail now, not after the evaluation, when the [plot] extra is missing
+    cps = load_changes(changes)  # EvaluateError, a missing file: one line, exit 2 (_Commands)
+    lines = sum(1 for _ in events.open("rb"))
+    with Progress(TextColumn("evaluate"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("evaluate", total=lines)
+        result = run_evaluate(cfg, events, cps, margin=margin,
+                              on_progress=lambda done: progress.update(task, completed=done))
     table = Table("model", "signal", "values", "changes", "detected", "misses", "false alarms",
                   "FA/10k", "median delay", "median loc. error")
     for s in result.signals:
@@ -310,23 +397,18 @@ def simulate(
         try:
             rates[model] = float(value)
         except ValueError:
-            err.print(f"--rate {r!r}: write MODEL=EVENTS_PER_SECOND, e.g. credit-risk=200")
-            raise typer.Exit(2) from None
+            rates[model] = -1.0
         if not model or not rates[model] >= 0:
-            err.print(f"--rate {r!r}: write MODEL=EVENTS_PER_SECOND, e.g. credit-risk=200")
-            raise typer.Exit(2)
+            raise UsageError(f"--rate {r!r}: write MODEL=EVENTS_PER_SECOND, e.g. "
+                             "credit-risk=200")
     sigs: dict[str, set[str]] = {}
     for s in signals or []:
-        model, _, names = s.partition("=")
-        if not model or not names:
-            err.print(f"--signals {s!r}: write MODEL=SIGNAL,SIGNAL, e.g. "
-                      "credit-risk=feature:amount,prediction")
-            raise typer.Exit(2)
-        sigs.setdefault(model, set()).update(n for n in names.split(",") if n)
+        model, _, listed = s.partition("=")
+        if not model or not listed:
+            raise UsageError(f"--signals {s!r}: write MODEL=SIGNAL,SIGNAL, e.g. "
+                             "credit-risk=feature:amount,prediction")
+        sigs.setdefault(model, set()).update(n for n in listed.split(",") if n)
     if events is not None:
-        if not events.is_file():
-            err.print(f"--events {events} does not exist; pass a JSON-lines sample")
-            raise typer.Exit(2)
         for line in events.open("rb"):
             try:
                 ev = orjson.loads(line)
@@ -344,9 +426,8 @@ def simulate(
                 names.add("performance:error")
     missing = [m for m in rates if not sigs.get(m)]
     if missing:
-        err.print(f"no signals known for {', '.join(missing)}: pass --events with a sample or "
-                  "--signals MODEL=SIGNAL,...")
-        raise typer.Exit(2)
+        raise UsageError(f"no signals known for {', '.join(missing)}: pass --events with a "
+                         "sample or --signals MODEL=SIGNAL,...")
     out = run_simulate(cfg, rates, {m: sorted(v) for m, v in sigs.items()})
     for m in out["models"]:
         if not m["watched"]:
@@ -372,7 +453,8 @@ def synth(
         help="Instead: a classifier `churn-model` whose error rate jumps from 10% to 40% at its "
         "middle, its inputs unchanged; its delayed labels go to this file.")] = None,
 ) -> None:
-    """Write a seeded synthetic stream with drift at its middle (amount, utilization, prediction)."""
+    """Write a seeded synthetic stream with drift at its middle (amount, utilization,
+    prediction)."""
     from .synth import Drift, LabelledSpec, StreamSpec, generate, labelled
 
     if labels is not None:
@@ -390,35 +472,55 @@ def synth(
     with output.open("wb") as f:
         for line in generate(spec):
             f.write(line + b"\n")
-    err.print(f"wrote {events * len(spec.models)} events to {output} (drift at event {half} of each model)")
+    err.print(f"wrote {events * len(spec.models)} events to {output} (drift at event {half} of "
+              "each model)")
 
 
 @app.command()
 def plot(
     events: Annotated[Path, typer.Argument(help="JSON-lines inference events.")],
-    outputs: Annotated[Path, typer.Argument(help="JSON-lines output records (from replay or demo).")],
-    image: Annotated[Path, typer.Option("--image", "-o", help="PNG to write.")] = Path("out/signals.png"),
+    outputs: Annotated[Path, typer.Argument(
+        help="JSON-lines output records (from replay or demo).")],
+    image: Annotated[Path, typer.Option("--image", "-o", help="PNG to write.")] = Path(
+        "out/signals.png"),
     model: Annotated[str | None, typer.Option(help="Model id (default: the first one).")] = None,
 ) -> None:
-    """Plot each alerted signal of a model with its drift points marked."""
+    """Plot each alerted signal of a model with its drift points marked (needs the [plot]
+    extra). Each alert is drawn at the inference event it names; an unknown --model is an
+    error (exit 2) that lists the models in the files."""
     from .plot import plot_signals
 
-    path = plot_signals(events, outputs, image, model)
+    unplaced: list[str] = []
+    path = plot_signals(events, outputs, image, model, unplaced=unplaced)
+    for what in unplaced:
+        err.print(f"not drawn: {what}", markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {path}")
+
+
+def example_config() -> contextlib.AbstractContextManager[Path]:
+    """The example monitoring config shipped in the package (the demo's default), as a file."""
+    from importlib import resources
+
+    return resources.as_file(resources.files("stream_monitor") / "examples" / "monitor.yaml")
 
 
 @app.command()
 def demo(
-    config: Annotated[Path, typer.Option("--config", "-c", envvar="SM_CONFIG")] = Path("examples/monitor.yaml"),
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", envvar="SM_CONFIG", show_envvar=True,
+        help="Monitoring config (YAML); default: the example config shipped with the package "
+        "(examples/monitor.yaml).")] = None,
     events: Annotated[int, typer.Option(help="Events in the demo stream.")] = 6000,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the outputs.")] = 120.0,
 ) -> None:
     """End to end on real Kafka and Redis: start a worker, feed it a drifting stream, show the
-    alerts and retrain requests read back from the output topics."""
+    alerts and retrain requests read back from the output topics. Writes to ./out."""
     from .demo import run_demo
 
     settings = _settings()
-    code = asyncio.run(run_demo(config, settings, events=events, timeout=timeout, console=err))
+    with example_config() if config is None else contextlib.nullcontext(config) as path:
+        code = asyncio.run(run_demo(path, settings, events=events, timeout=timeout,
+                                    console=err))
     raise typer.Exit(code)
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "signal_budget",
     "signal_detectors",
     "signal_rule",
+    "watched_after",
 ]
 
 
@@ -399,6 +400,8 @@ class ModelRule(_Strict):
     match: str = Field(description="Model id or glob, e.g. 'fraud-*'.")
     signals: list[SignalRule] = Field(min_length=1)
     reference_size: int | None = Field(None, ge=10, description="Overrides windows.reference_size.")
+    reference_min_size: int | None = Field(
+        None, ge=0, description="Overrides windows.reference_min_size.")
     recent_size: int | None = Field(None, ge=10, description="Overrides windows.recent_size.")
     sample_rate: float = Field(
         1.0, gt=0, le=1,
@@ -428,6 +431,13 @@ class Topics(_Strict):
 
 class Windows(_Strict):
     reference_size: int = Field(1000, ge=10, description="Values that form a signal's reference.")
+    reference_min_size: int = Field(
+        200, ge=0,
+        description="A signal with a false-alarm budget is watched from this many values on, "
+        "calibrated for so short a reference (the budget holds); its reference keeps growing to "
+        "reference_size, and the signal is then re-based on the full reference "
+        "(docs/detection.md \"Short series\"). 0, or at least reference_size: watched only on a "
+        "full reference. Signals with a period always wait for the full reference.")
     recent_size: int = Field(500, ge=10, description="Most recent values kept for evidence.")
     evidence_size: int = Field(50, ge=5,
                                description="Last values summarized as `current` in alerts.")
@@ -524,6 +534,18 @@ def signal_rule(cfg: MonitorConfig, rule: ModelRule, signal: str) -> SignalRule 
 
 
 DEFAULT_BUDGET = FalseAlarmBudget(per_events=1_000_000)
+
+
+def watched_after(config: MonitorConfig, rule: ModelRule, budget: bool = True,
+                  period: int | None = 0) -> int:
+    """Values a signal of ``rule`` needs before it is watched: ``reference_min_size`` when the
+    signal has a false-alarm budget (its calibration accounts for a short reference) and no
+    period, else the full ``reference_size``."""
+    full = rule.reference_size or config.windows.reference_size
+    least = rule.reference_min_size
+    if least is None:
+        least = config.windows.reference_min_size
+    return least if budget and not period and 0 < least < full else full
 
 
 def signal_budget(cfg: MonitorConfig, rule: ModelRule, signal: str) -> FalseAlarmBudget | None:
@@ -988,8 +1010,10 @@ class Settings(ConnectionSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092",
-                                         validation_alias="KAFKA_BOOTSTRAP_SERVERS")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+                                         validation_alias="KAFKA_BOOTSTRAP_SERVERS",
+                                         description="host:port[,host:port...] of the brokers.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL",
+                           description="redis:// or rediss:// (TLS) URL; may hold user:password.")
     redis_cluster: bool = Field(
         False, validation_alias="REDIS_CLUSTER",
         description="REDIS_URL names a node of a Redis Cluster (the scheme redis+cluster:// "
@@ -1008,13 +1032,23 @@ class Settings(ConnectionSettings):
                                         description="Longest wait to fill a batch.")
     topic_partitions: int = Field(1, ge=1, validation_alias="SM_TOPIC_PARTITIONS",
                                   description="Partitions for topics the worker creates.")
-    topic_inference: str | None = Field(None, validation_alias="SM_TOPIC_INFERENCE")
-    topic_alerts: str | None = Field(None, validation_alias="SM_TOPIC_ALERTS")
-    topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN")
-    topic_dead_letter: str | None = Field(None, validation_alias="SM_TOPIC_DEAD_LETTER")
-    topic_operations: str | None = Field(None, validation_alias="SM_TOPIC_OPERATIONS")
-    topic_labels: str | None = Field(None, validation_alias="SM_TOPIC_LABELS")
-    topic_deployments: str | None = Field(None, validation_alias="SM_TOPIC_DEPLOYMENTS")
+    topic_inference: str | None = Field(None, validation_alias="SM_TOPIC_INFERENCE",
+                                        description="Overrides topics.inference of the config.")
+    topic_alerts: str | None = Field(None, validation_alias="SM_TOPIC_ALERTS",
+                                     description="Overrides topics.alerts of the config.")
+    topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN",
+                                      description="Overrides topics.retrain of the config.")
+    topic_dead_letter: str | None = Field(
+        None, validation_alias="SM_TOPIC_DEAD_LETTER",
+        description="Overrides topics.dead_letter of the config.")
+    topic_operations: str | None = Field(
+        None, validation_alias="SM_TOPIC_OPERATIONS",
+        description="Overrides topics.operations of the config.")
+    topic_labels: str | None = Field(None, validation_alias="SM_TOPIC_LABELS",
+                                     description="Overrides topics.labels of the config.")
+    topic_deployments: str | None = Field(
+        None, validation_alias="SM_TOPIC_DEPLOYMENTS",
+        description="Overrides topics.deployments of the config.")
     metrics_port: int = Field(
         9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
         description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
@@ -1053,7 +1087,7 @@ class Settings(ConnectionSettings):
         return self
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias="SM_LOG_LEVEL")
+        "INFO", validation_alias="SM_LOG_LEVEL", description="DEBUG, INFO, WARNING or ERROR.")
     data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",
                                  description="Faust's data directory (default: a temp folder).")
     fetch_max_wait_ms: int = Field(

@@ -5,11 +5,13 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConnectionCheckError",
+    "MissingExtraError",
     "OutputRejectedError",
     "StartupError",
     "StateCorruptError",
     "StreamMonitorError",
     "TransientStoreError",
+    "UsageError",
 ]
 
 
@@ -29,6 +31,17 @@ class ConfigError(StreamMonitorError):
         lines = [f"invalid {source}:"]
         lines += [f"  - {field}: {msg}" for field, msg in problems]
         super().__init__("\n".join(lines))
+
+
+class UsageError(StreamMonitorError):
+    """A mistake in what a command was given: a missing input file, an unknown model, an
+    optional extra that is not installed. The message is one line that says what to do; the
+    CLI prints it and exits with code 2, without a traceback."""
+
+
+class MissingExtraError(UsageError, ImportError):
+    """An optional extra (e.g. ``[plot]``: matplotlib) is not installed. Also an ImportError, so
+    code that treats the extra as optional (the demo's plots) can skip what needs it."""
 
 
 class TransientStoreError(StreamMonitorError):

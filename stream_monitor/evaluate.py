@@ -37,13 +37,14 @@ from typing import Any
 import orjson
 
 from .config import WEEK, MonitorConfig, signal_budget, signal_detectors
+from .errors import UsageError
 
 __all__ = ["ChangePoint", "Evaluation", "SignalScore", "evaluate", "load_changes", "simulate"]
 
 DAY = 86400.0
 
 
-class EvaluateError(ValueError):
+class EvaluateError(UsageError, ValueError):
     """A user mistake in the inputs of evaluate/simulate (one line for the CLI)."""
 
 

@@ -55,26 +55,27 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
     name = sig.detector_names[i]
     spec = config.detectors[name]
     pos = ev.position
-    reference = summarize(sig.reference)
+    watched_ref = sig.watched_reference
+    reference = summarize(watched_ref)
     recent = list(sig.recent)
     # The values since the reference formed (all in `recent`, or its tail), split at the
     # estimated change start (core/localize.py): `before` follows the reference, `current`
     # is the change.
-    since = sig.n - sig.base_n - len(sig.reference)
+    since = sig.n - sig.base_n - len(watched_ref)
     window = recent[max(len(recent) - since, 0):] if since > 0 else recent[-1:]
     z = (np.asarray(window, dtype=np.float64) - sig.ref_mean) / sig.ref_std
     tau = 1.0
     if sig.calibration is not None:
         tau = float(sig.calibration.get("long_run_variance_ratio", 1.0))
     kind = _kind_of(sig)
-    if kind is None and _binary_values(sig.reference):
+    if kind is None and _binary_values(watched_ref):
         kind = "rate"  # a 0/1 flag's level is its rate
     loc = locate(z, tau, kind="mean" if kind is not None else None)
     if kind is None and loc is not None:
         # Level or spread: which robust statistic moved more after the estimated start (a
         # shift also raises a spread statistic, so which sum fired first does not tell);
         # then the start of that kind of change.
-        kind = change_kind(sig.reference, window[loc["start"]:])
+        kind = change_kind(watched_ref, window[loc["start"]:])
         if kind != loc["kind"]:
             loc = locate(z, tau, kind=kind)
         if (spec.type == "kswin" and loc is not None

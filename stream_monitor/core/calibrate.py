@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 CLIP = 3.0
-BIAS_SDS = 2.0
-MARGIN_SDS = 2.0
+ALLOWANCE_SES = 2.0
+ROOT_SES = 2.0
 _MAX_THETA = 50.0
 
 
@@ -92,6 +92,7 @@ def long_run_ratio(u: np.ndarray) -> float:
     if not ss > 0:
         return 1.0
     rho = float(np.dot(u[1:], u[:-1])) / ss
+    rho += (1.0 + 3.0 * rho) / n  # Kendall's correction: the estimate is biased low
     rho = min(max(rho, -0.99), 0.99)
     tau = (1.0 + rho) / (1.0 - rho)
     var = ss / n
@@ -175,24 +176,120 @@ def cusum_threshold(theta: float, k: float, target_arl: float) -> float:
     return hi
 
 
-def _margin(n: int, tau: float) -> float:
-    return 1.0 + MARGIN_SDS / math.sqrt(max(n / tau, 1.0))
+# Gauss-Hermite nodes (probabilists'), weights summing to 1, on a flattened grid: expectations
+# over the estimation errors of the reference (its mean; its effective variance).
+_MEAN_NODES, _MEAN_W = np.polynomial.hermite_e.hermegauss(20)
+_VAR_NODES, _VAR_W = np.polynomial.hermite_e.hermegauss(5)
+_GRID_MEAN = np.repeat(_MEAN_NODES, len(_VAR_NODES))
+_GRID_VAR = np.tile(_VAR_NODES, len(_MEAN_NODES))
+_GRID_W = np.outer(_MEAN_W, _VAR_W).ravel() / (_MEAN_W.sum() * _VAR_W.sum())
 
 
-def _side_thresholds(y: np.ndarray, k: float, tau: float, target: float,
-                     margin: float, extra_se: float = 0.0) -> tuple[list[float], list[float]]:
-    """Thresholds (up, down) of a CUSUM with allowance ``k`` on ``y``. The reference mean that
-    centres ``y`` is itself an estimate, off by about ``sqrt(tau / n)`` (and ``extra_se`` more
-    for a spread statistic, whose scale is estimated too): the thresholds are those of a CUSUM
-    whose allowance is smaller by ``BIAS_SDS`` times that."""
+def _rates(h: float, mu: np.ndarray, v: np.ndarray) -> float:
+    # Siegmund's run length, inverted and averaged; exp is capped (those cases never alarm).
+    a = 2.0 * mu / v
+    x = a * h
+    num = np.expm1(np.minimum(-x, 700.0)) + x
+    return float(np.dot(_GRID_W, a * mu / num))
+
+
+def expected_alarm_rate(h: float, k: float, var: float, se: float, s_var: float) -> float:
+    """False alarms per value of a one-sided CUSUM ``S = max(0, S + y - k)`` at threshold
+    ``h``, averaged over the error of the reference it was calibrated on.
+
+    ``var`` is the increment's effective (long-run) variance, so that ``theta = 2 k / var``.
+    The reference mean is off by ``delta ~ N(0, se^2)``, which shifts every increment by
+    ``delta``, and the variance by a factor ``exp(eps)``, ``eps ~ N(0, s_var^2)`` (which also
+    scales ``se`` by ``exp(eps / 2)``: both come from the long-run variance). Per case the
+    run length is Siegmund's ``(exp(-a h) + a h - 1) / (a mu)`` with drift ``mu = delta - k``
+    and ``a = 2 mu / var`` (valid for either sign of ``mu``; without the overshoot correction,
+    which errs on the safe side); the rate is its inverse, averaged over both errors by
+    Gauss-Hermite quadrature.
+
+    >>> r = expected_alarm_rate(15.6, 0.5, 1.0, 0.0, 0.0)
+    >>> round(1 / r / 1e6, 1)
+    11.9
+    """
+    return _rates(h, *_grid(k, var, se, s_var))
+
+
+def _grid(k: float, var: float, se: float, s_var: float) -> tuple[np.ndarray, np.ndarray]:
+    # The two errors are coupled: an underestimated long-run variance also understates how far
+    # off the reference mean may be (se = sqrt(tau / n)).
+    mu = se * np.exp(0.5 * s_var * _GRID_VAR) * _GRID_MEAN - k
+    mu = np.where(np.abs(mu) < 1e-9, -1e-9, mu)  # a drift of exactly 0: its limit
+    return mu, var * np.exp(s_var * _GRID_VAR)
+
+
+def _threshold(k: float, var: float, se: float, s_var: float, target: float) -> float:
+    """Smallest ``h`` (to 0.1%) whose expected alarm rate is at most ``1 / target``. The search
+    starts at the threshold without estimation error (averaging over the errors only raises
+    the rate), so it takes about ten evaluations."""
+    goal = 1.0 / target
+    mu, v = _grid(k, var, se, s_var)
+    lo = cusum_threshold(2.0 * k / var, k, target) * 0.999
+    if _rates(lo, mu, v) <= goal:
+        lo = 0.0
+    hi = max(lo * 1.25, 1.0)
+    while _rates(hi, mu, v) > goal:
+        lo, hi = hi, hi * 1.25
+        if hi > 1e9:
+            return hi
+    while hi - lo > 1e-3 * hi:
+        mid = 0.5 * (lo + hi)
+        if _rates(mid, mu, v) > goal:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _var_error(y: np.ndarray, tau: float) -> float:
+    """Standard deviation of the log of the estimated effective variance ``tau * sigma^2`` of a
+    centred, unit-variance ``y``: that of the sample variance (``std(y^2) sqrt(tau_sq / n)``,
+    ``tau_sq`` the long-run ratio of the squares: heavy tails and autocorrelation widen it), and
+    that of ``tau`` as an AR(1) estimate, ``2 / sqrt(n (1 - rho^2))``, counted only for the part
+    of ``tau`` above 1 (``tau >= 1`` is a floor, not an estimate)."""
+    n = len(y)
+    sq = y * y - 1.0
+    sd_sq = float(sq.std())
+    tau_sq = long_run_ratio(sq / sd_sq) if sd_sq > 0 else 1.0
+    s_tau = (tau - 1.0) * (tau + 1.0) / (tau * math.sqrt(n * tau))
+    return math.hypot(sd_sq * math.sqrt(tau_sq / n), s_tau)
+
+
+def _side_thresholds(y: np.ndarray, k: float, tau: float, target: float, s_var: float,
+                     extra_se: float = 0.0, raise_allowance: bool = True,
+                     ) -> tuple[list[float], list[float], float]:
+    """Thresholds (up, down) of a CUSUM on ``y`` (centred by the reference's own mean), the
+    ``theta`` of each side, and the allowance used.
+
+    The reference mean that centres ``y`` is itself an estimate, off by about
+    ``se = sqrt(tau / n)`` (plus ``extra_se`` for a spread statistic, whose scale is estimated
+    too). The thresholds meet the target *on average over that error*
+    (:func:`expected_alarm_rate`). When the error is large against the allowance (a short or
+    strongly autocorrelated reference), the allowance is raised to ``ALLOWANCE_SES * se``: a
+    sum whose allowance is within the reference's own uncertainty would need a huge threshold
+    and could not tell a shift from the reference's error anyway."""
+    n = len(y)
+    # With n / tau effective values the standardized mean error is Student-t rather than normal:
+    # its variance is larger by nu / (nu - 2) (about 1.25 for a reference of 200 AR(1) 0.9
+    # values, whose effective sample is about 10).
+    nu = max(n / tau - 1.0, 3.0)
+    se = math.hypot(math.sqrt(tau / n * nu / (nu - 2.0)), extra_se)
+    k_used = max(k, ALLOWANCE_SES * se) if raise_allowance else k
     hs, thetas = [], []
-    se = math.hypot(math.sqrt(tau / len(y)), extra_se)
-    k_eff = max(k - BIAS_SDS * se, 0.02 * k)
+    # The root is itself solved on n / tau effective values: shrink it by ROOT_SES of its
+    # relative error (about 1 / sqrt(n / tau)).
+    shrink = 1.0 + ROOT_SES * math.sqrt(tau / n)
     for side in (y, -y):
-        theta = theta_root(side, k_eff) / (tau * margin)
+        # The root on the reference's own values (skew, discreteness, clipped tails count),
+        # divided by tau; as a Gaussian-equivalent variance: theta = 2 k / var.
+        theta = theta_root(side, k_used) / (tau * shrink)
+        var = 2.0 * k_used / theta
         thetas.append(theta)
-        hs.append(cusum_threshold(theta, k_eff, target))
-    return hs, thetas
+        hs.append(_threshold(k_used, var, se, s_var, target))
+    return hs, thetas, k_used
 
 
 MAX_PHASE_BINS = 48
@@ -246,7 +343,7 @@ def calibrate(reference: Sequence[float] | np.ndarray, mean: float, std: float,
     tau = long_run_ratio(u)
     info.update({"long_run_variance_ratio": round(float(tau), 4),
                  "effective_sample_size": round(n / tau, 1)})
-    margin = _margin(n, tau)
+    s_var = _var_error(u, tau)
     zc: np.ndarray | None = None
     tau_z: float | None = None
     for params in detector_params:
@@ -258,6 +355,7 @@ def calibrate(reference: Sequence[float] | np.ndarray, mean: float, std: float,
                 m = float(r.mean())
                 s = float(r.std()) or 1.0
                 u = (r - m) / s
+                s_var = _var_error(u, tau)
             w = np.abs(u)
             wm = float(w.mean())
             ws = float(w.std()) or 1.0
@@ -267,19 +365,20 @@ def calibrate(reference: Sequence[float] | np.ndarray, mean: float, std: float,
             ks = float(params.get("k_slow", 0.25))
             kv = float(params.get("scale_k", 0.3))
             target = 6.0 / p_det
-            h_fast, th_fast = _side_thresholds(u, k, tau, target, margin)
-            h_slow, th_slow = _side_thresholds(u, ks, tau, target, margin)
+            h_fast, th_fast, k = _side_thresholds(u, k, tau, target, s_var)
+            h_slow, th_slow, ks = _side_thresholds(u, ks, tau, target, s_var)
             # The reference std that scales u is an estimate too: relative error about
             # sqrt(tau_sq / (2 n)) (tau_sq: long-run ratio of u^2), which moves |u| by that
             # times its mean, in units of its std.
             u2 = u * u - 1.0
             tau_sq = long_run_ratio(u2 / (u2.std() or 1.0))
             rel = math.sqrt(tau_sq / (2.0 * n)) * float(np.std(u * u)) / math.sqrt(2.0)
-            h_scale, th_scale = _side_thresholds(v, kv, tau_v, target, _margin(n, tau_v),
-                                                 extra_se=rel * wm / ws)
+            h_scale, th_scale, kv = _side_thresholds(v, kv, tau_v, target, _var_error(v, tau_v),
+                                                     extra_se=rel * wm / ws)
             h = [round(t, 4) for t in h_fast + h_slow + h_scale]
             over = {"a": std / scale, "b": (mean - med) / scale, "m": m, "inv_s": 1.0 / s,
-                    "wm": wm, "inv_ws": 1.0 / ws, "h": h}
+                    "wm": wm, "inv_ws": 1.0 / ws, "h": h, "k": round(k, 6), "k_slow": round(ks, 6),
+                    "scale_k": round(kv, 6)}
             if period and season is not None:
                 over.update(period=period, season=[round(v, 6) for v in season],
                             phase=(first_phase + n) % period)
@@ -294,7 +393,9 @@ def calibrate(reference: Sequence[float] | np.ndarray, mean: float, std: float,
                 zc = z - z.mean()
                 tau_z = long_run_ratio(zc / (zc.std() or 1.0))
             k = float(params.get("delta", 0.25))
-            hs, thetas = _side_thresholds(zc, k, tau_z or 1.0, 2.0 / p_det, margin)
+            # Page-Hinkley compares with its own running mean: no allowance for the reference's.
+            hs, thetas, _ = _side_thresholds(zc, k, tau_z or 1.0, 2.0 / p_det, s_var,
+                                             raise_allowance=False)
             thr = round(max(hs), 4)
             out.append({"threshold": thr})
             info.setdefault("detectors", []).append({

@@ -23,6 +23,7 @@ from ..config import (
     signal_budget,
     signal_detectors,
     signal_rule,
+    watched_after,
 )
 from ..contracts.units import unit_id
 from .detectors import REGISTRY, restore_detector
@@ -345,6 +346,9 @@ class StateBuilder:
             base_events=max(model.events - 1, 0),
         )
         self._set_budget(model, sig, rule_signal)
+        least = watched_after(self.config, model.rule, sig.budget is not None, sig.period)
+        if least < reference_size:  # a category share's reference of samples can be shorter
+            sig.reference_min = least
         model.signals[signal] = sig
         model.dirty = True
         return sig
@@ -405,7 +409,9 @@ class StateBuilder:
                 restore_detector(p["__type__"], user_params(p), d)
                 for p, d in zip(sig.detector_params, dets, strict=True)
             ]
-        elif len(sig.reference) >= sig.reference_size:
+            sig.ref_used = int(meta.get("ref_used") or len(sig.reference))
+            sig.growing = sig.ref_used < sig.reference_size
+        elif len(sig.reference) >= sig.watched_after:
             # The config changed the detectors: start them fresh on the stored reference.
             sig._activate()
         sig.ref_saved = len(sig.reference)

@@ -379,7 +379,7 @@ def collecting(state: MonitorState) -> list[dict[str, Any]]:
             if sig.detectors is None:
                 out.append({"model_id": model.model_id, "model_version": model.model_version,
                             "signal": sig.signal, "have": len(sig.reference),
-                            "need": sig.reference_size})
+                            "need": sig.watched_after})
     return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"]), r["signal"]))
 
 

@@ -121,6 +121,13 @@ class SignalState:
     base_n: int = 0
     base_events: int = 0
     period: int = 0  # known period in values (signals[].period; cusum detectors only)
+    # Short references (windows.reference_min_size): the signal is watched from `reference_min`
+    # values on, calibrated for that short reference; while `growing`, later values still join
+    # the reference, and at `reference_size` the signal is re-based on the full reference.
+    # `ref_used`: the length of the reference the detectors were calibrated on.
+    reference_min: int = 0
+    growing: bool = False
+    ref_used: int = 0
 
     # -- the hot path -------------------------------------------------------------------
     def update(self, x: float) -> int:
@@ -128,12 +135,16 @@ class SignalState:
         self.n += 1
         self.recent.append(x)
         dets = self.detectors
-        if dets is None:
+        if dets is None or self.growing:
             ref = self.reference
             ref.append(x)
+            if dets is None:
+                if len(ref) >= (self.reference_min or self.reference_size):
+                    self._activate()
+                return -1
             if len(ref) >= self.reference_size:
-                self._activate()
-            return -1
+                self._activate()  # re-based on the full reference: scale, thresholds, sums
+                return -1
         if self.plan_for is not dets:
             self.plan = _plan(dets, self.binary)
             self.plan_for = dets
@@ -188,7 +199,21 @@ class SignalState:
             i += 1
         return fired
 
+    @property
+    def watched_after(self) -> int:
+        """Values the signal needs before it is watched."""
+        return self.reference_min or self.reference_size
+
+    @property
+    def watched_reference(self) -> list[float]:
+        """The reference the detectors compare with (a short reference's values up to its
+        calibration; later values that joined it are watched values)."""
+        ref = self.reference
+        return ref if self.ref_used >= len(ref) else ref[:self.ref_used]
+
     def _activate(self) -> None:
+        self.ref_used = len(self.reference)
+        self.growing = self.ref_used < self.reference_size
         if self.rate_sample:
             self.ref_mean, self.ref_std = rate_scale(self.reference, self.rate_sample)
         else:
@@ -209,6 +234,8 @@ class SignalState:
         """Forget the reference and the detectors; collect a new reference from now on."""
         self.reference = []
         self.detectors = None
+        self.growing = False
+        self.ref_used = 0
         self.ref_mean, self.ref_std = 0.0, 1.0
         self.calibration = self.overrides = None
         self.base_n = self.n
@@ -232,6 +259,7 @@ class SignalState:
             "calibration": self.calibration,
             "overrides": self.overrides,
             "base": [self.base_n, self.base_events],
+            "ref_used": self.ref_used,
         }
 
     @property

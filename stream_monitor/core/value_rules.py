@@ -188,8 +188,8 @@ def close_sample(states: StateBuilder, model: ModelState, mq: ValueRuleState) ->
 def _learn(model: ModelState, fq: FeatureRuleState, quantiles: tuple[float, float],
            k: float) -> None:
     sig = fq.sig or model.signals.get(fq.signal)
-    if sig is None or sig.detectors is None or fq.learned_gen == sig.generation:
-        return  # no complete reference yet, or already learned from this one
+    if sig is None or sig.detectors is None or sig.growing or fq.learned_gen == sig.generation:
+        return  # no complete reference yet (a short one still grows), or already learned
     fq.learned = learned_bounds(sig.reference, quantiles, k)
     fq.learned_gen = sig.generation
     fq.apply_bounds()

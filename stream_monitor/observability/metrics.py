@@ -346,7 +346,7 @@ class WorkerMetrics:
                     reference_mean=(getattr(sig, "ref_mean", None) if detecting
                                     else _mean(ref)),
                     current_mean=_mean(recent), detecting=detecting,
-                    reference_needed=getattr(sig, "reference_size", None))
+                    reference_needed=getattr(sig, "watched_after", None))
 
     # -- state store and producer ----------------------------------------------------------------
     def redis_round_trip(self, seconds: float) -> None:

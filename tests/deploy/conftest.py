@@ -1,7 +1,7 @@
-"""Tools for the `deploy` tests: Helm, KEDA's CRDs and the Prometheus Operator's ServiceMonitor
-CRD, from scripts/tools.sh (cached outside the repo). scripts/test.sh runs it and exports
-SM_HELM, SM_KEDA_CRDS and SM_PROMETHEUS_OPERATOR_CRDS; run alone, pytest runs it here. No
-Kubernetes cluster is needed."""
+"""Tools for the `deploy` tests: Helm, amtool, KEDA's CRDs and the Prometheus Operator's
+ServiceMonitor CRD, from scripts/tools.sh (cached outside the repo). scripts/test.sh runs it and
+exports SM_HELM, SM_AMTOOL, SM_KEDA_CRDS and SM_PROMETHEUS_OPERATOR_CRDS; run alone, pytest runs
+it here. No Kubernetes cluster is needed."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class Tools:
     helm: Path
+    amtool: Path
     keda_crds: Path
     prometheus_operator_crds: Path
 
@@ -33,7 +34,7 @@ def _from_env_file(path: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def tools() -> Tools:
-    names = ("SM_HELM", "SM_KEDA_CRDS", "SM_PROMETHEUS_OPERATOR_CRDS")
+    names = ("SM_HELM", "SM_AMTOOL", "SM_KEDA_CRDS", "SM_PROMETHEUS_OPERATOR_CRDS")
     env = {k: os.environ[k] for k in names if os.environ.get(k)}
     if len(env) < len(names):
         cache = Path(os.environ.get("SM_TOOLS_CACHE") or Path(
@@ -44,6 +45,7 @@ def tools() -> Tools:
         env = _from_env_file(env_file)
     t = Tools(*(Path(env[k]) for k in names))
     assert t.helm.is_file(), f"no helm at {t.helm}: run scripts/tools.sh"
+    assert t.amtool.is_file(), f"no amtool at {t.amtool}: run scripts/tools.sh"
     assert (t.keda_crds / "keda.sh_scaledobjects.yaml").is_file(), \
         f"no KEDA CRDs in {t.keda_crds}: run scripts/tools.sh"
     assert (t.prometheus_operator_crds / "monitoring.coreos.com_servicemonitors.yaml").is_file()

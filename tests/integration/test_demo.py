@@ -15,12 +15,13 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_end_to_end(kafka_bootstrap, redis_url, tmp_path: Path) -> None:
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, REDIS_URL=redis_url,
-               SM_METRICS_PORT="0", COLUMNS="200")
-    config = Path(__file__).resolve().parents[2] / "examples" / "monitor.yaml"
-    proc = subprocess.run([sys.executable, "-m", "stream_monitor", "demo", "--config",
-                           str(config)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    """Outside the repository (cwd is a temp dir) and without --config: the demo uses the
+    example config shipped in the package."""
+    env = {k: v for k, v in os.environ.items() if k != "SM_CONFIG"}
+    env.update(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, REDIS_URL=redis_url, SM_METRICS_PORT="0",
+               COLUMNS="200")
+    proc = subprocess.run([sys.executable, "-m", "stream_monitor", "demo"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "demo ok" in out

@@ -128,23 +128,24 @@ async def test_batch_size_does_not_change_the_outputs(
 
 # Offsets (line numbers of the interleaved two-model stream) where the uninterrupted run alerts.
 # Checked by test_the_stream_has_drifts_retrains_and_a_dead_letter.
-ALERT_OFFSETS = [3029, 3039, 3062, 3090, 3113, 3162, 5227, 5244]
+ALERT_OFFSETS = [3027, 3039, 3052, 3074, 3109, 3114, 5225, 5240]
 CUTS = [
     0,
     5,
-    1000,  # both models still collecting their first reference (1000 values per signal)
-    2000,  # right after the references are complete and the detectors started
+    300,  # both models still collecting their first (short) reference
+    1000,  # watched on short references (200 values per signal), which still grow to 1000
+    2000,  # right after the signals were re-based on their full references
     2001,
-    3030,  # right after the first alert (churn utilization rebaselined, its reference empty)
+    3028,  # right after the first alert (churn utilization rebaselined, its reference empty)
     3039,  # just before an event that raises an alert and a retrain request
     3040,  # right after it
-    3063,  # right after credit-risk's first alert
-    3114,  # right after churn's prediction alert
-    3163,  # right after the last alert of the first wave
-    3191,  # right after the second retrain request
-    4000,  # new references being collected
-    5228,  # right after an alert on `age`
-    5245,
+    3053,  # right after credit-risk's first alert
+    3110,  # right after churn's prediction alert
+    3115,  # right after the last alert of the first wave
+    3175,  # right after the second retrain request
+    4000,  # new references: short ones watched and growing
+    5226,  # right after an alert on `age`
+    5241,
     len(SPEC.models) * SPEC.events_per_model - 1,
 ]
 
@@ -167,7 +168,7 @@ async def test_restart_at_every_cut_point(cfg: MonitorConfig, raws: list[RawReco
     assert await stored(store) == uninterrupted["state"]
 
 
-@pytest.mark.parametrize("cut", [800, 3030, 3040, 3114])
+@pytest.mark.parametrize("cut", [800, 3028, 3040, 3110])
 async def test_redelivered_batch_after_a_restart_changes_nothing(
         cfg: MonitorConfig, raws: list[RawRecord], uninterrupted: dict[str, Any],
         cut: int) -> None:
@@ -193,7 +194,7 @@ async def test_redelivered_batch_after_a_restart_changes_nothing(
     assert await stored(store) == uninterrupted["state"]
 
 
-@pytest.mark.parametrize("crash_after", [3030, 3040, 5228])
+@pytest.mark.parametrize("crash_after", [3028, 3040, 5226])
 async def test_outputs_saved_but_never_published_are_recovered(
         cfg: MonitorConfig, raws: list[RawRecord], uninterrupted: dict[str, Any],
         crash_after: int) -> None:

@@ -1,0 +1,212 @@
+"""What a monitoring config will watch: the plan that ``stream-monitor check-config`` prints.
+
+Signals are discovered from the data at run time (``feature:<name>``, ``prediction``,
+``performance:error``, ``quality:<fault>:<feature>``), so the plan of a config alone lists its
+*rules*: per model rule, the signal globs with their detectors (effective parameters, and
+whether a false-alarm budget calibrates them on each reference), the reference size a signal
+needs before it is watched, and the value rules. Given a sample of events, :func:`observe`
+replays it through the same core with in-memory state and lists the concrete signals found,
+watched or still collecting their reference.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from .config import (
+    DEFAULT_BUDGET,
+    ModelRule,
+    MonitorConfig,
+    SignalRule,
+    quality_rule,
+    watched_after,
+)
+from .core.detectors import REGISTRY
+
+__all__ = ["config_plan", "observe", "render_plan"]
+
+
+def _detector(cfg: MonitorConfig, name: str, budgeted: bool) -> dict[str, Any]:
+    spec = cfg.detectors[name]
+    kind = REGISTRY[spec.type]
+    return {"name": name, "type": spec.type, "input": kind.input,
+            "params": kind.params(spec.params),
+            # Binary detectors (the DDM family) keep their own statistics (core/calibrate.py).
+            "calibrated": budgeted and kind.input != "binary"}
+
+
+def _watched_after(cfg: MonitorConfig, rule: ModelRule, budgeted: bool,
+                   period: int | None) -> int:
+    """Values a signal of the rule needs before it is watched: ``reference_min_size`` when it
+    has a budget and no period (a short reference first), else its reference size."""
+    return watched_after(cfg, rule, budgeted, period)
+
+
+def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[str, Any]:
+    budget = sr.false_alarm_budget or rule.false_alarm_budget or cfg.false_alarm_budget
+    if budget is None and any(cfg.detectors[d].type == "cusum" for d in sr.detectors):
+        budget = DEFAULT_BUDGET  # a cusum always needs thresholds (the core does the same)
+    out: dict[str, Any] = {
+        "match": sr.match,
+        "watched_after": _watched_after(cfg, rule, budget is not None, sr.period),
+        "detectors": [_detector(cfg, d, budget is not None) for d in sr.detectors],
+        "false_alarm_budget": None if budget is None else {
+            **budget.describe(), "label": budget.label(), "per_value": budget.per_value()},
+    }
+    if sr.period:
+        out["period"] = sr.period
+    return out
+
+
+def config_plan(cfg: MonitorConfig) -> dict[str, Any]:
+    """The plan as JSON-able data (``check-config --json``)."""
+    models = []
+    for rule in cfg.models:
+        q = quality_rule(cfg, rule)
+        models.append({
+            "match": rule.match,
+            "reference_size": rule.reference_size or cfg.windows.reference_size,
+            "recent_size": rule.recent_size or cfg.windows.recent_size,
+            "sample_rate": rule.sample_rate,
+            "signals": [_signal_rule(cfg, rule, sr) for sr in rule.signals],
+            "value_rules": None if not q.active else {
+                "bounds": {f: b.model_dump() for f, b in q.bounds.items()},
+                "learned_bounds": None if q.learned_bounds is None
+                else q.learned_bounds.model_dump(),
+                "categorical": q.categorical, "max_categories": q.max_categories,
+                "indicators": list(q.indicators),
+                "fault_rate_detectors": [_detector(cfg, d, False) for d in q.detectors],
+                "sample_events": q.sample_events, "reference_samples": q.reference_samples},
+            "labels": None if rule.labels is None else rule.labels.model_dump(),
+            "alerts": None if rule.alerts is None else rule.alerts.model_dump(),
+            "retrain": {"min_drifted_signals": rule.retrain.min_drifted_signals,
+                        "signals": rule.retrain.signals,
+                        "within_seconds": rule.retrain.within_seconds},
+            "versions_separate": rule.versions.separate,
+        })
+    return {"topics": cfg.topics.model_dump(), "detectors": len(cfg.detectors),
+            "models": models}
+
+
+def observe(cfg: MonitorConfig, events: Path, labels: Path | None = None) -> dict[str, Any]:
+    """Replay a sample of events (and labels) through the core with in-memory state; the
+    concrete signals found per model, each watched (with what calibration chose) or still
+    collecting its reference (values it has vs values it needs)."""
+    from .adapters.replay import replay_file
+    from .core.monitor import MonitorState, collecting
+
+    states: list[MonitorState] = []
+    total = replay_file(cfg, events, io.BytesIO(), labels=labels, state_out=states)
+    # What the core itself reports as still collecting (replay's summary, the metrics).
+    pending = {(r["model_id"], r["model_version"], r["signal"]): r
+               for r in collecting(states[0])}
+    models = []
+    for unit in sorted(states[0].models.values(), key=lambda m: m.unit or m.model_id):
+        signals = []
+        for name in sorted(unit.signals):
+            sig = unit.signals[name]
+            todo = pending.get((unit.model_id, unit.model_version, name))
+            row: dict[str, Any] = {"signal": name, "values": sig.n, "watched": todo is None,
+                                   "reference": todo["have"] if todo else None,
+                                   "reference_needed": todo["need"] if todo else None,
+                                   "rebaselines": sig.generation,
+                                   "detectors": list(sig.detector_names)}
+            if sig.overrides:
+                row["calibrated"] = {d: o for d, o in zip(sig.detector_names, sig.overrides,
+                                                          strict=True) if o}
+            signals.append(row)
+        models.append({"model_id": unit.model_id, "model_version": unit.model_version,
+                       "rule": unit.rule.match, "events": unit.events, "signals": signals})
+    return {"file": str(events), "records": total.events, "dead_letters": total.dead_letters,
+            "unwatched": total.unwatched, "pairs": total.pairs, "models": models}
+
+
+def _name(d: dict[str, Any]) -> str:
+    return d["name"] if d["name"] == d["type"] else f"{d['name']} = {d['type']}"
+
+
+def _params(p: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_num(v)}" for k, v in p.items()) or "defaults"
+
+
+def _num(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) -> list[str]:
+    """The plan as text lines (what ``check-config`` prints)."""
+    t = plan["topics"]
+    lines = [f"reads {t['inference']} (labels: {t['labels']}); writes {t['alerts']}, "
+             f"{t['retrain']}, {t['dead_letter']}, {t['deployments']}, {t['operations']}",
+             "a signal is watched once its reference is complete; signals are found in the "
+             "events (features, prediction, performance:error from labels)"]
+    for i, m in enumerate(plan["models"]):
+        rate = f", sample rate {m['sample_rate']:g}" if m["sample_rate"] != 1 else ""
+        lines.append(f"models[{i}] {m['match']!r}: reference {m['reference_size']} values per "
+                     f"signal, recent {m['recent_size']}{rate}")
+        for s in m["signals"]:
+            b = s["false_alarm_budget"]
+            budget = (f"false-alarm budget {b['label']} ({b['per_value']:.3g} per value)"
+                      if b else "no false-alarm budget: parameters as declared")
+            period = f", period {s['period']} values" if "period" in s else ""
+            short = (f" (on a short reference, re-based at {m['reference_size']})"
+                     if s["watched_after"] < m["reference_size"] else "")
+            lines.append(f"  signals {s['match']!r}: watched after its first "
+                         f"{s['watched_after']} values{short}; {budget}{period}")
+            for d in s["detectors"]:
+                how = ("calibrated to the budget on each reference" if d["calibrated"] else
+                       "binary input: not calibrated" if b and d["input"] == "binary" else
+                       "as declared")
+                lines.append(f"    {_name(d)}({_params(d['params'])}): {how}")
+        v = m["value_rules"]
+        if v:
+            parts = [f"bounds {f} [{_num(b['min']) if b['min'] is not None else '-inf'}, "
+                     f"{_num(b['max']) if b['max'] is not None else '+inf'}]"
+                     for f, b in v["bounds"].items()]
+            if v["learned_bounds"]:
+                lb = v["learned_bounds"]
+                parts.append(f"bounds learned from the reference (quantiles "
+                             f"{lb['quantiles'][0]:g}-{lb['quantiles'][1]:g}, k {lb['k']:g})")
+            if v["categorical"]:
+                parts.append(f"string features as category shares (top {v['max_categories']})")
+            if v["indicators"]:
+                dets = ", ".join(_name(d) for d in v["fault_rate_detectors"])
+                parts.append(f"fault rates quality:<{'|'.join(v['indicators'])}>:<feature> "
+                             f"per {v['sample_events']} events, reference "
+                             f"{v['reference_samples']} samples, detectors {dets}")
+            lines.append(f"  value rules: {'; '.join(parts)}")
+        else:
+            lines.append("  value rules: none")
+        if m["labels"]:
+            lb = m["labels"]
+            lines.append(f"  labels: {lb['task']} from {t['labels']} -> performance:error "
+                         f"(a prediction waits {lb['ttl_seconds']:g} s for its label)")
+    if observed is not None:
+        lines += render_observed(observed)
+    return lines
+
+
+def render_observed(o: dict[str, Any]) -> list[str]:
+    lines = [f"signals found in {o['file']}: {o['records']} records, {o['dead_letters']} "
+             f"dead-lettered, {o['unwatched']} of models no rule watches"
+             + (f", {o['pairs']} joined labels" if o["pairs"] else "")]
+    if not o["models"]:
+        lines.append("  (no model of the file is watched by a rule)")
+    for m in o["models"]:
+        version = f" version {m['model_version']}" if m["model_version"] is not None else ""
+        lines.append(f"  {m['model_id']}{version} (rule {m['rule']!r}, {m['events']} events):")
+        for s in m["signals"]:
+            unit = "samples" if s["signal"].startswith("quality:") else "values"
+            if s["watched"]:
+                cal = "; ".join(f"{d} {_params(o)}" for d, o in s.get("calibrated", {}).items())
+                lines.append(f"    {s['signal']}: watched by {', '.join(s['detectors'])} "
+                             f"({s['values']} {unit}" + (f"; calibrated {cal}" if cal else "")
+                             + (f"; reference renewed after {s['rebaselines']} drifts"
+                                if s["rebaselines"] else "") + ")")
+            else:
+                again = " again, after a drift" if s["rebaselines"] else ""
+                lines.append(f"    {s['signal']}: not yet watched{again}: {s['reference']} of "
+                             f"{s['reference_needed']} reference {unit}")
+    return lines
