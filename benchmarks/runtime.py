@@ -47,7 +47,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stream_monitor.adapters.kafka_clients import env_client_kwargs
-from stream_monitor.adapters.kafka_io import produce
+from stream_monitor.adapters.kafka_tools import produce
 from stream_monitor.state.connection import env_redis_kwargs
 
 ROOT = Path(__file__).resolve().parent.parent

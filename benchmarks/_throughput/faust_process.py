@@ -16,7 +16,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from stream_monitor.adapters.kafka_io import create_topics
+from stream_monitor.adapters.kafka_tools import create_topics
 
 from .commits import CommitPoint, rate_from_commits
 from .common import BENCH, CONFIG, check_stop

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from stream_monitor.adapters.kafka_io import create_topics
+from stream_monitor.adapters.kafka_tools import create_topics
 from stream_monitor.state.connection import env_redis_client
 
 from .commits import CommitPoint, rate_from_commits

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from stream_monitor.adapters.kafka_io import create_topics, produce, wait_for_kafka
+from stream_monitor.adapters.kafka_tools import create_topics, produce, wait_for_kafka
 from stream_monitor.config import Settings
 from stream_monitor.state.connection import env_redis_client
 

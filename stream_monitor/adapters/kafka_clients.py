@@ -26,7 +26,7 @@ __all__ = ["KafkaTarget", "client_kwargs", "describe", "env_client_kwargs", "kaf
            "preflight", "ssl_context"]
 
 
-# What the small helpers (adapters/kafka_io.py, tests) take: a bootstrap string (plaintext, as
+# What the small helpers (adapters/kafka_tools.py, tests) take: a bootstrap string (plaintext, as
 # before) or settings that carry the security configuration as well.
 KafkaTarget = str | ConnectionSettings
 

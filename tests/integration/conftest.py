@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from stream_monitor.adapters.kafka_clients import KafkaTarget
-from stream_monitor.adapters.kafka_io import create_topics
+from stream_monitor.adapters.kafka_tools import create_topics
 
 from ..helpers import stop_process
 

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_monitor.adapters.kafka_io import consume, create_topics, produce
+from stream_monitor.adapters.kafka_tools import consume, create_topics, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.synth import Drift, StreamSpec, generate
 

@@ -27,7 +27,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from stream_monitor.adapters.kafka_io import consume, create_topics, produce
+from stream_monitor.adapters.kafka_tools import consume, create_topics, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.core.gate import Claim
 from stream_monitor.state.base import ModelDelta, SignalDelta, StateFencedError

@@ -19,7 +19,7 @@ import redis as redis_sync
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_monitor.adapters.kafka_io import consume, produce
+from stream_monitor.adapters.kafka_tools import consume, produce
 from stream_monitor.contracts import Position, RawRecord, validate_record
 from stream_monitor.contracts.records import decode_label
 from stream_monitor.contracts.units import unit_id

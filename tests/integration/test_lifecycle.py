@@ -10,7 +10,7 @@ import orjson
 import pytest
 import yaml
 
-from stream_monitor.adapters.kafka_io import consume, produce
+from stream_monitor.adapters.kafka_tools import consume, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.notify.notification import notification_from_record
 

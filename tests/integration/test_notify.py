@@ -18,7 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from stream_monitor.adapters.kafka_io import consume, create_topics, produce
+from stream_monitor.adapters.kafka_tools import consume, create_topics, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.notify import (
     Notifier,

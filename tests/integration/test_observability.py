@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_monitor.adapters.kafka_io import produce
+from stream_monitor.adapters.kafka_tools import produce
 from stream_monitor.synth import Drift, StreamSpec, generate
 
 from ..helpers import free_port, http_get, stop_process

@@ -20,7 +20,7 @@ import pytest
 import redis as redis_sync
 import yaml
 
-from stream_monitor.adapters.kafka_io import consume, produce
+from stream_monitor.adapters.kafka_tools import consume, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.contracts.records import REASON_CODES
 from stream_monitor.contracts.units import unit_id

@@ -21,7 +21,7 @@ import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from stream_monitor.adapters.kafka_io import consume, produce
+from stream_monitor.adapters.kafka_tools import consume, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.synth import Drift, StreamSpec, generate
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import yaml
 
-from stream_monitor.adapters.kafka_io import consume, produce
+from stream_monitor.adapters.kafka_tools import consume, produce
 from stream_monitor.adapters.replay import replay_file
 from stream_monitor.config import load_config
 from stream_monitor.contracts import validate_record

@@ -224,7 +224,7 @@ def test_readyz_says_a_reason_code_not_the_exception_text() -> None:
 
 def test_tools_given_a_bootstrap_string_use_the_environments_security(
         env: pytest.MonkeyPatch, tmp_path: Path, ca: Path) -> None:
-    """The benchmarks and the kafka_io helpers take a bootstrap string: it gets the security
+    """The benchmarks and the kafka_tools helpers take a bootstrap string: it gets the security
     settings of the environment, as the worker processes they start do."""
     from stream_monitor.state.connection import env_redis_kwargs
 

@@ -1,4 +1,6 @@
-"""Small aiokafka helpers shared by the demo, the benchmark and the tests.
+"""Kafka tools for the demo, the benchmarks and the tests: create topics, produce a stream,
+read topics back. The worker does not use them (its clients are in :mod:`.worker` and
+:mod:`.kafka_clients`).
 
 Each takes ``bootstrap``: settings with the Kafka security configuration, or a ``host:port``
 string, which gets the security settings of the environment (:mod:`.kafka_clients`), so the
