@@ -221,24 +221,51 @@ class BatchPipeline:
         return outboxes
 
     async def run(self, raws: Sequence[RawRecord]) -> BatchOutput:
-        """Process one batch and persist its state. Raises TransientStoreError (retry it)."""
+        """Process one batch and persist its state. Raises TransientStoreError (retry it).
+
+        The steps, in order: the gate, the labels, the state, the core, the outputs, the save.
+        Nothing is published here: the adapter publishes ``out.records`` after this returns."""
         counters = QualityCounters()
-        label_topic = self.config.topics.labels
-        label_raws: list[RawRecord] = []
-        if any(r.position.topic == label_topic for r in raws):
-            label_raws = [r for r in raws if r.position.topic == label_topic]
-            raws = [r for r in raws if r.position.topic != label_topic]
-        events, dead = self._admit(raws, self.clock(), counters)
+        # 1. The gate: inference records become events or dead letters; duplicates are claimed.
+        inference, label_raws = self._split_labels(raws)
+        events, dead = self._admit(inference, self.clock(), counters)
         if self.gate.checks_duplicates and events:
-            events, dead = await self._drop_duplicates(raws, events, dead, counters)
+            events, dead = await self._drop_duplicates(inference, events, dead, counters)
+        # 2. Labels: decoded, then joined with their predictions (the pairs feed the core).
         labels, ignored = self._admit_labels(label_raws, dead, counters)
         pairs, label_stats = await self._join(events, labels)
+        # 3. State: every model the batch touches is in memory (loaded from the store if not).
         now = self.clock()
         self._sweep(now)
         recovered = await self._load_units(events, pairs)
-        # The core runs in parts of `chunk` events with a yield to the event loop between
-        # them, so that a large batch does not hold up the consumer's heartbeats or the
-        # health endpoints (same outcome as one call: Monitor.process).
+        # 4. The core: events and pairs through the detectors (pure, no I/O).
+        result = await self._detect(events, pairs, counters)
+        for m in result.dirty_models:
+            self._used[m.unit] = now
+        # 5. Outputs: the outbox an earlier run left, dead letters, then this batch's records.
+        out = _summary(result, counters, len(raws), len(dead), len(labels), ignored,
+                       label_stats)
+        self._recovered(out, recovered)
+        dead = self._dead_letters(out, inference, dead, result, counters)
+        per_model = self._new_outputs(out, result)
+        # 6. Save: state and outbox of every changed model, fenced, before anything is published.
+        await self._save(result, per_model)
+        return out
+
+    def _split_labels(self, raws: Sequence[RawRecord],
+                      ) -> tuple[Sequence[RawRecord], list[RawRecord]]:
+        """Inference records and label records (both topics come in one batch)."""
+        label_topic = self.config.topics.labels
+        if not any(r.position.topic == label_topic for r in raws):
+            return raws, []
+        return ([r for r in raws if r.position.topic != label_topic],
+                [r for r in raws if r.position.topic == label_topic])
+
+    async def _detect(self, events: list[InferenceEvent], pairs: list[Any],
+                      counters: QualityCounters) -> BatchResult:
+        """The core runs in parts of `chunk` events with a yield to the event loop between
+        them, so that a large batch does not hold up the consumer's heartbeats or the health
+        endpoints (same outcome as one call: Monitor.process)."""
         chunk = self.chunk
         result = None
         for lo in range(0, max(len(events), 1), chunk):
@@ -248,22 +275,21 @@ class BatchPipeline:
             result = self.monitor.process(events[lo:lo + chunk], self.state, counters,
                                           pairs if last else (), result=result, finish=last)
         assert result is not None
-        for m in result.dirty_models:
-            self._used[m.unit] = now
-        out = BatchOutput(events=len(raws) + len(label_raws), dead_letters=len(dead),
-                          alerts=len(result.alerts),
-                          retrain_requests=len(result.retrain_requests), unwatched=result.unwatched,
-                          redelivered=result.redelivered, quality_alerts=len(result.quality_alerts),
-                          quality=counters, labels=len(labels), labels_ignored=ignored,
-                          pairs=result.pairs, label_stats=label_stats,
-                          pair_delays=result.pair_delays,
-                          units=[m.unit for m in result.dirty_models])
-        # Outputs an earlier run saved but never saw confirmed go out first, in their order.
+        return result
+
+    @staticmethod
+    def _recovered(out: BatchOutput, recovered: dict[str, dict[str, bytes]]) -> None:
+        """Outputs an earlier run saved but never saw confirmed go out first, in their order."""
         for mid, box in recovered.items():
             for oid in sorted(box):
                 out.records.append(decode_output(box[oid]))
                 out.outbox.setdefault(mid, []).append(oid)
                 out.recovered += 1
+
+    def _dead_letters(self, out: BatchOutput, raws: Sequence[RawRecord],
+                      dead: list[DeadLetter], result: BatchResult,
+                      counters: QualityCounters) -> list[DeadLetter]:
+        """The gate's dead letters and the core's refusals, in input order, as records."""
         topics = self.config.topics
         now = self.clock()
         if result.rejected:
@@ -279,6 +305,11 @@ class BatchPipeline:
             key = b"" if privacy.dead_letter_payload == "hash" else d.kafka_key
             out.records.append(output_record(topics.dead_letter, key, rec,
                                               (("reason-code", d.reason_code.encode()),)))
+        return dead
+
+    def _new_outputs(self, out: BatchOutput, result: BatchResult,
+                     ) -> dict[str, dict[str, bytes]]:
+        """This batch's alerts and requests as records, each also in its unit's outbox."""
         per_model: dict[str, dict[str, bytes]] = {}
         for output, uid in self._outputs(result):
             out.records.append(output)
@@ -287,6 +318,10 @@ class BatchPipeline:
             field_name = f"{self.state.models[uid].revision:012d}.{len(box):05d}"
             box[field_name] = encode_output(output)
             out.outbox.setdefault(uid, []).append(field_name)
+        return per_model
+
+    async def _save(self, result: BatchResult, per_model: dict[str, dict[str, bytes]]) -> None:
+        """State and outbox of every changed model, one fenced write per model."""
         # A model's newest version is saved first: when it is new, it becomes the model's latest
         # version before an older version's save of the same batch, which then gets its TTL.
         dirty = sorted(result.dirty_models,
@@ -306,7 +341,6 @@ class BatchPipeline:
                 if s.dirty:
                     s.mark_saved()
         self._evict()
-        return out
 
     @staticmethod
     def _rejected(raws: Sequence[RawRecord], dead: list[DeadLetter],
@@ -444,6 +478,18 @@ class BatchPipeline:
             order = {r.position: i for i, r in enumerate(raws)}
             dead = sorted([*dead, *dups], key=lambda d: order[d.raw.position])
         return kept, dead
+
+
+def _summary(result: BatchResult, counters: QualityCounters, n_raws: int, n_dead: int,
+             n_labels: int, ignored: int, label_stats: dict[str, LabelStats]) -> BatchOutput:
+    """The batch's counts (its records are added by the output step)."""
+    return BatchOutput(events=n_raws, dead_letters=n_dead, alerts=len(result.alerts),
+                       retrain_requests=len(result.retrain_requests), unwatched=result.unwatched,
+                       redelivered=result.redelivered, quality_alerts=len(result.quality_alerts),
+                       quality=counters, labels=n_labels, labels_ignored=ignored,
+                       pairs=result.pairs, label_stats=label_stats,
+                       pair_delays=result.pair_delays,
+                       units=[m.unit for m in result.dirty_models])
 
 
 def _delta(model: ModelState, outbox: dict[str, bytes]) -> ModelDelta:
