@@ -152,3 +152,9 @@ def install_signal_handlers() -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+
+
+def window_note(window: dict[str, Any]) -> str:
+    """The measured window of a run, as printed after its rate."""
+    return (f" (offsets {window['from_offset']}->{window['to_offset']} in "
+            f"{window['seconds']:.2f} s, +-{window['timing_uncertainty_s']:.2f} s)")

@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 from stream_monitor.adapters.kafka_tools import create_topics
 
 from .commits import CommitPoint, rate_from_commits
-from .common import BENCH, CONFIG, check_stop
+from .common import BENCH, CONFIG, check_stop, window_note
 from .kafka import CommitPoller, end_offsets
 from .procstat import proc_cpu_s
 from .progress import Reporter
@@ -206,10 +206,7 @@ async def measure_faust(
     rep.update(tid, n, note)
     msg = f"{label}: {note}"
     if run.window:
-        msg += (
-            f" (offsets {run.window['from_offset']}->{run.window['to_offset']} in "
-            f"{run.window['seconds']:.2f} s, +-{run.window['timing_uncertainty_s']:.2f} s)"
-        )
+        msg += window_note(run.window)
     if run.outputs:
         r = run.outputs["records"]
         msg += (

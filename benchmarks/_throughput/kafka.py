@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream_monitor.adapters.kafka_clients import env_client_kwargs
+
+from .redis_cost import redis_cleanup
 
 
 async def end_offsets(bootstrap: str, topics: list[str]) -> dict[str, int]:
@@ -148,3 +153,21 @@ class GroupPoller:
             name = m["client_id"] if m["client_id"] not in members else m["member_id"]
             members[name] = parts
         return g["state"], members
+
+
+async def clean_up(bootstrap: str, redis_url: str, cleanup: dict[str, list[str]],
+                   keep_topics: bool) -> dict[str, Any]:
+    """Delete what a benchmark run made (its topics unless kept, its Redis keys, and its
+    consumer groups when it lists them), best effort; returns what was deleted."""
+    done: dict[str, Any] = {}
+    if not keep_topics:
+        with contextlib.suppress(Exception):
+            await delete_topics(bootstrap, cleanup["topics"])
+            done["topics_deleted"] = len(cleanup["topics"])
+    for prefix in cleanup["redis_prefixes"]:  # normally already deleted after each run
+        with contextlib.suppress(Exception):
+            await redis_cleanup(redis_url, prefix)
+    if "groups" in cleanup:
+        with contextlib.suppress(Exception):
+            done["groups"] = await delete_groups(bootstrap, cleanup["groups"])
+    return done

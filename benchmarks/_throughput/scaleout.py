@@ -19,7 +19,7 @@ from stream_monitor.adapters.kafka_tools import create_topics
 from stream_monitor.state.connection import env_redis_client
 
 from .commits import CommitPoint, rate_from_commits
-from .common import CONFIG, check_stop
+from .common import CONFIG, check_stop, window_note
 from .faust_process import stop_process, tail_log
 from .kafka import GroupPoller, end_offsets
 from .procstat import machine_cpu_s, proc_cpu_s
@@ -542,10 +542,7 @@ async def measure_scaleout(
     rep.update(tid, n, note)
     msg = f"{label}: {note}"
     if run.window:
-        msg += (
-            f" (offsets {run.window['from_offset']}->{run.window['to_offset']} in "
-            f"{run.window['seconds']:.2f} s, +-{run.window['timing_uncertainty_s']:.2f} s)"
-        )
+        msg += window_note(run.window)
     msg += f"; assignment {run.assignment or '?'}"
     if run.cpu.get("machine_busy_cores") is not None:
         msg += (

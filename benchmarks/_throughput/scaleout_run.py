@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -19,11 +18,10 @@ from stream_monitor.config import Settings
 from stream_monitor.state.connection import env_redis_client
 
 from .common import BENCH, ROOT, check_stop, err, install_signal_handlers, machine_info, out, redact
-from .kafka import delete_groups, delete_topics, partition_end_offsets
+from .kafka import clean_up, partition_end_offsets
 from .payload import build_payload, check_config
 from .procstat import listener_pid
 from .progress import Reporter
-from .redis_cost import redis_cleanup
 from .scaleout import ScaleRun, measure_scaleout, partition_counts, pick_models
 from .scaleout_report import SCALE_METHOD, print_scaleout_report, summarize_scaleout
 
@@ -124,15 +122,7 @@ async def scaleout_main(args: argparse.Namespace) -> int:
                     )
     finally:
         with err.status("cleaning up: topics, Redis keys, consumer groups..."):
-            if not args.keep_topics:
-                with contextlib.suppress(Exception):
-                    await delete_topics(bootstrap, cleanup["topics"])
-                    cleanup_result["topics_deleted"] = len(cleanup["topics"])
-            for prefix in cleanup["redis_prefixes"]:  # normally already deleted after each run
-                with contextlib.suppress(Exception):
-                    await redis_cleanup(redis_url, prefix)
-            with contextlib.suppress(Exception):
-                cleanup_result["groups"] = await delete_groups(bootstrap, cleanup["groups"])
+            cleanup_result = await clean_up(bootstrap, redis_url, cleanup, args.keep_topics)
         err.print(f"clean-up: {cleanup_result}", highlight=False)
 
     summary = summarize_scaleout(runs, counts)

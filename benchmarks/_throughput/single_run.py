@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
@@ -32,11 +31,10 @@ from .common import (
 )
 from .core_cpu import measure_core
 from .faust_process import FaustRun, measure_faust
-from .kafka import delete_topics, end_offsets
+from .kafka import clean_up, end_offsets
 from .payload import build_payload, check_config
 from .progress import Reporter
 from .raw_consumer import measure_raw
-from .redis_cost import redis_cleanup
 from .report import METHOD, print_report, summarize
 
 
@@ -134,12 +132,7 @@ async def amain(args: argparse.Namespace) -> int:
                 check_stop()
                 workers.append(await measure_faust("worker", i, **common))
     finally:
-        if not args.keep_topics:
-            with contextlib.suppress(Exception):
-                await delete_topics(bootstrap, cleanup["topics"])
-        for prefix in cleanup["redis_prefixes"]:  # normally already deleted after each run
-            with contextlib.suppress(Exception):
-                await redis_cleanup(redis_url, prefix)
+        await clean_up(bootstrap, redis_url, cleanup, args.keep_topics)
 
     summary = summarize(raw, noops, workers, core)
     meta = {
