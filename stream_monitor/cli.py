@@ -73,10 +73,6 @@ def _root(
     """
 
 
-def _load(config: Path, settings: Settings | None = None):  # type: ignore[no-untyped-def]
-    return load_config(config, settings)  # a ConfigError is printed by _Commands (exit 2)
-
-
 def _settings_error(exc: Exception) -> typer.Exit:
     """Print what is wrong with the environment, one line per variable (never its value: it
     may be a secret), and return the exit to raise."""
@@ -87,8 +83,7 @@ def _settings_error(exc: Exception) -> typer.Exit:
     problems = (settings_problems(exc) if isinstance(exc, ValidationError)
                 else [("(settings)", str(exc))])
     for var, msg in problems:
-        err.print(f"invalid environment settings: {var}: {msg}", style="red", markup=False,
-                  highlight=False, soft_wrap=True)
+        _error(f"invalid environment settings: {var}: {msg}")
     return typer.Exit(2)
 
 
@@ -115,8 +110,7 @@ def _preflight(settings: ConnectionSettings, redis_prefix: str | None) -> None:
     try:
         asyncio.run(check())
     except ConnectionCheckError as exc:
-        err.print(f"cannot start: {exc}", style="red", markup=False, highlight=False,
-                  soft_wrap=True)
+        _error(f"cannot start: {exc}")
         raise typer.Exit(2) from None
 
 
@@ -137,7 +131,7 @@ def check_config(
 
     from .plan import config_plan, observe, render_plan
 
-    cfg = _load(config)
+    cfg = load_config(config)
     plan = config_plan(cfg)
     observed = observe(cfg, events, labels) if events is not None else None
     if json_out:
@@ -176,7 +170,7 @@ def worker(config: ConfigOpt) -> None:
     Every setting comes from the environment; all of them are listed below.
     """
     settings = _settings()
-    cfg = _load(config, settings)
+    cfg = load_config(config, settings)
     try:
         _failpoint(settings.failpoint)
     except ValueError as exc:
@@ -263,7 +257,7 @@ def replay(
 
     from .adapters.replay import replay_file
 
-    cfg = _load(config)
+    cfg = load_config(config)
     lines = sum(1 for _ in events.open("rb")) + (sum(1 for _ in labels.open("rb")) if labels
                                                    else 0)
     out = output.open("wb") if output else sys.stdout.buffer
@@ -336,7 +330,7 @@ def evaluate(
     from .evaluate import evaluate as run_evaluate
     from .evaluate import load_changes, plot_evaluation
 
-    cfg = _load(config)
+    cfg = load_config(config)
     if image is not None:
         from .plot import pyplot
 
@@ -390,7 +384,7 @@ def simulate(
 
     from .evaluate import simulate as run_simulate
 
-    cfg = _load(config)
+    cfg = load_config(config)
     rates: dict[str, float] = {}
     for r in rate:
         model, _, value = r.partition("=")

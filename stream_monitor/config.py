@@ -519,10 +519,8 @@ def _model_rule(cfg: MonitorConfig, model_id: str) -> ModelRule | None:
 
 def signal_detectors(cfg: MonitorConfig, rule: ModelRule, signal: str) -> list[str] | None:
     """Detector names configured for a signal of a model, or None when it is not watched."""
-    for sr in rule.signals:
-        if _match(sr.match, signal):
-            return sr.detectors
-    return None
+    sr = signal_rule(cfg, rule, signal)
+    return None if sr is None else sr.detectors
 
 
 def signal_rule(cfg: MonitorConfig, rule: ModelRule, signal: str) -> SignalRule | None:
@@ -551,10 +549,26 @@ def watched_after(config: MonitorConfig, rule: ModelRule, budget: bool = True,
 def signal_budget(cfg: MonitorConfig, rule: ModelRule, signal: str) -> FalseAlarmBudget | None:
     """The false-alarm budget of a signal: its signal rule's, else its model rule's, else the
     top-level one; None when none is set."""
-    sr = signal_rule(cfg, rule, signal)
+    return _own_budget(cfg, rule, signal_rule(cfg, rule, signal))
+
+
+def _own_budget(cfg: MonitorConfig, rule: ModelRule,
+                sr: SignalRule | None) -> FalseAlarmBudget | None:
     if sr is not None and sr.false_alarm_budget is not None:
         return sr.false_alarm_budget
     return rule.false_alarm_budget or cfg.false_alarm_budget
+
+
+def effective_budget(cfg: MonitorConfig, rule: ModelRule,
+                     sr: SignalRule | None) -> FalseAlarmBudget | None:
+    """The budget the signals of a signal rule are calibrated to: the configured one (as
+    :func:`signal_budget`), else ``DEFAULT_BUDGET`` when a cusum watches them (a cusum always
+    needs thresholds); None: not calibrated."""
+    budget = _own_budget(cfg, rule, sr)
+    if budget is None and sr is not None and any(
+            cfg.detectors[d].type == "cusum" for d in sr.detectors):
+        return DEFAULT_BUDGET
+    return budget
 
 
 def quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:

@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from .config import WEEK, MonitorConfig, signal_budget, signal_detectors
+from .config import WEEK, MonitorConfig, effective_budget, signal_rule
 from .errors import UsageError
 
 __all__ = ["ChangePoint", "Evaluation", "SignalScore", "evaluate", "load_changes", "simulate"]
@@ -304,8 +304,6 @@ def simulate(config: MonitorConfig, rates: Mapping[str, float],
     values per day times its budget per value; signals without a budget (no
     ``false_alarm_budget`` and no cusum detector) are listed as uncalibrated.
     """
-    from .config import DEFAULT_BUDGET
-
     rows = []
     total = 0.0
     values = 0.0
@@ -317,12 +315,10 @@ def simulate(config: MonitorConfig, rates: Mapping[str, float],
             continue
         sigs = []
         for name in signals.get(model, ()):
-            dets = signal_detectors(config, rule, name)
-            if dets is None:
+            sr = signal_rule(config, rule, name)
+            if sr is None:
                 continue
-            budget = signal_budget(config, rule, name)
-            if budget is None and any(config.detectors[d].type == "cusum" for d in dets):
-                budget = DEFAULT_BUDGET
+            budget = effective_budget(config, rule, sr)
             per_value = budget.per_value() if budget is not None else None
             per_day = eps * DAY * per_value if per_value is not None else None
             if per_day is None:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import (
-    DEFAULT_BUDGET,
     ModelRule,
     MonitorConfig,
     SignalRule,
+    effective_budget,
     quality_rule,
     watched_after,
 )
@@ -37,20 +37,11 @@ def _detector(cfg: MonitorConfig, name: str, budgeted: bool) -> dict[str, Any]:
             "calibrated": budgeted and kind.input != "binary"}
 
 
-def _watched_after(cfg: MonitorConfig, rule: ModelRule, budgeted: bool,
-                   period: int | None) -> int:
-    """Values a signal of the rule needs before it is watched: ``reference_min_size`` when it
-    has a budget and no period (a short reference first), else its reference size."""
-    return watched_after(cfg, rule, budgeted, period)
-
-
 def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[str, Any]:
-    budget = sr.false_alarm_budget or rule.false_alarm_budget or cfg.false_alarm_budget
-    if budget is None and any(cfg.detectors[d].type == "cusum" for d in sr.detectors):
-        budget = DEFAULT_BUDGET  # a cusum always needs thresholds (the core does the same)
+    budget = effective_budget(cfg, rule, sr)
     out: dict[str, Any] = {
         "match": sr.match,
-        "watched_after": _watched_after(cfg, rule, budget is not None, sr.period),
+        "watched_after": watched_after(cfg, rule, budget is not None, sr.period),
         "detectors": [_detector(cfg, d, budget is not None) for d in sr.detectors],
         "false_alarm_budget": None if budget is None else {
             **budget.describe(), "label": budget.label(), "per_value": budget.per_value()},

@@ -173,8 +173,6 @@ async def preflight(settings: ConnectionSettings, *, timeout: float = 15.0) -> N
     except TimeoutError:
         raise ConnectionCheckError("KAFKA_BOOTSTRAP_SERVERS", (
             f"no answer from {describe(settings)} within {timeout:g}s")) from None
-    except ConnectionCheckError:
-        raise
     except Exception as exc:
         text = "\n".join([*capture.lines, f"{type(exc).__name__}: {exc}"])
         setting, message = _classify(settings, text)

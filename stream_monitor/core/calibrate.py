@@ -451,12 +451,3 @@ def change_kind(reference: Sequence[float], after: Sequence[float]) -> str:
     sd = float(u.std())
     t_spread = abs(math.log(max(sd, 1e-3))) * math.sqrt(2.0 * n)
     return "spread" if t_spread > t_level else "mean"
-
-
-def default_thresholds() -> list[float]:
-    """The thresholds a bare :class:`Cusum` starts with (N(0,1) at 1 per 1,000,000)."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(200_000)
-    over, _ = calibrate(x, 0.0, 1.0, [{"__type__": "cusum"}], 1e-6)
-    return list(over[0]["h"])
-

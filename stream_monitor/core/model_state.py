@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import (
-    DEFAULT_BUDGET,
     ModelRule,
     MonitorConfig,
     QualityRule,
+    effective_budget,
     quality_rule,
-    signal_budget,
     signal_detectors,
     signal_rule,
     watched_after,
@@ -357,9 +356,8 @@ class StateBuilder:
         sr = signal_rule(self.config, model.rule, rule_signal)
         if sr is not None and sr.period:
             sig.period = sr.period
-        budget = signal_budget(self.config, model.rule, rule_signal)
-        if budget is None and any(p["__type__"] == "cusum" for p in sig.detector_params):
-            budget = DEFAULT_BUDGET  # a cusum always needs thresholds for its reference
+        # sig.detector_params are sr's detectors (new_signal looked them up by rule_signal).
+        budget = effective_budget(self.config, model.rule, sr)
         if budget is not None:
             sig.budget = budget.per_value()
             sig.budget_config = budget.describe()

@@ -327,14 +327,12 @@ class Monitor(StateBuilder):
         lc = model.lifecycle
         if lc is not None and not lc.on_drift(model.rule.alerts,  # type: ignore[arg-type]
                                               alert, sig.n, ev.event_time):
-            sig.rebaseline()  # folded into the signal's open incident: not published
-            sig.base_events = model.events
+            sig.rebaseline(model.events)  # folded into the signal's open incident: unpublished
             return
         result.alerts.append(alert)
         # Evidence against the reference the drift was measured on, so before the rebaseline.
         note_alert(model.rule.retrain, model.retrain, alert, sig.n, ev.event_time)
-        sig.rebaseline()
-        sig.base_events = model.events
+        sig.rebaseline(model.events)
         self._decide(model, ev, result, alert)
 
     def _on_fired(self, model: ModelState, f: Fired, ev: InferenceEvent,
@@ -348,8 +346,7 @@ class Monitor(StateBuilder):
         result.quality_alerts.append(quality_alert(
             self.config, model, model.value_rules.rule,  # type: ignore[union-attr]
             sig, f.feature, f.fault, f.detector, ev))
-        sig.rebaseline()
-        sig.base_events = model.events
+        sig.rebaseline(model.events)
 
     def _decide(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
                 alert: dict[str, Any] | None) -> None:

@@ -230,8 +230,10 @@ class SignalState:
         self.detectors = [build_detector(p["__type__"], user_params(p))
                           for p in self.detector_params]
 
-    def rebaseline(self) -> None:
-        """Forget the reference and the detectors; collect a new reference from now on."""
+    def rebaseline(self, events: int) -> None:
+        """Forget the reference and the detectors; collect a new reference from now on
+        (``events``: the model's event count now, where the new reference starts)."""
+        self.base_events = events
         self.reference = []
         self.detectors = None
         self.growing = False

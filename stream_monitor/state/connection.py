@@ -22,8 +22,7 @@ from redis.backoff import NoBackoff
 
 from ..config import ConnectionSettings
 from ..errors import ConnectionCheckError
-from .client import redis_client as make_client
-from .client import redis_kwargs
+from .client import redis_client, redis_kwargs
 
 __all__ = ["MINIMAL_ACL_COMMANDS", "env_redis_client", "env_redis_kwargs", "redacted_url",
            "redis_client", "redis_kwargs", "redis_preflight"]
@@ -60,13 +59,6 @@ def redacted_url(url: str) -> str:
         return "(unparsable REDIS_URL)"
 
 
-
-
-def redis_client(settings: ConnectionSettings, **overrides: Any) -> Any:
-    """An asyncio Redis client for ``settings.redis_url`` with the security settings applied
-    and the store's socket timeouts (``overrides`` win); a Redis Cluster client when the
-    settings or the URL ask for one (:func:`stream_monitor.state.client.redis_client`)."""
-    return make_client(settings, **overrides)
 
 
 def env_redis_kwargs(url: str) -> dict[str, Any]:

@@ -236,8 +236,8 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=False)
             for mid, _meta in found:
                 pipe.hgetall(self._base(mid) + ":outbox")
-            values = await self._mget(keys)
-            outboxes = await pipe.execute()
+            # The two requests are independent: one round trip's wait, not two.
+            values, outboxes = await asyncio.gather(self._mget(keys), pipe.execute())
         except UNAVAILABLE as exc:
             raise TransientStoreError(f"redis unavailable while loading state: {exc}") from exc
         out: dict[str, ModelSnapshot] = {}
