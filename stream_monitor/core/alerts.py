@@ -140,7 +140,6 @@ def _category_alert(config: MonitorConfig, model: ModelState, sig: SignalState, 
     shift = top["change"] / math.sqrt(p * (1.0 - p))
     params = {k: v for k, v in over.items() if k in ("w", "h", "inv_tau")}
     evidence: dict[str, Any] = {
-        "reference": {"count": len(watched_ref)},
         "categories": cats,
         "mean_shift_in_reference_std": shift,
         # (Its share and binomial std: what the shift is measured against.)

@@ -332,10 +332,7 @@ class StateBuilder:
         windows = self.config.windows
         reference_size = model.rule.reference_size or windows.reference_size
         mq = model.value_rules
-        if names is None or (signal.startswith("feature:") and "=" in signal
-                             and mq is not None and mq.rule.categorical):
-            # (feature:<name>=<category>: a category share of earlier versions, replaced by
-            # the categorical signal feature:<name>; a stored one is dropped.)
+        if names is None:
             return None
         recent_size = model.rule.recent_size or windows.recent_size
         table = None
@@ -407,6 +404,9 @@ class StateBuilder:
                        reference: list[float]) -> SignalState | None:
         """Rebuild a signal from its persisted parts. Returns None if it is no longer watched."""
         labels = meta.get("categories")
+        if labels is None and _old_share(model, meta["signal"]):
+            model.signals.pop(meta["signal"], None)
+            return None
         sig = self.new_signal(model, meta["signal"], categorical=labels is not None)
         if sig is None:
             model.signals.pop(meta["signal"], None)
@@ -467,3 +467,15 @@ class StateBuilder:
                                   lambda name: self.watches(model, "feature:" + name))
         model.dirty = False
         return model
+
+
+def _old_share(model: ModelState, signal: str) -> bool:
+    """A stored category share signal of earlier versions (``feature:<name>=<category>``, one
+    per known category): the categorical signal ``feature:<name>`` replaces it."""
+    mq = model.value_rules
+    if mq is None or not signal.startswith("feature:") or "=" not in signal:
+        return False
+    name, _, category = signal[len("feature:"):].rpartition("=")
+    fq = mq.features.get(name)
+    return (fq is not None and fq.cat is not None and fq.cat.known is not None
+            and category in fq.cat.known)

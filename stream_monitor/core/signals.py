@@ -232,7 +232,8 @@ class SignalState:
             p = self.detector_params[0]
             over, self.calibration = calibrate_multinomial(
                 self.reference, self.table.labels, self.budget, user_params(p), self.top_k)
-            self.calibration["budget"] = self.budget_config
+            self.calibration["budget"] = self.budget_config or {
+                "per_events": round(1.0 / self.calibration["budget_per_value"])}
             self.overrides = [over]
             self.detectors = [build_detector(p["__type__"], {**user_params(p), **over})]
             return
