@@ -30,7 +30,10 @@ no simulation. Dependence (sticky categories: runs) breaks the martingale; the l
 variance ratio ``tau`` of the one-hot indicators (:func:`category_long_run_ratio`: the
 larger of a Markov-chain estimate and batch means) tempers the log ratios by ``1 / tau`` (as
 the numeric CUSUM divides its root by ``tau``), and the reference counts by ``tau`` (``n / tau``
-effective values). ``tau`` is inflated by ``1 + 2 sqrt(tau / n)`` for its own estimation error.
+effective values). For its own estimation error ``tau`` is inflated by ``1 + 2 sqrt(tau / n)``,
+and it is at least the bound that the reference's number of category switches allows
+(:func:`_switch_bound`): a reference that switched category only a few times cannot show that
+the categories are independent.
 
 All attributes are plain numbers and lists, so the detector is checkpointed like the others
 (core/detectors.py).
@@ -87,7 +90,9 @@ class Multinomial:
         if not 0 < inv_tau <= 1 or not h > 0:
             raise ValueError("inv_tau must be in (0, 1] and h > 0")
         self.w = float(w)
-        self.slot_of = [int(s) for s in (slot_of or [])]
+        # (Without a calibration: code j is slot j, and codes past the urn's slots are "other".)
+        self.slot_of = (list(range(len(urn) - 1)) if slot_of is None
+                        else [int(s) for s in slot_of])
         if any(not 0 <= s < len(urn) for s in self.slot_of):
             raise ValueError("slot_of names a slot the urn has not")
         self.urn = urn
@@ -188,6 +193,35 @@ def category_long_run_ratio(slots: Sequence[int] | np.ndarray, k: int) -> float:
     return max(1.0, min(tau, n / 4.0))
 
 
+def _switch_bound(slots: np.ndarray, k: int) -> float:
+    """An upper bound on ``tau`` from how often the reference switches category: under "stay,
+    else redraw from p" the switches are about ``(n - 1) g (1 - rho)`` (``g = 1 - sum p_j^2``),
+    a count that is Poisson-like, so ``TAU_SES`` standard errors below it
+    (``(sqrt(switches) - TAU_SES / 2)^2``) bound ``1 - rho`` from below. A reference with few
+    switches (a rare level seen in one or two runs) so says little about dependence, and gets
+    a large ``tau`` rather than an optimistic one. 1 for a reference of one category.
+
+    >>> _switch_bound(np.array([0, 1] * 500), 2) < 1.2  # switches all the time
+    True
+    >>> _switch_bound(np.array([0] * 190 + [1] * 3 + [0] * 7), 2) > 50  # one run: little known
+    True
+    """
+    n = len(slots)
+    if n < 2 or k < 2:
+        return 1.0
+    p = np.bincount(slots, minlength=k) / n
+    g = 1.0 - float(np.dot(p, p))
+    if not g > 1e-12:
+        # One category: no switch to count, and nothing to bound. (Taking the worst case here
+        # would leave a constant feature that suddenly takes new values unwatched for good.)
+        return 1.0
+    switches = float(np.count_nonzero(slots[1:] != slots[:-1]))
+    low = max(math.sqrt(switches) - TAU_SES / 2.0, 0.0) ** 2
+    one_minus_rho = min(max(low / ((n - 1) * g), 1e-9), 1.0)
+    rho = 1.0 - one_minus_rho
+    return (1.0 + rho) / one_minus_rho
+
+
 def calibrate_multinomial(codes: Sequence[float], labels: Sequence[str], budget: float | None,
                           params: Mapping[str, Any], top_k: int,
                           ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -215,7 +249,9 @@ def calibrate_multinomial(codes: Sequence[float], labels: Sequence[str], budget:
     slots = np.array([slot_of[c] if 0 <= c < ncodes else other for c in x], dtype=np.int64)
     k = other + 1
     tau_est = category_long_run_ratio(slots, k)
-    tau = tau_est * (1.0 + TAU_SES * math.sqrt(tau_est / max(n, 1)))
+    tau = max(tau_est * (1.0 + TAU_SES * math.sqrt(tau_est / max(n, 1))),
+              _switch_bound(slots, k))
+    tau = max(1.0, min(tau, n / 4.0)) if n >= 8 else tau
     ref_counts = np.bincount(slots, minlength=k).astype(np.float64)
     urn = JEFFREYS + ref_counts / tau
     p = budget if budget is not None and budget > 0 else DEFAULT_BUDGET
