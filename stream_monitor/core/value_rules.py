@@ -40,7 +40,7 @@ __all__ = ["Fired", "check_features", "close_sample", "fault_signal", "learned_b
 class Fired:
     """A detector that fired on a signal the value rules fed; the monitor makes it an alert.
 
-    ``fault`` is None for a drift of a feature's values or of a category's frequency (a
+    ``fault`` is None for a drift of a feature's values or of its category mix (a
     ``drift_alert``), else the fault whose rate changed on ``feature`` (a
     ``data_quality_alert``)."""
 
