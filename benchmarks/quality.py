@@ -299,18 +299,20 @@ def category_shift(name: str, where: str, mix: tuple[list[float], list[float]], 
             "kind_right": sum(s.kinds_right for s in scores)}
 
 
-def categories(seeds: int, shift_seeds: int, events: int) -> dict[str, Any]:
-    """The categories section: stationary streams (false alarms) and the two mix changes."""
+def categories(seeds: int, shift_seeds: int, events: int, part: str = "all") -> dict[str, Any]:
+    """The categories section: stationary streams (false alarms) and the two mix changes
+    (``part``: both, or only ``stationary`` or ``shifts``)."""
     out: dict[str, Any] = {"stationary": [], "shifts": []}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        for name, shares, stay in CAT_STATIONARY:
+        for name, shares, stay in CAT_STATIONARY if part != "shifts" else ():
             r = category_stationary(name, shares, stay, seeds, events, tmp)
             out["stationary"].append(r)
             print(f"  stationary {name}: {r['false_alarms']} false alarms in {r['values']} "
                   f"values (budget {r['budget_alarms']:.1f})", file=sys.stderr)
         for name, where, mix in (("category mix TV 0.3, 4 categories", "feature", CAT_MIX),
-                                 ("class-label prediction TV 0.2", "prediction", CLASS_MIX)):
+                                 ("class-label prediction TV 0.2", "prediction", CLASS_MIX),
+                                 ) if part != "stationary" else ():
             r = category_shift(name, where, mix, shift_seeds, tmp)
             out["shifts"].append(r)
             print(f"  {name}: median delay {r['median_delay']}", file=sys.stderr)
@@ -336,12 +338,13 @@ def categories_markdown(res: dict[str, Any]) -> str:
 
 def categories_main(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
-    res = categories(args.cat_seeds, args.cat_shift_seeds, args.cat_events)
+    res = categories(args.cat_seeds, args.cat_shift_seeds, args.cat_events, args.cat_part)
     res.update(seeds=args.cat_seeds, shift_seeds=args.cat_shift_seeds, events=args.cat_events,
                seconds=round(time.perf_counter() - t0, 1))
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp += "" if args.cat_part == "all" else f"-{args.cat_part}"
     (out / f"quality-categories-{stamp}.json").write_bytes(
         orjson.dumps(res, option=orjson.OPT_INDENT_2))
     print(categories_markdown(res))
@@ -369,6 +372,8 @@ def main() -> None:
     ap.add_argument("--cat-seeds", type=int, default=20, help="streams per stationary kind")
     ap.add_argument("--cat-events", type=int, default=20_200, help="values per stream")
     ap.add_argument("--cat-shift-seeds", type=int, default=200, help="streams per mix change")
+    ap.add_argument("--cat-part", choices=("all", "stationary", "shifts"), default="all",
+                    help="run only part of the categories section (two processes in parallel)")
     args = ap.parse_args()
     if args.categories:
         if args.quick:

@@ -206,10 +206,13 @@ class Monitor(StateBuilder):
                         self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
             sig = model.prediction
             if sig is MISSING:
-                # A class label (string) makes the prediction a categorical signal.
-                sig = model.prediction = (
-                    model.signals.get(PREDICTION) or self.new_signal(
-                        model, PREDICTION, categorical=type(ev.prediction) is str))
+                # A class label (string) makes the prediction a categorical signal (also in place
+                # of an empty numeric one, stored by a version that skipped class labels).
+                is_class = type(ev.prediction) is str
+                sig = model.signals.get(PREDICTION)
+                if sig is None or (is_class and sig.n == 0 and sig.table is None):
+                    sig = self.new_signal(model, PREDICTION, categorical=is_class)
+                model.prediction = sig
             if sig is not None:
                 if sig.table is not None:
                     label = label_of(ev.prediction)

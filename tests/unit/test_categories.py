@@ -302,3 +302,16 @@ def test_a_restart_or_other_batches_give_the_same_outputs(cuts: tuple[int, ...],
     signals = [orjson.loads(v).get("signal") for v in whole]
     assert "feature:seg" in signals  # the test checks something
     assert asyncio.run(run(cuts, batch)) == whole
+
+
+def test_an_empty_numeric_prediction_signal_of_an_older_state_gives_way_to_class_labels() -> None:
+    # Versions that skipped class labels stored an empty numeric `prediction` signal.
+    mon, state = Monitor(cfg(categorical=False)), MonitorState()
+    model = mon.new_model("m")
+    assert model is not None
+    old = mon.new_signal(model, "prediction")
+    assert old is not None and old.table is None
+    state.models["m"] = model
+    mon.process(events([{}] * 300, ["yes", "no", "no"] * 100), state)
+    pred = model.signals["prediction"]
+    assert pred is not old and pred.table is not None and pred.n == 300
