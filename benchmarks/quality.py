@@ -256,19 +256,22 @@ def write_category_events(path: Path, streams: dict[str, list[str]], where: str)
 
 
 def category_stationary(name: str, shares: list[float], stay: float, seeds: int, n: int,
-                        tmp: Path, base: int = 30_000) -> dict[str, Any]:
-    """False alarms of ``feature:x`` on stationary category streams vs the budget."""
+                        tmp: Path, base: int = 30_000,
+                        per_events: float = 1_000_000.0) -> dict[str, Any]:
+    """False alarms of ``feature:x`` on stationary category streams vs the budget (1 false
+    alarm per ``per_events`` values)."""
     streams = {f"cat{i}-{s}": category_stream(shares, n, base + 1000 * i + s, stay=stay)
                for i, (nm, _, _) in enumerate(CAT_STATIONARY) if nm == name
                for s in range(seeds)}
     path = tmp / f"cat-stationary-{len(name)}-{stay}.jsonl"
     write_category_events(path, streams, "feature")
-    ev = evaluate(category_config(1_000_000.0), path, [], margin=1)
+    ev = evaluate(category_config(per_events), path, [], margin=1)
     per_seed = [s.false_alarms for s in ev.signals if s.signal == "feature:x"]
     watched = seeds * (n - SHORT)
     fa = sum(per_seed)
     return {"stream": name, "stay": stay, "seeds": seeds, "values": watched,
-            "false_alarms": fa, "budget_alarms": watched / 1_000_000.0,
+            "budget_per_events": per_events,
+            "false_alarms": fa, "budget_alarms": watched / per_events,
             "streams_with_alarms": sum(1 for c in per_seed if c)}
 
 
@@ -299,14 +302,16 @@ def category_shift(name: str, where: str, mix: tuple[list[float], list[float]], 
             "kind_right": sum(s.kinds_right for s in scores)}
 
 
-def categories(seeds: int, shift_seeds: int, events: int, part: str = "all") -> dict[str, Any]:
+def categories(seeds: int, shift_seeds: int, events: int, part: str = "all",
+               per_events: float = 1_000_000.0) -> dict[str, Any]:
     """The categories section: stationary streams (false alarms) and the two mix changes
     (``part``: both, or only ``stationary`` or ``shifts``)."""
     out: dict[str, Any] = {"stationary": [], "shifts": []}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         for name, shares, stay in CAT_STATIONARY if part != "shifts" else ():
-            r = category_stationary(name, shares, stay, seeds, events, tmp)
+            r = category_stationary(name, shares, stay, seeds, events, tmp,
+                                    per_events=per_events)
             out["stationary"].append(r)
             print(f"  stationary {name}: {r['false_alarms']} false alarms in {r['values']} "
                   f"values (budget {r['budget_alarms']:.1f})", file=sys.stderr)
@@ -320,11 +325,11 @@ def categories(seeds: int, shift_seeds: int, events: int, part: str = "all") -> 
 
 
 def categories_markdown(res: dict[str, Any]) -> str:
-    lines = ["| stationary categorical stream | values watched | false alarms | budget allows |",
-             "|---|---:|---:|---:|"]
+    lines = ["| stationary categorical stream | budget (1 per) | values watched | false alarms | "
+             "budget allows |", "|---|---:|---:|---:|---:|"]
     for r in res["stationary"]:
-        lines.append(f"| {r['stream']} ({r['seeds']} seeds) | {r['values']:,} | "
-                     f"{r['false_alarms']} | {r['budget_alarms']:.1f} |")
+        lines.append(f"| {r['stream']} ({r['seeds']} seeds) | {r['budget_per_events']:,.0f} | "
+                     f"{r['values']:,} | {r['false_alarms']} | {r['budget_alarms']:.1f} |")
     lines += ["", "| mix change | seeds | detected | median delay | p90 delay | "
               "median start error | alerts per change (max) | false alarms |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -338,13 +343,15 @@ def categories_markdown(res: dict[str, Any]) -> str:
 
 def categories_main(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
-    res = categories(args.cat_seeds, args.cat_shift_seeds, args.cat_events, args.cat_part)
+    res = categories(args.cat_seeds, args.cat_shift_seeds, args.cat_events, args.cat_part,
+                     args.cat_budget)
     res.update(seeds=args.cat_seeds, shift_seeds=args.cat_shift_seeds, events=args.cat_events,
                seconds=round(time.perf_counter() - t0, 1))
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stamp += "" if args.cat_part == "all" else f"-{args.cat_part}"
+    stamp += "" if args.cat_budget == 1_000_000.0 else f"-budget{args.cat_budget:.0f}"
     (out / f"quality-categories-{stamp}.json").write_bytes(
         orjson.dumps(res, option=orjson.OPT_INDENT_2))
     print(categories_markdown(res))
@@ -372,6 +379,8 @@ def main() -> None:
     ap.add_argument("--cat-seeds", type=int, default=20, help="streams per stationary kind")
     ap.add_argument("--cat-events", type=int, default=20_200, help="values per stream")
     ap.add_argument("--cat-shift-seeds", type=int, default=200, help="streams per mix change")
+    ap.add_argument("--cat-budget", type=float, default=1_000_000.0,
+                    help="stationary streams' budget: 1 false alarm per this many values")
     ap.add_argument("--cat-part", choices=("all", "stationary", "shifts"), default="all",
                     help="run only part of the categories section (two processes in parallel)")
     args = ap.parse_args()
