@@ -7,7 +7,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["SCHEMA_NAMES", "load_schema", "validate_record"]
+__all__ = ["SCHEMA_NAMES", "load_schema", "schema_validator", "validate_record"]
 
 SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-letter", "state-reset",
                 "data-quality-alert", "drift-resolved", "label-event", "deployment-check")
@@ -21,6 +21,16 @@ _BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
 def load_schema(name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath("schemas", f"{name}.schema.json").read_text()
     return json.loads(text)
+
+
+@cache
+def schema_validator(name: str) -> Any:
+    """A ``jsonschema`` validator of one shipped schema, built once (the publisher checks every
+    event it sends with it; :func:`validate_record` checks the schema itself each call)."""
+    import jsonschema
+
+    cls = jsonschema.Draft202012Validator
+    return cls(load_schema(name), format_checker=cls.FORMAT_CHECKER)
 
 
 def validate_record(record: dict[str, Any], name: str | None = None) -> None:
