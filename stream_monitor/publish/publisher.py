@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RequestTimedOutError
+
 from ..adapters.kafka_clients import client_kwargs, describe
 from .errors import DeliveryError, DeliveryFailure, FlushTimeoutError, PublishError
 from .events import (
@@ -40,6 +42,12 @@ __all__ = ["DeliveryCallback", "PublishStats", "Publisher", "publisher_settings"
 log = logging.getLogger("stream_monitor.publish")
 
 DeliveryCallback = Callable[[DeliveryFailure], None]
+
+# Failures that say nothing about the producer's sequence numbers (no answer, no connection,
+# cancelled at close): the same producer goes on. Any other (a broker refusal) renews it.
+_NOT_A_REFUSAL: tuple[type[BaseException], ...] = (
+    asyncio.CancelledError, TimeoutError, KafkaTimeoutError, KafkaConnectionError,
+    RequestTimedOutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +98,9 @@ class Publisher:
         self._topics = {"inference": self.settings.topic_inference,
                         "label": self.settings.topic_labels}
         self._producer: Any = None
+        self._idempotent = False
+        self._renew = False  # replace the producer before the next send
+        self._retired: set[asyncio.Future[None]] = set()
         self._closed = False
         self._in_flight: set[asyncio.Future[Any]] = set()
         self._sent = self._delivered = self._failed = 0
@@ -102,10 +113,12 @@ class Publisher:
     async def start(self, timeout: float | None = None) -> None:
         """Connect the producer. Raises :class:`PublishError` naming the brokers when they
         cannot be reached within ``timeout`` (default: the request timeout)."""
+        if self._producer is None:
+            self._producer = await self._new_producer(timeout)
+
+    async def _new_producer(self, timeout: float | None = None) -> Any:
         from aiokafka import AIOKafkaProducer
 
-        if self._producer is not None:
-            return
         s = self.settings
         kwargs: dict[str, Any] = {
             **client_kwargs(s), "acks": s.acks_value(), "linger_ms": s.linger_ms,
@@ -118,6 +131,7 @@ class Publisher:
         if s.client_id:
             kwargs["client_id"] = s.client_id
         kwargs.update(self._options)
+        self._idempotent = bool(kwargs["enable_idempotence"])
         producer = AIOKafkaProducer(**kwargs)
         wait = timeout if timeout is not None else s.request_timeout_seconds
         try:
@@ -130,7 +144,21 @@ class Publisher:
             why = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
             raise PublishError(f"cannot connect to Kafka at {describe(s)} "
                                f"(KAFKA_BOOTSTRAP_SERVERS): {why}") from exc
-        self._producer = producer
+        return producer
+
+    async def _renew_producer(self) -> Any:
+        """A fresh producer after the broker refused a batch of the idempotent one: the refused
+        batch took sequence numbers the broker never saw, so every later batch to that
+        partition would fail with OutOfOrderSequenceNumber. The old producer finishes what it
+        holds in the background (its records are reported as usual)."""
+        old = self._producer
+        self._producer = await self._new_producer()
+        self._renew = False
+        log.info("a new producer replaces the one whose batch the broker refused")
+        stopping = asyncio.ensure_future(_stop(old, self.settings.request_timeout_seconds))
+        self._retired.add(stopping)
+        stopping.add_done_callback(self._retired.discard)
+        return self._producer
 
     async def __aenter__(self) -> Publisher:
         await self.start()
@@ -177,7 +205,7 @@ class Publisher:
         dead-letter, and :class:`DeliveryError` when the producer refuses the record at once
         (e.g. larger than ``max_request_bytes``). An exception of the serializer is raised as
         it is; nothing was sent."""
-        producer = self._open()
+        self._open()
         if validate:
             validate_event(kind, event)
         record = dict(event)
@@ -188,6 +216,7 @@ class Publisher:
         key = kafka_key(record)
         hdrs = [*self._headers[kind], *extra_headers]
         event_id = str(record["event_id"])
+        producer = await self._renew_producer() if self._renew else self._producer
         try:
             fut = await producer.send(topic, value, key=key, headers=hdrs)
         except Exception as exc:
@@ -220,6 +249,8 @@ class Publisher:
             self._delivered += 1
             self._delivered_since_report += 1
             return
+        if self._idempotent and not isinstance(error, _NOT_A_REFUSAL):
+            self._renew = True
         self._fail(DeliveryFailure(topic, key, event_id, kind, error))
 
     def _fail(self, failure: DeliveryFailure) -> None:
@@ -270,9 +301,12 @@ class Publisher:
             except Exception as exc:  # a stuck producer is abandoned: its records fail below
                 log.warning("the producer did not stop cleanly: %s: %s", type(exc).__name__,
                             exc)
+            if self._retired:
+                await asyncio.wait(self._retired, timeout=max(0.1, deadline - time.monotonic()))
             for fut in list(self._in_flight):
-                if not fut.done():
-                    fut.cancel()  # reported by _settled as not delivered
+                if not fut.done():  # reported by _settled as not delivered
+                    fut.set_exception(KafkaTimeoutError(
+                        f"not acknowledged within close()'s deadline of {timeout:g}s"))
             await asyncio.sleep(0)  # let the done-callbacks of those records run
         self._raise_unreported(note=f"closed with a deadline of {timeout:g}s")
 
@@ -296,6 +330,13 @@ class Publisher:
                             self._delivered_since_report, note)
         self._unreported, self._unreported_count, self._delivered_since_report = [], 0, 0
         raise err
+
+
+async def _stop(producer: Any, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), timeout)
+    except Exception as exc:
+        log.warning("a replaced producer did not stop cleanly: %s: %s", type(exc).__name__, exc)
 
 
 def _deadline(timeout: float | None) -> float | None:
