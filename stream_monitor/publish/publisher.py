@@ -152,8 +152,12 @@ class Publisher:
         partition would fail with OutOfOrderSequenceNumber. The old producer finishes what it
         holds in the background (its records are reported as usual)."""
         old = self._producer
-        self._producer = await self._new_producer()
-        self._renew = False
+        self._renew = False  # one renewal, however many sends are waiting for it
+        try:
+            self._producer = await self._new_producer()
+        except BaseException:
+            self._renew = True
+            raise
         log.info("a new producer replaces the one whose batch the broker refused")
         stopping = asyncio.ensure_future(_stop(old, self.settings.request_timeout_seconds))
         self._retired.add(stopping)
@@ -202,8 +206,9 @@ class Publisher:
         Returns once the record is buffered, with a future of its delivery (aiokafka's
         ``RecordMetadata``); awaiting it is optional, its failure is reported either way.
         Raises :class:`InvalidEventError` (nothing sent) for an event the worker would
-        dead-letter, and :class:`DeliveryError` when the producer refuses the record at once
-        (e.g. larger than ``max_request_bytes``). An exception of the serializer is raised as
+        dead-letter, and :class:`DeliveryError` when the producer does not take the record
+        (larger than ``max_request_bytes``; no metadata for the topic within the request
+        timeout). An exception of the serializer is raised as
         it is; nothing was sent."""
         self._open()
         if validate:
@@ -223,7 +228,7 @@ class Publisher:
             self._sent += 1
             self._failed += 1
             failure = DeliveryFailure(topic, key, event_id, kind, exc)
-            raise DeliveryError([failure], 1, 0, "refused before sending") from exc
+            raise DeliveryError([failure], 1, 0, "not taken by the producer, not sent") from exc
         self._sent += 1
         self._in_flight.add(fut)
         fut.add_done_callback(lambda f: self._settled(f, topic, key, event_id, kind))

@@ -206,3 +206,33 @@ def test_faust_is_not_a_core_dependency() -> None:
     assert any(d.startswith("faust-streaming") for d in extras["faust"])
     assert any(d.startswith("faust-streaming") for d in extras["dev"])
 
+
+
+async def test_faust_records_are_checked_before_the_apps_producer_is_touched() -> None:
+    """A real Faust app whose broker does not exist: an invalid record raises before the topic
+    is sent to (a send would need the broker); a valid one gives the SDK's event dict."""
+    faust = pytest.importorskip("faust", reason="needs the [faust] extra")
+    from stream_monitor.publish.faust import (
+        InferenceRecord,
+        LabelRecord,
+        _topic_name,
+        event_of,
+        send_inference,
+        send_label,
+    )
+
+    app = faust.App("sm-unit-faust", broker=f"kafka://127.0.0.1:{free_port()}",
+                    store="memory://", web_enabled=False)
+    topic = app.topic("inference-events")
+    assert _topic_name(topic) == "inference-events"
+    with pytest.raises(InvalidEventError) as info:
+        await send_inference(topic, InferenceRecord(event_id="e", model_id="m",
+                                                    features={"x": [1]}, prediction=0.1))
+    assert info.value.field == "features.x"
+    with pytest.raises(InvalidEventError):
+        await send_label(topic, LabelRecord(event_id="e", model_id="m", label=None))
+    rec = InferenceRecord(event_id="e", model_id="m", features={"x": 1.5}, prediction="yes",
+                          model_version="2", timestamp="2026-01-01T00:00:00Z")
+    assert event_of(rec) == inference_event("e", "m", {"x": 1.5}, "yes", model_version="2",
+                                            timestamp="2026-01-01T00:00:00Z")
+    assert event_of(LabelRecord(event_id="e", model_id="m", label=0)) == label_event("e", "m", 0)
