@@ -25,12 +25,12 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def schema_validator(name: str) -> Any:
-    """A ``jsonschema`` validator of one shipped schema, built once (the publisher checks every
-    event it sends with it; :func:`validate_record` checks the schema itself each call)."""
-    import jsonschema
+    """A compiled validator of one shipped schema (jsonschema-rs, built once): the publisher
+    checks every event it sends with it, in microseconds where ``jsonschema`` takes
+    hundreds. ``iter_errors(instance)`` yields errors with ``message`` and ``instance_path``."""
+    import jsonschema_rs
 
-    cls = jsonschema.Draft202012Validator
-    return cls(load_schema(name), format_checker=cls.FORMAT_CHECKER)
+    return jsonschema_rs.validator_for(load_schema(name))
 
 
 def validate_record(record: dict[str, Any], name: str | None = None) -> None:

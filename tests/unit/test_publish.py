@@ -236,3 +236,29 @@ async def test_faust_records_are_checked_before_the_apps_producer_is_touched() -
     assert event_of(rec) == inference_event("e", "m", {"x": 1.5}, "yes", model_version="2",
                                             timestamp="2026-01-01T00:00:00Z")
     assert event_of(LabelRecord(event_id="e", model_id="m", label=0)) == label_event("e", "m", 0)
+
+
+def test_the_compiled_schema_check_agrees_with_jsonschema() -> None:
+    """The publisher's compiled validator (jsonschema-rs) and the reference jsonschema give the
+    same verdict on the same shipped schema, for valid events and for each kind of break."""
+    import jsonschema
+
+    from stream_monitor.contracts import load_schema
+    from stream_monitor.contracts.schemas import schema_validator
+
+    base = {"event_id": "e", "model_id": "m", "features": {"x": 1.5, "s": "a", "b": True,
+                                                          "n": None}, "prediction": 0.2}
+    cases = [base, {**base, "model_version": 3}, {**base, "model_version": 3.5},
+             {**base, "timestamp": "2026-01-01T00:00:00Z"}, {**base, "timestamp": "2026-01-01"},
+             {**base, "timestamp": "2026-01-01 10:00:00.5+01:00"}, {**base, "timestamp": "soon"},
+             {**base, "timestamp": -7e10}, {**base, "timestamp": None}, {**base, "label": [1]},
+             {**base, "event_id": ""}, {**base, "prediction": None}, {**base, "features": []},
+             {**base, "features": {"x": {"y": 1}}}, {"event_id": "e", "model_id": "m"},
+             {**base, "extra": {"any": "thing"}}]
+    for name, events in (("inference-event", cases),
+                         ("label-event", [{"event_id": "e", "model_id": "m", "label": v}
+                                          for v in (1, "yes", True, None, [1], 0.5)])):
+        reference = jsonschema.Draft202012Validator(load_schema(name))
+        compiled = schema_validator(name)
+        for ev in events:
+            assert compiled.is_valid(ev) == reference.is_valid(ev), (name, ev)
