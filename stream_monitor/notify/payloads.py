@@ -24,6 +24,7 @@ import hmac
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from typing import Any, Literal
@@ -334,7 +335,7 @@ def email_request(target: ResolvedTarget, n: Notification, now: float,
             f"<p>{html.escape(n.summary)}</p><table>{rows}</table>"
             + (f"<p><a href=\"{html.escape(link, quote=True)}\">Open dashboard</a></p>"
                if link else "") + "</body></html>\n")
-    msg = EmailMessage()
+    msg = EmailMessage(policy=policy.SMTP)  # CRLF line ends, as on the wire
     msg["Subject"] = subject
     msg["From"] = spec.from_address
     msg["To"] = ", ".join(spec.to)
