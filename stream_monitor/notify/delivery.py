@@ -28,7 +28,15 @@ import aiohttp
 
 from .config import RateLimit, ResolvedTarget, RetryPolicy
 from .notification import Notification
-from .payloads import HttpRequest, MailRequest, Reply, Request, Verdict, build_request
+from .payloads import (
+    HttpRequest,
+    MailRequest,
+    Reply,
+    Request,
+    Verdict,
+    build_request,
+    effective_status,
+)
 from .smtp import send_mail
 
 __all__ = ["DeliveryHooks", "DeliveryResult", "Forwarder", "Reply", "TokenBucket",
@@ -219,11 +227,11 @@ class Forwarder:
         async with self.session.post(req.url, data=req.body, headers=req.headers,
                                      timeout=timeout, allow_redirects=False) as resp:
             text = await resp.text(errors="replace")
-            status = resp.status
+            status = effective_status(self.target, resp.status, text)
             verdict: Verdict = (
                 "ok" if 200 <= status < 300 else
                 "retryable" if is_retryable(status) else "rejected")
-            return Reply(status, verdict, f"HTTP {status}: {text[:300]}",
+            return Reply(status, verdict, f"HTTP {resp.status}: {text[:300]}",
                          retry_after_seconds(resp.headers.get("Retry-After"), self.clock()))
 
 

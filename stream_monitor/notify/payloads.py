@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email import policy
@@ -52,6 +53,7 @@ __all__ = [
     "SignatureError",
     "alertmanager_request",
     "build_request",
+    "effective_status",
     "email_request",
     "opsgenie_request",
     "pagerduty_request",
@@ -305,6 +307,30 @@ def teams_request(target: ResolvedTarget, n: Notification, now: float,
         {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
          "content": card}]}
     return HttpRequest(target.url, orjson.dumps(message), dict(_JSON))
+
+
+# Office 365 connectors (Teams incoming webhooks) answer 200 to every POST and put Teams' own
+# refusal in the body: "Webhook message delivery failed with error: Microsoft Teams endpoint
+# returned HTTP error 429 with ContextId ...". That code is the answer that counts.
+_TEAMS_ERROR = re.compile(r"Microsoft Teams endpoint returned HTTP error (\d{3})")
+
+
+def effective_status(target: ResolvedTarget, status: int, text: str) -> int:
+    """The HTTP status that tells what happened: the one Teams hid in a 200's body, else the
+    response's own.
+
+    >>> from .config import TeamsTarget
+    >>> t = ResolvedTarget(TeamsTarget(name="t", type="teams", url="https://x.example"), "u")
+    >>> body = ("Webhook message delivery failed with error: Microsoft Teams endpoint "
+    ...         "returned HTTP error 429 with ContextId tcid=0")
+    >>> effective_status(t, 200, body), effective_status(t, 200, "1")
+    (429, 200)
+    """
+    if isinstance(target.spec, TeamsTarget) and 200 <= status < 300:
+        m = _TEAMS_ERROR.search(text[:2000])
+        if m:
+            return int(m.group(1))
+    return status
 
 
 # -- Email -------------------------------------------------------------------------------------

@@ -87,6 +87,11 @@ class Receivers:
             return web.json_response({"message": "Could not authenticate"}, status=401)
         status = self._script(path)(n, body)
         self.requests.append(Request(path, headers, body, status))
+        if status >= 300 and path.startswith("/teams"):
+            # As Office 365 connectors do: 200, and Teams' refusal in the body.
+            return web.Response(text="Webhook message delivery failed with error: Microsoft "
+                                f"Teams endpoint returned HTTP error {status} with ContextId "
+                                "tcid=0,server=test")
         if status >= 300:
             return web.json_response({"status": "error", "message": "injected failure"},
                                      status=status)

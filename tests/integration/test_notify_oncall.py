@@ -56,7 +56,8 @@ async def test_opsgenie_and_teams_get_alerts_repeats_and_resolutions(
     try:
         og = recv.on("/opsgenie", statuses(500, 202))  # one failure, then fine
         og_bad = recv.on("/opsgenie-other", statuses(202))  # reached with the wrong key
-        teams = recv.on("/teams/webhookb2/x", statuses(429, 200))  # throttled once
+        # Throttled once, as a connector says it: 200 with "... returned HTTP error 429 ...".
+        teams = recv.on("/teams/webhookb2/x", statuses(429, 200))
         cfg = _config(unique, [
             {"name": "og", "type": "opsgenie", "url": og, "api_key_env": "OG_KEY",
              "responders": [{"type": "team", "name": "ml-oncall"}], "retry": FAST_RETRY},
