@@ -339,6 +339,22 @@ def _mail_domain(address: str) -> str:
     return parseaddr(address)[1].rpartition("@")[2] or "stream-monitor.invalid"
 
 
+_ID_TOKEN = re.compile(r"[A-Za-z0-9._-]{1,200}")
+
+
+def _id_token(key: str) -> str:
+    """``key`` as the left part of a Message-ID: itself when it is a plain token (ids made by
+    the worker are hex), else a hash of it, so a record's odd id can never break the header."""
+    if _ID_TOKEN.fullmatch(key):
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _one_line(s: str) -> str:
+    # A header value from record fields: no line breaks (the email package refuses them).
+    return " ".join(s.split())
+
+
 def email_request(target: ResolvedTarget, n: Notification, now: float,
                   generator_url: str | None = None) -> MailRequest:
     """One mail, text and HTML. ``Message-ID`` is the record's idempotency key, the same on every
@@ -348,7 +364,7 @@ def email_request(target: ResolvedTarget, n: Notification, now: float,
     assert isinstance(spec, EmailTarget)
     domain = _mail_domain(spec.from_address)
     state = "RESOLVED" if n.action == "resolve" else "FIRING"
-    subject = f"{spec.subject_prefix} {state}: {_title(n)}".strip()
+    subject = _one_line(f"{spec.subject_prefix} {state}: {_title(n)}")
     link = _link(generator_url, n)
     facts = _facts(n)
     width = max(len(k) for k, _ in facts)
@@ -366,14 +382,14 @@ def email_request(target: ResolvedTarget, n: Notification, now: float,
     msg["From"] = spec.from_address
     msg["To"] = ", ".join(spec.to)
     msg["Date"] = formatdate(now, usegmt=True)
-    msg["Message-ID"] = f"<{n.idempotency_key}@{domain}>"
+    msg["Message-ID"] = f"<{_id_token(n.idempotency_key)}@{domain}>"
     thread = f"<{n.fingerprint}@{domain}>"
     msg["In-Reply-To"] = thread
     msg["References"] = thread
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies
     msg["X-Stream-Monitor-Event"] = n.record_type
     msg["X-Stream-Monitor-Fingerprint"] = n.fingerprint
-    msg["X-Stream-Monitor-Severity"] = n.severity
+    msg["X-Stream-Monitor-Severity"] = _one_line(n.severity)
     msg.set_content(text)
     msg.add_alternative(page, subtype="html")
     return MailRequest(msg, parseaddr(spec.from_address)[1],

@@ -325,6 +325,21 @@ def test_email_resolve_threads_under_its_alert_and_html_is_escaped() -> None:
     assert rt["Subject"].strip() == "[ml] FIRING: Retrain requested: credit-risk"
 
 
+def test_email_headers_survive_odd_record_fields() -> None:
+    """Header values come from record fields: a line break or an odd resolution id must not
+    break the mail (the email package refuses line breaks in headers)."""
+    a = drift_alert(signal="feature:a\nBcc: victim@example.com")
+    _, m = _mail(a)
+    assert "\n" not in m["Subject"] and m["Bcc"] is None
+    res = drift_resolved(drift_alert(), "2026-01-01T01:00:00.000Z")
+    res["resolution_id"] = "r 1 <x@y>"
+    _, r = _mail(res)
+    token = r["Message-ID"].removeprefix("<").removesuffix("@example.com>")
+    assert len(token) == 32 and all(c in "0123456789abcdef" for c in token)
+    _, again = _mail(res, now=NOW + 1)
+    assert again["Message-ID"] == r["Message-ID"]  # still stable
+
+
 def test_smtp_reply_codes() -> None:
     assert [smtp_verdict(c) for c in (250, 354, 421, 451, 452, 535, 550, 554)] == [
         "ok", "ok", "retryable", "retryable", "retryable", "rejected", "rejected", "rejected"]
