@@ -352,3 +352,32 @@ def test_new_target_types_are_in_the_dead_letter_schema() -> None:
     from stream_monitor.notify.config import TARGET_TYPES
 
     assert set(types) == set(TARGET_TYPES)
+
+
+def test_notify_check_names_the_field_and_the_fix_then_passes(tmp_path: Path) -> None:
+    """`stream-monitor notify --check`: the user's mistakes, each with its field (exit 2), then
+    the same file with the secrets given, one from a file (exit 0)."""
+    from typer.testing import CliRunner
+
+    from stream_monitor.cli import app
+
+    cfg = tmp_path / "notify.yaml"
+    cfg.write_bytes(orjson.dumps({"targets": [OG, TEAMS, MAIL]}))  # JSON is YAML
+    unset = {k: None for k in ("OG_KEY", "OG_KEY_FILE", "TEAMS_URL", "TEAMS_URL_FILE",
+                               "SMTP_PASSWORD", "SMTP_PASSWORD_FILE")}
+
+    def check(env: dict[str, str | None]) -> Any:
+        return CliRunner().invoke(app, ["notify", "-t", str(cfg), "--check"],
+                                  env={"COLUMNS": "200", **unset, **env})
+
+    r = check({})
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    for field, var in [("targets[0].api_key_env", "OG_KEY"), ("targets[1].url_env", "TEAMS_URL"),
+                       ("targets[2].password_env", "SMTP_PASSWORD")]:
+        assert f"{field}: environment variable {var} is not set" in r.stderr
+        assert f"{var}_FILE naming a file" in r.stderr
+    password = tmp_path / "smtp"
+    password.write_text("pw\n")
+    r = check({"OG_KEY": "k", "TEAMS_URL": ENV["TEAMS_URL"], "SMTP_PASSWORD_FILE": str(password)})
+    assert r.exit_code == 0, r.stderr
+    assert "ok: 3 targets: og (opsgenie), teams (teams), mail (email)" in r.stderr
