@@ -253,28 +253,47 @@ async def test_email_is_retried_while_the_server_is_down_and_sent_once_it_is_up(
                                 {"target": "mail", "outcome": "delivered"}) == 1.0
 
 
-async def test_email_implicit_tls_and_a_relay_without_starttls(
+class _Waits:
+    """DeliveryHooks that keep the rate-limit waits."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def attempt(self, target: str, result: str) -> None:
+        pass
+
+    def rate_limited(self, target: str, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+async def test_email_implicit_tls_rate_limit_and_a_relay_without_starttls(
         tmp_path: Path, certificate: tuple[Path, Path]) -> None:
-    """The forwarder alone (no Kafka): ``security: tls`` speaks TLS from the first byte, and
-    ``security: starttls`` refuses a relay that does not offer STARTTLS instead of sending the
-    password in clear."""
+    """The forwarder alone (no Kafka): ``security: tls`` speaks TLS from the first byte, under
+    the target's rate limit like any other; ``security: starttls`` refuses a relay that does
+    not offer STARTTLS instead of sending the password in clear."""
     cert, key = certificate
     tls = MailServer(cert, key, {SMTP_USER: SMTP_PASSWORD}, implicit_tls=True).start()
     plain = MailServer(cert, key, {SMTP_USER: SMTP_PASSWORD}, offer_starttls=False).start()
     u = Unique.__new__(Unique)
     u.id, u.topics = "x", {"alerts": "a", "retrain": "r", "deployments": "d"}
     try:
-        cfg = _config(u, [_mail_target(tls, cert, security="tls"),
+        cfg = _config(u, [_mail_target(tls, cert, security="tls",
+                                       rate_limit={"per_second": 1, "burst": 1}),
                           _mail_target(plain, cert, name="plain")])
         targets = {t.name: t for t in resolve_targets(cfg, {"SMTP_PW": SMTP_PASSWORD})}
-        n = notification_from_record(drift_alert())
+        alerts = [notification_from_record(drift_alert(alert_id=f"{i:032x}")) for i in range(3)]
+        hooks = _Waits()
         async with aiohttp.ClientSession() as session:
-            ok = await Forwarder(targets["mail"], session).deliver(n)
-            refused = await Forwarder(targets["plain"], session).deliver(n)
+            fw = Forwarder(targets["mail"], session, hooks=hooks)
+            sent = [await fw.deliver(n) for n in alerts]
+            refused = await Forwarder(targets["plain"], session).deliver(alerts[0])
     finally:
         tls.stop()
         plain.stop()
-    assert (ok.outcome, ok.status) == ("delivered", 250)
-    assert [(m.tls, m.login) for m in tls.mails] == [(True, SMTP_USER)]
+    assert [(r.outcome, r.status) for r in sent] == [("delivered", 250)] * 3
+    assert [(m.tls, m.login) for m in tls.mails] == [(True, SMTP_USER)] * 3
+    # A burst of 1 at 1 a second: the 2nd and 3rd mail waited for their token (a mail to the
+    # loopback relay takes far less than the second).
+    assert len(hooks.waits) == 2 and all(0.3 < w <= 1.0 + 1e-6 for w in hooks.waits)
     assert (refused.outcome, refused.attempts, refused.status) == ("rejected", 1, None)
     assert "STARTTLS" in refused.error and plain.mails == [] and plain.logins == []
