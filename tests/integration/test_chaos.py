@@ -300,8 +300,64 @@ def _services(*args: str) -> None:
     pytest.fail(f"scripts/services.sh {' '.join(args)} failed 3 times")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Outage:
+    """What a worker does while a dependency is down: its CPU share over the outage, the log
+    it writes from the stop until its first commit after the return, and how long after the
+    return that commit came (the committed offsets, read from Kafka)."""
+
+    def __init__(self, run: Run, w: WorkerProcess) -> None:
+        self.run, self.w = run, w
+        self.log_at_stop = w.log.stat().st_size
+
+    def down(self) -> None:
+        """The dependency is down from now."""
+        self.t_down, self.cpu_down = time.monotonic(), _cpu_seconds(self.w.proc.pid)
+
+    def back(self) -> None:
+        """The dependency answers again from now (it is restarted)."""
+        self.t_back = time.monotonic()
+        self.cpu_share = ((_cpu_seconds(self.w.proc.pid) - self.cpu_down)
+                          / (self.t_back - self.t_down))
+
+    def first_commit(self, before: int | None = None, timeout: float = 60) -> float:
+        """Seconds from the return to the first commit past ``before`` (by default: past
+        what the first answer after the return shows; a commit before that answer is then
+        missed, which can only make the figure larger)."""
+        deadline = self.t_back + timeout
+        while time.monotonic() < deadline:
+            assert self.w.proc.poll() is None, "the worker exited:\n" + self.w.tail()
+            c = self.run.committed()
+            if c:
+                if before is None:
+                    before = sum(c.values())
+                elif sum(c.values()) > before:
+                    self.seconds = time.monotonic() - self.t_back
+                    self.log_bytes = self.w.log.stat().st_size - self.log_at_stop
+                    return self.seconds
+            time.sleep(0.1)
+        pytest.fail(f"no commit within {timeout}s of the return:\n{self.w.tail()}")
+
+    def check(self, what: str) -> None:
+        print(f"{what}: down {self.t_back - self.t_down:.1f}s, worker CPU "
+              f"{100 * self.cpu_share:.1f}% of a core, first commit {self.seconds:.2f}s after "
+              f"the return, log of the outage {self.log_bytes} bytes")
+        assert self.seconds < 5.0, f"first commit {self.seconds:.1f}s after the return"
+        assert self.log_bytes < 2**20, f"{self.log_bytes} bytes of log for the outage"
+        # Generous: idle waiting costs ~1%; the metadata spin cost 82-96% of a core.
+        assert self.cpu_share < 0.30, f"worker used {100 * self.cpu_share:.0f}% of a core"
+
+
 def test_broker_restart_mid_stream(kafka_bootstrap, redis_url, stream, chaos_config, baseline,
                                    tmp_path):
+    """The broker stopped while the worker publishes and commits, down for 20 s, restarted:
+    the worker stays up, quiet and idle while it waits, commits again within 5 s of the
+    broker's return, and the outputs are exactly those of the uninterrupted run."""
     if not _managed("KAFKA_BOOTSTRAP_SERVERS", "29092", "SM_KAFKA_PORT"):
         pytest.skip("Kafka is external here; scripts/test.sh's own broker is needed to restart it")
     run = Run(kafka_bootstrap, redis_url, tmp_path, chaos_config)
@@ -311,18 +367,118 @@ def test_broker_restart_mid_stream(kafka_bootstrap, redis_url, stream, chaos_con
     try:
         deadline = time.monotonic() + 120
         while run.progress() < len(stream) // 4 and time.monotonic() < deadline:
-            time.sleep(0.3)
+            time.sleep(0.1)
+        outage = Outage(run, w)
         _services("stop", "kafka")
-        time.sleep(3.0)
+        outage.down()
+        time.sleep(20.0)
         assert w.proc.poll() is None, "the worker died with the broker:\n" + w.tail()
+        outage.back()  # counted from here: the restart itself takes a while
         _services("start", "kafka")
+        outage.t_back = time.monotonic()  # the broker answers (services.sh waits for it)
+        outage.first_commit()
         run.wait_done(ends, timeout=300)
         assert w.proc.poll() is None, w.tail()
         msgs = run.outputs(0)
     finally:
         run.stop_all()
+    outage.check("broker restart")
     outputs, dups, mismatched = _summary(msgs)
-    print(f"broker restart: duplicates {dict(dups)}")
+    print(f"broker restart: duplicates {dict(dups)} (byte-identical repeats)")
+    assert not mismatched
+    assert outputs == baseline["outputs"]
+
+
+class AofRedis:
+    """A Redis of this test's own, with an append-only file (fsync on every write), that the
+    test stops and restarts from that file. Its port: SM_AOF_REDIS_PORT, else SM_REDIS_PORT + 10
+    (below the ephemeral range, like the others of scripts/services.sh)."""
+
+    def __init__(self, directory: Path) -> None:
+        base = int(os.environ.get("SM_REDIS_PORT", "26379"))
+        self.port = int(os.environ.get("SM_AOF_REDIS_PORT", str(base + 10)))
+        self.dir = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import shutil
+        import socket
+
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed (scripts/services.sh installs it)")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", self.port)) == 0 and self.proc is None:
+                pytest.fail(f"port {self.port} is taken; set SM_AOF_REDIS_PORT")
+        log = (self.dir / "redis.log").open("ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.dir), "--save", "", "--appendonly", "yes", "--appendfsync", "always"],
+            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not self.answers():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("redis-server did not start: "
+                            + (self.dir / "redis.log").read_text()[-2000:])
+            time.sleep(0.05)
+
+    def answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:  # refused, or LOADING the append-only file
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # a clean shutdown: the append-only file is complete
+            self.proc.wait(30)
+        self.proc = None
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Any:
+    r = AofRedis(tmp_path)
+    r.start()
+    yield r
+    r.stop()
+
+
+def test_redis_restart_from_aof_after_30s(kafka_bootstrap, stream, chaos_config, baseline,
+                                          aof_redis, tmp_path):
+    """Redis down for 30 s, then back with its data (append-only file): the worker waits
+    quietly, reloads its scripts at once (a restarted Redis forgets them: NOSCRIPT), commits
+    within 5 s of the return, with no state reset and outputs equal to the uninterrupted run."""
+    run = Run(kafka_bootstrap, aof_redis.url, tmp_path, chaos_config)
+    run.produce(stream)
+    ends = baseline["ends"]
+    w = run.start()
+    try:
+        deadline = time.monotonic() + 120
+        while run.progress() < len(stream) // 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        outage = Outage(run, w)
+        aof_redis.stop()
+        outage.down()
+        time.sleep(30.0)
+        assert w.proc.poll() is None, "the worker died while Redis was down:\n" + w.tail()
+        stalled = run.progress()
+        outage.back()
+        aof_redis.start()  # returns once Redis answers PING (the file loaded)
+        outage.t_back = time.monotonic()
+        outage.first_commit(before=stalled)
+        run.wait_done(ends, timeout=300)
+        assert w.proc.poll() is None, w.tail()
+        msgs = run.outputs(0)
+    finally:
+        run.stop_all()
+    outage.check("redis restart (AOF)")
+    log = w.log.read_text(errors="replace")
+    assert "STATE RESET" not in log, "the state survived in the append-only file"
+    assert "lost its scripts" in log  # NOSCRIPT met and answered by a reload
+    outputs, dups, mismatched = _summary(msgs)
+    print(f"redis restart: duplicates {dict(dups)} (byte-identical repeats)")
     assert not mismatched
     assert outputs == baseline["outputs"]
 
