@@ -409,35 +409,37 @@ class Outage:
         assert self.cpu_share < 0.30, f"worker used {100 * self.cpu_share:.0f}% of a core"
 
 
-# A producer with sends always in flight, set up as the worker sets up its own (the metadata
-# brake, the rate-limited log): while the broker is down its sender loop is where aiokafka spun
-# (a send refused with NotLeaderForPartition during the broker's shutdown leaves a partition
-# without a known leader). Without the brake it measured 32% of a core and ~2,000 log lines a
-# second here; the worker itself meets that state only when the stop catches it mid-publish.
+# The worker's publish loop (MonitorWorker.publish with KafkaWorker's producer, its metadata
+# brake, its renewal, the rate-limited log) publishing batch after batch, so that sends are
+# always in flight when the broker goes: that is where aiokafka spun (a send refused with
+# NotLeaderForPartition during the broker's shutdown leaves a partition without a known
+# leader), 26-32% of a core and ~2,000 log lines a second here without the brake; and after
+# the restart the broker refused the old producer with OutOfOrderSequenceNumber (2 runs of 2).
+# The worker itself meets that state only when the stop catches it mid-publish.
 _PUMP = """
 import asyncio, sys
-from aiokafka import AIOKafkaProducer
-from stream_monitor.adapters.kafka_clients import env_client_kwargs
-from stream_monitor.adapters.kafka_faults import brake_metadata_refresh
+from pathlib import Path
+from stream_monitor.adapters.worker import KafkaWorker
+from stream_monitor.config import Settings, load_config
+from stream_monitor.contracts.outputs import output_record
 from stream_monitor.observability.logging import configure_logging
+from stream_monitor.state import MemoryStore
 
-async def main(bootstrap, topic):
-    p = AIOKafkaProducer(**env_client_kwargs(bootstrap), acks="all", enable_idempotence=True,
-                         linger_ms=5)
-    brake_metadata_refresh(p.client)
-    await p.start()
+async def main(bootstrap, topic, config, count):
+    settings = Settings(KAFKA_BOOTSTRAP_SERVERS=bootstrap)
+    runtime = KafkaWorker(load_config(Path(config)), settings, MemoryStore())
+    await runtime.producer.start()
     print("pumping", flush=True)
-    i = 0
+    n = 0
     while True:
-        try:
-            await p.send(topic, b"x" * 100, key=str(i % 7).encode())
-        except Exception:
-            await asyncio.sleep(0.1)
-        i += 1
-        await asyncio.sleep(0.005)
+        await runtime.worker.publish([
+            output_record(topic, b"k%d" % (i % 5), {"type": "drift_alert", "n": n, "i": i}, ())
+            for i in range(20)])
+        n += 1
+        Path(count).write_text(str(n))
 
 configure_logging("INFO")
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(*sys.argv[1:]))
 """
 
 
@@ -456,8 +458,10 @@ def test_broker_restart_mid_stream(kafka_bootstrap, redis_url, chaos_config, noi
     ends = baseline["ends"]
     import sys
 
+    count = tmp_path / "pumped"
     pump = WorkerProcess([sys.executable, "-c", _PUMP, kafka_bootstrap,
-                          run.u.topics["deployments"]], dict(os.environ), tmp_path / "pump.log")
+                          run.u.topics["deployments"], str(chaos_config), str(count)],
+                         dict(os.environ), tmp_path / "pump.log")
     w = run.start()
     try:
         _wait_log(pump, "pumping", 1)
@@ -475,7 +479,13 @@ def test_broker_restart_mid_stream(kafka_bootstrap, redis_url, chaos_config, noi
         pumped.back()
         _services("start", "kafka")
         outage.t_back = time.monotonic()  # the broker answers (services.sh waits for it)
+        pumped_before = int(count.read_text())
         outage.first_commit()
+        while int(count.read_text()) == pumped_before and pump.proc.poll() is None \
+                and time.monotonic() - outage.t_back < 30:
+            time.sleep(0.05)
+        pump_resumed = time.monotonic() - outage.t_back  # at most: checked after the commit
+        assert pump.proc.poll() is None, "the publish loop ended:\n" + pump.tail()
         run.wait_done(ends, timeout=300)
         assert w.proc.poll() is None, w.tail()
         msgs = run.outputs(0)
@@ -485,10 +495,13 @@ def test_broker_restart_mid_stream(kafka_bootstrap, redis_url, chaos_config, noi
     outage.check("broker restart")
     # While the broker was down (afterwards it logs every refused send it never awaited).
     pump_log = pumped.log_at_back - pumped.log_at_stop
-    print(f"a producer with sends in flight: CPU {100 * pumped.cpu_share:.1f}% of a core, "
-          f"{pump_log} bytes of log while the broker was down")
+    renewals = pump.log.read_text(errors="replace").count("started a new Kafka producer")
+    print(f"a publish loop with sends in flight: CPU {100 * pumped.cpu_share:.1f}% of a core, "
+          f"{pump_log} bytes of log while the broker was down; publishing again "
+          f"{pump_resumed:.2f}s after the return; {renewals} new producers")
     assert pumped.cpu_share < 0.10, "the producer's metadata refresh spins"
     assert pump_log < 2**20
+    assert pump_resumed < 5.0
     outputs, dups, mismatched = _summary(msgs)
     dead, repeats = _dead_letters(kafka_bootstrap, run.u.topics["dead_letter"])
     print(f"broker restart: duplicates {dict(dups)} (byte-identical repeats), dead letters "
