@@ -436,7 +436,8 @@ async def main(bootstrap, topic, config, count):
             output_record(topic, b"k%d" % (i % 5), {"type": "drift_alert", "n": n, "i": i}, ())
             for i in range(20)])
         n += 1
-        Path(count).write_text(str(n))
+        Path(count + ".tmp").write_text(str(n))
+        Path(count + ".tmp").replace(count)  # whole, never half-written
 
 configure_logging("INFO")
 asyncio.run(main(*sys.argv[1:]))
