@@ -1131,5 +1131,6 @@ class Settings(ConnectionSettings):
         "producer's max_request_size is set above it. Keep it at or below the output topics' "
         "max.message.bytes.")
     store_retry_max_seconds: float = Field(
-        30.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
-        description="Cap on the backoff while Redis is down.")
+        2.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
+        description="Cap on the backoff while Redis is down (the worker tries again within "
+        "this long of its return).")
