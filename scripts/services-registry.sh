@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A local Schema Registry for the `registry` tests: Apicurio Registry (Apache-2.0) from Maven
-# Central, serving the Confluent-compatible API at /apis/ccompat/v7. No Docker. Storage is
-# in-memory: schema ids restart at 1 after a restart (tests use fresh subjects and topics).
+# Central, serving the Confluent-compatible API at /apis/ccompat/v7. No Docker. Storage is an H2
+# database file in the run dir, so a restart keeps the schemas and their ids (a registry restart
+# test relies on it); `clean` deletes it.
 #
 # Usage: scripts/services-registry.sh {start|stop|status|env|clean}
 #   start   start the registry unless ours is running and answers; wait until it answers
@@ -9,13 +10,13 @@
 #           wait, then KILL
 #   status  one line; exit 0 only if the registry answers
 #   env     print `export SCHEMA_REGISTRY_URL=http://127.0.0.1:<port>/apis/ccompat/v7`
-#   clean   stop, then delete the run dir (logs); the unpacked distribution stays cached
+#   clean   stop, then delete the run dir (schemas, logs); the unpacked distribution stays cached
 #
 # Environment:
 #   SM_REGISTRY_PORT          API port (28120)
 #   SM_REGISTRY_MGMT_PORT     Quarkus management port (28121)
-#   SM_REGISTRY_RUN_DIR       logs, pid file (<repo>/.local/run/registry)
-#   SM_REGISTRY_TIMEOUT       seconds to wait until it answers (90)
+#   SM_REGISTRY_RUN_DIR       database, logs, pid file (<repo>/.local/run/registry)
+#   SM_REGISTRY_TIMEOUT       seconds to wait until it answers (120; 10-60 s here, by load)
 #   SM_JAVA                   a java binary of JDK 21 or newer (else found under /usr/lib/jvm,
 #                             JAVA_HOME, or on PATH)
 #   SM_STARTED_FILE           if set, `start` appends "registry" when it launched the registry
@@ -34,7 +35,7 @@ PORT=${SM_REGISTRY_PORT:-28120}
 MGMT_PORT=${SM_REGISTRY_MGMT_PORT:-28121}
 check_ports "$PORT" "$MGMT_PORT"
 RUN_DIR=${SM_REGISTRY_RUN_DIR:-$ROOT/.local/run/registry}
-TIMEOUT=${SM_REGISTRY_TIMEOUT:-90}
+TIMEOUT=${SM_REGISTRY_TIMEOUT:-120}
 CACHE_DIR=${XDG_CACHE_HOME:-${HOME:?HOME is not set}/.cache}/stream-monitor/apicurio-registry-$VERSION
 STAMP=$CACHE_DIR.complete
 URL=http://127.0.0.1:$PORT/apis/ccompat/v7
@@ -112,6 +113,7 @@ start() {
             exec setsid nohup "$java" -Xms32m -Xmx256m \
                 -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$PORT" \
                 -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$MGMT_PORT" \
+                -Dapicurio.datasource.url="jdbc:h2:file:$RUN_DIR/data/registry" \
                 -jar "$CACHE_DIR/quarkus-run.jar" </dev/null >"$RUN_DIR/registry.log" 2>&1 8>&- 9>&-
         ) &
         pid=$!
