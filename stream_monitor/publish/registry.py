@@ -12,6 +12,7 @@ use. What this writes, the worker reads with ``input.*.format`` set to the same 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -21,6 +22,19 @@ FORMATS = ("avro", "protobuf", "json_schema")
 _KINDS = ("inference", "label")
 _TLS_KEYS = {"ca_location": "ssl.ca.location", "certificate_location": "ssl.certificate.location",
              "key_location": "ssl.key.location"}
+
+
+@cache
+def _validator(kind: str) -> Any:
+    """The JSON Schema validator of an event kind, built once (building one per event costs
+    more than serializing it)."""
+    import jsonschema
+
+    from ..contracts.schemas import load_schema
+
+    schema = load_schema("inference-event" if kind == "inference" else "label-event")
+    cls = jsonschema.Draft202012Validator
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
 def _schema_text(name: str) -> str:
@@ -48,11 +62,9 @@ class RegistrySerializer:
     async def __call__(self, topic: str, event: dict[str, Any]) -> bytes:
         from confluent_kafka.serialization import MessageField, SerializationContext
 
-        from ..contracts.schemas import validate_record
-
         kind = event_kind(event)
         # The JSON contract first: a bad event fails here, naming the field, not in the worker.
-        validate_record(event, "inference-event" if kind == "inference" else "label-event")
+        _validator(kind).validate(event)
         ctx = SerializationContext(topic, MessageField.VALUE)
         ser = self._serializers[kind]
         if self.format == "protobuf":
@@ -72,7 +84,7 @@ class RegistrySerializer:
                 await res
 
 
-async def registry_serializer(format: str, *, url: str,  # noqa: A002 (the documented name)
+async def registry_serializer(format: str, *, url: str,
                               auth: tuple[str, str] | None = None,
                               tls: Mapping[str, str] | None = None,
                               subject_name_strategy: Callable[..., Any] | None = None,

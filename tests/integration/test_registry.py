@@ -53,6 +53,9 @@ CONFIG: dict[str, Any] = {
 }
 
 
+CREDIT = 1000  # events of the credit model; its features and prediction drift at half way
+
+
 @pytest.fixture(scope="session")
 def registry_url() -> str:
     return _need("SCHEMA_REGISTRY_URL")
@@ -61,11 +64,12 @@ def registry_url() -> str:
 def _events() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Seeded inference events (a drifting credit model and a labelled churn model) and the
     churn model's labels."""
-    spec = StreamSpec(models=("credit-risk",), events_per_model=1400, n_features=4,
-                      drifts=(Drift(700, "amount", 1.5), Drift(700, "utilization", -1.5),
-                              Drift(700, "prediction", 1.0)), seed=11)
+    spec = StreamSpec(models=("credit-risk",), events_per_model=CREDIT, n_features=4,
+                      drifts=(Drift(CREDIT // 2, "amount", 1.5),
+                              Drift(CREDIT // 2, "utilization", -1.5),
+                              Drift(CREDIT // 2, "prediction", 1.0)), seed=11)
     credit = [orjson.loads(v) for v in generate(spec)]
-    churn = labelled(LabelledSpec(events=1000, concept_drift_at=500, early_labels=0,
+    churn = labelled(LabelledSpec(events=800, concept_drift_at=400, early_labels=0,
                                   bogus_labels=0, missing_every=0, delay_events=(5, 20), seed=3))
     inference = credit + [orjson.loads(v) for v in churn.inference]
     return inference, [orjson.loads(v) for v in churn.labels]
@@ -321,22 +325,23 @@ def test_a_registry_restart_mid_stream_loses_nothing(kafka_bootstrap: str, regis
         pytest.skip("SCHEMA_REGISTRY_URL is not the local registry of scripts/services-registry"
                     ".sh, which this test restarts")
     inference, _ = _events()
-    inference = inference[:1400]  # the credit model: it drifts at 700
+    inference = inference[:CREDIT]  # the credit model: it drifts at half way
+    half = CREDIT // 2
     t_inf = unique.topics["inference"]
-    first = asyncio.run(_serialize_all("avro", registry_url, t_inf, inference[:700]))
+    first = asyncio.run(_serialize_all("avro", registry_url, t_inf, inference[:half]))
     # The second half under a schema id the worker has not seen: it must ask the registry.
-    second = asyncio.run(_evolved_avro(registry_url, t_inf, inference[700:]))
+    second = asyncio.run(_evolved_avro(registry_url, t_inf, inference[half:]))
     worker = start_worker(_config(tmp_path, "avro"), unique, SCHEMA_REGISTRY_URL=registry_url)
-    _send(kafka_bootstrap, t_inf, inference[:700], first)
-    wait_committed(kafka_bootstrap, unique.app_id, t_inf, 700, worker)
+    _send(kafka_bootstrap, t_inf, inference[:half], first)
+    wait_committed(kafka_bootstrap, unique.app_id, t_inf, half, worker)
 
     stop = _registry_script(registry_url, "stop")
     assert stop.returncode == 0, stop.stderr
     try:
         log_before = worker.log.stat().st_size
-        _send(kafka_bootstrap, t_inf, inference[700:], second)
+        _send(kafka_bootstrap, t_inf, inference[half:], second)
         time.sleep(6.0)  # the worker reads the batch and waits for the registry
-        assert asyncio.run(committed(kafka_bootstrap, unique.app_id, t_inf)) == 700
+        assert asyncio.run(committed(kafka_bootstrap, unique.app_id, t_inf)) == half
         assert worker.proc.poll() is None, worker.tail()
     finally:
         start = _registry_script(registry_url, "start")

@@ -289,3 +289,48 @@ def test_message_to_obj_reads_any_message() -> None:
     assert message_to_obj(msg) == {"event_id": "e", "model_id": "m", "model_version": None,
                                    "timestamp": None, "features": {}, "prediction": None,
                                    "label": None}
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("env", "var"), [
+    ({"SCHEMA_REGISTRY_URL": "registry:8080"}, "SCHEMA_REGISTRY_URL"),
+    ({"SCHEMA_REGISTRY_PASSWORD": "p"}, "SCHEMA_REGISTRY_USERNAME"),
+    ({"SCHEMA_REGISTRY_USERNAME": "u", "SCHEMA_REGISTRY_PASSWORD": "p",
+      "SCHEMA_REGISTRY_PASSWORD_FILE": "{tmp}/pw"}, "SCHEMA_REGISTRY_PASSWORD"),
+    ({"SCHEMA_REGISTRY_URL": "http://r:8080", "SCHEMA_REGISTRY_SSL_CA_LOCATION": "{tmp}/pw"},
+     "SCHEMA_REGISTRY_URL"),
+    ({"SCHEMA_REGISTRY_SSL_CA_LOCATION": "{tmp}/absent.pem"}, "SCHEMA_REGISTRY_SSL_CA_LOCATION"),
+    ({"SCHEMA_REGISTRY_URL": "https://r", "SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION": "{tmp}/pw"},
+     "SCHEMA_REGISTRY_SSL_KEY_LOCATION"),
+])
+def test_contradictory_registry_settings_fail_naming_the_variable(
+        env: dict[str, str], var: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from stream_monitor.config import Settings, settings_problems
+
+    (tmp_path / "pw").write_text("secret\n")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v.replace("{tmp}", str(tmp_path)))
+    with pytest.raises(ValidationError) as exc:
+        Settings()
+    problems = settings_problems(exc.value)
+    assert var in [v for v, _ in problems], problems
+    assert "secret" not in str(problems)
+
+
+def test_the_registry_password_comes_from_its_file(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_monitor.adapters.registry import registry_client_conf
+    from stream_monitor.config import Settings
+
+    (tmp_path / "pw").write_text("s3cret\n")
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", "https://r:8081")
+    monkeypatch.setenv("SCHEMA_REGISTRY_USERNAME", "u")
+    monkeypatch.setenv("SCHEMA_REGISTRY_PASSWORD_FILE", str(tmp_path / "pw"))
+    monkeypatch.setenv("SCHEMA_REGISTRY_SSL_CA_LOCATION", str(tmp_path / "pw"))
+    conf = registry_client_conf(Settings())
+    assert conf["basic.auth.user.info"] == "u:s3cret"
+    assert conf["ssl.ca.location"] == str(tmp_path / "pw")
+    assert conf["max.retries"] == 0
