@@ -190,6 +190,33 @@ def test_each_format_end_to_end_equals_the_json_run(fmt: str, kafka_bootstrap: s
     assert sorted(_output_id(r) for r in got) == expected
 
 
+def test_a_batch_fetches_each_new_schema_id_once(registry_url: str, unique: Unique) -> None:
+    """Two schema ids in a batch of 200 records: two requests; the next batch, none."""
+    from stream_monitor.adapters.registry import RegistryDecoder
+    from stream_monitor.config import Settings, parse_config
+
+    inference, _ = _events()
+    topic = unique.topics["inference"]
+    values = asyncio.run(_serialize_all("avro", registry_url, topic, inference[:100]))
+    values += asyncio.run(_evolved_avro(registry_url, topic, inference[100:200]))
+    cfg = parse_config(dict(CONFIG, input={"inference": {"format": "avro"}})).with_topics(
+        inference=topic)
+
+    async def go() -> tuple[int, int, list[Any]]:
+        decoder = RegistryDecoder(cfg, Settings(SCHEMA_REGISTRY_URL=registry_url))
+        raws = [RawRecord(v, Position(topic, 0, i)) for i, v in enumerate(values)]
+        first = await decoder.decode(raws)
+        n1 = decoder.fetches
+        await decoder.decode(raws)
+        await decoder.close()
+        return n1, decoder.fetches, list(first)
+
+    n1, n2, decoded = asyncio.run(go())
+    assert (n1, n2) == (2, 2)
+    assert all(isinstance(r.decoded, dict) for r in decoded)
+    assert decoded[150].decoded["region"] == "eu"
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 class RefusingProxy:
