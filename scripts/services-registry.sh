@@ -74,9 +74,13 @@ fetch() {
     log "fetching Apicurio Registry $VERSION from Maven Central (about 160 MB, once)…"
     rm -rf -- "$CACHE_DIR"
     mkdir -p "$CACHE_DIR"
-    if ! mvn -q -B org.apache.maven.plugins:maven-dependency-plugin:3.8.1:unpack \
+    # Run from the cache: without a project the plugin writes its markers under the working
+    # directory (a literal "${project.basedir}" folder), which must not land in the checkout.
+    if ! (cd "$(dirname "$CACHE_DIR")" && mvn -q -B \
+        org.apache.maven.plugins:maven-dependency-plugin:3.8.1:unpack \
         -Dartifact="io.apicurio:apicurio-registry-app:$VERSION:tar.gz:all" \
-        -DoutputDirectory="$CACHE_DIR" >"$CACHE_DIR.mvn.log" 2>&1; then
+        -DoutputDirectory="$CACHE_DIR") \
+        >"$CACHE_DIR.mvn.log" 2>&1; then
         tail -n 40 "$CACHE_DIR.mvn.log" >&2
         die "could not fetch Apicurio Registry with Maven (full log: $CACHE_DIR.mvn.log)"
     fi
