@@ -303,8 +303,9 @@ def apply_mapping(obj: dict[str, Any], mapping: FieldMapping) -> dict[str, Any]:
 
     >>> m = FieldMapping({"event_id": "request.id", "prediction": "score"}, ["age", "city"])
     >>> apply_mapping({"request": {"id": "r1"}, "model_id": "m", "score": 0.5, "age": 3,
-    ...                "city": "x"}, m)
-    {'model_id': 'm', 'event_id': 'r1', 'prediction': 0.5, 'features': {'age': 3, 'city': 'x'}}
+    ...                "city": "x"}, m)  # doctest: +NORMALIZE_WHITESPACE
+    {'request': {'id': 'r1'}, 'model_id': 'm', 'event_id': 'r1', 'prediction': 0.5,
+     'features': {'age': 3, 'city': 'x'}}
     """
     if not mapping.fields and not mapping.feature_fields:
         return obj

@@ -3,10 +3,13 @@ Schema in the Confluent wire format, with the schemas stream-monitor ships
 (``contracts/schemas/``), registered under the subject of the topic (``<topic>-value``) on first
 use. What this writes, the worker reads with ``input.*.format`` set to the same format.
 
->>> import asyncio                                                      # doctest: +SKIP
->>> serialize = asyncio.run(registry_serializer("avro", url="http://registry:8080/apis/ccompat/v7"))
->>> value = await serialize("inference-events", {"event_id": "e1", "model_id": "fraud",
-...                                              "features": {"amount": 12.5}, "prediction": 0.1})
+In an async service::
+
+    serialize = await registry_serializer("avro", url="http://registry:8080/apis/ccompat/v7")
+    value = await serialize("inference-events", {"event_id": "e1", "model_id": "fraud",
+                                                 "features": {"amount": 12.5},
+                                                 "prediction": 0.1})
+    await producer.send("inference-events", value, key=b"fraud")
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ import yaml
 from stream_monitor.adapters.kafka_tools import consume, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.contracts.records import REASON_CODES
-from stream_monitor.contracts.wire import REGISTRY_REASON_CODES
 from stream_monitor.contracts.units import unit_id
+from stream_monitor.contracts.wire import REGISTRY_REASON_CODES
 from stream_monitor.core.gate import Claim
 from stream_monitor.state.base import unit_key
 from stream_monitor.state.dedupe import RedisDedupe, bucket_of
