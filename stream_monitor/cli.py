@@ -176,10 +176,10 @@ def worker(config: ConfigOpt) -> None:
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    _registry_preflight(cfg, settings)
     from .observability.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
-    _registry_preflight(cfg, settings)
     _preflight(settings, settings.key_prefix)  # Kafka and Redis, as the worker will use them
     # Start-up objects (River, numpy, aiokafka) live for the whole run: keep the cyclic GC
     # from re-scanning them, and collect the young generation less often (each event

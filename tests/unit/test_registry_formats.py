@@ -334,3 +334,20 @@ def test_the_registry_password_comes_from_its_file(tmp_path: Path,
     assert conf["basic.auth.user.info"] == "u:s3cret"
     assert conf["ssl.ca.location"] == str(tmp_path / "pw")
     assert conf["max.retries"] == 0
+
+
+def test_the_worker_refuses_a_registry_format_without_a_registry_url(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line naming SCHEMA_REGISTRY_URL and exit code 2, before any connection."""
+    import yaml
+
+    from .test_cli import one_line, run
+
+    monkeypatch.delenv("SCHEMA_REGISTRY_URL", raising=False)
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(yaml.safe_dump({"input": {"labels": {"format": "protobuf"}}, "models": [
+        {"match": "*", "signals": [{"match": "*", "detectors": ["adwin"]}]}]}))
+    code, _, err = run("worker", "-c", str(cfg))
+    assert code == 2
+    line = one_line(err)
+    assert "SCHEMA_REGISTRY_URL" in line and "input.labels.format: protobuf" in line
