@@ -23,6 +23,8 @@ __all__ = ["FORMATS", "RegistrySerializer", "registry_serializer"]
 
 FORMATS = ("avro", "protobuf", "json_schema")
 _KINDS = ("inference", "label")
+_CONTENT_TYPES = {"avro": "application/vnd.apache.avro+binary",
+                  "protobuf": "application/x-protobuf", "json_schema": "application/json"}
 _TLS_KEYS = {"ca_location": "ssl.ca.location", "certificate_location": "ssl.certificate.location",
              "key_location": "ssl.key.location"}
 
@@ -59,6 +61,8 @@ class RegistrySerializer:
 
     def __init__(self, fmt: str, client: Any, serializers: dict[str, Any]) -> None:
         self.format = fmt
+        # The records' content-type header (the publisher SDK reads this attribute).
+        self.content_type = _CONTENT_TYPES[fmt]
         self.client = client
         self._serializers = serializers
 
