@@ -217,6 +217,41 @@ def test_a_batch_fetches_each_new_schema_id_once(registry_url: str, unique: Uniq
     assert decoded[150].decoded["region"] == "eu"
 
 
+@pytest.mark.parametrize("fmt", ["protobuf"])
+def test_the_publisher_sdk_with_the_registry_serializer_feeds_the_worker(
+        fmt: str, kafka_bootstrap: str, registry_url: str, unique: Unique, start_worker: Any,
+        tmp_path: Path) -> None:
+    """stream_monitor.publish's Publisher with registry_serializer as its value serializer:
+    what it sends, the worker reads with no dead letter and alerts on as on JSON."""
+    from stream_monitor.publish import Publisher
+
+    inference, _ = _events()
+    inference = inference[:CREDIT]
+    t_inf = unique.topics["inference"]
+
+    async def publish() -> None:
+        ser = await registry_serializer(fmt, url=registry_url)
+        try:
+            async with Publisher(bootstrap_servers=kafka_bootstrap, value_serializer=ser) as pub:
+                for e in inference:
+                    await pub.publish_inference(e["event_id"], e["model_id"], e["features"],
+                                                e["prediction"],
+                                                model_version=e["model_version"],
+                                                timestamp=e["timestamp"], topic=t_inf)
+                await pub.flush(timeout=60)
+        finally:
+            await ser.close()
+
+    worker = start_worker(_config(tmp_path, fmt), unique, SCHEMA_REGISTRY_URL=registry_url)
+    asyncio.run(publish())
+    wait_committed(kafka_bootstrap, unique.app_id, t_inf, len(inference), worker)
+    expected = _replay(unique, [("inference", inference)])
+    assert any(i.startswith("drift_alert:") for i in expected)
+    got = _published(kafka_bootstrap, unique, len(expected))
+    assert [r for r in got if r["type"] == "dead_letter"] == []
+    assert sorted(_output_id(r) for r in got) == expected
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 class RefusingProxy:
