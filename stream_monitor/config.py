@@ -218,6 +218,11 @@ class SignalRule(_Strict):
     period: int | None = Field(None, ge=2, description="Known period, in values of the signal "
                                "(e.g. values per day at a steady rate): each value is compared "
                                "with the reference at the same phase. cusum detectors only.")
+    kind: Literal["auto", "categorical"] = Field(
+        "auto", description="auto: numbers (and booleans, as 0/1) are numeric signals, strings "
+        "categorical (class labels; string features when quality.categorical is on). "
+        "categorical: every value is a category, e.g. integer-coded classes "
+        "(docs/detection.md \"Categories\").")
 
 
 class Persistence(_Strict):
@@ -607,7 +612,7 @@ def effective_budget(cfg: MonitorConfig, rule: ModelRule,
     needs thresholds); None: not calibrated."""
     budget = _own_budget(cfg, rule, sr)
     if budget is None and sr is not None and any(
-            cfg.detectors[d].type == "cusum" for d in sr.detectors):
+            cfg.detectors[d].type in ("cusum", "multinomial_cusum") for d in sr.detectors):
         return DEFAULT_BUDGET
     return budget
 
