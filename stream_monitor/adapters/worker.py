@@ -3,6 +3,8 @@ offsets committed by hand.
 
 One batch is one call of :meth:`MonitorWorker.step`, in the order of the guarantee:
 
+0. decode the records of topics in a Schema Registry format (their schemas fetched by id, the
+   batch waiting while the registry is down): adapters/registry.py;
 1. make sure Redis still holds our state (its epoch marker): :meth:`~MonitorWorker.check_epoch`;
 2. run the pipeline: detection, then state and outbox saved in Redis:
    :meth:`~MonitorWorker.process`;
@@ -61,6 +63,7 @@ from ..state.dedupe import DedupeStore
 from ..state.label_store import LabelStore
 from .kafka_clients import client_kwargs
 from .kafka_faults import SendFault, brake_metadata_refresh, classify_send_error, worst
+from .registry import RegistryDecoder
 
 __all__ = ["KafkaWorker", "MonitorWorker", "parse_failpoint", "record_size"]
 
@@ -96,10 +99,15 @@ class MonitorWorker:
     def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  producer: Any = None, metrics: Any = None,
-                 renew_producer: Callable[[Any], Awaitable[Any]] | None = None) -> None:
+                 renew_producer: Callable[[Any], Awaitable[Any]] | None = None,
+                 decoder: RegistryDecoder | None = None) -> None:
         self.config = config
         self.settings = settings
         self.store = store
+        # Avro / Protobuf / JSON Schema input (input.*.format): None when every topic is JSON.
+        if decoder is None and config.input.uses_registry:
+            decoder = RegistryDecoder(config, settings)
+        self.decoder = decoder
         self.pipeline = BatchPipeline(config, store, dedupe=dedupe, labels=labels,
                                       cache_size=settings.model_cache_size)
         self.producer = producer
@@ -121,6 +129,8 @@ class MonitorWorker:
         commits the batch's offsets of the partitions this worker still owns; it is called only
         once the state is saved and every output is confirmed."""
         t0 = time.perf_counter()
+        if self.decoder is not None:                     # 0. registry formats decoded
+            raws = await self.decoder.decode(raws)
         await self.check_epoch()                         # 1. Redis still holds our state
         self._die_if("mid_batch")
         out = await self.process(raws)                   # 2. detect; state + outbox saved
@@ -649,6 +659,9 @@ class KafkaWorker:
                 log.warning("closing the Kafka %s: %r", name, exc)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.store.close(), timeout=2.0)
+        if self.worker.decoder is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.worker.decoder.close(), timeout=2.0)
 
 
 def _batch(fetched: dict[TopicPartition, list[Any]]) -> tuple[list[RawRecord],
