@@ -27,7 +27,7 @@ from .model_state import ModelState
 from .signals import SignalState
 from .stats import summarize
 
-__all__ = ["after_change", "drift_alert", "quality_alert", "rate_change", "rated"]
+__all__ = ["drift_alert", "quality_alert", "rate_change", "rated"]
 
 
 def rated(model: ModelState, record: dict[str, Any]) -> dict[str, Any]:
@@ -256,25 +256,6 @@ def rate_change(sig: SignalState, recent: Sequence[float],
     if sig.calibration is not None:
         tau = float(sig.calibration.get("long_run_variance_ratio", 1.0))
     return window, locate_rate(window, p0, tau)
-
-
-def after_change(recent: Sequence[float], before: float) -> Sequence[float]:
-    """The recent samples after the most likely change point: the split ``t`` maximizing
-    ``|sum(recent[t:] - before)| / sqrt(len(recent) - t)`` (the likelihood-ratio estimate of
-    where a mean shift from a known level began). A detector fires a few samples after a
-    change, so the recent samples still hold some from before it; their plain mean would
-    understate the new rate.
-
-    >>> after_change([0.0, 0.05, 0.0, 0.3, 0.25, 0.35], 0.01)
-    [0.3, 0.25, 0.35]
-    """
-    best, best_t, s = -1.0, 0, 0.0
-    for t in range(len(recent) - 1, -1, -1):
-        s += recent[t] - before
-        score = abs(s) / math.sqrt(len(recent) - t)
-        if score > best:
-            best, best_t = score, t
-    return list(recent[best_t:])
 
 
 def _mean(values: Sequence[float]) -> float:

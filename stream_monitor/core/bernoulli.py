@@ -150,6 +150,7 @@ def dependence(x: np.ndarray) -> tuple[float, float, dict[str, Any]]:
     fitted with a Jeffreys prior on ``P(1 | 0)`` and ``P(1 | 1)``, and the variance inflation
     ``tau`` of the rate's mean, the larger of ``(1 + lam) / (1 - lam)`` and the batch-means
     long-run variance ratio (then ``lam`` is the chain's correlation with that ``tau``).
+    ``info`` holds the transition counts behind the posterior of ``P(1 | 1)``.
 
     >>> lam, tau, _ = dependence(np.zeros(1000))
     >>> round(lam, 2), round(tau, 2)   # no 1 seen: runs of ones cannot be ruled out
@@ -179,6 +180,7 @@ def dependence(x: np.ndarray) -> tuple[float, float, dict[str, Any]]:
     if tau > tau_markov:
         lam = min((tau - 1.0) / (tau + 1.0), 0.99)
     info = {"markov_p01": round(a, 6), "markov_p11": round(bb, 6),
+            "transitions_from_1": [n11, n1 - n11],
             "markov_tau": round(tau_markov, 4), "batch_means_tau": round(tau_bm, 4)}
     return lam, tau, info
 
@@ -198,10 +200,10 @@ def posterior_grid(alpha: float, beta: float, points: int = 801) -> tuple[np.nda
     return 1.0 / (1.0 + np.exp(-lg)), w
 
 
-def _log_rho(theta: np.ndarray, p: np.ndarray, lam: float, y1: float, y0: float) -> np.ndarray:
-    """log spectral radius of the chain's transition matrix tilted by ``exp(theta * y)``."""
-    a = p * (1.0 - lam)  # P(1 | 0)
-    b = p + lam * (1.0 - p)  # P(1 | 1)
+def _log_rho(theta: np.ndarray, a: np.ndarray, b: np.ndarray, y1: float,
+             y0: float) -> np.ndarray:
+    """log spectral radius of the chain's transition matrix (``a = P(1 | 0)``,
+    ``b = P(1 | 1)``) tilted by ``exp(theta * y)``."""
     t0 = theta * y0
     t1 = theta * y1
     m = np.maximum(t0, t1)
@@ -213,17 +215,19 @@ def _log_rho(theta: np.ndarray, p: np.ndarray, lam: float, y1: float, y0: float)
     return m + np.log(np.maximum(0.5 * (tr + np.sqrt(disc)), 1e-300))
 
 
-def _roots(p: np.ndarray, lam: float, y1: float, y0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per rate ``p``: the mean increment ``mu`` and the non-zero root ``theta`` of the tilted
-    spectral radius (sign opposite to ``mu``), by bisection (vectorized)."""
+def _roots(p: np.ndarray, b: np.ndarray, y1: float, y0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per chain (stationary rate ``p``, ``P(1 | 1) = b``): the mean increment ``mu`` and the
+    non-zero root ``theta`` of the tilted spectral radius (sign opposite to ``mu``), by
+    bisection (vectorized)."""
+    a = np.minimum(p * (1.0 - b) / (1.0 - p), 1.0)  # P(1 | 0) that keeps p stationary
     mu = p * y1 + (1.0 - p) * y0
     sign = np.where(mu < 0.0, 1.0, -1.0)
     lo = np.zeros_like(p)
     hi = np.full_like(p, _THETA_MAX)
     # log rho(sign * t) < 0 on (0, root), > 0 beyond it.
-    for _ in range(64):
+    for _ in range(48):
         mid = 0.5 * (lo + hi)
-        neg = _log_rho(sign * mid, p, lam, y1, y0) < 0.0
+        neg = _log_rho(sign * mid, a, b, y1, y0) < 0.0
         lo = np.where(neg, mid, lo)
         hi = np.where(neg, hi, mid)
     return mu, sign * 0.5 * (lo + hi)
@@ -258,19 +262,37 @@ def _threshold(mu: np.ndarray, theta: np.ndarray, var: np.ndarray, w: np.ndarray
     return hi
 
 
-def _sum_threshold(p0: float, ratio: float, lam: float, tau: float, grid: tuple[np.ndarray,
-                   np.ndarray], target: float) -> tuple[float, float]:
-    """(threshold over the posterior, threshold at a known rate ``p0``) of one alternative."""
+class _Posterior:
+    """Quadrature nodes over the rate ``p`` the reference leaves unknown (Beta posterior on the
+    effective counts), with weights; the chain's ``P(1 | 1)`` at each node keeps the fitted
+    lag-one correlation ``lam``. (Averaging over the posterior of ``P(1 | 1)`` as well was
+    tried: with a handful of runs in the reference its mass near 1 -- a flag stuck on for
+    hundreds of events, which no detector can tell from a change -- made every threshold
+    useless. The prior enters through ``lam``'s Jeffreys estimate instead.)"""
+
+    def __init__(self, alpha: float, beta: float, lam: float) -> None:
+        self.p, self.w = posterior_grid(alpha, beta, _P_POINTS)
+        self.b = self.p + lam * (1.0 - self.p)
+        self.p0 = alpha / (alpha + beta)
+        self.lam = lam
+
+
+_P_POINTS = 241
+
+
+def _sum_threshold(p0: float, ratio: float, post: _Posterior, tau: float,
+                   target: float) -> tuple[float, float]:
+    """(threshold over the posterior, threshold at the fitted chain) of one alternative."""
     p1 = _alt(p0, ratio)
     y1 = math.log(p1 / p0)
     y0 = math.log((1.0 - p1) / (1.0 - p0))
-    ps, w = grid
-    pts = np.append(ps, p0)
-    mu, theta = _roots(pts, lam, y1, y0)
+    b0 = p0 + post.lam * (1.0 - p0)
+    pts = np.append(post.p, p0)
+    bs = np.append(post.b, b0)
+    mu, theta = _roots(pts, bs, y1, y0)
     var = (y1 - y0) ** 2 * pts * (1.0 - pts) * tau
-    h_post = _threshold(mu[:-1], theta[:-1], var[:-1], w, target)
-    one = np.ones(1)
-    h_known = _threshold(mu[-1:], theta[-1:], var[-1:], one, target)
+    h_post = _threshold(mu[:-1], theta[:-1], var[:-1], post.w, target)
+    h_known = _threshold(mu[-1:], theta[-1:], var[-1:], np.ones(1), target)
     return h_post, h_known
 
 
@@ -296,17 +318,17 @@ def calibrate_rate(reference: Sequence[float] | np.ndarray, share: float,
     n_eff = n / tau
     k_eff = k / tau
     alpha, beta = k_eff + 0.5, n_eff - k_eff + 0.5
-    p0 = alpha / (alpha + beta)
-    grid = posterior_grid(alpha, beta)
+    post = _Posterior(alpha, beta, lam)
+    p0 = post.p0
     fixed = (params or {}).get("ratios")
     if fixed:
         ratios = [float(r) for r in fixed]
     else:
-        ratios = _choose_ratios(p0, lam, tau, grid, share)
+        ratios = _choose_ratios(p0, post, tau, share)
     target = len(ratios) / share
     hs = []
     for r in ratios:
-        h_post, _ = _sum_threshold(p0, r, lam, tau, grid, target)
+        h_post, _ = _sum_threshold(p0, r, post, tau, target)
         hs.append(round(h_post, 4) if math.isfinite(h_post) else 1e7)
     over = {"p0": p0, "ratios": [round(r, 6) for r in ratios], "h": hs}
     info = {
@@ -320,8 +342,7 @@ def calibrate_rate(reference: Sequence[float] | np.ndarray, share: float,
     return over, info
 
 
-def _choose_ratios(p0: float, lam: float, tau: float,
-                   grid: tuple[np.ndarray, np.ndarray], share: float) -> list[float]:
+def _choose_ratios(p0: float, post: _Posterior, tau: float, share: float) -> list[float]:
     """The smallest usable rise (and the largest usable fall, if any) on the odds-ratio grid;
     rises also at 4 and 16 times its odds ratio (fewer when capped near a rate of 1)."""
     m_guess = len(UP_STEPS) + 1
@@ -330,7 +351,7 @@ def _choose_ratios(p0: float, lam: float, tau: float,
     for r in _OR_GRID:
         if _alt(p0, r) >= _P_MAX:
             break
-        h_post, h_known = _sum_threshold(p0, r, lam, tau, grid, target)
+        h_post, h_known = _sum_threshold(p0, r, post, tau, target)
         if h_post <= H_SLACK * h_known:
             up = r
             break
@@ -345,7 +366,7 @@ def _choose_ratios(p0: float, lam: float, tau: float,
     for r in _OR_GRID[:21]:  # falls to an odds ratio of 1/100 at most
         if _alt(p0, 1.0 / r) <= 1.0 - _P_MAX:
             break
-        h_post, h_known = _sum_threshold(p0, 1.0 / r, lam, tau, grid, target)
+        h_post, h_known = _sum_threshold(p0, 1.0 / r, post, tau, target)
         if h_post <= H_SLACK * h_known:
             down = 1.0 / r
             break
