@@ -98,9 +98,7 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
     if kind is None:
         kind = "mean"
     change_start = _change_start(model, sig, len(window), loc, pos)
-    params = dict(spec.effective_params)
-    if sig.overrides is not None:
-        params.update(sig.overrides[i])
+    params = _params(spec.effective_params, sig, i)
     evidence: dict[str, Any] = {
         "reference": reference,
         "current": current,
@@ -121,6 +119,17 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
         "summary": _summary(model.model_id, sig, kind, reference, current, shift, evidence_n,
                             name, pos.offset, change_start),
     }
+
+
+def _params(configured: dict[str, Any], sig: SignalState, i: int) -> dict[str, Any]:
+    """Detector ``i``'s effective parameters: the configured ones overlaid with the calibrated
+    ones; only the calibrated ones when it was built as another type (a ``cusum`` on a binary
+    signal is a ``bernoulli_cusum``, which takes none of the numeric parameters)."""
+    other = bool(sig.kinds) and sig.kinds[i] != sig.detector_params[i]["__type__"]
+    params = {} if other else dict(configured)
+    if sig.overrides is not None:
+        params.update(sig.overrides[i])
+    return params
 
 
 def _change_start(model: ModelState, sig: SignalState, window: int,
@@ -209,9 +218,7 @@ def quality_alert(config: MonitorConfig, model: ModelState, rule: QualityRule, s
     change_start = _change_start(model, sig, len(window), loc, pos)
     word = _FAULT_WORDS[fault]
     direction = "rose" if after > before else "fell"
-    params = dict(spec.effective_params)
-    if sig.overrides is not None:
-        params.update(sig.overrides[i])
+    params = _params(spec.effective_params, sig, i)
     evidence: dict[str, Any] = {
         "sample_events": rule.sample_events,
         "reference": {"samples": len(watched_ref), "rate": before},
