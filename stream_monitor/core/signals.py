@@ -223,7 +223,9 @@ class SignalState:
         else:
             self.ref_mean, self.ref_std = reference_scale(self.reference)
         self.set_kinds(self.detector_kinds())
-        params = self.detector_params
+        # As built: calibrate() leaves the Bernoulli CUSUMs to _calibrate_rates.
+        params = tuple(p if k == p["__type__"] else {"__type__": k}
+                       for p, k in zip(self.detector_params, self.kinds, strict=True))
         if self.budget is not None:
             # Once per reference: thresholds for this signal's budget (core/calibrate.py; for
             # binary signals core/bernoulli.py).
