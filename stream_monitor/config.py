@@ -215,6 +215,11 @@ class SignalRule(_Strict):
     period: int | None = Field(None, ge=2, description="Known period, in values of the signal "
                                "(e.g. values per day at a steady rate): each value is compared "
                                "with the reference at the same phase. cusum detectors only.")
+    kind: Literal["auto", "categorical"] = Field(
+        "auto", description="auto: numbers (and booleans, as 0/1) are numeric signals, strings "
+        "categorical (class labels; string features when quality.categorical is on). "
+        "categorical: every value is a category, e.g. integer-coded classes "
+        "(docs/detection.md \"Categories\").")
 
 
 class Persistence(_Strict):
@@ -533,7 +538,7 @@ def signal_rule(cfg: MonitorConfig, rule: ModelRule, signal: str) -> SignalRule 
 
 DEFAULT_BUDGET = FalseAlarmBudget(per_events=1_000_000)
 # Detector types whose thresholds come from the budget (core/calibrate.py, core/bernoulli.py).
-CALIBRATED_TYPES = ("cusum", "bernoulli_cusum")
+CALIBRATED_TYPES = ("cusum", "bernoulli_cusum", "multinomial_cusum")
 
 
 def watched_after(config: MonitorConfig, rule: ModelRule, budget: bool = True,
@@ -1131,5 +1136,6 @@ class Settings(ConnectionSettings):
         "producer's max_request_size is set above it. Keep it at or below the output topics' "
         "max.message.bytes.")
     store_retry_max_seconds: float = Field(
-        30.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
-        description="Cap on the backoff while Redis is down.")
+        2.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
+        description="Cap on the backoff while Redis is down (the worker tries again within "
+        "this long of its return).")

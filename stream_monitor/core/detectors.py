@@ -39,6 +39,7 @@ from ..config import register_detector_kinds
 from ..errors import StateCorruptError
 from .bernoulli import BernoulliCusum
 from .cusum import Cusum
+from .multinomial import Multinomial
 
 __all__ = [
     "REGISTRY",
@@ -48,7 +49,7 @@ __all__ = [
     "restore_detector",
 ]
 
-InputKind = Literal["standardized", "binary"]
+InputKind = Literal["standardized", "binary", "categorical"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,17 @@ REGISTRY: dict[str, DetectorKind] = {
             {},
             "Bernoulli (0/1 rate) CUSUMs against the reference rate, calibrated to the "
             "false-alarm budget.",
+        ),
+        # Ours (core/multinomial.py): the category mix of a categorical signal against its
+        # reference, calibrated to the budget. A categorical signal gets it in place of `cusum`
+        # (or of River's detectors, which take numbers).
+        DetectorKind(
+            "multinomial_cusum",
+            Multinomial,
+            "categorical",
+            {"w": 10.0},
+            "Mixture CUSUM of the category mix against the reference (categorical signals), "
+            "calibrated to the false-alarm budget.",
         ),
         DetectorKind(
             "ddm", binary.DDM, "binary", {}, "Drift Detection Method on a 0/1 error stream."

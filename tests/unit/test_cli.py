@@ -282,7 +282,8 @@ def test_check_config_prints_the_plan_of_every_model_rule() -> None:
         "  labels: classification from inference-labels -> performance:error (a prediction "
         "waits 3600 s for its label)",
         "models[2] '*': reference 1000 values per signal, recent 500",
-        "  value rules: string features as category shares (top 20); fault rates "
+        "  value rules: string features as categorical signals (top 20 categories + other, "
+        "multinomial_cusum); fault rates "
         "quality:<missing>:<feature> 0/1 per event, reference 1000 events, detectors cusum",
     ]:
         assert expected in lines, f"{expected!r} not in:\n{out}"
