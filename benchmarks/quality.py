@@ -10,6 +10,7 @@ catch-all rule watches ``feature:*`` with the calibrated ``cusum`` under a budge
     .venv/bin/python benchmarks/quality.py                # full run, ~15 min on 2 cores
     .venv/bin/python benchmarks/quality.py --quick        # a smoke run, ~1 min
     .venv/bin/python benchmarks/quality.py --replot benchmarks/results/quality-<stamp>.json
+    .venv/bin/python benchmarks/quality.py --rates        # binary signals only (see below)
     .venv/bin/python benchmarks/quality.py --categories   # categorical signals only (issue 18)
 
 Writes benchmarks/results/quality-<stamp>.json, docs/img/quality.png and prints a markdown
@@ -19,6 +20,7 @@ table (also written to benchmarks/results/quality-<stamp>.md).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -26,12 +28,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stream_monitor.config import parse_config  # noqa: E402
+from stream_monitor.contracts.records import InferenceEvent, Position  # noqa: E402
+from stream_monitor.core.model_state import MonitorState  # noqa: E402
+from stream_monitor.core.monitor import Monitor  # noqa: E402
 from stream_monitor.evaluate import ChangePoint, evaluate  # noqa: E402
 from stream_monitor.synth import KINDS, category_stream, kind_stream  # noqa: E402
 
@@ -374,6 +380,14 @@ def main() -> None:
     ap.add_argument("--image", type=Path, default=ROOT / "docs" / "img" / "quality.png")
     ap.add_argument("--replot", type=Path, metavar="JSON",
                     help="only redraw the plot and the table from a results file")
+    ap.add_argument("--rates", action="store_true",
+                    help="only the binary signals' section (Bernoulli CUSUM): delays over "
+                    "--rate-seeds seeds, false alarms on stationary flags")
+    ap.add_argument("--rate-seeds", type=int, default=100, help="streams per rate change")
+    ap.add_argument("--rate-fa-seeds", type=int, default=25,
+                    help="stationary flag streams per row")
+    ap.add_argument("--rate-fa-events", type=int, default=20_000,
+                    help="events per stationary flag stream")
     ap.add_argument("--categories", action="store_true",
                     help="only the categories section: categorical features, class labels")
     ap.add_argument("--cat-seeds", type=int, default=20, help="streams per stationary kind")
@@ -384,6 +398,17 @@ def main() -> None:
     ap.add_argument("--cat-part", choices=("all", "stationary", "shifts"), default="all",
                     help="run only part of the categories section (two processes in parallel)")
     args = ap.parse_args()
+    if args.rates:
+        if args.quick:
+            args.rate_seeds, args.rate_fa_seeds, args.rate_fa_events = 10, 2, 5000
+        r = rates(args.rate_seeds, args.rate_fa_seeds, args.rate_fa_events)
+        stamp = time.strftime("%Y-%m-%d-%H%M%S")
+        out = ROOT / "benchmarks" / "results"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"rates-{stamp}.json").write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2))
+        print(rates_markdown(r))
+        print(f"({r['seconds']} s; wrote {out / f'rates-{stamp}.json'})", file=sys.stderr)
+        return
     if args.categories:
         if args.quick:
             args.cat_seeds, args.cat_events, args.cat_shift_seeds = 2, 3000, 10
@@ -448,6 +473,227 @@ def main() -> None:
     print(md)
     print(f"({res['seconds']} s; wrote {out / f'quality-{stamp}.json'} and {args.image})",
           file=sys.stderr)
+
+
+# =============================================================================================
+# Rates (`--rates`): binary signals under the Bernoulli CUSUM (core/bernoulli.py), through the
+# core (Monitor.process) with the default windows and budget. Self-contained: the functions
+# below use only the imports of this section.
+
+RATE_REFERENCE, RATE_SHORT = 1000, 200
+RATE_FLAG_KINDS = ("iid", "markov", "modulated", "latent_ar1")
+
+
+def rate_config(quality: bool) -> Any:
+    """Default windows and budget; the calibrated `cusum` on every signal and fault rate."""
+    rule: dict[str, Any] = {"match": "*", "signals": [{"match": "*", "detectors": ["cusum"]}]}
+    if quality:
+        rule["quality"] = {"indicators": ["missing"], "detectors": ["cusum"]}
+    return parse_config({
+        "windows": {"reference_size": RATE_REFERENCE, "reference_min_size": RATE_SHORT,
+                    "recent_size": 500},
+        "false_alarm_budget": {"per_events": 1_000_000},
+        "detectors": {"cusum": {"type": "cusum"}},
+        "models": [rule],
+    })
+
+
+def rate_flags(kind: str, p: float, n: int, seed: int) -> np.ndarray:
+    """``n`` stationary 0/1 flags at marginal rate ``p``: ``iid``; ``markov`` (a two-state
+    chain, lag-one correlation 0.8: runs of ones of mean length 5); ``modulated`` (a hidden
+    calm/burst regime, bursts 10% of the time with mean length 20, the rate 6x higher in them);
+    ``latent_ar1`` (an AR(1) with coefficient 0.95 above its 1 - p quantile)."""
+    rng = np.random.default_rng(seed)
+    u = rng.random(n)
+    if kind == "iid":
+        return u < p
+    if kind == "markov":
+        lam = 0.8
+        a, b = p * (1 - lam), p + lam * (1 - p)
+        out = np.empty(n, dtype=bool)
+        s = bool(rng.random() < p)
+        for i in range(n):
+            s = u[i] < (b if s else a)
+            out[i] = s
+        return out
+    if kind == "modulated":
+        on_len, frac = 20.0, 0.1
+        p_on = min(0.9, 6.0 * p)
+        p_off = (p - frac * p_on) / (1 - frac)
+        leave_on, enter_on = 1 / on_len, (1 / on_len) * frac / (1 - frac)
+        sw = rng.random(n)
+        out = np.empty(n, dtype=bool)
+        on = bool(rng.random() < frac)
+        for i in range(n):
+            on = (sw[i] >= leave_on) if on else (sw[i] < enter_on)
+            out[i] = u[i] < (p_on if on else p_off)
+        return out
+    if kind == "latent_ar1":
+        phi = 0.95
+        e = rng.standard_normal(n) * math.sqrt(1 - phi * phi)
+        z = np.empty(n)
+        prev = rng.standard_normal()
+        for i in range(n):
+            prev = phi * prev + e[i]
+            z[i] = prev
+        return z > _normal_quantile(1 - p)
+    raise ValueError(kind)
+
+
+def _normal_quantile(q: float) -> float:
+    lo, hi = -10.0, 10.0
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * math.erfc(-mid / math.sqrt(2)) < q:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _rate_events(model: str, flags: np.ndarray, how: str, rng_seed: int,
+                 err_p: np.ndarray | None = None) -> list[InferenceEvent]:
+    """Events of one model: ``how`` = ``feature`` (the flag as a numeric 0/1 feature),
+    ``missing`` (feature ``x`` absent when the flag is 1; ``y`` always there) or ``label``
+    (a class prediction and an inline label that disagree when the flag is 1)."""
+    out = []
+    for i, f in enumerate(flags.tolist()):
+        pos = Position("rates", 0, i)
+        if how == "feature":
+            feats: dict[str, Any] = {"x": 1.0 if f else 0.0}
+            out.append(InferenceEvent(f"{model}-{i}", model, feats, 0.0, pos,
+                                      timestamp=1_767_225_600.0 + i))
+        elif how == "missing":
+            feats = {"y": 0.5} if f else {"x": 0.5, "y": 0.5}
+            out.append(InferenceEvent(f"{model}-{i}", model, feats, 0.0, pos,
+                                      timestamp=1_767_225_600.0 + i))
+        else:
+            out.append(InferenceEvent(f"{model}-{i}", model, {}, "a", pos,
+                                      timestamp=1_767_225_600.0 + i, label="b" if f else "a"))
+    return out
+
+
+def _alert_offsets(out: Any, signal: str) -> list[int]:
+    recs = [a for a in out.alerts if a["signal"] == signal]
+    recs += [a for a in out.quality_alerts if a["signal"] == signal]
+    return sorted(a["detected_at"]["offset"] for a in recs)
+
+
+_HOW_SIGNAL = {"feature": "feature:x", "missing": "quality:missing:x",
+               "label": "performance:error"}
+
+
+def rate_false_alarms(kind: str, p: float, how: str, seeds: int, n: int,
+                      base: int = 300_000) -> dict[str, Any]:
+    """False alarms on stationary flags (one model per seed), counted after the first short
+    reference, against the budget's expectation. ``feature`` flags are fed straight to the
+    signal (core/signals.py ``SignalState``: reference, calibration, detector, rebaseline after
+    an alarm, as in the monitor, without rendering alerts); ``missing`` flags go through the
+    whole core (value rules, the fault-rate signal, data-quality alerts)."""
+    cfg = rate_config(how == "missing")
+    alarms, per_seed = 0, []
+    for s in range(seeds):
+        flags = rate_flags(kind, p, n, base + s)
+        if how == "feature":
+            mon = Monitor(cfg)
+            model = mon.new_model(f"m{s}")
+            sig = mon.new_signal(model, "feature:x") if model is not None else None
+            assert sig is not None
+            c = 0
+            for i, f in enumerate(flags.tolist()):
+                if sig.update(1.0 if f else 0.0) >= 0:
+                    c += 1
+                    sig.rebaseline(i + 1)
+        else:
+            out = Monitor(cfg).process(_rate_events(f"m{s}", flags, how, s), MonitorState())
+            c = len(_alert_offsets(out, _HOW_SIGNAL[how]))
+        alarms += c
+        per_seed.append(c)
+    values = seeds * (n - RATE_SHORT)
+    return {"kind": kind, "rate": p, "how": how, "seeds": seeds, "values": values,
+            "false_alarms": alarms, "expected_at_budget": values / 1e6,
+            "streams_with_alarms": sum(1 for c in per_seed if c)}
+
+
+def rate_delays(how: str, p_before: float, p_after: float, seeds: int, at: int = 2000,
+                horizon: int = 1000, base: int = 400_000) -> dict[str, Any]:
+    """Delays (events from the change to the first alert, inclusive) of a rate rising from
+    ``p_before`` to ``p_after`` at event ``at`` (after the full reference), and the error of
+    the estimated change start."""
+    cfg = rate_config(how == "missing")
+    delays, locs, early, missed = [], [], 0, 0
+    for s in range(seeds):
+        rng = np.random.default_rng(base + s)
+        u = rng.random(at + horizon)
+        flags = u < np.where(np.arange(at + horizon) < at, p_before, p_after)
+        out = Monitor(cfg).process(_rate_events(f"m{s}", flags, how, s), MonitorState())
+        sig = _HOW_SIGNAL[how]
+        recs = sorted((a for a in out.alerts + out.quality_alerts if a["signal"] == sig),
+                      key=lambda a: a["detected_at"]["offset"])
+        before = [a for a in recs if a["detected_at"]["offset"] < at]
+        after = [a for a in recs if a["detected_at"]["offset"] >= at]
+        early += len(before)
+        if not after:
+            missed += 1
+            continue
+        a = after[0]
+        delays.append(a["detected_at"]["offset"] - at + 1)
+        st = a["evidence"]["change"]["start"]
+        if st["offset"] is not None:
+            locs.append(abs(st["offset"] - at))
+    return {"how": how, "from": p_before, "to": p_after, "seeds": seeds, "detected": len(delays),
+            "missed": missed, "alarms_before_change": early,
+            "median_delay": statistics.median(delays) if delays else None,
+            "p90_delay": (sorted(delays)[int(0.9 * (len(delays) - 1))] if delays else None),
+            "median_start_error": statistics.median(locs) if locs else None}
+
+
+def rates(seeds: int, fa_seeds: int, fa_events: int) -> dict[str, Any]:
+    """The `--rates` run: the two delay targets, then false alarms on stationary flags."""
+    t0 = time.perf_counter()
+    res: dict[str, Any] = {"delays": [], "false_alarms": [], "seeds": seeds,
+                           "fa_seeds": fa_seeds, "fa_events": fa_events}
+    for how, a, b in (("label", 0.10, 0.40), ("missing", 0.01, 0.30), ("feature", 0.02, 0.10)):
+        r = rate_delays(how, a, b, seeds)
+        res["delays"].append(r)
+        print(f"rate {how:8s} {a:.0%} -> {b:.0%}: detected {r['detected']}/{seeds}, median "
+              f"delay {r['median_delay']}, p90 {r['p90_delay']}, median start error "
+              f"{r['median_start_error']}, alarms before the change "
+              f"{r['alarms_before_change']}", file=sys.stderr)
+    # Stationary flags fed as a 0/1 feature; fault flags reach the same detector through the
+    # value rules (rows "missing" at 1% check that path).
+    rows = [("feature", kind, p) for kind in RATE_FLAG_KINDS for p in (0.005, 0.01, 0.02, 0.05)]
+    rows += [("missing", kind, 0.01) for kind in RATE_FLAG_KINDS]
+    for how, kind, p in rows:
+        # The whole core is slower: fewer streams for the fault-flag rows.
+        r = rate_false_alarms(kind, p, how, fa_seeds if how == "feature" else
+                              max(2, fa_seeds // 5), fa_events)
+        res["false_alarms"].append(r)
+        print(f"stationary {how:8s} {kind:10s} {p:.1%}: {r['false_alarms']} false "
+              f"alarms in {r['values']:,} values (budget: {r['expected_at_budget']:.2f})",
+              file=sys.stderr)
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    return res
+
+
+def rates_markdown(res: dict[str, Any]) -> str:
+    lines = [f"Delays, {res['seeds']} seeds each (change at event 2,000, after the full "
+             "reference; default budget):", "",
+             "| signal | change | detected | median delay | p90 | median start error | "
+             "alarms before |", "|---|---|---|---|---|---|---|"]
+    for r in res["delays"]:
+        lines.append(f"| {_HOW_SIGNAL[r['how']]} | {r['from']:.0%} -> {r['to']:.0%} | "
+                     f"{r['detected']}/{r['seeds']} | {r['median_delay']} | {r['p90_delay']} | "
+                     f"{r['median_start_error']} | {r['alarms_before_change']} |")
+    lines += ["", f"False alarms on stationary flags, streams of {res['fa_events']:,} events "
+              f"(counted after the first {RATE_SHORT}):", "",
+              "| fed as | flags | rate | streams | false alarms | streams with one | values | "
+              "expected at the budget |", "|---|---|---|---|---|---|---|---|"]
+    for r in res["false_alarms"]:
+        lines.append(f"| {_HOW_SIGNAL[r['how']]} | {r['kind']} | {r['rate']:.1%} | "
+                     f"{r['seeds']} | {r['false_alarms']} | {r['streams_with_alarms']} | "
+                     f"{r['values']:,} | {r['expected_at_budget']:.2f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

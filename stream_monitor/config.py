@@ -11,7 +11,7 @@ import difflib
 import fnmatch
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -578,6 +578,8 @@ def signal_rule(cfg: MonitorConfig, rule: ModelRule, signal: str) -> SignalRule 
 
 
 DEFAULT_BUDGET = FalseAlarmBudget(per_events=1_000_000)
+# Detector types whose thresholds come from the budget (core/calibrate.py, core/bernoulli.py).
+CALIBRATED_TYPES = ("cusum", "bernoulli_cusum", "multinomial_cusum")
 
 
 def watched_after(config: MonitorConfig, rule: ModelRule, budget: bool = True,
@@ -605,14 +607,17 @@ def _own_budget(cfg: MonitorConfig, rule: ModelRule,
     return rule.false_alarm_budget or cfg.false_alarm_budget
 
 
-def effective_budget(cfg: MonitorConfig, rule: ModelRule,
-                     sr: SignalRule | None) -> FalseAlarmBudget | None:
+def effective_budget(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule | None,
+                     detectors: Sequence[str] | None = None) -> FalseAlarmBudget | None:
     """The budget the signals of a signal rule are calibrated to: the configured one (as
-    :func:`signal_budget`), else ``DEFAULT_BUDGET`` when a cusum watches them (a cusum always
-    needs thresholds); None: not calibrated."""
+    :func:`signal_budget`), else ``DEFAULT_BUDGET`` when a calibrated CUSUM (``cusum``,
+    ``bernoulli_cusum``) watches them (it always needs thresholds); None: not calibrated.
+    ``detectors``: the names watching the signals when no signal rule gives them (the fault
+    rates of the quality rule)."""
     budget = _own_budget(cfg, rule, sr)
-    if budget is None and sr is not None and any(
-            cfg.detectors[d].type in ("cusum", "multinomial_cusum") for d in sr.detectors):
+    names = detectors if detectors is not None else (sr.detectors if sr is not None else ())
+    if budget is None and any(
+            cfg.detectors[d].type in CALIBRATED_TYPES for d in names if d in cfg.detectors):
         return DEFAULT_BUDGET
     return budget
 

@@ -33,8 +33,10 @@ def _detector(cfg: MonitorConfig, name: str, budgeted: bool) -> dict[str, Any]:
     kind = REGISTRY[spec.type]
     return {"name": name, "type": spec.type, "input": kind.input,
             "params": kind.params(spec.params),
-            # Binary detectors (the DDM family) keep their own statistics (core/calibrate.py).
-            "calibrated": budgeted and kind.input != "binary"}
+            # River's binary detectors (the DDM family) keep their own statistics; ours
+            # (bernoulli_cusum) is calibrated (core/bernoulli.py).
+            "calibrated": budgeted and (kind.input != "binary"
+                                        or spec.type == "bernoulli_cusum")}
 
 
 def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[str, Any]:
@@ -147,7 +149,9 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             lines.append(f"  signals {s['match']!r}: watched after its first "
                          f"{s['watched_after']} values{short}; {budget}{period}")
             for d in s["detectors"]:
-                how = ("calibrated to the budget on each reference" if d["calibrated"] else
+                how = ("calibrated to the budget on each reference (a bernoulli_cusum on a "
+                       "0/1 signal)" if d["calibrated"] and d["type"] == "cusum" else
+                       "calibrated to the budget on each reference" if d["calibrated"] else
                        "binary input: not calibrated" if b and d["input"] == "binary" else
                        "as declared")
                 lines.append(f"    {_name(d)}({_params(d['params'])}): {how}")
@@ -166,8 +170,9 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             if v["indicators"]:
                 dets = ", ".join(_name(d) for d in v["fault_rate_detectors"])
                 parts.append(f"fault rates quality:<{'|'.join(v['indicators'])}>:<feature> "
-                             f"per {v['sample_events']} events, reference "
-                             f"{v['reference_samples']} samples, detectors {dets}")
+                             f"0/1 per event, reference "
+                             f"{v['reference_samples'] * v['sample_events']} events, "
+                             f"detectors {dets}")
             lines.append(f"  value rules: {'; '.join(parts)}")
         else:
             lines.append("  value rules: none")
@@ -190,7 +195,7 @@ def render_observed(o: dict[str, Any]) -> list[str]:
         version = f" version {m['model_version']}" if m["model_version"] is not None else ""
         lines.append(f"  {m['model_id']}{version} (rule {m['rule']!r}, {m['events']} events):")
         for s in m["signals"]:
-            unit = "samples" if s["signal"].startswith("quality:") else "values"
+            unit = "events" if s["signal"].startswith("quality:") else "values"
             if s["watched"]:
                 cal = "; ".join(f"{d} {_params(o)}" for d, o in s.get("calibrated", {}).items())
                 lines.append(f"    {s['signal']}: watched by {', '.join(s['detectors'])} "

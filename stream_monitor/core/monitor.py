@@ -162,7 +162,7 @@ class Monitor(StateBuilder):
                 fed, fired_rules = check_features(self, model, mq, ev, counters)
                 values += fed
                 for f in fired_rules:
-                    self._on_drift(model, f.signal, f.detector, ev, result)
+                    self._on_fired(model, f, ev, result)
                 if mq.sample_n >= mq.rule.sample_events:
                     for f in close_sample(self, model, mq):
                         self._on_fired(model, f, ev, result)
