@@ -89,21 +89,29 @@ class BernoulliCusum:
     """One-sided log-likelihood-ratio CUSUMs of ``p0`` against alternative rates."""
 
     def __init__(self, p0: float = _DEFAULT_P0, ratios: Sequence[float] | None = None,
-                 h: Sequence[float] | None = None) -> None:
+                 h: Sequence[float] | None = None, base: Sequence[float] | None = None,
+                 given: Sequence[int] | None = None) -> None:
         rs = [float(r) for r in (_DEFAULT_RATIOS if ratios is None else ratios)]
         hs = [float(x) for x in (_DEFAULT_H if h is None else h)]
-        if not 0.0 < p0 < 1.0:
-            raise ValueError(f"p0 must be in (0, 1), got {p0!r}")
-        if not rs or len(hs) != len(rs):
-            raise ValueError("ratios and h must be lists of the same positive length")
+        bs = [float(p0)] * len(rs) if base is None else [float(b) for b in base]
+        gs = [-1] * len(rs) if given is None else [int(g) for g in given]
+        if not 0.0 < p0 < 1.0 or not all(0.0 < b < 1.0 for b in bs):
+            raise ValueError(f"p0 and base rates must be in (0, 1), got {p0!r}, {bs!r}")
+        if not rs or not len(hs) == len(bs) == len(gs) == len(rs):
+            raise ValueError("ratios, h, base and given must be lists of the same positive length")
         if not all(r > 0 and r != 1.0 for r in rs) or not all(x > 0 for x in hs):
             raise ValueError("odds ratios must be > 0 and != 1; thresholds > 0")
+        if not all(g in (-1, 0, 1) for g in gs):
+            raise ValueError("given must hold -1 (every value), 0 or 1 (values after a 0 or a 1)")
         self.p0 = float(p0)
         self.ratios = rs
         self.h = hs
-        self.y1 = [math.log(_alt(p0, r) / p0) for r in rs]
-        self.y0 = [math.log((1.0 - _alt(p0, r)) / (1.0 - p0)) for r in rs]
+        self.base = bs
+        self.given = gs
+        self.y1 = [math.log(_alt(q, r) / q) for q, r in zip(bs, rs, strict=True)]
+        self.y0 = [math.log((1.0 - _alt(q, r)) / (1.0 - q)) for q, r in zip(bs, rs, strict=True)]
         self.s = [0.0] * len(rs)
+        self.prev = -1  # the previous value (0 or 1); -1 before the first
         self.fired = -1
         self._drift_detected = False
 
@@ -121,17 +129,24 @@ class BernoulliCusum:
             self.s = [0.0] * len(self.s)
             self.fired = -1
             self._drift_detected = False
-        inc = self.y1 if x >= 0.5 else self.y0
+        one = x >= 0.5
+        inc = self.y1 if one else self.y0
         s = self.s
         h = self.h
+        given = self.given
+        prev = self.prev
         best = 0.0
         for j in range(len(s)):
+            g = given[j]
+            if g >= 0 and g != prev:
+                continue  # a conditional sum sees only the values after its context
             v = s[j] + inc[j]
             v = v if v > 0.0 else 0.0
             s[j] = v
             if v > h[j] and v / h[j] > best:
                 best = v / h[j]
                 self.fired = j
+        self.prev = 1 if one else 0
         if best > 0.0:
             self._drift_detected = True
 
@@ -296,13 +311,42 @@ def _sum_threshold(p0: float, ratio: float, post: _Posterior, tau: float,
     return h_post, h_known
 
 
+def _conditional(y: np.ndarray, share: float, falls: bool,
+                 fixed: Sequence[float] | None) -> tuple[list[float], list[float], dict[str, Any]]:
+    """Alternatives and thresholds of the sums on one conditional sequence ``y`` (the values
+    after a 0, or after a 1): iid Bernoulli under a first-order chain, with a residual
+    dependence factor (batch means) for memory beyond one step. ``share`` per sum-set is
+    resolved by the caller; here ``target`` is per sum."""
+    n = len(y)
+    k = int(y.sum())
+    lam, tau, _ = dependence(y) if n >= 2 else (0.0, 1.0, {})
+    alpha, beta = k / tau + 0.5, (n - k) / tau + 0.5
+    post = _Posterior(alpha, beta, lam)
+    q = post.p0
+    if fixed:
+        ratios = [float(r) for r in fixed]
+    else:
+        ratios = _choose_ratios(q, post, tau, share, falls=falls)
+    info = {"values": n, "ones": k, "posterior": [round(alpha, 4), round(beta, 4)],
+            "rate": round(q, 8), "residual_variance_ratio": round(tau, 4)}
+    return ratios, [q, tau, lam], {**info, "_post": post}
+
+
 def calibrate_rate(reference: Sequence[float] | np.ndarray, share: float,
                    params: dict[str, Any] | None = None,
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Parameters of a :class:`BernoulliCusum` (``p0``, ``ratios``, ``h``) meeting ``share``
-    false alarms per value on 0/1 data like ``reference``, and a JSON-able record of the
-    calibration (for ``evidence.calibration``). ``params`` may fix ``ratios`` (then only their
-    thresholds are calibrated).
+    """Parameters of a :class:`BernoulliCusum` (``p0``, ``ratios``, ``h``, ``base``, ``given``)
+    meeting ``share`` false alarms per value on 0/1 data like ``reference``, and a JSON-able
+    record of the calibration (for ``evidence.calibration``). ``params`` may fix ``ratios``
+    (and ``given``: 0 for an onset sum, 1 for a continuation sum; onsets when left out); then
+    only their thresholds are calibrated.
+
+    The sums are **Markov-conditional**: under a two-state chain the values after a 0 are iid
+    Bernoulli(``a = P(1 | 0)``) and the values after a 1 iid Bernoulli(``b = P(1 | 1)``). The
+    onset sums see only the values after a 0 (a burst of any length adds one onset), the
+    continuation sums only the values after a 1 (bursts got longer); each set is calibrated
+    on the reference's own conditional counts (Jeffreys posterior) with the batch-means
+    dependence left in its conditional sequence (near 1 for a first-order chain).
 
     >>> over, info = calibrate_rate([0.0] * 200, 1e-6)
     >>> over["p0"] < 0.01 and min(over["ratios"]) > 10   # no 1 seen: only large rises
@@ -318,33 +362,50 @@ def calibrate_rate(reference: Sequence[float] | np.ndarray, share: float,
     n_eff = n / tau
     k_eff = k / tau
     alpha, beta = k_eff + 0.5, n_eff - k_eff + 0.5
-    post = _Posterior(alpha, beta, lam)
-    p0 = post.p0
+    p0 = alpha / (alpha + beta)
+    prev, nxt = x[:-1], x[1:]
     fixed = (params or {}).get("ratios")
+    m_guess = 2 * (len(UP_STEPS) + 1)
     if fixed:
-        ratios = [float(r) for r in fixed]
+        fixed_given = list((params or {}).get("given") or [0] * len(fixed))
+        ra = [float(r) for r, g in zip(fixed, fixed_given, strict=True) if g == 0]
+        rb = [float(r) for r, g in zip(fixed, fixed_given, strict=True) if g == 1]
+        _, pa, ia = _conditional(nxt[~prev], share, True, ra or [2.0])
+        _, pb, ib = _conditional(nxt[prev], share, True, rb or [2.0])
     else:
-        ratios = _choose_ratios(p0, post, tau, share)
-    target = len(ratios) / share
-    hs = []
-    for r in ratios:
-        h_post, _ = _sum_threshold(p0, r, post, tau, target)
+        ra, pa, ia = _conditional(nxt[~prev], share / m_guess * 4, True, None)
+        rb, pb, ib = _conditional(nxt[prev], share / m_guess * 4, True, None)
+    sets = [(r, 0, pa, ia) for r in ra] + [(r, 1, pb, ib) for r in rb]
+    if not sets:
+        sets = [(_OR_GRID[-1], 0, pa, ia)]
+    target = len(sets) / share
+    hs, base, given, ratios = [], [], [], []
+    for r, g, (q, t, _), inf in sets:
+        h_post, _ = _sum_threshold(q, r, inf["_post"], t, target)
         hs.append(round(h_post, 4) if math.isfinite(h_post) else 1e7)
-    over = {"p0": p0, "ratios": [round(r, 6) for r in ratios], "h": hs}
+        base.append(q)
+        given.append(g)
+        ratios.append(round(r, 6))
+    over = {"p0": p0, "ratios": ratios, "h": hs, "base": base, "given": given}
+    clean = [{kk: v for kk, v in d.items() if not kk.startswith("_")} for d in (ia, ib)]
     info = {
         "type": "bernoulli_cusum", "share_per_value": share, "reference_rate": k / n if n else 0.0,
         "p0": round(p0, 8), "prior": "jeffreys", "posterior": [round(alpha, 4), round(beta, 4)],
-        "alternatives": [round(_alt(p0, r), 6) for r in ratios],
-        "odds_ratios": over["ratios"], "thresholds": hs,
+        "conditioning": "markov", "onset": clean[0], "continuation": clean[1],
+        "given_previous": given,
+        "alternatives": [round(_alt(q, r), 6) for q, r in zip(base, ratios, strict=True)],
+        "odds_ratios": ratios, "thresholds": hs,
         "markov_lag1_correlation": round(lam, 4), "long_run_variance_ratio": round(tau, 4),
         "effective_sample_size": round(n_eff, 1), **dep,
     }
     return over, info
 
 
-def _choose_ratios(p0: float, post: _Posterior, tau: float, share: float) -> list[float]:
-    """The smallest usable rise (and the largest usable fall, if any) on the odds-ratio grid;
-    rises also at 4 and 16 times its odds ratio (fewer when capped near a rate of 1)."""
+def _choose_ratios(p0: float, post: _Posterior, tau: float, share: float,
+                   falls: bool = True) -> list[float]:
+    """The smallest usable rise (and the largest usable fall, if any and ``falls``) on the
+    odds-ratio grid; rises also at 4 and 16 times its odds ratio (fewer when capped near a
+    rate of 1). Empty when the reference supports none."""
     m_guess = len(UP_STEPS) + 1
     target = m_guess / share
     up = None
@@ -363,7 +424,7 @@ def _choose_ratios(p0: float, post: _Posterior, tau: float, share: float) -> lis
                 break
             out.append(r)
     down = None
-    for r in _OR_GRID[:21]:  # falls to an odds ratio of 1/100 at most
+    for r in _OR_GRID[:31] if falls else ():  # falls to an odds ratio of 1/1000 at most
         if _alt(p0, 1.0 / r) <= 1.0 - _P_MAX:
             break
         h_post, h_known = _sum_threshold(p0, 1.0 / r, post, tau, target)
@@ -372,10 +433,6 @@ def _choose_ratios(p0: float, post: _Posterior, tau: float, share: float) -> lis
             break
     if down is not None:
         out.append(down)
-    if not out:
-        # Nothing the reference can support (e.g. a rate near 1 seen too briefly): the largest
-        # rise, with its (large) posterior-averaged threshold.
-        out.append(_OR_GRID[-1])
     return out
 
 
