@@ -13,15 +13,30 @@ catch-all rule watches ``feature:*`` with the calibrated ``cusum`` under a budge
 
 Writes benchmarks/results/quality-<stamp>.json, docs/img/quality.png and prints a markdown
 table (also written to benchmarks/results/quality-<stamp>.md).
+
+Other modes (one flag each, see ``MODES`` at the end):
+
+    .venv/bin/python benchmarks/quality.py --fleet        # 5 fleets of 50 stationary models
+    .venv/bin/python benchmarks/quality.py --fleet --quick
+    .venv/bin/python benchmarks/quality.py --fleet --fleet-replot <a fleet-<stamp>.json>
+
+``--fleet``: seeded fleets (``stream_monitor.fleet``) of stationary models with ten features of
+mixed kinds, a logistic prediction and inline labels, replayed through the example config
+unchanged; everything it emits is false. Per seed: false drift alerts (by signal kind) against
+the budget's expected count and its Poisson 95% bound, false data-quality alerts, false retrain
+requests. Writes benchmarks/results/fleet-<stamp>.{json,md} and docs/img/fleet.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -208,22 +223,215 @@ def plot(res: dict[str, Any], image: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="few seeds, short streams")
-    ap.add_argument("--seeds", type=int, default=10, help="stationary streams per kind")
-    ap.add_argument("--events", type=int, default=21_000, help="values per stationary stream")
-    ap.add_argument("--shift-seeds", type=int, default=30, help="streams per shift scenario")
-    ap.add_argument("--short-seeds", type=int, default=20,
-                    help="stationary streams per kind with a short reference for good")
-    ap.add_argument("--short-events", type=int, default=10_200,
-                    help="values per short-reference stream")
-    ap.add_argument("--target-seeds", type=int, default=200,
-                    help=f"streams per {TARGET_KIND} target scenario (1 sd, 0.5 sd, variance x2)")
-    ap.add_argument("--image", type=Path, default=ROOT / "docs" / "img" / "quality.png")
-    ap.add_argument("--replot", type=Path, metavar="JSON",
-                    help="only redraw the plot and the table from a results file")
-    args = ap.parse_args()
+# ---------------------------------------------------------------------------------------------
+# Fleet mode: many stationary models of mixed signal kinds through the default config.
+
+FLEET_CONFIG = ROOT / "stream_monitor" / "examples" / "monitor.yaml"
+
+
+def fleet_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--fleet-models", type=int, default=50, help="models per seed")
+    g.add_argument("--fleet-events", type=int, default=20_000, help="events per model")
+    g.add_argument("--fleet-seeds", type=int, default=5, help="fleets (seeds) to run")
+    g.add_argument("--fleet-first-seed", type=int, default=1, help="seed of the first fleet")
+    g.add_argument("--fleet-interval", type=float, default=1.0,
+                   help="seconds of event time between two events of a model")
+    g.add_argument("--fleet-config", type=Path, default=FLEET_CONFIG,
+                   help="the monitoring config (default: the example config, unchanged)")
+    g.add_argument("--fleet-chunk", type=int, default=10, help="models per replay task")
+    g.add_argument("--fleet-workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes replaying tasks in parallel")
+    g.add_argument("--fleet-image", type=Path, default=ROOT / "docs" / "img" / "fleet.png")
+    g.add_argument("--fleet-replot", type=Path, metavar="JSON",
+                   help="only redraw the plot and the table from a fleet results file")
+
+
+def fleet_task(seed: int, models: Sequence[int], events: int, interval: float,
+               config_path: Path) -> dict[str, Any]:
+    from stream_monitor.config import load_config
+    from stream_monitor.fleet import replay_fleet
+
+    return replay_fleet(load_config(config_path), seed, models, events, interval)
+
+
+def fleet_summary(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per seed: the false alerts and requests, by kind, against the budget."""
+    from stream_monitor.fleet import poisson_upper
+
+    seeds: dict[int, dict[str, Any]] = {}
+    for p in sorted(parts, key=lambda p: (p["seed"], p["models"][0])):
+        s = seeds.setdefault(p["seed"], {"seed": p["seed"], "models": 0, "events": 0,
+                                          "drift": 0, "drift_by_kind": {}, "quality": 0,
+                                          "retrain": 0, "retrain_rules": {}, "expected": 0.0,
+                                          "expected_by_kind": {}, "expected_quality": 0.0,
+                                          "seconds": 0.0})
+        s["models"] += len(p["models"])
+        s["events"] += p["events"]
+        s["seconds"] += p["seconds"]
+        s["drift"] += len(p["drift"])
+        for a in p["drift"]:
+            s["drift_by_kind"][a["kind"]] = s["drift_by_kind"].get(a["kind"], 0) + 1
+        s["quality"] += len(p["quality"])
+        s["retrain"] += len(p["retrain"])
+        for r in p["retrain"]:
+            s["retrain_rules"][r["rule"]] = s["retrain_rules"].get(r["rule"], 0) + 1
+        for k, v in p["expected"].items():
+            if k == "quality":
+                s["expected_quality"] += v
+            else:
+                s["expected"] += v
+                s["expected_by_kind"][k] = s["expected_by_kind"].get(k, 0.0) + v
+    for s in seeds.values():
+        s["poisson_95"] = poisson_upper(s["expected"])
+        s["within_budget"] = s["drift"] <= s["poisson_95"]
+        s["seconds"] = round(s["seconds"], 1)
+    return list(seeds.values())
+
+
+def fleet_markdown(res: dict[str, Any]) -> str:
+    kinds = res["kinds"]
+    out = [f"### Fleet: {res['models']} stationary models x {res['events']:,} events, "
+           f"{len(res['seeds'])} seeds, `{res['config']}` unchanged", "",
+           "| seed | false drift alerts | budget: expected | Poisson 95% bound | within | "
+           "false data-quality alerts | false retrain requests |",
+           "|---|---|---|---|---|---|---|"]
+    for s in res["seeds"]:
+        out.append(f"| {s['seed']} | {s['drift']} | {s['expected']:.2f} | {s['poisson_95']} | "
+                   f"{'yes' if s['within_budget'] else 'NO'} | {s['quality']} | {s['retrain']}"
+                   + (f" ({', '.join(f'{k} {v}' for k, v in s['retrain_rules'].items())})"
+                      if s["retrain_rules"] else "") + " |")
+    out += ["", "False drift alerts by signal kind (all seeds; expected under the budget):", "",
+            "| kind | " + " | ".join(f"seed {s['seed']}" for s in res["seeds"])
+            + " | all | expected |", "|---|" + "---|" * (len(res["seeds"]) + 2)]
+    for k in kinds:
+        counts = [s["drift_by_kind"].get(k, 0) for s in res["seeds"]]
+        exp = sum(s["expected_by_kind"].get(k, 0.0) for s in res["seeds"])
+        out.append(f"| {k} | " + " | ".join(str(c) for c in counts)
+                   + f" | {sum(counts)} | {exp:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+def fleet_plot(res: dict[str, Any], image: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    seeds = res["seeds"]
+    xs = range(len(seeds))
+    bottom = [0] * len(seeds)
+    for j, k in enumerate(res["kinds"]):
+        vals = [s["drift_by_kind"].get(k, 0) for s in seeds]
+        if any(vals):
+            ax.bar(xs, vals, bottom=bottom, label=k, color=f"C{j % 10}")
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    ax.plot(xs, [s["expected"] for s in seeds], "k_", markersize=30, mew=2,
+            label="budget: expected")
+    ax.plot(xs, [s["poisson_95"] for s in seeds], "r_", markersize=30, mew=2,
+            label="Poisson 95% bound")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([f"seed {s['seed']}\n{s['retrain']} false retrain" for s in seeds])
+    ax.set_ylabel("false drift alerts")
+    ax.set_title(f"fleet: {res['models']} stationary models x {res['events']:,} events "
+                 "(default config)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(image, dpi=100)
+    plt.close(fig)
+
+
+def run_fleet(args: argparse.Namespace) -> None:
+    """False drift alerts, data-quality alerts and retrain requests of stationary fleets."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from stream_monitor.fleet import FEATURES
+
+    if args.fleet_replot:
+        res = orjson.loads(args.fleet_replot.read_bytes())
+        fleet_plot(res, args.fleet_image)
+        print(fleet_markdown(res))
+        return
+    if args.quick:
+        args.fleet_models, args.fleet_events, args.fleet_seeds = 8, 5000, 2
+    seeds = [args.fleet_first_seed + i for i in range(args.fleet_seeds)]
+    chunk = max(1, args.fleet_chunk)
+    tasks = [(seed, tuple(range(a, min(a + chunk, args.fleet_models))))
+             for seed in seeds for a in range(0, args.fleet_models, chunk)]
+    total = args.fleet_models * args.fleet_events * len(seeds)
+    print(f"fleet: {len(seeds)} seeds x {args.fleet_models} models x {args.fleet_events:,} "
+          f"events = {total:,} events in {len(tasks)} tasks on {args.fleet_workers} processes",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    parts: list[dict[str, Any]] = []
+    done = 0
+    with ProcessPoolExecutor(max_workers=max(1, args.fleet_workers)) as pool:
+        futures = [pool.submit(fleet_task, seed, models, args.fleet_events,
+                               args.fleet_interval, args.fleet_config) for seed, models in tasks]
+        for fut in as_completed(futures):
+            p = fut.result()
+            parts.append(p)
+            done += p["events"]
+            el = time.perf_counter() - t0
+            print(f"[{len(parts)}/{len(tasks)}] seed {p['seed']} models {p['models'][0]}-"
+                  f"{p['models'][-1]}: {len(p['drift'])} drift, {len(p['quality'])} "
+                  f"data-quality, {len(p['retrain'])} retrain ({p['seconds']} s, "
+                  f"{p['events'] / max(p['seconds'], 1e-9):,.0f} events/s); "
+                  f"{el:.0f} s elapsed, ~{el / done * (total - done):.0f} s left",
+                  file=sys.stderr)
+    res: dict[str, Any] = {
+        "models": args.fleet_models, "events": args.fleet_events, "interval": args.fleet_interval,
+        "config": str(args.fleet_config.relative_to(ROOT) if args.fleet_config.is_relative_to(
+            ROOT) else args.fleet_config),
+        "kinds": [*FEATURES, "prediction", "performance"],
+        "seeds": fleet_summary(parts), "parts": sorted(parts, key=lambda p: (p["seed"],
+                                                                              p["models"][0])),
+        "seconds": round(time.perf_counter() - t0, 1), "workers": args.fleet_workers,
+        "cpus": os.cpu_count()}
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"fleet-{stamp}.json").write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    md = fleet_markdown(res)
+    (out / f"fleet-{stamp}.md").write_text(md)
+    fleet_plot(res, args.fleet_image)
+    print(md)
+    print(f"({res['seconds']} s wall, {total / res['seconds']:,.0f} events/s over "
+          f"{args.fleet_workers} processes; wrote {out / f'fleet-{stamp}.json'} and "
+          f"{args.fleet_image})", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Modes. Each is one self-contained section: a flag, its own arguments, a function run with the
+# parsed arguments. The default mode is the per-kind run above; a new section adds a Mode to
+# MODES (its flag selects it) and keeps its code in its own functions.
+
+
+@dataclass(frozen=True)
+class Mode:
+    help: str
+    arguments: Callable[[argparse._ArgumentGroup], None]
+    run: Callable[[argparse.Namespace], None]
+
+
+def kinds_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--seeds", type=int, default=10, help="stationary streams per kind")
+    g.add_argument("--events", type=int, default=21_000, help="values per stationary stream")
+    g.add_argument("--shift-seeds", type=int, default=30, help="streams per shift scenario")
+    g.add_argument("--short-seeds", type=int, default=20,
+                   help="stationary streams per kind with a short reference for good")
+    g.add_argument("--short-events", type=int, default=10_200,
+                   help="values per short-reference stream")
+    g.add_argument("--target-seeds", type=int, default=200,
+                   help=f"streams per {TARGET_KIND} target scenario (1 sd, 0.5 sd, variance x2)")
+    g.add_argument("--image", type=Path, default=ROOT / "docs" / "img" / "quality.png")
+    g.add_argument("--replot", type=Path, metavar="JSON",
+                   help="only redraw the plot and the table from a results file")
+
+
+def run_kinds(args: argparse.Namespace) -> None:
+    """The default mode: stationary streams of every kind, shifts, short references, targets."""
     if args.replot:
         res = orjson.loads(args.replot.read_bytes())
         plot(res, args.image)
@@ -283,6 +491,28 @@ def main() -> None:
     print(md)
     print(f"({res['seconds']} s; wrote {out / f'quality-{stamp}.json'} and {args.image})",
           file=sys.stderr)
+
+
+
+MODES: dict[str, Mode] = {
+    "kinds": Mode("one stream kind at a time (the default)", kinds_arguments, run_kinds),
+    "fleet": Mode("a fleet of stationary models of mixed signal kinds through the default "
+                  "config: false alerts and retrain requests against the budget",
+                  fleet_arguments, run_fleet),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a smoke run of the chosen mode")
+    ap.set_defaults(mode="kinds")
+    for name, mode in MODES.items():
+        if name != "kinds":
+            ap.add_argument(f"--{name}", dest="mode", action="store_const", const=name,
+                            help=f"mode: {mode.help}")
+        mode.arguments(ap.add_argument_group(f"{name} mode"))
+    args = ap.parse_args()
+    MODES[args.mode].run(args)
 
 
 if __name__ == "__main__":
