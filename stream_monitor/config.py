@@ -243,8 +243,12 @@ class RetrainRule(_Strict):
         True, description="A degraded performance signal alone is enough evidence.")
     performance_signals: list[str] = Field(default_factory=lambda: ["performance:*"],
                                            description="Globs naming the performance signals.")
-    within_seconds: float = Field(3600.0, gt=0,
-                                  description="Window (event time) they must fall in.")
+    within_seconds: float | None = Field(
+        3600.0, gt=0, description="Window (event time) confirmed evidence counts in; null: "
+        "none (then within_events). Default 3600 unless within_events alone is set.")
+    within_events: int | None = Field(
+        None, ge=1, description="Window in the model's events: confirmed evidence counts for "
+        "this many events; with within_seconds too, while it is within both.")
     persistence: Persistence = Field(default_factory=Persistence)  # type: ignore[arg-type]
     cooldown_seconds: float = Field(86400.0, ge=0,
                                     description="No new request for this long after one.")
@@ -252,6 +256,31 @@ class RetrainRule(_Strict):
                                     description="Budget: requests per UTC day (event time).")
     staleness_seconds: float | None = Field(
         None, gt=0, description="Request when performance degraded and no retrain for this long.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_window(cls, data: Any) -> Any:
+        # within_events alone is an event-count window: the default time window would otherwise
+        # still cut it short (one event a day never pairs two alerts within an hour).
+        if (isinstance(data, dict) and data.get("within_events") is not None
+                and "within_seconds" not in data):
+            return {**data, "within_seconds": None}
+        return data
+
+    @model_validator(mode="after")
+    def _some_window(self) -> RetrainRule:
+        if self.within_seconds is None and self.within_events is None:
+            raise ValueError("retrain needs a window: set within_seconds (event time) or "
+                             "within_events (the model's events), or both")
+        return self
+
+    @property
+    def window(self) -> str:
+        """Which window applies: ``seconds``, ``events`` or ``both`` (evidence counts while it
+        is within both)."""
+        if self.within_events is None:
+            return "seconds"
+        return "events" if self.within_seconds is None else "both"
 
 
 class AlertLifecycle(_Strict):

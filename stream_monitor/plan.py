@@ -74,7 +74,8 @@ def config_plan(cfg: MonitorConfig) -> dict[str, Any]:
             "alerts": None if rule.alerts is None else rule.alerts.model_dump(),
             "retrain": {"min_drifted_signals": rule.retrain.min_drifted_signals,
                         "signals": rule.retrain.signals,
-                        "within_seconds": rule.retrain.within_seconds},
+                        "within_seconds": rule.retrain.within_seconds,
+                        "within_events": rule.retrain.within_events},
             "versions_separate": rule.versions.separate,
         })
     return {"topics": cfg.topics.model_dump(), "detectors": len(cfg.detectors),

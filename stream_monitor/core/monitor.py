@@ -256,7 +256,7 @@ class Monitor(StateBuilder):
         rs = model.retrain
         if (rs.evidence or rs.degraded) and rs.watching(model.rule.retrain):
             # Pending persistence checks, or the staleness fallback (core/retrain.py).
-            tick(model.rule.retrain, rs, model.signals, ev.event_time)
+            tick(model.rule.retrain, rs, model.signals, ev.event_time, model.events)
             self._decide(model, ev, result, None)
         lc = model.lifecycle
         if lc is not None and lc.incidents:
@@ -331,7 +331,7 @@ class Monitor(StateBuilder):
             return
         result.alerts.append(alert)
         # Evidence against the reference the drift was measured on, so before the rebaseline.
-        note_alert(model.rule.retrain, model.retrain, alert, sig.n, ev.event_time)
+        note_alert(model.rule.retrain, model.retrain, alert, sig.n, ev.event_time, model.events)
         sig.rebaseline(model.events)
         self._decide(model, ev, result, alert)
 
@@ -353,7 +353,8 @@ class Monitor(StateBuilder):
         """Apply the model's retrain policy (core/retrain.py) at this event."""
         rule = model.rule.retrain
         t = ev.event_time
-        d = decide(rule, model.retrain, t, model.last_retrain_at, list(model.signals))
+        d = decide(rule, model.retrain, t, model.last_retrain_at, list(model.signals),
+                   model.events)
         if d is None:
             return
         pos = ev.position
