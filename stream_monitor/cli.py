@@ -281,7 +281,25 @@ def replay(
         more = f" and {len(pending) - 8} more" if len(pending) > 8 else ""
         err.print(f"not yet watched: {len(pending)} signals still collecting their reference "
                   f"(values have/need): {shown}{more}")
+    _report_not_watchable(states[0] if states else None)
     _check_usable(events, total)
+
+
+def _report_not_watchable(state: Any) -> None:
+    """The signals whose reference cannot support their budget, and what each needs."""
+    from .core.monitor import not_watchable
+    from .core.watchable import describe
+
+    rows = not_watchable(state) if state is not None else []
+    if not rows:
+        return
+    err.print(f"not watchable yet: {len(rows)} signals whose reference cannot support the "
+              "false-alarm budget (docs/detection.md \"What can be watched\"):")
+    for r in rows[:8]:
+        how = "watched, slowly" if r["watched"] else "reference still growing"
+        err.print(f"  {r['model_id']} {r['signal']} ({how}): {describe(r['assessment'])}")
+    if len(rows) > 8:
+        err.print(f"  and {len(rows) - 8} more")
 
 
 def _check_usable(events: Path, total: Any) -> None:

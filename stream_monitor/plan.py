@@ -88,6 +88,7 @@ def observe(cfg: MonitorConfig, events: Path, labels: Path | None = None) -> dic
     collecting its reference (values it has vs values it needs)."""
     from .adapters.replay import replay_file
     from .core.monitor import MonitorState, collecting
+    from .core.watchable import describe
 
     states: list[MonitorState] = []
     total = replay_file(cfg, events, io.BytesIO(), labels=labels, state_out=states)
@@ -105,6 +106,8 @@ def observe(cfg: MonitorConfig, events: Path, labels: Path | None = None) -> dic
                                    "reference_needed": todo["need"] if todo else None,
                                    "rebaselines": sig.generation,
                                    "detectors": list(sig.detector_names)}
+            if sig.watch is not None and not sig.watch["watchable"]:
+                row["not_watchable"] = describe(sig.watch)
             if sig.overrides:
                 row["calibrated"] = {d: o for d, o in zip(sig.detector_names, sig.overrides,
                                                           strict=True) if o}
@@ -197,8 +200,12 @@ def render_observed(o: dict[str, Any]) -> list[str]:
                              f"({s['values']} {unit}" + (f"; calibrated {cal}" if cal else "")
                              + (f"; reference renewed after {s['rebaselines']} drifts"
                                 if s["rebaselines"] else "") + ")")
+                if s.get("not_watchable"):
+                    lines.append(f"      not watchable at this budget: {s['not_watchable']}")
             else:
                 again = " again, after a drift" if s["rebaselines"] else ""
                 lines.append(f"    {s['signal']}: not yet watched{again}: {s['reference']} of "
                              f"{s['reference_needed']} reference {unit}")
+                if s.get("not_watchable"):
+                    lines.append(f"      not watchable yet: {s['not_watchable']}")
     return lines

@@ -399,6 +399,9 @@ class StateBuilder:
         base = meta.get("base")
         if base is not None:
             sig.base_n, sig.base_events = int(base[0]), int(base[1])
+        watch = meta.get("watch")
+        if watch is not None:
+            sig.watch_next, sig.watch = int(watch[0]), watch[1]
         dets = meta.get("detectors")
         if dets is not None and tuple(meta["detector_names"]) == sig.detector_names:
             sig.calibration = meta.get("calibration")

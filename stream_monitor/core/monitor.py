@@ -34,7 +34,7 @@ from .retrain import decide, note_alert, retrain_request, tick
 from .signals import PREDICTION, SignalState
 from .value_rules import Fired, check_features, close_sample
 
-__all__ = ["BatchResult", "Monitor", "collecting"]
+__all__ = ["BatchResult", "Monitor", "collecting", "not_watchable"]
 
 
 @dataclass(slots=True)
@@ -378,6 +378,21 @@ def collecting(state: MonitorState) -> list[dict[str, Any]]:
                 out.append({"model_id": model.model_id, "model_version": model.model_version,
                             "signal": sig.signal, "have": len(sig.reference),
                             "need": sig.watched_after})
+    return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"]), r["signal"]))
+
+
+def not_watchable(state: MonitorState) -> list[dict[str, Any]]:
+    """Signals whose last reference could not support their budget (core/watchable.py), with
+    the assessment: still growing their reference (``watched: False``), or watched on a full
+    reference that detects slowly (replay's summary, ``check-config``, ``evaluate``)."""
+    out = []
+    for model in state.models.values():
+        for sig in model.signals.values():
+            w = sig.watch
+            if w is not None and not w["watchable"]:
+                out.append({"model_id": model.model_id, "model_version": model.model_version,
+                            "signal": sig.signal, "watched": sig.detectors is not None,
+                            "have": len(sig.reference), "assessment": w})
     return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"]), r["signal"]))
 
 

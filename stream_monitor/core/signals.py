@@ -26,6 +26,7 @@ from river import drift
 from ..contracts.signals import PREDICTION
 from .calibrate import calibrate
 from .detectors import build_detector, checkpoint
+from .watchable import assess
 
 __all__ = ["PREDICTION", "SignalState", "rate_scale", "reference_scale", "user_params"]
 
@@ -128,6 +129,11 @@ class SignalState:
     reference_min: int = 0
     growing: bool = False
     ref_used: int = 0
+    # Watchability (core/watchable.py) of the last calibration; a short reference that cannot
+    # support the budget is not watched yet: it keeps growing and is assessed again at
+    # `watch_next` values (up to the full reference, which is watched whatever it supports).
+    watch: dict[str, Any] | None = None
+    watch_next: int = 0
 
     # -- the hot path -------------------------------------------------------------------
     def update(self, x: float) -> int:
@@ -139,7 +145,7 @@ class SignalState:
             ref = self.reference
             ref.append(x)
             if dets is None:
-                if len(ref) >= (self.reference_min or self.reference_size):
+                if len(ref) >= self.watched_after:
                     self._activate()
                 return -1
             if len(ref) >= self.reference_size:
@@ -201,8 +207,9 @@ class SignalState:
 
     @property
     def watched_after(self) -> int:
-        """Values the signal needs before it is watched."""
-        return self.reference_min or self.reference_size
+        """Values the signal needs before it is watched (or assessed again, when its short
+        reference could not support the budget)."""
+        return self.watch_next or self.reference_min or self.reference_size
 
     @property
     def watched_reference(self) -> list[float]:
@@ -224,6 +231,21 @@ class SignalState:
                 self.reference, self.ref_mean, self.ref_std, self.detector_params, self.budget,
                 self.period, self.base_n % self.period if self.period else 0)
             self.calibration["budget"] = self.budget_config
+            self.watch = assess(self.calibration, self.overrides, self.detector_params,
+                                self.budget, self.reference_size)
+            if self.watch is not None:
+                self.calibration["watchable"] = {
+                    k: self.watch[k] for k in ("watchable", "effective_sample_size",
+                                               "expected_delay", "horizon")}
+                if not self.watch["watchable"] and self.growing:
+                    # Not watchable yet: keep collecting; look again at 1.5 times the values.
+                    self.watch_next = min(self.reference_size, -(-3 * self.ref_used // 2))
+                    self.detectors = None
+                    self.growing = False
+                    self.ref_used = 0
+                    self.calibration = self.overrides = None
+                    return
+            self.watch_next = 0
             self.detectors = [build_detector(p["__type__"], {**user_params(p), **o})
                               for p, o in zip(self.detector_params, self.overrides, strict=True)]
             return
@@ -240,6 +262,8 @@ class SignalState:
         self.ref_used = 0
         self.ref_mean, self.ref_std = 0.0, 1.0
         self.calibration = self.overrides = None
+        self.watch = None
+        self.watch_next = 0
         self.base_n = self.n
         self.generation += 1
         self.ref_saved = 0
@@ -262,6 +286,7 @@ class SignalState:
             "overrides": self.overrides,
             "base": [self.base_n, self.base_events],
             "ref_used": self.ref_used,
+            "watch": [self.watch_next, self.watch],
         }
 
     @property
