@@ -215,6 +215,9 @@ class SignalRule(_Strict):
     period: int | None = Field(None, ge=2, description="Known period, in values of the signal "
                                "(e.g. values per day at a steady rate): each value is compared "
                                "with the reference at the same phase. cusum detectors only.")
+    reference_min_size: int | None = Field(
+        None, ge=0, description="Overrides the model rule's and windows.reference_min_size for "
+        "these signals (watched from this many values on a short reference; 0: full).")
 
 
 class Persistence(_Strict):
@@ -564,12 +567,15 @@ DEFAULT_BUDGET = FalseAlarmBudget(per_events=1_000_000)
 
 
 def watched_after(config: MonitorConfig, rule: ModelRule, budget: bool = True,
-                  period: int | None = 0) -> int:
-    """Values a signal of ``rule`` needs before it is watched: ``reference_min_size`` when the
-    signal has a false-alarm budget (its calibration accounts for a short reference) and no
+                  period: int | None = 0, sr: SignalRule | None = None) -> int:
+    """Values a signal of ``rule`` (and of its signal rule ``sr``) needs before it is watched:
+    ``reference_min_size`` (the signal rule's, else the model rule's, else ``windows``') when
+    the signal has a false-alarm budget (its calibration accounts for a short reference) and no
     period, else the full ``reference_size``."""
     full = rule.reference_size or config.windows.reference_size
-    least = rule.reference_min_size
+    least = sr.reference_min_size if sr is not None else None
+    if least is None:
+        least = rule.reference_min_size
     if least is None:
         least = config.windows.reference_min_size
     return least if budget and not period and 0 < least < full else full

@@ -41,7 +41,7 @@ def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[st
     budget = effective_budget(cfg, rule, sr)
     out: dict[str, Any] = {
         "match": sr.match,
-        "watched_after": watched_after(cfg, rule, budget is not None, sr.period),
+        "watched_after": watched_after(cfg, rule, budget is not None, sr.period, sr),
         "detectors": [_detector(cfg, d, budget is not None) for d in sr.detectors],
         "false_alarm_budget": None if budget is None else {
             **budget.describe(), "label": budget.label(), "per_value": budget.per_value()},

@@ -345,7 +345,8 @@ class StateBuilder:
             base_events=max(model.events - 1, 0),
         )
         self._set_budget(model, sig, rule_signal)
-        least = watched_after(self.config, model.rule, sig.budget is not None, sig.period)
+        least = watched_after(self.config, model.rule, sig.budget is not None, sig.period,
+                              signal_rule(self.config, model.rule, rule_signal))
         if least < reference_size:  # a category share's reference of samples can be shorter
             sig.reference_min = least
         model.signals[signal] = sig

@@ -169,3 +169,39 @@ def test_replay_and_check_config_say_what_cannot_be_watched(tmp_path: Path) -> N
                            env={"COLUMNS": "300"})
     assert r.exit_code == 0, r.stderr
     assert "not watchable yet: effective sample" in r.stdout + r.stderr
+
+
+def test_a_signal_rule_can_lower_its_own_reference_minimum() -> None:
+    cfg = config()
+    cfg["models"][0]["signals"] = [
+        {"match": "feature:short", "detectors": ["cusum"], "reference_min_size": 50},
+        {"match": "feature:*", "detectors": ["cusum"]}]
+    rng = np.random.default_rng(61)
+    evs = [InferenceEvent(f"e{i}", "m", {"short": float(rng.normal()), "x": float(rng.normal())},
+                          0.0, Position("t", 0, i), timestamp=T0 + i) for i in range(60)]
+    state = MonitorState()
+    Monitor(parse_config(cfg)).process(evs, state)
+    sigs = state.models["m"].signals
+    assert sigs["feature:short"].reference_min == 50 and sigs["feature:short"].ref_used == 50
+    assert sigs["feature:x"].reference_min == 200 and sigs["feature:x"].detectors is None
+
+
+def test_evaluate_compares_what_a_looser_budget_buys(tmp_path: Path) -> None:
+    """`evaluate --budget`: the not-watchable count per budget option."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(orjson.dumps(config(reference_min=100)))
+    ev = tmp_path / "e.jsonl"
+    ev.write_bytes(b"".join(orjson.dumps({"event_id": f"e{i}", "model_id": "m",
+                                          "timestamp": T0 + i, "features": {"x": x},
+                                          "prediction": 0.0}) + b"\n"
+                            for i, x in enumerate(ar1(101, 0.95, 31))))
+    changes = tmp_path / "ch.json"
+    changes.write_text('{"changes": []}')
+    out = tmp_path / "ev.json"
+    r = CliRunner().invoke(app, ["evaluate", str(ev), "-c", str(cfg), "--changes", str(changes),
+                                 "--budget", "1000", "--json", str(out)], env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.stderr
+    assert "1 signals not watchable at their budget" in " ".join(r.stderr.split())
+    data = orjson.loads(out.read_bytes())
+    assert [(o["option"], o["summary"]["not_watchable"]) for o in data["options"]] == [
+        ("as configured", 1), ("budget 1 per 1,000 values", 0)]
