@@ -153,7 +153,10 @@ def describe(w: Mapping[str, Any]) -> str:
            f"(horizon {w['horizon']})")
     fixes = []
     if more is not None:
-        fixes.append(f"~{more} more values")
+        total = int(w["reference_values"]) + more
+        # Beyond the full reference (the horizon) the reference cannot grow by itself.
+        fixes.append(f"~{more} more values" + (f" (a reference_size of {total} or more)"
+                                               if total > int(w["horizon"]) else ""))
     if loose is not None:
         fixes.append(f"a budget of 1 per {loose:,} values")
     return out + ("; needs " + ", or ".join(fixes) if fixes else
