@@ -72,15 +72,21 @@ def assess(calibration: Mapping[str, Any], overrides: Sequence[Mapping[str, Any]
     values within which a 2 sd shift must be caught (the signal's full reference size).
     """
     idx = next((i for i, d in enumerate(detector_params) if d.get("__type__") == "cusum"), None)
-    if idx is None or idx >= len(overrides) or "h" not in overrides[idx]:
+    if idx is None or idx >= len(overrides):
         return None
     o = overrides[idx]
+    h = o.get("h")
+    # Only the numeric cusum's six sums (level fast, level slow, spread; up and down): a signal
+    # whose kind gives the cusum other arithmetic (0/1 rates, categories) is not assessed here.
+    if (not isinstance(h, list | tuple) or len(h) != 6 or "k" not in o or "k_slow" not in o
+            or "reference_values" not in calibration
+            or "long_run_variance_ratio" not in calibration):
+        return None
     n = int(calibration["reference_values"])
     tau = float(calibration["long_run_variance_ratio"])
     # A 2 sd shift of the raw value in the cusum's units u = (a z + b - m) * inv_s (before the
     # clip, which only caps it).
     delta = SHIFT_SDS * float(o.get("a", 1.0)) * float(o.get("inv_s", 1.0))
-    h = o["h"]
     k, ks = float(o["k"]), float(o["k_slow"])
     # The worse direction of the better of the fast and slow level sums.
     delay = max(min(_delay(h[0], k, delta), _delay(h[2], ks, delta)),
