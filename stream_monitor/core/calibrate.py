@@ -44,6 +44,7 @@ __all__ = [
     "calibrate",
     "change_kind",
     "cusum_threshold",
+    "expected_threshold",
     "long_run_ratio",
     "robust_standardize",
     "theta_root",
@@ -242,6 +243,14 @@ def _threshold(k: float, var: float, se: float, s_var: float, target: float) -> 
         else:
             hi = mid
     return hi
+
+
+def expected_threshold(k: float, var: float, se: float, s_var: float, target: float) -> float:
+    """The threshold the calibration gives a one-sided sum (allowance ``k``, effective variance
+    ``var``, reference-mean error ``se``, log-variance error ``s_var``) for an average run length
+    of ``target`` values: what core/watchable.py projects a longer reference or a looser budget
+    with."""
+    return _threshold(k, var, se, s_var, target)
 
 
 def _var_error(y: np.ndarray, tau: float) -> float:

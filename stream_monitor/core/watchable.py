@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .calibrate import ALLOWANCE_SES, ROOT_SES, _threshold
+from .calibrate import ALLOWANCE_SES, ROOT_SES, expected_threshold
 
 __all__ = ["SHIFT_SDS", "assess", "delay_for", "describe", "remedies"]
 
@@ -57,7 +57,7 @@ def delay_for(n: float, tau: float, k: float, k_slow: float, budget: float, sums
         k_used = max(allowance, ALLOWANCE_SES * se)
         if k_used >= delta:
             continue
-        best = min(best, _delay(_threshold(k_used, var, se, s_var, target), k_used, delta))
+        best = min(best, _delay(expected_threshold(k_used, var, se, s_var, target), k_used, delta))
     return best
 
 
