@@ -264,11 +264,12 @@ def fleet_summary(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                           "drift": 0, "drift_by_kind": {}, "quality": 0,
                                           "retrain": 0, "retrain_rules": {}, "expected": 0.0,
                                           "expected_by_kind": {}, "expected_quality": 0.0,
-                                          "seconds": 0.0})
+                                          "not_watchable": 0, "seconds": 0.0})
         s["models"] += len(p["models"])
         s["events"] += p["events"]
         s["seconds"] += p["seconds"]
         s["drift"] += len(p["drift"])
+        s["not_watchable"] += len(p.get("not_watchable", ()))
         for a in p["drift"]:
             s["drift_by_kind"][a["kind"]] = s["drift_by_kind"].get(a["kind"], 0) + 1
         s["quality"] += len(p["quality"])
@@ -293,13 +294,13 @@ def fleet_markdown(res: dict[str, Any]) -> str:
     out = [f"### Fleet: {res['models']} stationary models x {res['events']:,} events, "
            f"{len(res['seeds'])} seeds, `{res['config']}` unchanged", "",
            "| seed | false drift alerts | budget: expected | Poisson 95% bound | within | "
-           "false data-quality alerts | false retrain requests |",
-           "|---|---|---|---|---|---|---|"]
+           "false data-quality alerts | false retrain requests | not watchable at the end |",
+           "|---|---|---|---|---|---|---|---|"]
     for s in res["seeds"]:
         out.append(f"| {s['seed']} | {s['drift']} | {s['expected']:.2f} | {s['poisson_95']} | "
                    f"{'yes' if s['within_budget'] else 'NO'} | {s['quality']} | {s['retrain']}"
                    + (f" ({', '.join(f'{k} {v}' for k, v in s['retrain_rules'].items())})"
-                      if s["retrain_rules"] else "") + " |")
+                      if s["retrain_rules"] else "") + f" | {s.get('not_watchable', '-')} |")
     out += ["", "False drift alerts by signal kind (all seeds; expected under the budget):", "",
             "| kind | " + " | ".join(f"seed {s['seed']}" for s in res["seeds"])
             + " | all | expected |", "|---|" + "---|" * (len(res["seeds"]) + 2)]

@@ -243,6 +243,7 @@ def replay_fleet(config: MonitorConfig, seed: int, models: Sequence[int], events
     alert) times its budget per value.
     """
     from .adapters.replay import replay_file
+    from .core.monitor import not_watchable
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
@@ -289,8 +290,12 @@ def replay_fleet(config: MonitorConfig, seed: int, models: Sequence[int], events
             w = max(0, sig.n - (sig.generation + 1) * sig.watched_after)
             watched[group] = watched.get(group, 0) + w
             expected[group] = expected.get(group, 0.0) + w * sig.budget
+    unwatchable = [{"model_id": r["model_id"], "signal": r["signal"], "watched": r["watched"],
+                    "effective_sample_size": r["assessment"]["effective_sample_size"]}
+                   for r in not_watchable(states[0])]
     return {"seed": seed, "models": list(models), "events": events * len(models),
-            "drift": drift, "quality": quality, "retrain": retrain, "expected": expected,
+            "not_watchable": unwatchable, "drift": drift, "quality": quality, "retrain": retrain,
+            "expected": expected,
             "watched": watched, "unbudgeted": sorted(unbudgeted),
             "params": {m: s.describe() for m, s in specs.items()},
             "seconds": round(time.perf_counter() - t0, 1), "generate_seconds": round(t_gen, 1)}

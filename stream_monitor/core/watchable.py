@@ -5,10 +5,11 @@ sample (``n / tau``, core/calibrate.py). The calibration still meets the budget,
 the allowances and the thresholds until the reference's own error cannot fire them; but then
 the detectors may need thousands of values to notice even a large change. Such a signal is
 watched only in name. This module decides, once per calibration, whether the detectors would
-catch a shift of ``SHIFT_SDS`` (2) reference standard deviations within ``horizon`` values
-(the signal's full reference size), from the thresholds the calibration chose: the expected
-delay of a one-sided CUSUM with allowance ``k`` and threshold ``h`` on a shift of ``delta``
-is about ``h / (delta - k)`` (the mean drift of its increments), whatever the autocorrelation.
+catch a shift of ``SHIFT_SDS`` (2) reference standard deviations within a horizon of
+``max(reference_size, MIN_HORIZON)`` values (the signal's full reference, at least 1,000),
+from the thresholds the calibration chose: the expected delay of a one-sided CUSUM with
+allowance ``k`` and threshold ``h`` on a shift of ``delta`` is about ``h / (delta - k)`` (the
+mean drift of its increments), whatever the autocorrelation.
 
 When it would not, the signal is **not watchable yet** (core/signals.py keeps growing its
 reference, up to its full size) and :func:`remedies` says what would make it watchable: a
@@ -24,9 +25,10 @@ from typing import Any
 
 from .calibrate import ALLOWANCE_SES, ROOT_SES, expected_threshold
 
-__all__ = ["SHIFT_SDS", "assess", "delay_for", "describe", "remedies"]
+__all__ = ["MIN_HORIZON", "SHIFT_SDS", "assess", "delay_for", "describe", "remedies"]
 
 SHIFT_SDS = 2.0  # the change a watchable signal must catch within its horizon
+MIN_HORIZON = 1000  # values: the horizon of a signal whose full reference is shorter
 _MAX_VALUES = 10_000_000  # longer references are not worth proposing
 
 
@@ -63,13 +65,14 @@ def delay_for(n: float, tau: float, k: float, k_slow: float, budget: float, sums
 
 def assess(calibration: Mapping[str, Any], overrides: Sequence[Mapping[str, Any]],
            detector_params: Sequence[Mapping[str, Any]], budget: float,
-           horizon: int) -> dict[str, Any] | None:
+           reference_size: int) -> dict[str, Any] | None:
     """The watchability of a calibrated signal (None when no ``cusum`` watches it: other
     detectors' thresholds say nothing about the level sums this measures).
 
     ``calibration`` and ``overrides`` are :func:`core.calibrate.calibrate`'s (for the configured
-    ``detector_params``); ``budget`` is the signal's false alarms per value, ``horizon`` the
-    values within which a 2 sd shift must be caught (the signal's full reference size).
+    ``detector_params``); ``budget`` is the signal's false alarms per value and
+    ``reference_size`` its full reference (the horizon within which a 2 sd shift must be caught
+    is that, at least ``MIN_HORIZON`` values).
     """
     idx = next((i for i, d in enumerate(detector_params) if d.get("__type__") == "cusum"), None)
     if idx is None or idx >= len(overrides):
@@ -84,6 +87,7 @@ def assess(calibration: Mapping[str, Any], overrides: Sequence[Mapping[str, Any]
         return None
     n = int(calibration["reference_values"])
     tau = float(calibration["long_run_variance_ratio"])
+    horizon = max(reference_size, MIN_HORIZON)
     # A 2 sd shift of the raw value in the cusum's units u = (a z + b - m) * inv_s (before the
     # clip, which only caps it).
     delta = SHIFT_SDS * float(o.get("a", 1.0)) * float(o.get("inv_s", 1.0))
@@ -98,6 +102,7 @@ def assess(calibration: Mapping[str, Any], overrides: Sequence[Mapping[str, Any]
         "shift_sds": SHIFT_SDS,
         "expected_delay": None if math.isinf(delay) else round(delay, 1),
         "horizon": horizon,
+        "reference_size": reference_size,
         # What the projection needs (remedies() works it out when a report asks).
         "tau": tau, "k": float(detector_params[idx].get("k", 0.5)),
         "k_slow": float(detector_params[idx].get("k_slow", 0.25)),
@@ -160,9 +165,10 @@ def describe(w: Mapping[str, Any]) -> str:
     fixes = []
     if more is not None:
         total = int(w["reference_values"]) + more
-        # Beyond the full reference (the horizon) the reference cannot grow by itself.
+        # Beyond the full reference the reference cannot grow by itself.
+        full = int(w.get("reference_size", w["horizon"]))
         fixes.append(f"~{more} more values" + (f" (a reference_size of {total} or more)"
-                                               if total > int(w["horizon"]) else ""))
+                                               if total > full else ""))
     if loose is not None:
         fixes.append(f"a budget of 1 per {loose:,} values")
     return out + ("; needs " + ", or ".join(fixes) if fixes else
