@@ -325,7 +325,7 @@ def fleet_plot(res: dict[str, Any], image: Path) -> None:
     for j, k in enumerate(res["kinds"]):
         vals = [s["drift_by_kind"].get(k, 0) for s in seeds]
         if any(vals):
-            ax.bar(xs, vals, bottom=bottom, label=k, color=f"C{j % 10}")
+            ax.bar(xs, vals, bottom=bottom, label=k, color=plt.get_cmap("tab20")(j))
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.plot(xs, [s["expected"] for s in seeds], "k_", markersize=30, mew=2,
             label="budget: expected")
