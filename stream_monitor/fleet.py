@@ -260,13 +260,15 @@ def replay_fleet(config: MonitorConfig, seed: int, models: Sequence[int], events
         if kind == "drift_alert":
             ev = r["evidence"]
             cal = ev.get("calibration") or {}
+            ref = ev.get("reference") or {}  # (a categorical alert's evidence has shares)
             feature = signal_kind(r["signal"])
             drift.append({
                 "model_id": r["model_id"], "signal": r["signal"], "kind": feature,
                 "detector": r["detector"]["name"], "event": r["detected_at"]["offset"] % events,
-                "change": ev["change"]["kind"], "coef": specs[r["model_id"]].coef.get(feature),
-                "reference_values": cal.get("reference_values", ev["reference"].get("count")),
-                "reference_mean": ev["reference"].get("mean"),
+                "change": (ev.get("change") or {}).get("kind"),
+                "coef": specs[r["model_id"]].coef.get(feature),
+                "reference_values": cal.get("reference_values", ref.get("count")),
+                "reference_mean": ref.get("mean"),
                 "effective_sample_size": cal.get("effective_sample_size"),
                 "long_run_variance_ratio": cal.get("long_run_variance_ratio"),
                 "summary": r["summary"]})
