@@ -138,11 +138,12 @@ def ar_spectral_ratio(u: np.ndarray) -> float:
     if not g0 > 0:
         return 1.0
     r = np.array([float(np.dot(c[k:], c[:n - k])) / g0 for k in range(pmax + 1)])
+    r1 = [float(v) for v in r]  # plain floats: tau goes into JSON alerts
     a = np.zeros(0)
     err = 1.0
     best_aic, best_sum, best_err = 0.0, 0.0, 1.0
     for p in range(1, pmax + 1):
-        kp = (r[p] - float(np.dot(a, r[p - 1:0:-1]))) / err
+        kp = (r1[p] - float(np.dot(a, r[p - 1:0:-1]))) / err
         if not -1.0 < kp < 1.0:
             break
         a = np.concatenate((a - kp * a[::-1], [kp]))
@@ -153,7 +154,7 @@ def ar_spectral_ratio(u: np.ndarray) -> float:
     d = 1.0 - best_sum
     if not d > 1e-3:
         return n / 4.0
-    return best_err / (d * d)
+    return float(best_err / (d * d))
 
 
 def theta_root(y: np.ndarray, k: float) -> float:
@@ -437,7 +438,7 @@ def calibrate(reference: Sequence[float] | np.ndarray, mean: float, std: float,
             info.setdefault("detectors", []).append({
                 "type": kind, "share_per_value": p_det, "thresholds": h,
                 "theta": [round(t, 5) for t in th_fast + th_slow + th_scale],
-                "spread_long_run_variance_ratio": round(tau_v, 4),
+                "spread_long_run_variance_ratio": round(float(tau_v), 4),
                 "robust_center": med, "robust_scale": scale})
         elif kind == "page_hinkley":
             if zc is None:
