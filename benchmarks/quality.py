@@ -351,7 +351,7 @@ def numeric_main(args: Any) -> None:
     t0 = time.perf_counter()
     res: dict[str, Any] = {"fleet": [], "delays": []}
     for per_events, seeds in ((10_000.0, args.fleet_seeds_low), (1_000_000.0, args.fleet_seeds)):
-        for kind in NUMERIC_FLEET:
+        for kind in NUMERIC_FLEET if seeds else ():
             r = numeric_fleet(kind, seeds, args.fleet_events, per_events, 107_000)
             res["fleet"].append(r)
             print(f"fleet {kind:10s} budget 1/{int(per_events):>9,}: {r['false_alarms']:3d} in "
