@@ -1,5 +1,6 @@
 """The notifier: drift alerts and retrain requests from Kafka to Alertmanager, PagerDuty,
-Slack and signed webhooks, with retries, rate limits and a dead-letter topic."""
+OpsGenie, Slack, Microsoft Teams, email (SMTP) and signed webhooks, with retries, rate limits
+and a dead-letter topic."""
 
 from .config import (
     NotifyConfig,
@@ -11,7 +12,15 @@ from .config import (
 )
 from .delivery import DeliveryResult, Forwarder, TokenBucket, backoff_delay
 from .notification import Notification, UnsupportedRecord, fingerprint, notification_from_record
-from .payloads import HttpRequest, SignatureError, build_request, sign, verify_signature
+from .payloads import (
+    HttpRequest,
+    MailRequest,
+    Reply,
+    SignatureError,
+    build_request,
+    sign,
+    verify_signature,
+)
 from .service import HandledRecord, Notifier, dead_letter_record, run_notifier
 
 __all__ = [
@@ -19,10 +28,12 @@ __all__ = [
     "Forwarder",
     "HandledRecord",
     "HttpRequest",
+    "MailRequest",
     "Notification",
     "Notifier",
     "NotifyConfig",
     "NotifySettings",
+    "Reply",
     "ResolvedTarget",
     "SignatureError",
     "TokenBucket",

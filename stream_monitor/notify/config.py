@@ -1,9 +1,10 @@
 """Notification targets (YAML) and the notifier's settings (environment).
 
-The YAML file says *where* alerts go: any mix of Alertmanager, PagerDuty, Slack and generic
-webhooks, each with its retry policy and rate limit. Secrets never live in the file: a target
-names the environment variable that holds its routing key, webhook URL or signing secret, and
-loading fails, naming the field and the variable, when that variable is not set.
+The YAML file says *where* alerts go: any mix of Alertmanager, PagerDuty, OpsGenie, Slack,
+Microsoft Teams, email (SMTP) and generic webhooks, each with its retry policy and rate limit.
+Secrets never live in the file: a target names the environment variable that holds its routing
+key, API key, webhook URL, password or signing secret (or ``<VAR>_FILE``, the path of a file
+that holds it), and loading fails, naming the field and the variable, when neither is set.
 
 >>> cfg = parse_notify_config({"targets": [{"name": "am", "type": "alertmanager",
 ...                                         "url": "http://127.0.0.1:9093"}]})
@@ -17,6 +18,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -25,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from ..config import ConnectionSettings
+from ..config import ConnectionSettings, read_secret_file
 from ..errors import ConfigError
 
 __all__ = [
@@ -33,14 +35,17 @@ __all__ = [
     "SEVERITIES",
     "TARGET_TYPES",
     "AlertmanagerTarget",
+    "EmailTarget",
     "NotifyConfig",
     "NotifySettings",
+    "OpsGenieTarget",
     "PagerDutyTarget",
     "RateLimit",
     "ResolvedTarget",
     "RetryPolicy",
     "SlackTarget",
     "Target",
+    "TeamsTarget",
     "WebhookTarget",
     "load_notify_config",
     "parse_notify_config",
@@ -52,6 +57,9 @@ RECORD_TYPES: tuple[RecordType, ...] = ("drift_alert", "retrain_request", "drift
                                         "deployment_check")
 SEVERITIES = ("critical", "error", "warning", "info")  # PagerDuty's set; Alertmanager takes any
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+# The Alert API's base per OpsGenie region (an account lives in one of them).
+OPSGENIE_API_URLS = {"us": "https://api.opsgenie.com", "eu": "https://api.eu.opsgenie.com"}
+SMTP_DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 
 
 class _Strict(BaseModel):
@@ -89,6 +97,11 @@ class _TargetBase(_Strict):
     timeout_seconds: float = Field(10.0, gt=0, le=300, description="Per-request timeout.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)  # type: ignore[arg-type]
     rate_limit: RateLimit = Field(default_factory=RateLimit)  # type: ignore[arg-type]
+
+
+class _HttpTarget(_TargetBase):
+    """A target reached by an HTTP POST."""
+
     url: str | None = Field(None, description="Where to POST. Use url_env for secret URLs.")
     url_env: str | None = Field(None, description="Environment variable holding the URL.")
 
@@ -112,7 +125,7 @@ def _check_url(v: str) -> None:
         raise ValueError(f"{v!r} is not an http(s) URL; write e.g. https://host:port/path")
 
 
-class AlertmanagerTarget(_TargetBase):
+class AlertmanagerTarget(_HttpTarget):
     """Prometheus Alertmanager, API v2 (``POST <url>/api/v2/alerts``)."""
 
     type: Literal["alertmanager"]
@@ -129,7 +142,7 @@ class AlertmanagerTarget(_TargetBase):
         return self
 
 
-class PagerDutyTarget(_TargetBase):
+class PagerDutyTarget(_HttpTarget):
     """PagerDuty Events API v2: trigger and resolve, ``dedup_key`` = the alert fingerprint."""
 
     type: Literal["pagerduty"]
@@ -142,7 +155,7 @@ class PagerDutyTarget(_TargetBase):
         return self
 
 
-class SlackTarget(_TargetBase):
+class SlackTarget(_HttpTarget):
     """A Slack incoming webhook. Its URL is a secret: give it through url_env."""
 
     type: Literal["slack"]
@@ -153,7 +166,7 @@ class SlackTarget(_TargetBase):
         return self
 
 
-class WebhookTarget(_TargetBase):
+class WebhookTarget(_HttpTarget):
     """Any HTTP endpoint: the JSON record as it is on the topic, signed with HMAC-SHA256."""
 
     type: Literal["webhook"]
@@ -166,10 +179,133 @@ class WebhookTarget(_TargetBase):
         return self
 
 
-Target = AlertmanagerTarget | PagerDutyTarget | SlackTarget | WebhookTarget
+Priority = Literal["P1", "P2", "P3", "P4", "P5"]
+
+
+class OpsGeniePriorities(_Strict):
+    """The OpsGenie priority of each severity."""
+
+    critical: Priority = "P1"
+    error: Priority = "P2"
+    warning: Priority = "P3"
+    info: Priority = "P5"
+
+
+class OpsGenieResponder(_Strict):
+    """Who OpsGenie notifies: a team, user, escalation or schedule, by id or by name
+    (``username`` for a user)."""
+
+    type: Literal["team", "user", "escalation", "schedule"]
+    id: str | None = Field(None, min_length=1)
+    name: str | None = Field(None, min_length=1)
+    username: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> OpsGenieResponder:
+        given = [k for k in ("id", "name", "username") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of id, name or username (username for a user)")
+        if self.username is not None and self.type != "user":
+            raise ValueError(f"username is for type: user; a {self.type} takes id or name")
+        return self
+
+
+class OpsGenieTarget(_HttpTarget):
+    """OpsGenie Alert API v2: create with ``alias`` = the fingerprint (OpsGenie keeps one open
+    alert per alias and counts repeats), close by alias on a resolution."""
+
+    type: Literal["opsgenie"]
+    api_key_env: str = Field(description="Env var with the API integration's key (GenieKey).")
+    region: Literal["us", "eu"] | None = Field(
+        None, description="The account's region: us (api.opsgenie.com, the default) or eu "
+                          "(api.eu.opsgenie.com). url overrides it.")
+    priorities: OpsGeniePriorities = Field(default_factory=OpsGeniePriorities)  # type: ignore[arg-type]
+    responders: tuple[OpsGenieResponder, ...] = ()
+    tags: tuple[Annotated[str, Field(min_length=1, max_length=50)], ...] = Field(
+        ("stream-monitor",), max_length=20)
+    source: str = Field("stream-monitor", min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _url(self) -> OpsGenieTarget:
+        if self.region is not None and (self.url is not None or self.url_env is not None):
+            raise ValueError("set either region or url/url_env, not both")
+        self._need_url(OPSGENIE_API_URLS["us"])
+        return self
+
+
+class TeamsTarget(_HttpTarget):
+    """A Microsoft Teams incoming webhook (or a Workflows webhook) taking Adaptive Cards. Its
+    URL is a secret: give it through url_env."""
+
+    type: Literal["teams"]
+
+    @model_validator(mode="after")
+    def _url(self) -> TeamsTarget:
+        self._need_url()
+        return self
+
+
+class EmailTarget(_TargetBase):
+    """Mail through an SMTP relay: one mail per alert, a resolve mail per resolution."""
+
+    type: Literal["email"]
+    host: str = Field(min_length=1, description="The SMTP relay's host name.")
+    port: int | None = Field(None, ge=1, le=65535,
+                             description="Default: 587 (starttls), 465 (tls), 25 (none).")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls: upgrade with STARTTLS (required, never skipped); "
+                                "tls: implicit TLS from the first byte; none: plain text.")
+    ca_file: Path | None = Field(None, description="PEM file of the CA(s) to trust for the "
+                                                   "relay's certificate; default: the system's.")
+    username: str | None = Field(None, min_length=1, description="SMTP AUTH user.")
+    password_env: str | None = Field(
+        None, description="Env var with the SMTP password (or <VAR>_FILE naming a file).")
+    from_address: str = Field(description="The From address, e.g. stream-monitor@example.com.")
+    to: tuple[str, ...] = Field(min_length=1, description="Recipients.")
+    subject_prefix: str = Field("[stream-monitor]", description="Put before every subject.")
+
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, v: str) -> str:
+        _check_address(v)
+        return v
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for a in v:
+            _check_address(a)
+        return v
+
+    @model_validator(mode="after")
+    def _auth(self) -> EmailTarget:
+        if self.username is not None and self.password_env is None:
+            raise ValueError("username is set without password_env; add password_env naming "
+                             "the environment variable that holds the SMTP password")
+        if self.password_env is not None and self.username is None:
+            raise ValueError("password_env is set without username; add the SMTP user name")
+        if self.username is not None and self.security == "none":
+            raise ValueError("SMTP AUTH with security: none would send the password in clear; "
+                             "use security: starttls (or tls)")
+        return self
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port or SMTP_DEFAULT_PORTS[self.security]
+
+
+def _check_address(v: str) -> None:
+    _, addr = parseaddr(v)
+    local, _, domain = addr.rpartition("@")
+    if not local or not domain or any(c.isspace() for c in addr):
+        raise ValueError(f"{v!r} is not a mail address; write e.g. oncall@example.com")
+
+
+Target = (AlertmanagerTarget | PagerDutyTarget | OpsGenieTarget | SlackTarget | TeamsTarget
+          | EmailTarget | WebhookTarget)
 TARGET_TYPES: dict[str, type[_TargetBase]] = {
-    "alertmanager": AlertmanagerTarget, "pagerduty": PagerDutyTarget,
-    "slack": SlackTarget, "webhook": WebhookTarget,
+    "alertmanager": AlertmanagerTarget, "pagerduty": PagerDutyTarget, "opsgenie": OpsGenieTarget,
+    "slack": SlackTarget, "teams": TeamsTarget, "email": EmailTarget, "webhook": WebhookTarget,
 }
 
 
@@ -213,8 +349,8 @@ class ResolvedTarget:
     """A target with its secrets read from the environment (kept out of reprs and logs)."""
 
     spec: Target
-    url: str
-    secret: str | None = None  # routing key, HMAC secret or bearer token
+    url: str  # where requests go; smtp(s)://host:port for email
+    secret: str | None = None  # routing key, API key, HMAC secret, bearer token or password
 
     @property
     def name(self) -> str:
@@ -351,25 +487,54 @@ def load_notify_config(path: str | os.PathLike[str], settings: NotifySettings | 
 
 
 _URL_WHAT = {"alertmanager": "Alertmanager's base URL", "pagerduty": "the Events API v2 URL",
-             "slack": "the Slack incoming-webhook URL", "webhook": "the webhook's URL"}
+             "opsgenie": "the Alert API's base URL", "slack": "the Slack incoming-webhook URL",
+             "teams": "the Teams webhook URL", "webhook": "the webhook's URL"}
 
 
 def resolve_targets(cfg: NotifyConfig, environ: Mapping[str, str] | None = None,
                     source: str = "notify config") -> list[ResolvedTarget]:
-    """Read every target's secrets from the environment; one error lists all that are missing."""
+    """Read every target's secrets from the environment; one error lists all that are missing.
+
+    A secret named ``VAR`` comes from the variable ``VAR``, or from the file that ``VAR_FILE``
+    names (a mounted Docker or Kubernetes secret); setting both is an error.
+    """
     env = os.environ if environ is None else environ
     problems: list[tuple[str, str]] = []
     out: list[ResolvedTarget] = []
 
     def need(i: int, field: str, var: str, what: str) -> str | None:
-        value = env.get(var)
+        value, file = env.get(var), env.get(f"{var}_FILE")
+        where = f"targets[{i}].{field}"
+        if value and file:
+            problems.append((where, f"both {var} and {var}_FILE are set; keep one"))
+            return None
+        if file:
+            try:
+                value = read_secret_file(Path(file))
+            except OSError as exc:
+                problems.append((where, f"{var}_FILE: cannot read {file}: {exc.strerror}; "
+                                        "mount the secret there or unset the variable"))
+                return None
+            if not value:
+                problems.append((where, f"{var}_FILE: {file} is empty; write {what} into it"))
+                return None
         if not value:
-            problems.append((f"targets[{i}].{field}",
-                             f"environment variable {var} is not set; export it with {what}"))
+            problems.append((where, f"environment variable {var} is not set; export it with "
+                                    f"{what} (or {var}_FILE naming a file that holds it)"))
             return None
         return value
 
     for i, t in enumerate(cfg.targets):
+        secret: str | None = None
+        if isinstance(t, EmailTarget):
+            scheme = "smtps" if t.security == "tls" else "smtp"
+            if t.ca_file is not None and not t.ca_file.is_file():
+                problems.append((f"targets[{i}].ca_file", f"{t.ca_file} is not a readable "
+                                 "file; give the PEM file of the relay's CA"))
+            if t.password_env is not None:
+                secret = need(i, "password_env", t.password_env, "the SMTP password")
+            out.append(ResolvedTarget(t, f"{scheme}://{t.host}:{t.smtp_port}", secret))
+            continue
         url = t.url
         if t.url_env is not None:
             url = need(i, "url_env", t.url_env, _URL_WHAT[t.type])
@@ -381,10 +546,14 @@ def resolve_targets(cfg: NotifyConfig, environ: Mapping[str, str] | None = None,
                     continue
         if url is None and isinstance(t, PagerDutyTarget):
             url = PAGERDUTY_EVENTS_URL
-        secret: str | None = None
+        if url is None and isinstance(t, OpsGenieTarget):
+            url = OPSGENIE_API_URLS[t.region or "us"]
         if isinstance(t, PagerDutyTarget):
             secret = need(i, "routing_key_env", t.routing_key_env,
                           "the PagerDuty integration's routing key (Events API v2)")
+        elif isinstance(t, OpsGenieTarget):
+            secret = need(i, "api_key_env", t.api_key_env,
+                          "the OpsGenie API integration's key")
         elif isinstance(t, WebhookTarget):
             secret = need(i, "secret_env", t.secret_env, "the shared HMAC-SHA256 signing secret")
         elif isinstance(t, AlertmanagerTarget) and t.bearer_token_env:

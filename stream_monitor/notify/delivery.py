@@ -1,10 +1,14 @@
 """Delivering one notification to one target: rate limit, retries with backoff, outcome.
 
-A response is **retryable** when the target may accept the same request later: a connection
-error, a timeout, 408, 425, 429 or any 5xx. Any other 4xx is a **rejection**: the request is
-wrong (bad routing key, malformed payload) and sending it again cannot help, so it goes to the
-dead-letter topic at once. ``Retry-After`` on a 429/503 is honoured, capped at the policy's
-``max_backoff_seconds``.
+One loop serves every target; only the last step, sending the request, differs: an HTTP POST
+(aiohttp) or a mail through an SMTP relay (:mod:`.smtp`). Each answer is a :class:`Reply`
+that says whether it was taken, may be retried, or was rejected.
+
+An answer is **retryable** when the target may accept the same request later: a connection
+error, a timeout, HTTP 408, 425, 429 or any 5xx, an SMTP 4xx. Any other HTTP 4xx, or an SMTP
+5xx, is a **rejection**: the request is wrong (bad routing key, malformed payload, a refused
+login or recipient) and sending it again cannot help, so it goes to the dead-letter topic at
+once. ``Retry-After`` on a 429/503 is honoured, capped at the policy's ``max_backoff_seconds``.
 """
 
 from __future__ import annotations
@@ -24,10 +28,19 @@ import aiohttp
 
 from .config import RateLimit, ResolvedTarget, RetryPolicy
 from .notification import Notification
-from .payloads import HttpRequest, build_request
+from .payloads import (
+    HttpRequest,
+    MailRequest,
+    Reply,
+    Request,
+    Verdict,
+    build_request,
+    effective_status,
+)
+from .smtp import send_mail
 
-__all__ = ["DeliveryHooks", "DeliveryResult", "Forwarder", "TokenBucket", "backoff_delay",
-           "is_retryable", "retry_after_seconds"]
+__all__ = ["DeliveryHooks", "DeliveryResult", "Forwarder", "Reply", "TokenBucket",
+           "backoff_delay", "is_retryable", "retry_after_seconds"]
 
 log = logging.getLogger("stream_monitor.notify")
 
@@ -174,18 +187,18 @@ class Forwarder:
             result.attempts = attempt
             retry_after: float | None = None
             try:
-                status, text, retry_after = await self._post(req)
+                reply = await self._send(req)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 result.status, result.error = None, f"{type(exc).__name__}: {exc}"
                 self.hooks.attempt(self.name, "error")
             else:
-                result.status = status
-                if 200 <= status < 300:
+                result.status, retry_after = reply.status, reply.retry_after
+                if reply.verdict == "ok":
                     self.hooks.attempt(self.name, "ok")
                     result.outcome, result.error = "delivered", ""
                     break
-                result.error = f"HTTP {status}: {text[:300]}"
-                if not is_retryable(status):
+                result.error = reply.detail
+                if reply.verdict == "rejected":
                     self.hooks.attempt(self.name, "rejected")
                     result.outcome = "rejected"
                     log.warning("%s rejected %s %s: %s", self.name, n.record_type,
@@ -201,13 +214,25 @@ class Forwarder:
         result.seconds = time.monotonic() - t0
         return result
 
-    async def _post(self, req: HttpRequest) -> tuple[int, str, float | None]:
+    async def _send(self, req: Request) -> Reply:
+        """One attempt over the target's transport. Raises on a connection error or timeout."""
+        if isinstance(req, MailRequest):
+            # smtplib blocks: a worker thread, bounded by the per-operation socket timeout.
+            return await asyncio.to_thread(send_mail, self.target, req,
+                                           self.spec.timeout_seconds)
+        return await self._post(req)
+
+    async def _post(self, req: HttpRequest) -> Reply:
         timeout = aiohttp.ClientTimeout(total=self.spec.timeout_seconds)
         async with self.session.post(req.url, data=req.body, headers=req.headers,
                                      timeout=timeout, allow_redirects=False) as resp:
             text = await resp.text(errors="replace")
-            wait = retry_after_seconds(resp.headers.get("Retry-After"), self.clock())
-            return resp.status, text, wait
+            status = effective_status(self.target, resp.status, text)
+            verdict: Verdict = (
+                "ok" if 200 <= status < 300 else
+                "retryable" if is_retryable(status) else "rejected")
+            return Reply(status, verdict, f"HTTP {resp.status}: {text[:300]}",
+                         retry_after_seconds(resp.headers.get("Retry-After"), self.clock()))
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:

@@ -2,9 +2,10 @@
 
 Delivery is at least once, offset by offset: a record's offset is committed only after every
 target has either accepted it or it has been written (and acknowledged) to the notifier's
-dead-letter topic for that target. A crash in between redelivers the record; Alertmanager and
-PagerDuty deduplicate on the alert's identity, webhooks get the same ``Idempotency-Key``, and
-Slack may show the message twice.
+dead-letter topic for that target. A crash in between redelivers the record; Alertmanager,
+PagerDuty and OpsGenie deduplicate on the alert's identity, webhooks get the same
+``Idempotency-Key``, a mail the same ``Message-ID``, and Slack and Teams may show the message
+twice.
 
 Records of one partition are handled in order (a resolution never overtakes its alert);
 partitions are handled concurrently, and so are the targets of one record.

@@ -62,9 +62,11 @@ def _targets(*specs: dict[str, Any]) -> Any:
 def test_example_config_loads_and_resolves() -> None:
     cfg = load_notify_config(EXAMPLE)
     env = {"PAGERDUTY_ROUTING_KEY": "k", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/x",
-           "RETRAIN_WEBHOOK_SECRET": "s"}
+           "RETRAIN_WEBHOOK_SECRET": "s", "OPSGENIE_API_KEY": "g", "SMTP_PASSWORD": "p",
+           "TEAMS_WEBHOOK_URL": "https://example.webhook.office.com/webhookb2/x"}
     resolved = resolve_targets(cfg, env)
-    assert [t.spec.type for t in resolved] == ["alertmanager", "pagerduty", "slack", "webhook"]
+    assert [t.spec.type for t in resolved] == ["alertmanager", "pagerduty", "opsgenie", "slack",
+                                               "teams", "email", "webhook"]
     assert resolved[1].url == "https://events.pagerduty.com/v2/enqueue"
     env["RETRAIN_WEBHOOK_SECRET"] = "do-not-print-me"
     assert "do-not-print-me" not in repr(resolve_targets(cfg, env))
