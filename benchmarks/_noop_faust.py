@@ -66,8 +66,12 @@ def main() -> None:
     ap.add_argument("--result", type=Path, required=True, help="Where to write the JSON timings.")
     args = ap.parse_args()
 
-    import faust
-    from faust.worker import Worker
+    try:
+        import faust
+        from faust.worker import Worker
+    except ImportError:
+        raise SystemExit("_noop_faust.py needs faust-streaming: pip install "
+                         "'stream-monitor[faust]'") from None
 
     from stream_monitor.config import Settings
 

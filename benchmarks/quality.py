@@ -11,6 +11,7 @@ catch-all rule watches ``feature:*`` with the calibrated ``cusum`` under a budge
     .venv/bin/python benchmarks/quality.py --quick        # a smoke run, ~1 min
     .venv/bin/python benchmarks/quality.py --replot benchmarks/results/quality-<stamp>.json
     .venv/bin/python benchmarks/quality.py --numeric      # numeric fleet false alarms + delays
+    .venv/bin/python benchmarks/quality.py --categories   # categorical signals only (issue 18)
 
 ``--numeric`` is a mode of its own (functions ``numeric_*`` below): false alarms of the ``cusum``
 detector on a fleet of autocorrelated non-Gaussian numeric signals (an AR(1) latent, coefficient
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from stream_monitor.config import parse_config  # noqa: E402
 from stream_monitor.evaluate import ChangePoint, evaluate  # noqa: E402
-from stream_monitor.synth import KINDS, kind_stream  # noqa: E402
+from stream_monitor.synth import KINDS, category_stream, kind_stream  # noqa: E402
 
 REFERENCE = 1000
 SHORT = 200  # windows.reference_min_size: watched from here on a short reference
@@ -398,6 +399,154 @@ def numeric_main(args: Any) -> None:
     print("\n".join(lines))
     print(f"({res['seconds']} s)", file=sys.stderr)
 
+# -- categories (issue 18): categorical features and class-label predictions -------------------
+# Self-contained: its own config, events and scenarios; `--categories` runs only this section.
+
+CAT_MIX = ([0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4])  # total variation 0.3 over 4 categories
+CLASS_MIX = ([0.6, 0.3, 0.1], [0.4, 0.3, 0.3])  # class labels, total variation 0.2
+RARE = [0.55, 0.3, 0.12, 0.02, 0.0075, 0.0025]  # 6 categories, three at 2%, 0.75%, 0.25%
+CAT_STATIONARY = (  # name, shares, stay (sticky Markov chain: repeat the last with this prob.)
+    ("4 categories", CAT_MIX[0], 0.0),
+    ("6 with rare levels", RARE, 0.0),
+    ("sticky 0.5", CAT_MIX[0], 0.5),
+    ("sticky 0.9", CAT_MIX[0], 0.9),
+    ("rare, sticky 0.8", RARE, 0.8),
+)
+
+
+def category_config(per_events: float) -> Any:
+    """The default windows and budget; string features as categories (the value rules'
+    ``categorical``); every signal under the calibrated default detector."""
+    return parse_config({
+        "windows": {"reference_size": REFERENCE, "reference_min_size": SHORT,
+                    "recent_size": 500},
+        "false_alarm_budget": {"per_events": per_events},
+        "detectors": {"cusum": {"type": "cusum"}, "adwin": {"type": "adwin"}},
+        "models": [{"match": "*", "signals": [{"match": "*", "detectors": ["cusum"]}],
+                    "quality": {"categorical": True}}],
+    })
+
+
+def write_category_events(path: Path, streams: dict[str, list[str]], where: str) -> None:
+    """One model per stream, interleaved; the categories as feature ``x`` (``where`` =
+    "feature", with a numeric prediction) or as the class-label prediction."""
+    n = max(len(v) for v in streams.values())
+    with path.open("wb") as f:
+        for i in range(n):
+            for model, cs in streams.items():
+                if i < len(cs):
+                    ev: dict[str, Any] = {"event_id": f"{model}-{i}", "model_id": model,
+                                          "timestamp": 1_767_225_600.0 + i}
+                    if where == "feature":
+                        ev.update(features={"x": cs[i]}, prediction=0.0)
+                    else:
+                        ev.update(features={}, prediction=cs[i])
+                    f.write(orjson.dumps(ev) + b"\n")
+
+
+def category_stationary(name: str, shares: list[float], stay: float, seeds: int, n: int,
+                        tmp: Path, base: int = 30_000,
+                        per_events: float = 1_000_000.0) -> dict[str, Any]:
+    """False alarms of ``feature:x`` on stationary category streams vs the budget (1 false
+    alarm per ``per_events`` values)."""
+    streams = {f"cat{i}-{s}": category_stream(shares, n, base + 1000 * i + s, stay=stay)
+               for i, (nm, _, _) in enumerate(CAT_STATIONARY) if nm == name
+               for s in range(seeds)}
+    path = tmp / f"cat-stationary-{len(name)}-{stay}.jsonl"
+    write_category_events(path, streams, "feature")
+    ev = evaluate(category_config(per_events), path, [], margin=1)
+    per_seed = [s.false_alarms for s in ev.signals if s.signal == "feature:x"]
+    watched = seeds * (n - SHORT)
+    fa = sum(per_seed)
+    return {"stream": name, "stay": stay, "seeds": seeds, "values": watched,
+            "budget_per_events": per_events,
+            "false_alarms": fa, "budget_alarms": watched / per_events,
+            "streams_with_alarms": sum(1 for c in per_seed if c)}
+
+
+def category_shift(name: str, where: str, mix: tuple[list[float], list[float]], seeds: int,
+                   tmp: Path, base: int = 40_000) -> dict[str, Any]:
+    """Delay (values after the change) of the one alert on a category mix change at value
+    2000 (after the full reference), and how many alerts each change gave."""
+    at, n = 2000, 3000
+    signal = "feature:x" if where == "feature" else "prediction"
+    streams = {f"{where}-{s}": category_stream(mix[0], n, base + s, change_at=at, after=mix[1])
+               for s in range(seeds)}
+    path = tmp / f"cat-shift-{where}.jsonl"
+    write_category_events(path, streams, where)
+    cps = [ChangePoint(m, signal, event_id=f"{m}-{at}", kind="category_mix") for m in streams]
+    ev = evaluate(category_config(1_000_000.0), path, cps, margin=n - at)
+    scores = [s for s in ev.signals if s.signal == signal]
+    delays = [d for s in scores for d in s.delays]
+    locs = [e for s in scores for e in s.localization_errors]
+    after = [sum(1 for a in s.alerts if a["index"] > at) for s in scores]
+    return {"scenario": name, "signal": signal, "seeds": seeds,
+            "detected": sum(s.detected for s in scores),
+            "false_alarms": sum(s.false_alarms for s in scores),
+            "median_delay": _med(delays),
+            "p90_delay": sorted(delays)[int(0.9 * (len(delays) - 1))] if delays else None,
+            "median_loc_error": _med(locs),
+            "alerts_per_change_max": max(after, default=0),
+            "changes_with_one_alert": sum(1 for c in after if c == 1),
+            "kind_right": sum(s.kinds_right for s in scores)}
+
+
+def categories(seeds: int, shift_seeds: int, events: int, part: str = "all",
+               per_events: float = 1_000_000.0) -> dict[str, Any]:
+    """The categories section: stationary streams (false alarms) and the two mix changes
+    (``part``: both, or only ``stationary`` or ``shifts``)."""
+    out: dict[str, Any] = {"stationary": [], "shifts": []}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for name, shares, stay in CAT_STATIONARY if part != "shifts" else ():
+            r = category_stationary(name, shares, stay, seeds, events, tmp,
+                                    per_events=per_events)
+            out["stationary"].append(r)
+            print(f"  stationary {name}: {r['false_alarms']} false alarms in {r['values']} "
+                  f"values (budget {r['budget_alarms']:.1f})", file=sys.stderr)
+        for name, where, mix in (("category mix TV 0.3, 4 categories", "feature", CAT_MIX),
+                                 ("class-label prediction TV 0.2", "prediction", CLASS_MIX),
+                                 ) if part != "stationary" else ():
+            r = category_shift(name, where, mix, shift_seeds, tmp)
+            out["shifts"].append(r)
+            print(f"  {name}: median delay {r['median_delay']}", file=sys.stderr)
+    return out
+
+
+def categories_markdown(res: dict[str, Any]) -> str:
+    lines = ["| stationary categorical stream | budget (1 per) | values watched | false alarms | "
+             "budget allows |", "|---|---:|---:|---:|---:|"]
+    for r in res["stationary"]:
+        lines.append(f"| {r['stream']} ({r['seeds']} seeds) | {r['budget_per_events']:,.0f} | "
+                     f"{r['values']:,} | {r['false_alarms']} | {r['budget_alarms']:.1f} |")
+    lines += ["", "| mix change | seeds | detected | median delay | p90 delay | "
+              "median start error | alerts per change (max) | false alarms |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in res["shifts"]:
+        lines.append(f"| {r['scenario']} (`{r['signal']}`) | {r['seeds']} | {r['detected']} | "
+                     f"{_f(r['median_delay'])} | {_f(r['p90_delay'])} | "
+                     f"{_f(r['median_loc_error'])} | {r['alerts_per_change_max']} | "
+                     f"{r['false_alarms']} |")
+    return "\n".join(lines)
+
+
+def categories_main(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    res = categories(args.cat_seeds, args.cat_shift_seeds, args.cat_events, args.cat_part,
+                     args.cat_budget)
+    res.update(seeds=args.cat_seeds, shift_seeds=args.cat_shift_seeds, events=args.cat_events,
+               seconds=round(time.perf_counter() - t0, 1))
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp += "" if args.cat_part == "all" else f"-{args.cat_part}"
+    stamp += "" if args.cat_budget == 1_000_000.0 else f"-budget{args.cat_budget:.0f}"
+    (out / f"quality-categories-{stamp}.json").write_bytes(
+        orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    print(categories_markdown(res))
+    print(f"({res['seconds']} s; wrote {out / f'quality-categories-{stamp}.json'})",
+          file=sys.stderr)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -426,9 +575,23 @@ def main() -> None:
     ap.add_argument("--image", type=Path, default=ROOT / "docs" / "img" / "quality.png")
     ap.add_argument("--replot", type=Path, metavar="JSON",
                     help="only redraw the plot and the table from a results file")
+    ap.add_argument("--categories", action="store_true",
+                    help="only the categories section: categorical features, class labels")
+    ap.add_argument("--cat-seeds", type=int, default=20, help="streams per stationary kind")
+    ap.add_argument("--cat-events", type=int, default=20_200, help="values per stream")
+    ap.add_argument("--cat-shift-seeds", type=int, default=200, help="streams per mix change")
+    ap.add_argument("--cat-budget", type=float, default=1_000_000.0,
+                    help="stationary streams' budget: 1 false alarm per this many values")
+    ap.add_argument("--cat-part", choices=("all", "stationary", "shifts"), default="all",
+                    help="run only part of the categories section (two processes in parallel)")
     args = ap.parse_args()
     if args.numeric:
         numeric_main(args)
+        return
+    if args.categories:
+        if args.quick:
+            args.cat_seeds, args.cat_events, args.cat_shift_seeds = 2, 3000, 10
+        categories_main(args)
         return
     if args.replot:
         res = orjson.loads(args.replot.read_bytes())

@@ -50,6 +50,12 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"{text!r}: write worker counts like 1,2,3") from None
 
 
+def _has_faust() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("faust") is not None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -123,6 +129,12 @@ def main() -> None:
             ap.error("--partitions must be >= 1 and --models >= --partitions")
         if args.events < 10 * args.models:
             ap.error("--events must be at least 10 x --models")
+    if not args.scale_out and not _has_faust():
+        # The single-process run measures a no-op Faust agent as its reference.
+        err.print("throughput.py needs faust-streaming for its no-op Faust agent, which is not "
+                  "installed: pip install 'stream-monitor[faust]' (scripts/venv.sh installs it "
+                  "with the dev extra)")
+        sys.exit(2)
     import logging
 
     logging.basicConfig(level=logging.WARNING)

@@ -217,6 +217,11 @@ class SignalRule(_Strict):
         "each value compared with the reference at the same phase of its event's timestamp "
         "(exact for uneven event rates); or an integer, in values of the signal (a steady "
         "rate). cusum detectors only.")
+    kind: Literal["auto", "categorical"] = Field(
+        "auto", description="auto: numbers (and booleans, as 0/1) are numeric signals, strings "
+        "categorical (class labels; string features when quality.categorical is on). "
+        "categorical: every value is a category, e.g. integer-coded classes "
+        "(docs/detection.md \"Categories\").")
 
     @field_validator("period")
     @classmethod
@@ -611,7 +616,7 @@ def effective_budget(cfg: MonitorConfig, rule: ModelRule,
     needs thresholds); None: not calibrated."""
     budget = _own_budget(cfg, rule, sr)
     if budget is None and sr is not None and any(
-            cfg.detectors[d].type == "cusum" for d in sr.detectors):
+            cfg.detectors[d].type in ("cusum", "multinomial_cusum") for d in sr.detectors):
         return DEFAULT_BUDGET
     return budget
 

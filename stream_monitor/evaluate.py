@@ -163,8 +163,8 @@ def load_changes(path: Path) -> list[ChangePoint]:
 
 
 def _signal_values(events: Path) -> tuple[dict[tuple[str, str], list[int]], dict[str, int]]:
-    """Per (model, signal): the offsets (lines) of the events that gave it a numeric value;
-    and every event id's line."""
+    """Per (model, signal): the offsets (lines) of the events that gave it a value (a number,
+    or a category: a string); and every event id's line."""
     offsets: dict[tuple[str, str], list[int]] = {}
     ids: dict[str, int] = {}
     with events.open("rb") as f:
@@ -184,9 +184,10 @@ def _signal_values(events: Path) -> tuple[dict[tuple[str, str], list[int]], dict
             if isinstance(eid, str):
                 ids.setdefault(eid, i)
             for name, v in (ev.get("features") or {}).items():
-                if _numeric(v):
+                if _numeric(v) or type(v) is str:
                     offsets.setdefault((mid, "feature:" + name), []).append(i)
-            if _numeric(ev.get("prediction")):
+            pred = ev.get("prediction")
+            if _numeric(pred) or type(pred) is str:
                 offsets.setdefault((mid, "prediction"), []).append(i)
     return offsets, ids
 

@@ -178,7 +178,8 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
                 parts.append(f"bounds learned from the reference (quantiles "
                              f"{lb['quantiles'][0]:g}-{lb['quantiles'][1]:g}, k {lb['k']:g})")
             if v["categorical"]:
-                parts.append(f"string features as category shares (top {v['max_categories']})")
+                parts.append(f"string features as categorical signals (top {v['max_categories']} "
+                             "categories + other, multinomial_cusum)")
             if v["indicators"]:
                 dets = ", ".join(_name(d) for d in v["fault_rate_detectors"])
                 parts.append(f"fault rates quality:<{'|'.join(v['indicators'])}>:<feature> "

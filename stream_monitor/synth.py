@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-__all__ = ["Drift", "LabelledSpec", "LabelledStream", "StreamSpec", "generate", "labelled"]
+__all__ = ["Drift", "LabelledSpec", "LabelledStream", "StreamSpec", "category_stream", "generate",
+           "labelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,3 +220,32 @@ def kind_stream(kind: str, n: int, seed: int, change_at: int | None = None,
     elif change == "spread":
         x = np.where(after, mu + (x - mu) * size, x)
     return [round(float(v), 6) for v in x]
+
+
+def category_stream(shares: list[float], n: int, seed: int, change_at: int | None = None,
+                    after: list[float] | None = None, stay: float = 0.0,
+                    labels: list[str] | None = None) -> list[str]:
+    """``n`` seeded categories (``labels``, default ``c0``, ``c1``, ...) drawn with ``shares``;
+    from index ``change_at`` on with the shares ``after``. ``stay`` > 0 makes the sequence a
+    sticky Markov chain: each value repeats the previous one with probability ``stay``, else
+    is drawn afresh (the shares stay the stationary distribution; runs of ~1/(1-stay)).
+
+    >>> category_stream([0.5, 0.5], 6, 1)
+    ['c1', 'c1', 'c0', 'c1', 'c0', 'c0']
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    names = labels or [f"c{i}" for i in range(len(shares))]
+    p0 = np.asarray(shares, dtype=np.float64) / sum(shares)
+    draws = rng.choice(len(names), size=n, p=p0)
+    if change_at is not None and after is not None:
+        p1 = np.asarray(after, dtype=np.float64) / sum(after)
+        k = max(n - change_at, 0)
+        draws[n - k:] = rng.choice(len(names), size=k, p=p1)
+    if stay > 0:
+        keep = rng.random(n) < stay
+        for i in range(1, n):
+            if keep[i]:
+                draws[i] = draws[i - 1]
+    return [names[int(i)] for i in draws]

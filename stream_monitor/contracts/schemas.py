@@ -7,7 +7,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["SCHEMA_NAMES", "load_schema", "validate_record"]
+__all__ = ["SCHEMA_NAMES", "load_schema", "schema_validator", "validate_record"]
 
 SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-letter", "state-reset",
                 "data-quality-alert", "drift-resolved", "label-event", "deployment-check")
@@ -21,6 +21,16 @@ _BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
 def load_schema(name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath("schemas", f"{name}.schema.json").read_text()
     return json.loads(text)
+
+
+@cache
+def schema_validator(name: str) -> Any:
+    """A compiled validator of one shipped schema (jsonschema-rs, built once): the publisher
+    checks every event it sends with it, in microseconds where ``jsonschema`` takes
+    hundreds. ``iter_errors(instance)`` yields errors with ``message`` and ``instance_path``."""
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(load_schema(name))
 
 
 def validate_record(record: dict[str, Any], name: str | None = None) -> None:

@@ -21,6 +21,7 @@ from ..config import MonitorConfig, QualityRule
 from ..contracts.records import SCHEMA_VERSION, InferenceEvent, Position, detected_at, record_id
 from ..contracts.units import id_parts
 from .calibrate import change_kind
+from .categories import category_evidence
 from .localize import locate
 from .model_state import ModelState
 from .signals import SignalState
@@ -52,6 +53,8 @@ def _head(record_type: str, id_tag: str, model: ModelState, sig: SignalState, de
 def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: int,
                 ev: InferenceEvent) -> dict[str, Any]:
     """The ``drift_alert`` of detector ``i`` of ``sig``, which fired at event ``ev``."""
+    if sig.table is not None:
+        return _category_alert(config, model, sig, i, ev)
     name = sig.detector_names[i]
     spec = config.detectors[name]
     pos = ev.position
@@ -117,6 +120,50 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
     }
 
 
+def _category_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: int,
+                    ev: InferenceEvent) -> dict[str, Any]:
+    """The ``drift_alert`` of a categorical signal (core/categories.py): which categories
+    moved, from what share to what share, and where the mix began to change."""
+    name = sig.detector_names[i]
+    pos = ev.position
+    watched_ref = sig.watched_reference
+    recent = list(sig.recent)
+    since = sig.n - sig.base_n - len(watched_ref)
+    window = recent[max(len(recent) - since, 0):] if since > 0 else recent[-1:]
+    cal = sig.calibration or {}
+    over = (sig.overrides or [{}])[i]
+    cats, _, loc = category_evidence(window, cal, over.get("slot_of", []))
+    change_start = _change_start(model, sig, len(window), loc, pos)
+    top = cats["moved"][0]
+    p = min(max(top["reference_share"], 1e-9), 1.0 - 1e-9)
+    # The category that moved most, as a 0/1 indicator: its shift in reference std.
+    shift = top["change"] / math.sqrt(p * (1.0 - p))
+    params = {k: v for k, v in over.items() if k in ("w", "h", "inv_tau")}
+    evidence: dict[str, Any] = {
+        "categories": cats,
+        "mean_shift_in_reference_std": shift,
+        # (Its share and binomial std: what the shift is measured against.)
+        "standardization": {"mean": p, "std": math.sqrt(p * (1.0 - p))},
+        "change": {"kind": "category_mix", "start": change_start},
+        "calibration": cal,
+    }
+    where = (f"; change began at offset {change_start['offset']}"
+             if change_start["offset"] is not None
+             else f"; change began {change_start['values_before_detection']} values earlier")
+    moved = ", ".join(f"{r['category']!r} {r['reference_share']:.1%} -> {r['current_share']:.1%}"
+                      for r in cats["moved"][:3] if r["change"])
+    return {
+        **_head("drift_alert", "alert", model, sig, name, ev),
+        "signal": sig.signal,
+        "detector": {"name": name, "type": "multinomial_cusum", "params": params},
+        "detected_at": detected_at(ev, sig.n),
+        "evidence": evidence,
+        "summary": (f"{model.model_id} {sig.signal}: category mix changed (total variation "
+                    f"{cats['total_variation']:.2f} over the last {cats['values_after_start']} "
+                    f"values): {moved}{where}; {name} fired at offset {pos.offset}"),
+    }
+
+
 def _change_start(model: ModelState, sig: SignalState, window: int,
                   loc: dict[str, Any] | None, pos: Position) -> dict[str, Any]:
     """The estimated first changed value: its signal index, and its event when every event
@@ -147,8 +194,6 @@ def _kind_of(sig: SignalState) -> str | None:
     name = sig.signal
     if name.startswith("quality:"):
         return "rate"
-    if name.startswith("feature:") and "=" in name:
-        return "category_mix"
     if any(sig.binary):
         return "rate"
     return None

@@ -336,6 +336,8 @@ def watch(model: ModelState, dw: DeployWatch, ev: InferenceEvent, models: dict[s
         if not (name.startswith("feature:") or name == PREDICTION):
             continue
         sig = model.signals[name]
+        if sig.table is not None:
+            continue  # categories (codes of each version's own table): not compared by KS
         old = prev.signals.get(name) if prev is not None else None
         signals.append(compare_signal(
             name, old.reference if old is not None else [], sig.reference,

@@ -38,6 +38,7 @@ from river.drift.binary.hddm_w import SampleInfo
 from ..config import register_detector_kinds
 from ..errors import StateCorruptError
 from .cusum import Cusum
+from .multinomial import Multinomial
 
 __all__ = [
     "REGISTRY",
@@ -47,7 +48,7 @@ __all__ = [
     "restore_detector",
 ]
 
-InputKind = Literal["standardized", "binary"]
+InputKind = Literal["standardized", "binary", "categorical"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,17 @@ REGISTRY: dict[str, DetectorKind] = {
             {"k": 0.5, "k_slow": 0.25, "scale_k": 0.3, "clip": 3.0},
             "Two-sided CUSUMs on level and spread against the reference, calibrated to the "
             "false-alarm budget.",
+        ),
+        # Ours (core/multinomial.py): the category mix of a categorical signal against its
+        # reference, calibrated to the budget. A categorical signal gets it in place of `cusum`
+        # (or of River's detectors, which take numbers).
+        DetectorKind(
+            "multinomial_cusum",
+            Multinomial,
+            "categorical",
+            {"w": 10.0},
+            "Mixture CUSUM of the category mix against the reference (categorical signals), "
+            "calibrated to the false-alarm budget.",
         ),
         DetectorKind(
             "ddm", binary.DDM, "binary", {}, "Drift Detection Method on a 0/1 error stream."

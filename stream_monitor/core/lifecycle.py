@@ -115,8 +115,9 @@ class LifecycleState:
             if sig is None:
                 del self.incidents[signal]
                 continue
-            if sig.n < inc.next_check and inc.back_since is None:
-                continue
+            if (sig.n < inc.next_check and inc.back_since is None) or getattr(
+                    sig, "table", None) is not None:
+                continue  # (a categorical signal's incident is not resolved by a mean)
             if sig.n >= inc.next_check:
                 inc.next_check = sig.n + rule.resolve_values
                 k = min(rule.resolve_values, len(sig.recent))

@@ -25,6 +25,7 @@ from ..config import (
     watched_after,
 )
 from ..contracts.units import unit_id
+from .categories import CodeTable
 from .detectors import REGISTRY, restore_detector
 from .lifecycle import LifecycleState
 from .retrain import RetrainState
@@ -69,15 +70,14 @@ class DeployWatch:
 
 @dataclass(slots=True, eq=False)
 class CategoryState:
-    """A string feature as categories. The known set is learned from its first
-    ``reference_size`` values; the ``top`` most frequent of them each get a frequency signal."""
+    """A string feature as categories: the known set, learned from its first
+    ``reference_size`` values, for the ``unseen_category`` accounting (the categories themselves
+    feed the categorical signal ``feature:<name>``, core/categories.py)."""
 
     known: frozenset[str] | None = None  # None while learning
     top: tuple[str, ...] = ()
     learning: dict[str, int] = field(default_factory=dict)
     learned_n: int = 0
-    counts: dict[str, int] = field(default_factory=dict)  # known categories in this sample
-    signals: dict[str, Any] = field(default_factory=dict)  # category -> SignalState (cache)
 
     def finish(self, max_categories: int) -> None:
         ranked = sorted(self.learning.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -87,8 +87,7 @@ class CategoryState:
 
     def meta(self) -> dict[str, Any]:
         return {"known": None if self.known is None else sorted(self.known), "top": list(self.top),
-                "learning": dict(self.learning), "learned_n": self.learned_n,
-                "counts": dict(self.counts)}
+                "learning": dict(self.learning), "learned_n": self.learned_n}
 
     @classmethod
     def restore(cls, meta: dict[str, Any]) -> CategoryState:
@@ -96,8 +95,7 @@ class CategoryState:
         return cls(known=None if known is None else frozenset(map(str, known)),
                    top=tuple(map(str, meta.get("top", ()))),
                    learning={str(k): int(v) for k, v in meta.get("learning", {}).items()},
-                   learned_n=int(meta.get("learned_n", 0)),
-                   counts={str(k): int(v) for k, v in meta.get("counts", {}).items()})
+                   learned_n=int(meta.get("learned_n", 0)))
 
 
 @dataclass(slots=True, eq=False)
@@ -320,43 +318,62 @@ class StateBuilder:
         """Whether a rule of the model's config gives the signal detectors."""
         return signal_detectors(self.config, model.rule, signal) is not None
 
-    def new_signal(self, model: ModelState, signal: str) -> SignalState | None:
+    def categorical(self, model: ModelState, signal: str) -> bool:
+        """Whether the signal's rule makes every value of it a category (``kind:
+        categorical``, or a ``multinomial_cusum`` detector)."""
+        sr = signal_rule(self.config, model.rule, signal)
+        return sr is not None and (sr.kind == "categorical" or any(
+            self.config.detectors[d].type == "multinomial_cusum" for d in sr.detectors))
+
+    def new_signal(self, model: ModelState, signal: str,
+                   categorical: bool = False) -> SignalState | None:
+        """A new signal of the model, None when no rule watches it. ``categorical``: its
+        first value is a category (a string); a rule can make it one anyway
+        (:meth:`categorical`)."""
         if signal.startswith("quality:"):
             return self._new_quality_signal(model, signal)
         names = signal_detectors(self.config, model.rule, signal)
         windows = self.config.windows
         reference_size = model.rule.reference_size or windows.reference_size
         mq = model.value_rules
-        rule_signal = signal
-        if (mq is not None and mq.rule.categorical and signal.startswith("feature:")
-                and "=" in signal):
-            # A category's frequency (feature:<name>=<category>), one value per sample: watched
-            # like its feature, with a reference of `reference_samples` samples.
-            if names is None:
-                rule_signal = signal.split("=", 1)[0]
-                names = signal_detectors(self.config, model.rule, rule_signal)
-            reference_size = mq.rule.reference_samples
         if names is None:
             return None
         recent_size = model.rule.recent_size or windows.recent_size
-        sr = signal_rule(self.config, model.rule, rule_signal)
-        timed = sr.period_seconds if sr is not None and rule_signal == signal else 0.0
+        table = None
+        if categorical or self.categorical(model, signal):
+            # One multinomial CUSUM (core/multinomial.py) watches the category mix, in place
+            # of the rule's cusum (or of River's detectors, which take numbers).
+            specs = self.config.detectors
+            name = next((d for d in names
+                         if specs[d].type in ("cusum", "multinomial_cusum")), names[0])
+            names = [name]
+            own = specs[name].params if specs[name].type == "multinomial_cusum" else {}
+            params: tuple[dict[str, Any], ...] = ({"__type__": "multinomial_cusum", **own},)
+            top_k = mq.rule.max_categories if mq is not None else 20
+            table = CodeTable(max(64, 4 * top_k))
+        else:
+            params = self._detector_params(names)
+        sr = signal_rule(self.config, model.rule, signal)
+        timed = sr.period_seconds if sr is not None and table is None else 0.0
         sig = (TimedSignalState if timed else SignalState)(
             signal=signal,
             detector_names=tuple(names),
-            detector_params=(params := self._detector_params(names)),
+            detector_params=params,
             binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
             reference_size=reference_size,
             recent=deque(maxlen=recent_size),
             base_events=max(model.events - 1, 0),
+            table=table,
         )
-        self._set_budget(model, sig, rule_signal)
+        if table is not None:
+            sig.top_k = top_k
+        self._set_budget(model, sig, signal)
         if isinstance(sig, TimedSignalState):
             sig.period_seconds = timed
             model.timed.append(sig)
         least = watched_after(self.config, model.rule, sig.budget is not None,
                               sig.period or bool(timed))
-        if least < reference_size:  # a category share's reference of samples can be shorter
+        if least < reference_size:
             sig.reference_min = least
         model.signals[signal] = sig
         model.dirty = True
@@ -396,10 +413,18 @@ class StateBuilder:
     def restore_signal(self, model: ModelState, meta: dict[str, Any], recent: list[float],
                        reference: list[float]) -> SignalState | None:
         """Rebuild a signal from its persisted parts. Returns None if it is no longer watched."""
-        sig = self.new_signal(model, meta["signal"])
+        labels = meta.get("categories")
+        if labels is None and _old_share(model, meta["signal"]):
+            model.signals.pop(meta["signal"], None)
+            return None
+        sig = self.new_signal(model, meta["signal"], categorical=labels is not None)
         if sig is None:
             model.signals.pop(meta["signal"], None)
             return None
+        if (sig.table is None) != (labels is None):
+            return sig  # the config changed the signal's kind: it starts afresh
+        if sig.table is not None:
+            sig.table = CodeTable(sig.table.cap, [str(c) for c in labels])  # type: ignore[union-attr]
         sig.recent.extend(recent)
         sig.reference = list(reference)
         sig.n = int(meta["n"])
@@ -454,3 +479,15 @@ class StateBuilder:
                                   lambda name: self.watches(model, "feature:" + name))
         model.dirty = False
         return model
+
+
+def _old_share(model: ModelState, signal: str) -> bool:
+    """A stored category share signal of earlier versions (``feature:<name>=<category>``, one
+    per known category): the categorical signal ``feature:<name>`` replaces it."""
+    mq = model.value_rules
+    if mq is None or not signal.startswith("feature:") or "=" not in signal:
+        return False
+    name, _, category = signal[len("feature:"):].rpartition("=")
+    fq = mq.features.get(name)
+    return (fq is not None and fq.cat is not None and fq.cat.known is not None
+            and category in fq.cat.known)

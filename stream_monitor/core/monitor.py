@@ -25,6 +25,7 @@ from typing import Any
 
 from ..contracts.records import InferenceEvent, Position, iso_time
 from .alerts import drift_alert, quality_alert, rated
+from .categories import label_of
 from .deploy import start_watch, watch
 from .gate import QualityCounters
 from .label_join import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
@@ -181,6 +182,16 @@ class Monitor(StateBuilder):
                         by_feature[name] = sig
                     if sig is None:
                         continue
+                    if sig.table is not None:  # type: ignore[union-attr]
+                        # A categorical signal (its rule says kind: categorical): a category.
+                        label = label_of(value)
+                        if label is not None:
+                            values += 1
+                            fired = sig.update_category(label)  # type: ignore[union-attr]
+                            if fired >= 0:
+                                self._on_drift(model, sig, fired, ev,  # type: ignore[arg-type]
+                                               result)
+                        continue
                     # Inlined _number(): this loop runs once per value and dominates the core.
                     t = type(value)
                     if t is float:
@@ -199,10 +210,24 @@ class Monitor(StateBuilder):
                         self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
             sig = model.prediction
             if sig is MISSING:
-                sig = model.prediction = (model.signals.get(PREDICTION)
-                                          or self.new_signal(model, PREDICTION))
+                # A class label (string) makes the prediction a categorical signal (also in place
+                # of an empty numeric one, stored by a version that skipped class labels).
+                is_class = type(ev.prediction) is str
+                sig = model.signals.get(PREDICTION)
+                if sig is None or (is_class and sig.n == 0 and sig.table is None):
+                    sig = self.new_signal(model, PREDICTION, categorical=is_class)
+                model.prediction = sig
             if sig is not None:
-                x = _number(ev.prediction)
+                if sig.table is not None:
+                    label = label_of(ev.prediction)
+                    if label is not None:
+                        values += 1
+                        fired = sig.update_category(label)
+                        if fired >= 0:
+                            self._on_drift(model, sig, fired, ev, result)
+                    x = None
+                else:
+                    x = _number(ev.prediction)
                 if x is not None:
                     values += 1
                     fired = sig.update(x)

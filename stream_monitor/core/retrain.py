@@ -183,7 +183,7 @@ def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t:
                 keep.append(e)
                 continue
             k = min(p.values or count, len(sig.recent))
-            if k > 0:
+            if k > 0 and getattr(sig, "table", None) is None:  # (categories: the alert's shift)
                 tail = list(islice(reversed(sig.recent), k))
                 shift: float | None = (math.fsum(tail) / k - e.ref_mean) / e.ref_std
             else:

@@ -25,7 +25,9 @@ from river import drift
 
 from ..contracts.signals import PREDICTION
 from .calibrate import calibrate
+from .categories import CodeTable
 from .detectors import build_detector, checkpoint
+from .multinomial import calibrate_multinomial
 
 __all__ = ["PREDICTION", "SignalState", "rate_scale", "reference_scale", "user_params"]
 
@@ -128,6 +130,11 @@ class SignalState:
     reference_min: int = 0
     growing: bool = False
     ref_used: int = 0
+    # Categorical signals (core/categories.py): the code table of their categories (values are
+    # codes), and how many of the most frequent get their own slot in the detector (the rest
+    # are "other"). None: a numeric signal.
+    table: CodeTable | None = None
+    top_k: int = 20
 
     # -- the hot path -------------------------------------------------------------------
     def update(self, x: float) -> int:
@@ -211,9 +218,25 @@ class SignalState:
         ref = self.reference
         return ref if self.ref_used >= len(ref) else ref[:self.ref_used]
 
+    def update_category(self, label: str) -> int:
+        """Feed one category of a categorical signal (see :meth:`update`)."""
+        return self.update(self.table.code(label))  # type: ignore[union-attr]
+
     def _activate(self) -> None:
         self.ref_used = len(self.reference)
         self.growing = self.ref_used < self.reference_size
+        if self.table is not None:
+            # Categories: one multinomial CUSUM on the codes (core/multinomial.py), calibrated
+            # to the signal's budget; values are not standardized.
+            self.ref_mean, self.ref_std = 0.0, 1.0
+            p = self.detector_params[0]
+            over, self.calibration = calibrate_multinomial(
+                self.reference, self.table.labels, self.budget, user_params(p), self.top_k)
+            self.calibration["budget"] = self.budget_config or {
+                "per_events": round(1.0 / self.calibration["budget_per_value"])}
+            self.overrides = [over]
+            self.detectors = [build_detector(p["__type__"], {**user_params(p), **over})]
+            return
         if self.rate_sample:
             self.ref_mean, self.ref_std = rate_scale(self.reference, self.rate_sample)
         else:
@@ -262,6 +285,7 @@ class SignalState:
             "overrides": self.overrides,
             "base": [self.base_n, self.base_events],
             "ref_used": self.ref_used,
+            **({} if self.table is None else {"categories": list(self.table.labels)}),
         }
 
     @property

@@ -7,9 +7,10 @@ used. Per feature, the fraction of events with each fault is a signal of its own
 (``quality:<fault>:<feature>``), computed once per *sample* of ``sample_events`` events of the
 model (:func:`close_sample`), standardized by the reference rate's binomial standard error
 (:func:`~stream_monitor.core.signals.rate_scale`) and fed to the configured detectors; a change
-raises a ``data_quality_alert``. String features, when ``categorical`` is on, get one frequency
-signal per category (``feature:<name>=<category>``), watched by the feature's own drift
-detectors.
+raises a ``data_quality_alert``. String features, when ``categorical`` is on, are categorical
+signals ``feature:<name>``: one category per event, the whole mix watched by one multinomial
+CUSUM (core/multinomial.py); a category outside the known set is counted ``unseen_category``
+and still fed (it counts as "other").
 
 These functions feed signals and *return* what fired (:class:`Fired`); the monitor turns each
 into an alert. Rejected values are counted in the batch's
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..contracts.records import InferenceEvent
+from .categories import label_of
 from .gate import QualityCounters
 from .model_state import MISSING, FeatureRuleState, ModelState, StateBuilder, ValueRuleState
 from .signals import SignalState
@@ -38,7 +40,7 @@ __all__ = ["Fired", "check_features", "close_sample", "fault_signal", "learned_b
 class Fired:
     """A detector that fired on a signal the value rules fed; the monitor makes it an alert.
 
-    ``fault`` is None for a drift of a feature's values or of a category's frequency (a
+    ``fault`` is None for a drift of a feature's values or of its category mix (a
     ``drift_alert``), else the fault whose rate changed on ``feature`` (a
     ``data_quality_alert``)."""
 
@@ -113,18 +115,27 @@ def check_features(states: StateBuilder, model: ModelState, mq: ValueRuleState,
         elif t is str:
             seen += 1
             cat = fq.cat
-            if cat is not None:
-                known = cat.known
-                if known is None:
-                    cat.learning[value] = cat.learning.get(value, 0) + 1
-                    cat.learned_n += 1
-                    if cat.learned_n >= mq.category_reference:
-                        cat.finish(mq.rule.max_categories)
-                elif value in known:
-                    cat.counts[value] = cat.counts.get(value, 0) + 1
-                else:
-                    fq.unseen += 1
-                    counters.reject(mid, fq.signal, "unseen_category")
+            if cat is None:
+                continue  # strings are categories only when `categorical` is on
+            known = cat.known
+            if known is None:
+                cat.learning[value] = cat.learning.get(value, 0) + 1
+                cat.learned_n += 1
+                if cat.learned_n >= mq.category_reference:
+                    cat.finish(mq.rule.max_categories)
+            elif value not in known:
+                fq.unseen += 1
+                counters.reject(mid, fq.signal, "unseen_category")
+            sig = fq.sig
+            if sig is None:
+                sig = fq.sig = (model.signals.get(fq.signal)
+                                or states.new_signal(model, fq.signal, categorical=True))
+            if sig is None or sig.table is None:
+                continue  # a numeric signal (its first value was a number): strings ignored
+            values += 1
+            fired = sig.update_category(value)
+            if fired >= 0:
+                fired_.append(Fired(sig, fired))
             continue
         else:  # null: counted as missing below, with the absent ones
             continue
@@ -136,7 +147,10 @@ def check_features(states: StateBuilder, model: ModelState, mq: ValueRuleState,
         if sig is None:
             sig = fq.sig = model.signals.get(fq.signal) or states.new_signal(model, fq.signal)
         values += 1
-        fired = sig.update(x)
+        if sig.table is None:
+            fired = sig.update(x)
+        else:  # a rule made the feature categorical (kind: categorical): numbers are classes
+            fired = sig.update_category(label_of(value) or "")
         if fired >= 0:
             fired_.append(Fired(sig, fired))
     if seen < len(mq.expected):
@@ -149,8 +163,8 @@ def check_features(states: StateBuilder, model: ModelState, mq: ValueRuleState,
 
 
 def close_sample(states: StateBuilder, model: ModelState, mq: ValueRuleState) -> list[Fired]:
-    """Every ``sample_events`` events of a model: feed each fault rate and each category
-    frequency of the sample to its signal, learn bounds where a reference just completed.
+    """Every ``sample_events`` events of a model: feed each fault rate of the sample to its
+    signal, learn bounds where a reference just completed.
     Returns the detectors that fired, in the order they were fed."""
     n = mq.sample_n
     learn = mq.rule.learned_bounds
@@ -161,23 +175,8 @@ def close_sample(states: StateBuilder, model: ModelState, mq: ValueRuleState) ->
         if mq.want_oob and fq.bounded:
             _feed(states, model, fq, "out_of_bounds", fq.oob / n, out)
         cat = fq.cat
-        if cat is not None and cat.known is not None:
-            if mq.want_unseen:
-                _feed(states, model, fq, "unseen_category", fq.unseen / n, out)
-            total = sum(cat.counts.values())
-            if total:
-                for c in cat.top:
-                    sig = cat.signals.get(c, MISSING)
-                    if sig is MISSING:
-                        name = f"{fq.signal}={c}"
-                        sig = model.signals.get(name) or states.new_signal(model, name)
-                        cat.signals[c] = sig
-                    if sig is None:
-                        continue
-                    fired = sig.update(cat.counts.get(c, 0) / total)
-                    if fired >= 0:
-                        out.append(Fired(sig, fired))
-                cat.counts = {}
+        if cat is not None and cat.known is not None and mq.want_unseen:
+            _feed(states, model, fq, "unseen_category", fq.unseen / n, out)
         fq.missing = fq.oob = fq.unseen = 0
         if learn is not None:
             _learn(model, fq, learn.quantiles, learn.k)
@@ -188,8 +187,10 @@ def close_sample(states: StateBuilder, model: ModelState, mq: ValueRuleState) ->
 def _learn(model: ModelState, fq: FeatureRuleState, quantiles: tuple[float, float],
            k: float) -> None:
     sig = fq.sig or model.signals.get(fq.signal)
-    if sig is None or sig.detectors is None or sig.growing or fq.learned_gen == sig.generation:
-        return  # no complete reference yet (a short one still grows), or already learned
+    if (sig is None or sig.detectors is None or sig.growing or fq.learned_gen == sig.generation
+            or sig.table is not None):
+        return  # no complete reference yet (a short one still grows), already learned, or
+        # categories (no bounds)
     fq.learned = learned_bounds(sig.reference, quantiles, k)
     fq.learned_gen = sig.generation
     fq.apply_bounds()

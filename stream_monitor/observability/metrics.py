@@ -338,14 +338,15 @@ class WorkerMetrics:
                 ref = getattr(sig, "reference", ()) or ()
                 recent = getattr(sig, "recent", ()) or ()
                 detecting = getattr(sig, "detectors", None) is not None
+                codes = getattr(sig, "table", None) is not None  # categories: no mean
                 self.observe_signal(
                     model, str(sig.signal), reference_size=len(ref),
                     recent_size=len(recent),
                     # An active signal's reference mean is kept by the core; computing it again
                     # from the window would cost a pass over up to thousands of values.
-                    reference_mean=(getattr(sig, "ref_mean", None) if detecting
-                                    else _mean(ref)),
-                    current_mean=_mean(recent), detecting=detecting,
+                    reference_mean=(None if codes else getattr(sig, "ref_mean", None)
+                                    if detecting else _mean(ref)),
+                    current_mean=None if codes else _mean(recent), detecting=detecting,
                     reference_needed=getattr(sig, "watched_after", None))
 
     # -- state store and producer ----------------------------------------------------------------

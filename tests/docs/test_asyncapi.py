@@ -266,3 +266,17 @@ async def test_notifier_dead_letter_headers() -> None:
     record = dead_letter_record(msg, "undecodable", "docs test", 0.0)
     await notifier._dead_letter(HandledRecord(TopicPartition("drift-alerts", 0), 1), [record])
     _assert_documented("notification_dead_letter", "notifyDeadLetter", producer.sent)
+
+
+def test_publisher_headers_are_the_documented_ones() -> None:
+    """The SDK (stream_monitor.publish) writes the headers the input messages document."""
+    from stream_monitor.publish import headers
+
+    for kind, message in (("inference", "inference_event"), ("label", "label_event")):
+        names, _, props = _documented_headers(message)
+        written = headers(kind)  # type: ignore[arg-type]
+        assert {k for k, _ in written} == names, (kind, written)
+        for k, v in written:
+            if "const" in props[k]:
+                assert v.decode() == props[k]["const"], (kind, k, v)
+    assert dict(headers("inference"))["content-type"] == b"application/json"

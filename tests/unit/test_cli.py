@@ -283,7 +283,8 @@ def test_check_config_prints_the_plan_of_every_model_rule() -> None:
         "models[2] '*': reference 1000 values per signal, recent 500",
         "    cusum(k=0.5, k_slow=0.25, scale_k=0.3, clip=3): calibrated to the budget on each "
         "reference",
-        "  value rules: string features as category shares (top 20); fault rates "
+        "  value rules: string features as categorical signals (top 20 categories + other, "
+        "multinomial_cusum); fault rates "
         "quality:<missing>:<feature> per 20 events, reference 50 samples, detectors adwin",
     ]:
         assert expected in lines, f"{expected!r} not in:\n{out}"

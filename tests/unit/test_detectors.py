@@ -20,7 +20,8 @@ SHIFTS = (300, 600)  # the stream changes regime at these indices
 
 
 def seeded_stream(kind: str, seed: int = 3, n: int = N) -> list[float]:
-    """Three regimes. Binary detectors get 0/1 errors (rate 0.1, 0.6, 0.05); the others
+    """Three regimes. Binary detectors get 0/1 errors (rate 0.1, 0.6, 0.05), categorical ones
+    category codes 0/1 (share of 0: 0.5, 0.95, 0.1); the others
     gaussian values whose mean moves 0 -> 2 -> -1 (in standard deviations)."""
     rng = random.Random(seed)
     out: list[float] = []
@@ -28,6 +29,8 @@ def seeded_stream(kind: str, seed: int = 3, n: int = N) -> list[float]:
         seg = sum(i >= s for s in SHIFTS)
         if kind == "binary":
             out.append(1 if rng.random() < (0.1, 0.6, 0.05)[seg] else 0)
+        elif kind == "categorical":  # category codes 0/1: the share of 0 moves
+            out.append(0.0 if rng.random() < (0.5, 0.95, 0.1)[seg] else 1.0)
         else:
             out.append(rng.gauss((0.0, 2.0, -1.0)[seg], 1.0))
     return out

@@ -6,7 +6,7 @@ must go to the same layer or a lower one; the module graph must have no cycle. L
 first::
 
     contracts (+ errors) -> config -> core -> state -> pipeline -> observability -> adapters
-        -> notify -> applications (cli, demo, evaluate, plot, synth, the package root)
+        -> publish -> notify -> applications (cli, demo, evaluate, plot, synth, the package root)
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pipeline", ("stream_monitor.pipeline",)),
     ("observability", ("stream_monitor.observability",)),
     ("adapters", ("stream_monitor.adapters",)),
+    ("publish", ("stream_monitor.publish",)),
     ("notify", ("stream_monitor.notify",)),
     ("applications", ("stream_monitor.cli", "stream_monitor.__main__", "stream_monitor.demo",
                       "stream_monitor.evaluate", "stream_monitor.plan", "stream_monitor.plot",

@@ -289,7 +289,9 @@ def test_categories_unseen_in_the_reference_are_rejected_and_counted() -> None:
     assert out.quality.rejected_values == {("m", "feature:seg", "unseen_category"): 1}
 
 
-def test_a_shift_in_category_frequencies_raises_a_drift_alert_on_that_category() -> None:
+def test_a_shift_in_category_frequencies_raises_one_category_mix_alert() -> None:
+    # The categories are one signal (feature:seg), watched jointly: one alert for the mix, which
+    # names the categories that moved (x down, y up) and where the change began.
     cfg = config(model_quality={"categorical": True, "reference_samples": 30}, reference_size=200)
     rng = random.Random(5)
     evs = []
@@ -297,24 +299,34 @@ def test_a_shift_in_category_frequencies_raises_a_drift_alert_on_that_category()
         weights = [0.5, 0.3, 0.2] if i < 2500 else [0.25, 0.55, 0.2]
         evs.append(_decode(event(i, features={"seg": rng.choices("xyz", weights)[0]}), i))
     out = Monitor(cfg).process(evs, MonitorState())
-    by_signal = {a["signal"]: a for a in out.alerts}
-    assert {"feature:seg=x", "feature:seg=y"} <= set(by_signal), [a["summary"] for a in out.alerts]
-    assert "feature:seg=z" not in by_signal
-    for a in out.alerts:
-        validate_record(a)
-        assert 2500 <= a["detected_at"]["offset"] < 3500
-    assert by_signal["feature:seg=x"]["evidence"]["mean_shift_in_reference_std"] < 0
-    assert by_signal["feature:seg=y"]["evidence"]["mean_shift_in_reference_std"] > 0
+    assert [a["signal"] for a in out.alerts] == ["feature:seg"], [a["summary"] for a in out.alerts]
+    a = out.alerts[0]
+    validate_record(a)
+    assert 2500 <= a["detected_at"]["offset"] < 2700
+    ev = a["evidence"]
+    assert ev["change"]["kind"] == "category_mix"
+    assert a["detector"]["type"] == "multinomial_cusum"
+    start = ev["change"]["start"]
+    assert abs(start["offset"] - 2500) < 40, start
+    assert start["signal_index_low"] <= start["signal_index"] <= start["signal_index_high"]
+    moved = {r["category"]: r for r in ev["categories"]["moved"]}
+    assert moved["x"]["change"] < -0.1 and moved["y"]["change"] > 0.1
+    assert abs(moved["z"]["change"]) < 0.1
+    assert ev["calibration"]["budget_per_value"] == 1e-6
 
 
-def test_only_the_most_frequent_categories_get_a_signal() -> None:
+def test_only_the_most_frequent_categories_get_a_slot() -> None:
     cfg = config(model_quality={"categorical": True, "max_categories": 2, "sample_events": 10},
                  reference_size=30)
     cats = ["a"] * 15 + ["b"] * 10 + ["c"] * 5
     evs = [_decode(event(i, features={"seg": c}), i) for i, c in enumerate(cats * 3)]
     state = MonitorState()
     Monitor(cfg).process(evs, state)
-    assert {s for s in state.models["m"].signals if "=" in s} == {"feature:seg=a", "feature:seg=b"}
+    signals = state.models["m"].signals
+    assert not [s for s in signals if "=" in s]  # no per-category share signals any more
+    cal = signals["feature:seg"].calibration
+    assert cal is not None and cal["categories"] == ["a", "b", "(other)"]
+    assert cal["reference_counts"] == [15, 10, 5]  # c counts in "other"
 
 
 # -- fault rates as signals: the scenario of the issue ------------------------------------------
