@@ -9,12 +9,15 @@
 _sm_cleanup() {
     local rc=$? svcs=()
     trap - EXIT INT TERM HUP
-    mapfile -t svcs < <(sort -u "$SM_STARTED" | grep -vx redis-cluster)
+    mapfile -t svcs < <(sort -u "$SM_STARTED" | grep -vx -e redis-cluster -e registry)
     # >>> redis cluster (scripts/services-cluster.sh)
     if grep -qx redis-cluster "$SM_STARTED"; then
         bash scripts/services-cluster.sh stop || rc=$((rc ? rc : 1))
     fi
     # <<< redis cluster
+    if grep -qx registry "$SM_STARTED"; then
+        bash scripts/services-registry.sh stop || rc=$((rc ? rc : 1))
+    fi
     if ((${#svcs[@]})); then
         bash scripts/services.sh stop "${svcs[@]}" || rc=$((rc ? rc : 1))
     fi
@@ -98,3 +101,24 @@ start_cluster_if_needed() {
     export REDIS_CLUSTER_URL
 }
 # <<< redis cluster --------------------------------------------------------------------------------
+# >>> schema registry (scripts/services-registry.sh) ---------------------------------------------
+# start_registry_if_needed PYTEST-ARGS... — for a full run (no arguments: CI), a -m expression
+# that names `registry` (not as `not registry`), or a path naming test_registry, start the local
+# Apicurio Registry (a running one of ours is reused; SCHEMA_REGISTRY_URL set beforehand selects
+# an external one) and export SCHEMA_REGISTRY_URL. Call after start_services (it records what it
+# started in the same file, and _sm_cleanup stops it).
+start_registry_if_needed() {
+    local want=$(($# == 0)) prev= a
+    for a in "$@"; do
+        if [[ $prev == -m && $a == *registry* && $a != *"not registry"* ]]; then want=1; fi
+        if [[ $a == *test_registry* ]]; then want=1; fi
+        prev=$a
+    done
+    ((want)) || return 0
+    if [[ -z ${SCHEMA_REGISTRY_URL:-} ]]; then
+        SM_STARTED_FILE=$SM_STARTED bash scripts/services-registry.sh start
+        eval "$(bash scripts/services-registry.sh env)"
+    fi
+    export SCHEMA_REGISTRY_URL
+}
+# <<< schema registry --------------------------------------------------------------------------

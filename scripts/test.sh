@@ -8,6 +8,8 @@
 # Kafka and a TLS-only Redis (scripts/services-secure.sh; SM_SECURE_SERVICES=0/1 forces it).
 # A full run (no arguments), `-m cluster` or tests/integration/test_cluster.py also get a local
 # Redis Cluster (scripts/services-cluster.sh; REDIS_CLUSTER_URL).
+# A full run, `-m registry` or tests/integration/test_registry*.py also get a local Schema Registry
+# (Apicurio; scripts/services-registry.sh; SCHEMA_REGISTRY_URL).
 # The lint and type gate (ruff, mypy with the pydantic plugin) runs as tests/lint, marker `lint`:
 # part of every full run, alone with `-m lint`.
 # On exit it stops only the services this run started. The exit status is pytest's; pytest's
@@ -35,6 +37,7 @@ set +a
 source scripts/lib.sh
 start_services
 start_cluster_if_needed "$@"  # redis cluster: tests marked `cluster` (scripts/services-cluster.sh)
+start_registry_if_needed "$@"  # schema registry: tests marked `registry` (scripts/services-registry.sh)
 log "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP_SERVERS"
 # Secure services for the `security` tests, only when this run may select them (scripts/lib.sh).
 if wants_secure_services "$@"; then start_secure_services; fi

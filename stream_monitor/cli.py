@@ -176,6 +176,7 @@ def worker(config: ConfigOpt) -> None:
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    _registry_preflight(cfg, settings)
     from .observability.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
@@ -188,6 +189,26 @@ def worker(config: ConfigOpt) -> None:
     gc.set_threshold(10_000, 20, 20)
     rc = asyncio.run(_run_worker(cfg, settings))
     raise typer.Exit(rc)
+
+
+def _registry_preflight(cfg: Any, settings: Settings) -> None:
+    """A registry format needs SCHEMA_REGISTRY_URL and the registry extra: say so at start."""
+    used = [f"input.{t}.format: {getattr(cfg.input, t).format}" for t in ("inference", "labels")
+            if getattr(cfg.input, t).format != "json"]
+    if not used:
+        return
+    if not settings.schema_registry_url:
+        _error(f"error: {'; '.join(used)} reads schemas from a Schema Registry, but "
+               "SCHEMA_REGISTRY_URL is not set; set it (e.g. "
+               "http://registry:8080/apis/ccompat/v7), or use format: json")
+        raise typer.Exit(2)
+    try:
+        import confluent_kafka.schema_registry  # noqa: F401
+        import fastavro  # noqa: F401
+    except ImportError:
+        _error(f"error: {'; '.join(used)} needs the registry extra: pip install "
+               "'stream-monitor[registry]'")
+        raise typer.Exit(2) from None
 
 
 def _failpoint(spec: str | None) -> Any:

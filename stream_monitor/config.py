@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .contracts.signals import PERFORMANCE_SIGNAL
+from .contracts.wire import FieldMapping
 from .errors import ConfigError
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "ConnectionSettings",
     "DetectorSpec",
     "FalseAlarmBudget",
+    "Input",
+    "InputTopic",
     "LabelRule",
     "LearnedBounds",
     "MetricsRule",
@@ -477,6 +480,43 @@ class Topics(_Strict):
     deployments: str = "model-deployment-checks"
 
 
+InputFormat = Literal["json", "avro", "protobuf", "json_schema"]
+_INFERENCE_FIELDS = ("event_id", "model_id", "model_version", "timestamp", "features",
+                     "prediction", "label")
+_LABEL_FIELDS = ("event_id", "model_id", "label", "timestamp")
+
+
+class InputTopic(_Strict):
+    """How one input topic's records are written (docs/contracts.md "Schema Registry formats")."""
+
+    format: InputFormat = Field(
+        "json", description="json (UTF-8 JSON, no registry), or avro, protobuf, json_schema in "
+        "the Confluent wire format with the schema fetched by id from SCHEMA_REGISTRY_URL.")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Contract field -> the record's field holding it "
+        "(a dotted path for a nested record), for records whose names differ.")
+    feature_fields: list[str] = Field(
+        default_factory=list, description="The record's fields (dotted paths) taken as the "
+        "features, instead of a `features` map.")
+
+    def mapping(self) -> FieldMapping | None:
+        """The field mapping, or None when the record already has the contract's names."""
+        if not self.fields and not self.feature_fields:
+            return None
+        return FieldMapping(dict(self.fields), tuple(self.feature_fields))
+
+
+class Input(_Strict):
+    """The input topics' formats and field mappings."""
+
+    inference: InputTopic = Field(default_factory=InputTopic)  # type: ignore[arg-type]
+    labels: InputTopic = Field(default_factory=InputTopic)  # type: ignore[arg-type]
+
+    @property
+    def uses_registry(self) -> bool:
+        return self.inference.format != "json" or self.labels.format != "json"
+
+
 class Windows(_Strict):
     reference_size: int = Field(1000, ge=10, description="Values that form a signal's reference.")
     reference_min_size: int = Field(
@@ -532,6 +572,7 @@ class MonitorConfig(_Strict):
 
     version: Literal[1] = 1
     topics: Topics = Field(default_factory=Topics)
+    input: Input = Field(default_factory=Input)  # type: ignore[arg-type]
     windows: Windows = Field(default_factory=Windows)  # type: ignore[arg-type]
     detectors: dict[str, DetectorSpec] = Field(default_factory=_default_detectors)
     quality: Quality = Field(default_factory=Quality)  # type: ignore[arg-type]
@@ -722,7 +763,28 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
                                      f"no detector named {det!r} in `detectors`"
                                      + _detector_hint(close, cfg)))
     return (problems + _check_quality(cfg) + _check_labels(cfg) + _check_budgets(cfg)
-            + _check_periods(cfg))
+            + _check_periods(cfg) + _check_input(cfg))
+
+
+def _check_input(cfg: MonitorConfig) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for topic, names in (("inference", _INFERENCE_FIELDS), ("labels", _LABEL_FIELDS)):
+        t: InputTopic = getattr(cfg.input, topic)
+        for name, path in t.fields.items():
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append((f"input.{topic}.fields.{name}", f"not a field of the {topic} "
+                                 f"contract; map one of: {', '.join(names)}{hint}"))
+            if not path or any(not p for p in path.split(".")):
+                problems.append((f"input.{topic}.fields.{name}",
+                                 f"{path!r} is not a field path; write e.g. 'request.id'"))
+        if t.feature_fields and topic == "labels":
+            problems.append(("input.labels.feature_fields", "labels have no features; remove it"))
+        elif t.feature_fields and "features" in t.fields:
+            problems.append((f"input.{topic}.feature_fields", "both feature_fields and "
+                             "fields.features say where the features are; keep one"))
+    return problems
 
 
 def _check_periods(cfg: MonitorConfig) -> list[tuple[str, str]]:
@@ -1184,5 +1246,86 @@ class Settings(ConnectionSettings):
         "producer's max_request_size is set above it. Keep it at or below the output topics' "
         "max.message.bytes.")
     store_retry_max_seconds: float = Field(
-        30.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
-        description="Cap on the backoff while Redis is down.")
+        2.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
+        description="Cap on the backoff while Redis is down (the worker tries again within "
+        "this long of its return).")
+
+    # -- Schema Registry (input.*.format avro/protobuf/json_schema; docs/contracts.md) ---------
+    schema_registry_url: str | None = Field(
+        None, validation_alias="SCHEMA_REGISTRY_URL",
+        description="Base URL of a Confluent-compatible Schema Registry API (Apicurio: "
+        "http(s)://host:port/apis/ccompat/v7); needed when an input format is not json.")
+    schema_registry_username: str | None = Field(
+        None, validation_alias="SCHEMA_REGISTRY_USERNAME",
+        description="Basic-auth user of the registry.")
+    schema_registry_password: SecretStr | None = Field(
+        None, validation_alias="SCHEMA_REGISTRY_PASSWORD",
+        description="Basic-auth password of the registry (secret).")
+    schema_registry_password_file: Path | None = Field(
+        None, validation_alias="SCHEMA_REGISTRY_PASSWORD_FILE",
+        description="File holding the registry password.")
+    schema_registry_ssl_ca_location: Path | None = Field(
+        None, validation_alias="SCHEMA_REGISTRY_SSL_CA_LOCATION",
+        description="CA (PEM) of the registry's https certificate; default: the system's.")
+    schema_registry_ssl_certificate_location: Path | None = Field(
+        None, validation_alias="SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION",
+        description="Client certificate (PEM) for mutual TLS with the registry.")
+    schema_registry_ssl_key_location: Path | None = Field(
+        None, validation_alias="SCHEMA_REGISTRY_SSL_KEY_LOCATION",
+        description="Its private key (PEM).")
+    schema_registry_timeout_seconds: float = Field(
+        10.0, gt=0, validation_alias="SCHEMA_REGISTRY_TIMEOUT_SECONDS",
+        description="Timeout of one registry request; a timeout counts as the registry down.")
+    schema_registry_retry_max_seconds: float = Field(
+        5.0, gt=0, validation_alias="SCHEMA_REGISTRY_RETRY_MAX_SECONDS",
+        description="Cap on the backoff while the registry is down (the batch waits, "
+        "uncommitted).")
+
+    def schema_registry_password_value(self) -> str | None:
+        return _secret(self.schema_registry_password, self.schema_registry_password_file)
+
+    @model_validator(mode="after")
+    def _registry_consistent(self) -> Settings:
+        problems = _registry_problems(self)
+        if problems:
+            raise ValueError("\n".join(f"{var}: {msg}" for var, msg in problems))
+        return self
+
+
+def _registry_problems(s: Settings) -> list[tuple[str, str]]:
+    """(variable, problem and fix) of the Schema Registry settings; never shows a secret."""
+    problems: list[tuple[str, str]] = []
+    url = s.schema_registry_url
+    if url is not None and not url.startswith(("http://", "https://")):
+        problems.append(("SCHEMA_REGISTRY_URL", "write it as http(s)://host:port[/path], e.g. "
+                         "http://registry:8080/apis/ccompat/v7"))
+    password = s.schema_registry_password is not None or s.schema_registry_password_file is not None
+    if s.schema_registry_password is not None and s.schema_registry_password_file is not None:
+        problems.append(("SCHEMA_REGISTRY_PASSWORD", "both SCHEMA_REGISTRY_PASSWORD and "
+                         "SCHEMA_REGISTRY_PASSWORD_FILE are set; keep one"))
+    if password != (s.schema_registry_username is not None):
+        problems.append(("SCHEMA_REGISTRY_USERNAME", "basic auth needs both "
+                         "SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD(_FILE)"))
+    files = [("SCHEMA_REGISTRY_PASSWORD_FILE", s.schema_registry_password_file),
+             ("SCHEMA_REGISTRY_SSL_CA_LOCATION", s.schema_registry_ssl_ca_location),
+             ("SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION",
+              s.schema_registry_ssl_certificate_location),
+             ("SCHEMA_REGISTRY_SSL_KEY_LOCATION", s.schema_registry_ssl_key_location)]
+    for var, path in files:
+        if path is None:
+            continue
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            problems.append((var, f"cannot read {path}: {exc.strerror}; mount the file there "
+                             "or fix the path"))
+    tls = [v for v, p in files[1:] if p is not None]
+    if tls and url is not None and not url.startswith("https://"):
+        problems.append(("SCHEMA_REGISTRY_URL", f"{', '.join(tls)} set, but the URL is not "
+                         "https://; use https, or unset them"))
+    if ((s.schema_registry_ssl_certificate_location is None)
+            != (s.schema_registry_ssl_key_location is None)):
+        problems.append(("SCHEMA_REGISTRY_SSL_KEY_LOCATION", "mutual TLS needs both "
+                         "SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION and "
+                         "SCHEMA_REGISTRY_SSL_KEY_LOCATION"))
+    return problems

@@ -7,6 +7,7 @@ __all__ = [
     "ConnectionCheckError",
     "MissingExtraError",
     "OutputRejectedError",
+    "ScriptsLostError",
     "StartupError",
     "StateCorruptError",
     "StreamMonitorError",
@@ -46,6 +47,17 @@ class MissingExtraError(UsageError, ImportError):
 
 class TransientStoreError(StreamMonitorError):
     """The state store could not be reached; retry the same batch later."""
+
+    #: Whether the batch may be tried again at once, without waiting (the cause is already
+    #: mended, e.g. the scripts reloaded after a NOSCRIPT).
+    retry_now = False
+
+
+class ScriptsLostError(TransientStoreError):
+    """Redis answered NOSCRIPT: it restarted (or a replica was promoted) and forgot the Lua
+    scripts. They are reloaded before the next try, which can come at once."""
+
+    retry_now = True
 
 
 class StateCorruptError(StreamMonitorError):

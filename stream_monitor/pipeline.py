@@ -394,8 +394,9 @@ class BatchPipeline:
         labels: list[LabelEvent] = []
         ignored = 0
         policy = self.config.quality.unknown_model
+        mapping = self.config.input.labels.mapping()
         for raw in raws:
-            lab = decode_label(raw)
+            lab = decode_label(raw, mapping)
             if isinstance(lab, DeadLetter):
                 dead.append(lab)
                 counters.dead_letter("", lab.reason_code)

@@ -3,6 +3,8 @@ offsets committed by hand.
 
 One batch is one call of :meth:`MonitorWorker.step`, in the order of the guarantee:
 
+0. decode the records of topics in a Schema Registry format (their schemas fetched by id, the
+   batch waiting while the registry is down): adapters/registry.py;
 1. make sure Redis still holds our state (its epoch marker): :meth:`~MonitorWorker.check_epoch`;
 2. run the pipeline: detection, then state and outbox saved in Redis:
    :meth:`~MonitorWorker.process`;
@@ -47,7 +49,7 @@ from aiokafka.errors import (
     KafkaError,
     TopicAlreadyExistsError,
 )
-from redis.backoff import ExponentialBackoff
+from redis.backoff import EqualJitterBackoff
 
 from ..config import MonitorConfig, Settings
 from ..contracts.outputs import OutputRecord, output_record
@@ -60,13 +62,23 @@ from ..state.client import store_backoff
 from ..state.dedupe import DedupeStore
 from ..state.label_store import LabelStore
 from .kafka_clients import client_kwargs
+from .kafka_faults import SendFault, brake_metadata_refresh, classify_send_error, worst
+from .registry import RegistryDecoder
 
 __all__ = ["KafkaWorker", "MonitorWorker", "parse_failpoint", "record_size"]
 
 log = logging.getLogger("stream_monitor.worker")
+# The lines of the retry loops: rate-limited (observability/logging.py, RateLimitFilter).
+retry_log = logging.getLogger("stream_monitor.retry")
 
 _MAX_FAILURES = 5  # consecutive failed batches before the process gives up (exit 1)
 _REJECTED_TRIES = 3  # sends of a batch that Kafka refused with a non-retriable error
+_TOPIC_MISSING_SECONDS = 60.0  # an output topic unknown this long (a restarting broker: seconds)
+# Waits between tries while a dependency is down: exponential, jittered, capped low enough that
+# the first try after it returns comes within a couple of seconds.
+_PUBLISH_RETRY_CAP_SECONDS = 2.0
+_PRODUCER_CLOSE_SECONDS = 5.0
+_AT_ONCE_TRIES = 3  # immediate retries of a batch whose store fault was already mended
 # Kafka's own framing around a record (batch header, record header, varints): the producer's
 # max_request_size is set this far above SM_MAX_OUTPUT_BYTES.
 _FRAMING_BYTES = 16_384
@@ -86,13 +98,21 @@ class MonitorWorker:
 
     def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
-                 producer: Any = None, metrics: Any = None) -> None:
+                 producer: Any = None, metrics: Any = None,
+                 renew_producer: Callable[[Any], Awaitable[Any]] | None = None,
+                 decoder: RegistryDecoder | None = None) -> None:
         self.config = config
         self.settings = settings
         self.store = store
+        # Avro / Protobuf / JSON Schema input (input.*.format): None when every topic is JSON.
+        if decoder is None and config.input.uses_registry:
+            decoder = RegistryDecoder(config, settings)
+        self.decoder = decoder
         self.pipeline = BatchPipeline(config, store, dedupe=dedupe, labels=labels,
                                       cache_size=settings.model_cache_size)
         self.producer = producer
+        # Given the producer in use, closes it and returns a started new one (KafkaWorker).
+        self.renew_producer = renew_producer
         self.metrics = metrics
         self.batches = 0
         self.events = 0
@@ -109,6 +129,8 @@ class MonitorWorker:
         commits the batch's offsets of the partitions this worker still owns; it is called only
         once the state is saved and every output is confirmed."""
         t0 = time.perf_counter()
+        if self.decoder is not None:                     # 0. registry formats decoded
+            raws = await self.decoder.decode(raws)
         await self.check_epoch()                         # 1. Redis still holds our state
         self._die_if("mid_batch")
         out = await self.process(raws)                   # 2. detect; state + outbox saved
@@ -142,16 +164,12 @@ class MonitorWorker:
         A loop of ours, not redis-py's Retry (which already retried each command, see
         state/client.py): a fenced save reloads before the next try, a poison event is
         isolated, and a store that stays down is waited for as long as it takes."""
-        backoff = store_backoff(self.settings.store_retry_max_seconds)
-        failures = 0
+        wait = _StoreWait(self.settings.store_retry_max_seconds)
         while True:
             try:
                 return await self.pipeline.run(raws)
             except TransientStoreError as exc:
-                failures += 1
-                delay = backoff.compute(failures)
-                log.warning("state store unavailable, retrying batch of %d in %.1fs: %s",
-                            len(raws), delay, exc)
+                delay = wait.next(exc, f"retrying the batch of {len(raws)}")
             except StateFencedError as exc:
                 # Another worker saved these models since we loaded them (a rebalance), or
                 # Redis lost them. Nothing of this batch was written for them. Reload and run
@@ -182,8 +200,10 @@ class MonitorWorker:
     async def publish(self, records: Sequence[OutputRecord]) -> None:
         """Send every output and wait until the broker acknowledged all of them. Transient
         faults (broker down, leader moving) are retried with capped backoff for as long as it
-        takes (shutdown cancels the wait); a refusal that retrying cannot mend is tried
-        ``_REJECTED_TRIES`` times, then raised as :class:`OutputRejectedError`."""
+        takes (shutdown cancels the wait); a producer whose idempotence state the broker refuses
+        is replaced (``renew_producer``); a refusal that retrying cannot mend is tried
+        ``_REJECTED_TRIES`` times, then raised as :class:`OutputRejectedError` naming the
+        cause."""
         if not records:
             return
         limit = self.settings.max_output_bytes
@@ -194,36 +214,92 @@ class MonitorWorker:
                     f"{r.record.get('type')} for topic {r.topic} is {size} bytes, over "
                     f"SM_MAX_OUTPUT_BYTES={limit}; this is a bug (outputs are bounded), please "
                     "report it")
-        # A loop of ours around aiokafka's own retries (which end at its request timeout): it
-        # outlasts a broker outage and counts the refusals that retrying cannot mend.
-        backoff = ExponentialBackoff(cap=10.0, base=0.1)  # 0.2, 0.4, ... 10 s
+        # A loop of ours around aiokafka's own retries: it outlasts a broker outage, replaces a
+        # producer whose idempotence state the broker refuses, and ends only on a refusal that
+        # retrying cannot mend (adapters/kafka_faults.py). Only the records that were not
+        # acknowledged are sent again (the same bytes: ids fixed, so a repeat is identical).
+        backoff = EqualJitterBackoff(cap=_PUBLISH_RETRY_CAP_SECONDS, base=0.1)
+        pending = list(records)
         refused = 0
         failures = 0
+        renew = False  # the producer in use must be replaced before the next send
+        renewals = 0
+        missing_since: float | None = None
         while True:
-            try:
-                futs = [await self.producer.send(r.topic, r.value, key=r.key,
-                                                 headers=list(r.headers)) for r in records]
-                await asyncio.gather(*futs)
+            if renew and self.renew_producer is not None:
+                try:
+                    self.producer = await self.renew_producer(self.producer)
+                    renew = False
+                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as exc:  # e.g. the broker is still away: try again later
+                    failures += 1
+                    delay = backoff.compute(failures)
+                    retry_log.warning("could not start a new producer yet (%r), retrying in "
+                                      "%.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    continue
+            faults = await self._send_all(pending)
+            if not faults:
                 return
+            pending = [r for r, _ in faults]
+            if self.metrics is not None:
+                self.metrics.publish_failed()
+            fault = worst([f for _, f in faults])
+            if fault.kind == "bug":
+                raise fault.error
+            topics = ", ".join(sorted({r.topic for r, f in faults if f is fault}))
+            if fault.kind == "refused":
+                refused += 1
+                if refused >= _REJECTED_TRIES:
+                    raise OutputRejectedError(
+                        f"Kafka refused {len(pending)} output records for {topics} {refused} "
+                        f"times: {fault.cause}") from fault.error
+            else:
+                refused = 0
+            if fault.kind == "missing_topic":
+                now = time.monotonic()
+                missing_since = now if missing_since is None else missing_since
+                if now - missing_since >= _TOPIC_MISSING_SECONDS:
+                    raise OutputRejectedError(
+                        f"output topic {topics} still unknown to Kafka after "
+                        f"{now - missing_since:.0f}s of tries: {fault.cause}") from fault.error
+            else:
+                missing_since = None
+            failures += 1
+            if fault.kind == "renew" and self.renew_producer is not None:
+                retry_log.warning("%s; sending %d records again with a new producer",
+                                  fault.cause, len(pending))
+                renew = True
+                renewals += 1
+                if renewals == 1:
+                    continue  # at once: a new producer id is all it takes
+            delay = backoff.compute(failures)
+            retry_log.warning("publishing %d records failed (%s), retrying in %.1fs",
+                              len(pending), fault.cause, delay)
+            await asyncio.sleep(delay)
+
+    async def _send_all(self, records: Sequence[OutputRecord]
+                        ) -> list[tuple[OutputRecord, SendFault]]:
+        """Send records and wait for every answer; the records that failed, with why."""
+        futs: list[Any] = []
+        send_error: BaseException | None = None
+        for r in records:
+            try:
+                futs.append(await self.producer.send(r.topic, r.value, key=r.key,
+                                                     headers=list(r.headers)))
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
-            except Exception as exc:
-                if self.metrics is not None:
-                    self.metrics.publish_failed()
-                if isinstance(exc, KafkaError) and not exc.retriable:
-                    refused += 1
-                    if refused >= _REJECTED_TRIES:
-                        raise OutputRejectedError(
-                            f"Kafka refused {len(records)} output records {refused} times: "
-                            f"{type(exc).__name__}: {exc}; check the output topics exist, "
-                            "this worker may write to them, and their max.message.bytes is at "
-                            f"least SM_MAX_OUTPUT_BYTES={limit}") from exc
-                # Re-sending is safe: ids are deterministic, consumers dedupe on them.
-                failures += 1
-                delay = backoff.compute(failures)
-                log.warning("publishing %d records failed, retrying in %.1fs: %r",
-                            len(records), delay, exc)
-                await asyncio.sleep(delay)
+            except Exception as exc:  # not queued: this one and the rest are sent again
+                send_error = exc
+                break
+        results = await asyncio.gather(*futs, return_exceptions=True) if futs else []
+        failed = [(r, classify_send_error(res)) for r, res in zip(records, results, strict=False)
+                  if isinstance(res, BaseException)]
+        if send_error is not None:
+            fault = classify_send_error(send_error)
+            failed += [(r, fault) for r in records[len(futs):]]
+        return failed
 
     async def clear_outbox(self, out: BatchOutput) -> None:
         """Confirmed outputs leave the outbox. If this fails they are published again later
@@ -237,18 +313,14 @@ class MonitorWorker:
 
     async def check_epoch(self) -> None:
         """Notice that Redis lost its data, say so on the operations topic, start fresh."""
-        backoff = store_backoff(self.settings.store_retry_max_seconds)
-        failures = 0
+        wait = _StoreWait(self.settings.store_retry_max_seconds)
         while True:  # until Redis answers: the batch cannot go on without knowing
             try:
                 if await self.store.check_epoch():
                     return
                 break
             except TransientStoreError as exc:
-                failures += 1
-                delay = backoff.compute(failures)
-                log.warning("state store unavailable, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(wait.next(exc, "checking the epoch again"))
         await self.state_reset("the Redis epoch marker is gone: Redis lost its data (restarted "
                                "without persistence?)", models=sorted(self.pipeline.state.models))
 
@@ -311,6 +383,28 @@ class MonitorWorker:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+class _StoreWait:
+    """The waits of a loop that retries while Redis is down: capped exponential backoff with
+    equal jitter (``state.client.store_backoff``), counted from this loop's first failure (each
+    batch starts again from the shortest wait). A cause already mended (the scripts reloaded
+    after a NOSCRIPT) is retried at once, a few times."""
+
+    def __init__(self, cap_seconds: float) -> None:
+        self.backoff = store_backoff(cap_seconds)
+        self.failures = 0
+        self.at_once = 0
+
+    def next(self, exc: TransientStoreError, doing: str) -> float:
+        if exc.retry_now and self.at_once < _AT_ONCE_TRIES:
+            self.at_once += 1
+            retry_log.info("state store: %s; %s at once", exc, doing)
+            return 0.0
+        self.failures += 1
+        delay = self.backoff.compute(self.failures)
+        retry_log.warning("state store unavailable, %s in %.1fs: %s", doing, delay, exc)
+        return delay
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, runtime: KafkaWorker) -> None:
         self.runtime = runtime
@@ -336,10 +430,9 @@ class KafkaWorker:
         t = config.topics
         self.sources = [t.inference] + ([t.labels] if any(r.labels for r in config.models) else [])
         self.outputs = [t.alerts, t.retrain, t.dead_letter, t.operations, t.deployments]
-        kw = client_kwargs(settings)
         client_id = settings.client_id or f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
         self.consumer = AIOKafkaConsumer(
-            **kw, group_id=settings.app_id, client_id=client_id,
+            **client_kwargs(settings), group_id=settings.app_id, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=settings.batch_max,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
@@ -347,18 +440,48 @@ class KafkaWorker:
             session_timeout_ms=int(settings.session_timeout_seconds * 1000),
             heartbeat_interval_ms=int(min(3.0, settings.session_timeout_seconds / 3) * 1000),
         )
-        self.producer = AIOKafkaProducer(
-            **kw, client_id=client_id, acks="all", enable_idempotence=True, linger_ms=5,
-            max_request_size=settings.max_output_bytes + _FRAMING_BYTES,
-        )
+        brake_metadata_refresh(self.consumer._client)
+        self._client_id = client_id
         self.worker = MonitorWorker(config, settings, store, dedupe=dedupe, labels=labels,
-                                    producer=self.producer, metrics=metrics)
+                                    producer=self._new_producer(), metrics=metrics,
+                                    renew_producer=self._renew_producer)
         self._stop = asyncio.Event()
         self._stop_at: float | None = None  # monotonic deadline once a stop was asked
         self._inflight: asyncio.Task[Any] | None = None
         self._reload = False  # forget the cache before the next batch (rebalance)
         self.assigned: set[TopicPartition] = set()
         self.started = False
+
+    @property
+    def producer(self) -> Any:
+        """The producer in use (replaced after a refused idempotence state)."""
+        return self.worker.producer
+
+    def _new_producer(self) -> Any:
+        producer = AIOKafkaProducer(
+            **client_kwargs(self.settings), client_id=self._client_id, acks="all",
+            enable_idempotence=True, linger_ms=5,
+            max_request_size=self.settings.max_output_bytes + _FRAMING_BYTES,
+        )
+        brake_metadata_refresh(producer.client)
+        return producer
+
+    async def _renew_producer(self, old: Any) -> Any:
+        """Close ``old`` (bounded: what it still holds fails or is sent again anyway) and start
+        a new producer: a new producer id, sequence numbers from 0."""
+        try:
+            await asyncio.wait_for(old.stop(), timeout=_PRODUCER_CLOSE_SECONDS)
+        except Exception as exc:
+            retry_log.warning("closing the old producer: %r", exc)
+        new = self._new_producer()
+        try:
+            await new.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(new.stop(), timeout=_PRODUCER_CLOSE_SECONDS)
+            raise
+        log.info("started a new Kafka producer")
+        return new
 
     # -- lifecycle -----------------------------------------------------------------------
     async def run(self) -> int:
@@ -536,6 +659,9 @@ class KafkaWorker:
                 log.warning("closing the Kafka %s: %r", name, exc)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.store.close(), timeout=2.0)
+        if self.worker.decoder is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.worker.decoder.close(), timeout=2.0)
 
 
 def _batch(fetched: dict[TopicPartition, list[Any]]) -> tuple[list[RawRecord],

@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from .wire import REGISTRY_REASON_CODES, Fault, FieldMapping, apply_mapping
+
 __all__ = [
     "REASON_CODES",
     "SCHEMA_VERSION",
@@ -55,6 +57,8 @@ REASON_CODES = (
     "too_many_signals",     # would give its model more than quality.max_features_per_model
     "id_too_long",          # model_id, event_id or model_version over quality.max_id_length
     "internal_error",       # the decoder or the core raised on the event
+    # A registry format (input.*.format avro/protobuf/json_schema; contracts/wire.py):
+    *REGISTRY_REASON_CODES,
 )
 
 # How much of a bad record a dead letter keeps by default (quality.dead_letter_max_bytes). A
@@ -78,12 +82,18 @@ class Position(NamedTuple):
 
 
 class RawRecord(NamedTuple):
-    """A record as the transport delivers it, before decoding."""
+    """A record as the transport delivers it, before decoding.
+
+    ``decoded``: for a topic in a Schema Registry format, what the adapter that fetched the
+    schema made of the value: the record as plain values, or the :class:`Fault` that makes it
+    a dead letter. None for JSON (decoded here). ``value`` stays the original bytes, which a
+    dead letter keeps."""
 
     value: bytes | None
     position: Position
     key: bytes | None = None
     headers: tuple[tuple[str, bytes], ...] = ()
+    decoded: dict[str, Any] | Fault | None = None
 
 
 @dataclass(slots=True)
@@ -386,8 +396,20 @@ class _Reject(Exception):
         self.reason = reason
 
 
-def _json_object(raw: RawRecord) -> dict[str, Any]:
-    """A record's value as a JSON object (non-finite numbers read, see _loads_non_finite)."""
+def _json_object(raw: RawRecord, mapping: FieldMapping | None = None) -> dict[str, Any]:
+    """A record's value as a JSON object (non-finite numbers read, see _loads_non_finite), or
+    the record a registry adapter decoded; in the contract's shape by the field ``mapping``."""
+    decoded = raw.decoded
+    if decoded is not None:
+        if type(decoded) is Fault:
+            raise _Reject(decoded.code, decoded.reason)
+        obj: dict[str, Any] = decoded  # type: ignore[assignment]
+        return apply_mapping(obj, mapping) if mapping is not None else obj
+    value = _json_value(raw)
+    return apply_mapping(value, mapping) if mapping is not None else value
+
+
+def _json_value(raw: RawRecord) -> dict[str, Any]:
     value = raw.value
     if value is None:
         raise _Reject("undecodable", "the record has no value (tombstone)")
@@ -402,12 +424,17 @@ def _json_object(raw: RawRecord) -> dict[str, Any]:
     return obj
 
 
-def _required(obj: dict[str, Any], *names: str) -> tuple[Any, ...]:
+def _required(raw: RawRecord, obj: dict[str, Any], *names: str) -> tuple[Any, ...]:
     """The required fields of a record, in order; event_id and model_id (the first two)
-    checked."""
+    checked. A record decoded with a registry schema that lacks one: its schema does not have
+    the field (``schema_mismatch``)."""
     try:
         values = tuple([obj[n] for n in names])  # a list comprehension: no generator frame
     except KeyError as exc:
+        if raw.decoded is not None:
+            raise _Reject("schema_mismatch", (
+                f"the record's schema has no field {exc.args[0]!r} (required); add it to the "
+                "schema, or name the field that holds it in input.*.fields")) from None
         raise _Reject("missing_field", f"required field {exc.args[0]!r} is missing") from None
     event_id, model_id = values[0], values[1]
     if type(event_id) is not str or not event_id:
@@ -417,10 +444,10 @@ def _required(obj: dict[str, Any], *names: str) -> tuple[Any, ...]:
     return values
 
 
-def _decode(raw: RawRecord) -> InferenceEvent:
-    obj = _json_object(raw)
+def _decode(raw: RawRecord, mapping: FieldMapping | None = None) -> InferenceEvent:
+    obj = _json_object(raw, mapping)
     event_id, model_id, features, prediction = _required(
-        obj, "event_id", "model_id", "features", "prediction")
+        raw, obj, "event_id", "model_id", "features", "prediction")
     if type(features) is not dict:
         raise _Reject("wrong_type", "features must be an object of name -> number/string/bool/null")
     scalar = _SCALAR_TYPES
@@ -446,7 +473,8 @@ def _decode(raw: RawRecord) -> InferenceEvent:
     )
 
 
-def decode_inference(raw: RawRecord) -> InferenceEvent | DeadLetter:
+def decode_inference(raw: RawRecord,
+                     mapping: FieldMapping | None = None) -> InferenceEvent | DeadLetter:
     """Decode one record; never raises. A bad record comes back as a :class:`DeadLetter`.
 
     >>> ok = decode_inference(RawRecord(b'{"event_id":"e1","model_id":"m","features":{"x":1},'
@@ -456,21 +484,21 @@ def decode_inference(raw: RawRecord) -> InferenceEvent | DeadLetter:
     >>> decode_inference(RawRecord(b'{"oops', Position("t", 0, 8))).reason_code
     'undecodable'
     """
-    return _or_dead_letter(_decode, raw)
+    return _or_dead_letter(_decode, raw, mapping)
 
 
-def _or_dead_letter(decode: Any, raw: RawRecord) -> Any:
+def _or_dead_letter(decode: Any, raw: RawRecord, mapping: FieldMapping | None = None) -> Any:
     try:
-        return decode(raw)
+        return decode(raw, mapping)
     except _Reject as rej:
         return DeadLetter(raw, rej.code, rej.reason)
     except Exception as exc:  # a decoder bug must not take the worker down
         return DeadLetter(raw, "internal_error", f"{type(exc).__name__}: {exc}")
 
 
-def _decode_label(raw: RawRecord) -> LabelEvent:
-    obj = _json_object(raw)
-    event_id, model_id, label = _required(obj, "event_id", "model_id", "label")
+def _decode_label(raw: RawRecord, mapping: FieldMapping | None = None) -> LabelEvent:
+    obj = _json_object(raw, mapping)
+    event_id, model_id, label = _required(raw, obj, "event_id", "model_id", "label")
     if label is None or not isinstance(label, _SCALAR):
         raise _Reject("wrong_type", "label must be a number, string or bool (the true outcome)")
     if type(label) is float and not math.isfinite(label):
@@ -479,7 +507,7 @@ def _decode_label(raw: RawRecord) -> LabelEvent:
                       _parse_timestamp(obj.get("timestamp")))
 
 
-def decode_label(raw: RawRecord) -> LabelEvent | DeadLetter:
+def decode_label(raw: RawRecord, mapping: FieldMapping | None = None) -> LabelEvent | DeadLetter:
     """Decode one labels-topic record; never raises (a bad one is a :class:`DeadLetter`).
 
     >>> decode_label(RawRecord(b'{"event_id":"e1","model_id":"m","label":1,"timestamp":5}',
@@ -488,4 +516,4 @@ def decode_label(raw: RawRecord) -> LabelEvent | DeadLetter:
     >>> decode_label(RawRecord(b'{"event_id":"e1","model_id":"m"}', Position("l", 0, 4))).reason
     "required field 'label' is missing"
     """
-    return _or_dead_letter(_decode_label, raw)
+    return _or_dead_letter(_decode_label, raw, mapping)

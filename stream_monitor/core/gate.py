@@ -5,7 +5,9 @@ No I/O happens here; the adapter passes the processing clock in, and the pipelin
 :class:`EventGate` applies the config's ``quality`` section to each raw record, in this order
 (README "Data quality"): size (``too_large``, on the raw bytes, before decoding), decoding
 (``undecodable``, ``not_an_object``, ``missing_field``, ``wrong_type``, ``non_finite``
-timestamp), limits (``too_many_features``, ``id_too_long``), ``unknown_model`` (when the config
+timestamp; for a Schema Registry format, the adapter's faults first: ``wrong_magic_byte``,
+``unknown_schema``, ``registry_refused``, ``schema_mismatch``, ``undecodable_payload``),
+limits (``too_many_features``, ``id_too_long``), ``unknown_model`` (when the config
 says ``dead_letter``), ``timestamp_in_future`` / ``timestamp_too_old`` (against the processing
 clock), then ``duplicate``. A failing record becomes a :class:`DeadLetter` with its original
 bytes; the others become :class:`InferenceEvent` s for the core. Between the timestamp rules and
@@ -136,6 +138,8 @@ class EventGate:
         self.duplicate_window = q.duplicates.window_seconds
         self.max_features = q.max_features_per_event
         self.max_id = q.max_id_length
+        # input.inference.fields / feature_fields: where the contract's fields are (None: as is).
+        self.mapping = config.input.inference.mapping()
         self._watched: dict[str, bool] = {}
         # Sample rates below 1 (docs/scaling.md "Sampling a hot model"): off, no cost.
         self.samples = any(r.sample_rate < 1.0 for r in config.models)
@@ -183,7 +187,7 @@ class EventGate:
                     f"{max_bytes}; send fewer or shorter fields, or raise the limit")))
                 counters.dead_letter(NO_MODEL, "too_large")
                 continue
-            ev = decode_inference(raw)
+            ev = decode_inference(raw, self.mapping)
             if type(ev) is not InferenceEvent:
                 dead.append(ev)  # type: ignore[arg-type]
                 counters.dead_letter(NO_MODEL, ev.reason_code)  # type: ignore[union-attr]

@@ -48,7 +48,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..contracts.units import split_unit
-from ..errors import StateCorruptError, TransientStoreError
+from ..errors import ScriptsLostError, StateCorruptError, TransientStoreError
 from .base import (
     ModelDelta,
     ModelSnapshot,
@@ -162,7 +162,8 @@ async def execute(pipe: Any, doing: str, refused: str | None = None,
     """Run a pipeline. Redis unreachable: :class:`TransientStoreError` ("unavailable while
     <doing>"), so the adapter retries the batch. A command Redis refused is one too when
     ``refused`` names it, else it propagates. A NOSCRIPT marks ``scripts`` for reloading and
-    is transient (every script is safe to run again: fenced, or idempotent by position)."""
+    raises :class:`ScriptsLostError`, which the worker retries at once (every script is safe to
+    run again: fenced, or idempotent by position)."""
     try:
         return await pipe.execute()
     except UNAVAILABLE as exc:
@@ -171,7 +172,8 @@ async def execute(pipe: Any, doing: str, refused: str | None = None,
         if scripts is None:
             raise
         scripts.ready = False
-        raise TransientStoreError(f"redis lost its scripts while {doing}: {exc}") from exc
+        raise ScriptsLostError(f"redis lost its scripts while {doing} (restarted?); reloading "
+                               f"them: {exc}") from exc
     except RedisError as exc:
         if refused is None:
             raise

@@ -121,6 +121,8 @@ def test_payloads_are_the_shipped_schemas() -> None:
     is some message's payload."""
     seen = set()
     for name, msg in _messages().items():
+        if _registry_format(name):
+            continue  # test_registry_payloads_are_the_shipped_schemas
         schema_name = name.replace("_", "-")
         payload = msg["payload"]
         if "$ref" in payload:
@@ -131,6 +133,39 @@ def test_payloads_are_the_shipped_schemas() -> None:
         seen.add(f"{schema_name}.schema.json")
     files = {p.name for p in SCHEMAS.glob("*.schema.json")}
     assert files == seen, f"schemas with no message: {sorted(files - seen)}"
+
+
+def _registry_format(name: str) -> str | None:
+    for fmt in ("avro", "protobuf", "json_schema"):
+        if name.endswith(f"_{fmt}"):
+            return fmt
+    return None
+
+
+def test_registry_payloads_are_the_shipped_schemas() -> None:
+    """The Schema Registry formats of the inference and label events (docs/contracts.md): each
+    message's payload is the shipped .avsc, .proto or JSON Schema, unchanged."""
+    seen = set()
+    for name, msg in _messages().items():
+        fmt = _registry_format(name)
+        if fmt is None:
+            continue
+        base = name.removesuffix(f"_{fmt}")
+        assert base in ("inference_event", "label_event"), name
+        payload = msg["payload"]
+        if fmt == "json_schema":
+            ref = (DOC.parent / payload["$ref"]).resolve()
+            assert ref == SCHEMAS / f"{base.replace('_', '-')}.schema.json", name
+        elif fmt == "avro":
+            assert payload["schemaFormat"].startswith("application/vnd.apache.avro+json")
+            ref = (DOC.parent / payload["schema"]["$ref"]).resolve()
+            assert ref == SCHEMAS / f"{base.replace('_', '-')}.avsc", name
+        else:
+            assert payload["schemaFormat"].startswith("application/vnd.google.protobuf")
+            assert payload["schema"] == (SCHEMAS / "stream_monitor.proto").read_text(), name
+        seen.add(name)
+    assert seen == {f"{b}_{f}" for b in ("inference_event", "label_event")
+                    for f in ("avro", "protobuf", "json_schema")}
 
 
 def _documented_headers(name: str) -> tuple[set[str], set[str], dict[str, Any]]:
