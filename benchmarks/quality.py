@@ -11,7 +11,16 @@ catch-all rule watches ``feature:*`` with the calibrated ``cusum`` under a budge
     .venv/bin/python benchmarks/quality.py --quick        # a smoke run, ~1 min
     .venv/bin/python benchmarks/quality.py --replot benchmarks/results/quality-<stamp>.json
     .venv/bin/python benchmarks/quality.py --rates        # binary signals only (see below)
+    .venv/bin/python benchmarks/quality.py --numeric      # numeric fleet false alarms + delays
     .venv/bin/python benchmarks/quality.py --categories   # categorical signals only (issue 18)
+
+``--numeric`` is a mode of its own (functions ``numeric_*`` below): false alarms of the ``cusum``
+detector on a fleet of autocorrelated non-Gaussian numeric signals (an AR(1) latent, coefficient
+drawn from 0.5-0.95 per stream, through a t3, lognormal, Poisson, bimodal, uniform or Gaussian
+marginal; an AR(1) with t3 innovations; a logistic score of three such features), fed to the
+core's SignalState with the default windows and a rebaseline after each alarm, at budgets of
+1 per 10,000 and 1 per 1,000,000; and the Gaussian delay rows (0.5 sd, 1 sd, variance x2, a ramp
+of 1 sd over 2,000 values) through `stream-monitor evaluate`'s code over many seeds.
 
 Writes benchmarks/results/quality-<stamp>.json, docs/img/quality.png and prints a markdown
 table (also written to benchmarks/results/quality-<stamp>.md).
@@ -215,6 +224,186 @@ def plot(res: dict[str, Any], image: Path) -> None:
     plt.close(fig)
 
 
+# -- --numeric: a fleet of numeric signals, and the delay rows ---------------------------------
+
+NUMERIC_FLEET = ("gaussian", "t3", "lognormal", "poisson", "bimodal", "uniform", "ar_t3",
+                 "prediction")
+
+
+def numeric_fleet_stream(kind: str, n: int, seed: int) -> Any:
+    """``n`` stationary values of a fleet signal of ``kind`` (numpy array), seeded."""
+    import numpy as np
+    from scipy import signal as sps
+    from scipy import special, stats
+
+    rng = np.random.default_rng(seed)
+
+    def ar1(phi: float, innov: Any = None) -> Any:
+        e = (rng.standard_normal(n) if innov is None else innov) * np.sqrt(1 - phi * phi)
+        return sps.lfilter([1.0], [1.0, -phi], e, zi=[phi * rng.standard_normal()])[0]
+
+    phi = rng.uniform(0.5, 0.95)
+    if kind == "prediction":  # a logistic score of three autocorrelated features
+        f = [ar1(rng.uniform(0.5, 0.95)) for _ in range(3)]
+        return 1 / (1 + np.exp(-(0.8 * f[0] - 0.6 * f[1] + 0.4 * np.exp(0.5 * f[2]) - 1.0)))
+    if kind == "ar_t3":
+        return ar1(phi, rng.standard_t(3, n) / np.sqrt(3))
+    z = ar1(phi)
+    p = special.ndtr(z)
+    if kind == "gaussian":
+        return z
+    if kind == "t3":
+        return stats.t.ppf(p, 3)
+    if kind == "lognormal":
+        return np.exp(0.75 * z)
+    if kind == "poisson":
+        return stats.poisson.ppf(p, 3.0)
+    if kind == "bimodal":
+        grid = np.linspace(-4, 4, 4001)
+        cdf = 0.5 * special.ndtr((grid + 1.5) / 0.5) + 0.5 * special.ndtr((grid - 1.5) / 0.5)
+        return np.interp(p, cdf, grid)
+    if kind == "uniform":
+        return p
+    raise ValueError(kind)
+
+
+def numeric_fleet(kind: str, seeds: int, n: int, per_events: float, base: int) -> dict[str, Any]:
+    """False alarms of a `cusum` under ``per_events`` on ``seeds`` stationary streams of ``kind``
+    (seeds ``base + 1000 * kind index + 0..seeds-1``), through SignalState as the monitor runs it
+    (watched from value SHORT, re-based at REFERENCE, a new reference after each alarm)."""
+    from collections import deque
+
+    from stream_monitor.core.signals import SignalState
+
+    base += 1000 * NUMERIC_FLEET.index(kind)
+    alarms, per_seed = 0, []
+    for s in range(seeds):
+        sig = SignalState(signal="feature:x", detector_names=("cusum",),
+                          detector_params=({"__type__": "cusum"},), binary=(False,),
+                          reference_size=REFERENCE, recent=deque(maxlen=500),
+                          budget=1.0 / per_events, budget_config={}, reference_min=SHORT)
+        count = 0
+        for i, x in enumerate(numeric_fleet_stream(kind, n, base + s).tolist()):
+            if sig.update(x) >= 0:
+                count += 1
+                sig.rebaseline(i)
+        alarms += count
+        per_seed.append(count)
+    values = seeds * (n - SHORT)
+    return {"kind": kind, "per_events": per_events, "seeds": seeds, "seed_base": base,
+            "values": values, "false_alarms": alarms, "expected": values / per_events,
+            "per_10k": alarms / values * 1e4, "streams_with_alarms": sum(1 for c in per_seed if c)}
+
+
+def numeric_delay(change: str, size: float, seeds: int, tmp: Path, base: int) -> dict[str, Any]:
+    """Delay and localization error on Gaussian streams at the default budget: a shift
+    (``mean``), a variance change (``spread``), or a ``ramp`` of ``size`` sd over 2,000 values,
+    at value 2,000 (after the re-base), seeds ``base + 0..seeds-1``."""
+    import numpy as np
+
+    at, n = 2000, 4000 if change == "ramp" else 3500
+    streams = {}
+    for s in range(seeds):
+        if change == "ramp":
+            x = np.asarray(kind_stream("gaussian", n, base + s))
+            x[at:] += size * np.minimum(np.arange(n - at) / 2000.0, 1.0)
+            streams[f"g-{s}"] = [round(float(v), 6) for v in x]
+        else:
+            streams[f"g-{s}"] = kind_stream("gaussian", n, base + s, change_at=at,
+                                            change=change, size=size)
+    path = tmp / f"numeric-{change}-{size:.2f}.jsonl"
+    write_events(path, streams)
+    want = "spread" if change == "spread" else "mean"
+    cps = [ChangePoint(m, "feature:x", event_id=f"{m}-{at}", kind=want) for m in streams]
+    ev = evaluate(config(1_000_000.0), path, cps, margin=n - at)
+    summ = ev.summary()
+    delays = [d for sg in ev.signals for d in sg.delays]
+    locs = [e for sg in ev.signals for e in sg.localization_errors]
+    return {"change": change, "size": size, "seeds": seeds, "seed_base": base,
+            "detected": summ["detected"], "false_alarms": summ["false_alarms"],
+            "median_delay": _med(delays), "p90_delay": summ["p90_delay"],
+            "median_loc_error": _med(locs), "p90_loc_error": summ["p90_localization_error"]}
+
+
+def numeric_slow_cycle(period: int, amplitude: float, seeds: int, n: int,
+                       base: int) -> dict[str, Any]:
+    """Alerts of an undeclared cycle longer than the reference: ``amplitude * sin(2 pi i /
+    period)`` plus N(0,1) noise (seeds ``base + 0..seeds-1``), `cusum` at the default budget and
+    windows through SignalState, a new reference after each alert: alerts per swing (half
+    cycle)."""
+    from collections import deque
+
+    import numpy as np
+
+    from stream_monitor.core.signals import SignalState
+
+    alerts = 0
+    for s in range(seeds):
+        rng = np.random.default_rng(base + s)
+        x = amplitude * np.sin(2 * np.pi * np.arange(n) / period) + rng.standard_normal(n)
+        sig = SignalState(signal="feature:x", detector_names=("cusum",),
+                          detector_params=({"__type__": "cusum"},), binary=(False,),
+                          reference_size=REFERENCE, recent=deque(maxlen=500),
+                          budget=1e-6, budget_config={}, reference_min=SHORT)
+        for i, v in enumerate(x.tolist()):
+            if sig.update(v) >= 0:
+                alerts += 1
+                sig.rebaseline(i)
+    swings = seeds * 2 * n / period
+    return {"period": period, "amplitude": amplitude, "seeds": seeds, "seed_base": base,
+            "values": seeds * n, "alerts": alerts, "per_swing": alerts / swings}
+
+
+def numeric_main(args: Any) -> None:
+    t0 = time.perf_counter()
+    res: dict[str, Any] = {"fleet": [], "delays": []}
+    for per_events, seeds in ((10_000.0, args.fleet_seeds_low), (1_000_000.0, args.fleet_seeds)):
+        for kind in NUMERIC_FLEET if seeds else ():
+            r = numeric_fleet(kind, seeds, args.fleet_events, per_events, 107_000)
+            res["fleet"].append(r)
+            print(f"fleet {kind:10s} budget 1/{int(per_events):>9,}: {r['false_alarms']:3d} in "
+                  f"{r['values']:,} values (budget {r['expected']:.1f}; seeds {r['seed_base']}"
+                  f"+0..{seeds - 1})", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as d:
+        for change, size, label in (("mean", 1.0, "1 sd shift"), ("mean", 0.5, "0.5 sd shift"),
+                                    ("spread", 2 ** 0.5, "variance x2"),
+                                    ("ramp", 1.0, "ramp 1 sd over 2,000")):
+            r = numeric_delay(change, size, args.delay_seeds, Path(d), 190_000)
+            r["label"] = label
+            res["delays"].append(r)
+            print(f"delay {label:22s}: detected {r['detected']}/{r['seeds']}, median "
+                  f"{r['median_delay']}, p90 {r['p90_delay']}, median loc. error "
+                  f"{r['median_loc_error']}", file=sys.stderr)
+    res["slow_cycles"] = []
+    for period, amplitude in ((5000, 1.0), (5000, 0.5), (20_000, 1.0)):
+        r = numeric_slow_cycle(period, amplitude, args.cycle_seeds, 40_000, 300_000)
+        res["slow_cycles"].append(r)
+        print(f"slow cycle of {period} values, amplitude {amplitude}: {r['alerts']} alerts, "
+              f"{r['per_swing']:.2f} per swing", file=sys.stderr)
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    (out / f"quality-numeric-{stamp}.json").write_bytes(
+        orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    lines = ["| signal | budget | false alarms | values | budget allows | seeds |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['kind']} | 1 per {int(r['per_events']):,} | {r['false_alarms']} | "
+              f"{r['values']:,} | {r['expected']:.1f} | {r['seed_base']}+0..{r['seeds'] - 1} |"
+              for r in res["fleet"]]
+    lines += ["", "| gaussian change | detected | median delay | p90 delay | median loc. error | "
+              "p90 loc. error | seeds |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['label']} | {r['detected']}/{r['seeds']} | {_f(r['median_delay'])} | "
+              f"{_f(r['p90_delay'])} | {_f(r['median_loc_error'])} | {_f(r['p90_loc_error'])} | "
+              f"{r['seed_base']}+0..{r['seeds'] - 1} |" for r in res["delays"]]
+    lines += ["", "| undeclared cycle (values) | amplitude (noise sd) | alerts | per swing | "
+              "seeds |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {r['period']:,} | {r['amplitude']} | {r['alerts']} in {r['values']:,} | "
+              f"{r['per_swing']:.2f} | {r['seed_base']}+0..{r['seeds'] - 1} |"
+              for r in res["slow_cycles"]]
+    print("\n".join(lines))
+    print(f"({res['seconds']} s)", file=sys.stderr)
 
 # -- categories (issue 18): categorical features and class-label predictions -------------------
 # Self-contained: its own config, events and scenarios; `--categories` runs only this section.
@@ -367,6 +556,18 @@ def categories_main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--numeric", action="store_true",
+                    help="numeric fleet false alarms and the Gaussian delay rows only")
+    ap.add_argument("--fleet-seeds", type=int, default=200,
+                    help="--numeric: streams per fleet kind at 1 per 1,000,000")
+    ap.add_argument("--fleet-seeds-low", type=int, default=40,
+                    help="--numeric: streams per fleet kind at 1 per 10,000")
+    ap.add_argument("--fleet-events", type=int, default=20_000,
+                    help="--numeric: values per fleet stream")
+    ap.add_argument("--delay-seeds", type=int, default=200,
+                    help="--numeric: streams per delay row")
+    ap.add_argument("--cycle-seeds", type=int, default=10,
+                    help="--numeric: streams per undeclared slow cycle row")
     ap.add_argument("--quick", action="store_true", help="few seeds, short streams")
     ap.add_argument("--seeds", type=int, default=10, help="stationary streams per kind")
     ap.add_argument("--events", type=int, default=21_000, help="values per stationary stream")
@@ -408,6 +609,9 @@ def main() -> None:
         (out / f"rates-{stamp}.json").write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2))
         print(rates_markdown(r))
         print(f"({r['seconds']} s; wrote {out / f'rates-{stamp}.json'})", file=sys.stderr)
+        return
+    if args.numeric:
+        numeric_main(args)
         return
     if args.categories:
         if args.quick:

@@ -24,6 +24,7 @@ from .config import (
     watched_after,
 )
 from .core.detectors import REGISTRY
+from .core.seasonal import MAX_GROWTH, MIN_PERIODS
 
 __all__ = ["config_plan", "observe", "render_plan"]
 
@@ -43,13 +44,22 @@ def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[st
     budget = effective_budget(cfg, rule, sr)
     out: dict[str, Any] = {
         "match": sr.match,
-        "watched_after": watched_after(cfg, rule, budget is not None, sr.period),
+        "watched_after": watched_after(cfg, rule, budget is not None,
+                                       sr.period_values or bool(sr.period_seconds)),
         "detectors": [_detector(cfg, d, budget is not None) for d in sr.detectors],
         "false_alarm_budget": None if budget is None else {
             **budget.describe(), "label": budget.label(), "per_value": budget.per_value()},
     }
     if sr.period:
         out["period"] = sr.period
+    if sr.period_seconds:
+        ref = rule.reference_size or cfg.windows.reference_size
+        # The reference must span MIN_PERIODS periods of event time: at most this many values
+        # per second fill reference_size values in that time; above it the reference grows (to
+        # at most MAX_GROWTH x reference_size values) until it does.
+        out["period_seconds"] = sr.period_seconds
+        out["period_max_rate"] = ref / (MIN_PERIODS * sr.period_seconds)
+        out["period_max_reference"] = MAX_GROWTH * ref
     return out
 
 
@@ -144,6 +154,13 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             budget = (f"false-alarm budget {b['label']} ({b['per_value']:.3g} per value)"
                       if b else "no false-alarm budget: parameters as declared")
             period = f", period {s['period']} values" if "period" in s else ""
+            if "period_seconds" in s:
+                period = (f", period {s['period']} of event time (its reference must span "
+                          f"{MIN_PERIODS:g} periods: {m['reference_size']} values fill it at up "
+                          f"to {s['period_max_rate']:.3g} values per second; at a higher rate "
+                          f"the reference keeps growing until it does, up to "
+                          f"{s['period_max_reference']} values, or set reference_size to "
+                          f"{MIN_PERIODS:g} x period x values per second)")
             short = (f" (on a short reference, re-based at {m['reference_size']})"
                      if s["watched_after"] < m["reference_size"] else "")
             lines.append(f"  signals {s['match']!r}: watched after its first "
