@@ -11,7 +11,7 @@ import difflib
 import fnmatch
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -215,9 +215,11 @@ class SignalRule(_Strict):
     detectors: list[str] = Field(min_length=1, description="Names from the top-level `detectors`.")
     false_alarm_budget: FalseAlarmBudget | None = Field(
         None, description="Overrides the model's and the top-level budget for these signals.")
-    period: int | None = Field(None, ge=2, description="Known period, in values of the signal "
-                               "(e.g. values per day at a steady rate): each value is compared "
-                               "with the reference at the same phase. cusum detectors only.")
+    period: int | str | None = Field(
+        None, description="Known period: a duration of event time ('1d', '7d', '12h', '30m'), "
+        "each value compared with the reference at the same phase of its event's timestamp "
+        "(exact for uneven event rates); or an integer, in values of the signal (a steady "
+        "rate). cusum detectors only.")
     reference_min_size: int | None = Field(
         None, ge=0, description="Overrides the model rule's and windows.reference_min_size for "
         "these signals (watched from this many values on a short reference; 0: full).")
@@ -226,6 +228,47 @@ class SignalRule(_Strict):
         "categorical (class labels; string features when quality.categorical is on). "
         "categorical: every value is a category, e.g. integer-coded classes "
         "(docs/detection.md \"Categories\").")
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: int | str | None) -> int | str | None:
+        if v is None:
+            return None
+        if isinstance(v, bool):
+            raise ValueError("period must be a duration like '1d' or a number of values")
+        if isinstance(v, int):
+            if v < 2:
+                raise ValueError(f"a period in values must be >= 2, got {v}")
+            return v
+        parse_duration(v)  # raises with the fix
+        return v
+
+    @property
+    def period_values(self) -> int:
+        """The period in values (0: none, or a duration)."""
+        return self.period if isinstance(self.period, int) else 0
+
+    @property
+    def period_seconds(self) -> float:
+        """The period in seconds of event time (0: none, or a period in values)."""
+        return parse_duration(self.period) if isinstance(self.period, str) else 0.0
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_DURATION_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``'1d'``, ``'12h'``, ``'30m'``, ``'90s'``, ``'1w'``.
+
+    >>> parse_duration("1d"), parse_duration("12h"), parse_duration("1.5m")
+    (86400.0, 43200.0, 90.0)
+    """
+    m = _DURATION.match(text)
+    if m is None or not float(m.group(1)) > 0:
+        raise ValueError(f"{text!r} is not a duration: write a positive number and a unit, "
+                         "s, m, h, d or w (e.g. '1d', '12h'), or an integer number of values")
+    return float(m.group(1)) * _DURATION_UNIT[m.group(2)]
 
 
 class Persistence(_Strict):
@@ -610,6 +653,11 @@ def signal_rule(cfg: MonitorConfig, rule: ModelRule, signal: str) -> SignalRule 
 
 
 DEFAULT_BUDGET = FalseAlarmBudget(per_events=1_000_000)
+# Detector types whose thresholds come from the budget (core/calibrate.py, core/bernoulli.py).
+CALIBRATED_TYPES = ("cusum", "bernoulli_cusum", "multinomial_cusum")
+
+# Phase bins of a known period (at most; a period of fewer values has one bin per value).
+PHASE_BINS = 48
 
 
 def watched_after(config: MonitorConfig, rule: ModelRule, budget: bool = True,
@@ -640,14 +688,17 @@ def _own_budget(cfg: MonitorConfig, rule: ModelRule,
     return rule.false_alarm_budget or cfg.false_alarm_budget
 
 
-def effective_budget(cfg: MonitorConfig, rule: ModelRule,
-                     sr: SignalRule | None) -> FalseAlarmBudget | None:
+def effective_budget(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule | None,
+                     detectors: Sequence[str] | None = None) -> FalseAlarmBudget | None:
     """The budget the signals of a signal rule are calibrated to: the configured one (as
-    :func:`signal_budget`), else ``DEFAULT_BUDGET`` when a cusum watches them (a cusum always
-    needs thresholds); None: not calibrated."""
+    :func:`signal_budget`), else ``DEFAULT_BUDGET`` when a calibrated CUSUM (``cusum``,
+    ``bernoulli_cusum``) watches them (it always needs thresholds); None: not calibrated.
+    ``detectors``: the names watching the signals when no signal rule gives them (the fault
+    rates of the quality rule)."""
     budget = _own_budget(cfg, rule, sr)
-    if budget is None and sr is not None and any(
-            cfg.detectors[d].type in ("cusum", "multinomial_cusum") for d in sr.detectors):
+    names = detectors if detectors is not None else (sr.detectors if sr is not None else ())
+    if budget is None and any(
+            cfg.detectors[d].type in CALIBRATED_TYPES for d in names if d in cfg.detectors):
         return DEFAULT_BUDGET
     return budget
 
@@ -790,9 +841,17 @@ def _check_periods(cfg: MonitorConfig) -> list[tuple[str, str]]:
             if others:
                 problems.append((where, f"a period is followed by cusum detectors only, not "
                                  f"{', '.join(others)}; use detectors: [cusum] here"))
-            bins = min(sr.period, 48)
-            if ref < 2 * sr.period or ref < 10 * bins:
-                need = max(2 * sr.period, 10 * bins)
+            if sr.period_seconds:
+                # Event time: the values a period spans depend on the event rate; the signal
+                # waits until its reference spans two periods (see plan.py / check-config).
+                if ref < 10 * PHASE_BINS:
+                    problems.append((where, f"the reference ({ref} values) needs at least 10 "
+                                     f"values per phase bin ({PHASE_BINS} bins); set the "
+                                     f"model's reference_size to at least {10 * PHASE_BINS}"))
+                continue
+            bins = min(sr.period_values, PHASE_BINS)
+            if ref < 2 * sr.period_values or ref < 10 * bins:
+                need = max(2 * sr.period_values, 10 * bins)
                 problems.append((where, f"the reference ({ref} values) must span at least two "
                                  f"periods and 10 values per phase bin; set the model's "
                                  f"reference_size to at least {need}"))

@@ -24,6 +24,7 @@ from .config import (
     watched_after,
 )
 from .core.detectors import REGISTRY
+from .core.seasonal import MAX_GROWTH, MIN_PERIODS
 
 __all__ = ["config_plan", "observe", "render_plan"]
 
@@ -33,21 +34,32 @@ def _detector(cfg: MonitorConfig, name: str, budgeted: bool) -> dict[str, Any]:
     kind = REGISTRY[spec.type]
     return {"name": name, "type": spec.type, "input": kind.input,
             "params": kind.params(spec.params),
-            # Binary detectors (the DDM family) keep their own statistics (core/calibrate.py).
-            "calibrated": budgeted and kind.input != "binary"}
+            # River's binary detectors (the DDM family) keep their own statistics; ours
+            # (bernoulli_cusum) is calibrated (core/bernoulli.py).
+            "calibrated": budgeted and (kind.input != "binary"
+                                        or spec.type == "bernoulli_cusum")}
 
 
 def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[str, Any]:
     budget = effective_budget(cfg, rule, sr)
     out: dict[str, Any] = {
         "match": sr.match,
-        "watched_after": watched_after(cfg, rule, budget is not None, sr.period, sr),
+        "watched_after": watched_after(cfg, rule, budget is not None,
+                                       sr.period_values or bool(sr.period_seconds), sr),
         "detectors": [_detector(cfg, d, budget is not None) for d in sr.detectors],
         "false_alarm_budget": None if budget is None else {
             **budget.describe(), "label": budget.label(), "per_value": budget.per_value()},
     }
     if sr.period:
         out["period"] = sr.period
+    if sr.period_seconds:
+        ref = rule.reference_size or cfg.windows.reference_size
+        # The reference must span MIN_PERIODS periods of event time: at most this many values
+        # per second fill reference_size values in that time; above it the reference grows (to
+        # at most MAX_GROWTH x reference_size values) until it does.
+        out["period_seconds"] = sr.period_seconds
+        out["period_max_rate"] = ref / (MIN_PERIODS * sr.period_seconds)
+        out["period_max_reference"] = MAX_GROWTH * ref
     return out
 
 
@@ -146,12 +158,21 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             budget = (f"false-alarm budget {b['label']} ({b['per_value']:.3g} per value)"
                       if b else "no false-alarm budget: parameters as declared")
             period = f", period {s['period']} values" if "period" in s else ""
+            if "period_seconds" in s:
+                period = (f", period {s['period']} of event time (its reference must span "
+                          f"{MIN_PERIODS:g} periods: {m['reference_size']} values fill it at up "
+                          f"to {s['period_max_rate']:.3g} values per second; at a higher rate "
+                          f"the reference keeps growing until it does, up to "
+                          f"{s['period_max_reference']} values, or set reference_size to "
+                          f"{MIN_PERIODS:g} x period x values per second)")
             short = (f" (on a short reference, re-based at {m['reference_size']})"
                      if s["watched_after"] < m["reference_size"] else "")
             lines.append(f"  signals {s['match']!r}: watched after its first "
                          f"{s['watched_after']} values{short}; {budget}{period}")
             for d in s["detectors"]:
-                how = ("calibrated to the budget on each reference" if d["calibrated"] else
+                how = ("calibrated to the budget on each reference (a bernoulli_cusum on a "
+                       "0/1 signal)" if d["calibrated"] and d["type"] == "cusum" else
+                       "calibrated to the budget on each reference" if d["calibrated"] else
                        "binary input: not calibrated" if b and d["input"] == "binary" else
                        "as declared")
                 lines.append(f"    {_name(d)}({_params(d['params'])}): {how}")
@@ -170,8 +191,9 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             if v["indicators"]:
                 dets = ", ".join(_name(d) for d in v["fault_rate_detectors"])
                 parts.append(f"fault rates quality:<{'|'.join(v['indicators'])}>:<feature> "
-                             f"per {v['sample_events']} events, reference "
-                             f"{v['reference_samples']} samples, detectors {dets}")
+                             f"0/1 per event, reference "
+                             f"{v['reference_samples'] * v['sample_events']} events, "
+                             f"detectors {dets}")
             lines.append(f"  value rules: {'; '.join(parts)}")
         else:
             lines.append("  value rules: none")
@@ -194,7 +216,7 @@ def render_observed(o: dict[str, Any]) -> list[str]:
         version = f" version {m['model_version']}" if m["model_version"] is not None else ""
         lines.append(f"  {m['model_id']}{version} (rule {m['rule']!r}, {m['events']} events):")
         for s in m["signals"]:
-            unit = "samples" if s["signal"].startswith("quality:") else "values"
+            unit = "events" if s["signal"].startswith("quality:") else "values"
             if s["watched"]:
                 cal = "; ".join(f"{d} {_params(o)}" for d, o in s.get("calibrated", {}).items())
                 lines.append(f"    {s['signal']}: watched by {', '.join(s['detectors'])} "

@@ -20,6 +20,7 @@ import numpy as np
 from ..config import MonitorConfig, QualityRule
 from ..contracts.records import SCHEMA_VERSION, InferenceEvent, Position, detected_at, record_id
 from ..contracts.units import id_parts
+from .bernoulli import locate_rate
 from .calibrate import change_kind
 from .categories import category_evidence
 from .localize import locate
@@ -27,7 +28,7 @@ from .model_state import ModelState
 from .signals import SignalState
 from .stats import summarize
 
-__all__ = ["after_change", "drift_alert", "quality_alert", "rated"]
+__all__ = ["drift_alert", "quality_alert", "rate_change", "rated"]
 
 
 def rated(model: ModelState, record: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +74,12 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
     kind = _kind_of(sig)
     if kind is None and _binary_values(watched_ref):
         kind = "rate"  # a 0/1 flag's level is its rate
-    loc = locate(z, tau, kind="mean" if kind is not None else None)
+    loc: dict[str, Any] | None
+    if sig.kinds and sig.kinds[i] == "bernoulli_cusum":
+        window, loc = rate_change(sig, recent)  # the binomial likelihood ratio's start
+        kind = "rate"
+    else:
+        loc = locate(z, tau, kind="mean" if kind is not None else None)
     if kind is None and loc is not None:
         # Level or spread: which robust statistic moved more after the estimated start (a
         # shift also raises a spread statistic, so which sum fired first does not tell);
@@ -95,9 +101,7 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
     if kind is None:
         kind = "mean"
     change_start = _change_start(model, sig, len(window), loc, pos)
-    params = dict(spec.effective_params)
-    if sig.overrides is not None:
-        params.update(sig.overrides[i])
+    params = _params(spec.effective_params, sig, i)
     evidence: dict[str, Any] = {
         "reference": reference,
         "current": current,
@@ -118,6 +122,17 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
         "summary": _summary(model.model_id, sig, kind, reference, current, shift, evidence_n,
                             name, pos.offset, change_start),
     }
+
+
+def _params(configured: dict[str, Any], sig: SignalState, i: int) -> dict[str, Any]:
+    """Detector ``i``'s effective parameters: the configured ones overlaid with the calibrated
+    ones; only the calibrated ones when it was built as another type (a ``cusum`` on a binary
+    signal is a ``bernoulli_cusum``, which takes none of the numeric parameters)."""
+    other = bool(sig.kinds) and sig.kinds[i] != sig.detector_params[i]["__type__"]
+    params = {} if other else dict(configured)
+    if sig.overrides is not None:
+        params.update(sig.overrides[i])
+    return params
 
 
 def _category_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: int,
@@ -218,8 +233,11 @@ def _summary(model_id: str, sig: SignalState, kind: str, reference: dict[str, An
         direction = "rose" if (shift or 0) > 0 else "fell"
         noun = {"rate": "rate", "category_mix": "share", "shape": "distribution shape; mean"}.get(
             kind, "mean")
-        what = (f"{noun} {direction} from {reference['mean']:.4g} to {current['mean']:.4g} "
-                f"({shift:+.2f} reference std)")
+        if kind == "rate" and _binary_values(sig.watched_reference):
+            what = f"rate {direction} from {reference['mean']:.1%} to {current['mean']:.1%}"
+        else:
+            what = (f"{noun} {direction} from {reference['mean']:.4g} to {current['mean']:.4g} "
+                    f"({shift:+.2f} reference std)")
     return (f"{head}{what} over the last {n} values{where}; {name} fired at offset {offset}")
 
 
@@ -230,57 +248,66 @@ _FAULT_WORDS = {"missing": "missing", "out_of_bounds": "out-of-bounds",
 def quality_alert(config: MonitorConfig, model: ModelState, rule: QualityRule, sig: SignalState,
                   feature: str, fault: str, i: int, ev: InferenceEvent) -> dict[str, Any]:
     """The ``data_quality_alert`` of detector ``i`` of the fault-rate signal ``sig`` (of
-    ``fault`` on ``feature``, under the model's value rules ``rule``)."""
+    ``fault`` on ``feature``, under the model's value rules ``rule``): one 0/1 value per event;
+    the rate after the change is measured from its estimated start (:func:`rate_change`)."""
     name = sig.detector_names[i]
     spec = config.detectors[name]
     pos = ev.position
-    before = _mean(sig.reference)
+    watched_ref = sig.watched_reference
+    before = _mean(watched_ref)
     recent = list(sig.recent)
-    k = min(len(recent), rule.evidence_samples)
+    k = min(len(recent), rule.evidence_samples * rule.sample_events)
     current = _mean(recent[len(recent) - k:])
-    after = _mean(after_change(recent, before))
+    window, loc = rate_change(sig, recent)
+    after = _mean(window[loc["start"]:]) if loc is not None else current
+    change_start = _change_start(model, sig, len(window), loc, pos)
     word = _FAULT_WORDS[fault]
     direction = "rose" if after > before else "fell"
+    params = _params(spec.effective_params, sig, i)
+    evidence: dict[str, Any] = {
+        "sample_events": rule.sample_events,
+        "reference": {"samples": len(watched_ref), "rate": before},
+        "current": {"samples": k, "rate": current},
+        "change": {"kind": "rate", "start": change_start},
+    }
+    if sig.calibration is not None:
+        evidence["calibration"] = sig.calibration
+    where = (f"; change began at offset {change_start['offset']}"
+             if change_start["offset"] is not None
+             else f"; change began {change_start['values_before_detection']} events earlier")
     return {
         **_head("data_quality_alert", "dq", model, sig, name, ev),
         "feature": feature,
         "indicator": fault,
         "signal": sig.signal,
-        "detector": {"name": name, "type": spec.type, "params": spec.effective_params},
+        "detector": {"name": name, "type": spec.type, "params": params},
         "detected_at": detected_at(ev, sig.n),
         "rate_before": before,
         "rate_after": after,
         "sample_rate": model.rule.sample_rate,
-        "evidence": {
-            "sample_events": rule.sample_events,
-            "reference": {"samples": len(sig.reference), "rate": before},
-            "current": {"samples": k, "rate": current},
-        },
+        "evidence": evidence,
         "summary": (
             f"{model.model_id} feature {feature!r}: {word} rate {direction} from {before:.1%} "
-            f"(reference, {len(sig.reference) * rule.sample_events} events) to {after:.1%}; "
+            f"(reference, {len(watched_ref)} events) to {after:.1%} over the last "
+            f"{len(window) - (loc['start'] if loc is not None else 0)} events{where}; "
             f"{name} fired at offset {pos.offset}"
         ),
     }
 
 
-def after_change(recent: Sequence[float], before: float) -> Sequence[float]:
-    """The recent samples after the most likely change point: the split ``t`` maximizing
-    ``|sum(recent[t:] - before)| / sqrt(len(recent) - t)`` (the likelihood-ratio estimate of
-    where a mean shift from a known level began). A detector fires a few samples after a
-    change, so the recent samples still hold some from before it; their plain mean would
-    understate the new rate.
-
-    >>> after_change([0.0, 0.05, 0.0, 0.3, 0.25, 0.35], 0.01)
-    [0.3, 0.25, 0.35]
-    """
-    best, best_t, s = -1.0, 0, 0.0
-    for t in range(len(recent) - 1, -1, -1):
-        s += recent[t] - before
-        score = abs(s) / math.sqrt(len(recent) - t)
-        if score > best:
-            best, best_t = score, t
-    return list(recent[best_t:])
+def rate_change(sig: SignalState, recent: Sequence[float],
+                ) -> tuple[list[float], dict[str, Any] | None]:
+    """The 0/1 values since the reference formed (those still in ``recent``) and where a rate
+    change among them began (:func:`~stream_monitor.core.bernoulli.locate_rate`: the argmax of
+    the binomial likelihood ratio against the reference rate, over the candidate starts)."""
+    ref = sig.watched_reference
+    since = sig.n - sig.base_n - len(ref)
+    window = list(recent[max(len(recent) - since, 0):]) if since > 0 else list(recent[-1:])
+    p0 = (math.fsum(ref) + 0.5) / (len(ref) + 1.0)  # Jeffreys: a fault-free reference too
+    tau = 1.0
+    if sig.calibration is not None:
+        tau = float(sig.calibration.get("long_run_variance_ratio", 1.0))
+    return window, locate_rate(window, p0, tau)
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -37,6 +37,7 @@ from river.drift.binary.hddm_w import SampleInfo
 
 from ..config import register_detector_kinds
 from ..errors import StateCorruptError
+from .bernoulli import BernoulliCusum
 from .cusum import Cusum
 from .multinomial import Multinomial
 
@@ -112,6 +113,18 @@ REGISTRY: dict[str, DetectorKind] = {
             "standardized",
             {"k": 0.5, "k_slow": 0.25, "scale_k": 0.3, "clip": 3.0},
             "Two-sided CUSUMs on level and spread against the reference, calibrated to the "
+            "false-alarm budget.",
+        ),
+        # Ours (core/bernoulli.py): log-likelihood-ratio CUSUMs of the reference rate against a
+        # few higher (and lower) rates, on one 0/1 value per event; alternatives and thresholds
+        # calibrated per reference to the budget, with a prior on the rate and a Markov-chain
+        # dependence estimate. A `cusum` on a binary signal is built as this one.
+        DetectorKind(
+            "bernoulli_cusum",
+            BernoulliCusum,
+            "binary",
+            {},
+            "Bernoulli (0/1 rate) CUSUMs against the reference rate, calibrated to the "
             "false-alarm budget.",
         ),
         # Ours (core/multinomial.py): the category mix of a categorical signal against its

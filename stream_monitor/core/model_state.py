@@ -25,11 +25,13 @@ from ..config import (
     watched_after,
 )
 from ..contracts.units import unit_id
+from ..errors import StateCorruptError
 from .categories import CodeTable
 from .detectors import REGISTRY, restore_detector
 from .lifecycle import LifecycleState
 from .retrain import RetrainState
-from .signals import SignalState, user_params
+from .seasonal import TimedSignalState
+from .signals import SignalState
 
 __all__ = [
     "RING",
@@ -226,6 +228,9 @@ class ModelState:
     # model's events share a partition (Kafka key = model id).
     ring_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RING))
     ring_offsets: deque[int] = field(default_factory=lambda: deque(maxlen=RING))
+    # Signals with a period of event time (core/seasonal.py): the monitor gives them each
+    # event's time before its values.
+    timed: list[TimedSignalState] = field(default_factory=list)
 
     def dirty_signals(self) -> list[SignalState]:
         return [s for s in self.signals.values() if s.dirty]
@@ -349,7 +354,9 @@ class StateBuilder:
             table = CodeTable(max(64, 4 * top_k))
         else:
             params = self._detector_params(names)
-        sig = SignalState(
+        sr = signal_rule(self.config, model.rule, signal)
+        timed = sr.period_seconds if sr is not None and table is None else 0.0
+        sig = (TimedSignalState if timed else SignalState)(
             signal=signal,
             detector_names=tuple(names),
             detector_params=params,
@@ -362,7 +369,11 @@ class StateBuilder:
         if table is not None:
             sig.top_k = top_k
         self._set_budget(model, sig, signal)
-        least = watched_after(self.config, model.rule, sig.budget is not None, sig.period,
+        if isinstance(sig, TimedSignalState):
+            sig.period_seconds = timed
+            model.timed.append(sig)
+        least = watched_after(self.config, model.rule, sig.budget is not None,
+                              sig.period or bool(timed),
                               signal_rule(self.config, model.rule, signal))
         if least < reference_size:
             sig.reference_min = least
@@ -372,8 +383,8 @@ class StateBuilder:
 
     def _set_budget(self, model: ModelState, sig: SignalState, rule_signal: str) -> None:
         sr = signal_rule(self.config, model.rule, rule_signal)
-        if sr is not None and sr.period:
-            sig.period = sr.period
+        if sr is not None and sr.period_values:
+            sig.period = sr.period_values
         # sig.detector_params are sr's detectors (new_signal looked them up by rule_signal).
         budget = effective_budget(self.config, model.rule, sr)
         if budget is not None:
@@ -381,22 +392,36 @@ class StateBuilder:
             sig.budget_config = budget.describe()
 
     def _new_quality_signal(self, model: ModelState, signal: str) -> SignalState | None:
-        """A fault rate (``quality:<fault>:<feature>``): one value per sample of
-        ``sample_events`` events, standardized by the reference rate's binomial standard error
-        (:func:`~stream_monitor.core.signals.rate_scale`) for the quality rule's detectors."""
+        """A fault rate (``quality:<fault>:<feature>``): one 0/1 value per event (1: the
+        event has the fault), with a reference of ``reference_samples * sample_events`` events
+        (watched from ``reference_min_size`` on when budgeted). A ``cusum`` watches it as a
+        Bernoulli CUSUM (core/bernoulli.py); other detectors get the value standardized by the
+        reference rate's binomial standard deviation
+        (:func:`~stream_monitor.core.signals.rate_scale`)."""
         mq = model.value_rules
         if mq is None:
             return None  # the config no longer has value rules for this model
         names = mq.rule.detectors
+        windows = self.config.windows
+        reference_size = mq.rule.reference_samples * mq.rule.sample_events
         sig = SignalState(
             signal=signal,
             detector_names=tuple(names),
             detector_params=(params := self._detector_params(names)),
             binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
-            reference_size=mq.rule.reference_samples,
-            recent=deque(maxlen=mq.rule.evidence_samples),
-            rate_sample=mq.rule.sample_events,
+            reference_size=reference_size,
+            recent=deque(maxlen=max(model.rule.recent_size or windows.recent_size,
+                                    mq.rule.evidence_samples * mq.rule.sample_events)),
+            rate_sample=1,
+            base_events=max(model.events - 1, 0),
         )
+        budget = effective_budget(self.config, model.rule, None, names)
+        if budget is not None:
+            sig.budget = budget.per_value()
+            sig.budget_config = budget.describe()
+        least = watched_after(self.config, model.rule, sig.budget is not None)
+        if least < reference_size:
+            sig.reference_min = least
         model.signals[signal] = sig
         model.dirty = True
         return sig
@@ -429,12 +454,18 @@ class StateBuilder:
         if watch is not None:
             sig.watch_next, sig.watch = int(watch[0]), watch[1]
         dets = meta.get("detectors")
+        if isinstance(sig, TimedSignalState) and not sig.restore_timed(meta):
+            dets, sig.reference = None, []  # saved without an event-time period: start over
         if dets is not None and tuple(meta["detector_names"]) == sig.detector_names:
             sig.calibration = meta.get("calibration")
             sig.overrides = meta.get("overrides")
+            kinds = meta.get("kinds") or [p["__type__"] for p in sig.detector_params]
+            if len(kinds) != len(dets) or any(k not in REGISTRY for k in kinds):
+                raise StateCorruptError(f"{sig.signal}: bad detector kinds {kinds!r}")
+            sig.set_kinds(tuple(str(k) for k in kinds))
             sig.detectors = [
-                restore_detector(p["__type__"], user_params(p), d)
-                for p, d in zip(sig.detector_params, dets, strict=True)
+                restore_detector(k, sig.own_params(i), d)
+                for i, (k, d) in enumerate(zip(sig.kinds, dets, strict=True))
             ]
             sig.ref_used = int(meta.get("ref_used") or len(sig.reference))
             sig.growing = sig.ref_used < sig.reference_size

@@ -154,6 +154,10 @@ class Monitor(StateBuilder):
             model.ring_ids.append(ev.event_id)
             model.ring_offsets.append(pos.offset)
             model.dirty = True
+            if model.timed:  # signals with a period of event time (core/seasonal.py)
+                now = ev.event_time
+                for ts in model.timed:
+                    ts.t = now
             if mq is not None:
                 # Value rules: missing, bounds, categories, fault-rate signals. What fired is
                 # handled once the event's values are all fed (each is a signal of its own), and
@@ -162,7 +166,7 @@ class Monitor(StateBuilder):
                 fed, fired_rules = check_features(self, model, mq, ev, counters)
                 values += fed
                 for f in fired_rules:
-                    self._on_drift(model, f.signal, f.detector, ev, result)
+                    self._on_fired(model, f, ev, result)
                 if mq.sample_n >= mq.rule.sample_events:
                     for f in close_sample(self, model, mq):
                         self._on_fired(model, f, ev, result)

@@ -24,9 +24,10 @@ import numpy as np
 from river import drift
 
 from ..contracts.signals import PREDICTION
+from .bernoulli import calibrate_rate, is_binary_reference
 from .calibrate import calibrate
 from .categories import CodeTable
-from .detectors import build_detector, checkpoint
+from .detectors import REGISTRY, build_detector, checkpoint
 from .multinomial import calibrate_multinomial
 from .watchable import assess
 
@@ -136,6 +137,9 @@ class SignalState:
     # `watch_next` values (up to the full reference, which is watched whatever it supports).
     watch: dict[str, Any] | None = None
     watch_next: int = 0
+    # The detector types actually built (set when the reference forms): a `cusum` on a binary
+    # signal (a fault rate, or a reference of only 0/1 values) is a `bernoulli_cusum`.
+    kinds: tuple[str, ...] = ()
     # Categorical signals (core/categories.py): the code table of their categories (values are
     # codes), and how many of the most frequent get their own slot in the detector (the rest
     # are "other"). None: a numeric signal.
@@ -242,20 +246,27 @@ class SignalState:
             self.calibration["budget"] = self.budget_config or {
                 "per_events": round(1.0 / self.calibration["budget_per_value"])}
             self.overrides = [over]
+            self.set_kinds((p["__type__"],))
             self.detectors = [build_detector(p["__type__"], {**user_params(p), **over})]
             return
         if self.rate_sample:
             self.ref_mean, self.ref_std = rate_scale(self.reference, self.rate_sample)
         else:
             self.ref_mean, self.ref_std = reference_scale(self.reference)
+        self.set_kinds(self.detector_kinds())
+        # As built: calibrate() leaves the Bernoulli CUSUMs to _calibrate_rates.
+        params = tuple(p if k == p["__type__"] else {"__type__": k}
+                       for p, k in zip(self.detector_params, self.kinds, strict=True))
         if self.budget is not None:
-            # Once per reference: thresholds for this signal's budget (core/calibrate.py).
+            # Once per reference: thresholds for this signal's budget (core/calibrate.py; for
+            # binary signals core/bernoulli.py).
             self.overrides, self.calibration = calibrate(
-                self.reference, self.ref_mean, self.ref_std, self.detector_params, self.budget,
+                self.reference, self.ref_mean, self.ref_std, params, self.budget,
                 self.period, self.base_n % self.period if self.period else 0)
+            self._calibrate_rates()
             self.calibration["budget"] = self.budget_config
-            self.watch = assess(self.calibration, self.overrides, self.detector_params,
-                                self.budget, self.reference_size)
+            self.watch = assess(self.calibration, self.overrides, params, self.budget,
+                                self.reference_size)
             if self.watch is not None:
                 self.calibration["watchable"] = {
                     k: self.watch[k] for k in ("watchable", "effective_sample_size",
@@ -269,11 +280,52 @@ class SignalState:
                     self.calibration = self.overrides = None
                     return
             self.watch_next = 0
-            self.detectors = [build_detector(p["__type__"], {**user_params(p), **o})
-                              for p, o in zip(self.detector_params, self.overrides, strict=True)]
+            self.detectors = [build_detector(k, {**self.own_params(i), **o})
+                              for i, (k, o) in enumerate(zip(self.kinds, self.overrides,
+                                                             strict=True))]
             return
-        self.detectors = [build_detector(p["__type__"], user_params(p))
-                          for p in self.detector_params]
+        self.detectors = [build_detector(k, self.own_params(i)) for i, k in enumerate(self.kinds)]
+
+    @property
+    def is_binary(self) -> bool:
+        """A binary signal: a fault rate, or a reference of only 0/1 values (whatever its
+        length or how few distinct values it has: the Bernoulli calibration's prior makes a
+        constant reference safe)."""
+        return self.signal.startswith("quality:") or is_binary_reference(self.reference)
+
+    def detector_kinds(self) -> tuple[str, ...]:
+        """The type each configured detector is built as for the current reference: the
+        calibrated default ``cusum`` picks its arithmetic from the signal's kind."""
+        binary = self.is_binary
+        return tuple("bernoulli_cusum" if binary and p["__type__"] == "cusum" else p["__type__"]
+                     for p in self.detector_params)
+
+    def set_kinds(self, kinds: tuple[str, ...]) -> None:
+        self.kinds = kinds
+        self.binary = tuple(REGISTRY[k].input == "binary" for k in kinds)
+
+    def own_params(self, i: int) -> dict[str, Any]:
+        """Detector ``i``'s configured parameters, when it is built as its configured type
+        (a ``cusum`` built as a ``bernoulli_cusum`` takes none of the numeric ones)."""
+        p = self.detector_params[i]
+        return user_params(p) if self.kinds[i] == p["__type__"] else {}
+
+    def _calibrate_rates(self) -> None:
+        """Bernoulli CUSUMs: alternatives and thresholds for their share of the budget."""
+        assert self.calibration is not None and self.overrides is not None
+        found = [i for i, k in enumerate(self.kinds) if k == "bernoulli_cusum"]
+        if not found:
+            return
+        share = float(self.budget or 0.0) / max(1, len(self.kinds))
+        dets = self.calibration.setdefault("detectors", [{} for _ in self.kinds])
+        for i in found:
+            self.overrides[i], dets[i] = calibrate_rate(self.watched_reference, share,
+                                                        self.own_params(i))
+        if len(found) == len(self.kinds):
+            d = dets[found[0]]
+            self.calibration["long_run_variance_ratio"] = d["long_run_variance_ratio"]
+            self.calibration["effective_sample_size"] = d["effective_sample_size"]
+        self.calibration["signal_kind"] = "binary"
 
     def rebaseline(self, events: int) -> None:
         """Forget the reference and the detectors; collect a new reference from now on
@@ -310,6 +362,7 @@ class SignalState:
             "base": [self.base_n, self.base_events],
             "ref_used": self.ref_used,
             "watch": [self.watch_next, self.watch],
+            "kinds": list(self.kinds),
             **({} if self.table is None else {"categories": list(self.table.labels)}),
         }
 

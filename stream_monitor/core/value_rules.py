@@ -3,11 +3,10 @@
 For models whose quality rule is active, :meth:`Monitor.process` hands every event to
 :func:`check_features` (README "Data quality"). A feature that is missing (absent or null),
 non-finite, out of bounds or an unseen category is rejected *alone*; the event's other values are
-used. Per feature, the fraction of events with each fault is a signal of its own
-(``quality:<fault>:<feature>``), computed once per *sample* of ``sample_events`` events of the
-model (:func:`close_sample`), standardized by the reference rate's binomial standard error
-(:func:`~stream_monitor.core.signals.rate_scale`) and fed to the configured detectors; a change
-raises a ``data_quality_alert``. String features, when ``categorical`` is on, are categorical
+used. Per feature, each fault is a binary signal of its own (``quality:<fault>:<feature>``), fed
+one 0/1 value per event (1: this event has the fault) and watched by the configured detectors
+(a ``cusum`` as a Bernoulli CUSUM, core/bernoulli.py); a change raises a
+``data_quality_alert``. String features, when ``categorical`` is on, are categorical
 signals ``feature:<name>``: one category per event, the whole mix watched by one multinomial
 CUSUM (core/multinomial.py); a category outside the known set is counted ``unseen_category``
 and still fed (it counts as "other").
@@ -158,27 +157,34 @@ def check_features(states: StateBuilder, model: ModelState, mq: ValueRuleState,
             if feats.get(fq.name) is None:
                 fq.missing += 1
                 counters.reject(mid, fq.signal, "missing")
+    if mq.want_missing or mq.want_oob or mq.want_unseen:
+        _feed_faults(states, model, mq, fired_)
     mq.sample_n += 1
     return values, fired_
 
 
-def close_sample(states: StateBuilder, model: ModelState, mq: ValueRuleState) -> list[Fired]:
-    """Every ``sample_events`` events of a model: feed each fault rate of the sample to its
-    signal, learn bounds where a reference just completed.
-    Returns the detectors that fired, in the order they were fed."""
-    n = mq.sample_n
-    learn = mq.rule.learned_bounds
-    out: list[Fired] = []
+def _feed_faults(states: StateBuilder, model: ModelState, mq: ValueRuleState,
+                 out: list[Fired]) -> None:
+    """Per event, each watched fault of each expected feature as a 0/1 value (1: this event
+    has it) to its rate signal; then the event's fault flags are cleared."""
     for fq in mq.expected:
         if mq.want_missing:
-            _feed(states, model, fq, "missing", fq.missing / n, out)
+            _feed(states, model, fq, "missing", 1.0 if fq.missing else 0.0, out)
         if mq.want_oob and fq.bounded:
-            _feed(states, model, fq, "out_of_bounds", fq.oob / n, out)
-        cat = fq.cat
-        if cat is not None and cat.known is not None and mq.want_unseen:
-            _feed(states, model, fq, "unseen_category", fq.unseen / n, out)
+            _feed(states, model, fq, "out_of_bounds", 1.0 if fq.oob else 0.0, out)
+        if mq.want_unseen and fq.cat is not None and fq.cat.known is not None:
+            _feed(states, model, fq, "unseen_category", 1.0 if fq.unseen else 0.0, out)
         fq.missing = fq.oob = fq.unseen = 0
-        if learn is not None:
+
+
+def close_sample(states: StateBuilder, model: ModelState, mq: ValueRuleState) -> list[Fired]:
+    """Every ``sample_events`` events of a model: learn bounds where a reference just
+    completed. Returns the detectors that fired (none: fault rates are fed per event by
+    :func:`check_features`, categories by their own signal)."""
+    learn = mq.rule.learned_bounds
+    out: list[Fired] = []
+    if learn is not None:
+        for fq in mq.expected:
             _learn(model, fq, learn.quantiles, learn.k)
     mq.sample_n = 0
     return out

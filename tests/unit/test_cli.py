@@ -277,15 +277,14 @@ def test_check_config_prints_the_plan_of_every_model_rule() -> None:
         f"re-based at 1000); {budget}",
         "    adwin(delta=0.002, clock=32): calibrated to the budget on each reference",
         "models[1] 'churn-*': reference 500 values per signal, recent 500",
-        "    hddm_a(defaults): binary input: not calibrated",
+        "    cusum(k=0.5, k_slow=0.25, scale_k=0.3, clip=3): calibrated to the budget on each "
+        "reference (a bernoulli_cusum on a 0/1 signal)",
         "  labels: classification from inference-labels -> performance:error (a prediction "
         "waits 3600 s for its label)",
         "models[2] '*': reference 1000 values per signal, recent 500",
-        "    cusum(k=0.5, k_slow=0.25, scale_k=0.3, clip=3): calibrated to the budget on each "
-        "reference",
         "  value rules: string features as categorical signals (top 20 categories + other, "
         "multinomial_cusum); fault rates "
-        "quality:<missing>:<feature> per 20 events, reference 50 samples, detectors adwin",
+        "quality:<missing>:<feature> 0/1 per event, reference 1000 events, detectors cusum",
     ]:
         assert expected in lines, f"{expected!r} not in:\n{out}"
 

@@ -1,0 +1,409 @@
+"""A calibrated Bernoulli CUSUM for binary signals: one 0/1 value per event.
+
+A binary signal (a fault flag ``quality:<fault>:<feature>``, 0/1 classification errors in
+``performance:error``, a numeric signal whose reference holds only 0 and 1) is a sequence of
+0/1 values with a reference rate ``p0``. :class:`BernoulliCusum` runs one log-likelihood-ratio
+CUSUM per alternative rate ``p1`` (a few odds ratios against ``p0``: small, medium and large
+rises, and a fall where the reference can tell one):
+
+    ``S_j = max(0, S_j + (log(p1_j / p0) if x else log((1 - p1_j) / (1 - p0))))``
+
+and fires when a sum crosses its threshold ``h_j``. :func:`calibrate_rate` chooses the
+alternatives and thresholds from the reference and the signal's share of the false-alarm budget
+(docs/detection.md "Binary signals"):
+
+* **The rate is uncertain, by principle.** The reference gives a posterior for the true rate,
+  ``Beta(k_eff + 1/2, n_eff - k_eff + 1/2)`` (Jeffreys' prior; ``k_eff`` and ``n_eff`` the ones
+  and values divided by the dependence factor ``tau``), and each threshold is the smallest whose
+  false-alarm rate, *averaged over that posterior*, meets the budget. A reference of 200 zeros
+  therefore still allows a rate of a few percent, and a first 1 cannot fire: no special case for
+  all-zero, all-one or constant references.
+* **Dependence that holds for 0/1 data.** Bursty flags come in runs. The reference's
+  transitions are fitted as a two-state Markov chain with a Jeffreys prior on each transition
+  probability (:func:`dependence`): its lag-one correlation ``lam`` gives ``tau = (1 + lam) /
+  (1 - lam)``, raised to the batch-means long-run variance ratio when that is larger (longer
+  memory than one step). A reference without a single 1 (or 0) gets ``lam`` of about 1/2 from
+  the prior alone: runs cannot be ruled out.
+* **Run lengths under that chain.** The false-alarm rate of a sum at true rate ``p`` is
+  Siegmund's ``1 / ARL``, ``ARL = (exp(theta h) - theta h - 1) / (-theta mu)``, with ``mu`` the
+  mean increment and ``theta`` the non-zero root of the chain's tilted spectral radius
+  ``rho(theta) = 1`` (exact exponent for a Markov-dependent sum, not a Gaussian guess).
+* **Alternatives the reference can support.** An alternative whose likelihood-ratio crossing
+  rate lies inside the posterior of ``p0`` would need an enormous threshold. The smallest rise
+  (largest fall) on a grid of odds ratios whose posterior-averaged threshold is at most
+  ``H_SLACK`` times its threshold at a known rate is the first alternative; the others are 4 and
+  16 times its odds ratio.
+
+All attributes are plain numbers and lists, so the detector is checkpointed like the others
+(core/detectors.py).
+
+>>> det = BernoulliCusum(p0=0.01, ratios=[20.0], h=[8.0])
+>>> for i, x in enumerate([0] * 100 + [1, 0, 1, 1, 0, 1]):
+...     det.update(x)
+...     if det.drift_detected:
+...         break
+>>> i, det.kind
+(103, 'rate_up')
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .calibrate import long_run_ratio
+
+__all__ = [
+    "H_SLACK",
+    "BernoulliCusum",
+    "calibrate_rate",
+    "dependence",
+    "is_binary_reference",
+    "locate_rate",
+    "posterior_grid",
+]
+
+# An alternative is used when the uncertainty of p0 costs at most this factor on its threshold.
+H_SLACK = 1.5
+# Odds ratios of the extra up alternatives, as multiples of the smallest usable one.
+UP_STEPS = (1.0, 4.0, 16.0)
+_OR_GRID = tuple(1.25 ** i for i in range(1, 42))  # 1.25 .. ~9,400
+_P_MAX = 0.999
+_THETA_MAX = 400.0
+_DEFAULT_P0 = 0.01
+_DEFAULT_RATIOS = (8.0, 32.0, 128.0)
+# Thresholds of the bare detector (no calibration): a 1% iid rate, the default budget.
+_DEFAULT_H = (14.0, 14.0, 14.0)
+
+
+def _alt(p0: float, ratio: float) -> float:
+    """The rate whose odds are ``ratio`` times those of ``p0`` (capped inside (0, 1))."""
+    o = ratio * p0 / (1.0 - p0)
+    return min(max(o / (1.0 + o), 1.0 - _P_MAX), _P_MAX)
+
+
+class BernoulliCusum:
+    """One-sided log-likelihood-ratio CUSUMs of ``p0`` against alternative rates."""
+
+    def __init__(self, p0: float = _DEFAULT_P0, ratios: Sequence[float] | None = None,
+                 h: Sequence[float] | None = None) -> None:
+        rs = [float(r) for r in (_DEFAULT_RATIOS if ratios is None else ratios)]
+        hs = [float(x) for x in (_DEFAULT_H if h is None else h)]
+        if not 0.0 < p0 < 1.0:
+            raise ValueError(f"p0 must be in (0, 1), got {p0!r}")
+        if not rs or len(hs) != len(rs):
+            raise ValueError("ratios and h must be lists of the same positive length")
+        if not all(r > 0 and r != 1.0 for r in rs) or not all(x > 0 for x in hs):
+            raise ValueError("odds ratios must be > 0 and != 1; thresholds > 0")
+        self.p0 = float(p0)
+        self.ratios = rs
+        self.h = hs
+        self.y1 = [math.log(_alt(p0, r) / p0) for r in rs]
+        self.y0 = [math.log((1.0 - _alt(p0, r)) / (1.0 - p0)) for r in rs]
+        self.s = [0.0] * len(rs)
+        self.fired = -1
+        self._drift_detected = False
+
+    @property
+    def drift_detected(self) -> bool:
+        return self._drift_detected
+
+    @property
+    def kind(self) -> str:
+        """``rate_up`` or ``rate_down``: the direction of the sum that fired."""
+        return "rate_up" if self.fired < 0 or self.ratios[self.fired] > 1.0 else "rate_down"
+
+    def update(self, x: float) -> None:
+        if self._drift_detected:
+            self.s = [0.0] * len(self.s)
+            self.fired = -1
+            self._drift_detected = False
+        inc = self.y1 if x >= 0.5 else self.y0
+        s = self.s
+        h = self.h
+        best = 0.0
+        for j in range(len(s)):
+            v = s[j] + inc[j]
+            v = v if v > 0.0 else 0.0
+            s[j] = v
+            if v > h[j] and v / h[j] > best:
+                best = v / h[j]
+                self.fired = j
+        if best > 0.0:
+            self._drift_detected = True
+
+
+def is_binary_reference(values: Sequence[float]) -> bool:
+    """True when every value is 0 or 1 (a binary signal).
+
+    >>> is_binary_reference([0.0, 1.0, 1.0]), is_binary_reference([0.0, 2.0])
+    (True, False)
+    """
+    return len(values) > 0 and all(v == 0.0 or v == 1.0 for v in values)
+
+
+def dependence(x: np.ndarray) -> tuple[float, float, dict[str, Any]]:
+    """``(lam, tau, info)`` of a 0/1 series: the lag-one correlation of a two-state Markov chain
+    fitted with a Jeffreys prior on ``P(1 | 0)`` and ``P(1 | 1)``, and the variance inflation
+    ``tau`` of the rate's mean, the larger of ``(1 + lam) / (1 - lam)`` and the batch-means
+    long-run variance ratio (then ``lam`` is the chain's correlation with that ``tau``).
+    ``info`` holds the transition counts behind the posterior of ``P(1 | 1)``.
+
+    >>> lam, tau, _ = dependence(np.zeros(1000))
+    >>> round(lam, 2), round(tau, 2)   # no 1 seen: runs of ones cannot be ruled out
+    (0.5, 3.0)
+    >>> rng = np.random.default_rng(0)
+    >>> lam, tau, _ = dependence(rng.random(5000) < 0.2)
+    >>> tau < 1.2
+    True
+    """
+    b = np.asarray(x, dtype=bool)
+    n = len(b)
+    prev, nxt = b[:-1], b[1:]
+    n1 = int(prev.sum())
+    n0 = len(prev) - n1
+    n11 = int((prev & nxt).sum())
+    n01 = int((~prev & nxt).sum())
+    a = (n01 + 0.5) / (n0 + 1.0)  # P(1 | 0), posterior mean
+    bb = (n11 + 0.5) / (n1 + 1.0)  # P(1 | 1)
+    lam = min(max(bb - a, 0.0), 0.99)
+    tau_markov = (1.0 + lam) / (1.0 - lam)
+    tau_bm = 1.0
+    f = b.astype(np.float64)
+    sd = float(f.std())
+    if sd > 0 and n >= 32:
+        tau_bm = long_run_ratio((f - f.mean()) / sd)
+    tau = max(tau_markov, tau_bm, 1.0)
+    if tau > tau_markov:
+        lam = min((tau - 1.0) / (tau + 1.0), 0.99)
+    info = {"markov_p01": round(a, 6), "markov_p11": round(bb, 6),
+            "transitions_from_1": [n11, n1 - n11],
+            "markov_tau": round(tau_markov, 4), "batch_means_tau": round(tau_bm, 4)}
+    return lam, tau, info
+
+
+def posterior_grid(alpha: float, beta: float, points: int = 801) -> tuple[np.ndarray, np.ndarray]:
+    """Rates and weights (summing to 1) of a quadrature over ``Beta(alpha, beta)``, on a grid
+    in log-odds wide enough for its tails (down to about 1e-12)."""
+    c = math.log(alpha / beta)
+    sd = math.sqrt(1.0 / alpha + 1.0 / beta)
+    edge = math.log(1e12)
+    lo = max(-edge, c - 10.0 * sd - 28.0 / alpha)
+    hi = min(edge, c + 10.0 * sd + 28.0 / beta)
+    lg = np.linspace(lo, hi, points)
+    logw = alpha * lg - (alpha + beta) * np.logaddexp(0.0, lg)
+    w = np.exp(logw - logw.max())
+    w /= w.sum()
+    return 1.0 / (1.0 + np.exp(-lg)), w
+
+
+def _log_rho(theta: np.ndarray, a: np.ndarray, b: np.ndarray, y1: float,
+             y0: float) -> np.ndarray:
+    """log spectral radius of the chain's transition matrix (``a = P(1 | 0)``,
+    ``b = P(1 | 1)``) tilted by ``exp(theta * y)``."""
+    t0 = theta * y0
+    t1 = theta * y1
+    m = np.maximum(t0, t1)
+    e0 = np.exp(t0 - m)
+    e1 = np.exp(t1 - m)
+    tr = (1.0 - a) * e0 + b * e1
+    det = (b - a) * e0 * e1
+    disc = np.maximum(tr * tr - 4.0 * det, 0.0)
+    return m + np.log(np.maximum(0.5 * (tr + np.sqrt(disc)), 1e-300))
+
+
+def _roots(p: np.ndarray, b: np.ndarray, y1: float, y0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per chain (stationary rate ``p``, ``P(1 | 1) = b``): the mean increment ``mu`` and the
+    non-zero root ``theta`` of the tilted spectral radius (sign opposite to ``mu``), by
+    bisection (vectorized)."""
+    a = np.minimum(p * (1.0 - b) / (1.0 - p), 1.0)  # P(1 | 0) that keeps p stationary
+    mu = p * y1 + (1.0 - p) * y0
+    sign = np.where(mu < 0.0, 1.0, -1.0)
+    lo = np.zeros_like(p)
+    hi = np.full_like(p, _THETA_MAX)
+    # log rho(sign * t) < 0 on (0, root), > 0 beyond it.
+    for _ in range(48):
+        mid = 0.5 * (lo + hi)
+        neg = _log_rho(sign * mid, a, b, y1, y0) < 0.0
+        lo = np.where(neg, mid, lo)
+        hi = np.where(neg, hi, mid)
+    return mu, sign * 0.5 * (lo + hi)
+
+
+def _rate(h: float, mu: np.ndarray, theta: np.ndarray, var: np.ndarray, w: np.ndarray) -> float:
+    """False alarms per value at threshold ``h``, averaged with weights ``w``."""
+    th = theta * h
+    small = np.abs(th) < 1e-4
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        arl = (np.expm1(np.minimum(th, 700.0)) - th) / (-theta * mu)
+        arl = np.where(small, h * h / np.maximum(var, 1e-12), arl)
+        r = np.where(np.isfinite(arl) & (arl > 0), 1.0 / np.maximum(arl, 1.0), 0.0)
+    return float(np.dot(w, r))
+
+
+def _threshold(mu: np.ndarray, theta: np.ndarray, var: np.ndarray, w: np.ndarray,
+               target: float) -> float:
+    """Smallest ``h`` (to 0.1%) whose averaged false-alarm rate is at most ``1 / target``."""
+    goal = 1.0 / target
+    lo, hi = 0.0, 1.0
+    while _rate(hi, mu, theta, var, w) > goal:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e7:
+            return math.inf
+    while hi - lo > 1e-3 * hi:
+        mid = 0.5 * (lo + hi)
+        if _rate(mid, mu, theta, var, w) > goal:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+class _Posterior:
+    """Quadrature nodes over the rate ``p`` the reference leaves unknown (Beta posterior on the
+    effective counts), with weights; the chain's ``P(1 | 1)`` at each node keeps the fitted
+    lag-one correlation ``lam``. (Averaging over the posterior of ``P(1 | 1)`` as well was
+    tried: with a handful of runs in the reference its mass near 1 -- a flag stuck on for
+    hundreds of events, which no detector can tell from a change -- made every threshold
+    useless. The prior enters through ``lam``'s Jeffreys estimate instead.)"""
+
+    def __init__(self, alpha: float, beta: float, lam: float) -> None:
+        self.p, self.w = posterior_grid(alpha, beta, _P_POINTS)
+        self.b = self.p + lam * (1.0 - self.p)
+        self.p0 = alpha / (alpha + beta)
+        self.lam = lam
+
+
+_P_POINTS = 241
+
+
+def _sum_threshold(p0: float, ratio: float, post: _Posterior, tau: float,
+                   target: float) -> tuple[float, float]:
+    """(threshold over the posterior, threshold at the fitted chain) of one alternative."""
+    p1 = _alt(p0, ratio)
+    y1 = math.log(p1 / p0)
+    y0 = math.log((1.0 - p1) / (1.0 - p0))
+    b0 = p0 + post.lam * (1.0 - p0)
+    pts = np.append(post.p, p0)
+    bs = np.append(post.b, b0)
+    mu, theta = _roots(pts, bs, y1, y0)
+    var = (y1 - y0) ** 2 * pts * (1.0 - pts) * tau
+    h_post = _threshold(mu[:-1], theta[:-1], var[:-1], post.w, target)
+    h_known = _threshold(mu[-1:], theta[-1:], var[-1:], np.ones(1), target)
+    return h_post, h_known
+
+
+def calibrate_rate(reference: Sequence[float] | np.ndarray, share: float,
+                   params: dict[str, Any] | None = None,
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parameters of a :class:`BernoulliCusum` (``p0``, ``ratios``, ``h``) meeting ``share``
+    false alarms per value on 0/1 data like ``reference``, and a JSON-able record of the
+    calibration (for ``evidence.calibration``). ``params`` may fix ``ratios`` (then only their
+    thresholds are calibrated).
+
+    >>> over, info = calibrate_rate([0.0] * 200, 1e-6)
+    >>> over["p0"] < 0.01 and min(over["ratios"]) > 10   # no 1 seen: only large rises
+    True
+    >>> det = BernoulliCusum(**over)
+    >>> det.update(1.0); det.drift_detected   # a first 1 after 200 zeros does not fire
+    False
+    """
+    x = np.asarray(reference, dtype=np.float64) >= 0.5
+    n = len(x)
+    k = int(x.sum())
+    lam, tau, dep = dependence(x)
+    n_eff = n / tau
+    k_eff = k / tau
+    alpha, beta = k_eff + 0.5, n_eff - k_eff + 0.5
+    post = _Posterior(alpha, beta, lam)
+    p0 = post.p0
+    fixed = (params or {}).get("ratios")
+    if fixed:
+        ratios = [float(r) for r in fixed]
+    else:
+        ratios = _choose_ratios(p0, post, tau, share)
+    target = len(ratios) / share
+    hs = []
+    for r in ratios:
+        h_post, _ = _sum_threshold(p0, r, post, tau, target)
+        hs.append(round(h_post, 4) if math.isfinite(h_post) else 1e7)
+    over = {"p0": p0, "ratios": [round(r, 6) for r in ratios], "h": hs}
+    info = {
+        "type": "bernoulli_cusum", "share_per_value": share, "reference_rate": k / n if n else 0.0,
+        "p0": round(p0, 8), "prior": "jeffreys", "posterior": [round(alpha, 4), round(beta, 4)],
+        "alternatives": [round(_alt(p0, r), 6) for r in ratios],
+        "odds_ratios": over["ratios"], "thresholds": hs,
+        "markov_lag1_correlation": round(lam, 4), "long_run_variance_ratio": round(tau, 4),
+        "effective_sample_size": round(n_eff, 1), **dep,
+    }
+    return over, info
+
+
+def _choose_ratios(p0: float, post: _Posterior, tau: float, share: float) -> list[float]:
+    """The smallest usable rise (and the largest usable fall, if any) on the odds-ratio grid;
+    rises also at 4 and 16 times its odds ratio (fewer when capped near a rate of 1)."""
+    m_guess = len(UP_STEPS) + 1
+    target = m_guess / share
+    up = None
+    for r in _OR_GRID:
+        if _alt(p0, r) >= _P_MAX:
+            break
+        h_post, h_known = _sum_threshold(p0, r, post, tau, target)
+        if h_post <= H_SLACK * h_known:
+            up = r
+            break
+    out: list[float] = []
+    if up is not None:
+        for step in UP_STEPS:
+            r = up * step
+            if out and _alt(p0, r) >= _P_MAX:
+                break
+            out.append(r)
+    down = None
+    for r in _OR_GRID[:21]:  # falls to an odds ratio of 1/100 at most
+        if _alt(p0, 1.0 / r) <= 1.0 - _P_MAX:
+            break
+        h_post, h_known = _sum_threshold(p0, 1.0 / r, post, tau, target)
+        if h_post <= H_SLACK * h_known:
+            down = 1.0 / r
+            break
+    if down is not None:
+        out.append(down)
+    if not out:
+        # Nothing the reference can support (e.g. a rate near 1 seen too briefly): the largest
+        # rise, with its (large) posterior-averaged threshold.
+        out.append(_OR_GRID[-1])
+    return out
+
+
+def locate_rate(x: Sequence[float] | np.ndarray, p0: float, tau: float = 1.0,
+                interval: float = 3.0) -> dict[str, Any] | None:
+    """Where a rate change began: the start ``t`` maximizing the binomial log-likelihood ratio
+    of the values from ``t`` on (their own rate against ``p0``), divided by ``tau``; ``low`` and
+    ``high`` bound the starts within ``interval`` of the maximum (profile likelihood). None for
+    no values.
+
+    >>> est = locate_rate([0.0] * 300 + [1.0, 0.0, 1.0, 1.0, 0.0, 1.0], 0.01)
+    >>> est["start"], round(est["rate_after"], 2)
+    (300, 0.67)
+    """
+    v = np.asarray(x, dtype=np.float64) >= 0.5
+    n = len(v)
+    if n == 0:
+        return None
+    m = np.arange(n, 0, -1, dtype=np.float64)  # values from t on
+    k = np.cumsum(v[::-1].astype(np.float64))[::-1]
+    q = k / m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1 = np.where(k > 0, k * np.log(np.where(k > 0, q, 1.0) / p0), 0.0)
+        t0 = np.where(m - k > 0, (m - k) * np.log(np.where(m > k, 1.0 - q, 1.0) / (1.0 - p0)),
+                      0.0)
+    llr = (t1 + t0) / max(tau, 1.0)
+    start = int(np.argmax(llr))
+    inside = np.nonzero(llr >= llr[start] - interval)[0]
+    return {"kind": "rate", "start": start, "low": int(inside.min()), "high": int(inside.max()),
+            "llr": round(float(llr[start]), 3), "rate_after": float(q[start]),
+            "rate_before": float(v[:start].mean()) if start else None}
