@@ -11,20 +11,38 @@ catch-all rule watches ``feature:*`` with the calibrated ``cusum`` under a budge
     .venv/bin/python benchmarks/quality.py --quick        # a smoke run, ~1 min
     .venv/bin/python benchmarks/quality.py --replot benchmarks/results/quality-<stamp>.json
     .venv/bin/python benchmarks/quality.py --rates        # binary signals only (see below)
+    .venv/bin/python benchmarks/quality.py --numeric      # numeric fleet false alarms + delays
     .venv/bin/python benchmarks/quality.py --categories   # categorical signals only (issue 18)
+
+``--numeric`` is a mode of its own (functions ``numeric_*`` below): false alarms of the ``cusum``
+detector on a fleet of autocorrelated non-Gaussian numeric signals (an AR(1) latent, coefficient
+drawn from 0.5-0.95 per stream, through a t3, lognormal, Poisson, bimodal, uniform or Gaussian
+marginal; an AR(1) with t3 innovations; a logistic score of three such features), fed to the
+core's SignalState with the default windows and a rebaseline after each alarm, at budgets of
+1 per 10,000 and 1 per 1,000,000; and the Gaussian delay rows (0.5 sd, 1 sd, variance x2, a ramp
+of 1 sd over 2,000 values) through `stream-monitor evaluate`'s code over many seeds.
 
 Writes benchmarks/results/quality-<stamp>.json, docs/img/quality.png and prints a markdown
 table (also written to benchmarks/results/quality-<stamp>.md).
+
+``--fleet``: seeded fleets (``stream_monitor.fleet``) of stationary models with ten features of
+mixed kinds, a logistic prediction and inline labels, replayed through the example config
+unchanged; everything it emits is false. Per seed: false drift alerts (by signal kind) against
+the budget's expected count and its Poisson 95% bound, false data-quality alerts, false retrain
+requests (``--mix-*`` options; ``--quick``: 2 seeds x 8 models x 5,000 events). Writes
+benchmarks/results/fleet-<stamp>.{json,md} and docs/img/fleet.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +233,186 @@ def plot(res: dict[str, Any], image: Path) -> None:
     plt.close(fig)
 
 
+# -- --numeric: a fleet of numeric signals, and the delay rows ---------------------------------
+
+NUMERIC_FLEET = ("gaussian", "t3", "lognormal", "poisson", "bimodal", "uniform", "ar_t3",
+                 "prediction")
+
+
+def numeric_fleet_stream(kind: str, n: int, seed: int) -> Any:
+    """``n`` stationary values of a fleet signal of ``kind`` (numpy array), seeded."""
+    import numpy as np
+    from scipy import signal as sps
+    from scipy import special, stats
+
+    rng = np.random.default_rng(seed)
+
+    def ar1(phi: float, innov: Any = None) -> Any:
+        e = (rng.standard_normal(n) if innov is None else innov) * np.sqrt(1 - phi * phi)
+        return sps.lfilter([1.0], [1.0, -phi], e, zi=[phi * rng.standard_normal()])[0]
+
+    phi = rng.uniform(0.5, 0.95)
+    if kind == "prediction":  # a logistic score of three autocorrelated features
+        f = [ar1(rng.uniform(0.5, 0.95)) for _ in range(3)]
+        return 1 / (1 + np.exp(-(0.8 * f[0] - 0.6 * f[1] + 0.4 * np.exp(0.5 * f[2]) - 1.0)))
+    if kind == "ar_t3":
+        return ar1(phi, rng.standard_t(3, n) / np.sqrt(3))
+    z = ar1(phi)
+    p = special.ndtr(z)
+    if kind == "gaussian":
+        return z
+    if kind == "t3":
+        return stats.t.ppf(p, 3)
+    if kind == "lognormal":
+        return np.exp(0.75 * z)
+    if kind == "poisson":
+        return stats.poisson.ppf(p, 3.0)
+    if kind == "bimodal":
+        grid = np.linspace(-4, 4, 4001)
+        cdf = 0.5 * special.ndtr((grid + 1.5) / 0.5) + 0.5 * special.ndtr((grid - 1.5) / 0.5)
+        return np.interp(p, cdf, grid)
+    if kind == "uniform":
+        return p
+    raise ValueError(kind)
+
+
+def numeric_fleet(kind: str, seeds: int, n: int, per_events: float, base: int) -> dict[str, Any]:
+    """False alarms of a `cusum` under ``per_events`` on ``seeds`` stationary streams of ``kind``
+    (seeds ``base + 1000 * kind index + 0..seeds-1``), through SignalState as the monitor runs it
+    (watched from value SHORT, re-based at REFERENCE, a new reference after each alarm)."""
+    from collections import deque
+
+    from stream_monitor.core.signals import SignalState
+
+    base += 1000 * NUMERIC_FLEET.index(kind)
+    alarms, per_seed = 0, []
+    for s in range(seeds):
+        sig = SignalState(signal="feature:x", detector_names=("cusum",),
+                          detector_params=({"__type__": "cusum"},), binary=(False,),
+                          reference_size=REFERENCE, recent=deque(maxlen=500),
+                          budget=1.0 / per_events, budget_config={}, reference_min=SHORT)
+        count = 0
+        for i, x in enumerate(numeric_fleet_stream(kind, n, base + s).tolist()):
+            if sig.update(x) >= 0:
+                count += 1
+                sig.rebaseline(i)
+        alarms += count
+        per_seed.append(count)
+    values = seeds * (n - SHORT)
+    return {"kind": kind, "per_events": per_events, "seeds": seeds, "seed_base": base,
+            "values": values, "false_alarms": alarms, "expected": values / per_events,
+            "per_10k": alarms / values * 1e4, "streams_with_alarms": sum(1 for c in per_seed if c)}
+
+
+def numeric_delay(change: str, size: float, seeds: int, tmp: Path, base: int) -> dict[str, Any]:
+    """Delay and localization error on Gaussian streams at the default budget: a shift
+    (``mean``), a variance change (``spread``), or a ``ramp`` of ``size`` sd over 2,000 values,
+    at value 2,000 (after the re-base), seeds ``base + 0..seeds-1``."""
+    import numpy as np
+
+    at, n = 2000, 4000 if change == "ramp" else 3500
+    streams = {}
+    for s in range(seeds):
+        if change == "ramp":
+            x = np.asarray(kind_stream("gaussian", n, base + s))
+            x[at:] += size * np.minimum(np.arange(n - at) / 2000.0, 1.0)
+            streams[f"g-{s}"] = [round(float(v), 6) for v in x]
+        else:
+            streams[f"g-{s}"] = kind_stream("gaussian", n, base + s, change_at=at,
+                                            change=change, size=size)
+    path = tmp / f"numeric-{change}-{size:.2f}.jsonl"
+    write_events(path, streams)
+    want = "spread" if change == "spread" else "mean"
+    cps = [ChangePoint(m, "feature:x", event_id=f"{m}-{at}", kind=want) for m in streams]
+    ev = evaluate(config(1_000_000.0), path, cps, margin=n - at)
+    summ = ev.summary()
+    delays = [d for sg in ev.signals for d in sg.delays]
+    locs = [e for sg in ev.signals for e in sg.localization_errors]
+    return {"change": change, "size": size, "seeds": seeds, "seed_base": base,
+            "detected": summ["detected"], "false_alarms": summ["false_alarms"],
+            "median_delay": _med(delays), "p90_delay": summ["p90_delay"],
+            "median_loc_error": _med(locs), "p90_loc_error": summ["p90_localization_error"]}
+
+
+def numeric_slow_cycle(period: int, amplitude: float, seeds: int, n: int,
+                       base: int) -> dict[str, Any]:
+    """Alerts of an undeclared cycle longer than the reference: ``amplitude * sin(2 pi i /
+    period)`` plus N(0,1) noise (seeds ``base + 0..seeds-1``), `cusum` at the default budget and
+    windows through SignalState, a new reference after each alert: alerts per swing (half
+    cycle)."""
+    from collections import deque
+
+    import numpy as np
+
+    from stream_monitor.core.signals import SignalState
+
+    alerts = 0
+    for s in range(seeds):
+        rng = np.random.default_rng(base + s)
+        x = amplitude * np.sin(2 * np.pi * np.arange(n) / period) + rng.standard_normal(n)
+        sig = SignalState(signal="feature:x", detector_names=("cusum",),
+                          detector_params=({"__type__": "cusum"},), binary=(False,),
+                          reference_size=REFERENCE, recent=deque(maxlen=500),
+                          budget=1e-6, budget_config={}, reference_min=SHORT)
+        for i, v in enumerate(x.tolist()):
+            if sig.update(v) >= 0:
+                alerts += 1
+                sig.rebaseline(i)
+    swings = seeds * 2 * n / period
+    return {"period": period, "amplitude": amplitude, "seeds": seeds, "seed_base": base,
+            "values": seeds * n, "alerts": alerts, "per_swing": alerts / swings}
+
+
+def numeric_main(args: Any) -> None:
+    t0 = time.perf_counter()
+    res: dict[str, Any] = {"fleet": [], "delays": []}
+    for per_events, seeds in ((10_000.0, args.fleet_seeds_low), (1_000_000.0, args.fleet_seeds)):
+        for kind in NUMERIC_FLEET if seeds else ():
+            r = numeric_fleet(kind, seeds, args.fleet_events, per_events, 107_000)
+            res["fleet"].append(r)
+            print(f"fleet {kind:10s} budget 1/{int(per_events):>9,}: {r['false_alarms']:3d} in "
+                  f"{r['values']:,} values (budget {r['expected']:.1f}; seeds {r['seed_base']}"
+                  f"+0..{seeds - 1})", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as d:
+        for change, size, label in (("mean", 1.0, "1 sd shift"), ("mean", 0.5, "0.5 sd shift"),
+                                    ("spread", 2 ** 0.5, "variance x2"),
+                                    ("ramp", 1.0, "ramp 1 sd over 2,000")):
+            r = numeric_delay(change, size, args.delay_seeds, Path(d), 190_000)
+            r["label"] = label
+            res["delays"].append(r)
+            print(f"delay {label:22s}: detected {r['detected']}/{r['seeds']}, median "
+                  f"{r['median_delay']}, p90 {r['p90_delay']}, median loc. error "
+                  f"{r['median_loc_error']}", file=sys.stderr)
+    res["slow_cycles"] = []
+    for period, amplitude in ((5000, 1.0), (5000, 0.5), (20_000, 1.0)):
+        r = numeric_slow_cycle(period, amplitude, args.cycle_seeds, 40_000, 300_000)
+        res["slow_cycles"].append(r)
+        print(f"slow cycle of {period} values, amplitude {amplitude}: {r['alerts']} alerts, "
+              f"{r['per_swing']:.2f} per swing", file=sys.stderr)
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    (out / f"quality-numeric-{stamp}.json").write_bytes(
+        orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    lines = ["| signal | budget | false alarms | values | budget allows | seeds |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['kind']} | 1 per {int(r['per_events']):,} | {r['false_alarms']} | "
+              f"{r['values']:,} | {r['expected']:.1f} | {r['seed_base']}+0..{r['seeds'] - 1} |"
+              for r in res["fleet"]]
+    lines += ["", "| gaussian change | detected | median delay | p90 delay | median loc. error | "
+              "p90 loc. error | seeds |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['label']} | {r['detected']}/{r['seeds']} | {_f(r['median_delay'])} | "
+              f"{_f(r['p90_delay'])} | {_f(r['median_loc_error'])} | {_f(r['p90_loc_error'])} | "
+              f"{r['seed_base']}+0..{r['seeds'] - 1} |" for r in res["delays"]]
+    lines += ["", "| undeclared cycle (values) | amplitude (noise sd) | alerts | per swing | "
+              "seeds |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {r['period']:,} | {r['amplitude']} | {r['alerts']} in {r['values']:,} | "
+              f"{r['per_swing']:.2f} | {r['seed_base']}+0..{r['seeds'] - 1} |"
+              for r in res["slow_cycles"]]
+    print("\n".join(lines))
+    print(f"({res['seconds']} s)", file=sys.stderr)
 
 # -- categories (issue 18): categorical features and class-label predictions -------------------
 # Self-contained: its own config, events and scenarios; `--categories` runs only this section.
@@ -365,8 +563,204 @@ def categories_main(args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
+# ---------------------------------------------------------------------------------------------
+# Fleet mode: many stationary models of mixed signal kinds through the default config.
+
+FLEET_CONFIG = ROOT / "stream_monitor" / "examples" / "monitor.yaml"
+
+
+def fleet_arguments(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--mix-models", type=int, default=50, help="models per seed")
+    g.add_argument("--mix-events", type=int, default=20_000, help="events per model")
+    g.add_argument("--mix-seeds", type=int, default=5, help="fleets (seeds) to run")
+    g.add_argument("--mix-first-seed", type=int, default=1, help="seed of the first fleet")
+    g.add_argument("--mix-interval", type=float, default=1.0,
+                   help="seconds of event time between two events of a model")
+    g.add_argument("--mix-config", type=Path, default=FLEET_CONFIG,
+                   help="the monitoring config (default: the example config, unchanged)")
+    g.add_argument("--mix-chunk", type=int, default=10, help="models per replay task")
+    g.add_argument("--mix-workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes replaying tasks in parallel")
+    g.add_argument("--mix-image", type=Path, default=ROOT / "docs" / "img" / "fleet.png")
+    g.add_argument("--mix-replot", type=Path, metavar="JSON",
+                   help="only redraw the plot and the table from a fleet results file")
+
+
+def fleet_task(seed: int, models: Sequence[int], events: int, interval: float,
+               config_path: Path) -> dict[str, Any]:
+    from stream_monitor.config import load_config
+    from stream_monitor.fleet import replay_fleet
+
+    return replay_fleet(load_config(config_path), seed, models, events, interval)
+
+
+def fleet_summary(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per seed: the false alerts and requests, by kind, against the budget."""
+    from stream_monitor.fleet import poisson_upper
+
+    seeds: dict[int, dict[str, Any]] = {}
+    for p in sorted(parts, key=lambda p: (p["seed"], p["models"][0])):
+        s = seeds.setdefault(p["seed"], {"seed": p["seed"], "models": 0, "events": 0,
+                                          "drift": 0, "drift_by_kind": {}, "quality": 0,
+                                          "retrain": 0, "retrain_rules": {}, "expected": 0.0,
+                                          "expected_by_kind": {}, "expected_quality": 0.0,
+                                          "not_watchable": 0, "seconds": 0.0})
+        s["models"] += len(p["models"])
+        s["events"] += p["events"]
+        s["seconds"] += p["seconds"]
+        s["drift"] += len(p["drift"])
+        s["not_watchable"] += len(p.get("not_watchable", ()))
+        for a in p["drift"]:
+            s["drift_by_kind"][a["kind"]] = s["drift_by_kind"].get(a["kind"], 0) + 1
+        s["quality"] += len(p["quality"])
+        s["retrain"] += len(p["retrain"])
+        for r in p["retrain"]:
+            s["retrain_rules"][r["rule"]] = s["retrain_rules"].get(r["rule"], 0) + 1
+        for k, v in p["expected"].items():
+            if k == "quality":
+                s["expected_quality"] += v
+            else:
+                s["expected"] += v
+                s["expected_by_kind"][k] = s["expected_by_kind"].get(k, 0.0) + v
+    for s in seeds.values():
+        s["poisson_95"] = poisson_upper(s["expected"])
+        s["within_budget"] = s["drift"] <= s["poisson_95"]
+        s["seconds"] = round(s["seconds"], 1)
+    return list(seeds.values())
+
+
+def fleet_markdown(res: dict[str, Any]) -> str:
+    kinds = res["kinds"]
+    out = [f"### Fleet: {res['models']} stationary models x {res['events']:,} events, "
+           f"{len(res['seeds'])} seeds, `{res['config']}` unchanged", "",
+           "| seed | false drift alerts | budget: expected | Poisson 95% bound | within | "
+           "false data-quality alerts | false retrain requests | not watchable at the end |",
+           "|---|---|---|---|---|---|---|---|"]
+    for s in res["seeds"]:
+        out.append(f"| {s['seed']} | {s['drift']} | {s['expected']:.2f} | {s['poisson_95']} | "
+                   f"{'yes' if s['within_budget'] else 'NO'} | {s['quality']} | {s['retrain']}"
+                   + (f" ({', '.join(f'{k} {v}' for k, v in s['retrain_rules'].items())})"
+                      if s["retrain_rules"] else "") + f" | {s.get('not_watchable', '-')} |")
+    out += ["", "False drift alerts by signal kind (all seeds; expected under the budget):", "",
+            "| kind | " + " | ".join(f"seed {s['seed']}" for s in res["seeds"])
+            + " | all | expected |", "|---|" + "---|" * (len(res["seeds"]) + 2)]
+    for k in kinds:
+        counts = [s["drift_by_kind"].get(k, 0) for s in res["seeds"]]
+        exp = sum(s["expected_by_kind"].get(k, 0.0) for s in res["seeds"])
+        out.append(f"| {k} | " + " | ".join(str(c) for c in counts)
+                   + f" | {sum(counts)} | {exp:.2f} |")
+    return "\n".join(out) + "\n"
+
+
+def fleet_plot(res: dict[str, Any], image: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    seeds = res["seeds"]
+    xs = range(len(seeds))
+    bottom = [0] * len(seeds)
+    for j, k in enumerate(res["kinds"]):
+        vals = [s["drift_by_kind"].get(k, 0) for s in seeds]
+        if any(vals):
+            ax.bar(xs, vals, bottom=bottom, label=k, color=plt.get_cmap("tab20")(j))
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    ax.plot(xs, [s["expected"] for s in seeds], "k_", markersize=30, mew=2,
+            label="budget: expected")
+    ax.plot(xs, [s["poisson_95"] for s in seeds], "r_", markersize=30, mew=2,
+            label="Poisson 95% bound")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([f"seed {s['seed']}\n{s['retrain']} false retrain" for s in seeds])
+    ax.set_ylabel("false drift alerts")
+    ax.set_title(f"fleet: {res['models']} stationary models x {res['events']:,} events "
+                 "(default config)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(image, dpi=100)
+    plt.close(fig)
+
+
+def run_fleet(args: argparse.Namespace) -> None:
+    """False drift alerts, data-quality alerts and retrain requests of stationary fleets."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from stream_monitor.fleet import FEATURES
+
+    if args.mix_replot:
+        res = orjson.loads(args.mix_replot.read_bytes())
+        fleet_plot(res, args.mix_image)
+        print(fleet_markdown(res))
+        return
+    if args.quick:
+        args.mix_models, args.mix_events, args.mix_seeds = 8, 5000, 2
+    seeds = [args.mix_first_seed + i for i in range(args.mix_seeds)]
+    chunk = max(1, args.mix_chunk)
+    tasks = [(seed, tuple(range(a, min(a + chunk, args.mix_models))))
+             for seed in seeds for a in range(0, args.mix_models, chunk)]
+    total = args.mix_models * args.mix_events * len(seeds)
+    print(f"fleet: {len(seeds)} seeds x {args.mix_models} models x {args.mix_events:,} "
+          f"events = {total:,} events in {len(tasks)} tasks on {args.mix_workers} processes",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    parts: list[dict[str, Any]] = []
+    done = 0
+    with ProcessPoolExecutor(max_workers=max(1, args.mix_workers)) as pool:
+        futures = [pool.submit(fleet_task, seed, models, args.mix_events,
+                               args.mix_interval, args.mix_config) for seed, models in tasks]
+        for fut in as_completed(futures):
+            p = fut.result()
+            parts.append(p)
+            done += p["events"]
+            el = time.perf_counter() - t0
+            print(f"[{len(parts)}/{len(tasks)}] seed {p['seed']} models {p['models'][0]}-"
+                  f"{p['models'][-1]}: {len(p['drift'])} drift, {len(p['quality'])} "
+                  f"data-quality, {len(p['retrain'])} retrain ({p['seconds']} s, "
+                  f"{p['events'] / max(p['seconds'], 1e-9):,.0f} events/s); "
+                  f"{el:.0f} s elapsed, ~{el / done * (total - done):.0f} s left",
+                  file=sys.stderr)
+    res: dict[str, Any] = {
+        "models": args.mix_models, "events": args.mix_events, "interval": args.mix_interval,
+        "config": str(args.mix_config.relative_to(ROOT) if args.mix_config.is_relative_to(
+            ROOT) else args.mix_config),
+        "kinds": [*FEATURES, "prediction", "performance"],
+        "seeds": fleet_summary(parts), "parts": sorted(parts, key=lambda p: (p["seed"],
+                                                                              p["models"][0])),
+        "seconds": round(time.perf_counter() - t0, 1), "workers": args.mix_workers,
+        "cpus": os.cpu_count()}
+    stamp = time.strftime("%Y-%m-%d-%H%M%S")
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"fleet-{stamp}.json").write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    md = fleet_markdown(res)
+    (out / f"fleet-{stamp}.md").write_text(md)
+    fleet_plot(res, args.mix_image)
+    print(md)
+    print(f"({res['seconds']} s wall, {total / res['seconds']:,.0f} events/s over "
+          f"{args.mix_workers} processes; wrote {out / f'fleet-{stamp}.json'} and "
+          f"{args.mix_image})", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fleet", action="store_true",
+                    help="a fleet of stationary models of mixed signal kinds through the default "
+                    "config: false alerts and retrain requests against the budget (--mix-*)")
+    fleet_arguments(ap.add_argument_group("fleet mode"))
+    ap.add_argument("--numeric", action="store_true",
+                    help="numeric fleet false alarms and the Gaussian delay rows only")
+    ap.add_argument("--fleet-seeds", type=int, default=200,
+                    help="--numeric: streams per fleet kind at 1 per 1,000,000")
+    ap.add_argument("--fleet-seeds-low", type=int, default=40,
+                    help="--numeric: streams per fleet kind at 1 per 10,000")
+    ap.add_argument("--fleet-events", type=int, default=20_000,
+                    help="--numeric: values per fleet stream")
+    ap.add_argument("--delay-seeds", type=int, default=200,
+                    help="--numeric: streams per delay row")
+    ap.add_argument("--cycle-seeds", type=int, default=10,
+                    help="--numeric: streams per undeclared slow cycle row")
     ap.add_argument("--quick", action="store_true", help="few seeds, short streams")
     ap.add_argument("--seeds", type=int, default=10, help="stationary streams per kind")
     ap.add_argument("--events", type=int, default=21_000, help="values per stationary stream")
@@ -398,6 +792,9 @@ def main() -> None:
     ap.add_argument("--cat-part", choices=("all", "stationary", "shifts"), default="all",
                     help="run only part of the categories section (two processes in parallel)")
     args = ap.parse_args()
+    if args.fleet:
+        run_fleet(args)
+        return
     if args.rates:
         if args.quick:
             args.rate_seeds, args.rate_fa_seeds, args.rate_fa_events = 10, 2, 5000
@@ -408,6 +805,9 @@ def main() -> None:
         (out / f"rates-{stamp}.json").write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2))
         print(rates_markdown(r))
         print(f"({r['seconds']} s; wrote {out / f'rates-{stamp}.json'})", file=sys.stderr)
+        return
+    if args.numeric:
+        numeric_main(args)
         return
     if args.categories:
         if args.quick:

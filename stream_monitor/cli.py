@@ -302,7 +302,25 @@ def replay(
         more = f" and {len(pending) - 8} more" if len(pending) > 8 else ""
         err.print(f"not yet watched: {len(pending)} signals still collecting their reference "
                   f"(values have/need): {shown}{more}")
+    _report_not_watchable(states[0] if states else None)
     _check_usable(events, total)
+
+
+def _report_not_watchable(state: Any) -> None:
+    """The signals whose reference cannot support their budget, and what each needs."""
+    from .core.monitor import not_watchable
+    from .core.watchable import describe
+
+    rows = not_watchable(state) if state is not None else []
+    if not rows:
+        return
+    err.print(f"not watchable yet: {len(rows)} signals whose reference cannot support the "
+              "false-alarm budget (docs/detection.md \"What can be watched\"):")
+    for r in rows[:8]:
+        how = "watched, slowly" if r["watched"] else "reference still growing"
+        err.print(f"  {r['model_id']} {r['signal']} ({how}): {describe(r['assessment'])}")
+    if len(rows) > 8:
+        err.print(f"  and {len(rows) - 8} more")
 
 
 def _check_usable(events: Path, total: Any) -> None:
@@ -341,15 +359,23 @@ def evaluate(
                                                "[plot] extra).")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the full scores "
                                                   "as JSON here.")] = None,
+    budgets: Annotated[list[float] | None, typer.Option(
+        "--budget", help="Also evaluate with this top-level false-alarm budget (1 per N "
+        "values; repeatable) and compare: what a looser budget buys.")] = None,
+    minimums: Annotated[list[int] | None, typer.Option(
+        "--reference-min-size", help="Also evaluate with this windows.reference_min_size "
+        "(repeatable) and compare.")] = None,
 ) -> None:
     """Score a config's drift alerts on history with known change points: delay, misses,
-    false alarms per 10,000 values, F1 at a margin, localization error, per signal."""
+    false alarms per 10,000 values, F1 at a margin, localization error, per signal; the
+    signals whose reference cannot support the budget, and what other budgets or reference
+    minimums would buy."""
     import orjson
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from .evaluate import evaluate as run_evaluate
-    from .evaluate import load_changes, plot_evaluation
+    from .evaluate import load_changes, plot_evaluation, with_option
 
     cfg = load_config(config)
     if image is not None:
@@ -378,9 +404,35 @@ def evaluate(
               f"{_fmt(summ['f1'])}; median delay {_fmt(summ['median_delay'])}, median "
               f"localization error {_fmt(summ['median_localization_error'])} values"
               + (f"; {summ['dead_letters']} events were dead-lettered (not scored)"
-                 if summ["dead_letters"] else ""))
+                 if summ["dead_letters"] else "")
+              + (f"; {summ['not_watchable']} signals not watchable at their budget"
+                 if summ["not_watchable"] else ""))
+    for r in result.not_watchable[:8]:
+        how = "watched, slowly" if r["watched"] else "reference still growing"
+        err.print(f"not watchable: {r['model_id']} {r['signal']} ({how}): {r['why']}")
+    if len(result.not_watchable) > 8:
+        err.print(f"not watchable: and {len(result.not_watchable) - 8} more")
+    variants = [(f"budget 1 per {b:,.0f} values", with_option(cfg, budget=b))
+                for b in budgets or []]
+    variants += [(f"reference_min_size {m}", with_option(cfg, reference_min_size=m))
+                 for m in minimums or []]
+    compared = []
+    if variants:
+        options = Table("option", "not watchable", "detected", "missed", "false alarms",
+                        "FA/10k", "median delay")
+        for label, vcfg in [("as configured", cfg), *variants]:
+            res = result if vcfg is cfg else run_evaluate(vcfg, events, cps, margin=margin)
+            o = res.summary()
+            compared.append({"option": label, "summary": o, "not_watchable": res.not_watchable})
+            options.add_row(label, str(o["not_watchable"]), str(o["detected"]), str(o["misses"]),
+                            str(o["false_alarms"]), f"{o['false_alarms_per_10k']:.3f}",
+                            _fmt(o["median_delay"]))
+        err.print(options)
     if json_out is not None:
-        json_out.write_bytes(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2))
+        data = result.to_json()
+        if compared:
+            data["options"] = compared
+        json_out.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
     if image is not None:
         err.print(f"wrote {plot_evaluation(result, image)}")
 

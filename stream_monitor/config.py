@@ -215,14 +215,60 @@ class SignalRule(_Strict):
     detectors: list[str] = Field(min_length=1, description="Names from the top-level `detectors`.")
     false_alarm_budget: FalseAlarmBudget | None = Field(
         None, description="Overrides the model's and the top-level budget for these signals.")
-    period: int | None = Field(None, ge=2, description="Known period, in values of the signal "
-                               "(e.g. values per day at a steady rate): each value is compared "
-                               "with the reference at the same phase. cusum detectors only.")
+    period: int | str | None = Field(
+        None, description="Known period: a duration of event time ('1d', '7d', '12h', '30m'), "
+        "each value compared with the reference at the same phase of its event's timestamp "
+        "(exact for uneven event rates); or an integer, in values of the signal (a steady "
+        "rate). cusum detectors only.")
+    reference_min_size: int | None = Field(
+        None, ge=0, description="Overrides the model rule's and windows.reference_min_size for "
+        "these signals (watched from this many values on a short reference; 0: full).")
     kind: Literal["auto", "categorical"] = Field(
         "auto", description="auto: numbers (and booleans, as 0/1) are numeric signals, strings "
         "categorical (class labels; string features when quality.categorical is on). "
         "categorical: every value is a category, e.g. integer-coded classes "
         "(docs/detection.md \"Categories\").")
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: int | str | None) -> int | str | None:
+        if v is None:
+            return None
+        if isinstance(v, bool):
+            raise ValueError("period must be a duration like '1d' or a number of values")
+        if isinstance(v, int):
+            if v < 2:
+                raise ValueError(f"a period in values must be >= 2, got {v}")
+            return v
+        parse_duration(v)  # raises with the fix
+        return v
+
+    @property
+    def period_values(self) -> int:
+        """The period in values (0: none, or a duration)."""
+        return self.period if isinstance(self.period, int) else 0
+
+    @property
+    def period_seconds(self) -> float:
+        """The period in seconds of event time (0: none, or a period in values)."""
+        return parse_duration(self.period) if isinstance(self.period, str) else 0.0
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_DURATION_UNIT = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``'1d'``, ``'12h'``, ``'30m'``, ``'90s'``, ``'1w'``.
+
+    >>> parse_duration("1d"), parse_duration("12h"), parse_duration("1.5m")
+    (86400.0, 43200.0, 90.0)
+    """
+    m = _DURATION.match(text)
+    if m is None or not float(m.group(1)) > 0:
+        raise ValueError(f"{text!r} is not a duration: write a positive number and a unit, "
+                         "s, m, h, d or w (e.g. '1d', '12h'), or an integer number of values")
+    return float(m.group(1)) * _DURATION_UNIT[m.group(2)]
 
 
 class Persistence(_Strict):
@@ -251,8 +297,12 @@ class RetrainRule(_Strict):
         True, description="A degraded performance signal alone is enough evidence.")
     performance_signals: list[str] = Field(default_factory=lambda: ["performance:*"],
                                            description="Globs naming the performance signals.")
-    within_seconds: float = Field(3600.0, gt=0,
-                                  description="Window (event time) they must fall in.")
+    within_seconds: float | None = Field(
+        3600.0, gt=0, description="Window (event time) confirmed evidence counts in; null: "
+        "none (then within_events). Default 3600 unless within_events alone is set.")
+    within_events: int | None = Field(
+        None, ge=1, description="Window in the model's events: confirmed evidence counts for "
+        "this many events; with within_seconds too, while it is within both.")
     persistence: Persistence = Field(default_factory=Persistence)  # type: ignore[arg-type]
     cooldown_seconds: float = Field(86400.0, ge=0,
                                     description="No new request for this long after one.")
@@ -260,6 +310,31 @@ class RetrainRule(_Strict):
                                     description="Budget: requests per UTC day (event time).")
     staleness_seconds: float | None = Field(
         None, gt=0, description="Request when performance degraded and no retrain for this long.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_window(cls, data: Any) -> Any:
+        # within_events alone is an event-count window: the default time window would otherwise
+        # still cut it short (one event a day never pairs two alerts within an hour).
+        if (isinstance(data, dict) and data.get("within_events") is not None
+                and "within_seconds" not in data):
+            return {**data, "within_seconds": None}
+        return data
+
+    @model_validator(mode="after")
+    def _some_window(self) -> RetrainRule:
+        if self.within_seconds is None and self.within_events is None:
+            raise ValueError("retrain needs a window: set within_seconds (event time) or "
+                             "within_events (the model's events), or both")
+        return self
+
+    @property
+    def window(self) -> str:
+        """Which window applies: ``seconds``, ``events`` or ``both`` (evidence counts while it
+        is within both)."""
+        if self.within_events is None:
+            return "seconds"
+        return "events" if self.within_seconds is None else "both"
 
 
 class AlertLifecycle(_Strict):
@@ -581,14 +656,20 @@ DEFAULT_BUDGET = FalseAlarmBudget(per_events=1_000_000)
 # Detector types whose thresholds come from the budget (core/calibrate.py, core/bernoulli.py).
 CALIBRATED_TYPES = ("cusum", "bernoulli_cusum", "multinomial_cusum")
 
+# Phase bins of a known period (at most; a period of fewer values has one bin per value).
+PHASE_BINS = 48
+
 
 def watched_after(config: MonitorConfig, rule: ModelRule, budget: bool = True,
-                  period: int | None = 0) -> int:
-    """Values a signal of ``rule`` needs before it is watched: ``reference_min_size`` when the
-    signal has a false-alarm budget (its calibration accounts for a short reference) and no
+                  period: int | None = 0, sr: SignalRule | None = None) -> int:
+    """Values a signal of ``rule`` (and of its signal rule ``sr``) needs before it is watched:
+    ``reference_min_size`` (the signal rule's, else the model rule's, else ``windows``') when
+    the signal has a false-alarm budget (its calibration accounts for a short reference) and no
     period, else the full ``reference_size``."""
     full = rule.reference_size or config.windows.reference_size
-    least = rule.reference_min_size
+    least = sr.reference_min_size if sr is not None else None
+    if least is None:
+        least = rule.reference_min_size
     if least is None:
         least = config.windows.reference_min_size
     return least if budget and not period and 0 < least < full else full
@@ -760,9 +841,17 @@ def _check_periods(cfg: MonitorConfig) -> list[tuple[str, str]]:
             if others:
                 problems.append((where, f"a period is followed by cusum detectors only, not "
                                  f"{', '.join(others)}; use detectors: [cusum] here"))
-            bins = min(sr.period, 48)
-            if ref < 2 * sr.period or ref < 10 * bins:
-                need = max(2 * sr.period, 10 * bins)
+            if sr.period_seconds:
+                # Event time: the values a period spans depend on the event rate; the signal
+                # waits until its reference spans two periods (see plan.py / check-config).
+                if ref < 10 * PHASE_BINS:
+                    problems.append((where, f"the reference ({ref} values) needs at least 10 "
+                                     f"values per phase bin ({PHASE_BINS} bins); set the "
+                                     f"model's reference_size to at least {10 * PHASE_BINS}"))
+                continue
+            bins = min(sr.period_values, PHASE_BINS)
+            if ref < 2 * sr.period_values or ref < 10 * bins:
+                need = max(2 * sr.period_values, 10 * bins)
                 problems.append((where, f"the reference ({ref} values) must span at least two "
                                  f"periods and 10 values per phase bin; set the model's "
                                  f"reference_size to at least {need}"))

@@ -96,6 +96,10 @@ class Evaluation:
     margin: int
     signals: list[SignalScore]
     dead_letters: int = 0
+    # Signals whose reference could not support the budget at the end (core/watchable.py):
+    # model_id, signal, watched (slowly, on a full reference) or still growing, and the line
+    # that says what each needs.
+    not_watchable: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         tp = sum(s.detected for s in self.signals)
@@ -119,10 +123,12 @@ class Evaluation:
             "kinds_right": sum(s.kinds_right for s in self.signals),
             "kinds_checked": sum(s.kinds_checked for s in self.signals),
             "dead_letters": self.dead_letters,
+            "not_watchable": len(self.not_watchable),
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "signals": [s.row() for s in self.signals]}
+        return {"summary": self.summary(), "signals": [s.row() for s in self.signals],
+                "not_watchable": self.not_watchable}
 
 
 def _median(xs: Sequence[float]) -> float | None:
@@ -203,11 +209,16 @@ def evaluate(config: MonitorConfig, events: Path, changes: Sequence[ChangePoint]
     from bisect import bisect_left
 
     from .adapters.replay import replay_file
+    from .core.monitor import not_watchable
+    from .core.watchable import describe
 
     offsets, ids = _signal_values(events)
     buf = io.BytesIO()
-    replay_file(config, events, buf, batch=batch,
+    states: list[Any] = []
+    replay_file(config, events, buf, batch=batch, state_out=states,
                 on_batch=(lambda done, _: on_progress(done)) if on_progress else None)
+    unwatchable = [{"model_id": r["model_id"], "signal": r["signal"], "watched": r["watched"],
+                    "why": describe(r["assessment"])} for r in not_watchable(states[0])]
     alerts: dict[tuple[str, str], list[dict[str, Any]]] = {}
     dead = 0
     for line in buf.getvalue().splitlines():
@@ -258,7 +269,23 @@ def evaluate(config: MonitorConfig, events: Path, changes: Sequence[ChangePoint]
             elif hit is None:
                 s.false_alarms += 1
         scores.append(s)
-    return Evaluation(margin, scores, dead)
+    return Evaluation(margin, scores, dead, unwatchable)
+
+
+def with_option(config: MonitorConfig, budget: float | None = None,
+                reference_min_size: int | None = None) -> MonitorConfig:
+    """The config with another top-level budget (1 false alarm per ``budget`` values) or
+    ``windows.reference_min_size``: what ``evaluate --budget/--reference-min-size`` compares.
+    Model and signal rules that set their own keep them."""
+    from .config import FalseAlarmBudget
+
+    update: dict[str, Any] = {}
+    if budget is not None:
+        update["false_alarm_budget"] = FalseAlarmBudget(per_events=budget)
+    if reference_min_size is not None:
+        update["windows"] = config.windows.model_copy(
+            update={"reference_min_size": reference_min_size})
+    return config.model_copy(update=update)
 
 
 def plot_evaluation(ev: Evaluation, image: Path, title: str = "stream-monitor evaluate") -> Path:

@@ -24,6 +24,7 @@ from .config import (
     watched_after,
 )
 from .core.detectors import REGISTRY
+from .core.seasonal import MAX_GROWTH, MIN_PERIODS
 
 __all__ = ["config_plan", "observe", "render_plan"]
 
@@ -43,13 +44,22 @@ def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[st
     budget = effective_budget(cfg, rule, sr)
     out: dict[str, Any] = {
         "match": sr.match,
-        "watched_after": watched_after(cfg, rule, budget is not None, sr.period),
+        "watched_after": watched_after(cfg, rule, budget is not None,
+                                       sr.period_values or bool(sr.period_seconds), sr),
         "detectors": [_detector(cfg, d, budget is not None) for d in sr.detectors],
         "false_alarm_budget": None if budget is None else {
             **budget.describe(), "label": budget.label(), "per_value": budget.per_value()},
     }
     if sr.period:
         out["period"] = sr.period
+    if sr.period_seconds:
+        ref = rule.reference_size or cfg.windows.reference_size
+        # The reference must span MIN_PERIODS periods of event time: at most this many values
+        # per second fill reference_size values in that time; above it the reference grows (to
+        # at most MAX_GROWTH x reference_size values) until it does.
+        out["period_seconds"] = sr.period_seconds
+        out["period_max_rate"] = ref / (MIN_PERIODS * sr.period_seconds)
+        out["period_max_reference"] = MAX_GROWTH * ref
     return out
 
 
@@ -76,7 +86,8 @@ def config_plan(cfg: MonitorConfig) -> dict[str, Any]:
             "alerts": None if rule.alerts is None else rule.alerts.model_dump(),
             "retrain": {"min_drifted_signals": rule.retrain.min_drifted_signals,
                         "signals": rule.retrain.signals,
-                        "within_seconds": rule.retrain.within_seconds},
+                        "within_seconds": rule.retrain.within_seconds,
+                        "within_events": rule.retrain.within_events},
             "versions_separate": rule.versions.separate,
         })
     return {"topics": cfg.topics.model_dump(), "detectors": len(cfg.detectors),
@@ -89,6 +100,7 @@ def observe(cfg: MonitorConfig, events: Path, labels: Path | None = None) -> dic
     collecting its reference (values it has vs values it needs)."""
     from .adapters.replay import replay_file
     from .core.monitor import MonitorState, collecting
+    from .core.watchable import describe
 
     states: list[MonitorState] = []
     total = replay_file(cfg, events, io.BytesIO(), labels=labels, state_out=states)
@@ -106,6 +118,8 @@ def observe(cfg: MonitorConfig, events: Path, labels: Path | None = None) -> dic
                                    "reference_needed": todo["need"] if todo else None,
                                    "rebaselines": sig.generation,
                                    "detectors": list(sig.detector_names)}
+            if sig.watch is not None and not sig.watch["watchable"]:
+                row["not_watchable"] = describe(sig.watch)
             if sig.overrides:
                 row["calibrated"] = {d: o for d, o in zip(sig.detector_names, sig.overrides,
                                                           strict=True) if o}
@@ -144,6 +158,13 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             budget = (f"false-alarm budget {b['label']} ({b['per_value']:.3g} per value)"
                       if b else "no false-alarm budget: parameters as declared")
             period = f", period {s['period']} values" if "period" in s else ""
+            if "period_seconds" in s:
+                period = (f", period {s['period']} of event time (its reference must span "
+                          f"{MIN_PERIODS:g} periods: {m['reference_size']} values fill it at up "
+                          f"to {s['period_max_rate']:.3g} values per second; at a higher rate "
+                          f"the reference keeps growing until it does, up to "
+                          f"{s['period_max_reference']} values, or set reference_size to "
+                          f"{MIN_PERIODS:g} x period x values per second)")
             short = (f" (on a short reference, re-based at {m['reference_size']})"
                      if s["watched_after"] < m["reference_size"] else "")
             lines.append(f"  signals {s['match']!r}: watched after its first "
@@ -202,8 +223,12 @@ def render_observed(o: dict[str, Any]) -> list[str]:
                              f"({s['values']} {unit}" + (f"; calibrated {cal}" if cal else "")
                              + (f"; reference renewed after {s['rebaselines']} drifts"
                                 if s["rebaselines"] else "") + ")")
+                if s.get("not_watchable"):
+                    lines.append(f"      not watchable at this budget: {s['not_watchable']}")
             else:
                 again = " again, after a drift" if s["rebaselines"] else ""
                 lines.append(f"    {s['signal']}: not yet watched{again}: {s['reference']} of "
                              f"{s['reference_needed']} reference {unit}")
+                if s.get("not_watchable"):
+                    lines.append(f"      not watchable yet: {s['not_watchable']}")
     return lines

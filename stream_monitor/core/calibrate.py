@@ -40,10 +40,12 @@ import numpy as np
 
 __all__ = [
     "CLIP",
+    "ar_spectral_ratio",
     "arl",
     "calibrate",
     "change_kind",
     "cusum_threshold",
+    "expected_threshold",
     "long_run_ratio",
     "robust_standardize",
     "theta_root",
@@ -100,9 +102,60 @@ def long_run_ratio(u: np.ndarray) -> float:
     b = 8
     while b <= n // 16:
         means = (cs[b:] - cs[:-b]) / b
-        tau = max(tau, b * float(np.mean(means * means)) / var)
+        # Batch means scatter about the sample mean, not the true one: their variance is low
+        # by about b / n of it.
+        tau = max(tau, b * float(np.mean(means * means)) / var / (1.0 - b / n))
         b *= 2
+    tau = max(tau, ar_spectral_ratio(u))
     return max(1.0, min(tau, n / 4.0))
+
+
+AR_MAX_ORDER = 30
+
+
+def ar_spectral_ratio(u: np.ndarray) -> float:
+    """``tau`` from an autoregressive fit: Yule-Walker (Levinson-Durbin) up to order
+    ``min(AR_MAX_ORDER, n / 10)``, the order chosen by AIC, and the fitted spectral density at
+    frequency 0 over the variance, ``sigma_p^2 / (1 - sum a_i)^2`` (the usual effective-sample
+    estimate of MCMC output analysis). A lag-1 fit misses slow components mixed with fast ones
+    (a score of several features, a nonlinear transform of an autoregressive latent, the
+    absolute values of one), whose lag-1 correlation says little about their long-run
+    variance; a higher order sees them when the reference does.
+
+    >>> rng = np.random.default_rng(4)
+    >>> e = rng.standard_normal(5000)
+    >>> x = np.zeros(5000)
+    >>> for i in range(1, 5000):
+    ...     x[i] = 0.9 * x[i - 1] + e[i]
+    >>> round(ar_spectral_ratio(x / x.std()))  # AR(1) 0.9: 19
+    19
+    """
+    n = len(u)
+    pmax = min(AR_MAX_ORDER, n // 10)
+    if pmax < 1:
+        return 1.0
+    c = u - u.mean()
+    g0 = float(np.dot(c, c))
+    if not g0 > 0:
+        return 1.0
+    r = np.array([float(np.dot(c[k:], c[:n - k])) / g0 for k in range(pmax + 1)])
+    r1 = [float(v) for v in r]  # plain floats: tau goes into JSON alerts
+    a = np.zeros(0)
+    err = 1.0
+    best_aic, best_sum, best_err = 0.0, 0.0, 1.0
+    for p in range(1, pmax + 1):
+        kp = (r1[p] - float(np.dot(a, r[p - 1:0:-1]))) / err
+        if not -1.0 < kp < 1.0:
+            break
+        a = np.concatenate((a - kp * a[::-1], [kp]))
+        err *= 1.0 - kp * kp
+        aic = n * math.log(err) + 2.0 * p
+        if aic < best_aic:
+            best_aic, best_sum, best_err = aic, float(a.sum()), err
+    d = 1.0 - best_sum
+    if not d > 1e-3:
+        return n / 4.0
+    return float(best_err / (d * d))
 
 
 def theta_root(y: np.ndarray, k: float) -> float:
@@ -242,6 +295,14 @@ def _threshold(k: float, var: float, se: float, s_var: float, target: float) -> 
         else:
             hi = mid
     return hi
+
+
+def expected_threshold(k: float, var: float, se: float, s_var: float, target: float) -> float:
+    """The threshold the calibration gives a one-sided sum (allowance ``k``, effective variance
+    ``var``, reference-mean error ``se``, log-variance error ``s_var``) for an average run length
+    of ``target`` values: what core/watchable.py projects a longer reference or a looser budget
+    with."""
+    return _threshold(k, var, se, s_var, target)
 
 
 def _var_error(y: np.ndarray, tau: float) -> float:
@@ -386,7 +447,7 @@ def calibrate(reference: Sequence[float] | np.ndarray, mean: float, std: float,
             info.setdefault("detectors", []).append({
                 "type": kind, "share_per_value": p_det, "thresholds": h,
                 "theta": [round(t, 5) for t in th_fast + th_slow + th_scale],
-                "spread_long_run_variance_ratio": round(tau_v, 4),
+                "spread_long_run_variance_ratio": round(float(tau_v), 4),
                 "robust_center": med, "robust_scale": scale})
         elif kind == "page_hinkley":
             if zc is None:

@@ -7,7 +7,11 @@ that split, for a change of the **level** (unknown new mean) and of the **spread
 variance), is
 
 * level:  ``L(t) = S_t^2 / (2 (n - t))`` with ``S_t`` the sum of ``z`` from ``t`` on;
-* spread: ``L(t) = (n - t) / 2 * (v_t - 1 - ln v_t)`` with ``v_t`` the mean of ``z^2`` from ``t``.
+* spread: ``L(t) = (n - t) / 2 * (v_t - 1 - ln v_t)`` with ``v_t`` the mean of ``z^2`` from ``t``;
+* a level **ramp** (a linear onset, mean ``beta (i - t)`` from ``t``, ``beta`` unknown):
+  ``L(t) = A_t^2 / (2 D_t)``, ``A_t = sum (i - t) z_i``, ``D_t = sum (i - t)^2``. When it fits
+  better than a step, its ``t`` is the start (``onset: ramp``): where a gradual drift began,
+  not where it became large.
 
 Both are divided by the reference's long-run variance ratio ``tau`` (autocorrelated values carry
 less information each). The estimate is the ``t`` that maximizes the likelier kind, its
@@ -48,17 +52,31 @@ def locate(z: np.ndarray, tau: float = 1.0, kind: str | None = None) -> dict[str
     llr_spread = m / 2.0 * (v - 1.0 - np.log(v))
     # A lone last value says nothing about its spread: leave the final few out of that kind.
     llr_spread[max(n - 5, 1):] = 0.0
+    # A level that ramps up linearly from t (a gradual drift): mean beta * (i - t) for i >= t,
+    # beta unknown; L(t) = A_t^2 / (2 D_t), A_t = sum (i - t) z_i, D_t = sum of (i - t)^2.
+    idx = np.arange(n, dtype=np.float64)
+    a = np.cumsum((idx * z)[::-1])[::-1] - idx * s
+    d = (m - 1.0) * m * (2.0 * m - 1.0) / 6.0
+    llr_ramp = np.where(d > 0, a * a / (2.0 * np.maximum(d, 1.0)), 0.0)
     t = max(tau, 1.0)
     best_mean = float(llr_mean.max())
     best_spread = float(llr_spread.max())
     if kind is None:
-        kind = "spread" if best_spread > best_mean else "mean"
-    llr = (llr_spread if kind == "spread" else llr_mean) / t
+        kind = "spread" if best_spread > max(best_mean, float(llr_ramp.max())) else "mean"
+    onset = "step"
+    if kind == "spread":
+        llr = llr_spread / t
+    elif float(llr_ramp.max()) > best_mean:
+        onset = "ramp"  # a linear onset explains the values better: its start, not the
+        llr = llr_ramp / t  # point where the drift became large
+    else:
+        llr = llr_mean / t
     start = int(np.argmax(llr))
     inside = np.nonzero(llr >= llr[start] - INTERVAL_LLR)[0]
     after = z[start:]
     return {
         "kind": kind,
+        "onset": onset,
         "start": start,
         "low": int(inside.min()),
         "high": int(inside.max()),

@@ -30,6 +30,7 @@ from .categories import CodeTable
 from .detectors import REGISTRY, restore_detector
 from .lifecycle import LifecycleState
 from .retrain import RetrainState
+from .seasonal import TimedSignalState
 from .signals import SignalState
 
 __all__ = [
@@ -227,6 +228,9 @@ class ModelState:
     # model's events share a partition (Kafka key = model id).
     ring_ids: deque[str] = field(default_factory=lambda: deque(maxlen=RING))
     ring_offsets: deque[int] = field(default_factory=lambda: deque(maxlen=RING))
+    # Signals with a period of event time (core/seasonal.py): the monitor gives them each
+    # event's time before its values.
+    timed: list[TimedSignalState] = field(default_factory=list)
 
     def dirty_signals(self) -> list[SignalState]:
         return [s for s in self.signals.values() if s.dirty]
@@ -350,7 +354,9 @@ class StateBuilder:
             table = CodeTable(max(64, 4 * top_k))
         else:
             params = self._detector_params(names)
-        sig = SignalState(
+        sr = signal_rule(self.config, model.rule, signal)
+        timed = sr.period_seconds if sr is not None and table is None else 0.0
+        sig = (TimedSignalState if timed else SignalState)(
             signal=signal,
             detector_names=tuple(names),
             detector_params=params,
@@ -363,7 +369,12 @@ class StateBuilder:
         if table is not None:
             sig.top_k = top_k
         self._set_budget(model, sig, signal)
-        least = watched_after(self.config, model.rule, sig.budget is not None, sig.period)
+        if isinstance(sig, TimedSignalState):
+            sig.period_seconds = timed
+            model.timed.append(sig)
+        least = watched_after(self.config, model.rule, sig.budget is not None,
+                              sig.period or bool(timed),
+                              signal_rule(self.config, model.rule, signal))
         if least < reference_size:
             sig.reference_min = least
         model.signals[signal] = sig
@@ -372,8 +383,8 @@ class StateBuilder:
 
     def _set_budget(self, model: ModelState, sig: SignalState, rule_signal: str) -> None:
         sr = signal_rule(self.config, model.rule, rule_signal)
-        if sr is not None and sr.period:
-            sig.period = sr.period
+        if sr is not None and sr.period_values:
+            sig.period = sr.period_values
         # sig.detector_params are sr's detectors (new_signal looked them up by rule_signal).
         budget = effective_budget(self.config, model.rule, sr)
         if budget is not None:
@@ -439,7 +450,12 @@ class StateBuilder:
         base = meta.get("base")
         if base is not None:
             sig.base_n, sig.base_events = int(base[0]), int(base[1])
+        watch = meta.get("watch")
+        if watch is not None:
+            sig.watch_next, sig.watch = int(watch[0]), watch[1]
         dets = meta.get("detectors")
+        if isinstance(sig, TimedSignalState) and not sig.restore_timed(meta):
+            dets, sig.reference = None, []  # saved without an event-time period: start over
         if dets is not None and tuple(meta["detector_names"]) == sig.detector_names:
             sig.calibration = meta.get("calibration")
             sig.overrides = meta.get("overrides")

@@ -35,7 +35,7 @@ from .retrain import decide, note_alert, retrain_request, tick
 from .signals import PREDICTION, SignalState
 from .value_rules import Fired, check_features, close_sample
 
-__all__ = ["BatchResult", "Monitor", "collecting"]
+__all__ = ["BatchResult", "Monitor", "collecting", "not_watchable"]
 
 
 @dataclass(slots=True)
@@ -154,6 +154,10 @@ class Monitor(StateBuilder):
             model.ring_ids.append(ev.event_id)
             model.ring_offsets.append(pos.offset)
             model.dirty = True
+            if model.timed:  # signals with a period of event time (core/seasonal.py)
+                now = ev.event_time
+                for ts in model.timed:
+                    ts.t = now
             if mq is not None:
                 # Value rules: missing, bounds, categories, fault-rate signals. What fired is
                 # handled once the event's values are all fed (each is a signal of its own), and
@@ -281,7 +285,7 @@ class Monitor(StateBuilder):
         rs = model.retrain
         if (rs.evidence or rs.degraded) and rs.watching(model.rule.retrain):
             # Pending persistence checks, or the staleness fallback (core/retrain.py).
-            tick(model.rule.retrain, rs, model.signals, ev.event_time)
+            tick(model.rule.retrain, rs, model.signals, ev.event_time, model.events)
             self._decide(model, ev, result, None)
         lc = model.lifecycle
         if lc is not None and lc.incidents:
@@ -356,7 +360,7 @@ class Monitor(StateBuilder):
             return
         result.alerts.append(alert)
         # Evidence against the reference the drift was measured on, so before the rebaseline.
-        note_alert(model.rule.retrain, model.retrain, alert, sig.n, ev.event_time)
+        note_alert(model.rule.retrain, model.retrain, alert, sig.n, ev.event_time, model.events)
         sig.rebaseline(model.events)
         self._decide(model, ev, result, alert)
 
@@ -378,7 +382,8 @@ class Monitor(StateBuilder):
         """Apply the model's retrain policy (core/retrain.py) at this event."""
         rule = model.rule.retrain
         t = ev.event_time
-        d = decide(rule, model.retrain, t, model.last_retrain_at, list(model.signals))
+        d = decide(rule, model.retrain, t, model.last_retrain_at, list(model.signals),
+                   model.events)
         if d is None:
             return
         pos = ev.position
@@ -402,6 +407,21 @@ def collecting(state: MonitorState) -> list[dict[str, Any]]:
                 out.append({"model_id": model.model_id, "model_version": model.model_version,
                             "signal": sig.signal, "have": len(sig.reference),
                             "need": sig.watched_after})
+    return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"]), r["signal"]))
+
+
+def not_watchable(state: MonitorState) -> list[dict[str, Any]]:
+    """Signals whose last reference could not support their budget (core/watchable.py), with
+    the assessment: still growing their reference (``watched: False``), or watched on a full
+    reference that detects slowly (replay's summary, ``check-config``, ``evaluate``)."""
+    out = []
+    for model in state.models.values():
+        for sig in model.signals.values():
+            w = sig.watch
+            if w is not None and not w["watchable"]:
+                out.append({"model_id": model.model_id, "model_version": model.model_version,
+                            "signal": sig.signal, "watched": sig.detectors is not None,
+                            "have": len(sig.reference), "assessment": w})
     return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"]), r["signal"]))
 
 

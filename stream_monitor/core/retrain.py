@@ -9,7 +9,8 @@ policy, per model (``models[].retrain``, README "Retraining decisions"):
 * **persistence**: an alert counts once it is *confirmed*
   (:class:`~stream_monitor.config.Persistence`);
   a drift whose signal comes back within the persistence period is dropped as transient;
-* **window**: confirmed evidence counts for ``within_seconds`` of event time; per signal only
+* **window**: confirmed evidence counts for ``within_seconds`` of event time and/or
+  ``within_events`` of the model's events (with both, while it is within both); per signal only
   its latest confirmed drift counts;
 * **rules**, first match wins: ``performance_signal`` (a performance signal degraded, i.e. its
   mean rose, when ``any_performance_signal``), ``min_drifted_signals`` (k distinct signals),
@@ -61,6 +62,7 @@ class Evidence:
     confirmed_at: float | None = None  # None while persistence is pending
     persisted_values: int = 0
     persisted_shift: float | None = None
+    confirmed_event: int = 0  # the model's event count at the confirmation (within_events)
 
     @property
     def degraded(self) -> bool:
@@ -71,12 +73,13 @@ class Evidence:
     def meta(self) -> list[Any]:
         return [self.t, self.signal, self.alert_id, self.detector, self.offset, self.shift,
                 self.ref_mean, self.ref_std, self.n_at, self.performance, self.confirmed_at,
-                self.persisted_values, self.persisted_shift]
+                self.persisted_values, self.persisted_shift, self.confirmed_event]
 
     @classmethod
     def restore(cls, m: list[Any]) -> Evidence:
         return cls(float(m[0]), str(m[1]), str(m[2]), str(m[3]), int(m[4]), m[5], float(m[6]),
-                   float(m[7]), int(m[8]), bool(m[9]), m[10], int(m[11]), m[12])
+                   float(m[7]), int(m[8]), bool(m[9]), m[10], int(m[11]), m[12],
+                   int(m[13]) if len(m) > 13 else 0)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -133,12 +136,12 @@ def _matches(globs: list[str], signal: str) -> bool:
 
 
 def note_alert(rule: RetrainRule, rs: RetrainState, alert: Mapping[str, Any], n_at: int,
-               t: float) -> None:
+               t: float, events: int = 0) -> None:
     """Record a drift alert as evidence (pending when persistence is configured).
 
     Call it before the signal rebaselines: ``alert["evidence"]["standardization"]`` must be the
-    reference the drift was measured against, ``n_at`` the signal's value count and ``t`` the
-    alert's event time.
+    reference the drift was measured against, ``n_at`` the signal's value count, ``t`` the
+    alert's event time and ``events`` the model's event count (the clock of ``within_events``).
     """
     signal = alert["signal"]
     perf = _matches(rule.performance_signals, signal)
@@ -154,19 +157,23 @@ def note_alert(rule: RetrainRule, rs: RetrainState, alert: Mapping[str, Any], n_
     rs.evidence.append(e)
     p = rule.persistence
     if p.values == 0 and p.seconds == 0:
-        _confirm(rs, e, t, 0, e.shift)
+        _confirm(rs, e, t, 0, e.shift, events)
 
 
-def _confirm(rs: RetrainState, e: Evidence, t: float, values: int, shift: float | None) -> None:
+def _confirm(rs: RetrainState, e: Evidence, t: float, values: int, shift: float | None,
+             events: int) -> None:
     e.confirmed_at = t
+    e.confirmed_event = events
     e.persisted_values = values
     e.persisted_shift = shift
     if e.degraded:
         rs.degraded.append(e)
 
 
-def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t: float) -> None:
-    """Confirm or drop pending evidence whose persistence period is over (after an event at ``t``).
+def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t: float,
+         events: int = 0) -> None:
+    """Confirm or drop pending evidence whose persistence period is over (after an event at ``t``,
+    the model's ``events``-th).
 
     The check looks at the mean of the last ``persistence.values`` values of the signal (all
     values since the alert when that is 0), at most the signal's recent window.
@@ -189,7 +196,7 @@ def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t:
             else:
                 shift = e.shift
             if shift is None or abs(shift) >= p.min_shift:
-                _confirm(rs, e, t, count, shift)
+                _confirm(rs, e, t, count, shift, events)
             else:
                 rs.transient += 1
                 continue
@@ -206,17 +213,26 @@ class Decision:
     day: int
 
 
+def in_window(rule: RetrainRule, e: Evidence, t: float, events: int) -> bool:
+    """Whether confirmed evidence still counts at event time ``t``, the model's ``events``-th
+    event: within ``within_seconds`` of event time and within ``within_events`` events of its
+    confirmation (each when set; with both, within both)."""
+    assert e.confirmed_at is not None
+    return ((rule.within_seconds is None or t - e.confirmed_at <= rule.within_seconds)
+            and (rule.within_events is None or events - e.confirmed_event <= rule.within_events))
+
+
 def decide(rule: RetrainRule, rs: RetrainState, t: float, last_retrain_at: float | None,
-           signal_names: list[str]) -> Decision | None:
-    """Whether a retrain request is due at event time ``t``; updates the bookkeeping if so.
+           signal_names: list[str], events: int = 0) -> Decision | None:
+    """Whether a retrain request is due at event time ``t`` (the model's ``events``-th event);
+    updates the bookkeeping if so.
 
     ``signal_names``: the model's monitored signals (for ``n`` of k-of-n).
     """
     if rs.first_seen is None:
         rs.first_seen = t
-    lo = t - rule.within_seconds
     rs.evidence = [e for e in rs.evidence
-                   if e.confirmed_at is None or e.confirmed_at >= lo]
+                   if e.confirmed_at is None or in_window(rule, e, t, events)]
     latest: dict[str, Evidence] = {}
     for e in rs.evidence:
         if e.confirmed_at is not None:
@@ -251,6 +267,16 @@ def decide(rule: RetrainRule, rs: RetrainState, t: float, last_retrain_at: float
     return Decision(name, counted, out_of, used + 1, day)
 
 
+def window_text(rule: RetrainRule) -> str:
+    """The evidence window in words: ``600s``, ``1000 events``, ``600s and 1000 events``."""
+    parts = []
+    if rule.within_seconds is not None:
+        parts.append(f"{rule.within_seconds:g}s")
+    if rule.within_events is not None:
+        parts.append(f"{rule.within_events} events")
+    return " and ".join(parts)
+
+
 def retrain_request(rule: RetrainRule, d: Decision, model_id: str, model_version: str | None,
                     trigger: Mapping[str, Any], t: float) -> dict[str, Any]:
     """The retrain-request record of a decision (schema ``retrain-request``)."""
@@ -259,7 +285,7 @@ def retrain_request(rule: RetrainRule, d: Decision, model_id: str, model_version
     parts = () if d.rule == "min_drifted_signals" else (d.rule,)
     signals = [e.signal for e in d.evidence]
     if d.rule == "min_drifted_signals":
-        reason = (f"{len(signals)} of {d.out_of} signals drifted within {rule.within_seconds:g}s: "
+        reason = (f"{len(signals)} of {d.out_of} signals drifted within {window_text(rule)}: "
                   + ", ".join(signals))
     elif d.rule == "performance_signal":
         reason = "performance degraded: " + ", ".join(e.signal for e in d.evidence if e.degraded)
@@ -280,6 +306,8 @@ def retrain_request(rule: RetrainRule, d: Decision, model_id: str, model_version
             "min_drifted_signals": rule.min_drifted_signals,
             "out_of": d.out_of,
             "within_seconds": rule.within_seconds,
+            "within_events": rule.within_events,
+            "window": rule.window,
             "cooldown_seconds": rule.cooldown_seconds,
             "any_performance_signal": rule.any_performance_signal,
             "persistence": {"values": rule.persistence.values, "seconds": rule.persistence.seconds,

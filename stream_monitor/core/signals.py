@@ -29,6 +29,7 @@ from .calibrate import calibrate
 from .categories import CodeTable
 from .detectors import REGISTRY, build_detector, checkpoint
 from .multinomial import calibrate_multinomial
+from .watchable import assess
 
 __all__ = ["PREDICTION", "SignalState", "rate_scale", "reference_scale", "user_params"]
 
@@ -131,6 +132,11 @@ class SignalState:
     reference_min: int = 0
     growing: bool = False
     ref_used: int = 0
+    # Watchability (core/watchable.py) of the last calibration; a short reference that cannot
+    # support the budget is not watched yet: it keeps growing and is assessed again at
+    # `watch_next` values (up to the full reference, which is watched whatever it supports).
+    watch: dict[str, Any] | None = None
+    watch_next: int = 0
     # The detector types actually built (set when the reference forms): a `cusum` on a binary
     # signal (a fault rate, or a reference of only 0/1 values) is a `bernoulli_cusum`.
     kinds: tuple[str, ...] = ()
@@ -150,7 +156,7 @@ class SignalState:
             ref = self.reference
             ref.append(x)
             if dets is None:
-                if len(ref) >= (self.reference_min or self.reference_size):
+                if len(ref) >= self.watched_after:
                     self._activate()
                 return -1
             if len(ref) >= self.reference_size:
@@ -212,8 +218,9 @@ class SignalState:
 
     @property
     def watched_after(self) -> int:
-        """Values the signal needs before it is watched."""
-        return self.reference_min or self.reference_size
+        """Values the signal needs before it is watched (or assessed again, when its short
+        reference could not support the budget)."""
+        return self.watch_next or self.reference_min or self.reference_size
 
     @property
     def watched_reference(self) -> list[float]:
@@ -258,6 +265,21 @@ class SignalState:
                 self.period, self.base_n % self.period if self.period else 0)
             self._calibrate_rates()
             self.calibration["budget"] = self.budget_config
+            self.watch = assess(self.calibration, self.overrides, params, self.budget,
+                                self.reference_size)
+            if self.watch is not None:
+                self.calibration["watchable"] = {
+                    k: self.watch[k] for k in ("watchable", "effective_sample_size",
+                                               "expected_delay", "horizon")}
+                if not self.watch["watchable"] and self.growing:
+                    # Not watchable yet: keep collecting; look again at 1.5 times the values.
+                    self.watch_next = min(self.reference_size, -(-3 * self.ref_used // 2))
+                    self.detectors = None
+                    self.growing = False
+                    self.ref_used = 0
+                    self.calibration = self.overrides = None
+                    return
+            self.watch_next = 0
             self.detectors = [build_detector(k, {**self.own_params(i), **o})
                               for i, (k, o) in enumerate(zip(self.kinds, self.overrides,
                                                              strict=True))]
@@ -315,6 +337,8 @@ class SignalState:
         self.ref_used = 0
         self.ref_mean, self.ref_std = 0.0, 1.0
         self.calibration = self.overrides = None
+        self.watch = None
+        self.watch_next = 0
         self.base_n = self.n
         self.generation += 1
         self.ref_saved = 0
@@ -337,6 +361,7 @@ class SignalState:
             "overrides": self.overrides,
             "base": [self.base_n, self.base_events],
             "ref_used": self.ref_used,
+            "watch": [self.watch_next, self.watch],
             "kinds": list(self.kinds),
             **({} if self.table is None else {"categories": list(self.table.labels)}),
         }

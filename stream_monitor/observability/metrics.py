@@ -124,6 +124,15 @@ class WorkerMetrics:
                                       "reference needs before its detectors run (compare "
                                       "signal_window_values{window=\"reference\"}).",
                                       ["model", "signal"], namespace=ns, registry=reg)
+        self.watchable = Gauge("signal_watchable", "1 when a signal's reference supports its "
+                               "false-alarm budget (a 2 sd shift caught within its horizon), 0 "
+                               "when it is not watchable yet (docs/detection.md "
+                               "\"What can be watched\"); absent before its first assessment.",
+                               ["model", "signal"], namespace=ns, registry=reg)
+        self.effective_sample = Gauge("signal_effective_sample_size", "Effective sample size "
+                                      "(values / long-run variance ratio) of the reference the "
+                                      "signal was last assessed on.",
+                                      ["model", "signal"], namespace=ns, registry=reg)
         self.last_event = Gauge("model_last_event_timestamp_seconds", "Wall-clock time the last "
                                 "event of a model was processed.", ["model"], namespace=ns,
                                 registry=reg)
@@ -309,7 +318,7 @@ class WorkerMetrics:
     def observe_signal(self, model: str, signal: str, *, reference_size: int, recent_size: int,
                        reference_mean: float | None, current_mean: float | None,
                        detecting: bool | None = None, reference_needed: int | None = None,
-                       ) -> None:
+                       watch: Mapping[str, Any] | None = None) -> None:
         if (not self.signal_gauges or self.signal_label(signal) is None
                 or not self._series(model, signal)):
             return
@@ -323,6 +332,9 @@ class WorkerMetrics:
             self.signal_detecting.labels(model, signal).set(1 if detecting else 0)
         if reference_needed is not None:
             self.reference_needed.labels(model, signal).set(reference_needed)
+        if watch is not None:
+            self.watchable.labels(model, signal).set(1 if watch["watchable"] else 0)
+            self.effective_sample.labels(model, signal).set(watch["effective_sample_size"])
 
     def observe_models(self, models: Iterable[Any]) -> None:
         """Window sizes and means of every signal of these models (``core.monitor.ModelState``:
@@ -347,7 +359,8 @@ class WorkerMetrics:
                     reference_mean=(None if codes else getattr(sig, "ref_mean", None)
                                     if detecting else _mean(ref)),
                     current_mean=None if codes else _mean(recent), detecting=detecting,
-                    reference_needed=getattr(sig, "watched_after", None))
+                    reference_needed=getattr(sig, "watched_after", None),
+                    watch=getattr(sig, "watch", None))
 
     # -- state store and producer ----------------------------------------------------------------
     def redis_round_trip(self, seconds: float) -> None:

@@ -6,7 +6,8 @@ must go to the same layer or a lower one; the module graph must have no cycle. L
 first::
 
     contracts (+ errors) -> config -> core -> state -> pipeline -> observability -> adapters
-        -> publish -> notify -> applications (cli, demo, evaluate, plot, synth, the package root)
+        -> publish -> notify -> applications (cli, demo, evaluate, fleet, plot, synth, the package
+        root)
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("publish", ("stream_monitor.publish",)),
     ("notify", ("stream_monitor.notify",)),
     ("applications", ("stream_monitor.cli", "stream_monitor.__main__", "stream_monitor.demo",
-                      "stream_monitor.evaluate", "stream_monitor.plan", "stream_monitor.plot",
-                      "stream_monitor.synth", "stream_monitor")),
+                      "stream_monitor.evaluate", "stream_monitor.fleet", "stream_monitor.plan",
+                      "stream_monitor.plot", "stream_monitor.synth", "stream_monitor")),
 )
 
 

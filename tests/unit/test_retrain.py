@@ -177,3 +177,87 @@ def test_ids_are_deterministic_and_a_split_batch_gives_the_same_requests() -> No
         model.retrain = RetrainState.restore(json.loads(json.dumps(model.retrain.meta())))
     assert len(whole) == 3 and split == whole
     assert len({r["request_id"] for r in whole}) == 3
+
+
+# -- windows in events (retrain.within_events) ------------------------------------------------
+
+TWO_DRIFTS = {"x": [(300, FOREVER, 10.0)], "y": [(340, FOREVER, 10.0)]}
+DAY = 86400.0
+
+
+def test_one_event_a_day_pairs_drifts_only_with_a_window_in_events() -> None:
+    """Two signals drift 40 events apart at one event a day: 40 days apart. The default window
+    (3600 s of event time) can never pair them; `within_events: 100` does, and the request says
+    which window applied."""
+    seconds = monitor({"min_drifted_signals": 2, "cooldown_seconds": 0})
+    out = seconds.process(stream(500, TWO_DRIFTS, step=DAY), MonitorState())
+    assert [a["signal"] for a in out.alerts] == ["feature:x", "feature:y"]
+    assert out.retrain_requests == []
+    events = monitor({"min_drifted_signals": 2, "cooldown_seconds": 0, "within_events": 100})
+    out = events.process(stream(500, TWO_DRIFTS, step=DAY), MonitorState())
+    [req] = out.retrain_requests
+    validate_record(req)
+    assert req["triggered_by"] == out.alerts[1]["detected_at"]
+    assert {k: req["rule"][k] for k in ("within_seconds", "within_events", "window")} == {
+        "within_seconds": None, "within_events": 100, "window": "events"}
+    assert "within 100 events:" in req["reason"]
+
+
+@pytest.mark.parametrize(("within_events", "requests"), [(30, 0), (50, 1)])
+def test_evidence_counts_for_within_events_of_the_model(within_events: int,
+                                                        requests: int) -> None:
+    """The alerts come 40 events apart: a window of 30 events lets the first expire, 50 keeps it."""
+    mon = monitor({"min_drifted_signals": 2, "cooldown_seconds": 0,
+                   "within_events": within_events})
+    out = mon.process(stream(500, TWO_DRIFTS, step=DAY), MonitorState())
+    alerts = [a["detected_at"]["offset"] for a in out.alerts]
+    assert len(alerts) == 2 and 30 < alerts[1] - alerts[0] < 50
+    assert len(out.retrain_requests) == requests
+
+
+@pytest.mark.parametrize(("step", "requests"), [(1.0, 1), (DAY, 0), (1000.0, 0)])
+def test_with_both_windows_evidence_counts_while_within_both(step: float, requests: int) -> None:
+    """within_seconds 3600 and within_events 100: 40 events apart pair at 1 s an event (40 s),
+    not at one a day or at 1,000 s an event (40,000 s: within the events, not the seconds)."""
+    mon = monitor({"min_drifted_signals": 2, "cooldown_seconds": 0, "within_seconds": 3600,
+                   "within_events": 100})
+    out = mon.process(stream(500, TWO_DRIFTS, step=step), MonitorState())
+    assert len(out.alerts) == 2
+    assert len(out.retrain_requests) == requests
+    for r in out.retrain_requests:
+        validate_record(r)
+        assert r["rule"]["window"] == "both" and r["rule"]["within_seconds"] == 3600
+        assert "within 3600s and 100 events:" in r["reason"]
+
+
+def test_a_rule_without_any_window_fails_at_start_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match="within_events"):
+        monitor({"within_seconds": None})
+    sig = [{"match": "*", "detectors": ["adwin"]}]
+    rule = parse_config({"models": [{"match": "m", "signals": sig,
+                                     "retrain": {"within_events": 5}}]}).models[0].retrain
+    assert (rule.within_seconds, rule.within_events, rule.window) == (None, 5, "events")
+    default = parse_config({"models": [{"match": "m", "signals": sig}]}).models[0].retrain
+    assert (default.within_seconds, default.within_events, default.window) == (
+        3600.0, None, "seconds")
+
+
+def test_event_window_evidence_survives_a_checkpoint() -> None:
+    """Restored mid-way (after the first alert), the state decides as if it had stayed."""
+    mon = monitor({"min_drifted_signals": 2, "cooldown_seconds": 0, "within_events": 50})
+    events = stream(500, TWO_DRIFTS, step=DAY)
+    whole = mon.process(events, MonitorState())
+    state = MonitorState()
+    first = mon.process(events[:320], state)
+    assert len(first.alerts) == 1
+    meta = json.loads(json.dumps(state.models[UNIT].retrain.meta()))
+    assert meta["evidence"][0][13] > 0  # the model's event count at the confirmation
+    restored = RetrainState.restore(meta)
+    assert restored.meta() == meta
+    state.models[UNIT].retrain = restored
+    # An old checkpoint (no event count) still restores.
+    assert RetrainState.restore({"evidence": [meta["evidence"][0][:13]]}).evidence[
+        0].confirmed_event == 0
+    rest = mon.process(events[320:], state)
+    assert [r["request_id"] for r in rest.retrain_requests] == [
+        r["request_id"] for r in whole.retrain_requests]

@@ -1,0 +1,207 @@
+"""What can be watched (core/watchable.py): a reference too short or too dependent to support
+the budget is reported as not watchable yet, with its effective sample and what it needs, and
+keeps growing until it can be watched. Series are seeded AR(1) with coefficients 0.95+ and
+105-774 values, like the short real series of issue 18."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from typer.testing import CliRunner
+
+from stream_monitor.cli import app
+from stream_monitor.config import parse_config
+from stream_monitor.contracts import InferenceEvent, Position
+from stream_monitor.core import Monitor, MonitorState
+from stream_monitor.core.monitor import not_watchable
+from stream_monitor.core.watchable import describe, remedies
+from stream_monitor.observability.metrics import WorkerMetrics
+
+T0 = 1_767_225_600.0
+
+
+def ar1(n: int, a: float, seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    x, p = [], float(rng.standard_normal())
+    for e in rng.standard_normal(n):
+        p = a * p + np.sqrt(1 - a * a) * e
+        x.append(round(10.0 + 3.0 * float(p), 6))
+    return x
+
+
+def config(reference_min: int = 200, reference: int = 1000, per_events: float = 1e6) -> Any:
+    return {"windows": {"reference_size": reference, "reference_min_size": reference_min},
+            "false_alarm_budget": {"per_events": per_events},
+            "detectors": {"cusum": {"type": "cusum"}},
+            "models": [{"match": "*", "signals": [{"match": "feature:*", "detectors": ["cusum"]}]}]}
+
+
+def events(xs: list[float]) -> list[InferenceEvent]:
+    return [InferenceEvent(f"e{i}", "m", {"x": x}, 0.0, Position("t", 0, i), timestamp=T0 + i)
+            for i, x in enumerate(xs)]
+
+
+def run(cfg: dict[str, Any], xs: list[float]) -> tuple[Any, MonitorState]:
+    state = MonitorState()
+    out = Monitor(parse_config(cfg)).process(events(xs), state)
+    return out, state
+
+
+@pytest.mark.parametrize(("n", "a", "seed"), [(105, 0.95, 1), (240, 0.97, 2), (400, 0.95, 3),
+                                              (774, 0.96, 4), (774, 0.98, 5)])
+def test_short_strongly_autocorrelated_series_are_not_watchable_yet(n: int, a: float,
+                                                                    seed: int) -> None:
+    """Watched from 100 values on (reference_min_size lowered for a short series): the reference
+    cannot support the default budget, so the signal is not watched; it says why and what it
+    needs, and its reference keeps growing (it is assessed again at 1.5 times the values)."""
+    out, state = run(config(reference_min=100), ar1(n, a, seed))
+    assert out.alerts == []
+    [row] = not_watchable(state)
+    assert row["signal"] == "feature:x" and not row["watched"]
+    w = row["assessment"]
+    assert w["effective_sample_size"] < 40
+    assert w["expected_delay"] is None or w["expected_delay"] > w["horizon"] == 1000
+    sig = state.models["m"].signals["feature:x"]
+    assert sig.detectors is None and len(sig.reference) == n  # still growing
+    assert sig.watched_after > w["reference_values"]  # the next assessment point
+    more, loose = remedies(w)
+    assert more is not None or loose is not None
+    text = describe(w)
+    assert f"effective sample {w['effective_sample_size']:g} of {w['reference_values']}" in text
+    assert "; needs " in text
+
+
+def test_an_independent_series_is_watchable_from_its_short_reference() -> None:
+    xs = [round(float(x), 6) for x in np.random.default_rng(9).normal(10, 3, 400)]
+    _, state = run(config(), xs)
+    sig = state.models["m"].signals["feature:x"]
+    assert sig.detectors is not None and sig.ref_used == 200
+    assert sig.watch is not None and sig.watch["watchable"]
+    assert sig.calibration is not None and sig.calibration["watchable"]["watchable"] is True
+    assert not_watchable(state) == []
+
+
+def test_the_reference_keeps_growing_until_the_signal_can_be_watched() -> None:
+    """AR(1) 0.9: at 200 values the reference cannot support the budget; it grows (assessed at
+    300, 450, 675, ...) until a 2 sd shift would be caught within the horizon, then is watched;
+    a 3 sd shift after that is caught."""
+    xs = ar1(3000, 0.9, 21)
+    _, state = run(config(), xs[:200])
+    sig = state.models["m"].signals["feature:x"]
+    assert sig.detectors is None and sig.watched_after == 300
+    mon = Monitor(parse_config(config()))
+    state = MonitorState()
+    mon.process(events(xs[:1000]), state)
+    sig = state.models["m"].signals["feature:x"]
+    assert sig.detectors is not None and sig.watch is not None and sig.watch["watchable"]
+    assert 200 < sig.watch["reference_values"] <= 1000
+    shifted = xs[:2000] + [x + 9.0 for x in xs[2000:]]
+    out = mon.process(events(shifted)[1000:], state)
+    assert [a["signal"] for a in out.alerts] == ["feature:x"]
+    assert out.alerts[0]["detected_at"]["offset"] >= 2000
+
+
+def test_lowering_the_budget_is_what_the_report_proposes() -> None:
+    """The loosened budget the assessment names makes the same reference watchable."""
+    xs = ar1(100, 0.95, 31)
+    _, state = run(config(reference_min=100), xs)
+    [row] = not_watchable(state)
+    _, loose = remedies(row["assessment"])
+    assert loose is not None and loose < 1_000_000
+    _, state = run(config(reference_min=100, per_events=float(loose)), xs)
+    assert not_watchable(state) == []
+    sig = state.models["m"].signals["feature:x"]
+    assert sig.detectors is not None and sig.watch is not None and sig.watch["watchable"]
+
+
+def test_growing_reference_survives_a_checkpoint_as_if_it_had_stayed() -> None:
+    xs = ar1(1200, 0.9, 21)
+    mon = Monitor(parse_config(config()))
+    whole = MonitorState()
+    a = mon.process(events(xs), whole)
+    state = MonitorState()
+    mon.process(events(xs[:250]), state)
+    model = state.models["m"]
+    sig = model.signals["feature:x"]
+    assert sig.watch_next == 300
+    meta = json.loads(json.dumps(sig.meta()))
+    restored_model = mon.restore_model(json.loads(json.dumps(model.meta())))
+    assert restored_model is not None
+    restored = mon.restore_signal(restored_model, meta, list(sig.recent), list(sig.reference))
+    assert restored is not None and restored.watch_next == 300 and restored.detectors is None
+    state.models["m"] = restored_model
+    b = mon.process(events(xs)[250:], state)
+    ws, rs = whole.models["m"].signals["feature:x"], restored_model.signals["feature:x"]
+    assert (ws.ref_used, ws.watch, ws.overrides) == (rs.ref_used, rs.watch, rs.overrides)
+    assert [x["alert_id"] for x in a.alerts] == [x["alert_id"] for x in b.alerts]
+
+
+def test_metrics_show_watchability_per_signal() -> None:
+    _, state = run(config(reference_min=100), ar1(300, 0.96, 41))
+    reg = CollectorRegistry()
+    WorkerMetrics(reg).observe_models(state.models.values())
+    labels = {"model": "m", "signal": "feature:x"}
+    assert reg.get_sample_value("stream_monitor_signal_watchable", labels) == 0
+    n_eff = reg.get_sample_value("stream_monitor_signal_effective_sample_size", labels)
+    assert n_eff is not None and 0 < n_eff < 40
+
+
+def test_replay_and_check_config_say_what_cannot_be_watched(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(orjson.dumps(config(reference_min=100)))
+    ev = tmp_path / "e.jsonl"
+    ev.write_bytes(b"".join(orjson.dumps({"event_id": f"e{i}", "model_id": "m",
+                                          "timestamp": T0 + i, "features": {"x": x},
+                                          "prediction": 0.0}) + b"\n"
+                            for i, x in enumerate(ar1(500, 0.97, 51))))
+    r = CliRunner().invoke(app, ["replay", str(ev), "-c", str(cfg), "-o", str(tmp_path / "o")],
+                           env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.stderr
+    assert "not watchable yet: 1 signals" in r.stderr
+    assert "m feature:x (reference still growing): effective sample" in r.stderr
+    r = CliRunner().invoke(app, ["check-config", "-c", str(cfg), "--events", str(ev)],
+                           env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.stderr
+    assert "not watchable yet: effective sample" in r.stdout + r.stderr
+
+
+def test_a_signal_rule_can_lower_its_own_reference_minimum() -> None:
+    cfg = config()
+    cfg["models"][0]["signals"] = [
+        {"match": "feature:short", "detectors": ["cusum"], "reference_min_size": 50},
+        {"match": "feature:*", "detectors": ["cusum"]}]
+    rng = np.random.default_rng(61)
+    evs = [InferenceEvent(f"e{i}", "m", {"short": float(rng.normal()), "x": float(rng.normal())},
+                          0.0, Position("t", 0, i), timestamp=T0 + i) for i in range(60)]
+    state = MonitorState()
+    Monitor(parse_config(cfg)).process(evs, state)
+    sigs = state.models["m"].signals
+    assert sigs["feature:short"].reference_min == 50 and sigs["feature:short"].ref_used == 50
+    assert sigs["feature:x"].reference_min == 200 and sigs["feature:x"].detectors is None
+
+
+def test_evaluate_compares_what_a_looser_budget_buys(tmp_path: Path) -> None:
+    """`evaluate --budget`: the not-watchable count per budget option."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(orjson.dumps(config(reference_min=100)))
+    ev = tmp_path / "e.jsonl"
+    ev.write_bytes(b"".join(orjson.dumps({"event_id": f"e{i}", "model_id": "m",
+                                          "timestamp": T0 + i, "features": {"x": x},
+                                          "prediction": 0.0}) + b"\n"
+                            for i, x in enumerate(ar1(101, 0.95, 31))))
+    changes = tmp_path / "ch.json"
+    changes.write_text('{"changes": []}')
+    out = tmp_path / "ev.json"
+    r = CliRunner().invoke(app, ["evaluate", str(ev), "-c", str(cfg), "--changes", str(changes),
+                                 "--budget", "1000", "--json", str(out)], env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.stderr
+    assert "1 signals not watchable at their budget" in " ".join(r.stderr.split())
+    data = orjson.loads(out.read_bytes())
+    assert [(o["option"], o["summary"]["not_watchable"]) for o in data["options"]] == [
+        ("as configured", 1), ("budget 1 per 1,000 values", 0)]
