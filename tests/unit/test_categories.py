@@ -28,6 +28,7 @@ from stream_monitor.core.multinomial import (
     category_long_run_ratio,
 )
 from stream_monitor.errors import ConfigError
+from stream_monitor.fleet import feature_columns, fleet_model
 from stream_monitor.pipeline import BatchPipeline
 from stream_monitor.state import MemoryStore
 from stream_monitor.synth import category_stream
@@ -125,6 +126,18 @@ def test_long_run_ratio_of_categories() -> None:
     sticky = codes(MIX[0], 5000, 8, stay=0.9)  # stay 0.9 + redraw: rho ~0.92, tau ~24
     assert 12 < category_long_run_ratio(sticky, 4) < 40
     assert category_long_run_ratio([0] * 100, 2) == 1.0  # a constant sequence: no variance
+
+
+def test_long_run_ratio_sees_an_autoregressive_latent_behind_the_categories() -> None:
+    # The fleet's `segment`: 6 categories (two rare) cut from an AR(1) latent. The pooled
+    # lag-1 and batch-means estimates took tau at a quarter to a half of the latent's for the
+    # most dependent models (46 false alarms against 4.85 allowed in the fleet); the most
+    # persistent score's autoregressive fit must see at least half of it on 1,000 values.
+    for i in range(20):
+        m = fleet_model(1, i)
+        a = m.coef["segment"]
+        seg = feature_columns(m, 1000)["segment"].astype(np.int64)
+        assert category_long_run_ratio(seg, 6) >= 0.5 * (1 + a) / (1 - a), (i, a)
 
 
 def test_calibration_slots_prior_and_threshold() -> None:
