@@ -73,10 +73,6 @@ def test_poisson_upper_bound() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 18: rare and bursty 0/1 flags under the numeric cusum give most false alarms here "
-    "(4 of 5 and 6 of 6 on these seeds; the rates work replaces it with a per-event Bernoulli "
-    "CUSUM); flip after that merge"))
 def test_a_small_stationary_fleet_stays_within_the_budget() -> None:
     """8 models x 10 features (+ prediction, inline labels, missing rates, category shares)
     x 5,000 events, 2 seeds, through the example config unchanged: the false drift alerts of
