@@ -35,7 +35,8 @@ from typing import Any, Protocol
 from ..config import RetrainRule
 from ..contracts.records import SCHEMA_VERSION, iso_time, record_id
 
-__all__ = ["Evidence", "RetrainState", "decide", "note_alert", "retrain_request", "tick"]
+__all__ = ["Evidence", "RetrainState", "decide", "note_alert", "persistence_values", "retrain_request",
+           "tick"]
 
 DAY = 86400.0
 
@@ -63,6 +64,7 @@ class Evidence:
     persisted_values: int = 0
     persisted_shift: float | None = None
     confirmed_event: int = 0  # the model's event count at the confirmation (within_events)
+    need: int = 0  # values the persistence check waits for (persistence.values x dependence)
 
     @property
     def degraded(self) -> bool:
@@ -73,13 +75,13 @@ class Evidence:
     def meta(self) -> list[Any]:
         return [self.t, self.signal, self.alert_id, self.detector, self.offset, self.shift,
                 self.ref_mean, self.ref_std, self.n_at, self.performance, self.confirmed_at,
-                self.persisted_values, self.persisted_shift, self.confirmed_event]
+                self.persisted_values, self.persisted_shift, self.confirmed_event, self.need]
 
     @classmethod
     def restore(cls, m: list[Any]) -> Evidence:
         return cls(float(m[0]), str(m[1]), str(m[2]), str(m[3]), int(m[4]), m[5], float(m[6]),
                    float(m[7]), int(m[8]), bool(m[9]), m[10], int(m[11]), m[12],
-                   int(m[13]) if len(m) > 13 else 0)
+                   int(m[13]) if len(m) > 13 else 0, int(m[14]) if len(m) > 14 else 0)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -150,14 +152,29 @@ def note_alert(rule: RetrainRule, rs: RetrainState, alert: Mapping[str, Any], n_
     std = alert["evidence"]["standardization"]
     # A new drift of the same signal supersedes a pending one (one incident, one evidence).
     rs.evidence = [e for e in rs.evidence if not (e.signal == signal and e.confirmed_at is None)]
+    p = rule.persistence
     e = Evidence(t, signal, alert["alert_id"], alert["detector"]["name"],
                  int(alert["detected_at"]["offset"]),
                  alert["evidence"]["mean_shift_in_reference_std"],
-                 float(std["mean"]), float(std["std"]), n_at, perf)
+                 float(std["mean"]), float(std["std"]), n_at, perf,
+                 need=persistence_values(p.values, alert["evidence"].get("calibration")))
     rs.evidence.append(e)
-    p = rule.persistence
     if p.values == 0 and p.seconds == 0:
         _confirm(rs, e, t, 0, e.shift, events)
+
+
+def persistence_values(values: int, calibration: Mapping[str, Any] | None) -> int:
+    """How many values the persistence check of an alert waits for: ``values`` *effective*
+    values, i.e. ``values`` times the long-run variance ratio ``tau`` of the signal's reference
+    (its calibration; 1 without one). A dependent signal's false alarm is an excursion that
+    lasts about ``tau`` values: ``values`` raw values of an AR(1) 0.9 signal (``tau`` about 19)
+    would still sit inside the excursion that raised the alarm and confirm it.
+
+    >>> persistence_values(50, {"long_run_variance_ratio": 4.2}), persistence_values(50, None)
+    (210, 50)
+    """
+    tau = float((calibration or {}).get("long_run_variance_ratio") or 1.0)
+    return int(math.ceil(values * max(tau, 1.0) - 1e-9))
 
 
 def _confirm(rs: RetrainState, e: Evidence, t: float, values: int, shift: float | None,
@@ -175,8 +192,9 @@ def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t:
     """Confirm or drop pending evidence whose persistence period is over (after an event at ``t``,
     the model's ``events``-th).
 
-    The check looks at the mean of the last ``persistence.values`` values of the signal (all
-    values since the alert when that is 0), at most the signal's recent window.
+    The check looks at the mean of the last ``persistence.values`` *effective* values of the
+    signal (:func:`persistence_values`; all values since the alert when that is 0), at most the
+    signal's recent window.
     """
     p = rule.persistence
     keep = []
@@ -186,10 +204,11 @@ def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t:
             if sig is None:
                 continue
             count = sig.n - e.n_at
-            if count < p.values or t - e.t < p.seconds:
+            need = e.need or p.values
+            if count < need or t - e.t < p.seconds:
                 keep.append(e)
                 continue
-            k = min(p.values or count, len(sig.recent))
+            k = min(need or count, len(sig.recent))
             if k > 0 and getattr(sig, "table", None) is None:  # (categories: the alert's shift)
                 tail = list(islice(reversed(sig.recent), k))
                 shift: float | None = (math.fsum(tail) / k - e.ref_mean) / e.ref_std

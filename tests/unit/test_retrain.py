@@ -261,3 +261,46 @@ def test_event_window_evidence_survives_a_checkpoint() -> None:
     rest = mon.process(events[320:], state)
     assert [r["request_id"] for r in rest.retrain_requests] == [
         r["request_id"] for r in whole.retrain_requests]
+
+
+def _alert(tau: float | None) -> dict[str, Any]:
+    ev: dict[str, Any] = {"mean_shift_in_reference_std": 3.0,
+                          "standardization": {"mean": 0.0, "std": 1.0}}
+    if tau is not None:
+        ev["calibration"] = {"long_run_variance_ratio": tau}
+    return {"signal": "feature:x", "alert_id": "a1", "detector": {"name": "cusum"},
+            "detected_at": {"offset": 99}, "evidence": ev}
+
+
+class _Sig:
+    def __init__(self) -> None:
+        from collections import deque
+        self.n = 100
+        self.recent: Any = deque(maxlen=500)
+
+
+@pytest.mark.parametrize(("tau", "need"), [(None, 50), (1.0, 50), (4.0, 200), (19.3, 965)])
+def test_persistence_waits_for_effective_values_of_a_dependent_signal(tau: float | None,
+                                                                       need: int) -> None:
+    """An alert on a dependent signal (long-run variance ratio tau) is an excursion lasting
+    about tau values: the check waits for 50 *effective* values, 50 x tau raw ones. Here the
+    signal stays 1 std high for 60 values and then returns to its old mean: with tau = 1 the
+    excursion confirms the drift, with tau >= 4 the check sees the return and drops it."""
+    from stream_monitor.config import RetrainRule
+    from stream_monitor.core.retrain import note_alert, tick
+
+    rule = RetrainRule(min_drifted_signals=1, persistence={"values": 50, "min_shift": 0.5})
+    rs, sig = RetrainState(), _Sig()
+    note_alert(rule, rs, _alert(tau), n_at=sig.n, t=0.0)
+    [e] = rs.evidence
+    assert e.need == need
+    for i in range(need):
+        sig.n += 1
+        sig.recent.append(1.0 if i < 60 else 0.0)
+        tick(rule, rs, {"feature:x": sig}, float(i))
+        assert (rs.evidence[0].confirmed_at is None if i < need - 1 else True)
+    if need <= 60:
+        assert rs.evidence[0].confirmed_at is not None and rs.transient == 0
+    else:
+        assert rs.evidence == [] and rs.transient == 1
+    assert RetrainState.restore(json.loads(json.dumps(rs.meta()))).meta() == rs.meta()
