@@ -33,7 +33,7 @@ from typing import Any
 
 from .multinomial import JEFFREYS
 
-__all__ = ["MixShift", "mix_of_alert", "mix_shift", "reference_mix"]
+__all__ = ["MixShift", "compare_mix", "mix_of_alert", "mix_shift", "reference_mix"]
 
 
 def reference_mix(calibration: Mapping[str, Any]) -> list[Any] | None:
@@ -110,3 +110,117 @@ def mix_shift(codes: Iterable[float], labels: Sequence[str], mix: Sequence[Any])
     tv = 0.5 * math.fsum(abs(fj - pj) for fj, pj in zip(f, shares, strict=True))
     bias = tau * (k - 1) / n
     return MixShift(math.sqrt(max(d2 - bias, 0.0)), math.sqrt(d2), tv, n, f)
+
+
+RARE_EXPECTED = 5.0  # categories expected fewer times than this in a version are pooled (test)
+
+
+def compare_mix(signal: str, previous: Sequence[float], previous_labels: Sequence[str],
+                new: Sequence[float], new_labels: Sequence[str], *, alpha: float,
+                min_shift: float, min_values: int) -> dict[str, Any]:
+    """A deployment check of a categorical signal: the new version's first window of category
+    codes against the previous version's reference window (each coded by its own version's
+    table, so categories are matched by label).
+
+    * **Test**: Pearson's chi-square test of homogeneity of the two versions' category counts,
+      divided by the dependence ``tau`` (the larger long-run variance ratio of the two windows,
+      :func:`~stream_monitor.core.multinomial.category_long_run_ratio`: sticky categories carry
+      fewer independent values), referred to chi-square with (cells - 1) degrees of freedom.
+      Categories expected fewer than 5 times in either version are pooled into one cell, so
+      rare levels do not make the approximation fail.
+    * **Effect**: the distance of the new shares from the previous ones in previous-version
+      std (the Mahalanobis distance of the shares, less the sampling noise of both windows:
+      the unit of ``mean_shift_in_previous_std`` for numbers).
+    * ``changed`` when the test rejects at ``alpha`` **and** the distance is at least
+      ``min_shift``, as for numeric signals; ``ks`` is null (not a KS test).
+
+    >>> r = compare_mix("prediction", [0.0, 1.0] * 100, ["no", "yes"],
+    ...                 [0.0, 1.0, 1.0, 1.0, 1.0] * 40, ["yes", "no"], alpha=0.01, min_shift=0.5,
+    ...                 min_values=30)  # .5/.5 -> .2/.8 ("no" is code 1 in the new table)
+    >>> r["changed"], r["categories"]["total_variation"], round(r["mean_shift_in_previous_std"], 2)
+    (True, 0.3, 0.59)
+    """
+    from scipy import stats
+
+    from .multinomial import category_long_run_ratio
+
+    if min_values < 1:
+        raise ValueError(f"min_values must be at least 1, not {min_values}")
+    n1, n2 = len(previous), len(new)
+    # Categories by label: the previous version's most frequent first.
+    c1: dict[str, int] = {}
+    c2: dict[str, int] = {}
+    for codes, labels, counts in ((previous, previous_labels, c1), (new, new_labels, c2)):
+        for c in codes:
+            i = int(c)
+            lab = labels[i] if 0 <= i < len(labels) else "(other)"
+            counts[lab] = counts.get(lab, 0) + 1
+    cats = sorted(set(c1) | set(c2), key=lambda c: (-c1.get(c, 0), -c2.get(c, 0), c))
+    k = len(cats)
+    sufficient = n1 >= min_values and n2 >= min_values
+    out: dict[str, Any] = {"signal": signal, "previous": _count(n1), "new": _count(n2),
+                           "mean_shift_in_previous_std": None, "ks": None, "changed": False,
+                           "sufficient": sufficient}
+    if not (n1 and n2):
+        return out
+    f1 = [c1.get(c, 0) / n1 for c in cats]
+    f2 = [c2.get(c, 0) / n2 for c in cats]
+    tv = 0.5 * math.fsum(abs(a - b) for a, b in zip(f1, f2, strict=True))
+    index = {c: j for j, c in enumerate(cats)}
+
+    def slots(codes: Sequence[float], labels: Sequence[str]) -> list[int]:
+        return [index[labels[int(c)] if 0 <= int(c) < len(labels) else "(other)"]
+                for c in codes]
+
+    tau = max(1.0, category_long_run_ratio(slots(previous, previous_labels), k),
+              category_long_run_ratio(slots(new, new_labels), k))
+    # The previous shares with Jeffreys' prior: a category the previous version never showed
+    # has a share, not a zero to divide by.
+    p = [(c1.get(c, 0) + JEFFREYS) / (n1 + JEFFREYS * k) for c in cats]
+    d2 = math.fsum((b - a) ** 2 / pj for a, b, pj in zip(f1, f2, p, strict=True))
+    noise = tau * (k - 1) * (1.0 / n1 + 1.0 / n2)
+    distance = math.sqrt(max(d2 - noise, 0.0))
+    out["mean_shift_in_previous_std"] = distance
+    test: dict[str, Any] | None = None
+    if sufficient:
+        # Pool the rare categories (expected < RARE_EXPECTED in either version) into one cell.
+        total = n1 + n2
+        cells: list[list[float]] = []
+        rare = [0.0, 0.0]
+        for lab in cats:
+            a, b = c1.get(lab, 0), c2.get(lab, 0)
+            if min(n1, n2) * (a + b) / total < RARE_EXPECTED:
+                rare[0] += a
+                rare[1] += b
+            else:
+                cells.append([float(a), float(b)])
+        if rare[0] + rare[1] > 0:
+            cells.append(rare)
+        x2 = 0.0
+        for o1, o2 in cells:
+            col = o1 + o2
+            for obs, n in ((o1, n1), (o2, n2)):
+                e = n * col / total
+                x2 += (obs - e) ** 2 / e
+        df = len(cells) - 1
+        stat = x2 / tau
+        pv = float(stats.chi2.sf(stat, df)) if df > 0 else 1.0
+        test = {"statistic": round(stat, 6), "df": df, "p_value": pv,
+                "long_run_variance_ratio": round(tau, 4)}
+        out["changed"] = pv < alpha and distance >= min_shift
+    out["categories"] = {
+        "total_variation": round(tv, 4),
+        "test": test,
+        "shares": sorted(({"category": c, "previous_share": round(a, 4), "new_share": round(b, 4),
+                           "change": round(b - a, 4)}
+                          for c, a, b in zip(cats, f1, f2, strict=True)),
+                         key=lambda r: -abs(r["change"])),
+    }
+    return out
+
+
+def _count(n: int) -> dict[str, Any]:
+    """A window's summary: its count (a mean of category codes means nothing)."""
+    from .stats import summarize
+
+    return {"count": n} if n else summarize([])

@@ -268,3 +268,103 @@ def test_a_restart_during_the_return_check_or_the_hold_gives_the_same_outputs(
     # The same records byte for byte (a batch lists its alerts before its retrain requests and
     # resolutions, so their order across kinds follows the batches).
     assert sorted(replay(c, raws, cuts, batch)) == sorted(whole)
+
+
+# -- deployment checks ----------------------------------------------------------------------------
+
+def _versions(pred_after: list[float], seg_after: list[float] | None = None,
+              seed: int = 7) -> list[RawRecord]:
+    """v1 for 1500 events, then v2 for 1500: class-label predictions (.6/.3/.1 on v1) and a
+    categorical feature (the 4-category mix); v2's prediction mix `pred_after`, its feature
+    mix `seg_after` (default: unchanged). The new version's table codes the labels in its own
+    order of first appearance."""
+    classes = ["no", "yes", "maybe"]
+    p1 = category_stream([0.6, 0.3, 0.1], 1500, seed, labels=classes)
+    p2 = category_stream(pred_after, 1500, seed + 1, labels=classes)
+    s1 = category_stream(MIX[0], 1500, seed + 2)
+    s2 = category_stream(seg_after or MIX[0], 1500, seed + 3)
+    out = []
+    for i, (p, s) in enumerate(zip(p1 + p2, s1 + s2, strict=True)):
+        rec = {"event_id": f"e{i}", "model_id": "m", "model_version": "1" if i < 1500 else "2",
+               "timestamp": NOW + i, "features": {"seg": s}, "prediction": p}
+        out.append(RawRecord(orjson.dumps(rec), Position("inference-events", 0, i)))
+    return out
+
+
+def _check(raws: list[RawRecord], privacy: str = "full") -> dict[str, Any]:
+    c = parse_config({
+        "windows": {"reference_size": 500, "recent_size": 500},
+        "privacy": {"alert_evidence": privacy}, "detectors": {"cusum": {"type": "cusum"}},
+        "models": [{"match": "m", "signals": [{"match": "*", "detectors": ["cusum"]}],
+                    "quality": {"categorical": True, "indicators": []},
+                    "versions": {"watch_events": 500}}]})
+    [check] = [orjson.loads(v) for v in replay(c, raws, (), 250)
+               if orjson.loads(v)["type"] == "deployment_check"]
+    validate_record(check)
+    return check
+
+
+def test_a_class_label_mix_that_moved_between_versions_is_reported() -> None:
+    """v2 predicts .4/.3/.3 instead of .6/.3/.1 (total variation 0.2): the prediction's
+    category mix changed (a warning: not an input), with the shares per class. (Before,
+    categorical signals were left out of the check.)"""
+    check = _check(_versions([0.4, 0.3, 0.3]))
+    assert check["verdict"] == "warn"
+    by = {s["signal"]: s for s in check["signals"]}
+    pred = by["prediction"]
+    assert pred["changed"] and pred["ks"] is None
+    cats = pred["categories"]
+    assert cats["test"]["p_value"] < 1e-6 and cats["test"]["df"] == 2
+    assert 0.15 < cats["total_variation"] < 0.25
+    moved = {r["category"]: r for r in cats["shares"]}
+    assert moved["no"]["change"] < -0.1 and moved["maybe"]["change"] > 0.1
+    assert pred["previous"] == {"count": 500} and pred["new"] == {"count": 500}
+    assert not by["feature:seg"]["changed"]
+    assert "prediction category mix changed" in check["summary"]
+
+
+def test_an_input_mix_that_moved_fails_the_check() -> None:
+    check = _check(_versions([0.6, 0.3, 0.1], seg_after=MIX[1]))
+    assert check["verdict"] == "fail"
+    by = {s["signal"]: s for s in check["signals"]}
+    assert by["feature:seg"]["changed"] and not by["prediction"]["changed"]
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_an_unchanged_mix_passes(seed: int) -> None:
+    check = _check(_versions([0.6, 0.3, 0.1], seed=seed))
+    assert check["verdict"] == "pass", check["reasons"]
+    assert {s["signal"] for s in check["signals"]} == {"prediction", "feature:seg"}
+
+
+def test_privacy_none_keeps_the_test_and_withholds_the_shares() -> None:
+    check = _check(_versions([0.4, 0.3, 0.3]), privacy="none")
+    pred = {s["signal"]: s for s in check["signals"]}["prediction"]
+    assert set(pred["categories"]) == {"total_variation", "test"} and pred["changed"]
+
+
+def test_the_version_test_holds_its_error_rate_on_unchanged_mixes() -> None:
+    """Two windows of 1000 values of one 6-category mix with rare levels (2%, 1%), plain and
+    sticky: the chi-square test (scaled by the dependence) rejects at most at its alpha, and the
+    check never calls them changed; a class-label mix moved by total variation 0.2 is."""
+    from stream_monitor.core.mixshift import compare_mix
+
+    labels = [f"c{i}" for i in range(6)]
+
+    def draw(seed: int, stay: float, shares: list[float]) -> list[float]:
+        return [float(c[1:]) for c in category_stream(shares, 1000, seed, stay=stay)]
+
+    shares = [0.55, 0.25, 0.12, 0.05, 0.02, 0.01]
+    for stay in (0.0, 0.8):
+        rejected = changed_ = 0
+        for s in range(60):
+            r = compare_mix("x", draw(2 * s, stay, shares), labels,
+                            draw(2 * s + 1, stay, shares), labels, alpha=0.05, min_shift=0.0,
+                            min_values=30)
+            rejected += r["categories"]["test"]["p_value"] < 0.05
+            changed_ += r["changed"]
+        assert rejected <= 3 and changed_ == rejected  # at most alpha (60 x 0.05)
+    hits = sum(compare_mix("p", draw(2 * s, 0.0, [0.6, 0.3, 0.1]), labels[:3],
+                           draw(2 * s + 1, 0.0, [0.4, 0.3, 0.3]), labels[:3], alpha=0.01,
+                           min_shift=0.5, min_values=30)["changed"] for s in range(20))
+    assert hits >= 19
