@@ -279,7 +279,8 @@ def replay_fleet(config: MonitorConfig, seed: int, models: Sequence[int], events
                             "missing_rate": specs[r["model_id"]].missing_rate})
         elif kind == "retrain_request":
             retrain.append({"model_id": r["model_id"], "rule": r["rule"]["name"],
-                            "signals": r["signals"], "requested_at": r["requested_at"]})
+                            "evidence": r.get("evidence"), "signals": r["signals"],
+                            "requested_at": r["requested_at"]})
     expected: dict[str, float] = {}
     watched: dict[str, int] = {}
     unbudgeted: set[str] = set()
