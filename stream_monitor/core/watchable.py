@@ -178,7 +178,8 @@ def describe(w: Mapping[str, Any]) -> str:
     """
     more, loose = remedies(w)
     delay = w.get("expected_delay")
-    took = (f"~{delay:.0f} values" if delay is not None else "forever")
+    took = (f"~{delay:.0f} values" if delay is not None else
+            f"over {w['delay_limit']} values" if "delay_limit" in w else "forever")
     kind = w.get("kind")
     if kind == "binary":
         change = (f"a rate rise from {100 * w['rate_from']:.2g}% to {100 * w['rate_to']:.2g}%"

@@ -53,7 +53,8 @@ from typing import Any
 
 import numpy as np
 
-from .bernoulli import UP_STEPS, _alt, _choose_ratios, _Posterior, _sum_threshold
+from .bernoulli import alternative_rate as _alt
+from .bernoulli import calibrate_counts
 
 __all__ = ["ODDS_RATIO", "assess_mix", "assess_rate", "mix_delay", "rate_delay",
            "remedies_kind", "split_shift"]
@@ -62,6 +63,7 @@ ODDS_RATIO = 20.0  # the large change: the minority side's odds rise this many f
 _H_UNBOUNDED = 1e6  # calibrate_rate writes 1e7 for a threshold it could not bound
 _MAX_VALUES = 10_000_000  # longer references are not worth proposing
 _MAX_BUDGET = 0.01  # the config's limit, false alarms per value
+_FOLLOW = 4  # a mix's expected statistic is followed for this many horizons
 
 
 # -- binary ------------------------------------------------------------------------------------
@@ -127,45 +129,17 @@ def assess_rate(over: Mapping[str, Any], info: Mapping[str, Any], params: Mappin
     }
 
 
-def _conditional(n: float, k: float, tau: float, share: float,
-                 fixed: Sequence[float] | None) -> tuple[list[float], float, _Posterior]:
-    """As core/bernoulli.py's calibration of one conditional sequence, from its counts (the
-    Markov lag-one correlation follows from its ``tau``: ``lam = (tau - 1) / (tau + 1)``)."""
-    lam = min(max((tau - 1.0) / (tau + 1.0), 0.0), 0.99)
-    post = _Posterior(k / tau + 0.5, (n - k) / tau + 0.5, lam)
-    ratios = ([float(r) for r in fixed] if fixed is not None
-              else _choose_ratios(post.p0, post, tau, share, falls=True))
-    return ratios, post.p0, post
-
-
 def _project_rate(w: Mapping[str, Any], scale: float, share: float) -> float:
     """Expected delay of the large change after calibrating on a reference ``scale`` times as
     long (same conditional rates and dependence) at ``share`` false alarms per value."""
-    fixed = w.get("fixed")
-    m_guess = 2 * (len(UP_STEPS) + 1)
-    parts = []
-    for g, (n, k, tau) in enumerate((w["onset"], w["continuation"])):
-        mine = None
-        if fixed is not None:
-            mine = [r for r, gg in zip(fixed[0], fixed[1], strict=True) if gg == g] or [2.0]
-        ratios, q, post = _conditional(n * scale, k * scale, tau,
-                                       share if fixed else share / m_guess * 4, mine)
-        if fixed is not None and not [gg for gg in fixed[1] if gg == g]:
-            ratios = []
-        parts.append((ratios, q, post, tau, g))
-    sets = [(r, q, post, tau, g) for ratios, q, post, tau, g in parts for r in ratios]
-    if not sets:
+    on, co = ((n * scale, k * scale, tau) for n, k, tau in (w["onset"], w["continuation"]))
+    sums = calibrate_counts(on, co, share, w.get("fixed"))
+    if not sums["ratios"]:
         return math.inf
-    target = len(sets) / share
-    sums: dict[str, list[float]] = {"ratios": [], "h": [], "base": [], "given": []}
-    for r, q, post, tau, g in sets:
-        h, _ = _sum_threshold(q, r, post, tau, target)
-        sums["ratios"].append(r)
-        sums["h"].append(h if math.isfinite(h) else 1e7)
-        sums["base"].append(q)
-        sums["given"].append(g)
     factor = ODDS_RATIO if float(w["rate_from"]) <= 0.5 else 1.0 / ODDS_RATIO
-    return rate_delay(sums, parts[0][1], parts[1][1], factor)
+    # Each context's rate as the calibration estimates it (posterior mean, Jeffreys' prior).
+    a, b = ((k / tau + 0.5) / (n / tau + 1.0) for n, k, tau in (on, co))
+    return rate_delay(sums, a, b, factor)
 
 
 # -- categorical -------------------------------------------------------------------------------
@@ -246,8 +220,9 @@ def assess_mix(over: Mapping[str, Any], info: Mapping[str, Any], budget: float, 
     urn = [float(v) for v in over["urn"]]
     u = np.asarray(urn) / sum(urn)
     q, up = split_shift(u)
+    # Followed for 4 horizons at most (a few hundredths of a second; beyond: "over" that).
     delay = mix_delay(urn, float(over["w"]), float(over["inv_tau"]), float(over["h"]), q,
-                      10 * horizon)
+                      _FOLLOW * horizon)
     cats = list(info.get("categories") or [])
     return {
         "watchable": delay <= horizon, "kind": "categorical",
@@ -256,6 +231,7 @@ def assess_mix(over: Mapping[str, Any], info: Mapping[str, Any], budget: float, 
         "rising": [cats[j] if j < len(cats) else str(j) for j in up],
         "total_variation": round(0.5 * float(np.abs(q - u).sum()), 3),
         "expected_delay": None if math.isinf(delay) else round(delay, 1),
+        "delay_limit": _FOLLOW * horizon,
         "horizon": horizon, "reference_size": reference_size,
         # What the projection needs.
         "counts": [int(c) for c in info.get("reference_counts") or []],

@@ -368,3 +368,24 @@ def test_metrics_show_watchability_of_a_flag() -> None:
     labels = {"model": "m", "signal": "feature:x"}
     assert reg.get_sample_value("stream_monitor_signal_watchable", labels) == 0
     assert reg.get_sample_value("stream_monitor_signal_effective_sample_size", labels) == 67.1
+
+
+def test_replay_and_check_config_say_what_a_flag_needs(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(orjson.dumps(config()))
+    ev = tmp_path / "e.jsonl"
+    ev.write_bytes(b"".join(orjson.dumps({"event_id": f"e{i}", "model_id": "m",
+                                          "timestamp": T0 + i, "features": {"x": 0},
+                                          "prediction": 0.0}) + b"\n" for i in range(250)))
+    r = CliRunner().invoke(app, ["replay", str(ev), "-c", str(cfg), "-o", str(tmp_path / "o")],
+                           env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.stderr
+    text = " ".join(r.stderr.split())
+    assert ("m feature:x (reference still growing): effective sample 67.1 of 200 values: a rate "
+            "rise from 0.73% to 13% (20x the odds) would take ~") in text
+    assert "needs a budget of 1 per 10,000 values" in text
+    r = CliRunner().invoke(app, ["check-config", "-c", str(cfg), "--events", str(ev)],
+                           env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.stderr
+    assert "not watchable yet: effective sample 67.1 of 200 values: a rate rise" in " ".join(
+        (r.stdout + r.stderr).split())
