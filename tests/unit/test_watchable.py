@@ -327,6 +327,10 @@ def test_categories_in_long_runs_are_not_watchable_yet_and_say_so() -> None:
     assert text.startswith(f"effective sample {w['effective_sample_size']:g} of 300 values: a "
                            "mix change of total variation ")
     assert "20x) would take " in text
+    reg = CollectorRegistry()
+    WorkerMetrics(reg).observe_models(state.models.values())
+    labels = {"model": "m", "signal": "feature:c"}
+    assert reg.get_sample_value("stream_monitor_signal_watchable", labels) == 0
 
 
 def test_independent_categories_are_watchable_from_their_short_reference() -> None:
@@ -389,3 +393,26 @@ def test_replay_and_check_config_say_what_a_flag_needs(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.stderr
     assert "not watchable yet: effective sample 67.1 of 200 values: a rate rise" in " ".join(
         (r.stdout + r.stderr).split())
+
+
+def test_a_growing_flag_survives_a_checkpoint_as_if_it_had_stayed() -> None:
+    xs = [0.0] * 350 + [float(v) for v in np.random.default_rng(15).random(1650) < 0.05]
+    xs[1500:] = [float(v) for v in np.random.default_rng(16).random(500) < 0.4]
+    mon = Monitor(parse_config(config()))
+    whole = MonitorState()
+    a = mon.process(flag_events(xs), whole)
+    state = MonitorState()
+    mon.process(flag_events(xs[:250]), state)
+    model = state.models["m"]
+    sig = model.signals["feature:x"]
+    assert sig.watch_next == 300 and sig.detectors is None
+    meta = json.loads(json.dumps(sig.meta()))
+    restored_model = mon.restore_model(json.loads(json.dumps(model.meta())))
+    assert restored_model is not None
+    restored = mon.restore_signal(restored_model, meta, list(sig.recent), list(sig.reference))
+    assert restored is not None and restored.watch_next == 300
+    state.models["m"] = restored_model
+    b = mon.process(flag_events(xs)[250:], state)
+    ws, rs = whole.models["m"].signals["feature:x"], restored_model.signals["feature:x"]
+    assert (ws.ref_used, ws.watch, ws.overrides) == (rs.ref_used, rs.watch, rs.overrides)
+    assert a.alerts and [x["alert_id"] for x in a.alerts] == [x["alert_id"] for x in b.alerts]
