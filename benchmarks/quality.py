@@ -68,6 +68,19 @@ SHIFTS = (("mean", 1.0, "1 sd shift"), ("mean", 0.5, "0.5 sd shift"),
           ("spread", 2 ** 0.5, "variance x2"))
 
 
+def write_results(name: str, res: dict[str, Any], markdown_table: str | None = None,
+                  tail: str = "") -> Path:
+    """``benchmarks/results/<name>-<stamp><tail>.json`` (and the ``.md`` table beside it when
+    given); returns the JSON's path."""
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-{time.strftime('%Y-%m-%d-%H%M%S')}{tail}"
+    (out / f"{stem}.json").write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    if markdown_table is not None:
+        (out / f"{stem}.md").write_text(markdown_table)
+    return out / f"{stem}.json"
+
+
 def config(per_events: float, reference: int = REFERENCE, short: int = SHORT) -> Any:
     return parse_config({
         "windows": {"reference_size": reference, "reference_min_size": short,
@@ -390,11 +403,6 @@ def numeric_main(args: Any) -> None:
         print(f"slow cycle of {period} values, amplitude {amplitude}: {r['alerts']} alerts, "
               f"{r['per_swing']:.2f} per swing", file=sys.stderr)
     res["seconds"] = round(time.perf_counter() - t0, 1)
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%d-%H%M%S")
-    (out / f"quality-numeric-{stamp}.json").write_bytes(
-        orjson.dumps(res, option=orjson.OPT_INDENT_2))
     lines = ["| signal | budget | false alarms | values | budget allows | seeds |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['kind']} | 1 per {int(r['per_events']):,} | {r['false_alarms']} | "
@@ -411,8 +419,9 @@ def numeric_main(args: Any) -> None:
     lines += [f"| {r['period']:,} | {r['amplitude']} | {r['alerts']} in {r['values']:,} | "
               f"{r['per_swing']:.2f} | {r['seed_base']}+0..{r['seeds'] - 1} |"
               for r in res["slow_cycles"]]
+    written = write_results("quality-numeric", res, "\n".join(lines))
     print("\n".join(lines))
-    print(f"({res['seconds']} s)", file=sys.stderr)
+    print(f"({res['seconds']} s; wrote {written})", file=sys.stderr)
 
 # -- categories (issue 18): categorical features and class-label predictions -------------------
 # Self-contained: its own config, events and scenarios; `--categories` runs only this section.
@@ -551,16 +560,11 @@ def categories_main(args: argparse.Namespace) -> None:
                      args.cat_budget)
     res.update(seeds=args.cat_seeds, shift_seeds=args.cat_shift_seeds, events=args.cat_events,
                seconds=round(time.perf_counter() - t0, 1))
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    stamp += "" if args.cat_part == "all" else f"-{args.cat_part}"
-    stamp += "" if args.cat_budget == 1_000_000.0 else f"-budget{args.cat_budget:.0f}"
-    (out / f"quality-categories-{stamp}.json").write_bytes(
-        orjson.dumps(res, option=orjson.OPT_INDENT_2))
+    tail = "" if args.cat_part == "all" else f"-{args.cat_part}"
+    tail += "" if args.cat_budget == 1_000_000.0 else f"-budget{args.cat_budget:.0f}"
+    written = write_results("quality-categories", res, tail=tail)
     print(categories_markdown(res))
-    print(f"({res['seconds']} s; wrote {out / f'quality-categories-{stamp}.json'})",
-          file=sys.stderr)
+    print(f"({res['seconds']} s; wrote {written})", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,17 +734,13 @@ def run_fleet(args: argparse.Namespace) -> None:
                                                                               p["models"][0])),
         "seconds": round(time.perf_counter() - t0, 1), "workers": args.mix_workers,
         "cpus": os.cpu_count()}
-    stamp = time.strftime("%Y-%m-%d-%H%M%S")
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"fleet-{stamp}.json").write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
     md = fleet_markdown(res)
-    (out / f"fleet-{stamp}.md").write_text(md)
+    written = write_results("fleet", res, md)
     fleet_plot(res, args.mix_image)
     print(md)
     print(f"({res['seconds']} s wall, {total / res['seconds']:,.0f} events/s over "
-          f"{args.mix_workers} processes; wrote {out / f'fleet-{stamp}.json'} and "
-          f"{args.mix_image})", file=sys.stderr)
+          f"{args.mix_workers} processes; wrote {written} and {args.mix_image})",
+          file=sys.stderr)
 
 
 def main() -> None:
@@ -799,12 +799,9 @@ def main() -> None:
         if args.quick:
             args.rate_seeds, args.rate_fa_seeds, args.rate_fa_events = 10, 2, 5000
         r = rates(args.rate_seeds, args.rate_fa_seeds, args.rate_fa_events)
-        stamp = time.strftime("%Y-%m-%d-%H%M%S")
-        out = ROOT / "benchmarks" / "results"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"rates-{stamp}.json").write_bytes(orjson.dumps(r, option=orjson.OPT_INDENT_2))
+        written = write_results("rates", r)
         print(rates_markdown(r))
-        print(f"({r['seconds']} s; wrote {out / f'rates-{stamp}.json'})", file=sys.stderr)
+        print(f"({r['seconds']} s; wrote {written})", file=sys.stderr)
         return
     if args.numeric:
         numeric_main(args)
@@ -863,16 +860,11 @@ def main() -> None:
             print(f"target {label:13s}: detected {r['detected']}/{r['seeds']}, median delay "
                   f"{r['median_delay']}, p90 {r['p90_delay']}", file=sys.stderr)
     res["seconds"] = round(time.perf_counter() - t0, 1)
-    stamp = time.strftime("%Y-%m-%d-%H%M%S")
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"quality-{stamp}.json").write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
     md = markdown(res)
-    (out / f"quality-{stamp}.md").write_text(md)
+    written = write_results("quality", res, md)
     plot(res, args.image)
     print(md)
-    print(f"({res['seconds']} s; wrote {out / f'quality-{stamp}.json'} and {args.image})",
-          file=sys.stderr)
+    print(f"({res['seconds']} s; wrote {written} and {args.image})", file=sys.stderr)
 
 
 # =============================================================================================

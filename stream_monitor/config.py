@@ -278,7 +278,9 @@ class Persistence(_Strict):
     ``seconds`` of event time have passed since its alert, if then the mean of the signal's last
     ``values`` values (all values since the alert when ``values`` is 0; at most its recent
     window) is still at least ``min_shift`` standard deviations of the old reference away from
-    the old reference mean. Otherwise it is dropped as transient. ``values: 0`` and
+    the old reference mean. Otherwise it is dropped as transient. ``values`` counts effective
+    values: times the long-run variance ratio of a dependent signal's reference
+    (core/retrain.py ``persistence_values``). ``values: 0`` and
     ``seconds: 0`` confirm every drift at once.
     """
 

@@ -48,6 +48,7 @@ All attributes are plain numbers and lists, so the detector is checkpointed like
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -315,6 +316,28 @@ def _sum_threshold(p0: float, ratio: float, post: _Posterior, tau: float,
 
 def _conditional(y: np.ndarray, share: float, falls: bool,
                  fixed: Sequence[float] | None) -> tuple[list[float], list[float], dict[str, Any]]:
+    """:func:`_conditional_of` through a small cache keyed on the exact 0/1 sequence: the
+    conditional sequences of rare flags repeat across signals (the values after a 1 of a flag
+    whose ones are isolated are all 0; a reference without a 1 is all 0), and each costs a few
+    dozen threshold searches. Same result as without the cache (callers only read it)."""
+    b = np.asarray(y, dtype=bool)
+    ratios, params, info = _conditional_cached(
+        np.packbits(b).tobytes(), len(b), float(share), bool(falls),
+        None if fixed is None else tuple(float(r) for r in fixed))
+    return list(ratios), list(params), dict(info)
+
+
+@functools.lru_cache(maxsize=512)
+def _conditional_cached(bits: bytes, n: int, share: float, falls: bool,
+                        fixed: tuple[float, ...] | None,
+                        ) -> tuple[list[float], list[float], dict[str, Any]]:
+    y = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), count=n).astype(bool)
+    return _conditional_of(y, share, falls, fixed)
+
+
+def _conditional_of(y: np.ndarray, share: float, falls: bool,
+                    fixed: Sequence[float] | None,
+                    ) -> tuple[list[float], list[float], dict[str, Any]]:
     """Alternatives and thresholds of the sums on one conditional sequence ``y`` (the values
     after a 0, or after a 1): iid Bernoulli under a first-order chain, with a residual
     dependence factor (batch means) for memory beyond one step. ``share`` per sum-set is
@@ -432,16 +455,18 @@ def calibrate_counts(onset: Sequence[float], continuation: Sequence[float], shar
     """
     m_guess = 2 * (len(UP_STEPS) + 1)
     sets = []
+    posts = []
     for g, (n, k, tau) in enumerate((onset, continuation)):
         lam = min(max((tau - 1.0) / (tau + 1.0), 0.0), 0.99)
         post = _Posterior(k / tau + 0.5, (n - k) / tau + 0.5, lam)
+        posts.append((post, tau))
         if fixed is not None:
             ratios = [float(r) for r, gg in zip(fixed[0], fixed[1], strict=True) if gg == g]
         else:
             ratios = _choose_ratios(post.p0, post, tau, share / m_guess * 4, falls=True)
         sets += [(r, g, post, tau) for r in ratios]
-    if not sets:
-        return {"ratios": [], "h": [], "base": [], "given": []}
+    if not sets:  # as calibrate_rate: the largest onset rise on the grid
+        sets = [(_OR_GRID[-1], 0, *posts[0])]
     target = len(sets) / share
     out: dict[str, list[float]] = {"ratios": [], "h": [], "base": [], "given": []}
     for r, g, post, tau in sets:
@@ -453,21 +478,51 @@ def calibrate_counts(onset: Sequence[float], continuation: Sequence[float], shar
     return out
 
 
+def _first(cands: Sequence[float], usable: Any) -> float | None:
+    """The first of ``cands`` (in order) that is ``usable``, None when none is. Usability is
+    monotone along the grid (a larger rise, or a deeper fall, depends less on what the
+    reference leaves unknown about ``p0``): once usable, every later one is. So a galloping
+    search (indices 0, 1, 3, 7, ...) and a bisection find it in about ``2 log2(i)``
+    threshold searches instead of ``i`` (the calibration's cost is these searches)."""
+    n = len(cands)
+    if n == 0:
+        return None
+    lo, step = -1, 1  # every index <= lo is known not usable
+    hi = 0
+    while not usable(cands[hi]):
+        lo = hi
+        if hi == n - 1:
+            return None
+        hi = min(hi + step, n - 1)
+        step *= 2
+    while hi - lo > 1:  # cands[hi] usable, cands[lo] not (or lo = -1)
+        mid = (lo + hi) // 2
+        if usable(cands[mid]):
+            hi = mid
+        else:
+            lo = mid
+    return cands[hi]
+
+
 def _choose_ratios(p0: float, post: _Posterior, tau: float, share: float,
                    falls: bool = True) -> list[float]:
     """The smallest usable rise (and the largest usable fall, if any and ``falls``) on the
     odds-ratio grid; rises also at 4 and 16 times its odds ratio (fewer when capped near a
-    rate of 1). Empty when the reference supports none."""
+    rate of 1). Empty when the reference supports none. A ratio is usable when the posterior-
+    averaged threshold is at most ``H_SLACK`` times the threshold at a known rate."""
     m_guess = len(UP_STEPS) + 1
     target = m_guess / share
-    up = None
+
+    def usable(r: float) -> bool:
+        h_post, h_known = _sum_threshold(p0, r, post, tau, target)
+        return h_post <= H_SLACK * h_known
+
+    ups = []
     for r in _OR_GRID:
         if _alt(p0, r) >= _P_MAX:
             break
-        h_post, h_known = _sum_threshold(p0, r, post, tau, target)
-        if h_post <= H_SLACK * h_known:
-            up = r
-            break
+        ups.append(r)
+    up = _first(ups, usable)
     out: list[float] = []
     if up is not None:
         for step in UP_STEPS:
@@ -475,14 +530,12 @@ def _choose_ratios(p0: float, post: _Posterior, tau: float, share: float,
             if out and _alt(p0, r) >= _P_MAX:
                 break
             out.append(r)
-    down = None
+    downs = []
     for r in _OR_GRID[:31] if falls else ():  # falls to an odds ratio of 1/1000 at most
         if _alt(p0, 1.0 / r) <= 1.0 - _P_MAX:
             break
-        h_post, h_known = _sum_threshold(p0, 1.0 / r, post, tau, target)
-        if h_post <= H_SLACK * h_known:
-            down = 1.0 / r
-            break
+        downs.append(1.0 / r)
+    down = _first(downs, usable)
     if down is not None:
         out.append(down)
     return out

@@ -35,8 +35,8 @@ from typing import Any, Protocol
 from ..config import RetrainRule
 from ..contracts.records import SCHEMA_VERSION, iso_time, record_id
 
-__all__ = ["Evidence", "RetrainState", "decide", "note_alert", "persistence_values", "retrain_request",
-           "tick"]
+__all__ = ["Evidence", "RetrainState", "decide", "note_alert", "persistence_values",
+           "retrain_request", "tick"]
 
 DAY = 86400.0
 
@@ -174,7 +174,7 @@ def persistence_values(values: int, calibration: Mapping[str, Any] | None) -> in
     (210, 50)
     """
     tau = float((calibration or {}).get("long_run_variance_ratio") or 1.0)
-    return int(math.ceil(values * max(tau, 1.0) - 1e-9))
+    return math.ceil(values * max(tau, 1.0) - 1e-9)
 
 
 def _confirm(rs: RetrainState, e: Evidence, t: float, values: int, shift: float | None,

@@ -320,3 +320,34 @@ def test_replay_gives_the_pipeline_outputs(tmp_path: Path,
     want = sorted((r["alert_id"], r["detected_at"]["offset"])
                   for r in map(orjson.loads, whole) if r.get("type") in keep)
     assert mine == want and mine
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 41])
+def test_the_galloping_search_finds_the_first_usable_ratio_as_a_scan_would(n: int) -> None:
+    from stream_monitor.core.bernoulli import _first
+
+    cands = [1.25 ** i for i in range(n)]
+    for first in range(n + 1):  # usable from index `first` on (n: none)
+        calls: list[float] = []
+
+        def usable(r: float, first: int = first, calls: list[float] = calls) -> bool:
+            calls.append(r)
+            return cands.index(r) >= first
+
+        want = cands[first] if first < n else None
+        assert _first(cands, usable) == want
+        assert len(calls) <= 2 * max(n, 1).bit_length() + 2
+
+
+def test_the_conditional_cache_gives_what_a_fresh_calibration_gives() -> None:
+    from stream_monitor.core.bernoulli import _conditional, _conditional_of
+
+    y = np.zeros(40, dtype=bool)
+    y[[3, 17]] = True
+    first = _conditional(y, 1e-6, True, None)
+    first[0].append(99.0)  # a caller's change does not reach the cache
+    again = _conditional(y, 1e-6, True, None)
+    fresh = _conditional_of(y, 1e-6, True, None)
+    assert again[0] == fresh[0] and again[1] == fresh[1]
+    assert {k: v for k, v in again[2].items() if k != "_post"} == {
+        k: v for k, v in fresh[2].items() if k != "_post"}
