@@ -281,7 +281,9 @@ class Persistence(_Strict):
     the old reference mean. Otherwise it is dropped as transient. ``values`` counts effective
     values: times the long-run variance ratio of a dependent signal's reference
     (core/retrain.py ``persistence_values``). ``values: 0`` and
-    ``seconds: 0`` confirm every drift at once.
+    ``seconds: 0`` confirm every drift at once. A categorical signal's check is the distance of
+    the category mix of those values from the old reference mix, in the same unit
+    (core/mixshift.py).
     """
 
     values: int = Field(0, ge=0, description="Values of the signal after the alert, at least.")
@@ -347,7 +349,9 @@ class AlertLifecycle(_Strict):
     Every ``resolve_values`` values the mean of the signal's last ``resolve_values`` values is
     compared with the reference the alert was measured against: within ``resolve_max_shift`` of
     its standard deviations, the signal is back; after ``hold_seconds`` of event time back (no
-    drift meanwhile) a ``drift_resolved`` record is published.
+    drift meanwhile) a ``drift_resolved`` record is published. A categorical signal is back when
+    the category mix of those values is within ``resolve_max_shift`` of the reference mix
+    (core/mixshift.py).
     """
 
     resolve_values: int = Field(50, ge=5, description="Values per return check (and its mean).")

@@ -278,8 +278,9 @@ def replay_fleet(config: MonitorConfig, seed: int, models: Sequence[int], events
                             "rate_before": r["rate_before"], "rate_after": r["rate_after"],
                             "missing_rate": specs[r["model_id"]].missing_rate})
         elif kind == "retrain_request":
-            retrain.append({"model_id": r["model_id"], "rule": r["rule"]["name"], "evidence": r.get("evidence"),
-                            "signals": r["signals"], "requested_at": r["requested_at"]})
+            retrain.append({"model_id": r["model_id"], "rule": r["rule"]["name"],
+                            "evidence": r.get("evidence"), "signals": r["signals"],
+                            "requested_at": r["requested_at"]})
     expected: dict[str, float] = {}
     watched: dict[str, int] = {}
     unbudgeted: set[str] = set()

@@ -11,6 +11,11 @@ answers it once per version with a ``deployment_check`` record (schema ``deploym
   (:func:`ks_2samp`). A signal *changed* when the test rejects at ``alpha`` **and** the means
   moved by at least ``min_shift`` previous-version standard deviations: with thousands of values
   the test alone rejects on shifts too small to matter.
+* **Categories.** A categorical signal (a category mix, a class-label prediction) is compared
+  by the two versions' category shares, matched by label (:func:`compare_mix`): a chi-square
+  test of homogeneity scaled by the signal's dependence, and the distance of the shares in
+  previous-version std; *changed* on the same ``alpha`` and ``min_shift``. The record gives the
+  per-category shares and the total-variation distance.
 * **Performance.** The new version's ``performance:error`` values (0/1 errors for
   classification, absolute errors for regression) are compared with the previous version's
   (:func:`compare_performance`): a one-sided test that the error rose, *degraded* when it rose by
@@ -40,6 +45,7 @@ from scipy import stats
 from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
 from ..contracts.units import unit_id
 from .label_join import PERFORMANCE_SIGNAL
+from .mixshift import compare_mix
 from .model_state import DeployWatch, ModelState
 from .signals import PREDICTION
 from .stats import summarize
@@ -252,8 +258,15 @@ def _verdict(signals: list[dict[str, Any]],
     for s in signals:
         if not s["changed"]:
             continue
-        text = (f"{s['signal']} changed (KS p={_num(s['ks']['p_value'])}, "
-                f"shift {_num(s['mean_shift_in_previous_std'])} std)")
+        cats = s.get("categories")
+        if cats is not None:
+            # (Which categories moved is in `categories.shares`, which privacy can withhold.)
+            text = (f"{s['signal']} category mix changed (total variation "
+                    f"{cats['total_variation']:.2f}, chi-square p={_num(cats['test']['p_value'])}, "
+                    f"shift {_num(s['mean_shift_in_previous_std'])} std)")
+        else:
+            text = (f"{s['signal']} changed (KS p={_num(s['ks']['p_value'])}, "
+                    f"shift {_num(s['mean_shift_in_previous_std'])} std)")
         (fail if s["signal"].startswith(FEATURE_PREFIX) else warn).append(text)
     if fail:
         return "fail", fail + warn
@@ -336,9 +349,16 @@ def watch(model: ModelState, dw: DeployWatch, ev: InferenceEvent, models: dict[s
         if not (name.startswith("feature:") or name == PREDICTION):
             continue
         sig = model.signals[name]
-        if sig.table is not None:
-            continue  # categories (codes of each version's own table): not compared by KS
         old = prev.signals.get(name) if prev is not None else None
+        if sig.table is not None:
+            # Categories (codes of each version's own table): the two mixes, matched by label.
+            old_table = old.table if old is not None else None
+            signals.append(compare_mix(
+                name, old.reference if old is not None and old_table is not None else [],
+                old_table.labels if old_table is not None else [], sig.reference,
+                sig.table.labels, alpha=vr.alpha, min_shift=vr.min_shift,
+                min_values=vr.min_values))
+            continue
         signals.append(compare_signal(
             name, old.reference if old is not None else [], sig.reference,
             alpha=vr.alpha, min_shift=vr.min_shift, min_values=vr.min_values))

@@ -13,7 +13,9 @@ resolves what the alert opened.
 * **Resolved** when the signal is back at the reference the alert was measured against: every
   ``resolve_values`` values of the signal, the mean of its last ``resolve_values`` values (at most
   its recent window) is checked; within ``resolve_max_shift`` standard deviations of that
-  reference's mean, the signal is back.
+  reference's mean, the signal is back. A categorical signal has no mean: the category mix of
+  the same values is compared with the reference mix the alert was measured on, by their
+  distance in the same unit (core/mixshift.py); within ``resolve_max_shift``, it is back.
 * **Flapping suppression.** The resolution is published only once the signal has stayed back for
   ``hold_seconds`` of event time; a drift during the hold cancels the resolution and is folded.
 """
@@ -29,6 +31,7 @@ from typing import Any, Protocol
 
 from ..config import AlertLifecycle
 from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
+from .mixshift import MixShift, mix_of_alert, mix_shift
 
 __all__ = ["Incident", "LifecycleState", "alert_fingerprint"]
 
@@ -58,6 +61,9 @@ class Incident:
     next_check: int  # the signal's value count at which to check for a return
     folded: int = 0  # drifts folded into this incident (not published)
     back_since: float | None = None  # event time the signal was first seen back (hold)
+    # A categorical signal's reference mix, [categories, shares, tau] (core/mixshift.py); None
+    # for a numeric signal (and for an incident checkpointed before categories had one).
+    mix: list[Any] | None = None
 
 
 @dataclass(slots=True)
@@ -92,16 +98,17 @@ class LifecycleState:
             return False
         std = alert["evidence"]["standardization"]
         ref_mean, ref_std = float(std["mean"]), float(std["std"])
+        mix = mix_of_alert(alert)
         if inc is not None:
             # Still open after dedupe_seconds: a new alert, but the signal must still come back
             # to the reference from before the incident (not to the level it drifted to).
-            ref_mean, ref_std = inc.ref_mean, inc.ref_std
+            ref_mean, ref_std, mix = inc.ref_mean, inc.ref_std, inc.mix
         det = alert["detector"]
         self.incidents[signal] = Incident(
             signal, alert_fingerprint(alert["model_id"], alert["model_version"], signal,
                                       det["name"]),
             alert["alert_id"], det["name"], det["type"], alert["model_version"], t,
-            ref_mean, ref_std, t, signal_n + rule.resolve_values)
+            ref_mean, ref_std, t, signal_n + rule.resolve_values, mix=mix)
         return True
 
     def tick(self, rule: AlertLifecycle, signals: Mapping[str, _Signal], ev: InferenceEvent,
@@ -115,14 +122,19 @@ class LifecycleState:
             if sig is None:
                 del self.incidents[signal]
                 continue
-            if (sig.n < inc.next_check and inc.back_since is None) or getattr(
-                    sig, "table", None) is not None:
-                continue  # (a categorical signal's incident is not resolved by a mean)
+            table = getattr(sig, "table", None)
+            if (sig.n < inc.next_check and inc.back_since is None) or (
+                    table is not None and inc.mix is None):
+                continue  # (an older incident of a categorical signal: no reference mix)
             if sig.n >= inc.next_check:
                 inc.next_check = sig.n + rule.resolve_values
                 k = min(rule.resolve_values, len(sig.recent))
-                mean = math.fsum(islice(reversed(sig.recent), k)) / k if k else math.nan
-                shift = (mean - inc.ref_mean) / inc.ref_std
+                if table is not None and k:
+                    shift = mix_shift(islice(reversed(sig.recent), k), table.labels,
+                                      inc.mix).distance  # type: ignore[arg-type]
+                else:
+                    mean = math.fsum(islice(reversed(sig.recent), k)) / k if k else math.nan
+                    shift = (mean - inc.ref_mean) / inc.ref_std
                 if not abs(shift) <= rule.resolve_max_shift:
                     inc.back_since = None
                     continue
@@ -131,11 +143,37 @@ class LifecycleState:
             if inc.back_since is None or t - inc.back_since < rule.hold_seconds:
                 continue
             k = min(rule.resolve_values, len(sig.recent))
-            mean = math.fsum(islice(reversed(sig.recent), k)) / k
-            out.append(_resolved(rule, inc, model_id, ev, sig.n, mean, k))
+            if table is not None:
+                out.append(_resolved_mix(rule, inc, model_id, ev, sig.n, mix_shift(
+                    islice(reversed(sig.recent), k), table.labels, inc.mix)))  # type: ignore[arg-type]
+            else:
+                mean = math.fsum(islice(reversed(sig.recent), k)) / k
+                out.append(_resolved(rule, inc, model_id, ev, sig.n, mean, k))
             del self.incidents[signal]
             self.resolved += 1
         return out
+
+
+def _resolved_mix(rule: AlertLifecycle, inc: Incident, model_id: str, ev: InferenceEvent,
+                  signal_n: int, m: MixShift) -> dict[str, Any]:
+    """The ``drift_resolved`` record of a categorical signal: its distance from the reference
+    mix (the shift's unit), and per category the reference and the current share."""
+    rec = _resolved(rule, inc, model_id, ev, signal_n, math.nan, m.count)
+    cats, shares = inc.mix[0], inc.mix[1]  # type: ignore[index]
+    rec["evidence"] = {
+        "current": {"count": m.count},
+        "mean_shift_in_reference_std": m.distance,
+        "categories": {
+            "total_variation": round(m.total_variation, 4),
+            "shares": [{"category": c, "reference_share": round(p, 4),
+                        "current_share": round(f, 4)}
+                       for c, p, f in zip(cats, shares, m.shares, strict=True)]},
+    }
+    rec["summary"] = (f"{model_id} {inc.signal}: category mix back within "
+                      f"{rule.resolve_max_shift:g} of the reference mix (distance "
+                      f"{m.distance:.2f}, total variation {m.total_variation:.2f} over the last "
+                      f"{m.count} values); resolved at offset {ev.position.offset}")
+    return rec
 
 
 def _resolved(rule: AlertLifecycle, inc: Incident, model_id: str, ev: InferenceEvent,

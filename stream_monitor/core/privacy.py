@@ -115,6 +115,8 @@ def _deployment_check(rec: dict[str, Any], level: EvidenceLevel) -> dict[str, An
         for side in ("previous", "new"):
             if isinstance(s.get(side), dict):
                 s[side] = {k: s[side][k] for k in keep if k in s[side]}
+        if level == "none" and isinstance(s.get("categories"), dict):
+            s["categories"] = {k: v for k, v in s["categories"].items() if k != "shares"}
         signals.append(s)
     out["signals"] = signals
     return out

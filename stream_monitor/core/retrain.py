@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from ..config import RetrainRule
 from ..contracts.records import SCHEMA_VERSION, iso_time, record_id
+from .mixshift import mix_of_alert, mix_shift
 
 __all__ = ["Evidence", "RetrainState", "decide", "note_alert", "persistence_values",
            "retrain_request", "tick"]
@@ -65,6 +66,9 @@ class Evidence:
     persisted_shift: float | None = None
     confirmed_event: int = 0  # the model's event count at the confirmation (within_events)
     need: int = 0  # values the persistence check waits for (persistence.values x dependence)
+    # A categorical signal's reference mix, [categories, shares, tau] (core/mixshift.py): its
+    # persistence check is the distance of the recent mix from it. None: a numeric signal.
+    mix: list[Any] | None = None
 
     @property
     def degraded(self) -> bool:
@@ -75,13 +79,15 @@ class Evidence:
     def meta(self) -> list[Any]:
         return [self.t, self.signal, self.alert_id, self.detector, self.offset, self.shift,
                 self.ref_mean, self.ref_std, self.n_at, self.performance, self.confirmed_at,
-                self.persisted_values, self.persisted_shift, self.confirmed_event, self.need]
+                self.persisted_values, self.persisted_shift, self.confirmed_event, self.need,
+                self.mix]
 
     @classmethod
     def restore(cls, m: list[Any]) -> Evidence:
         return cls(float(m[0]), str(m[1]), str(m[2]), str(m[3]), int(m[4]), m[5], float(m[6]),
                    float(m[7]), int(m[8]), bool(m[9]), m[10], int(m[11]), m[12],
-                   int(m[13]) if len(m) > 13 else 0, int(m[14]) if len(m) > 14 else 0)
+                   int(m[13]) if len(m) > 13 else 0, int(m[14]) if len(m) > 14 else 0,
+                   m[15] if len(m) > 15 else None)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -157,7 +163,8 @@ def note_alert(rule: RetrainRule, rs: RetrainState, alert: Mapping[str, Any], n_
                  int(alert["detected_at"]["offset"]),
                  alert["evidence"]["mean_shift_in_reference_std"],
                  float(std["mean"]), float(std["std"]), n_at, perf,
-                 need=persistence_values(p.values, alert["evidence"].get("calibration")))
+                 need=persistence_values(p.values, alert["evidence"].get("calibration")),
+                 mix=mix_of_alert(alert))
     rs.evidence.append(e)
     if p.values == 0 and p.seconds == 0:
         _confirm(rs, e, t, 0, e.shift, events)
@@ -194,7 +201,10 @@ def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t:
 
     The check looks at the mean of the last ``persistence.values`` *effective* values of the
     signal (:func:`persistence_values`; all values since the alert when that is 0), at most the
-    signal's recent window.
+    signal's recent window; for a categorical signal at the distance of their category mix from
+    the reference mix the alert was measured on (:func:`~stream_monitor.core.mixshift.mix_shift`,
+    in the same reference-std unit). The drift is confirmed when that is at least
+    ``persistence.min_shift``.
     """
     p = rule.persistence
     keep = []
@@ -209,11 +219,16 @@ def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t:
                 keep.append(e)
                 continue
             k = min(need or count, len(sig.recent))
-            if k > 0 and getattr(sig, "table", None) is None:  # (categories: the alert's shift)
+            shift: float | None = e.shift
+            table = getattr(sig, "table", None)
+            if k > 0 and e.mix is not None and table is not None:
+                # Categories: the distance of the last k values' mix from the reference mix,
+                # in the same reference-std unit (core/mixshift.py).
+                shift = mix_shift(islice(reversed(sig.recent), k), table.labels,
+                                  e.mix).distance
+            elif k > 0 and table is None:
                 tail = list(islice(reversed(sig.recent), k))
-                shift: float | None = (math.fsum(tail) / k - e.ref_mean) / e.ref_std
-            else:
-                shift = e.shift
+                shift = (math.fsum(tail) / k - e.ref_mean) / e.ref_std
             if shift is None or abs(shift) >= p.min_shift:
                 _confirm(rs, e, t, count, shift, events)
             else:
