@@ -277,14 +277,17 @@ class SignalState:
 
     def _not_watchable_yet(self, params: tuple[dict[str, Any], ...], budget: float) -> bool:
         """Assess the calibration (core/watchable.py); True when the short reference cannot
-        support the budget, so the signal is not watched yet and its reference keeps growing."""
+        support the budget, so the signal is not watched yet and its reference keeps growing.
+        A rate or a category mix that cannot is still watched on its short reference while it
+        grows (its calibration meets the budget; a paused flag would miss a change while its
+        reference grows, and absorb it), and is reported."""
         assert self.calibration is not None and self.overrides is not None
         self.watch = assess(self.calibration, self.overrides, params, budget, self.reference_size)
         if self.watch is not None:
             self.calibration["watchable"] = {
                 k: self.watch[k] for k in ("watchable", "effective_sample_size",
                                            "expected_delay", "horizon")}
-            if not self.watch["watchable"] and self.growing:
+            if not self.watch["watchable"] and self.growing and "kind" not in self.watch:
                 # Not watchable yet: keep collecting; look again at 1.5 times the values.
                 self.watch_next = min(self.reference_size, -(-3 * self.ref_used // 2))
                 self.detectors = None

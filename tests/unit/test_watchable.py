@@ -229,18 +229,19 @@ def test_a_binary_reference_that_cannot_support_the_budget_is_not_watchable_yet(
         xs: list[float], why: str) -> None:
     """A constant 200-value flag (the prior still allows a rate of a few tenths of a percent,
     so only a very large rise could fire) and a flag of long runs (a handful of effective
-    values): a 20-fold rise of the odds would take thousands of values. Not watched; the
-    reference keeps growing; the report gives the effective sample and a remedy."""
-    out, state = run(config(), xs)
-    assert out.alerts == []
+    values): a 20-fold rise of the odds would take thousands of values. Reported with the
+    effective sample and a remedy; still watched on its short reference (its calibration meets
+    the budget) while the reference keeps growing to its full size."""
+    _, state = run(config(), xs)
     [row] = not_watchable(state)
-    assert row["signal"] == "feature:x" and not row["watched"]
+    assert row["signal"] == "feature:x" and row["watched"] and row["growing"]
     w = row["assessment"]
     assert w["kind"] == "binary" and 0 < w["effective_sample_size"] < 80
     assert w["expected_delay"] is None or w["expected_delay"] > w["horizon"] == 1000
+    assert w["reference_values"] == 200
     sig = state.models["m"].signals["feature:x"]
-    assert sig.kinds == ("bernoulli_cusum",) and sig.detectors is None
-    assert sig.watched_after > w["reference_values"] and len(sig.reference) == len(xs)
+    assert sig.kinds == ("bernoulli_cusum",) and sig.detectors is not None and sig.growing
+    assert sig.watch_next == 0 and len(sig.reference) == len(xs)
     more, loose = remedies(w)
     assert loose is not None and loose < 1_000_000
     if why == "bursts":
@@ -276,17 +277,21 @@ def test_an_ordinary_one_percent_flag_of_1000_values_is_watchable() -> None:
 
 
 def test_a_flag_reference_grows_until_it_can_be_watched_then_catches_a_rise() -> None:
-    """200 zeros (not watchable), then a 5% rate: the reference grows (300, 450, ...) until it
-    supports the budget, then the signal is watched and a rise to 50% is caught."""
+    """200 zeros (not watchable), then a 5% rate: the reference grows to its full size, which
+    supports the budget; a rise to 50% after that is caught."""
     rng = np.random.default_rng(12)
     xs = [0.0] * 200 + [float(v) for v in rng.random(2800) < 0.05]
     xs[2000:] = [float(v) for v in rng.random(1000) < 0.5]
     mon = Monitor(parse_config(config()))
     state = MonitorState()
-    mon.process(flag_events(xs[:1000]), state)
+    mon.process(flag_events(xs[:999]), state)
+    [row] = not_watchable(state)
+    assert row["watched"] and row["growing"] and row["assessment"]["reference_values"] == 200
+    mon.process(flag_events(xs)[999:1000], state)
     sig = state.models["m"].signals["feature:x"]
     assert sig.detectors is not None and sig.watch is not None and sig.watch["watchable"]
-    assert 200 < sig.watch["reference_values"] <= 1000
+    assert sig.watch["reference_values"] == 1000 and not sig.growing
+    assert not_watchable(state) == []
     out = mon.process(flag_events(xs)[1000:], state)
     assert [a["signal"] for a in out.alerts][:1] == ["feature:x"]
     assert 2000 <= out.alerts[0]["detected_at"]["offset"] < 2100
@@ -309,22 +314,23 @@ def sticky(n: int, stay: float, seed: int) -> list[str]:
 
 
 def test_categories_in_long_runs_are_not_watchable_yet_and_say_so() -> None:
-    """Sticky categories (stay 0.97: about 4 effective values in 300): the mixture CUSUM's
-    null urn would learn a changed mix before the evidence reaches the threshold."""
+    """Sticky categories (stay 0.97: about 4 effective values in 200): the mixture CUSUM's
+    null urn would learn a changed mix before the evidence reaches the threshold. Reported,
+    and watched on the short reference while it grows."""
     state = MonitorState()
     out = Monitor(parse_config(cat_config())).process(flag_events(sticky(300, 0.97, 3), "c"),
                                                       state)
     assert out.alerts == []
     [row] = not_watchable(state)
     w = row["assessment"]
-    assert row["signal"] == "feature:c" and not row["watched"] and w["kind"] == "categorical"
+    assert row["signal"] == "feature:c" and row["watched"] and row["growing"]
+    assert w["kind"] == "categorical"
     assert 0 < w["effective_sample_size"] < 20
     assert w["expected_delay"] is None or w["expected_delay"] > 1000
     sig = state.models["m"].signals["feature:c"]
-    # Assessed at 200 and again at 300 values; next at 450.
-    assert sig.detectors is None and sig.watched_after == 450 and w["reference_values"] == 300
+    assert sig.detectors is not None and sig.growing and w["reference_values"] == 200
     text = describe(w)
-    assert text.startswith(f"effective sample {w['effective_sample_size']:g} of 300 values: a "
+    assert text.startswith(f"effective sample {w['effective_sample_size']:g} of 200 values: a "
                            "mix change of total variation ")
     assert "20x) would take " in text
     reg = CollectorRegistry()
@@ -385,14 +391,14 @@ def test_replay_and_check_config_say_what_a_flag_needs(tmp_path: Path) -> None:
                            env={"COLUMNS": "300"})
     assert r.exit_code == 0, r.stderr
     text = " ".join(r.stderr.split())
-    assert ("m feature:x (reference still growing): effective sample 67.1 of 200 values: a rate "
-            "rise from 0.73% to 13% (20x the odds) would take ~") in text
+    assert ("m feature:x (watched slowly, reference still growing): effective sample 67.1 of 200 "
+            "values: a rate rise from 0.73% to 13% (20x the odds) would take ~") in text
     assert "needs a budget of 1 per 10,000 values" in text
     r = CliRunner().invoke(app, ["check-config", "-c", str(cfg), "--events", str(ev)],
                            env={"COLUMNS": "300"})
     assert r.exit_code == 0, r.stderr
-    assert "not watchable yet: effective sample 67.1 of 200 values: a rate rise" in " ".join(
-        (r.stdout + r.stderr).split())
+    text = " ".join((r.stdout + r.stderr).split())
+    assert "not watchable at this budget: effective sample 67.1 of 200 values: a rate rise" in text
 
 
 def test_a_growing_flag_survives_a_checkpoint_as_if_it_had_stayed() -> None:
@@ -405,14 +411,27 @@ def test_a_growing_flag_survives_a_checkpoint_as_if_it_had_stayed() -> None:
     mon.process(flag_events(xs[:250]), state)
     model = state.models["m"]
     sig = model.signals["feature:x"]
-    assert sig.watch_next == 300 and sig.detectors is None
+    assert sig.growing and sig.detectors is not None and sig.watch is not None
+    assert not sig.watch["watchable"]
     meta = json.loads(json.dumps(sig.meta()))
     restored_model = mon.restore_model(json.loads(json.dumps(model.meta())))
     assert restored_model is not None
     restored = mon.restore_signal(restored_model, meta, list(sig.recent), list(sig.reference))
-    assert restored is not None and restored.watch_next == 300
+    assert restored is not None and restored.growing and restored.watch == sig.watch
     state.models["m"] = restored_model
     b = mon.process(flag_events(xs)[250:], state)
     ws, rs = whole.models["m"].signals["feature:x"], restored_model.signals["feature:x"]
     assert (ws.ref_used, ws.watch, ws.overrides) == (rs.ref_used, rs.watch, rs.overrides)
     assert a.alerts and [x["alert_id"] for x in a.alerts] == [x["alert_id"] for x in b.alerts]
+
+
+def test_a_flag_not_watchable_yet_still_catches_a_jump_while_its_reference_grows() -> None:
+    """200 zeros, then 30% from value 500: the short reference cannot support the budget for
+    a 20-fold rise, but its calibrated sums still catch a jump this large while the reference
+    grows (a flag paused until its full reference would absorb the jump into it and miss it)."""
+    rng = np.random.default_rng(1000)
+    xs = [0.0] * 3000
+    xs[500:] = [float(v) for v in rng.random(2500) < 0.3]
+    out, _ = run(config(), xs)
+    offsets = [a["detected_at"]["offset"] for a in out.alerts]
+    assert offsets and 500 < offsets[0] < 1000
