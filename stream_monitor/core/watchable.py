@@ -18,7 +18,9 @@ the same calibration (``theta = 2 k / tau``).
 
 Binary and categorical signals (a ``cusum`` built as a Bernoulli or multinomial CUSUM) ask the
 same question of their own detectors, the large change being a 20-fold rise of the odds of
-the minority side: core/watchable_kinds.py.
+the minority side: core/watchable_kinds.py. Such a signal is still watched on its short
+reference while that grows (its calibration meets the budget whatever the reference; paused, a
+flag would miss a jump while its reference grows, and absorb it), and is reported.
 """
 
 from __future__ import annotations

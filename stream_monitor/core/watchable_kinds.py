@@ -38,6 +38,10 @@ ratios shrink, the more so the smaller the effective reference; a reference of `
 effective values can accumulate about ``n / tau`` times the change's Kullback-Leibler
 divergence in all. When that stays below ``h`` the change is never caught.
 
+**Not watchable yet** does not pause a rate or a mix (core/signals.py): its detectors keep
+watching the short reference's calibration while the reference grows to its full size, where
+it is assessed again; the reports say what it lacks.
+
 **What would make it watchable**: the same calibration re-run on a projected reference with
 the same rates (shares) and dependence and more values, or with a looser budget (powers of ten
 up to the config's 0.01 per value). For rates it repeats the calibration's threshold search
