@@ -317,7 +317,9 @@ def _report_not_watchable(state: Any) -> None:
     err.print(f"not watchable yet: {len(rows)} signals whose reference cannot support the "
               "false-alarm budget (docs/detection.md \"What can be watched\"):")
     for r in rows[:8]:
-        how = "watched, slowly" if r["watched"] else "reference still growing"
+        how = ("reference still growing" if not r["watched"] else
+               "watched slowly, reference still growing" if r.get("growing") else
+               "watched, slowly")
         err.print(f"  {r['model_id']} {r['signal']} ({how}): {describe(r['assessment'])}")
     if len(rows) > 8:
         err.print(f"  and {len(rows) - 8} more")
@@ -408,7 +410,9 @@ def evaluate(
               + (f"; {summ['not_watchable']} signals not watchable at their budget"
                  if summ["not_watchable"] else ""))
     for r in result.not_watchable[:8]:
-        how = "watched, slowly" if r["watched"] else "reference still growing"
+        how = ("reference still growing" if not r["watched"] else
+               "watched slowly, reference still growing" if r.get("growing") else
+               "watched, slowly")
         err.print(f"not watchable: {r['model_id']} {r['signal']} ({how}): {r['why']}")
     if len(result.not_watchable) > 8:
         err.print(f"not watchable: and {len(result.not_watchable) - 8} more")

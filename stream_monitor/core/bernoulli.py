@@ -60,6 +60,8 @@ from .calibrate import long_run_ratio
 __all__ = [
     "H_SLACK",
     "BernoulliCusum",
+    "alternative_rate",
+    "calibrate_counts",
     "calibrate_rate",
     "dependence",
     "is_binary_reference",
@@ -422,6 +424,58 @@ def calibrate_rate(reference: Sequence[float] | np.ndarray, share: float,
         "effective_sample_size": round(n_eff, 1), **dep,
     }
     return over, info
+
+
+def alternative_rate(p0: float, ratio: float) -> float:
+    """The rate whose odds are ``ratio`` times those of ``p0`` (capped inside (0, 1)).
+
+    >>> round(alternative_rate(0.01, 20.0), 4)
+    0.1681
+    """
+    return _alt(p0, ratio)
+
+
+def calibrate_counts(onset: Sequence[float], continuation: Sequence[float], share: float,
+                     fixed: Sequence[Sequence[float]] | None = None) -> dict[str, list[float]]:
+    """The sums :func:`calibrate_rate` chooses (``ratios``, ``h``, ``base``, ``given``) for a
+    reference known by the counts of its conditional sequences, ``(values, ones, residual
+    variance ratio)`` each (its record's ``onset`` and ``continuation``); ``fixed``: the
+    configured ``(ratios, given)``, if any. What a longer reference with the same rates and
+    dependence, or another share, would get (core/watchable_kinds.py). Each sequence's
+    lag-one correlation follows from its ratio, as in :func:`dependence`.
+
+    >>> rng = np.random.default_rng(0)
+    >>> over, info = calibrate_rate(rng.random(1000) < 0.1, 1e-6)
+    >>> c = lambda d: (d["values"], d["ones"], d["residual_variance_ratio"])
+    >>> again = calibrate_counts(c(info["onset"]), c(info["continuation"]), 1e-6)
+    >>> again["ratios"] == over["ratios"] and again["given"] == over["given"]
+    True
+    >>> max(abs(a / b - 1.0) for a, b in zip(again["h"], over["h"])) < 0.01
+    True
+    """
+    m_guess = 2 * (len(UP_STEPS) + 1)
+    sets = []
+    posts = []
+    for g, (n, k, tau) in enumerate((onset, continuation)):
+        lam = min(max((tau - 1.0) / (tau + 1.0), 0.0), 0.99)
+        post = _Posterior(k / tau + 0.5, (n - k) / tau + 0.5, lam)
+        posts.append((post, tau))
+        if fixed is not None:
+            ratios = [float(r) for r, gg in zip(fixed[0], fixed[1], strict=True) if gg == g]
+        else:
+            ratios = _choose_ratios(post.p0, post, tau, share / m_guess * 4, falls=True)
+        sets += [(r, g, post, tau) for r in ratios]
+    if not sets:  # as calibrate_rate: the largest onset rise on the grid
+        sets = [(_OR_GRID[-1], 0, *posts[0])]
+    target = len(sets) / share
+    out: dict[str, list[float]] = {"ratios": [], "h": [], "base": [], "given": []}
+    for r, g, post, tau in sets:
+        h, _ = _sum_threshold(post.p0, r, post, tau, target)
+        out["ratios"].append(round(r, 6))
+        out["h"].append(round(h, 4) if math.isfinite(h) else 1e7)
+        out["base"].append(post.p0)
+        out["given"].append(g)
+    return out
 
 
 def _first(cands: Sequence[float], usable: Any) -> float | None:

@@ -421,6 +421,7 @@ def not_watchable(state: MonitorState) -> list[dict[str, Any]]:
             if w is not None and not w["watchable"]:
                 out.append({"model_id": model.model_id, "model_version": model.model_version,
                             "signal": sig.signal, "watched": sig.detectors is not None,
+                            "growing": sig.detectors is None or sig.growing,
                             "have": len(sig.reference), "assessment": w})
     return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"]), r["signal"]))
 

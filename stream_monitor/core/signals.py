@@ -247,6 +247,8 @@ class SignalState:
                 "per_events": round(1.0 / self.calibration["budget_per_value"])}
             self.overrides = [over]
             self.set_kinds((p["__type__"],))
+            if self._not_watchable_yet((p,), self.calibration["budget_per_value"]):
+                return
             self.detectors = [build_detector(p["__type__"], {**user_params(p), **over})]
             return
         if self.rate_sample:
@@ -265,26 +267,36 @@ class SignalState:
                 self.period, self.base_n % self.period if self.period else 0)
             self._calibrate_rates()
             self.calibration["budget"] = self.budget_config
-            self.watch = assess(self.calibration, self.overrides, params, self.budget,
-                                self.reference_size)
-            if self.watch is not None:
-                self.calibration["watchable"] = {
-                    k: self.watch[k] for k in ("watchable", "effective_sample_size",
-                                               "expected_delay", "horizon")}
-                if not self.watch["watchable"] and self.growing:
-                    # Not watchable yet: keep collecting; look again at 1.5 times the values.
-                    self.watch_next = min(self.reference_size, -(-3 * self.ref_used // 2))
-                    self.detectors = None
-                    self.growing = False
-                    self.ref_used = 0
-                    self.calibration = self.overrides = None
-                    return
-            self.watch_next = 0
+            if self._not_watchable_yet(params, self.budget):
+                return
             self.detectors = [build_detector(k, {**self.own_params(i), **o})
                               for i, (k, o) in enumerate(zip(self.kinds, self.overrides,
                                                              strict=True))]
             return
         self.detectors = [build_detector(k, self.own_params(i)) for i, k in enumerate(self.kinds)]
+
+    def _not_watchable_yet(self, params: tuple[dict[str, Any], ...], budget: float) -> bool:
+        """Assess the calibration (core/watchable.py); True when the short reference cannot
+        support the budget, so the signal is not watched yet and its reference keeps growing.
+        A rate or a category mix that cannot is still watched on its short reference while it
+        grows (its calibration meets the budget; a paused flag would miss a change while its
+        reference grows, and absorb it), and is reported."""
+        assert self.calibration is not None and self.overrides is not None
+        self.watch = assess(self.calibration, self.overrides, params, budget, self.reference_size)
+        if self.watch is not None:
+            self.calibration["watchable"] = {
+                k: self.watch[k] for k in ("watchable", "effective_sample_size",
+                                           "expected_delay", "horizon")}
+            if not self.watch["watchable"] and self.growing and "kind" not in self.watch:
+                # Not watchable yet: keep collecting; look again at 1.5 times the values.
+                self.watch_next = min(self.reference_size, -(-3 * self.ref_used // 2))
+                self.detectors = None
+                self.growing = False
+                self.ref_used = 0
+                self.calibration = self.overrides = None
+                return True
+        self.watch_next = 0
+        return False
 
     @property
     def is_binary(self) -> bool:

@@ -15,6 +15,12 @@ When it would not, the signal is **not watchable yet** (core/signals.py keeps gr
 reference, up to its full size) and :func:`remedies` says what would make it watchable: a
 longer reference (same ``tau``) or a looser budget, from a Gaussian-equivalent projection of
 the same calibration (``theta = 2 k / tau``).
+
+Binary and categorical signals (a ``cusum`` built as a Bernoulli or multinomial CUSUM) ask the
+same question of their own detectors, the large change being a 20-fold rise of the odds of
+the minority side: core/watchable_kinds.py. Such a signal is still watched on its short
+reference while that grows (its calibration meets the budget whatever the reference; paused, a
+flag would miss a jump while its reference grows, and absorb it), and is reported.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .calibrate import ALLOWANCE_SES, ROOT_SES, expected_threshold
+from .watchable_kinds import assess_mix, assess_rate, remedies_kind
 
 __all__ = ["MIN_HORIZON", "SHIFT_SDS", "assess", "delay_for", "describe", "remedies"]
 
@@ -67,13 +74,26 @@ def assess(calibration: Mapping[str, Any], overrides: Sequence[Mapping[str, Any]
            detector_params: Sequence[Mapping[str, Any]], budget: float,
            reference_size: int) -> dict[str, Any] | None:
     """The watchability of a calibrated signal (None when no ``cusum`` watches it: other
-    detectors' thresholds say nothing about the level sums this measures).
+    detectors' thresholds say nothing about the level sums this measures). A binary or
+    categorical signal's ``cusum`` (built as a Bernoulli or multinomial CUSUM, as its
+    calibration record says) is assessed by core/watchable_kinds.py.
 
     ``calibration`` and ``overrides`` are :func:`core.calibrate.calibrate`'s (for the configured
     ``detector_params``); ``budget`` is the signal's false alarms per value and
     ``reference_size`` its full reference (the horizon within which a 2 sd shift must be caught
     is that, at least ``MIN_HORIZON`` values).
     """
+    horizon = max(reference_size, MIN_HORIZON)
+    records = calibration.get("detectors")
+    for i, rec in enumerate(records if isinstance(records, list) else ()):
+        kind = rec.get("type") if isinstance(rec, Mapping) else None
+        if i >= len(overrides) or kind not in ("bernoulli_cusum", "multinomial_cusum"):
+            continue
+        if kind == "multinomial_cusum":
+            return assess_mix(overrides[i], calibration, budget, horizon, reference_size)
+        params = detector_params[i] if i < len(detector_params) else {}
+        return assess_rate(overrides[i], rec, params, len(detector_params), budget, horizon,
+                           reference_size)
     idx = next((i for i, d in enumerate(detector_params) if d.get("__type__") == "cusum"), None)
     if idx is None or idx >= len(overrides):
         return None
@@ -87,7 +107,6 @@ def assess(calibration: Mapping[str, Any], overrides: Sequence[Mapping[str, Any]
         return None
     n = int(calibration["reference_values"])
     tau = float(calibration["long_run_variance_ratio"])
-    horizon = max(reference_size, MIN_HORIZON)
     # A 2 sd shift of the raw value in the cusum's units u = (a z + b - m) * inv_s (before the
     # clip, which only caps it).
     delta = SHIFT_SDS * float(o.get("a", 1.0)) * float(o.get("inv_s", 1.0))
@@ -115,9 +134,12 @@ def remedies(w: Mapping[str, Any]) -> tuple[int | None, int | None]:
     projection of its calibration: ``(more values, budget as 1 per N values)``, each None when
     none within limits does (a longer reference with the same ``tau``, up to 10 million
     values; a looser budget by powers of ten, up to the config's limit of 0.01 per value).
-    A report calls it: it costs a few threshold searches."""
+    A report calls it: it costs a few threshold searches. Binary and categorical signals:
+    :func:`core.watchable_kinds.remedies_kind`."""
     if w["watchable"]:
         return None, None
+    if w.get("kind") in ("binary", "categorical"):
+        return remedies_kind(w)
     n, tau, horizon = int(w["reference_values"]), float(w["tau"]), int(w["horizon"])
     budget, ndet = float(w["budget_per_value"]), int(w["detectors"])
 
@@ -158,10 +180,22 @@ def describe(w: Mapping[str, Any]) -> str:
     """
     more, loose = remedies(w)
     delay = w.get("expected_delay")
-    took = (f"~{delay:.0f} values" if delay is not None else "forever")
+    took = (f"~{delay:.0f} values" if delay is not None else
+            f"over {w['delay_limit']} values" if "delay_limit" in w else "forever")
+    kind = w.get("kind")
+    if kind == "binary":
+        change = (f"a rate rise from {100 * w['rate_from']:.2g}% to {100 * w['rate_to']:.2g}%"
+                  f" ({w['odds_ratio']:g}x the odds)" if w["rate_to"] > w["rate_from"] else
+                  f"a rate fall from {100 * w['rate_from']:.3g}% to {100 * w['rate_to']:.3g}%"
+                  f" ({w['odds_ratio']:g}x the odds of a 0)")
+    elif kind == "categorical":
+        change = (f"a mix change of total variation {w['total_variation']:g} (the odds of "
+                  f"{'/'.join(w['rising'][:4])}{'/...' if len(w['rising']) > 4 else ''} "
+                  f"{w['odds_ratio']:g}x)")
+    else:
+        change = f"a {w['shift_sds']:g} sd shift"
     out = (f"effective sample {w['effective_sample_size']:g} of {w['reference_values']} values: "
-           f"a {w['shift_sds']:g} sd shift would take {took} to detect "
-           f"(horizon {w['horizon']})")
+           f"{change} would take {took} to detect (horizon {w['horizon']})")
     fixes = []
     if more is not None:
         total = int(w["reference_values"]) + more
