@@ -4,12 +4,17 @@ The question is the numeric one: would the calibrated detector catch a *large* c
 the signal's horizon of ``max(reference_size, 1000)`` values? Only "large" needs a meaning for
 rates and mixes, and the expected delay the arithmetic of their detectors.
 
-**The large change: the odds of the minority side rising ``ODDS_RATIO`` (20) fold.** For a
+**The large change: the odds of the minority side rising ``ODDS_RATIO`` (20) fold, or by a
+rise of 2 reference sd when that is larger** (:func:`large_factor`). For a
 numeric signal the large change is a shift of 2 reference standard deviations. Taken literally
 on a 0/1 value, a rise of 2 sd, ``p0 + 2 sqrt(p0 (1 - p0))``, is an odds ratio of 18 to 26 for
 rates between 1% and 10% (0.01 -> 0.21, 0.05 -> 0.49, 0.10 -> 0.70) but meaningless from about
 20% on, where it passes 1. On the log-odds scale the same size holds at any ``p0``: a 20-fold
-rise of the odds (1% -> 17%, 10% -> 69%, 50% -> 95%). It is a rise of the *minority* value
+rise of the odds (1% -> 17%, 10% -> 69%, 50% -> 95%). Near a rate of 0 the 2 sd rise is the
+larger one (a flag never seen set, posterior rate 0.05%: to 4.5%, 95-fold): a 20-fold rise
+of a rate that small (to 1%) is a change no detector can see within a horizon at this budget,
+and calling every never-missing feature's missing rate "not watchable" would say nothing. It
+is a rise of the *minority* value
 (the rate of 1s when ``p0 <= 1/2``, else the rate of 0s: which value is called 1 is
 arbitrary); a fall of a rare rate by that factor takes hundreds of values to see for any
 detector and is not asked for. For a categorical signal the categories are split into two
@@ -102,6 +107,22 @@ def rate_delay(sums: Mapping[str, Sequence[float]], onset: float, continuation: 
     return best
 
 
+def large_factor(p0: float) -> float:
+    """The odds factor of the large change of a rate ``p0``: the minority side's odds rise by
+    the larger of ``ODDS_RATIO`` and a rise of 2 reference sd (when that stays below 1); as a
+    factor on the odds of a 1 (below 1 when the 0s are the minority).
+
+    >>> round(large_factor(0.05), 1), round(large_factor(0.0005), 1), round(large_factor(0.9), 4)
+    (20.0, 94.7, 0.0476)
+    """
+    m = min(p0, 1.0 - p0)
+    up = m + 2.0 * math.sqrt(m * (1.0 - m))
+    factor = ODDS_RATIO
+    if up < 1.0:
+        factor = max(factor, up / (1.0 - up) * (1.0 - m) / m)
+    return factor if p0 <= 0.5 else 1.0 / factor
+
+
 def assess_rate(over: Mapping[str, Any], info: Mapping[str, Any], params: Mapping[str, Any],
                 detectors: int, budget: float, horizon: int,
                 reference_size: int) -> dict[str, Any] | None:
@@ -112,13 +133,13 @@ def assess_rate(over: Mapping[str, Any], info: Mapping[str, Any], params: Mappin
     if not isinstance(on, Mapping) or not isinstance(co, Mapping) or "rate" not in on:
         return None
     p0 = float(over["p0"])
-    factor = ODDS_RATIO if p0 <= 0.5 else 1.0 / ODDS_RATIO
+    factor = large_factor(p0)
     delay = rate_delay(over, float(on["rate"]), float(co["rate"]), factor)
     n = int(on["values"]) + int(co["values"]) + 1
     return {
         "watchable": delay <= horizon, "kind": "binary",
         "effective_sample_size": float(info["effective_sample_size"]),
-        "reference_values": n, "odds_ratio": ODDS_RATIO,
+        "reference_values": n, "odds_ratio": round(max(factor, 1.0 / factor), 1),
         "rate_from": round(p0, 6), "rate_to": round(_alt(p0, factor), 6),
         "expected_delay": None if math.isinf(delay) else round(delay, 1),
         "horizon": horizon, "reference_size": reference_size,
@@ -140,7 +161,7 @@ def _project_rate(w: Mapping[str, Any], scale: float, share: float) -> float:
     sums = calibrate_counts(on, co, share, w.get("fixed"))
     if not sums["ratios"]:
         return math.inf
-    factor = ODDS_RATIO if float(w["rate_from"]) <= 0.5 else 1.0 / ODDS_RATIO
+    factor = large_factor(float(w["rate_from"]))
     # Each context's rate as the calibration estimates it (posterior mean, Jeffreys' prior).
     a, b = ((k / tau + 0.5) / (n / tau + 1.0) for n, k, tau in (on, co))
     return rate_delay(sums, a, b, factor)

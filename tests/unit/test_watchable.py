@@ -6,6 +6,7 @@ keeps growing until it can be watched. Series are seeded AR(1) with coefficients
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from stream_monitor.contracts import InferenceEvent, Position
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.core.monitor import not_watchable
 from stream_monitor.core.watchable import describe, remedies
+from stream_monitor.core.watchable_kinds import large_factor
 from stream_monitor.observability.metrics import WorkerMetrics
 
 T0 = 1_767_225_600.0
@@ -249,7 +251,9 @@ def test_a_binary_reference_that_cannot_support_the_budget_is_not_watchable_yet(
     text = describe(w)
     assert text.startswith(f"effective sample {w['effective_sample_size']:g} of "
                            f"{w['reference_values']} values: a rate rise from ")
-    assert "(20x the odds) would take ~" in text and "; needs " in text
+    factor = large_factor(w["rate_from"])
+    assert w["odds_ratio"] == round(factor, 1) and (factor > 20.0) == (why == "constant")
+    assert f"({w['odds_ratio']:g}x the odds) would take ~" in text and "; needs " in text
 
 
 def test_the_budget_the_report_proposes_makes_the_flag_watchable() -> None:
@@ -391,8 +395,10 @@ def test_replay_and_check_config_say_what_a_flag_needs(tmp_path: Path) -> None:
                            env={"COLUMNS": "300"})
     assert r.exit_code == 0, r.stderr
     text = " ".join(r.stderr.split())
-    assert ("m feature:x (watched slowly, reference still growing): effective sample 67.1 of 200 "
-            "values: a rate rise from 0.73% to 13% (20x the odds) would take ~") in text
+    # A flag never seen set: the large change is the 2 sd rise (about 29-fold), not 20-fold.
+    assert re.search(r"m feature:x \(watched slowly, reference still growing\): effective "
+                     r"sample 67.1 of 200 values: a rate rise from 0.73% to 1[78]% "
+                     r"\(29\.\dx the odds\) would take ~\d+ values", text), text
     assert "needs a budget of 1 per 10,000 values" in text
     r = CliRunner().invoke(app, ["check-config", "-c", str(cfg), "--events", str(ev)],
                            env={"COLUMNS": "300"})
