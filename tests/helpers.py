@@ -8,21 +8,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
+import itertools
 import signal
 import socket
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 __all__ = ["DELETE", "LABEL_RULES", "apply_label_scenarios", "free_port", "http_get",
-           "label_scenarios_in_book", "replaced", "replay_records", "stop_process"]
+           "label_scenarios_in_book", "pipeline_outputs", "replaced", "replay_records",
+           "stop_process"]
 
 DELETE = object()
 """The value for :func:`replaced` that deletes the key instead of setting it."""
@@ -114,3 +117,29 @@ def label_scenarios_in_book() -> tuple[Any, list[Any], list[Any]]:
     want1 = book.apply(SCENARIO_1, ttl_seconds=ttl, bucket_seconds=bucket, cursors={})
     want2 = book.apply(SCENARIO_2, ttl_seconds=ttl, bucket_seconds=bucket, cursors={"": 1})
     return book, want1, want2
+
+
+def pipeline_outputs(config: Any, raws: Sequence[Any], restart_at: Iterable[int] = (),
+                     batch: int = 300, now: float = 1_767_225_600.0) -> list[bytes]:
+    """What a :class:`~stream_monitor.pipeline.BatchPipeline` on a memory store publishes for
+    ``raws`` in batches of ``batch``, rebuilt from its store at each index of ``restart_at``
+    (a worker restart); for tests that restarts and other batch sizes change nothing."""
+    from stream_monitor.pipeline import BatchPipeline
+    from stream_monitor.state import MemoryStore
+
+    restart = set(restart_at)
+
+    async def run() -> list[bytes]:
+        store = MemoryStore()
+        bounds = sorted({*range(0, len(raws), batch), *restart, len(raws)})
+        pipe = BatchPipeline(config, store, clock=lambda: now)
+        out: list[bytes] = []
+        for lo, hi in itertools.pairwise(bounds):
+            if lo in restart:
+                pipe = BatchPipeline(config, store, clock=lambda: now)
+            res = await pipe.run(list(raws[lo:hi]))
+            await store.clear_outbox(res.outbox)
+            out += [r.value for r in res.records]
+        return out
+
+    return asyncio.run(run())

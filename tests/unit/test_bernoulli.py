@@ -4,8 +4,6 @@ outputs (fault rates per event, 0/1 errors) across restarts and against replay."
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import random
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.config import MonitorConfig, parse_config
+from stream_monitor.config import parse_config
 from stream_monitor.contracts import Position, RawRecord
 from stream_monitor.contracts.records import InferenceEvent
 from stream_monitor.contracts.schemas import validate_record
@@ -28,9 +26,7 @@ from stream_monitor.core.bernoulli import (
 )
 from stream_monitor.core.model_state import MonitorState
 from stream_monitor.core.monitor import Monitor
-from stream_monitor.pipeline import BatchPipeline
-from stream_monitor.state import MemoryStore
-from tests.helpers import replay_records
+from tests.helpers import pipeline_outputs, replay_records
 
 NOW = 1_767_225_600.0
 
@@ -250,21 +246,6 @@ def rate_lines(n: int = 4000, seed: int = 5) -> list[bytes]:
     return lines
 
 
-async def run_pipeline(cfg: MonitorConfig, raws: list[RawRecord], restart_at: set[int],
-                       batch: int = 300) -> list[bytes]:
-    store = MemoryStore()
-    bounds = sorted({*range(0, len(raws), batch), *restart_at, len(raws)})
-    pipe = BatchPipeline(cfg, store, clock=lambda: NOW)
-    out: list[bytes] = []
-    for lo, hi in itertools.pairwise(bounds):
-        if lo in restart_at:
-            pipe = BatchPipeline(cfg, store, clock=lambda: NOW)
-        res = await pipe.run(raws[lo:hi])
-        await store.clear_outbox(res.outbox)
-        out += [r.value for r in res.records]
-    return out
-
-
 def by_type(values: list[bytes]) -> dict[str, list[bytes]]:
     out: dict[str, list[bytes]] = {}
     for v in values:
@@ -275,7 +256,7 @@ def by_type(values: list[bytes]) -> dict[str, list[bytes]]:
 @pytest.fixture(scope="module")
 def uninterrupted() -> tuple[list[RawRecord], list[bytes]]:
     raws = [RawRecord(v, Position("in", 0, i)) for i, v in enumerate(rate_lines())]
-    return raws, asyncio.run(run_pipeline(parse_config(RATE_CFG), raws, set()))
+    return raws, pipeline_outputs(parse_config(RATE_CFG), raws, (), 300, NOW)
 
 
 def test_rate_alerts_carry_calibration_localization_and_a_summary(
@@ -303,7 +284,7 @@ def test_rate_alerts_carry_calibration_localization_and_a_summary(
 def test_a_restart_continues_exactly(cuts: set[int],
                                      uninterrupted: tuple[list[RawRecord], list[bytes]]) -> None:
     raws, whole = uninterrupted
-    assert by_type(asyncio.run(run_pipeline(parse_config(RATE_CFG), raws, cuts))) == \
+    assert by_type(pipeline_outputs(parse_config(RATE_CFG), raws, cuts, 300, NOW)) == \
         by_type(whole)
 
 

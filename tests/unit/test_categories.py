@@ -5,10 +5,7 @@ All seeded and deterministic; no services."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -29,9 +26,9 @@ from stream_monitor.core.multinomial import (
 )
 from stream_monitor.errors import ConfigError
 from stream_monitor.fleet import feature_columns, fleet_model
-from stream_monitor.pipeline import BatchPipeline
-from stream_monitor.state import MemoryStore
 from stream_monitor.synth import category_stream
+
+from ..helpers import pipeline_outputs
 
 NOW = 1_767_225_600.0
 MIX = ([0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4])
@@ -298,23 +295,11 @@ def test_a_restart_or_other_batches_give_the_same_outputs(cuts: tuple[int, ...],
     c = cfg()
     raws = _raws(4000)
 
-    async def run(restart_at: Iterable[int], size: int) -> list[bytes]:
-        store = MemoryStore()
-        bounds = sorted({*range(0, len(raws), size), *restart_at, len(raws)})
-        pipe = BatchPipeline(c, store, clock=lambda: NOW)
-        out: list[bytes] = []
-        for lo, hi in itertools.pairwise(bounds):
-            if lo in restart_at:
-                pipe = BatchPipeline(c, store, clock=lambda: NOW)
-            res = await pipe.run(raws[lo:hi])
-            await store.clear_outbox(res.outbox)
-            out += [r.value for r in res.records]
-        return out
 
-    whole = asyncio.run(run((), 5000))
+    whole = pipeline_outputs(c, raws, (), 5000, NOW)
     signals = [orjson.loads(v).get("signal") for v in whole]
     assert "feature:seg" in signals  # the test checks something
-    assert asyncio.run(run(cuts, batch)) == whole
+    assert pipeline_outputs(c, raws, cuts, batch, NOW) == whole
 
 
 def test_an_empty_numeric_prediction_signal_of_an_older_state_gives_way_to_class_labels() -> None:

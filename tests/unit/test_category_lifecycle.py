@@ -5,8 +5,6 @@ Seeded category streams through the pure core; exact outcomes; no services."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -19,9 +17,9 @@ from stream_monitor.contracts import InferenceEvent, Position, RawRecord, valida
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.core.mixshift import mix_shift, reference_mix
 from stream_monitor.core.retrain import Evidence, RetrainState
-from stream_monitor.pipeline import BatchPipeline
-from stream_monitor.state import MemoryStore
 from stream_monitor.synth import category_stream
+
+from ..helpers import pipeline_outputs
 
 NOW = 1_767_225_600.0
 MIX = ([0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4])
@@ -166,22 +164,7 @@ def _raws(seq: list[str]) -> list[RawRecord]:
 def replay(c: MonitorConfig, raws: list[RawRecord], restart_at: Iterable[int],
            size: int) -> list[bytes]:
     """What a pipeline publishes, rebuilt from its store at ``restart_at`` (a worker restart)."""
-    restart = set(restart_at)
-
-    async def run() -> list[bytes]:
-        store = MemoryStore()
-        bounds = sorted({*range(0, len(raws), size), *restart, len(raws)})
-        pipe = BatchPipeline(c, store, clock=lambda: NOW)
-        out: list[bytes] = []
-        for lo, hi in itertools.pairwise(bounds):
-            if lo in restart:
-                pipe = BatchPipeline(c, store, clock=lambda: NOW)
-            res = await pipe.run(raws[lo:hi])
-            await store.clear_outbox(res.outbox)
-            out += [r.value for r in res.records]
-        return out
-
-    return asyncio.run(run())
+    return pipeline_outputs(c, raws, restart_at, size, NOW)
 
 
 @pytest.mark.parametrize(("cuts", "batch"), [((5100,), 700), ((5150, 5190), 333)])
