@@ -139,6 +139,8 @@ def _params(p: dict[str, Any]) -> str:
 
 
 def _num(v: Any) -> str:
+    if isinstance(v, list):  # per-sum parameters (thresholds, alternatives, base rates)
+        return "[" + ", ".join(_num(x) for x in v) + "]"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
