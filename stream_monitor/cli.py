@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -316,13 +317,20 @@ def _report_not_watchable(state: Any) -> None:
         return
     err.print(f"not watchable yet: {len(rows)} signals whose reference cannot support the "
               "false-alarm budget (docs/detection.md \"What can be watched\"):")
+    _print_not_watchable(rows, "  ", lambda r: describe(r["assessment"]))
+
+
+def _print_not_watchable(rows: list[dict[str, Any]], prefix: str,
+                         why: Callable[[dict[str, Any]], str]) -> None:
+    """One line per not-watchable signal (the first 8): whether it is watched meanwhile and
+    what it lacks; then how many more."""
     for r in rows[:8]:
         how = ("reference still growing" if not r["watched"] else
-               "watched slowly, reference still growing" if r.get("growing") else
+               "watched slowly, reference still growing" if r["growing"] else
                "watched, slowly")
-        err.print(f"  {r['model_id']} {r['signal']} ({how}): {describe(r['assessment'])}")
+        err.print(f"{prefix}{r['model_id']} {r['signal']} ({how}): {why(r)}")
     if len(rows) > 8:
-        err.print(f"  and {len(rows) - 8} more")
+        err.print(f"{prefix}and {len(rows) - 8} more")
 
 
 def _check_usable(events: Path, total: Any) -> None:
@@ -409,13 +417,7 @@ def evaluate(
                  if summ["dead_letters"] else "")
               + (f"; {summ['not_watchable']} signals not watchable at their budget"
                  if summ["not_watchable"] else ""))
-    for r in result.not_watchable[:8]:
-        how = ("reference still growing" if not r["watched"] else
-               "watched slowly, reference still growing" if r.get("growing") else
-               "watched, slowly")
-        err.print(f"not watchable: {r['model_id']} {r['signal']} ({how}): {r['why']}")
-    if len(result.not_watchable) > 8:
-        err.print(f"not watchable: and {len(result.not_watchable) - 8} more")
+    _print_not_watchable(result.not_watchable, "not watchable: ", lambda r: r["why"])
     variants = [(f"budget 1 per {b:,.0f} values", with_option(cfg, budget=b))
                 for b in budgets or []]
     variants += [(f"reference_min_size {m}", with_option(cfg, reference_min_size=m))

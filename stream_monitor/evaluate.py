@@ -218,7 +218,8 @@ def evaluate(config: MonitorConfig, events: Path, changes: Sequence[ChangePoint]
     replay_file(config, events, buf, batch=batch, state_out=states,
                 on_batch=(lambda done, _: on_progress(done)) if on_progress else None)
     unwatchable = [{"model_id": r["model_id"], "signal": r["signal"], "watched": r["watched"],
-                    "why": describe(r["assessment"])} for r in not_watchable(states[0])]
+                    "growing": r["growing"], "why": describe(r["assessment"])}
+                   for r in not_watchable(states[0])]
     alerts: dict[tuple[str, str], list[dict[str, Any]]] = {}
     dead = 0
     for line in buf.getvalue().splitlines():

@@ -441,3 +441,21 @@ def test_a_flag_not_watchable_yet_still_catches_a_jump_while_its_reference_grows
     out, _ = run(config(), xs)
     offsets = [a["detected_at"]["offset"] for a in out.alerts]
     assert offsets and 500 < offsets[0] < 1000
+
+
+def test_evaluate_says_a_growing_flag_is_watched_meanwhile(tmp_path: Path) -> None:
+    """evaluate's rows carry `growing`, as replay's do: the same 200-zero flag is reported as
+    watched slowly while its reference grows (it printed "watched, slowly" before)."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(orjson.dumps(config()))
+    ev = tmp_path / "e.jsonl"
+    ev.write_bytes(b"".join(orjson.dumps({"event_id": f"e{i}", "model_id": "m",
+                                          "timestamp": T0 + i, "features": {"x": 0},
+                                          "prediction": 0.0}) + b"\n" for i in range(250)))
+    changes = tmp_path / "changes.json"
+    changes.write_bytes(b'{"changes": []}')
+    r = CliRunner().invoke(app, ["evaluate", str(ev), "-c", str(cfg), "--changes", str(changes)],
+                           env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.stderr
+    text = " ".join(r.stderr.split())
+    assert "not watchable: m feature:x (watched slowly, reference still growing): " in text
