@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config import PHASE_BINS
+
 __all__ = [
     "CLIP",
     "ar_spectral_ratio",
@@ -353,7 +355,7 @@ def _side_thresholds(y: np.ndarray, k: float, tau: float, target: float, s_var: 
     return hs, thetas, k_used
 
 
-MAX_PHASE_BINS = 48
+MAX_PHASE_BINS = PHASE_BINS  # the config checks a period's reference against the same bins
 
 
 def seasonal_means(z: np.ndarray, period: int, first_phase: int) -> list[float]:

@@ -373,8 +373,7 @@ class StateBuilder:
             sig.period_seconds = timed
             model.timed.append(sig)
         least = watched_after(self.config, model.rule, sig.budget is not None,
-                              sig.period or bool(timed),
-                              signal_rule(self.config, model.rule, signal))
+                              sig.period or bool(timed), sr)
         if least < reference_size:
             sig.reference_min = least
         model.signals[signal] = sig

@@ -168,8 +168,7 @@ class Monitor(StateBuilder):
                 for f in fired_rules:
                     self._on_fired(model, f, ev, result)
                 if mq.sample_n >= mq.rule.sample_events:
-                    for f in close_sample(self, model, mq):
-                        self._on_fired(model, f, ev, result)
+                    close_sample(model, mq)
             else:
                 by_feature = model.by_feature
                 for name, value in ev.features.items():

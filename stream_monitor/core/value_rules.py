@@ -177,17 +177,15 @@ def _feed_faults(states: StateBuilder, model: ModelState, mq: ValueRuleState,
         fq.missing = fq.oob = fq.unseen = 0
 
 
-def close_sample(states: StateBuilder, model: ModelState, mq: ValueRuleState) -> list[Fired]:
+def close_sample(model: ModelState, mq: ValueRuleState) -> None:
     """Every ``sample_events`` events of a model: learn bounds where a reference just
-    completed. Returns the detectors that fired (none: fault rates are fed per event by
-    :func:`check_features`, categories by their own signal)."""
+    completed (nothing fires here: fault rates are fed per event by :func:`check_features`,
+    categories by their own signal)."""
     learn = mq.rule.learned_bounds
-    out: list[Fired] = []
     if learn is not None:
         for fq in mq.expected:
             _learn(model, fq, learn.quantiles, learn.k)
     mq.sample_n = 0
-    return out
 
 
 def _learn(model: ModelState, fq: FeatureRuleState, quantiles: tuple[float, float],

@@ -18,7 +18,14 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from .errors import PublishError
-from .events import EventKind, ValueSerializer, inference_event, json_serializer, label_event
+from .events import (
+    EventKind,
+    ValueSerializer,
+    inference_event,
+    json_serializer,
+    label_event,
+    validate_event,
+)
 from .publisher import DeliveryCallback, Publisher, PublishStats
 from .settings import PublisherSettings
 
@@ -82,7 +89,7 @@ class SyncPublisher:
         """Build, check and send one inference event; the future of its delivery."""
         event = inference_event(event_id, model_id, features, prediction,
                                 model_version=model_version, timestamp=timestamp, label=label)
-        return self._send("inference", event, topic, extra_headers, validate=False)
+        return self._send("inference", event, topic, extra_headers)
 
     def publish_label(self, event_id: str, model_id: str, label: float | int | str | bool, *,
                       timestamp: float | int | str | datetime | None = None,
@@ -91,22 +98,20 @@ class SyncPublisher:
                       ) -> concurrent.futures.Future[Any]:
         """Build, check and send a label event; the future of its delivery."""
         event = label_event(event_id, model_id, label, timestamp=timestamp)
-        return self._send("label", event, topic, extra_headers, validate=False)
+        return self._send("label", event, topic, extra_headers)
 
     def send(self, kind: EventKind, event: Mapping[str, Any], *, topic: str | None = None,
              extra_headers: Iterable[tuple[str, bytes]] = ()) -> concurrent.futures.Future[Any]:
         """Check and send an event dict of ``kind`` (see ``Publisher.send``)."""
-        from .events import validate_event
-
         validate_event(kind, event)
-        return self._send(kind, event, topic, extra_headers, validate=False)
+        return self._send(kind, event, topic, extra_headers)
 
     def _send(self, kind: EventKind, event: Mapping[str, Any], topic: str | None,
-              extra_headers: Iterable[tuple[str, bytes]], *, validate: bool
-              ) -> concurrent.futures.Future[Any]:
+              extra_headers: Iterable[tuple[str, bytes]]) -> concurrent.futures.Future[Any]:
+        # (Checked already: publish_* built the event, send validated it.)
         async def send() -> concurrent.futures.Future[Any]:
             fut = await self._publisher.send(kind, event, topic=topic,
-                                             extra_headers=list(extra_headers), validate=validate)
+                                             extra_headers=list(extra_headers), validate=False)
             out: concurrent.futures.Future[Any] = concurrent.futures.Future()
             fut.add_done_callback(lambda f: _copy(f, out))
             return out
