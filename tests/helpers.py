@@ -23,9 +23,19 @@ from typing import Any
 
 import orjson
 
-__all__ = ["DELETE", "LABEL_RULES", "apply_label_scenarios", "free_port", "http_get",
-           "label_scenarios_in_book", "pipeline_outputs", "replaced", "replay_records",
-           "stop_process"]
+__all__ = [
+    "DELETE",
+    "LABEL_RULES",
+    "apply_label_scenarios",
+    "by_type",
+    "free_port",
+    "http_get",
+    "label_scenarios_in_book",
+    "pipeline_outputs",
+    "replaced",
+    "replay_records",
+    "stop_process",
+]
 
 DELETE = object()
 """The value for :func:`replaced` that deletes the key instead of setting it."""
@@ -120,10 +130,12 @@ def label_scenarios_in_book() -> tuple[Any, list[Any], list[Any]]:
 
 
 def pipeline_outputs(config: Any, raws: Sequence[Any], restart_at: Iterable[int] = (),
-                     batch: int = 300, now: float = 1_767_225_600.0) -> list[bytes]:
+                     batch: int = 300, now: float = 1_767_225_600.0,
+                     dedupe: Any = None) -> list[bytes]:
     """What a :class:`~stream_monitor.pipeline.BatchPipeline` on a memory store publishes for
     ``raws`` in batches of ``batch``, rebuilt from its store at each index of ``restart_at``
-    (a worker restart); for tests that restarts and other batch sizes change nothing."""
+    (a worker restart); for tests that restarts and other batch sizes change nothing.
+    ``dedupe``: one dedupe store shared by every pipeline of the run (as a worker's is)."""
     from stream_monitor.pipeline import BatchPipeline
     from stream_monitor.state import MemoryStore
 
@@ -132,14 +144,24 @@ def pipeline_outputs(config: Any, raws: Sequence[Any], restart_at: Iterable[int]
     async def run() -> list[bytes]:
         store = MemoryStore()
         bounds = sorted({*range(0, len(raws), batch), *restart, len(raws)})
-        pipe = BatchPipeline(config, store, clock=lambda: now)
+        pipe = BatchPipeline(config, store, clock=lambda: now, dedupe=dedupe)
         out: list[bytes] = []
         for lo, hi in itertools.pairwise(bounds):
             if lo in restart:
-                pipe = BatchPipeline(config, store, clock=lambda: now)
+                pipe = BatchPipeline(config, store, clock=lambda: now, dedupe=dedupe)
             res = await pipe.run(list(raws[lo:hi]))
             await store.clear_outbox(res.outbox)
             out += [r.value for r in res.records]
         return out
 
     return asyncio.run(run())
+
+
+def by_type(records: Sequence[bytes]) -> dict[str, list[bytes]]:
+    """Output records by their ``type``, each kind in its order (a batch publishes its drift
+    alerts before its data-quality alerts, so where batches are cut decides how kinds
+    interleave)."""
+    out: dict[str, list[bytes]] = {}
+    for v in records:
+        out.setdefault(orjson.loads(v)["type"], []).append(v)
+    return out

@@ -4,7 +4,6 @@ the test, scripted replies to DATA, and stop/start on the same port to play an o
 
 from __future__ import annotations
 
-import socket
 import ssl
 import subprocess
 import threading
@@ -17,6 +16,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from ..helpers import free_port
 
 # The reply to the n-th DATA (0-based): "250 OK", or e.g. "451 4.3.0 try again later".
 DataScript = Callable[[int], str]
@@ -69,9 +70,7 @@ class MailServer:
         self._tls.load_cert_chain(cert, key)
         self._controller: Controller | None = None
         self._lock = threading.Lock()
-        with socket.socket() as s:  # a free port, kept across stop/start
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()  # kept across stop/start
 
     # aiosmtpd handler hooks (run in the controller's thread) ---------------------------------
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:

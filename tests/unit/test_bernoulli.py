@@ -26,7 +26,7 @@ from stream_monitor.core.bernoulli import (
 )
 from stream_monitor.core.model_state import MonitorState
 from stream_monitor.core.monitor import Monitor
-from tests.helpers import pipeline_outputs, replay_records
+from tests.helpers import by_type, pipeline_outputs, replay_records
 
 NOW = 1_767_225_600.0
 
@@ -244,13 +244,6 @@ def rate_lines(n: int = 4000, seed: int = 5) -> list[bytes]:
                                    "features": feats, "prediction": "a",
                                    "label": "b" if wrong else "a"}))
     return lines
-
-
-def by_type(values: list[bytes]) -> dict[str, list[bytes]]:
-    out: dict[str, list[bytes]] = {}
-    for v in values:
-        out.setdefault(orjson.loads(v)["type"], []).append(v)
-    return out
 
 
 @pytest.fixture(scope="module")

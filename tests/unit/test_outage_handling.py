@@ -92,6 +92,18 @@ class Producer:
         self.stopped = True
 
 
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The worker's waits, recorded instead of slept."""
+    out: list[float] = []
+
+    async def record(s: float) -> None:
+        out.append(s)
+
+    monkeypatch.setattr("stream_monitor.adapters.worker.asyncio.sleep", record)
+    return out
+
+
 def _records(n: int) -> list[Any]:
     return [output_record("t-alerts", b"k", {"type": "drift_alert", "n": i}, ())
             for i in range(n)]
@@ -103,13 +115,7 @@ def _worker(producer: Producer, renew: Any = None) -> MonitorWorker:
 
 
 async def test_out_of_order_sequence_gets_a_new_producer_and_only_failed_records_again(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    sleeps: list[float] = []
-
-    async def no_sleep(s: float) -> None:
-        sleeps.append(s)
-
-    monkeypatch.setattr("stream_monitor.adapters.worker.asyncio.sleep", no_sleep)
+        sleeps: list[float]) -> None:
     oos = ke.OutOfOrderSequenceNumber()
     # The old producer: 3 records acknowledged, 2 refused for its sequence state, every time.
     old = Producer([None, oos, None, oos, None] + [oos] * 20)
@@ -130,14 +136,7 @@ async def test_out_of_order_sequence_gets_a_new_producer_and_only_failed_records
     assert sorted(old.acked + new.acked) == sorted(r.value for r in recs)  # each once
 
 
-async def test_a_renewal_that_fails_is_tried_again_after_a_wait(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    sleeps: list[float] = []
-
-    async def no_sleep(s: float) -> None:
-        sleeps.append(s)
-
-    monkeypatch.setattr("stream_monitor.adapters.worker.asyncio.sleep", no_sleep)
+async def test_a_renewal_that_fails_is_tried_again_after_a_wait(sleeps: list[float]) -> None:
     tries: list[int] = []
     new = Producer()
 
@@ -153,14 +152,7 @@ async def test_a_renewal_that_fails_is_tried_again_after_a_wait(
     assert len(new.acked) == 1
 
 
-async def test_transient_faults_are_retried_with_capped_backoff(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    sleeps: list[float] = []
-
-    async def no_sleep(s: float) -> None:
-        sleeps.append(s)
-
-    monkeypatch.setattr("stream_monitor.adapters.worker.asyncio.sleep", no_sleep)
+async def test_transient_faults_are_retried_with_capped_backoff(sleeps: list[float]) -> None:
     p = Producer([ke.NotLeaderForPartitionError()] * 30)
     await _worker(p).publish(_records(1))
     assert len(sleeps) == 30 and max(sleeps) <= 2.0 and len(p.acked) == 1
@@ -171,11 +163,7 @@ async def test_transient_faults_are_retried_with_capped_backoff(
     (ke.TopicAuthorizationFailedError("t-alerts"), ("not authorized", "WRITE")),
 ])
 async def test_a_refusal_that_cannot_clear_ends_with_its_cause(
-        monkeypatch: pytest.MonkeyPatch, exc: BaseException, words: tuple[str, ...]) -> None:
-    async def no_sleep(s: float) -> None:
-        pass
-
-    monkeypatch.setattr("stream_monitor.adapters.worker.asyncio.sleep", no_sleep)
+        sleeps: list[float], exc: BaseException, words: tuple[str, ...]) -> None:
     p = Producer(raise_on_send=exc)
     with pytest.raises(OutputRejectedError) as info:
         await _worker(p).publish(_records(2))

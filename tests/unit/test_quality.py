@@ -6,7 +6,6 @@ and adversarial events at the gate and the core."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import math
 import random
@@ -38,6 +37,8 @@ from stream_monitor.errors import ConfigError
 from stream_monitor.pipeline import BatchPipeline, OutputRecord
 from stream_monitor.state import MemoryStore
 from stream_monitor.state.dedupe import MemoryDedupe
+
+from ..helpers import by_type, pipeline_outputs
 
 NOW = 1_767_225_600.0  # the processing clock in these tests: 2026-01-01T00:00:00Z
 SIGNALS = [{"match": "*", "detectors": ["adwin", "page_hinkley"]}]
@@ -546,30 +547,13 @@ def test_a_restart_mid_sample_continues_exactly(cuts: tuple[int, ...]) -> None:
     cfg = config(STRICT, model_quality=FULL, reference_size=200)
     raws = [raw(v, i) for i, v in enumerate(mixed_stream(5000, seed=9))]
 
-    async def run(restart_at: Iterable[int]) -> list[bytes]:
-        store, dedupe = MemoryStore(), MemoryDedupe()
-        bounds = sorted({*range(0, len(raws), 300), *restart_at, len(raws)})
-        pipe = BatchPipeline(cfg, store, clock=lambda: NOW, dedupe=dedupe)
-        out: list[bytes] = []
-        for lo, hi in itertools.pairwise(bounds):
-            if lo in restart_at:
-                pipe = BatchPipeline(cfg, store, clock=lambda: NOW, dedupe=dedupe)
-            res = await pipe.run(raws[lo:hi])
-            await store.clear_outbox(res.outbox)
-            out += [r.value for r in res.records if b'"dead_lettered_at"' not in r.value]
-        return out
+    def run(restart_at: Iterable[int]) -> list[bytes]:
+        return [v for v in pipeline_outputs(cfg, raws, restart_at, 300, NOW, MemoryDedupe())
+                if b'"dead_lettered_at"' not in v]
 
-    def by_type(records: list[bytes]) -> dict[str, list[bytes]]:
-        # A batch publishes its drift alerts before its data-quality alerts, so where the
-        # batches are cut decides how the two kinds interleave; within a kind the order is kept.
-        out: dict[str, list[bytes]] = {}
-        for v in records:
-            out.setdefault(orjson.loads(v)["type"], []).append(v)
-        return out
-
-    whole = by_type(asyncio.run(run(())))
+    whole = by_type(run(()))
     assert {"drift_alert", "data_quality_alert"} <= set(whole)  # the test checks something
-    assert by_type(asyncio.run(run(cuts))) == whole
+    assert by_type(run(cuts)) == whole
 
 
 # -- property-based: nothing escapes the gate -------------------------------------------------
