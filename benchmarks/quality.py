@@ -42,7 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +91,22 @@ def config(per_events: float, reference: int = REFERENCE, short: int = SHORT) ->
     })
 
 
-def write_events(path: Path, streams: dict[str, list[float]]) -> None:
-    """One model per stream, interleaved line by line."""
+def write_events(path: Path, streams: Mapping[str, Sequence[Any]], where: str = "feature"
+                 ) -> None:
+    """One model per stream, interleaved line by line: each value as feature ``x`` (with a
+    prediction of 0.0), or (``where="prediction"``) as the prediction, with no features."""
     n = max(len(v) for v in streams.values())
     with path.open("wb") as f:
         for i in range(n):
             for model, xs in streams.items():
                 if i < len(xs):
-                    f.write(orjson.dumps({"event_id": f"{model}-{i}", "model_id": model,
-                                          "timestamp": 1_767_225_600.0 + i,
-                                          "features": {"x": xs[i]}, "prediction": 0.0}) + b"\n")
+                    ev: dict[str, Any] = {"event_id": f"{model}-{i}", "model_id": model,
+                                          "timestamp": 1_767_225_600.0 + i}
+                    if where == "feature":
+                        ev.update(features={"x": xs[i]}, prediction=0.0)
+                    else:
+                        ev.update(features={}, prediction=xs[i])
+                    f.write(orjson.dumps(ev) + b"\n")
 
 
 def stationary(kind: str, seeds: int, n: int, per_events: float, tmp: Path,
@@ -254,7 +260,6 @@ NUMERIC_FLEET = ("gaussian", "t3", "lognormal", "poisson", "bimodal", "uniform",
 
 def numeric_fleet_stream(kind: str, n: int, seed: int) -> Any:
     """``n`` stationary values of a fleet signal of ``kind`` (numpy array), seeded."""
-    import numpy as np
     from scipy import signal as sps
     from scipy import special, stats
 
@@ -321,7 +326,6 @@ def numeric_delay(change: str, size: float, seeds: int, tmp: Path, base: int) ->
     """Delay and localization error on Gaussian streams at the default budget: a shift
     (``mean``), a variance change (``spread``), or a ``ramp`` of ``size`` sd over 2,000 values,
     at value 2,000 (after the re-base), seeds ``base + 0..seeds-1``."""
-    import numpy as np
 
     at, n = 2000, 4000 if change == "ramp" else 3500
     streams = {}
@@ -354,8 +358,6 @@ def numeric_slow_cycle(period: int, amplitude: float, seeds: int, n: int,
     windows through SignalState, a new reference after each alert: alerts per swing (half
     cycle)."""
     from collections import deque
-
-    import numpy as np
 
     from stream_monitor.core.signals import SignalState
 
@@ -451,23 +453,6 @@ def category_config(per_events: float) -> Any:
     })
 
 
-def write_category_events(path: Path, streams: dict[str, list[str]], where: str) -> None:
-    """One model per stream, interleaved; the categories as feature ``x`` (``where`` =
-    "feature", with a numeric prediction) or as the class-label prediction."""
-    n = max(len(v) for v in streams.values())
-    with path.open("wb") as f:
-        for i in range(n):
-            for model, cs in streams.items():
-                if i < len(cs):
-                    ev: dict[str, Any] = {"event_id": f"{model}-{i}", "model_id": model,
-                                          "timestamp": 1_767_225_600.0 + i}
-                    if where == "feature":
-                        ev.update(features={"x": cs[i]}, prediction=0.0)
-                    else:
-                        ev.update(features={}, prediction=cs[i])
-                    f.write(orjson.dumps(ev) + b"\n")
-
-
 def category_stationary(name: str, shares: list[float], stay: float, seeds: int, n: int,
                         tmp: Path, base: int = 30_000,
                         per_events: float = 1_000_000.0) -> dict[str, Any]:
@@ -477,7 +462,7 @@ def category_stationary(name: str, shares: list[float], stay: float, seeds: int,
                for i, (nm, _, _) in enumerate(CAT_STATIONARY) if nm == name
                for s in range(seeds)}
     path = tmp / f"cat-stationary-{len(name)}-{stay}.jsonl"
-    write_category_events(path, streams, "feature")
+    write_events(path, streams)
     ev = evaluate(category_config(per_events), path, [], margin=1)
     per_seed = [s.false_alarms for s in ev.signals if s.signal == "feature:x"]
     watched = seeds * (n - SHORT)
@@ -497,7 +482,7 @@ def category_shift(name: str, where: str, mix: tuple[list[float], list[float]], 
     streams = {f"{where}-{s}": category_stream(mix[0], n, base + s, change_at=at, after=mix[1])
                for s in range(seeds)}
     path = tmp / f"cat-shift-{where}.jsonl"
-    write_category_events(path, streams, where)
+    write_events(path, streams, where)
     cps = [ChangePoint(m, signal, event_id=f"{m}-{at}", kind="category_mix") for m in streams]
     ev = evaluate(category_config(1_000_000.0), path, cps, margin=n - at)
     scores = [s for s in ev.signals if s.signal == signal]
