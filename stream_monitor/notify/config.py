@@ -112,11 +112,18 @@ class _HttpTarget(_TargetBase):
             _check_url(v)
         return v
 
-    def _need_url(self, default: str | None = None) -> None:
+    @property
+    def default_url(self) -> str | None:
+        """Where to POST when neither url nor url_env is set (None: one of them is needed)."""
+        return None
+
+    @model_validator(mode="after")
+    def _url(self) -> _HttpTarget:
         if self.url is not None and self.url_env is not None:
             raise ValueError("set either url or url_env, not both")
-        if self.url is None and self.url_env is None and default is None:
+        if self.url is None and self.url_env is None and self.default_url is None:
             raise ValueError("set url (or url_env naming an environment variable that holds it)")
+        return self
 
 
 def _check_url(v: str) -> None:
@@ -136,11 +143,6 @@ class AlertmanagerTarget(_HttpTarget):
                     "Alertmanager's resolve_timeout decide.")
     bearer_token_env: str | None = Field(None, description="Env var with a bearer token.")
 
-    @model_validator(mode="after")
-    def _url(self) -> AlertmanagerTarget:
-        self._need_url()
-        return self
-
 
 class PagerDutyTarget(_HttpTarget):
     """PagerDuty Events API v2: trigger and resolve, ``dedup_key`` = the alert fingerprint."""
@@ -149,21 +151,15 @@ class PagerDutyTarget(_HttpTarget):
     routing_key_env: str = Field(description="Env var with the integration's routing key.")
     source: str = Field("stream-monitor", min_length=1, description="payload.source")
 
-    @model_validator(mode="after")
-    def _url(self) -> PagerDutyTarget:
-        self._need_url(PAGERDUTY_EVENTS_URL)
-        return self
+    @property
+    def default_url(self) -> str | None:
+        return PAGERDUTY_EVENTS_URL
 
 
 class SlackTarget(_HttpTarget):
     """A Slack incoming webhook. Its URL is a secret: give it through url_env."""
 
     type: Literal["slack"]
-
-    @model_validator(mode="after")
-    def _url(self) -> SlackTarget:
-        self._need_url()
-        return self
 
 
 class WebhookTarget(_HttpTarget):
@@ -172,11 +168,6 @@ class WebhookTarget(_HttpTarget):
     type: Literal["webhook"]
     secret_env: str = Field(description="Env var with the HMAC-SHA256 signing secret.")
     signature_header: str = Field("X-Stream-Monitor-Signature", min_length=1)
-
-    @model_validator(mode="after")
-    def _url(self) -> WebhookTarget:
-        self._need_url()
-        return self
 
 
 Priority = Literal["P1", "P2", "P3", "P4", "P5"]
@@ -225,11 +216,14 @@ class OpsGenieTarget(_HttpTarget):
         ("stream-monitor",), max_length=20)
     source: str = Field("stream-monitor", min_length=1, max_length=100)
 
+    @property
+    def default_url(self) -> str | None:
+        return OPSGENIE_API_URLS[self.region or "us"]
+
     @model_validator(mode="after")
-    def _url(self) -> OpsGenieTarget:
+    def _region_or_url(self) -> OpsGenieTarget:
         if self.region is not None and (self.url is not None or self.url_env is not None):
             raise ValueError("set either region or url/url_env, not both")
-        self._need_url(OPSGENIE_API_URLS["us"])
         return self
 
 
@@ -238,11 +232,6 @@ class TeamsTarget(_HttpTarget):
     URL is a secret: give it through url_env."""
 
     type: Literal["teams"]
-
-    @model_validator(mode="after")
-    def _url(self) -> TeamsTarget:
-        self._need_url()
-        return self
 
 
 class EmailTarget(_TargetBase):
@@ -544,10 +533,8 @@ def resolve_targets(cfg: NotifyConfig, environ: Mapping[str, str] | None = None,
                 except ValueError as exc:
                     problems.append((f"targets[{i}].url_env", f"{t.url_env}: {exc}"))
                     continue
-        if url is None and isinstance(t, PagerDutyTarget):
-            url = PAGERDUTY_EVENTS_URL
-        if url is None and isinstance(t, OpsGenieTarget):
-            url = OPSGENIE_API_URLS[t.region or "us"]
+        if url is None:
+            url = t.default_url
         if isinstance(t, PagerDutyTarget):
             secret = need(i, "routing_key_env", t.routing_key_env,
                           "the PagerDuty integration's routing key (Events API v2)")
