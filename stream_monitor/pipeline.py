@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import MonitorConfig
 from .contracts.outputs import OutputRecord, decode_output, encode_output, output_record
 from .contracts.records import (
     DeadLetter,
@@ -28,6 +27,7 @@ from .core.gate import EventGate, QualityCounters
 from .core.label_join import LabelOp, LabelStats
 from .core.model_state import ModelState, MonitorState
 from .core.monitor import BatchResult, Monitor
+from .core.plan import MonitorPlan
 from .core.sampling import sampled
 from .state.base import ModelDelta, SignalDelta, StateStore
 from .state.dedupe import DedupeStore, MemoryDedupe
@@ -79,7 +79,7 @@ class BatchOutput:
 
 
 class BatchPipeline:
-    def __init__(self, config: MonitorConfig, store: StateStore, *, clock: Any = time.time,
+    def __init__(self, config: MonitorPlan, store: StateStore, *, clock: Any = time.time,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  cache_size: int | None = None) -> None:
         self.config = config

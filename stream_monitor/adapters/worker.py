@@ -51,12 +51,13 @@ from aiokafka.errors import (
 )
 from redis.backoff import EqualJitterBackoff
 
-from ..config import MonitorConfig, Settings
 from ..contracts.outputs import OutputRecord, output_record
 from ..contracts.records import SCHEMA_VERSION, DeadLetter, Position, RawRecord, iso_time, record_id
+from ..core.plan import MonitorPlan
 from ..errors import OutputRejectedError, TransientStoreError
 from ..observability.logging import log_context
 from ..pipeline import BatchOutput, BatchPipeline
+from ..settings import Settings
 from ..state.base import StateFencedError, StateStore
 from ..state.client import store_backoff
 from ..state.dedupe import DedupeStore
@@ -96,7 +97,7 @@ class MonitorWorker:
     resolves when the broker acknowledged the record (aiokafka's ``AIOKafkaProducer``).
     """
 
-    def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
+    def __init__(self, config: MonitorPlan, settings: Settings, store: StateStore, *,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  producer: Any = None, metrics: Any = None,
                  renew_producer: Callable[[Any], Awaitable[Any]] | None = None,
@@ -420,7 +421,7 @@ class KafkaWorker:
     """The process: Kafka clients, the batch loop, rebalances, signals and the shutdown
     deadline. ``run()`` returns the process exit code."""
 
-    def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
+    def __init__(self, config: MonitorPlan, settings: Settings, store: StateStore, *,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  metrics: Any = None) -> None:
         self.config = config
@@ -748,7 +749,7 @@ def _where(p: Position) -> str:
     return f"topic={p.topic} partition={p.partition} offset={p.offset}"
 
 
-def _internal_error(config: MonitorConfig, raw: RawRecord) -> BatchOutput:
+def _internal_error(config: MonitorPlan, raw: RawRecord) -> BatchOutput:
     dl = DeadLetter(raw, "internal_error", "the monitoring core raised on this event; see the "
                     "worker log at this topic/partition/offset")
     out = BatchOutput(events=1, dead_letters=1)

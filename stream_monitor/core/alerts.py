@@ -12,12 +12,11 @@ was measured on. Pure functions of the state; the monitor decides what is publis
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..config import MonitorConfig, QualityRule
 from ..contracts.records import SCHEMA_VERSION, InferenceEvent, Position, detected_at, record_id
 from ..contracts.units import id_parts
 from .bernoulli import locate_rate
@@ -25,6 +24,7 @@ from .calibrate import change_kind
 from .categories import category_evidence
 from .localize import locate
 from .model_state import ModelState
+from .plan import MonitorPlan, QualityPlan
 from .signals import SignalState
 from .stats import summarize
 
@@ -51,7 +51,7 @@ def _head(record_type: str, id_tag: str, model: ModelState, sig: SignalState, de
     }
 
 
-def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: int,
+def drift_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int,
                 ev: InferenceEvent) -> dict[str, Any]:
     """The ``drift_alert`` of detector ``i`` of ``sig``, which fired at event ``ev``."""
     if sig.table is not None:
@@ -124,7 +124,7 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
     }
 
 
-def _params(configured: dict[str, Any], sig: SignalState, i: int) -> dict[str, Any]:
+def _params(configured: Mapping[str, Any], sig: SignalState, i: int) -> dict[str, Any]:
     """Detector ``i``'s effective parameters: the configured ones overlaid with the calibrated
     ones; only the calibrated ones when it was built as another type (a ``cusum`` on a binary
     signal is a ``bernoulli_cusum``, which takes none of the numeric parameters)."""
@@ -135,7 +135,7 @@ def _params(configured: dict[str, Any], sig: SignalState, i: int) -> dict[str, A
     return params
 
 
-def _category_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: int,
+def _category_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int,
                     ev: InferenceEvent) -> dict[str, Any]:
     """The ``drift_alert`` of a categorical signal (core/categories.py): which categories
     moved, from what share to what share, and where the mix began to change."""
@@ -245,7 +245,7 @@ _FAULT_WORDS = {"missing": "missing", "out_of_bounds": "out-of-bounds",
                 "unseen_category": "unseen-category"}
 
 
-def quality_alert(config: MonitorConfig, model: ModelState, rule: QualityRule, sig: SignalState,
+def quality_alert(config: MonitorPlan, model: ModelState, rule: QualityPlan, sig: SignalState,
                   feature: str, fault: str, i: int, ev: InferenceEvent) -> dict[str, Any]:
     """The ``data_quality_alert`` of detector ``i`` of the fault-rate signal ``sig`` (of
     ``fault`` on ``feature``, under the model's value rules ``rule``): one 0/1 value per event;

@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
-from ..config import AlertLifecycle
 from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
 from .mixshift import MixShift, mix_of_alert, mix_shift
+from .plan import LifecyclePolicy
 
 __all__ = ["Incident", "LifecycleState", "alert_fingerprint"]
 
@@ -83,7 +83,7 @@ class LifecycleState:
         return cls({i["signal"]: Incident(**i) for i in m.get("incidents", [])},
                    int(m.get("folded", 0)), int(m.get("resolved", 0)))
 
-    def on_drift(self, rule: AlertLifecycle, alert: Mapping[str, Any], signal_n: int,
+    def on_drift(self, rule: LifecyclePolicy, alert: Mapping[str, Any], signal_n: int,
                  t: float) -> bool:
         """A detector fired; True when its alert is to be published (it opens an incident)."""
         signal = alert["signal"]
@@ -111,7 +111,7 @@ class LifecycleState:
             ref_mean, ref_std, t, signal_n + rule.resolve_values, mix=mix)
         return True
 
-    def tick(self, rule: AlertLifecycle, signals: Mapping[str, _Signal], ev: InferenceEvent,
+    def tick(self, rule: LifecyclePolicy, signals: Mapping[str, _Signal], ev: InferenceEvent,
              model_id: str) -> list[dict[str, Any]]:
         """After an event: the ``drift_resolved`` records of incidents that just resolved."""
         out = []
@@ -154,7 +154,7 @@ class LifecycleState:
         return out
 
 
-def _resolved_mix(rule: AlertLifecycle, inc: Incident, model_id: str, ev: InferenceEvent,
+def _resolved_mix(rule: LifecyclePolicy, inc: Incident, model_id: str, ev: InferenceEvent,
                   signal_n: int, m: MixShift) -> dict[str, Any]:
     """The ``drift_resolved`` record of a categorical signal: its distance from the reference
     mix (the shift's unit), and per category the reference and the current share."""
@@ -176,7 +176,7 @@ def _resolved_mix(rule: AlertLifecycle, inc: Incident, model_id: str, ev: Infere
     return rec
 
 
-def _resolved(rule: AlertLifecycle, inc: Incident, model_id: str, ev: InferenceEvent,
+def _resolved(rule: LifecyclePolicy, inc: Incident, model_id: str, ev: InferenceEvent,
               signal_n: int, mean: float, count: int) -> dict[str, Any]:
     pos = ev.position
     shift = (mean - inc.ref_mean) / inc.ref_std

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from stream_monitor.config import MonitorConfig, Settings, load_config, parse_config
+from stream_monitor.config import load_config, parse_config, validate_config
+from stream_monitor.core.plan import MonitorPlan
 from stream_monitor.errors import ConfigError
+from stream_monitor.settings import Settings
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "monitor.yaml"
 TOPIC_VARS = ("SM_TOPIC_INFERENCE", "SM_TOPIC_ALERTS", "SM_TOPIC_RETRAIN", "SM_TOPIC_DEAD_LETTER")
@@ -38,7 +41,7 @@ def problems_of(raw: Any) -> list[tuple[str, str]]:
 
 def test_example_config_loads() -> None:
     cfg = load_config(EXAMPLE_CONFIG)
-    assert isinstance(cfg, MonitorConfig)
+    assert isinstance(cfg, MonitorPlan)
     assert cfg.topics.alerts == "drift-alerts"
     assert set(cfg.detectors) == {"cusum", "adwin", "page_hinkley", "kswin", "hddm_a"}
     assert cfg.false_alarm_budget is not None and cfg.false_alarm_budget.per_events == 1e6
@@ -190,6 +193,11 @@ def test_explicit_settings_override_topic_names() -> None:
 
 
 def test_config_is_frozen(example: dict[str, Any]) -> None:
-    cfg = parse_config(copy.deepcopy(example))
+    cfg = validate_config(copy.deepcopy(example))  # the schema
     with pytest.raises(Exception, match="frozen"):
         cfg.windows.reference_size = 5  # type: ignore[misc]
+    plan = parse_config(copy.deepcopy(example))  # and the plan compiled from it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.windows.reference_size = 5  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.models[0].signals[0].budget = None  # type: ignore[misc]
