@@ -268,6 +268,7 @@ class StateBuilder:
 
     def __init__(self, config: MonitorPlan) -> None:
         self.config = config
+        self._separate: dict[str, bool] = {}
 
     # -- state construction -------------------------------------------------------------
     def unit_of(self, model_id: str, model_version: str | None) -> str:
@@ -275,8 +276,10 @@ class StateBuilder:
         versions apart (``versions.separate``), else per model."""
         if model_version is None:
             return model_id
-        rule = self.config.model_rule(model_id)
-        sep = rule is not None and rule.versions.separate
+        sep = self._separate.get(model_id)  # per event: no call
+        if sep is None:
+            rule = self.config.model_rule(model_id)
+            sep = self._separate[model_id] = rule is not None and rule.versions.separate
         return unit_id(model_id, model_version) if sep else model_id
 
     def new_model(self, model_id: str, model_version: str | None = None) -> ModelState | None:
