@@ -345,11 +345,6 @@ class QualityRule(_Strict):
     reference_samples: int = Field(50, ge=5, description="Samples forming a rate's reference.")
     evidence_samples: int = Field(10, ge=1, description="Last samples shown as `current`.")
 
-    @property
-    def active(self) -> bool:
-        """True when a value rule or a data-quality signal is on (else the core's fast path)."""
-        return bool(self.bounds or self.learned_bounds or self.categorical or self.indicators)
-
 
 class Duplicates(_Strict):
     window_seconds: float = Field(0.0, ge=0, description="Keep event ids this long; 0: off.")
@@ -490,10 +485,6 @@ class Input(_Strict):
 
     inference: InputTopic = Field(default_factory=InputTopic)
     labels: InputTopic = Field(default_factory=InputTopic)
-
-    @property
-    def uses_registry(self) -> bool:
-        return self.inference.format != "json" or self.labels.format != "json"
 
 
 class Windows(_Strict):
