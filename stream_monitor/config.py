@@ -832,9 +832,9 @@ def compile_plan(cfg: MonitorConfig) -> MonitorPlan:
 
 
 def _detector(name: str, spec: DetectorSpec) -> cp.DetectorSpec:
-    kind = REGISTRY[spec.type]
-    return cp.DetectorSpec(name, spec.type, kind.input, MappingProxyType(dict(spec.params)),
-                           MappingProxyType(kind.params(spec.params)))
+    return cp.DetectorSpec(name, spec.type, REGISTRY[spec.type].input,
+                           MappingProxyType(dict(spec.params)),
+                           MappingProxyType(spec.effective_params))
 
 
 def _budget(b: FalseAlarmBudget | None) -> cp.Budget | None:
