@@ -201,3 +201,23 @@ def test_config_is_frozen(example: dict[str, Any]) -> None:
         plan.windows.reference_size = 5  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         plan.models[0].signals[0].budget = None  # type: ignore[misc]
+
+
+def test_both_configs_explain_errors_in_the_same_words() -> None:
+    """One explainer (stream_monitor/schema_errors.py) serves the monitoring and the notify
+    config: a missing field says to add it, a validator's message comes without pydantic's
+    'Value error, ' prefix, an unknown field names the closest allowed one."""
+    from stream_monitor.notify.config import parse_notify_config
+
+    sig = [{"match": "*", "detectors": ["adwin"]}]
+    monitor = dict(problems_of({"models": [{"signals": sig, "retrain": {"within_seconds": None},
+                                            "recnt_size": 10}]}))
+    assert monitor["models[0].match"] == "this field is required; add it"
+    assert monitor["models[0].retrain"].startswith("retrain needs a window")
+    assert "did you mean 'recent_size'?" in monitor["models[0].recnt_size"]
+    with pytest.raises(ConfigError) as info:
+        parse_notify_config({"targets": [{"type": "webhook", "url": "http://x",
+                                          "retry": {"max_attemps": 2}}]})
+    notify = dict(info.value.problems)
+    assert notify["targets[0].name"] == "this field is required; add it"
+    assert "did you mean 'max_attempts'?" in notify["targets[0].retry.max_attemps"]
