@@ -34,6 +34,7 @@ from .privacy import redact_outputs
 from .retrain import decide, note_alert, retrain_request, tick
 from .signals import PREDICTION, SignalState
 from .value_rules import Fired, check_features, close_sample
+from .vector import feed_ahead
 
 __all__ = ["BatchResult", "Monitor", "collecting", "not_watchable"]
 
@@ -87,6 +88,10 @@ class Monitor(StateBuilder):
 
     # (The state units and signals it builds and restores: StateBuilder, core/model_state.py.)
 
+    # Feed quiet models' values per signal as arrays (core/vector.py); False: value by value
+    # (the reference the batch path is tested against).
+    vectorised: bool = True
+
     # -- the batch ------------------------------------------------------------------------
     def process(self, events: Sequence[InferenceEvent], state: MonitorState,
                 quality: QualityCounters | None = None,
@@ -117,7 +122,12 @@ class Monitor(StateBuilder):
         values = 0
         unit_of = self.unit_of
         max_features = self.config.quality.max_features_per_model
-        for ev in events:
+        # Quiet models' values go through their detectors per signal, as arrays, up to their
+        # first alarm (core/vector.py); the loop skips them and feeds the rest value by value.
+        ahead: dict[str, int] = {}
+        if self.vectorised:
+            ahead, values = feed_ahead(self, events, models, max_features)
+        for i, ev in enumerate(events):
             mid = ev.model_id
             ver = ev.model_version
             uid = mid if ver is None else unit_of(mid, ver)
@@ -158,6 +168,8 @@ class Monitor(StateBuilder):
                 now = ev.event_time
                 for ts in model.timed:
                     ts.t = now
+            if ahead and i < ahead.get(uid, -1):
+                continue  # its values were fed ahead; a quiet model has nothing more to do
             if mq is not None:
                 # Value rules: missing, bounds, categories, fault-rate signals. What fired is
                 # handled once the event's values are all fed (each is a signal of its own), and

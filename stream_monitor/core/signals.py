@@ -24,9 +24,10 @@ import numpy as np
 from river import drift
 
 from ..contracts.signals import PREDICTION
-from .bernoulli import calibrate_rate, is_binary_reference
+from .bernoulli import BernoulliCusum, calibrate_rate, is_binary_reference
 from .calibrate import calibrate
 from .categories import CodeTable
+from .cusum import Cusum
 from .detectors import REGISTRY, build_detector, checkpoint
 from .multinomial import calibrate_multinomial
 from .watchable import assess
@@ -48,6 +49,9 @@ def reference_scale(values: Sequence[float]) -> tuple[float, float]:
 
 
 _GENERIC, _RAW, _PH, _ADWIN = 0, 1, 2, 3
+
+# The detectors whose `feed` takes a run of values bit-identically to `update` one by one.
+_FEEDS = (Cusum, BernoulliCusum)
 
 
 def _plan(detectors: list[Any], binary: tuple[bool, ...]) -> tuple[tuple[int, Any], ...]:
@@ -215,6 +219,43 @@ class SignalState:
                     fired = i
             i += 1
         return fired
+
+    # -- the batch path (core/vector.py) --------------------------------------------------
+    @property
+    def vectorised(self) -> bool:
+        """Can :meth:`feed` take this signal's next values as arrays? Its detectors are
+        watching (not collecting or growing a reference) and all of the project's own CUSUMs,
+        which feed runs of values bit-identically to one by one."""
+        dets = self.detectors
+        return (dets is not None and not self.growing and type(self) is SignalState
+                and all(type(d) in _FEEDS for d in dets))
+
+    def first_alarm(self, xs: Sequence[float]) -> int:
+        """The index of the first of ``xs`` at which a detector would fire, ``len(xs)`` when
+        none would; the signal is left as it was. Only for a :attr:`vectorised` signal."""
+        x = np.asarray(xs, dtype=np.float64)
+        z = (x - self.ref_mean) / self.ref_std
+        first = len(xs)
+        for det, raw in zip(self.detectors or (), self.binary, strict=True):
+            twin = det.clone()
+            fed = twin.feed((x if raw else z)[:first])
+            if twin.drift_detected:
+                first = fed - 1
+        return first
+
+    def feed(self, xs: Sequence[float]) -> None:
+        """Feed values known to raise no alarm (:meth:`first_alarm`): the same state as
+        :meth:`update` on each. Only for a :attr:`vectorised` signal."""
+        if not xs:
+            return
+        x = np.asarray(xs, dtype=np.float64)
+        z = (x - self.ref_mean) / self.ref_std
+        for det, raw in zip(self.detectors or (), self.binary, strict=True):
+            det.feed(x if raw else z)
+            if det.drift_detected:
+                raise AssertionError("SignalState.feed: values past an alarm")
+        self.n += len(xs)
+        self.recent.extend(xs)
 
     @property
     def watched_after(self) -> int:
