@@ -197,21 +197,23 @@ class BernoulliCusum:
         for j, g in enumerate(self.given):
             idx = np.arange(n) if g < 0 else np.flatnonzero(prev == g)
             inc = np.where(one[idx], self.y1[j], self.y0[j])
-            sc = Scan(self.s[j], inc.reshape(-1, 1))
-            k = sc.first_over(self.h[j])
+            sc = Scan(np.array([self.s[j]]), inc.reshape(1, -1, 1))
+            k = int(sc.first_over(np.array([self.h[j]]))[0])
             if k < len(idx):
                 first = min(first, int(idx[k]))
             steps.append(idx)
             scans.append(sc)
-        states = [sc.state_after(int(np.searchsorted(idx, first)))
-                  for sc, idx in zip(scans, steps, strict=True)]
-        if any(v is None for v in states):
-            for j in range(n):
-                self.update(float(x[j]))
-                if self._drift_detected:
-                    return j + 1
-            return n
-        self.s = [float(v) for v in states]  # type: ignore[arg-type]
+        states = []
+        for sc, idx in zip(scans, steps, strict=True):
+            st = sc.state_after(int(np.searchsorted(idx, first)))
+            if st is None:
+                for j in range(n):
+                    self.update(float(x[j]))
+                    if self._drift_detected:
+                        return j + 1
+                return n
+            states.append(st[0])
+        self.s = states
         if first:
             self.prev = 1 if one[first - 1] else 0
         return first

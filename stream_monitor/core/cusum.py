@@ -170,27 +170,26 @@ class Cusum:
         r = np.where(r > c, c, np.where(r < -c, -c, r))
         u = (r - self.m) * self.inv_s
         v = (np.where(u >= 0.0, u, -u) - self.wm) * self.inv_ws
-        nk, nks, nsk = -self.k, -self.k_slow, -self.scale_k
-        cols = ((u, nk), (-u, nk), (u, nks), (-u, nks), (v, nsk), (-v, nsk))
-        sums = (self.s0, self.s1, self.s2, self.s3, self.s4, self.s5)
-        scans = []
-        first = n
-        for (a, b), s0, h in zip(cols, sums, self.h, strict=True):
-            parts = np.empty((n, 2))
-            parts[:, 0] = a
-            parts[:, 1] = b
-            sc = Scan(s0, parts)
-            first = min(first, sc.first_over(h))
-            scans.append(sc)
-        states = [sc.state_after(first) for sc in scans]
-        if any(s is None for s in states):
+        parts = np.empty((6, n, 2))
+        parts[0, :, 0] = u
+        parts[1, :, 0] = -u
+        parts[2, :, 0] = u
+        parts[3, :, 0] = -u
+        parts[4, :, 0] = v
+        parts[5, :, 0] = -v
+        parts[0:2, :, 1] = -self.k
+        parts[2:4, :, 1] = -self.k_slow
+        parts[4:6, :, 1] = -self.scale_k
+        sc = Scan(np.array([self.s0, self.s1, self.s2, self.s3, self.s4, self.s5]), parts)
+        first = int(sc.first_over(np.asarray(self.h)).min())
+        states = sc.state_after(first)
+        if states is None:
             for j in range(n):
                 self.update(float(z[j]))
                 if self._drift_detected:
                     return j + 1
             return n
-        self.s0, self.s1, self.s2, self.s3, self.s4, self.s5 = (
-            float(s) for s in states)  # type: ignore[arg-type]
+        self.s0, self.s1, self.s2, self.s3, self.s4, self.s5 = states
         if self.period:
             self.phase = (self.phase + first) % self.period
         return first

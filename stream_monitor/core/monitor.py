@@ -124,7 +124,7 @@ class Monitor(StateBuilder):
         max_features = self.config.quality.max_features_per_model
         # Quiet models' values go through their detectors per signal, as arrays, up to their
         # first alarm (core/vector.py); the loop skips them and feeds the rest value by value.
-        ahead: dict[str, int] = {}
+        ahead: dict[str, tuple[int, frozenset[int]]] = {}
         if self.vectorised:
             ahead, values = feed_ahead(self, events, models, max_features)
         for i, ev in enumerate(events):
@@ -168,9 +168,15 @@ class Monitor(StateBuilder):
                 now = ev.event_time
                 for ts in model.timed:
                     ts.t = now
-            if ahead and i < ahead.get(uid, -1):
-                continue  # its values were fed ahead; a quiet model has nothing more to do
-            if mq is not None:
+            lim = ahead.get(uid) if ahead else None
+            fed_ahead = lim is not None and i < lim[0]
+            if fed_ahead:
+                # Its values were fed ahead (core/vector.py), but those of the signals an open
+                # incident or pending retrain evidence reads after each event.
+                if lim[1]:  # type: ignore[index]
+                    values += self._feed_pinned(model, ev, lim[1],  # type: ignore[index]
+                                                result)
+            elif mq is not None:
                 # Value rules: missing, bounds, categories, fault-rate signals. What fired is
                 # handled once the event's values are all fed (each is a signal of its own), and
                 # before the sample closes (a drifted signal learns no bounds from its old
@@ -219,33 +225,35 @@ class Monitor(StateBuilder):
                     fired = sig.update(x)  # type: ignore[union-attr]
                     if fired >= 0:
                         self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
-            sig = model.prediction
-            if sig is MISSING:
-                # A class label (string) makes the prediction a categorical signal (also in place
-                # of an empty numeric one, stored by a version that skipped class labels).
-                is_class = type(ev.prediction) is str
-                sig = model.signals.get(PREDICTION)
-                if sig is None or (is_class and sig.n == 0 and sig.table is None):
-                    sig = self.new_signal(model, PREDICTION, categorical=is_class)
-                model.prediction = sig
-            if sig is not None:
-                if sig.table is not None:
-                    label = label_of(ev.prediction)
-                    if label is not None:
+            if not fed_ahead:
+                sig = model.prediction
+                if sig is MISSING:
+                    # A class label (string) makes the prediction a categorical signal (also in
+                    # place of an empty numeric one, stored by a version that skipped class
+                    # labels).
+                    is_class = type(ev.prediction) is str
+                    sig = model.signals.get(PREDICTION)
+                    if sig is None or (is_class and sig.n == 0 and sig.table is None):
+                        sig = self.new_signal(model, PREDICTION, categorical=is_class)
+                    model.prediction = sig
+                if sig is not None:
+                    if sig.table is not None:
+                        label = label_of(ev.prediction)
+                        if label is not None:
+                            values += 1
+                            fired = sig.update_category(label)
+                            if fired >= 0:
+                                self._on_drift(model, sig, fired, ev, result)
+                        x = None
+                    else:
+                        x = _number(ev.prediction)
+                    if x is not None:
                         values += 1
-                        fired = sig.update_category(label)
+                        fired = sig.update(x)
                         if fired >= 0:
                             self._on_drift(model, sig, fired, ev, result)
-                    x = None
-                else:
-                    x = _number(ev.prediction)
-                if x is not None:
-                    values += 1
-                    fired = sig.update(x)
-                    if fired >= 0:
-                        self._on_drift(model, sig, fired, ev, result)
-                elif type(ev.prediction) is float:
-                    counters.reject(mid, PREDICTION, "non_finite")
+                    elif type(ev.prediction) is float:
+                        counters.reject(mid, PREDICTION, "non_finite")
             if ev.label is not None and model.rule.labels is None:
                 self._inline_label(model, ev, result)
             rs = model.retrain
@@ -269,6 +277,29 @@ class Monitor(StateBuilder):
         # evidence it needs.
         redact_outputs(result, self.config.privacy.alert_evidence)
         return result
+
+    def _feed_pinned(self, model: ModelState, ev: InferenceEvent, pinned: frozenset[int],
+                     result: BatchResult) -> int:
+        """The values of an event fed ahead that go to ``pinned`` signals (by ``id``: those
+        an open incident or pending evidence reads after each event), value by value as
+        :meth:`process` feeds them (core/vector.py made sure that they are finite numbers of
+        numeric signals). Returns how many."""
+        fed = 0
+        by_feature = model.by_feature
+        for name, value in ev.features.items():
+            sig = by_feature.get(name)
+            if sig is not None and id(sig) in pinned and type(value) in (float, int, bool):
+                fed += 1
+                fired = sig.update(float(value))  # type: ignore[union-attr]
+                if fired >= 0:
+                    self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
+        sig = model.prediction
+        if sig is not None and id(sig) in pinned and type(ev.prediction) in (float, int, bool):
+            fed += 1
+            fired = sig.update(float(ev.prediction))
+            if fired >= 0:
+                self._on_drift(model, sig, fired, ev, result)
+        return fed
 
     def _inline_label(self, model: ModelState, ev: InferenceEvent, result: BatchResult) -> None:
         """An event that carries its own true outcome (``label``) feeds ``performance:error``

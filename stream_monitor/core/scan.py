@@ -36,62 +36,80 @@ _EPS = 4.0 * 2.0 ** -53
 
 
 class Scan:
-    """The closed-form sums of one CUSUM over one chunk, and what they decide exactly.
+    """The closed-form sums of ``K`` CUSUMs over one chunk, and what they decide exactly.
 
-    ``parts`` is ``(n, m)``: the ``m`` addends of each of ``n`` steps, in the order the
-    per-value code adds them; ``s0`` the sum before the first step.
+    ``parts`` is ``(K, n, m)``: per sum, the ``m`` addends of each of ``n`` steps, in the order
+    the per-value code adds them; ``s0`` the ``K`` sums before the first step.
 
-    >>> parts = np.array([[1.0, -0.5], [2.0, -0.5], [-9.0, -0.5], [1.0, -0.5]])
-    >>> sc = Scan(0.0, parts)
-    >>> sc.first_over(2.0), sc.state_after(2), sc.state_after(3), sc.state_after(4)
-    (1, 2.0, 0.0, 0.5)
+    >>> parts = np.array([[[1.0, -0.5], [2.0, -0.5], [-9.0, -0.5], [1.0, -0.5]]])
+    >>> sc = Scan(np.array([0.0]), parts)
+    >>> int(sc.first_over(np.array([2.0]))[0]), sc.state_after(2), sc.state_after(4)
+    (1, [2.0], [0.5])
     """
 
-    __slots__ = ("bound", "n", "parts", "pre", "s0", "s")
+    __slots__ = ("bound", "cum", "n", "parts", "pre", "s", "s0")
 
-    def __init__(self, s0: float, parts: Floats) -> None:
+    def __init__(self, s0: Floats, parts: Floats) -> None:
         self.s0 = s0
         self.parts = parts
-        n = self.n = parts.shape[0]
-        flat = np.empty(parts.size + 1)
-        flat[0] = s0
-        flat[1:] = parts.ravel()
-        cum = np.cumsum(flat)
-        big = cum[parts.shape[1]::parts.shape[1]]  # S_t after each step (n values)
-        low = np.minimum.accumulate(np.minimum(big, 0.0))
-        prev_low = np.empty(n)
-        if n:
-            prev_low[0] = 0.0
-            prev_low[1:] = low[:-1]
+        k, n, m = parts.shape
+        self.n = n
+        flat = np.empty((k, n * m + 1))
+        flat[:, 0] = s0
+        flat[:, 1:] = parts.reshape(k, n * m)
+        cum = self.cum = np.cumsum(flat, axis=1)  # sequential along each row
+        big = cum[:, m::m]  # S_t after each step
+        low = np.minimum.accumulate(np.minimum(big, 0.0), axis=1)
+        prev_low = np.zeros((k, n))
+        prev_low[:, 1:] = low[:, :-1]
         self.pre = big - prev_low  # approximate s_{t-1} + addends (before the clamp)
         self.s = big - low  # approximate s_t
         # Rounding of both computations: at most the unit roundoff times the sum of the
         # magnitudes they add (partial sums, addends, clamped sums), bounded by the count of
         # operations times the largest magnitude.
-        m = parts.shape[1]
-        big_mag = float(np.abs(cum).max()) + (float(np.abs(parts).max()) if n else 0.0)
-        top = float(self.s.max()) if n else 0.0
-        self.bound = _EPS * (n + 1) * (m * big_mag + top + abs(s0) + 1.0)
+        if n:
+            mag = (m * (np.abs(cum).max(axis=1) + np.abs(parts).max(axis=(1, 2)))
+                   + self.s.max(axis=1))
+        else:
+            mag = np.zeros(k)
+        self.bound = _EPS * (n + 1) * (mag + np.abs(s0) + 1.0)
 
-    def first_over(self, h: float) -> int:
-        """The first step at which the sum may exceed ``h`` (``n`` when it cannot)."""
-        hit = self.s > h - self.bound
-        return int(hit.argmax()) if hit.any() else self.n
+    def first_over(self, h: Floats) -> npt.NDArray[np.int64]:
+        """Per sum, the first step at which it may exceed its ``h`` (``n`` when it cannot)."""
+        if not self.n:
+            return np.zeros(len(h), dtype=np.int64)
+        hit = self.s > (h - self.bound)[:, None]
+        return np.where(hit.any(axis=1), hit.argmax(axis=1), self.n)
 
-    def state_after(self, t: int) -> float | None:
-        """The per-value loop's sum after ``t`` steps, bit for bit; None when it cannot be
+    def state_after(self, t: int) -> list[float] | None:
+        """The per-value loop's sums after ``t`` steps, bit for bit; None when one cannot be
         decided from the closed form (then the caller runs the loop)."""
         if t == 0:
-            return self.s0
-        pre, bound = self.pre[:t], self.bound
+            return [float(v) for v in self.s0]
+        k, _, m = self.parts.shape
+        pre = self.pre[:, :t]
+        bound = self.bound[:, None]
         reset = pre < -bound
-        if reset[-1]:
-            return 0.0
-        idx = np.flatnonzero(reset)
-        start = int(idx[-1]) + 1 if idx.size else 0
-        if not (pre[start:] > bound).all():
+        any_reset = reset.any(axis=1)
+        start = np.where(any_reset, t - reset[:, ::-1].argmax(axis=1), 0)
+        sure = (pre > bound) | (np.arange(t) < start[:, None]) | reset
+        if not sure.all():
             return None
-        flat = np.empty((t - start) * self.parts.shape[1] + 1)
-        flat[0] = self.s0 if start == 0 else 0.0
-        flat[1:] = self.parts[start:t].ravel()
-        return float(np.cumsum(flat)[-1])
+        out = []
+        for row in range(k):
+            b = int(start[row])
+            if b == t:
+                out.append(0.0)  # the last step clamped the sum to 0
+            elif b == 0:
+                out.append(float(self.cum[row, t * m]))  # no reset: the running sum from s0
+            elif t - b > 16:  # the sum restarted at 0.0 after step b - 1
+                flat = np.empty((t - b) * m + 1)
+                flat[0] = 0.0
+                flat[1:] = self.parts[row, b:t].ravel()
+                out.append(float(np.cumsum(flat)[-1]))
+            else:
+                acc = 0.0
+                for v in self.parts[row, b:t].ravel().tolist():
+                    acc += v
+                out.append(acc)
+        return out

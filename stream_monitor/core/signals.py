@@ -230,30 +230,41 @@ class SignalState:
         return (dets is not None and not self.growing and type(self) is SignalState
                 and all(type(d) in _FEEDS for d in dets))
 
-    def first_alarm(self, xs: Sequence[float]) -> int:
-        """The index of the first of ``xs`` at which a detector would fire, ``len(xs)`` when
-        none would; the signal is left as it was. Only for a :attr:`vectorised` signal."""
+    def first_alarm(self, xs: Sequence[float]) -> tuple[int, list[Any]]:
+        """The index of the first of ``xs`` at which a detector would fire (``len(xs)`` when
+        none would), and copies of the detectors fed up to it; the signal is left as it was.
+        Only for a :attr:`vectorised` signal."""
         x = np.asarray(xs, dtype=np.float64)
         z = (x - self.ref_mean) / self.ref_std
         first = len(xs)
+        twins = []
         for det, raw in zip(self.detectors or (), self.binary, strict=True):
             twin = det.clone()
             fed = twin.feed((x if raw else z)[:first])
             if twin.drift_detected:
                 first = fed - 1
-        return first
+            twins.append(twin)
+        return first, twins
 
-    def feed(self, xs: Sequence[float]) -> None:
+    def feed(self, xs: Sequence[float], twins: list[Any] | None = None) -> None:
         """Feed values known to raise no alarm (:meth:`first_alarm`): the same state as
-        :meth:`update` on each. Only for a :attr:`vectorised` signal."""
+        :meth:`update` on each. ``twins``: the detectors :meth:`first_alarm` fed on exactly
+        these values, taken in place of feeding them again. Only for a :attr:`vectorised`
+        signal."""
         if not xs:
             return
-        x = np.asarray(xs, dtype=np.float64)
-        z = (x - self.ref_mean) / self.ref_std
-        for det, raw in zip(self.detectors or (), self.binary, strict=True):
-            det.feed(x if raw else z)
-            if det.drift_detected:
-                raise AssertionError("SignalState.feed: values past an alarm")
+        dets = self.detectors
+        assert dets is not None
+        if twins is not None:
+            dets[:] = twins
+            self.plan_for = None  # the plan holds the detectors it feeds
+        else:
+            x = np.asarray(xs, dtype=np.float64)
+            z = (x - self.ref_mean) / self.ref_std
+            for det, raw in zip(dets, self.binary, strict=True):
+                det.feed(x if raw else z)
+                if det.drift_detected:
+                    raise AssertionError("SignalState.feed: values past an alarm")
         self.n += len(xs)
         self.recent.extend(xs)
 

@@ -35,7 +35,9 @@ Anything else leaves the model to the loop, for the whole batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..contracts.records import InferenceEvent
 from .model_state import MISSING, ModelState
@@ -48,47 +50,93 @@ __all__ = ["feed_ahead"]
 
 
 class _Gather:
-    """One quiet model's values in the batch, per signal, with the events they came from."""
+    """One model's events in the batch that the loop will apply (their indices and features,
+    and predictions)."""
 
-    __slots__ = ("applied", "model", "signals")
+    __slots__ = ("applied", "at", "features", "model", "predictions")
 
     def __init__(self, model: ModelState) -> None:
         self.model = model
         self.applied = dict(model.applied)
-        self.signals: dict[int, tuple[SignalState, list[float], list[int]]] = {}
+        self.at: list[int] = []
+        self.features: list[dict[str, Any]] = []
+        self.predictions: list[Any] = []
 
-    def add(self, sig: SignalState, x: float, i: int) -> None:
-        got = self.signals.get(id(sig))
-        if got is None:
-            self.signals[id(sig)] = (sig, [x], [i])
-        else:
-            got[1].append(x)
-            got[2].append(i)
+    def runs(self) -> list[tuple[SignalState, list[float], list[int]]] | None:
+        """Per signal fed ahead, its values and the indices of their events; None when the
+        model must be left to the loop."""
+        model = self.model
+        pinned = _pinned(model)
+        by_feature = model.by_feature
+        names: set[str] = set().union(*self.features)
+        out = []
+        for name in names:
+            sig = by_feature.get(name, MISSING)
+            if sig is None:
+                continue
+            if sig is MISSING or sig.table is not None:  # type: ignore[union-attr]
+                return None  # a new signal, or categories
+            run = _column([f.get(name) for f in self.features], self.at)
+            if run is None:
+                return None
+            if id(sig) not in pinned and run[0]:
+                out.append((sig, *run))  # type: ignore[arg-type]
+        sig = model.prediction
+        if sig is not None:
+            if sig.table is not None:
+                return None
+            run = _column(self.predictions, self.at)
+            if run is None:
+                return None
+            if id(sig) not in pinned and run[0]:
+                out.append((sig, *run))
+        return out
 
 
-def _quiet(model: ModelState) -> bool:
-    rs, lc, dw = model.retrain, model.lifecycle, model.deploy
-    return (model.value_rules is None and not model.timed and not rs.evidence
-            and not rs.degraded and (lc is None or not lc.incidents)
-            and (dw is None or dw.done) and model.prediction is not MISSING)
+def _column(col: list[Any], at: list[int]) -> tuple[list[float], list[int]] | None:
+    """The numbers the loop feeds from one signal's values, with their events; None when one
+    would be rejected (non-finite). Other types are ignored, as the loop ignores them."""
+    types = set(map(type, col))
+    if types == {float}:
+        if not np.isfinite(np.asarray(col, dtype=np.float64)).all():
+            return None
+        return col, at
+    xs, ats = [], []
+    for v, i in zip(col, at, strict=True):
+        t = type(v)
+        if t is float:
+            if v - v != 0.0:
+                return None
+            xs.append(v)
+            ats.append(i)
+        elif t is int or t is bool:
+            xs.append(float(v))
+            ats.append(i)
+    return xs, ats
 
 
-def _number(v: object) -> float | None | bool:
-    """The float the loop feeds for a feature value; None when it ignores the value; False
-    when the value would be rejected (non-finite)."""
-    t = type(v)
-    if t is float:
-        return v if v - v == 0.0 else False  # type: ignore[operator,return-value]
-    if t is int or t is bool:
-        return float(v)  # type: ignore[arg-type]
-    return None
+def _eligible(model: ModelState) -> bool:
+    dw = model.deploy
+    return (model.value_rules is None and not model.timed and (dw is None or dw.done)
+            and model.prediction is not MISSING)
+
+
+def _pinned(model: ModelState) -> frozenset[int]:
+    """The signals (by ``id``) that the loop reads after each event of the model: those of its
+    open incidents and of its pending retrain evidence. The loop feeds them value by value."""
+    names = {e.signal for e in model.retrain.evidence}
+    if model.lifecycle is not None:
+        names.update(model.lifecycle.incidents)
+    return frozenset(id(model.signals[n]) for n in names if n in model.signals)
 
 
 def feed_ahead(builder: StateBuilder, events: Sequence[InferenceEvent],
-               models: dict[str, ModelState], max_features: int) -> tuple[dict[str, int], int]:
+               models: dict[str, ModelState], max_features: int
+               ) -> tuple[dict[str, tuple[int, frozenset[int]]], int]:
     """Feed the quiet models' values ahead of the loop (module docstring). Returns, per state
     unit fed, the index in ``events`` of its first event whose values the loop must feed
-    (``len(events)`` when none), and the count of values fed."""
+    (``len(events)`` when none) with its pinned signals (fed by the loop), and the count of
+    values fed."""
     gathers: dict[str, _Gather] = {}
     refused: set[str] = set()  # model ids left to the loop
     unit_for: dict[str, str] = {}  # model id -> its one state unit in the batch
@@ -102,7 +150,7 @@ def feed_ahead(builder: StateBuilder, events: Sequence[InferenceEvent],
         g = gathers.get(uid)
         if g is None:
             model = models.get(uid)
-            if model is None or not _quiet(model) or mid in unit_for:
+            if model is None or not _eligible(model) or mid in unit_for:
                 refused.add(mid)  # (another unit of the same model: a version change)
                 continue
             g = gathers[uid] = _Gather(model)
@@ -113,52 +161,38 @@ def feed_ahead(builder: StateBuilder, events: Sequence[InferenceEvent],
         if pos.offset <= g.applied.get(tp, -1):
             continue  # redelivered: the loop skips it
         g.applied[tp] = pos.offset
-        if ev.label is not None and model.rule.labels is None:
+        # (+ 1: an inline label may add the performance signal in the loop.)
+        if len(model.signals) + len(ev.features) + 1 > max_features:
             refused.add(mid)
             continue
-        if len(model.signals) + len(ev.features) > max_features:
-            refused.add(mid)
-            continue
-        by_feature = model.by_feature
-        ok = True
-        for name, value in ev.features.items():
-            sig = by_feature.get(name, MISSING)
-            if sig is None:
-                continue
-            x = _number(value)
-            if sig is MISSING or x is False or sig.table is not None:  # type: ignore[union-attr]
-                ok = False
-                break
-            if x is not None:
-                g.add(sig, x, i)  # type: ignore[arg-type]
-        sig = model.prediction
-        if ok and sig is not None:
-            x = _number(ev.prediction)
-            if x is False or sig.table is not None:
-                ok = False
-            elif x is not None:
-                g.add(sig, x, i)
-        if not ok:
-            refused.add(mid)
-    limits: dict[str, int] = {}
+        g.at.append(i)
+        g.features.append(ev.features)
+        g.predictions.append(ev.prediction)
+    limits: dict[str, tuple[int, frozenset[int]]] = {}
     fed = 0
     end = len(events)
     for uid, g in gathers.items():
         if g.model.model_id in refused:
             continue
-        runs = list(g.signals.values())
-        if not all(sig.vectorised for sig, _, _ in runs):
+        runs = g.runs()
+        if runs is None or not all(sig.vectorised for sig, _, _ in runs):
             continue
         first = end
+        twins = []
         for sig, xs, at in runs:
-            k = sig.first_alarm(xs)
+            k, fed_twins = sig.first_alarm(xs)
+            twins.append(fed_twins)
             if k < len(xs):
                 first = min(first, at[k])
-        for sig, xs, at in runs:
-            k = len(xs) if first == end else _count_before(at, first)
-            sig.feed(xs[:k])
-            fed += k
-        limits[uid] = first
+        for (sig, xs, at), fed_twins in zip(runs, twins, strict=True):
+            if first == end:  # no alarm: the copies were fed exactly these values
+                sig.feed(xs, fed_twins)
+                fed += len(xs)
+            else:
+                k = _count_before(at, first)
+                sig.feed(xs[:k])
+                fed += k
+        limits[uid] = (first, _pinned(g.model))
     return limits, fed
 
 
