@@ -79,7 +79,8 @@ class Scan:
         if not self.n:
             return np.zeros(len(h), dtype=np.int64)
         hit = self.s > (h - self.bound)[:, None]
-        return np.where(hit.any(axis=1), hit.argmax(axis=1), self.n)
+        first: npt.NDArray[np.int64] = np.where(hit.any(axis=1), hit.argmax(axis=1), self.n)
+        return first
 
     def state_after(self, t: int) -> list[float] | None:
         """The per-value loop's sums after ``t`` steps, bit for bit; None when one cannot be

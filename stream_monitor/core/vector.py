@@ -74,13 +74,13 @@ class _Gather:
             sig = by_feature.get(name, MISSING)
             if sig is None:
                 continue
-            if sig is MISSING or sig.table is not None:  # type: ignore[union-attr]
+            if sig is MISSING or sig.table is not None:
                 return None  # a new signal, or categories
             run = _column([f.get(name) for f in self.features], self.at)
             if run is None:
                 return None
             if id(sig) not in pinned and run[0]:
-                out.append((sig, *run))  # type: ignore[arg-type]
+                out.append((sig, *run))
         sig = model.prediction
         if sig is not None:
             if sig.table is not None:
