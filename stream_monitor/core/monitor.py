@@ -34,7 +34,7 @@ from .privacy import redact_outputs
 from .retrain import decide, note_alert, retrain_request, tick
 from .signals import PREDICTION, SignalState
 from .value_rules import Fired, check_features, close_sample
-from .vector import feed_ahead
+from .vector import Pinned, feed_ahead
 
 __all__ = ["BatchResult", "Monitor", "collecting", "not_watchable"]
 
@@ -124,7 +124,7 @@ class Monitor(StateBuilder):
         max_features = self.config.quality.max_features_per_model
         # Quiet models' values go through their detectors per signal, as arrays, up to their
         # first alarm (core/vector.py); the loop skips them and feeds the rest value by value.
-        ahead: dict[str, tuple[int, frozenset[int]]] = {}
+        ahead: dict[str, tuple[int, Pinned]] = {}
         if self.vectorised:
             ahead, values = feed_ahead(self, events, models, max_features)
         for i, ev in enumerate(events):
@@ -173,9 +173,9 @@ class Monitor(StateBuilder):
             if fed_ahead:
                 # Its values were fed ahead (core/vector.py), but those of the signals an open
                 # incident or pending retrain evidence reads after each event.
-                if lim[1]:  # type: ignore[index]
-                    values += self._feed_pinned(model, ev, lim[1],  # type: ignore[index]
-                                                result)
+                pinned = lim[1]  # type: ignore[index]
+                if pinned.features or pinned.prediction is not None:
+                    values += self._feed_pinned(model, ev, pinned, result)
             elif mq is not None:
                 # Value rules: missing, bounds, categories, fault-rate signals. What fired is
                 # handled once the event's values are all fed (each is a signal of its own), and
@@ -278,27 +278,33 @@ class Monitor(StateBuilder):
         redact_outputs(result, self.config.privacy.alert_evidence)
         return result
 
-    def _feed_pinned(self, model: ModelState, ev: InferenceEvent, pinned: frozenset[int],
+    def _feed_pinned(self, model: ModelState, ev: InferenceEvent, pinned: Pinned,
                      result: BatchResult) -> int:
-        """The values of an event fed ahead that go to ``pinned`` signals (by ``id``: those
-        an open incident or pending evidence reads after each event), value by value as
-        :meth:`process` feeds them (core/vector.py made sure that they are finite numbers of
-        numeric signals). Returns how many."""
+        """The values of an event fed ahead that go to its ``pinned`` signals (those an open
+        incident or pending evidence reads after each event: core/vector.py), value by value
+        as :meth:`process` feeds them. Returns how many."""
         fed = 0
-        by_feature = model.by_feature
-        for name, value in ev.features.items():
-            sig = by_feature.get(name)
-            if sig is not None and id(sig) in pinned and type(value) in (float, int, bool):
+        feats = ev.features
+        fired: list[tuple[str, SignalState, int]] = []
+        for name, sig in pinned.features:
+            value = feats.get(name)
+            t = type(value)
+            if t is float or t is int or t is bool:  # (core/vector.py: finite)
                 fed += 1
-                fired = sig.update(float(value))  # type: ignore[union-attr]
-                if fired >= 0:
-                    self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
-        sig = model.prediction
-        if sig is not None and id(sig) in pinned and type(ev.prediction) in (float, int, bool):
+                k = sig.update(float(value))  # type: ignore[arg-type]
+                if k >= 0:
+                    fired.append((name, sig, k))
+        if len(fired) > 1:  # alerts in the event's order of features, as the loop raises them
+            order = list(feats)
+            fired.sort(key=lambda f: order.index(f[0]))
+        for _, sig, k in fired:
+            self._on_drift(model, sig, k, ev, result)
+        pred = pinned.prediction
+        if pred is not None and type(ev.prediction) in (float, int, bool):
             fed += 1
-            fired = sig.update(float(ev.prediction))
-            if fired >= 0:
-                self._on_drift(model, sig, fired, ev, result)
+            k = pred.update(float(ev.prediction))  # type: ignore[arg-type]
+            if k >= 0:
+                self._on_drift(model, pred, k, ev, result)
         return fed
 
     def _inline_label(self, model: ModelState, ev: InferenceEvent, result: BatchResult) -> None:

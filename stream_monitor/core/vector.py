@@ -35,7 +35,7 @@ Anything else leaves the model to the loop, for the whole batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -46,7 +46,16 @@ from .signals import SignalState
 if TYPE_CHECKING:
     from .model_state import StateBuilder
 
-__all__ = ["feed_ahead"]
+__all__ = ["Pinned", "feed_ahead"]
+
+
+class Pinned(NamedTuple):
+    """The signals of a model fed ahead that the loop still feeds value by value (read after
+    each event by an open incident or pending retrain evidence): its features' (name, signal),
+    and the prediction's signal or None."""
+
+    features: list[tuple[str, SignalState]]
+    prediction: SignalState | None
 
 
 class _Gather:
@@ -132,7 +141,7 @@ def _pinned(model: ModelState) -> frozenset[int]:
 
 def feed_ahead(builder: StateBuilder, events: Sequence[InferenceEvent],
                models: dict[str, ModelState], max_features: int
-               ) -> tuple[dict[str, tuple[int, frozenset[int]]], int]:
+               ) -> tuple[dict[str, tuple[int, Pinned]], int]:
     """Feed the quiet models' values ahead of the loop (module docstring). Returns, per state
     unit fed, the index in ``events`` of its first event whose values the loop must feed
     (``len(events)`` when none) with its pinned signals (fed by the loop), and the count of
@@ -168,7 +177,7 @@ def feed_ahead(builder: StateBuilder, events: Sequence[InferenceEvent],
         g.at.append(i)
         g.features.append(ev.features)
         g.predictions.append(ev.prediction)
-    limits: dict[str, tuple[int, frozenset[int]]] = {}
+    limits: dict[str, tuple[int, Pinned]] = {}
     fed = 0
     end = len(events)
     for uid, g in gathers.items():
@@ -192,7 +201,13 @@ def feed_ahead(builder: StateBuilder, events: Sequence[InferenceEvent],
                 k = _count_before(at, first)
                 sig.feed(xs[:k])
                 fed += k
-        limits[uid] = (first, _pinned(g.model))
+        model = g.model
+        ids = _pinned(model)
+        pred = model.prediction
+        limits[uid] = (first, Pinned(
+            [(name, sig) for name, sig in model.by_feature.items()
+             if sig is not None and id(sig) in ids],
+            pred if pred is not None and id(pred) in ids else None))
     return limits, fed
 
 
