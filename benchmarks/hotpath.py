@@ -12,9 +12,10 @@ state) with ``Monitor.vectorised`` off and on, alternately, ``--repeat`` times i
 * **fleet**: models of the synthetic fleet (stream_monitor/fleet.py) under the example config
   (value rules, fault-rate signals, a categorical feature, inline labels).
 
-Prints, per workload, the best events per CPU second of each path, their ratio, and whether the
-two outputs (alerts, retrain requests, ...) and final states are identical (they must be). CPU
-time rather than wall time: the machines are shared.
+First, per detector (``Cusum``, ``BernoulliCusum``): ``feed`` on ``--values`` values against
+``update`` one by one. Then prints, per workload, the best events per CPU second of each path,
+their ratio, and whether the two outputs (alerts, retrain requests, ...) and final states are
+identical (they must be). CPU time rather than wall time: the machines are shared.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from stream_monitor.adapters.replay import replay_file
 from stream_monitor.config import load_config, parse_config
+from stream_monitor.core.bernoulli import BernoulliCusum, calibrate_rate
+from stream_monitor.core.cusum import Cusum
 from stream_monitor.core.monitor import Monitor
 from stream_monitor.fleet import write_fleet
 from stream_monitor.synth import StreamSpec, generate
@@ -76,13 +80,44 @@ def compare(name: str, config: Any, path: Path, events: int, repeat: int) -> Non
           f"{same} ({outs[True][0].count(b'drift_alert')} drift alerts)")
 
 
+def detectors(n: int, repeat: int) -> None:
+    """Per detector: ``feed`` on ``n`` values against ``update`` one by one (seeded streams:
+    N(0,1) for the Cusum, a 2% flag for the Bernoulli CUSUM; default thresholds, through every
+    alarm)."""
+    rng = np.random.default_rng(1)
+    flags = (rng.random(n) < 0.02).astype(np.float64)
+    over, _ = calibrate_rate(flags[:2000].tolist(), 1e-6, {})
+    cases = (("Cusum", Cusum, rng.standard_normal(n)),
+             ("BernoulliCusum", lambda: BernoulliCusum(**over), flags))
+    for name, make, xs in cases:
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(repeat):
+            for vec in (False, True):
+                det, pos = make(), 0
+                t0 = time.process_time()
+                while pos < n:
+                    if vec:
+                        pos += det.feed(xs[pos:])
+                    else:
+                        for x in xs[pos:].tolist():
+                            pos += 1
+                            det.update(x)
+                            if det.drift_detected:
+                                break
+                best[vec] = min(best[vec], time.process_time() - t0)
+        print(f"{name}: {n} values; update {n / best[False]:,.0f} values/CPU-s, feed "
+              f"{n / best[True]:,.0f} values/CPU-s, ratio {best[False] / best[True]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=40_000)
     ap.add_argument("--fleet-models", type=int, default=2)
     ap.add_argument("--fleet-events", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--values", type=int, default=200_000, help="per detector")
     args = ap.parse_args()
+    detectors(args.values, args.repeat)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "numeric.jsonl"
         spec = StreamSpec(models=("credit-a", "credit-b", "credit-c", "credit-d"),
