@@ -29,7 +29,8 @@ make the loop do more than feed them:
 * every signal it feeds is :attr:`~stream_monitor.core.signals.SignalState.vectorised`
   (watching with the project's CUSUMs; a signal collecting its reference is fed by the loop).
 
-Anything else leaves the model to the loop, for the whole batch.
+Anything else leaves the model to the loop, for the whole batch; so does a model with fewer than
+:data:`MIN_EVENTS` events in the batch (arrays of a few values cost more than the loop).
 """
 
 from __future__ import annotations
@@ -46,7 +47,11 @@ from .signals import SignalState
 if TYPE_CHECKING:
     from .model_state import StateBuilder
 
-__all__ = ["Pinned", "feed_ahead"]
+__all__ = ["MIN_EVENTS", "Pinned", "feed_ahead"]
+
+# A model with fewer events in the batch is left to the loop: a run of values costs a few dozen
+# numpy calls (~0.2 ms), the loop about 1.5 µs a value (benchmarks/hotpath.py).
+MIN_EVENTS = 128
 
 
 class Pinned(NamedTuple):
@@ -181,7 +186,7 @@ def feed_ahead(builder: StateBuilder, events: Sequence[InferenceEvent],
     fed = 0
     end = len(events)
     for uid, g in gathers.items():
-        if g.model.model_id in refused:
+        if g.model.model_id in refused or len(g.at) < MIN_EVENTS:
             continue
         runs = g.runs()
         if runs is None or not all(sig.vectorised for sig, _, _ in runs):

@@ -103,6 +103,11 @@ def test_scan_matches_the_loop() -> None:
 
 # -- the monitor: the whole batch path against the per-value loop ----------------------------
 
+@pytest.fixture(autouse=True)
+def _every_model_fed_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also the small runs of small batches go through the batch path here."""
+    monkeypatch.setattr("stream_monitor.core.vector.MIN_EVENTS", 1)
+
 def _replay(config: Any, path: Path, vectorised: bool, batch: int) -> tuple[bytes, bytes]:
     Monitor.vectorised = vectorised
     try:
