@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
+
+import orjson
+
+from .output_records import OutputBody, encode_record
 
 __all__ = ["SCHEMA_NAMES", "load_schema", "schema_validator", "validate_record"]
 
@@ -33,10 +38,13 @@ def schema_validator(name: str) -> Any:
     return jsonschema_rs.validator_for(load_schema(name))
 
 
-def validate_record(record: dict[str, Any], name: str | None = None) -> None:
-    """Raise ``jsonschema.ValidationError`` when the record breaks its schema."""
+def validate_record(record: OutputBody | Mapping[str, Any], name: str | None = None) -> None:
+    """Raise ``jsonschema.ValidationError`` when the record breaks its schema. A typed record
+    is checked as it goes out: its JSON encoding (:func:`encode_record`), read back."""
     import jsonschema
 
+    if not isinstance(record, Mapping):
+        record = orjson.loads(encode_record(record))
     schema = load_schema(name or _BY_TYPE[record["type"]])
     jsonschema.validate(record, schema, cls=jsonschema.Draft202012Validator,
                         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
