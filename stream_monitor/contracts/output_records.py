@@ -36,6 +36,7 @@ __all__ = [
     "JsonObject",
     "OutputBody",
     "QualityAlert",
+    "RequestTrigger",
     "RetrainRequest",
     "SourcePosition",
     "StateReset",
@@ -55,8 +56,20 @@ JsonObject: TypeAlias = "Mapping[str, Json]"
 @dataclass(slots=True, frozen=True)
 class EventRef:
     """The event a record is about: where a detector fired (``detected_at``), where a signal
-    came back (``resolved_at``), what triggered a retrain request (``triggered_by``;
-    ``signal_index`` None when no alert did)."""
+    came back (``resolved_at``); ``signal_index`` is the signal's value count there."""
+
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    event_time: str
+    signal_index: int
+
+
+@dataclass(slots=True, frozen=True)
+class RequestTrigger:
+    """What triggered a retrain request (``triggered_by``): the ``detected_at`` of the alert
+    that decided it, or the event (``signal_index`` None) when the policy's clock did."""
 
     event_id: str
     topic: str
@@ -64,6 +77,11 @@ class EventRef:
     offset: int
     event_time: str
     signal_index: int | None
+
+    @classmethod
+    def of(cls, at: EventRef) -> RequestTrigger:
+        return cls(at.event_id, at.topic, at.partition, at.offset, at.event_time,
+                   at.signal_index)
 
 
 @dataclass(slots=True, frozen=True)
@@ -212,7 +230,7 @@ class RetrainRequest:
     alert_ids: list[str]
     evidence: list[JsonObject]
     budget: JsonObject
-    triggered_by: EventRef
+    triggered_by: RequestTrigger
     requested_at: str
     sample_rate: float
 
@@ -284,8 +302,9 @@ def encode_record(record: OutputBody) -> bytes:
     return orjson.dumps(record)
 
 
-_PARTS: dict[str, type] = {c.__name__: c for c in (EventRef, TriggerEvent, SourcePosition,
-                                                    DetectorRef, FiredDetector, WorkerRef)}
+_PARTS: dict[str, type] = {c.__name__: c for c in (EventRef, RequestTrigger, TriggerEvent,
+                                                    SourcePosition, DetectorRef, FiredDetector,
+                                                    WorkerRef)}
 
 
 @cache

@@ -263,9 +263,8 @@ def _json_growth(text: str) -> int:
     return len(orjson.dumps(text))
 
 
-def detected_at(ev: InferenceEvent, signal_index: int | None) -> EventRef:
-    """Where an alert fired: the event, its position, and the signal's value count (None: a
-    record no signal's value triggered)."""
+def detected_at(ev: InferenceEvent, signal_index: int) -> EventRef:
+    """Where an alert fired: the event, its position, and the signal's value count."""
     pos = ev.position
     return EventRef(ev.event_id, pos.topic, pos.partition, pos.offset, iso_time(ev.event_time),
                     signal_index)

@@ -43,8 +43,8 @@ def validate_record(record: OutputBody | Mapping[str, Any], name: str | None = N
     is checked as it goes out: its JSON encoding (:func:`encode_record`), read back."""
     import jsonschema
 
-    if not isinstance(record, Mapping):
-        record = orjson.loads(encode_record(record))
-    schema = load_schema(name or _BY_TYPE[record["type"]])
-    jsonschema.validate(record, schema, cls=jsonschema.Draft202012Validator,
+    obj: Mapping[str, Any] = (record if isinstance(record, Mapping)
+                              else orjson.loads(encode_record(record)))
+    schema = load_schema(name or _BY_TYPE[obj["type"]])
+    jsonschema.validate(obj, schema, cls=jsonschema.Draft202012Validator,
                         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

@@ -28,9 +28,10 @@ from ..contracts.output_records import (
     DriftAlert,
     DriftResolved,
     QualityAlert,
+    RequestTrigger,
     RetrainRequest,
 )
-from ..contracts.records import InferenceEvent, Position, detected_at
+from ..contracts.records import InferenceEvent, Position, iso_time
 from .alerts import drift_alert, quality_alert
 from .categories import label_of
 from .deploy import start_watch, watch
@@ -392,7 +393,9 @@ class Monitor(StateBuilder):
                    model.events)
         if d is None:
             return
-        trigger = alert.detected_at if alert is not None else detected_at(ev, None)
+        pos = ev.position
+        trigger = (RequestTrigger.of(alert.detected_at) if alert is not None else RequestTrigger(
+            ev.event_id, pos.topic, pos.partition, pos.offset, iso_time(t), None))
         result.retrain_requests.append(retrain_request(
             rule, d, model.model_id, ev.model_version, trigger, t, model.rule.sample_rate))
         model.last_retrain_at = t

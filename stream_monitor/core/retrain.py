@@ -33,7 +33,13 @@ from itertools import islice
 from typing import Any, Protocol
 
 from ..config import RetrainRule
-from ..contracts.output_records import DriftAlert, EventRef, Json, JsonObject, RetrainRequest
+from ..contracts.output_records import (
+    DriftAlert,
+    Json,
+    JsonObject,
+    RequestTrigger,
+    RetrainRequest,
+)
 from ..contracts.records import iso_time, record_id
 from .mixshift import mix_of_alert, mix_shift
 
@@ -313,7 +319,7 @@ def window_text(rule: RetrainRule) -> str:
 
 
 def retrain_request(rule: RetrainRule, d: Decision, model_id: str, model_version: str | None,
-                    trigger: EventRef, t: float, sample_rate: float) -> RetrainRequest:
+                    trigger: RequestTrigger, t: float, sample_rate: float) -> RetrainRequest:
     """The retrain-request record of a decision (schema ``retrain-request``): ``trigger`` is
     the alert's ``detected_at`` (or the event, when no alert decided it), ``sample_rate`` the
     model rule's."""

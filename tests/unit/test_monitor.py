@@ -13,6 +13,7 @@ from river import drift
 
 from stream_monitor.config import MonitorConfig, parse_config
 from stream_monitor.contracts import InferenceEvent, Position
+from stream_monitor.contracts.output_records import RequestTrigger
 from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.contracts.units import unit_id
 from stream_monitor.core import REGISTRY, Monitor, MonitorState, reference_scale
@@ -288,7 +289,7 @@ def test_retrain_needs_distinct_signals_within_the_window_and_respects_cooldown(
         assert req.signals == [f"feature:{f}" for f, _ in points]
         # Triggered by the alert that completed the rule: the latest one it lists.
         last = alerts[points[-1]]
-        assert req.triggered_by == last.detected_at
+        assert req.triggered_by == RequestTrigger.of(last.detected_at)
         assert req.requested_at == last.detected_at.event_time
         assert req.model_version == "7"
         assert {k: req.rule[k] for k in ("name", "min_drifted_signals", "within_seconds",

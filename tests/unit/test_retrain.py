@@ -12,7 +12,12 @@ import pytest
 
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import InferenceEvent, Position
-from stream_monitor.contracts.output_records import DriftAlert, EventRef, FiredDetector
+from stream_monitor.contracts.output_records import (
+    DriftAlert,
+    EventRef,
+    FiredDetector,
+    RequestTrigger,
+)
 from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.contracts.units import unit_id
 from stream_monitor.core import Monitor, MonitorState
@@ -58,7 +63,7 @@ def test_old_three_field_rule_still_parses_and_behaves_as_before() -> None:
     [req] = out.retrain_requests
     validate_record(req)
     assert req.rule["name"] == "min_drifted_signals" and req.rule["out_of"] == 1
-    assert req.triggered_by == out.alerts[0].detected_at
+    assert req.triggered_by == RequestTrigger.of(out.alerts[0].detected_at)
     assert req.budget == {"day": "2026-01-01", "max_per_day": None, "used_today": 1,
                              "left_today": None}
     [ev] = req.evidence
@@ -198,7 +203,7 @@ def test_one_event_a_day_pairs_drifts_only_with_a_window_in_events() -> None:
     out = events.process(stream(500, TWO_DRIFTS, step=DAY), MonitorState())
     [req] = out.retrain_requests
     validate_record(req)
-    assert req.triggered_by == out.alerts[1].detected_at
+    assert req.triggered_by == RequestTrigger.of(out.alerts[1].detected_at)
     assert {k: req.rule[k] for k in ("within_seconds", "within_events", "window")} == {
         "within_seconds": None, "within_events": 100, "window": "events"}
     assert "within 100 events:" in req.reason
