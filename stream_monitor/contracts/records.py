@@ -12,9 +12,10 @@ import base64
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -389,6 +390,9 @@ def _loads_non_finite(value: bytes) -> Any:
     return obj
 
 
+_E = TypeVar("_E")
+
+
 class _Reject(Exception):
     def __init__(self, code: str, reason: str) -> None:
         self.code = code
@@ -400,10 +404,9 @@ def _json_object(raw: RawRecord, mapping: FieldMapping | None = None) -> dict[st
     the record a registry adapter decoded; in the contract's shape by the field ``mapping``."""
     decoded = raw.decoded
     if decoded is not None:
-        if type(decoded) is Fault:
+        if isinstance(decoded, Fault):
             raise _Reject(decoded.code, decoded.reason)
-        obj: dict[str, Any] = decoded  # type: ignore[assignment]
-        return apply_mapping(obj, mapping) if mapping is not None else obj
+        return apply_mapping(decoded, mapping) if mapping is not None else decoded
     value = _json_value(raw)
     return apply_mapping(value, mapping) if mapping is not None else value
 
@@ -486,7 +489,8 @@ def decode_inference(raw: RawRecord,
     return _or_dead_letter(_decode, raw, mapping)
 
 
-def _or_dead_letter(decode: Any, raw: RawRecord, mapping: FieldMapping | None = None) -> Any:
+def _or_dead_letter(decode: Callable[[RawRecord, FieldMapping | None], _E], raw: RawRecord,
+                    mapping: FieldMapping | None = None) -> _E | DeadLetter:
     try:
         return decode(raw, mapping)
     except _Reject as rej:

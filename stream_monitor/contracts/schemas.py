@@ -25,7 +25,8 @@ _BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
 @cache
 def load_schema(name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath("schemas", f"{name}.schema.json").read_text()
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @cache

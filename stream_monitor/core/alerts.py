@@ -75,8 +75,7 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
         kind = change_kind(watched_ref, window[loc["start"]:])
         if kind != loc["kind"]:
             loc = locate(z, tau, kind=kind)
-        if (spec.type == "kswin" and loc is not None
-                and loc["llr"] < 3.0):  # type: ignore[index]
+        if spec.type == "kswin" and loc is not None and loc["llr"] < 3.0:
             kind = "shape"  # KSWIN fired and neither level nor spread explains it
     start = loc["start"] if loc is not None else len(window) - 1
     after = window[start:]

@@ -123,15 +123,16 @@ class LifecycleState:
                 del self.incidents[signal]
                 continue
             table = getattr(sig, "table", None)
+            mix = inc.mix
             if (sig.n < inc.next_check and inc.back_since is None) or (
-                    table is not None and inc.mix is None):
+                    table is not None and mix is None):
                 continue  # (an older incident of a categorical signal: no reference mix)
             if sig.n >= inc.next_check:
                 inc.next_check = sig.n + rule.resolve_values
                 k = min(rule.resolve_values, len(sig.recent))
-                if table is not None and k:
+                if table is not None and mix is not None and k:
                     shift = mix_shift(islice(reversed(sig.recent), k), table.labels,
-                                      inc.mix).distance  # type: ignore[arg-type]
+                                      mix).distance
                 else:
                     mean = math.fsum(islice(reversed(sig.recent), k)) / k if k else math.nan
                     shift = (mean - inc.ref_mean) / inc.ref_std
@@ -143,10 +144,9 @@ class LifecycleState:
             if inc.back_since is None or t - inc.back_since < rule.hold_seconds:
                 continue
             k = min(rule.resolve_values, len(sig.recent))
-            if table is not None:
+            if table is not None and mix is not None:
                 out.append(_resolved_mix(rule, inc, model_id, ev, sig.n, mix_shift(
-                    islice(reversed(sig.recent), k), table.labels, inc.mix),  # type: ignore[arg-type]
-                    sample_rate))
+                    islice(reversed(sig.recent), k), table.labels, mix), mix, sample_rate))
             else:
                 mean = math.fsum(islice(reversed(sig.recent), k)) / k
                 out.append(_resolved(rule, inc, model_id, ev, sig.n, mean, k, sample_rate))
@@ -156,11 +156,12 @@ class LifecycleState:
 
 
 def _resolved_mix(rule: AlertLifecycle, inc: Incident, model_id: str, ev: InferenceEvent,
-                  signal_n: int, m: MixShift, sample_rate: float) -> DriftResolved:
+                  signal_n: int, m: MixShift, mix: list[Any],
+                  sample_rate: float) -> DriftResolved:
     """The ``drift_resolved`` record of a categorical signal: its distance from the reference
     mix (the shift's unit), and per category the reference and the current share."""
     rec = _resolved(rule, inc, model_id, ev, signal_n, math.nan, m.count, sample_rate)
-    cats, shares = inc.mix[0], inc.mix[1]  # type: ignore[index]
+    cats, shares = mix[0], mix[1]
     return replace(rec, evidence={
         "current": {"count": m.count},
         "mean_shift_in_reference_std": m.distance,

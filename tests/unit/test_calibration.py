@@ -241,7 +241,7 @@ def test_signals_collecting_their_reference_are_reported() -> None:
     assert reg.get_sample_value("stream_monitor_signal_detecting",
                                 {"model": "m", "signal": "feature:x"}) == 0
     mon.process(_events([0.1 * (i % 7) for i in range(120)])[60:], state)
-    assert [r.signal for r in collecting(state)] == ["prediction"]
+    assert [r["signal"] for r in collecting(state)] == ["prediction"]
 
 
 # -- short references (windows.reference_min_size) ----------------------------------------------
@@ -259,7 +259,7 @@ def test_a_signal_is_watched_on_a_short_reference_then_rebased_on_the_full_one()
     mon.process(_events(xs[:150]), state)
     sig = state.models["m"].signals["feature:x"]
     assert sig.detectors is None
-    assert [(r["have"], r["need"]) for r in collecting(state) if r.signal == "feature:x"] == [
+    assert [(r["have"], r["need"]) for r in collecting(state) if r["signal"] == "feature:x"] == [
         (150, 200)]
     reg = CollectorRegistry()
     WorkerMetrics(reg).observe_models(state.models.values())

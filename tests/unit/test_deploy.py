@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_monitor.contracts import validate_record
+from stream_monitor.contracts.output_records import TriggerEvent
 from stream_monitor.contracts.records import record_id
 from stream_monitor.core.deploy import (
     compare_performance,
@@ -26,7 +27,7 @@ from ..helpers import record_json, replaced
 SCHEMA = "deployment-check"
 RULE = {"alpha": 0.01, "min_shift": 0.25, "max_error_increase": 0.02, "watch_events": 500,
         "min_labeled": 200, "max_wait_seconds": 3600.0}
-TRIGGER = {"event_id": "e-1234", "topic": "inference", "partition": 2, "offset": 98765}
+TRIGGER = TriggerEvent("e-1234", "inference", 2, 98765)
 
 
 def brute_force_d(a: list[float], b: list[float]) -> float:
@@ -388,7 +389,7 @@ def test_record_fields_and_deterministic_id() -> None:
     assert r.check_id == record_id("deployment_check", "fraud", "v2", "v1")
     assert r.started_at == "2023-11-14T22:13:20.000Z"
     assert r.completed_at == "2023-11-14T22:23:20.500Z"
-    assert r.trigger == TRIGGER and r.trigger is not TRIGGER
+    assert r.trigger == TRIGGER  # (a frozen value: no copy needed against aliasing)
     assert r.rule == RULE
     again = _check([_signal("feature:amount", seed=1)], _perf(0.05))
     assert again == r

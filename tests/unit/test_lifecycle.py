@@ -13,6 +13,7 @@ from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.contracts.units import unit_id
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.notify.notification import fingerprint, notification_from_record
+from tests.helpers import record_json
 
 UNIT = unit_id("m", "3")  # events carry model_version "3": its own state
 
@@ -63,7 +64,8 @@ def test_a_drift_that_goes_back_fires_once_and_resolves_once() -> None:
     assert res.resolved_at.offset == 654
     assert abs(res.evidence["mean_shift_in_reference_std"]) <= 0.5
     # The notifier sees the same incident: trigger, then resolve, one fingerprint.
-    trig, resolve = notification_from_record(alert), notification_from_record(res)
+    trig, resolve = (notification_from_record(record_json(alert)),  # as read from the topic
+                     notification_from_record(record_json(res)))
     assert (trig.action, resolve.action) == ("trigger", "resolve")
     assert trig.fingerprint == resolve.fingerprint == res.fingerprint == fingerprint(
         "m", "3", "feature:x", "page_hinkley")
