@@ -106,7 +106,8 @@ class RawRecord(NamedTuple):
 
 @dataclass(slots=True)
 class InferenceEvent:
-    """One prediction, as published by the serving system."""
+    """One prediction, as published by the serving system. (``Any``: feature values, the
+    prediction and the label are what the producer's JSON holds; the gate checks them.)"""
 
     event_id: str
     model_id: str

@@ -23,14 +23,14 @@ _BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
 
 
 @cache
-def load_schema(name: str) -> dict[str, Any]:
+def load_schema(name: str) -> dict[str, Any]:  # Any: a JSON Schema document, as json reads it
     text = resources.files(__package__).joinpath("schemas", f"{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
 @cache
-def schema_validator(name: str) -> Any:
+def schema_validator(name: str) -> Any:  # Any: jsonschema_rs ships no type stubs
     """A compiled validator of one shipped schema (jsonschema-rs, built once): the publisher
     checks every event it sends with it, in microseconds where ``jsonschema`` takes
     hundreds. ``iter_errors(instance)`` yields errors with ``message`` and ``instance_path``."""
