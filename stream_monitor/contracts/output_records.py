@@ -53,7 +53,7 @@ Json: TypeAlias = "bool | int | float | str | Sequence[Json] | Mapping[str, Json
 JsonObject: TypeAlias = "Mapping[str, Json]"
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True)
 class EventRef:
     """The event a record is about: where a detector fired (``detected_at``), where a signal
     came back (``resolved_at``); ``signal_index`` is the signal's value count there."""
@@ -66,7 +66,7 @@ class EventRef:
     signal_index: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True)
 class RequestTrigger:
     """What triggered a retrain request (``triggered_by``): the ``detected_at`` of the alert
     that decided it, or the event (``signal_index`` None) when the policy's clock did."""
@@ -84,7 +84,7 @@ class RequestTrigger:
                    at.signal_index)
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True)
 class TriggerEvent:
     """The event that ended a post-deploy watch (a deployment check's ``trigger``)."""
 
@@ -94,7 +94,7 @@ class TriggerEvent:
     offset: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True)
 class SourcePosition:
     """Where a dead-lettered record was read."""
 
@@ -104,7 +104,7 @@ class SourcePosition:
     timestamp_ms: int | None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True)
 class DetectorRef:
     """A detector by name and type (a resolution's)."""
 
@@ -112,7 +112,7 @@ class DetectorRef:
     type: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True)
 class FiredDetector:
     """The detector that fired, with the parameters it ran with (configured and calibrated)."""
 
@@ -121,7 +121,7 @@ class FiredDetector:
     params: JsonObject
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True)
 class WorkerRef:
     """The worker that wrote an operations record."""
 
@@ -136,7 +136,7 @@ def _number(v: Json) -> float:
     raise TypeError(f"expected a number, got {v!r}")
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class DriftAlert:
     """A detector fired on a signal's values (schema ``drift-alert``)."""
 
@@ -172,7 +172,7 @@ class DriftAlert:
         return cal if isinstance(cal, Mapping) else None
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class QualityAlert:
     """A detector fired on a fault rate (schema ``data-quality-alert``)."""
 
@@ -193,7 +193,7 @@ class QualityAlert:
     summary: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class DriftResolved:
     """An incident's signal came back to its reference (schema ``drift-resolved``)."""
 
@@ -215,7 +215,7 @@ class DriftResolved:
     sample_rate: float
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class RetrainRequest:
     """A retrain policy decided that a model needs retraining (schema ``retrain-request``)."""
 
@@ -235,7 +235,7 @@ class RetrainRequest:
     sample_rate: float
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class DeploymentCheck:
     """A new model version compared with the previous one (schema ``deployment-check``)."""
 
@@ -258,7 +258,7 @@ class DeploymentCheck:
     summary: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class DeadLetterRecord:
     """An input record that could not be used, with why (schema ``dead-letter``)."""
 
@@ -272,7 +272,7 @@ class DeadLetterRecord:
     dead_lettered_at: str
 
 
-@dataclass(slots=True, frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class StateReset:
     """The worker found its state gone (schema ``state-reset``; operations topic)."""
 
