@@ -359,32 +359,37 @@ class BatchPipeline:
         """The batch's outputs, each with the state unit whose outbox holds it."""
         topics = self.config.topics
         unit = self.monitor.unit_of
-        outs = []
+        outs: list[tuple[OutputRecord, str]] = []
         for a in result.alerts:
-            outs.append(output_record(topics.alerts, a["model_id"].encode(), a,
-                                       (("alert-id", a["alert_id"].encode()),
-                                        ("signal", a["signal"].encode()))))
+            outs.append((output_record(topics.alerts, a.model_id.encode(), a,
+                                       (("alert-id", a.alert_id.encode()),
+                                        ("signal", a.signal.encode()))),
+                         unit(a.model_id, a.model_version)))
         # Resolutions share the alerts topic (README "Alert lifecycle"), after the batch's alerts.
         for z in result.resolved:
-            outs.append(output_record(topics.alerts, z["model_id"].encode(), z,
-                                       (("alert-id", z["alert_id"].encode()),
-                                        ("signal", z["signal"].encode()),
-                                        ("fingerprint", z["fingerprint"].encode()))))
+            outs.append((output_record(topics.alerts, z.model_id.encode(), z,
+                                       (("alert-id", z.alert_id.encode()),
+                                        ("signal", z.signal.encode()),
+                                        ("fingerprint", z.fingerprint.encode()))),
+                         unit(z.model_id, z.model_version)))
         for r in result.retrain_requests:
-            outs.append(output_record(topics.retrain, r["model_id"].encode(), r,
-                                       (("request-id", r["request_id"].encode()),)))
+            outs.append((output_record(topics.retrain, r.model_id.encode(), r,
+                                       (("request-id", r.request_id.encode()),)),
+                         unit(r.model_id, r.model_version)))
         # Data-quality alerts share the alerts topic; `type` and the `schema` header tell them
         # apart from drift alerts (README "Data quality").
         for q in result.quality_alerts:
-            outs.append(output_record(topics.alerts, q["model_id"].encode(), q,
-                                       (("alert-id", q["alert_id"].encode()),
-                                        ("signal", q["signal"].encode()),
-                                        ("feature", q["feature"].encode()))))
+            outs.append((output_record(topics.alerts, q.model_id.encode(), q,
+                                       (("alert-id", q.alert_id.encode()),
+                                        ("signal", q.signal.encode()),
+                                        ("feature", q.feature.encode()))),
+                         unit(q.model_id, q.model_version)))
         for c in result.deployment_checks:
-            outs.append(output_record(topics.deployments, c["model_id"].encode(), c,
-                                       (("check-id", c["check_id"].encode()),
-                                        ("verdict", c["verdict"].encode()))))
-        return [(o, unit(o.record["model_id"], o.record.get("model_version"))) for o in outs]
+            outs.append((output_record(topics.deployments, c.model_id.encode(), c,
+                                       (("check-id", c.check_id.encode()),
+                                        ("verdict", c.verdict.encode()))),
+                         unit(c.model_id, c.model_version)))
+        return outs
 
     def _admit_labels(self, raws: Sequence[RawRecord], dead: list[DeadLetter],
                       counters: QualityCounters) -> tuple[list[LabelEvent], int]:

@@ -52,8 +52,9 @@ from aiokafka.errors import (
 from redis.backoff import EqualJitterBackoff
 
 from ..config import MonitorConfig, Settings
+from ..contracts.output_records import DeadLetterRecord, DriftAlert, StateReset, WorkerRef
 from ..contracts.outputs import OutputRecord, output_record
-from ..contracts.records import SCHEMA_VERSION, DeadLetter, Position, RawRecord, iso_time, record_id
+from ..contracts.records import DeadLetter, Position, RawRecord, iso_time, record_id
 from ..errors import OutputRejectedError, TransientStoreError
 from ..observability.logging import log_context
 from ..pipeline import BatchOutput, BatchPipeline
@@ -211,7 +212,7 @@ class MonitorWorker:
             size = record_size(r)
             if size > limit:
                 raise OutputRejectedError(
-                    f"{r.record.get('type')} for topic {r.topic} is {size} bytes, over "
+                    f"{r.record.type} for topic {r.topic} is {size} bytes, over "
                     f"SM_MAX_OUTPUT_BYTES={limit}; this is a bug (outputs are bounded), please "
                     "report it")
         # A loop of ours around aiokafka's own retries: it outlasts a broker outage, replaces a
@@ -328,19 +329,17 @@ class MonitorWorker:
         self.pipeline.forget()
         now = time.time()
         host = socket.gethostname()
-        rec = {
-            "schema_version": SCHEMA_VERSION,
-            "type": "state_reset",
-            "reset_id": record_id("reset", self.settings.app_id, host, os.getpid(), now),
-            "detected_at": iso_time(now),
-            "reason": reason,
-            "models": models,
-            "worker": {"app_id": self.settings.app_id, "host": host, "pid": os.getpid()},
-            "action": "continuing from fresh detectors and reference windows; alerts before this "
-                      "point are not comparable with alerts after it",
-        }
+        rec = StateReset(
+            reset_id=record_id("reset", self.settings.app_id, host, os.getpid(), now),
+            detected_at=iso_time(now),
+            reason=reason,
+            models=models,
+            worker=WorkerRef(self.settings.app_id, host, os.getpid()),
+            action="continuing from fresh detectors and reference windows; alerts before this "
+                   "point are not comparable with alerts after it",
+        )
         log.error("STATE RESET: %s; models affected: %s. %s", reason,
-                  ", ".join(models) or "unknown", rec["action"])
+                  ", ".join(models) or "unknown", rec.action)
         await self.publish([output_record(self.config.topics.operations, b"", rec, ())])
 
     # -- after the commit ----------------------------------------------------------------
@@ -361,11 +360,11 @@ class MonitorWorker:
             _observe(self.metrics, self, list(raws), out, seconds)
         for r in out.records:
             rec = r.record
-            if rec["type"] == "drift_alert":
-                at = rec["detected_at"]
-                with log_context(model=rec["model_id"], signal=rec["signal"], topic=at["topic"],
-                                 partition=at["partition"], offset=at["offset"]):
-                    log.info("drift alert %s: %s", rec["alert_id"], rec["summary"])
+            if isinstance(rec, DriftAlert):
+                at = rec.detected_at
+                with log_context(model=rec.model_id, signal=rec.signal, topic=at.topic,
+                                 partition=at.partition, offset=at.offset):
+                    log.info("drift alert %s: %s", rec.alert_id, rec.summary)
         if out.alerts or out.retrain_requests or out.dead_letters or out.recovered:
             log.info("batch of %d: %d alerts, %d retrain requests, %d dead letters, %d "
                      "recovered from the outbox, %d redelivered (%s)", len(raws), out.alerts,
@@ -697,8 +696,8 @@ def _observe(metrics: Any, worker: MonitorWorker, raws: list[RawRecord], out: Ba
     c = batch_counts([r for r in raws if r.position.topic != label_topic], out.records)
     if out.labels or out.label_stats:
         labels_by_model: dict[str, int] = {}
-        dead = {(src["topic"], src["partition"], src["offset"]) for o in out.records
-                if o.record["type"] == "dead_letter" for src in (o.record["source"],)}
+        dead = {(d.source.topic, d.source.partition, d.source.offset) for o in out.records
+                if isinstance(d := o.record, DeadLetterRecord)}
         for r in raws:
             p = r.position
             if p.topic == label_topic and (p.topic, p.partition, p.offset) not in dead:

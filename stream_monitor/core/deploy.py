@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
+from ..contracts.output_records import DeploymentCheck, JsonObject, TriggerEvent
+from ..contracts.records import InferenceEvent, iso_time, record_id
 from ..contracts.units import unit_id
 from .label_join import PERFORMANCE_SIGNAL
 from .mixshift import compare_mix
@@ -190,9 +191,9 @@ def compare_performance(signal: str, previous: Sequence[float], new: Sequence[fl
 
 def deployment_check(*, model_id: str, model_version: str | None, previous_version: str | None,
                      started_at: float, completed_at: float, reason: str,
-                     trigger: dict[str, Any], signals: list[dict[str, Any]],
-                     performance: dict[str, Any] | None, rule: dict[str, Any],
-                     sample_rate: float = 1.0) -> dict[str, Any]:
+                     trigger: TriggerEvent, signals: Sequence[JsonObject],
+                     performance: JsonObject | None, rule: JsonObject,
+                     sample_rate: float = 1.0) -> DeploymentCheck:
     """The ``deployment_check`` record of a new version (schema ``deployment-check``).
 
     ``reason`` is why the watch ended (``watch_complete`` or ``timeout``), ``trigger`` the event
@@ -204,9 +205,8 @@ def deployment_check(*, model_id: str, model_version: str | None, previous_versi
 
     >>> r = deployment_check(model_id="fraud", model_version="v1", previous_version=None,
     ...     started_at=0.0, completed_at=60.0, reason="watch_complete",
-    ...     trigger={"event_id": "e9", "topic": "t", "partition": 0, "offset": 9},
-    ...     signals=[], performance=None, rule={})
-    >>> r["verdict"], r["summary"]
+    ...     trigger=TriggerEvent("e9", "t", 0, 9), signals=[], performance=None, rule={})
+    >>> r.verdict, r.summary
     ('pass', 'fraud v1: pass - no previous version to compare')
     """
     if previous_version is None:
@@ -217,30 +217,29 @@ def deployment_check(*, model_id: str, model_version: str | None, previous_versi
     name = f"{model_id} {_version(model_version)}"
     if previous_version is not None:
         name += f" vs {_version(previous_version)}"
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "type": "deployment_check",
-        "check_id": record_id("deployment_check", model_id, model_version or "",
-                              previous_version or ""),
-        "model_id": model_id,
-        "model_version": model_version,
-        "sample_rate": sample_rate,
-        "previous_version": previous_version,
-        "verdict": verdict,
-        "reasons": reasons,
-        "started_at": iso_time(started_at),
-        "completed_at": iso_time(completed_at),
-        "reason": reason,
-        "trigger": dict(trigger),
-        "signals": list(signals),
-        "performance": performance,
-        "rule": dict(rule),
-        "summary": f"{name}: {verdict} - " + "; ".join(reasons),
-    }
+    return DeploymentCheck(
+        check_id=record_id("deployment_check", model_id, model_version or "",
+                           previous_version or ""),
+        model_id=model_id,
+        model_version=model_version,
+        sample_rate=sample_rate,
+        previous_version=previous_version,
+        verdict=verdict,
+        reasons=reasons,
+        started_at=iso_time(started_at),
+        completed_at=iso_time(completed_at),
+        reason=reason,
+        trigger=trigger,
+        signals=list(signals),
+        performance=performance,
+        rule=dict(rule),
+        summary=f"{name}: {verdict} - " + "; ".join(reasons),
+    )
 
 
-def _verdict(signals: list[dict[str, Any]],
-             performance: dict[str, Any] | None) -> tuple[str, list[str]]:
+def _verdict(signals: Sequence[Mapping[str, Any]],
+             performance: Mapping[str, Any] | None) -> tuple[str, list[str]]:
+    # (The comparisons are JSON objects whose keys depend on the signal's kind; read as Any.)
     fail: list[str] = []
     warn: list[str] = []
     if performance is not None:
@@ -317,7 +316,7 @@ def start_watch(model: ModelState, previous: ModelState | None, previous_version
 
 def watch(model: ModelState, dw: DeployWatch, ev: InferenceEvent, models: dict[str, ModelState],
           pending: dict[str, InferenceEvent], reference_size: int,
-          final: bool = False) -> dict[str, Any] | None:
+          final: bool = False) -> DeploymentCheck | None:
     """End the post-deploy watch with a deployment check once the first window is complete
     (and, with labels, enough of them joined or ``max_wait_seconds`` passed). The timeout is
     decided only at the end of a batch (``final``), after the batch's labels were fed, so it
@@ -375,8 +374,7 @@ def watch(model: ModelState, dw: DeployWatch, ev: InferenceEvent, models: dict[s
         model_id=model.model_id, model_version=model.model_version,
         sample_rate=model.rule.sample_rate,
         previous_version=dw.previous_version, started_at=dw.started_at, completed_at=t,
-        reason=reason, trigger={"event_id": ev.event_id, "topic": pos.topic,
-                                "partition": pos.partition, "offset": pos.offset},
+        reason=reason, trigger=TriggerEvent(ev.event_id, pos.topic, pos.partition, pos.offset),
         signals=signals, performance=performance,
         rule={"alpha": vr.alpha, "min_shift": vr.min_shift,
               "max_error_increase": vr.max_error_increase, "watch_events": need,

@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 
+from ..contracts.output_records import DeadLetterRecord, DriftAlert, RetrainRequest
 from ..contracts.records import parse_time
 
 __all__ = ["BatchCounts", "NotifierMetrics", "WorkerMetrics", "batch_counts", "topic_partition"]
@@ -198,8 +199,8 @@ class WorkerMetrics:
 
     def observe_batch(self, events_by_model: Mapping[str, int],
                       dead_letters_by_reason: Mapping[str, int], seconds: float, *,
-                      alerts: Sequence[Mapping[str, Any]] = (),
-                      retrain_requests: Sequence[Mapping[str, Any]] = (),
+                      alerts: Sequence[DriftAlert | Mapping[str, Any]] = (),
+                      retrain_requests: Sequence[RetrainRequest | Mapping[str, Any]] = (),
                       positions: Mapping[Any, int] | None = None,
                       now: float | None = None) -> None:
         """One batch is done (state saved, outputs confirmed). ``positions`` is the last offset
@@ -221,7 +222,8 @@ class WorkerMetrics:
         for a in alerts:
             self.observe_alert(a, now=now)
         for r in retrain_requests:
-            self.retrain_requests.labels(self._m(str(r.get("model_id")))).inc()
+            mid = r.model_id if isinstance(r, RetrainRequest) else r.get("model_id")
+            self.retrain_requests.labels(self._m(str(mid))).inc()
         for tp, offset in (positions or {}).items():
             self.processed(tp, offset)
 
@@ -244,15 +246,24 @@ class WorkerMetrics:
             if st.coverage is not None:
                 self.label_coverage.labels(self._m(model)).set(st.coverage)
 
-    def observe_alert(self, alert: Mapping[str, Any], *, now: float | None = None) -> None:
-        """A drift alert was published: count it, and observe its event-to-alert latency."""
-        det = alert.get("detector")
-        detector = det.get("name") if isinstance(det, Mapping) else det
-        model = self._m(str(alert.get("model_id")))
-        signal = ((self.signal_label(str(alert.get("signal"))) or "other")
+    def observe_alert(self, alert: DriftAlert | Mapping[str, Any], *,
+                      now: float | None = None) -> None:
+        """A drift alert was published (the worker's typed record, or one read back from the
+        topic): count it, and observe its event-to-alert latency."""
+        if isinstance(alert, DriftAlert):
+            detector: object = alert.detector.name
+            model_id: object = alert.model_id
+            signal_name: object = alert.signal
+            t = parse_time(alert.detected_at.event_time)
+        else:
+            det = alert.get("detector")
+            detector = det.get("name") if isinstance(det, Mapping) else det
+            model_id, signal_name = alert.get("model_id"), alert.get("signal")
+            t = _event_time(alert)
+        model = self._m(str(model_id))
+        signal = ((self.signal_label(str(signal_name)) or "other")
                   if model != OTHER_MODEL else OTHER_MODEL)
         self.detections.labels(model, signal, str(detector)).inc()
-        t = _event_time(alert)
         now = self.clock() if now is None else now
         if t is not None and now >= t:  # a clock behind the event's time tells us nothing
             self.alert_latency.observe(now - t)
@@ -388,8 +399,8 @@ class BatchCounts:
 
     events_by_model: Counter[str] = field(default_factory=Counter)
     dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    retrain_requests: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[DriftAlert | Mapping[str, Any]] = field(default_factory=list)
+    retrain_requests: list[RetrainRequest | Mapping[str, Any]] = field(default_factory=list)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -403,6 +414,18 @@ def batch_counts(raws: Iterable[Any], records: Iterable[Any]) -> BatchCounts:
     dead: set[tuple[Any, Any, Any]] = set()
     for r in records:
         rec = r.record if hasattr(r, "record") else r
+        if isinstance(rec, DeadLetterRecord):
+            out.dead_letters_by_reason[rec.reason_code] += 1
+            dead.add((rec.source.topic, rec.source.partition, rec.source.offset))
+            continue
+        if isinstance(rec, DriftAlert):
+            out.alerts.append(rec)
+            continue
+        if isinstance(rec, RetrainRequest):
+            out.retrain_requests.append(rec)
+            continue
+        if not isinstance(rec, Mapping):
+            continue  # another typed record: not counted here
         kind = rec.get("type")
         if kind == "dead_letter":
             out.dead_letters_by_reason[str(rec.get("reason_code"))] += 1

@@ -421,6 +421,7 @@ import asyncio, sys
 from pathlib import Path
 from stream_monitor.adapters.worker import KafkaWorker
 from stream_monitor.config import Settings, load_config
+from stream_monitor.contracts.output_records import StateReset, WorkerRef
 from stream_monitor.contracts.outputs import output_record
 from stream_monitor.observability.logging import configure_logging
 from stream_monitor.state import MemoryStore
@@ -433,7 +434,9 @@ async def main(bootstrap, topic, config, count):
     n = 0
     while True:
         await runtime.worker.publish([
-            output_record(topic, b"k%d" % (i % 5), {"type": "drift_alert", "n": n, "i": i}, ())
+            output_record(topic, b"k%d" % (i % 5), StateReset(
+                reset_id=f"{n}.{i}", detected_at="", reason="", models=[],
+                worker=WorkerRef("pump", "", 0), action=""), ())
             for i in range(20)])
         n += 1
         Path(count + ".tmp").write_text(str(n))

@@ -18,6 +18,7 @@ from stream_monitor.adapters import kafka_faults
 from stream_monitor.adapters.kafka_faults import brake_metadata_refresh, classify_send_error
 from stream_monitor.adapters.worker import MonitorWorker, _StoreWait
 from stream_monitor.config import Settings, load_config
+from stream_monitor.contracts.output_records import StateReset, WorkerRef
 from stream_monitor.contracts.outputs import output_record
 from stream_monitor.errors import OutputRejectedError, ScriptsLostError, TransientStoreError
 from stream_monitor.observability.logging import JsonFormatter, RateLimitFilter
@@ -105,8 +106,10 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def _records(n: int) -> list[Any]:
-    return [output_record("t-alerts", b"k", {"type": "drift_alert", "n": i}, ())
-            for i in range(n)]
+    return [output_record("t-alerts", b"k", StateReset(reset_id=f"r{i}", detected_at="t",
+                                                    reason="test", models=[],
+                                                    worker=WorkerRef("app", "h", 1), action="-"),
+                          ()) for i in range(n)]
 
 
 def _worker(producer: Producer, renew: Any = None) -> MonitorWorker:

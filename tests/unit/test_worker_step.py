@@ -141,7 +141,7 @@ def test_every_output_fits_the_size_limit() -> None:
     for r in out.records:
         # value head 64 KiB (base64: 4/3), key 4 KiB, 64 headers of 1 KiB: about 200 KB at most
         assert record_size(r) < 250_000, record_size(r)
-        assert r.record["original"]["value"]["truncated"] is True
+        assert r.record.original["value"]["truncated"] is True
 
 
 def test_limits_dead_letter_with_their_own_reasons() -> None:
@@ -161,7 +161,7 @@ def test_limits_dead_letter_with_their_own_reasons() -> None:
              ev(3, {f"c{k}": 1.0 for k in range(5)})]            # would make 11 > 8 per model
     pipe = BatchPipeline(cfg, MemoryStore())
     out = asyncio.run(pipe.run(batch))
-    reasons = [r.record["reason_code"] for r in out.records if r.record["type"] == "dead_letter"]
+    reasons = [r.record.reason_code for r in out.records if r.record.type == "dead_letter"]
     assert reasons == ["too_many_features", "id_too_long", "too_many_signals"]
     model = next(iter(pipe.state.models.values()))
     assert not any(s.startswith("feature:c") for s in model.signals)
