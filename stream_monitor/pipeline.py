@@ -9,13 +9,15 @@ acknowledged nothing whose effects could be lost.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .config import MonitorConfig
 from .contracts.outputs import OutputRecord, decode_output, encode_output, output_record
+from .contracts.readings import ModelReading, ReadingFilter, SignalReading
 from .contracts.records import (
     DeadLetter,
     InferenceEvent,
@@ -33,7 +35,9 @@ from .state.base import ModelDelta, SignalDelta, StateStore
 from .state.dedupe import DedupeStore, MemoryDedupe
 from .state.label_store import LabelStore, MemoryLabelStore
 
-__all__ = ["BatchOutput", "BatchPipeline"]
+__all__ = ["BatchOutput", "BatchPipeline", "ModelReading", "SignalReading", "model_readings"]
+
+
 
 
 @dataclass(slots=True)
@@ -61,6 +65,9 @@ class BatchOutput:
     label_stats: dict[str, LabelStats] = field(default_factory=dict)
     pair_delays: dict[str, list[float]] = field(default_factory=dict)
     units: list[str] = field(default_factory=list)  # state units the batch changed
+    # The newest version of each model the batch changed, read for the metrics (only when
+    # the pipeline has a ``reading_filter``).
+    readings: list[ModelReading] = field(default_factory=list)
 
     def merge(self, other: BatchOutput) -> None:
         """Add another output of the same batch (e.g. events retried one by one)."""
@@ -76,6 +83,7 @@ class BatchOutput:
         for mid, ds in other.pair_delays.items():
             self.pair_delays.setdefault(mid, []).extend(ds)
         self.units.extend(u for u in other.units if u not in self.units)
+        self.readings.extend(other.readings)
 
 
 class BatchPipeline:
@@ -97,7 +105,8 @@ class BatchPipeline:
         # cache before their state expires in Redis (README "Model versions").
         self._used: dict[str, float] = {}
         self._swept = 0.0
-        self.after_join: Any = None  # testing only: called after a label join (SM_FAILPOINT)
+        # Testing only: called after a label join (the worker's test hooks, adapters/hooks.py).
+        self.after_join: Callable[[], None] | None = None
         # Model states held in memory: at most `cache_size`, least recently used evicted after
         # a batch is saved (every state is saved each batch, so an evicted one reloads exactly).
         # None: no limit (a replay holds everything).
@@ -105,6 +114,8 @@ class BatchPipeline:
         self._lru: dict[str, None] = {}  # state units, least recently used first
         self._batch_units: set[str] = set()
         self.chunk = 500  # events per call of the core between two yields to the event loop
+        # Set by a reader of `BatchOutput.readings` (the worker's metrics): which signals to read.
+        self.reading_filter: ReadingFilter | None = None
         self._any_labels = any(r.labels is not None for r in config.models)
 
     def forget(self) -> None:
@@ -250,7 +261,23 @@ class BatchPipeline:
         per_model = self._new_outputs(out, result)
         # 6. Save: state and outbox of every changed model, fenced, before anything is published.
         await self._save(result, per_model)
+        if self.reading_filter is not None:
+            out.readings = self.readings(out.units, self.reading_filter)
         return out
+
+    def readings(self, units: Iterable[str], wanted: ReadingFilter) -> list[ModelReading]:
+        """Per model, the signals of its newest version among ``units`` (the gauges are per
+        model and signal; during a canary they follow the new version)."""
+        models = self.state.models
+        newest: dict[str, ModelState] = {}
+        for u in units:
+            m = models.get(u)
+            if m is None:
+                continue
+            cur = newest.get(m.model_id)
+            if cur is None or (m.retrain.first_seen or 0.0) >= (cur.retrain.first_seen or 0.0):
+                newest[m.model_id] = m
+        return model_readings(newest.values(), wanted)
 
     def _split_labels(self, raws: Sequence[RawRecord],
                       ) -> tuple[Sequence[RawRecord], list[RawRecord]]:
@@ -506,3 +533,47 @@ def _delta(model: ModelState, outbox: dict[str, bytes]) -> ModelDelta:
     return ModelDelta(model.unit, model.meta(), signals, model.revision, outbox,
                       first_seen=model.retrain.first_seen if versioned else None,
                       ttl_seconds=model.rule.versions.expire_seconds if versioned else None)
+
+
+def model_readings(models: Iterable[Any], wanted: ReadingFilter | None = None,
+                   ) -> list[ModelReading]:
+    """Readings of models' signals (``core.model_state.ModelState``; attributes a signal kind
+    lacks read as absent), those ``wanted`` accepts only."""
+    out = []
+    for m in models:
+        mid = str(m.model_id)
+        sigs = []
+        for sig in getattr(m, "signals", {}).values():
+            if sig is None or (wanted is not None and not wanted(mid, str(sig.signal))):
+                continue
+            ref = getattr(sig, "reference", ()) or ()
+            recent = getattr(sig, "recent", ()) or ()
+            detecting = getattr(sig, "detectors", None) is not None
+            codes = getattr(sig, "table", None) is not None  # categories: no mean
+            watch = getattr(sig, "watch", None)
+            sigs.append(SignalReading(
+                str(sig.signal), len(ref), len(recent),
+                # An active signal's reference mean is kept by the core; computing it again
+                # from the window would cost a pass over up to thousands of values.
+                None if codes else getattr(sig, "ref_mean", None) if detecting else _mean(ref),
+                None if codes else _mean(recent), detecting,
+                getattr(sig, "watched_after", None), dict(watch) if watch is not None else None))
+        out.append(ModelReading(mid, tuple(sigs)))
+    return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    """Mean of a window, or None when empty. Never raises: values as large as 1e308 overflow
+    ``math.fsum`` (OverflowError), and a gauge must not take the worker loop down; an
+    overflowing sum gives an infinite mean instead.
+
+    >>> _mean([1e308, 1e308]), _mean([]), _mean([1.0, 2.0])
+    (inf, None, 1.5)
+    """
+    n = len(values)
+    if not n:
+        return None
+    try:
+        return math.fsum(values) / n
+    except OverflowError:
+        return sum(values) / n
