@@ -25,13 +25,15 @@ from .contracts.records import (
     RawRecord,
     decode_label,
 )
-from .contracts.units import split_unit, unit_id
+from .contracts.units import split_unit
+from .core.deploy import deploys, watched_previous
 from .core.gate import EventGate, QualityCounters
 from .core.label_join import LabelOp, LabelStats
 from .core.model_state import ModelState, MonitorState
 from .core.monitor import BatchResult, Monitor
 from .core.sampling import sampled
 from .state.base import ModelDelta, SignalDelta, StateStore
+from .state.cache import ModelCache
 from .state.dedupe import DedupeStore, MemoryDedupe
 from .state.label_store import LabelStore, MemoryLabelStore
 
@@ -92,7 +94,8 @@ class BatchPipeline:
                  cache_size: int | None = None) -> None:
         self.config = config
         self.monitor = Monitor(config)
-        self.state = MonitorState()
+        # Model states held in memory (state/cache.py): at most `cache_size`; None: no limit.
+        self.cache = ModelCache(cache_size)
         self.store = store
         self.clock = clock  # the processing clock: timestamps rules, duplicate window
         self.gate = EventGate(config)
@@ -100,42 +103,26 @@ class BatchPipeline:
         # the Redis ones (cli.py wires them); a replay or a test keeps them in memory.
         self.dedupe = dedupe if dedupe is not None else MemoryDedupe()
         self.labels = labels if labels is not None else MemoryLabelStore()
-
-        # Processing time each cached state unit was last used: idle model versions leave the
-        # cache before their state expires in Redis (README "Model versions").
-        self._used: dict[str, float] = {}
-        self._swept = 0.0
         # Testing only: called after a label join (the worker's test hooks, adapters/hooks.py).
         self.after_join: Callable[[], None] | None = None
-        # Model states held in memory: at most `cache_size`, least recently used evicted after
-        # a batch is saved (every state is saved each batch, so an evicted one reloads exactly).
-        # None: no limit (a replay holds everything).
-        self.cache_size = cache_size
-        self._lru: dict[str, None] = {}  # state units, least recently used first
         self._batch_units: set[str] = set()
         self.chunk = 500  # events per call of the core between two yields to the event loop
         # Set by a reader of `BatchOutput.readings` (the worker's metrics): which signals to read.
         self.reading_filter: ReadingFilter | None = None
         self._any_labels = any(r.labels is not None for r in config.models)
 
+    @property
+    def state(self) -> MonitorState:
+        """The model states in memory (the cache's)."""
+        return self.cache.state
+
+    @property
+    def cache_size(self) -> int | None:
+        return self.cache.size
+
     def forget(self) -> None:
         """Drop the in-memory cache (e.g. on a rebalance); state is reloaded from the store."""
-        self.state = MonitorState()
-        self._used = {}
-        self._lru = {}
-
-    def _sweep(self, now: float) -> None:
-        if now - self._swept < 60.0:
-            return
-        self._swept = now
-        models = self.state.models
-        for uid, t in list(self._used.items()):
-            m = models.get(uid)
-            if m is None:
-                del self._used[uid]
-            elif m.model_version is not None and now - t > m.rule.versions.expire_seconds / 2:
-                del models[uid]
-                del self._used[uid]
+        self.cache.forget()
 
     async def _load_units(self, events: Sequence[InferenceEvent],
                           pairs: Sequence[Any]) -> dict[str, dict[str, bytes]]:
@@ -159,58 +146,27 @@ class BatchPipeline:
         new = sorted((u for u in missing if u not in models and u in first
                       and split_unit(u)[1] is not None), key=lambda u: first[u].event_time)
         if new:
+            # Which of them start a post-deploy watch: the core's policy (core/deploy.py), on
+            # the models' version index.
             index = await self.store.versions({split_unit(u)[0] for u in new})
-            for u in new:
-                mid, ver = split_unit(u)
-                assert ver is not None  # `new` holds version units only
-                known = index.setdefault(mid, {})
-                if ver in known or not known:
-                    # A known version whose state expired (starts fresh), or the model's first
-                    # version: no deploy to check. A version first seen in this batch counts
-                    # as known for the later ones (a batch may hold a model's first two).
-                    known.setdefault(ver, first[u].event_time)
-                    continue
-                prev_ver = max(known, key=lambda v: (known[v], v))
-                known[ver] = first[u].event_time
-                model = mon.new_model(mid, ver)
+            firsts_seen = [(u, mid, ver, first[u].event_time) for u in new
+                           for mid, ver in (split_unit(u),) if ver is not None]
+            for d in deploys(firsts_seen, index):
+                model = mon.new_model(d.model_id, d.version)
                 if model is None:
                     continue
-                models[u] = model
-                prev_unit = unit_id(mid, prev_ver)
-                outboxes.update(await self._load({prev_unit} - models.keys()))
-                prev = models.get(prev_unit)
-                mon.start_watch(model, prev, prev_ver, first[u].event_time)
+                models[d.unit] = model
+                outboxes.update(await self._load({d.previous_unit} - models.keys()))
+                prev = models.get(d.previous_unit)
+                mon.start_watch(model, prev, d.previous_version, d.first_seen)
                 if prev is not None:
-                    await self.store.expire({prev_unit: list(prev.signals)},
+                    await self.store.expire({d.previous_unit: list(prev.signals)},
                                             prev.rule.versions.expire_seconds)
-        prevs = {m.deploy.previous_unit for u in units
-                 if (m := models.get(u)) is not None and m.deploy is not None
-                 and not m.deploy.done}
+        prevs = watched_previous(models, units)
         if prevs - models.keys():
             outboxes.update(await self._load(prevs - models.keys()))
         self._batch_units = units | prevs
         return outboxes
-
-    def _evict(self) -> None:
-        """Keep at most ``cache_size`` model states, the least recently used going first (the
-        batch's own last). Called after a batch's state is saved, so that every state evicted
-        is in the store; during a batch, the batch's own models are held whatever their
-        number."""
-        lru = self._lru
-        models = self.state.models
-        for u in self._batch_units:
-            if u in models:
-                lru.pop(u, None)
-                lru[u] = None
-        cap = self.cache_size
-        if cap is None or len(models) <= cap:
-            return
-        for u in list(lru):
-            if len(models) <= cap:
-                break
-            del lru[u]
-            models.pop(u, None)
-            self._used.pop(u, None)
 
     async def _load(self, model_ids: set[str]) -> dict[str, dict[str, bytes]]:
         """Load state units not in the cache; returns their unconfirmed outboxes."""
@@ -247,12 +203,11 @@ class BatchPipeline:
         pairs, label_stats = await self._join(events, labels)
         # 3. State: every model the batch touches is in memory (loaded from the store if not).
         now = self.clock()
-        self._sweep(now)
+        self.cache.sweep(now)
         recovered = await self._load_units(events, pairs)
         # 4. The core: events and pairs through the detectors (pure, no I/O).
         result = await self._detect(events, pairs, counters)
-        for m in result.dirty_models:
-            self._used[m.unit] = now
+        self.cache.used((m.unit for m in result.dirty_models), now)
         # 5. Outputs: the outbox an earlier run left, dead letters, then this batch's records.
         out = _summary(result, counters, len(raws), len(dead), len(labels), ignored,
                        label_stats)
@@ -367,7 +322,7 @@ class BatchPipeline:
             for s in m.signals.values():
                 if s.dirty:
                     s.mark_saved()
-        self._evict()
+        self.cache.evict(self._batch_units)
 
     @staticmethod
     def _rejected(raws: Sequence[RawRecord], dead: list[DeadLetter],

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests` as a package
 
-import click
+import typer
 
 from stream_monitor.cli import run_worker
 from tests.failpoints import Failpoints
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         run_worker(Path(argv[1]), hooks)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return int(e.exit_code)
     return 0
 
