@@ -174,6 +174,9 @@ class WorkerMetrics:
         self.info.info({"version": __version__, "component": "worker"})
         self._processed: dict[tuple[str, int], int] = {}
         self._lag_keys: set[tuple[str, int]] = set()
+        # Children looked up once: with many models a batch counts thousands of overflows.
+        self._model_overflows = self.label_overflows.labels("model")
+        self._signal_overflows = self.label_overflows.labels("signal")
 
     # -- per batch -----------------------------------------------------------------------
     def _m(self, model: str) -> str:
@@ -183,7 +186,7 @@ class WorkerMetrics:
         if len(self._models) < self.max_models:
             self._models.add(model)
             return model
-        self.label_overflows.labels("model").inc()
+        self._model_overflows.inc()
         return OTHER_MODEL
 
     def _series(self, model: str, signal: str) -> bool:
@@ -194,7 +197,7 @@ class WorkerMetrics:
         if len(self._signal_series) < self.max_signal_series and self._m(model) == model:
             self._signal_series.add(key)
             return True
-        self.label_overflows.labels("signal").inc()
+        self._signal_overflows.inc()
         return False
 
     def observe_batch(self, events_by_model: Mapping[str, int],
@@ -207,12 +210,15 @@ class WorkerMetrics:
         processed per (topic, partition), for the lag."""
         now = self.clock() if now is None else now
         total = 0
+        per_label: dict[str, int] = {}  # models over the label limit share one label
         for model, n in events_by_model.items():
             if n:
                 label = self._m(model)
-                self.events.labels(label).inc(n)
-                self.last_event.labels(label).set(now)
-                total += n
+                per_label[label] = per_label.get(label, 0) + n
+        for label, n in per_label.items():
+            self.events.labels(label).inc(n)
+            self.last_event.labels(label).set(now)
+            total += n
         for reason, n in dead_letters_by_reason.items():
             if n:
                 self.dead_letters.labels(reason).inc(n)
