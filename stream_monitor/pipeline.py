@@ -28,7 +28,7 @@ from .contracts.records import (
 from .contracts.units import split_unit
 from .core.deploy import deploys, watched_previous
 from .core.gate import EventGate, QualityCounters
-from .core.label_join import LabelOp, LabelStats
+from .core.label_join import JoinedPair, LabelOp, LabelStats
 from .core.model_state import ModelState, MonitorState
 from .core.monitor import BatchResult, Monitor
 from .core.sampling import sampled
@@ -89,7 +89,8 @@ class BatchOutput:
 
 
 class BatchPipeline:
-    def __init__(self, config: MonitorConfig, store: StateStore, *, clock: Any = time.time,
+    def __init__(self, config: MonitorConfig, store: StateStore, *,
+                 clock: Callable[[], float] = time.time,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  cache_size: int | None = None) -> None:
         self.config = config
@@ -125,7 +126,7 @@ class BatchPipeline:
         self.cache.forget()
 
     async def _load_units(self, events: Sequence[InferenceEvent],
-                          pairs: Sequence[Any]) -> dict[str, dict[str, bytes]]:
+                          pairs: Sequence[JoinedPair]) -> dict[str, dict[str, bytes]]:
         """Load the state units of a batch (a model, or a model version); start the post-deploy
         watch of versions seen for the first time; keep the previous version of a watched one
         loaded. Returns the unconfirmed outboxes found."""
@@ -243,7 +244,7 @@ class BatchPipeline:
         return ([r for r in raws if r.position.topic != label_topic],
                 [r for r in raws if r.position.topic == label_topic])
 
-    async def _detect(self, events: list[InferenceEvent], pairs: list[Any],
+    async def _detect(self, events: list[InferenceEvent], pairs: list[JoinedPair],
                       counters: QualityCounters) -> BatchResult:
         """The core runs in parts of `chunk` events with a yield to the event loop between
         them, so that a large batch does not hold up the consumer's heartbeats or the health
@@ -398,7 +399,7 @@ class BatchPipeline:
         return labels, ignored
 
     async def _join(self, events: Sequence[InferenceEvent], labels: Sequence[LabelEvent],
-                    ) -> tuple[list[Any], dict[str, LabelStats]]:
+                    ) -> tuple[list[JoinedPair], dict[str, LabelStats]]:
         """Predictions of models that take labels, and the labels, through the join store (one
         round trip). Returns every pair not yet consumed by the models' stored state."""
         cfg = self.config
@@ -492,8 +493,9 @@ def _delta(model: ModelState, outbox: dict[str, bytes]) -> ModelDelta:
 
 def model_readings(models: Iterable[Any], wanted: ReadingFilter | None = None,
                    ) -> list[ModelReading]:
-    """Readings of models' signals (``core.model_state.ModelState``; attributes a signal kind
-    lacks read as absent), those ``wanted`` accepts only."""
+    """Readings of models' signals, those ``wanted`` accepts only. ``models``: the core's
+    ``ModelState`` objects; Any because the metrics' tests pass stand-ins with only some of its
+    attributes (an attribute missing reads as absent)."""
     out = []
     for m in models:
         mid = str(m.model_id)
