@@ -37,7 +37,7 @@ from .state.cache import ModelCache
 from .state.dedupe import DedupeStore, MemoryDedupe
 from .state.label_store import LabelStore, MemoryLabelStore
 
-__all__ = ["BatchOutput", "BatchPipeline", "ModelReading", "SignalReading", "model_readings"]
+__all__ = ["BatchOutput", "BatchPipeline", "model_readings"]
 
 
 
@@ -67,9 +67,6 @@ class BatchOutput:
     label_stats: dict[str, LabelStats] = field(default_factory=dict)
     pair_delays: dict[str, list[float]] = field(default_factory=dict)
     units: list[str] = field(default_factory=list)  # state units the batch changed
-    # The newest version of each model the batch changed, read for the metrics (only when
-    # the pipeline has a ``reading_filter``).
-    readings: list[ModelReading] = field(default_factory=list)
 
     def merge(self, other: BatchOutput) -> None:
         """Add another output of the same batch (e.g. events retried one by one)."""
@@ -85,7 +82,6 @@ class BatchOutput:
         for mid, ds in other.pair_delays.items():
             self.pair_delays.setdefault(mid, []).extend(ds)
         self.units.extend(u for u in other.units if u not in self.units)
-        self.readings.extend(other.readings)
 
 
 class BatchPipeline:
@@ -108,8 +104,6 @@ class BatchPipeline:
         self.after_join: Callable[[], None] | None = None
         self._batch_units: set[str] = set()
         self.chunk = 500  # events per call of the core between two yields to the event loop
-        # Set by a reader of `BatchOutput.readings` (the worker's metrics): which signals to read.
-        self.reading_filter: ReadingFilter | None = None
         self._any_labels = any(r.labels is not None for r in config.models)
 
     @property
@@ -217,13 +211,14 @@ class BatchPipeline:
         per_model = self._new_outputs(out, result)
         # 6. Save: state and outbox of every changed model, fenced, before anything is published.
         await self._save(result, per_model)
-        if self.reading_filter is not None:
-            out.readings = self.readings(out.units, self.reading_filter)
         return out
 
     def readings(self, units: Iterable[str], wanted: ReadingFilter) -> list[ModelReading]:
-        """Per model, the signals of its newest version among ``units`` (the gauges are per
-        model and signal; during a canary they follow the new version)."""
+        """A typed copy, for the metrics, of the signals ``wanted`` accepts of the newest
+        version of each model among ``units`` (a batch's ``BatchOutput.units``; the gauges are
+        per model and signal, and during a canary they follow the new version). The worker's
+        reporter asks for it after the batch's commit, so a failure in it cannot fail a
+        batch."""
         models = self.state.models
         newest: dict[str, ModelState] = {}
         for u in units:

@@ -18,7 +18,7 @@ One batch is one call of :meth:`MonitorWorker.step`, in the order of the guarant
 The parts, wired in :class:`KafkaWorker` (the one place that builds them): the Kafka consumer
 loop, rebalances and shutdown (:class:`KafkaWorker`); the batch guarantee
 (:class:`MonitorWorker`); the output publisher (adapters/publisher.py); the metrics and logs of a
-committed batch (observability/batch_report.py, reading the typed ``readings`` a batch returns);
+committed batch (observability/batch_report.py, reading typed readings the pipeline gives);
 one retry policy for the store, the epoch check and publishing (adapters/retry.py); and the
 step hooks a test passes to act at a point of a batch (adapters/hooks.py; none in production).
 
@@ -129,7 +129,8 @@ class MonitorWorker:
                                       cache_size=settings.model_cache_size)
         self.publisher = OutputPublisher(producer, max_output_bytes=settings.max_output_bytes,
                                          renew=renew_producer, failures=metrics)
-        self.reporter = BatchReporter(metrics, config.topics.labels)
+        self.reporter = BatchReporter(metrics, config.topics.labels,
+                                      readings=self.pipeline.readings)
         self.retry = store_retry(settings)
         self.metrics = metrics
         self.batches = 0
@@ -148,7 +149,6 @@ class MonitorWorker:
     def metrics(self, metrics: WorkerMetrics | None) -> None:
         self.reporter.metrics = metrics
         self.publisher.failures = metrics
-        self.pipeline.reading_filter = metrics.wants_signal if metrics is not None else None
 
     @property
     def producer(self) -> Any:

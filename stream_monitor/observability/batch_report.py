@@ -1,16 +1,18 @@
 """After a committed batch (step 6 of the batch guarantee, adapters/worker.py): its metrics and
 log lines. Best effort: a failure here is logged and counted, never raised (the batch is safe).
 
-It reads what the batch returned (the raw records, the pipeline's ``BatchOutput`` with its typed
-``readings``), never the pipeline's state.
+It reads what the batch returned (the raw records, the pipeline's ``BatchOutput``) and the typed
+readings the pipeline gives of the models the batch changed (``BatchPipeline.readings``), never
+the pipeline's state.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from ..contracts.readings import ModelReading, ReadingFilter
 from ..contracts.records import Position, RawRecord
 from ..pipeline import BatchOutput
 from .logging import log_context
@@ -25,10 +27,16 @@ def where(p: Position) -> str:
     return f"topic={p.topic} partition={p.partition} offset={p.offset}"
 
 
+# The pipeline's readings of the state units a batch changed (BatchPipeline.readings).
+Readings = Callable[[Sequence[str], ReadingFilter], list[ModelReading]]
+
+
 class BatchReporter:
-    def __init__(self, metrics: WorkerMetrics | None, label_topic: str) -> None:
+    def __init__(self, metrics: WorkerMetrics | None, label_topic: str,
+                 readings: Readings | None = None) -> None:
         self.metrics = metrics
         self.label_topic = label_topic
+        self.readings = readings
 
     def report(self, raws: Sequence[RawRecord], out: BatchOutput, seconds: float) -> None:
         """Metrics and logs of a committed batch (never raises)."""
@@ -80,4 +88,5 @@ class BatchReporter:
         metrics.observe_batch(c.events_by_model, c.dead_letters_by_reason, seconds,
                               alerts=c.alerts, retrain_requests=c.retrain_requests,
                               positions=c.positions)
-        metrics.observe_readings(out.readings)
+        if self.readings is not None and metrics.signal_gauges:
+            metrics.observe_readings(self.readings(out.units, metrics.wants_signal))
