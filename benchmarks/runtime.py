@@ -349,6 +349,7 @@ async def _one_memory_run(name: str, config: Path, bootstrap: str, redis_url: st
                       end="\r")
             await asyncio.sleep(0.5)
         peak = max(peak, _rss_hwm_mb(proc.pid) or 0.0)
+        cpu = _proc_cpu(proc.pid)  # the whole run, start-up imports included
     finally:
         _stop(proc)
     err.print()
@@ -362,6 +363,7 @@ async def _one_memory_run(name: str, config: Path, bootstrap: str, redis_url: st
         r.delete(*batch)
     r.close()
     return {"name": name, "cache": cache, "peak_rss_mb": round(peak), "events_per_s": round(rate),
+            "worker_cpu_s": cpu, "events_per_cpu_s": round(n / cpu) if cpu else None,
             "redis_keys": keys}
 
 
@@ -404,11 +406,11 @@ async def memory(args: argparse.Namespace, bootstrap: str, redis_url: str) -> di
     finally:
         await _delete(bootstrap, [topic])
     t = Table(title=f"{args.models:,} models x 3 signals, {args.events_per_model} events each")
-    for c in ("worker", "peak RSS MB", "events/s", "Redis keys"):
+    for c in ("worker", "peak RSS MB", "events/s", "events per worker CPU s", "Redis keys"):
         t.add_column(c, justify="left" if c == "worker" else "right")
     for r in runs:
         t.add_row(r["name"], f"{r['peak_rss_mb']:,}", f"{r['events_per_s']:,}",
-                  f"{r['redis_keys']:,}")
+                  f"{r['events_per_cpu_s'] or 0:,}", f"{r['redis_keys']:,}")
     out.print(t)
     b, base = runs[0], runs[1]
     out.print(f"bounded / baseline: RSS {b['peak_rss_mb'] / base['peak_rss_mb']:.2f}, rate "
