@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic_settings import BaseSettings
@@ -20,6 +20,9 @@ from typer.core import TyperGroup
 
 from .config import ConnectionSettings, Settings, load_config
 from .errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from .adapters.hooks import StepHooks
 
 
 class _Commands(TyperGroup):
@@ -173,7 +176,7 @@ def worker(config: ConfigOpt) -> None:
     run_worker(config)
 
 
-def run_worker(config: Path, hooks: Any = None) -> None:
+def run_worker(config: Path, hooks: StepHooks | None = None) -> None:
     """The worker command; exits (typer.Exit) with the worker's exit code. ``hooks``: a
     :class:`~stream_monitor.adapters.hooks.StepHooks` a test entry point passes (the
     crash-safety tests' failpoints, tests/failpoints.py); the command itself passes none."""
@@ -214,7 +217,7 @@ def _registry_preflight(cfg: Any, settings: Settings) -> None:
         raise typer.Exit(2) from None
 
 
-async def _run_worker(cfg: Any, settings: Settings, hooks: Any = None) -> int:
+async def _run_worker(cfg: Any, settings: Settings, hooks: StepHooks | None = None) -> int:
     from prometheus_client import REGISTRY
 
     from .adapters.hooks import NO_HOOKS

@@ -114,6 +114,8 @@ class MonitorWorker:
 
     def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
+                 # Any: aiokafka's AIOKafkaProducer is untyped (tests pass a stand-in with the
+                 # same send/stop; adapters/publisher.py's Producer protocol).
                  producer: Any = None, metrics: WorkerMetrics | None = None,
                  renew_producer: Callable[[Any], Awaitable[Any]] | None = None,
                  decoder: RegistryDecoder | None = None,
