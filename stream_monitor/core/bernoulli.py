@@ -48,6 +48,7 @@ All attributes are plain numbers and lists, so the detector is checkpointed like
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from .calibrate import long_run_ratio
+from .scan import CHUNK, Floats, Scan
 
 __all__ = [
     "H_SLACK",
@@ -152,6 +154,69 @@ class BernoulliCusum:
         self.prev = 1 if one else 0
         if best > 0.0:
             self._drift_detected = True
+
+    def clone(self) -> BernoulliCusum:
+        """An independent copy (the sums are changed in place, so they are copied)."""
+        twin = copy.copy(self)
+        twin.s = list(self.s)
+        return twin
+
+    def feed(self, x: Floats) -> int:
+        """Feed values in order, exactly as :meth:`update` one by one would, and stop after
+        the first that fires. Returns how many were fed (``len(x)`` when none fired). The
+        sums are located in closed form a chunk at a time (core/scan.py, as Cusum.feed)."""
+        if self._drift_detected and len(x):  # as update() does first
+            self.s = [0.0] * len(self.s)
+            self.fired = -1
+            self._drift_detected = False
+        n = len(x)
+        i = 0
+        while i < n:
+            chunk = x[i:i + CHUNK]
+            fed = self._feed_chunk(chunk)
+            i += fed
+            if self._drift_detected:
+                return i
+            if fed < len(chunk):
+                self.update(float(chunk[fed]))
+                i += 1
+                if self._drift_detected:
+                    return i
+        return n
+
+    def _feed_chunk(self, x: Floats) -> int:
+        n = len(x)
+        one = x >= 0.5
+        prev = np.empty(n, dtype=np.int64)
+        if n:
+            prev[0] = self.prev
+            prev[1:] = one[:-1]
+        steps = []
+        scans = []
+        first = n
+        for j, g in enumerate(self.given):
+            idx = np.arange(n) if g < 0 else np.flatnonzero(prev == g)
+            inc = np.where(one[idx], self.y1[j], self.y0[j])
+            sc = Scan(np.array([self.s[j]]), inc.reshape(1, -1, 1))
+            k = int(sc.first_over(np.array([self.h[j]]))[0])
+            if k < len(idx):
+                first = min(first, int(idx[k]))
+            steps.append(idx)
+            scans.append(sc)
+        states = []
+        for sc, idx in zip(scans, steps, strict=True):
+            st = sc.state_after(int(np.searchsorted(idx, first)))
+            if st is None:
+                for j in range(n):
+                    self.update(float(x[j]))
+                    if self._drift_detected:
+                        return j + 1
+                return n
+            states.append(st[0])
+        self.s = states
+        if first:
+            self.prev = 1 if one[first - 1] else 0
+        return first
 
 
 def is_binary_reference(values: Sequence[float]) -> bool:

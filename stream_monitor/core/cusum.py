@@ -31,6 +31,12 @@ checkpointed like the River ones (``core/detectors.py``).
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
+
+from .scan import CHUNK, Floats, Scan
+
 __all__ = ["KINDS", "Cusum"]
 
 # What each one-sided sum watches, by index (`Cusum.fired`).
@@ -119,3 +125,71 @@ class Cusum:
             ratios = (s0 / h[0], s1 / h[1], s2 / h[2], s3 / h[3], s4 / h[4], s5 / h[5])
             self.fired = max(range(6), key=ratios.__getitem__)
             self._drift_detected = True
+
+    def clone(self) -> Cusum:
+        """An independent copy (its lists are never changed in place, so they are shared)."""
+        return copy.copy(self)
+
+    def feed(self, z: Floats) -> int:
+        """Feed values in order, exactly as :meth:`update` one by one would, and stop after
+        the first that fires. Returns how many were fed (``len(z)`` when none fired).
+
+        The sums are computed a chunk at a time in closed form (core/scan.py); where that
+        cannot decide bit for bit (a sum near its threshold, or near 0), the values go
+        through :meth:`update`.
+        """
+        if self._drift_detected:
+            self._reset()
+        n = len(z)
+        i = 0
+        while i < n:
+            chunk = z[i:i + CHUNK]
+            fed = self._feed_chunk(chunk)
+            i += fed
+            if self._drift_detected:
+                return i
+            if fed < len(chunk):  # an alarm candidate: the per-value update decides
+                self.update(float(chunk[fed]))
+                i += 1
+                if self._drift_detected:
+                    return i
+        return n
+
+    def _feed_chunk(self, z: Floats) -> int:
+        """Apply the values of ``z`` before the first alarm candidate; returns how many. When
+        the closed form cannot decide, the values go through :meth:`update` up to an alarm
+        (included: then ``drift_detected`` is set)."""
+        n = len(z)
+        x = z
+        if self.period:
+            ph = (self.phase + np.arange(n)) % self.period
+            season = np.asarray(self.season)
+            x = z - season[ph * len(self.season) // self.period]
+        c = self.clip
+        r = self.a * x + self.b
+        r = np.where(r > c, c, np.where(r < -c, -c, r))
+        u = (r - self.m) * self.inv_s
+        v = (np.where(u >= 0.0, u, -u) - self.wm) * self.inv_ws
+        parts = np.empty((6, n, 2))
+        parts[0, :, 0] = u
+        parts[1, :, 0] = -u
+        parts[2, :, 0] = u
+        parts[3, :, 0] = -u
+        parts[4, :, 0] = v
+        parts[5, :, 0] = -v
+        parts[0:2, :, 1] = -self.k
+        parts[2:4, :, 1] = -self.k_slow
+        parts[4:6, :, 1] = -self.scale_k
+        sc = Scan(np.array([self.s0, self.s1, self.s2, self.s3, self.s4, self.s5]), parts)
+        first = int(sc.first_over(np.asarray(self.h)).min())
+        states = sc.state_after(first)
+        if states is None:
+            for j in range(n):
+                self.update(float(z[j]))
+                if self._drift_detected:
+                    return j + 1
+            return n
+        self.s0, self.s1, self.s2, self.s3, self.s4, self.s5 = states
+        if self.period:
+            self.phase = (self.phase + first) % self.period
+        return first

@@ -40,6 +40,7 @@ from ..errors import StateCorruptError
 from .bernoulli import BernoulliCusum
 from .cusum import Cusum
 from .multinomial import Multinomial
+from .page_hinkley import PageHinkley
 
 __all__ = [
     "REGISTRY",
@@ -93,7 +94,7 @@ REGISTRY: dict[str, DetectorKind] = {
         # 130 for 0.5 sd.
         DetectorKind(
             "page_hinkley",
-            drift.PageHinkley,
+            PageHinkley,
             "standardized",
             {"min_instances": 30, "delta": 0.25, "threshold": 30.0, "alpha": 1.0},
             "Page-Hinkley cumulative-sum test on the standardized value.",
@@ -289,7 +290,28 @@ def restore_detector(
     """
     det = build_detector(name, overrides)
     try:
+        if isinstance(det, PageHinkley) and "_x_mean" in state:
+            state = _page_hinkley_of_river(state)
         _overlay(vars(det), state, name)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateCorruptError(f"{name}: bad checkpoint: {exc}") from exc
     return det
+
+
+# River's Page-Hinkley fields, as checkpoints written before the project owned the algorithm
+# (core/page_hinkley.py) hold them, and the project's names for them.
+_RIVER_PAGE_HINKLEY = {"_sum_increase": "sum_increase", "_sum_decrease": "sum_decrease",
+                       "_min_increase": "min_increase", "_max_decrease": "max_decrease"}
+
+
+def _page_hinkley_of_river(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint of River's ``PageHinkley`` (its running mean a ``Mean`` with ``n`` and
+    ``_mean``) in the fields of the project's own: the same numbers, renamed."""
+    out = {_RIVER_PAGE_HINKLEY.get(k, k): v for k, v in state.items() if k != "_x_mean"}
+    mean = state["_x_mean"]
+    if (not isinstance(mean, dict) or mean.get("$o") != "Mean"
+            or not isinstance(mean.get("d"), dict) or set(mean["d"]) - {"n", "_mean"}):
+        raise StateCorruptError("page_hinkley: '_x_mean' must be a River Mean's n and _mean")
+    out["n"] = mean["d"].get("n", 0.0)
+    out["mean"] = mean["d"].get("_mean", 0.0)
+    return out

@@ -34,6 +34,7 @@ from .privacy import redact_outputs
 from .retrain import decide, note_alert, retrain_request, tick
 from .signals import PREDICTION, SignalState
 from .value_rules import Fired, check_features, close_sample
+from .vector import Pinned, feed_ahead
 
 __all__ = ["BatchResult", "Monitor", "collecting", "not_watchable"]
 
@@ -87,6 +88,10 @@ class Monitor(StateBuilder):
 
     # (The state units and signals it builds and restores: StateBuilder, core/model_state.py.)
 
+    # Feed quiet models' values per signal as arrays (core/vector.py); False: value by value
+    # (the reference the batch path is tested against).
+    vectorised: bool = True
+
     # -- the batch ------------------------------------------------------------------------
     def process(self, events: Sequence[InferenceEvent], state: MonitorState,
                 quality: QualityCounters | None = None,
@@ -117,7 +122,12 @@ class Monitor(StateBuilder):
         values = 0
         unit_of = self.unit_of
         max_features = self.config.quality.max_features_per_model
-        for ev in events:
+        # Quiet models' values go through their detectors per signal, as arrays, up to their
+        # first alarm (core/vector.py); the loop skips them and feeds the rest value by value.
+        ahead: dict[str, tuple[int, Pinned]] = {}
+        if self.vectorised:
+            ahead, values = feed_ahead(self, events, models, max_features)
+        for i, ev in enumerate(events):
             mid = ev.model_id
             ver = ev.model_version
             uid = mid if ver is None else unit_of(mid, ver)
@@ -158,7 +168,15 @@ class Monitor(StateBuilder):
                 now = ev.event_time
                 for ts in model.timed:
                     ts.t = now
-            if mq is not None:
+            lim = ahead.get(uid) if ahead else None
+            fed_ahead = lim is not None and i < lim[0]
+            if fed_ahead:
+                # Its values were fed ahead (core/vector.py), but those of the signals an open
+                # incident or pending retrain evidence reads after each event.
+                pinned = lim[1]  # type: ignore[index]
+                if pinned.features or pinned.prediction is not None:
+                    values += self._feed_pinned(model, ev, pinned, result)
+            elif mq is not None:
                 # Value rules: missing, bounds, categories, fault-rate signals. What fired is
                 # handled once the event's values are all fed (each is a signal of its own), and
                 # before the sample closes (a drifted signal learns no bounds from its old
@@ -207,33 +225,35 @@ class Monitor(StateBuilder):
                     fired = sig.update(x)  # type: ignore[union-attr]
                     if fired >= 0:
                         self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
-            sig = model.prediction
-            if sig is MISSING:
-                # A class label (string) makes the prediction a categorical signal (also in place
-                # of an empty numeric one, stored by a version that skipped class labels).
-                is_class = type(ev.prediction) is str
-                sig = model.signals.get(PREDICTION)
-                if sig is None or (is_class and sig.n == 0 and sig.table is None):
-                    sig = self.new_signal(model, PREDICTION, categorical=is_class)
-                model.prediction = sig
-            if sig is not None:
-                if sig.table is not None:
-                    label = label_of(ev.prediction)
-                    if label is not None:
+            if not fed_ahead:
+                sig = model.prediction
+                if sig is MISSING:
+                    # A class label (string) makes the prediction a categorical signal (also in
+                    # place of an empty numeric one, stored by a version that skipped class
+                    # labels).
+                    is_class = type(ev.prediction) is str
+                    sig = model.signals.get(PREDICTION)
+                    if sig is None or (is_class and sig.n == 0 and sig.table is None):
+                        sig = self.new_signal(model, PREDICTION, categorical=is_class)
+                    model.prediction = sig
+                if sig is not None:
+                    if sig.table is not None:
+                        label = label_of(ev.prediction)
+                        if label is not None:
+                            values += 1
+                            fired = sig.update_category(label)
+                            if fired >= 0:
+                                self._on_drift(model, sig, fired, ev, result)
+                        x = None
+                    else:
+                        x = _number(ev.prediction)
+                    if x is not None:
                         values += 1
-                        fired = sig.update_category(label)
+                        fired = sig.update(x)
                         if fired >= 0:
                             self._on_drift(model, sig, fired, ev, result)
-                    x = None
-                else:
-                    x = _number(ev.prediction)
-                if x is not None:
-                    values += 1
-                    fired = sig.update(x)
-                    if fired >= 0:
-                        self._on_drift(model, sig, fired, ev, result)
-                elif type(ev.prediction) is float:
-                    counters.reject(mid, PREDICTION, "non_finite")
+                    elif type(ev.prediction) is float:
+                        counters.reject(mid, PREDICTION, "non_finite")
             if ev.label is not None and model.rule.labels is None:
                 self._inline_label(model, ev, result)
             rs = model.retrain
@@ -257,6 +277,35 @@ class Monitor(StateBuilder):
         # evidence it needs.
         redact_outputs(result, self.config.privacy.alert_evidence)
         return result
+
+    def _feed_pinned(self, model: ModelState, ev: InferenceEvent, pinned: Pinned,
+                     result: BatchResult) -> int:
+        """The values of an event fed ahead that go to its ``pinned`` signals (those an open
+        incident or pending evidence reads after each event: core/vector.py), value by value
+        as :meth:`process` feeds them. Returns how many."""
+        fed = 0
+        feats = ev.features
+        fired: list[tuple[str, SignalState, int]] = []
+        for name, sig in pinned.features:
+            value = feats.get(name)
+            t = type(value)
+            if t is float or t is int or t is bool:  # (core/vector.py: finite)
+                fed += 1
+                k = sig.update(float(value))  # type: ignore[arg-type]
+                if k >= 0:
+                    fired.append((name, sig, k))
+        if len(fired) > 1:  # alerts in the event's order of features, as the loop raises them
+            order = list(feats)
+            fired.sort(key=lambda f: order.index(f[0]))
+        for _, sig, k in fired:
+            self._on_drift(model, sig, k, ev, result)
+        pred = pinned.prediction
+        if pred is not None and type(ev.prediction) in (float, int, bool):
+            fed += 1
+            k = pred.update(float(ev.prediction))  # type: ignore[arg-type]
+            if k >= 0:
+                self._on_drift(model, pred, k, ev, result)
+        return fed
 
     def _inline_label(self, model: ModelState, ev: InferenceEvent, result: BatchResult) -> None:
         """An event that carries its own true outcome (``label``) feeds ``performance:error``

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from river import drift
 
 from ..contracts.signals import PREDICTION
-from .bernoulli import calibrate_rate, is_binary_reference
+from .bernoulli import BernoulliCusum, calibrate_rate, is_binary_reference
 from .calibrate import calibrate
 from .categories import CodeTable
+from .cusum import Cusum
 from .detectors import REGISTRY, build_detector, checkpoint
 from .multinomial import calibrate_multinomial
 from .watchable import assess
@@ -47,24 +47,14 @@ def reference_scale(values: Sequence[float]) -> tuple[float, float]:
     return mean, (std if std > 0 and math.isfinite(std) else 1.0)
 
 
-_GENERIC, _RAW, _PH, _ADWIN = 0, 1, 2, 3
+# The detectors whose `feed` takes a run of values bit-identically to `update` one by one.
+_FEEDS = (Cusum, BernoulliCusum)
 
 
-def _plan(detectors: list[Any], binary: tuple[bool, ...]) -> tuple[tuple[int, Any], ...]:
-    """How SignalState.update feeds each detector: inline for River's Page-Hinkley (mode
-    "both") and ADWIN on the standardized value, through `update` otherwise (on the raw value
-    for the binary detectors)."""
-    plan = []
-    for det, raw in zip(detectors, binary, strict=True):
-        if raw:
-            plan.append((_RAW, det))
-        elif type(det) is drift.PageHinkley and det.mode == "both":
-            plan.append((_PH, det))
-        elif type(det) is drift.ADWIN:
-            plan.append((_ADWIN, det))
-        else:
-            plan.append((_GENERIC, det))
-    return tuple(plan)
+def _plan(detectors: list[Any], binary: tuple[bool, ...]) -> tuple[tuple[bool, Any], ...]:
+    """How SignalState.update feeds each detector: (True: the raw value, False: the
+    standardized one; the detector)."""
+    return tuple(zip(binary, detectors, strict=True))
 
 
 def rate_scale(reference: Sequence[float], sample_events: int) -> tuple[float, float]:
@@ -112,7 +102,7 @@ class SignalState:
     # standardized by the binomial standard error of the reference rate (rate_scale).
     rate_sample: int = 0
     # How `update` feeds each detector, built from `detectors` when they change (see _plan).
-    plan: tuple[tuple[int, Any], ...] = ()
+    plan: tuple[tuple[bool, Any], ...] = ()
     plan_for: list[Any] | None = None
     # False-alarm budget (false alarms per value; None: detectors keep their configured
     # parameters) and what the calibration of the current reference chose (core/calibrate.py).
@@ -168,53 +158,61 @@ class SignalState:
         z = (x - self.ref_mean) / self.ref_std
         fired = -1
         i = 0
-        # This loop runs twice per value for the default detectors and dominates the core.
-        # Page-Hinkley and ADWIN are updated inline: the same arithmetic, in the same order, on
-        # the same River objects' attributes as their own `update` (so checkpoints are River's
-        # and results bit-identical: tests/unit/test_detectors.py runs both side by side), less
-        # five Python calls per update. `_drift_detected` is what River's `drift_detected`
-        # property returns (a contract test guards it for every detector).
-        for kind, det in self.plan:
-            if kind == _PH:
-                if det._drift_detected:
-                    det._reset()
-                m = det._x_mean
-                n = m.n + 1.0
-                m.n = n
-                mean = m._mean + (1.0 / n) * (z - m._mean)
-                m._mean = mean
-                dev = z - mean
-                up = det.alpha * det._sum_increase + dev - det.delta
-                down = det.alpha * det._sum_decrease + dev + det.delta
-                det._sum_increase = up
-                det._sum_decrease = down
-                if up < det._min_increase:
-                    det._min_increase = up
-                if down > det._max_decrease:
-                    det._max_decrease = down
-                if n >= det.min_instances:
-                    thr = det.threshold
-                    if up - det._min_increase > thr or det._max_decrease - down > thr:
-                        det._drift_detected = True
-                        if fired < 0:
-                            fired = i
-                    else:
-                        det._drift_detected = False
-            elif kind == _ADWIN:
-                if det._drift_detected:
-                    det._reset()
-                if det._helper.update(z):
-                    det._drift_detected = True
-                    if fired < 0:
-                        fired = i
-                else:
-                    det._drift_detected = False
-            else:
-                det.update(x if kind == _RAW else z)
-                if det._drift_detected and fired < 0:
-                    fired = i
+        # Every detector through its public contract: `update`, then `drift_detected`.
+        for raw, det in self.plan:
+            det.update(x if raw else z)
+            if fired < 0 and det.drift_detected:
+                fired = i
             i += 1
         return fired
+
+    # -- the batch path (core/vector.py) --------------------------------------------------
+    @property
+    def vectorised(self) -> bool:
+        """Can :meth:`feed` take this signal's next values as arrays? Its detectors are
+        watching (not collecting or growing a reference) and all of the project's own CUSUMs,
+        which feed runs of values bit-identically to one by one."""
+        dets = self.detectors
+        return (dets is not None and not self.growing and type(self) is SignalState
+                and all(type(d) in _FEEDS for d in dets))
+
+    def first_alarm(self, xs: Sequence[float]) -> tuple[int, list[Any]]:
+        """The index of the first of ``xs`` at which a detector would fire (``len(xs)`` when
+        none would), and copies of the detectors fed up to it; the signal is left as it was.
+        Only for a :attr:`vectorised` signal."""
+        x = np.asarray(xs, dtype=np.float64)
+        z = (x - self.ref_mean) / self.ref_std
+        first = len(xs)
+        twins = []
+        for det, raw in zip(self.detectors or (), self.binary, strict=True):
+            twin = det.clone()
+            fed = twin.feed((x if raw else z)[:first])
+            if twin.drift_detected:
+                first = fed - 1
+            twins.append(twin)
+        return first, twins
+
+    def feed(self, xs: Sequence[float], twins: list[Any] | None = None) -> None:
+        """Feed values known to raise no alarm (:meth:`first_alarm`): the same state as
+        :meth:`update` on each. ``twins``: the detectors :meth:`first_alarm` fed on exactly
+        these values, taken in place of feeding them again. Only for a :attr:`vectorised`
+        signal."""
+        if not xs:
+            return
+        dets = self.detectors
+        assert dets is not None
+        if twins is not None:
+            dets[:] = twins
+            self.plan_for = None  # the plan holds the detectors it feeds
+        else:
+            x = np.asarray(xs, dtype=np.float64)
+            z = (x - self.ref_mean) / self.ref_std
+            for det, raw in zip(dets, self.binary, strict=True):
+                det.feed(x if raw else z)
+                if det.drift_detected:
+                    raise AssertionError("SignalState.feed: values past an alarm")
+        self.n += len(xs)
+        self.recent.extend(xs)
 
     @property
     def watched_after(self) -> int:

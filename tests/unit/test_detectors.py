@@ -79,6 +79,19 @@ def _state(name: str) -> dict[str, Any]:
     return json_round_trip(checkpoint(det))
 
 
+def _state_with(name: str, attr: str) -> dict[str, Any]:
+    """A checkpoint holding ``attr``: the current one, or for Page-Hinkley's River fields the
+    one main's code wrote (River's object by its fields; core/page_hinkley.py restores it)."""
+    state = _state(name)
+    if attr not in state and name == "page_hinkley":
+        from river import drift
+
+        det = drift.PageHinkley(**REGISTRY[name].params())
+        feed(det, seeded_stream(REGISTRY[name].input, n=300))
+        state = json_round_trip(checkpoint(det))
+    return state
+
+
 @pytest.mark.parametrize(
     ("name", "attr", "value"),
     [
@@ -91,6 +104,8 @@ def _state(name: str) -> dict[str, Any]:
         ("page_hinkley", "_x_mean", {"$pickle": "gASVAAAAAAAAAAAu"}),
         ("page_hinkley", "_sum_increase", {"$f": "1.5"}),  # finite float in the inf tag
         ("page_hinkley", "_sum_increase", {"$f": "abc"}),
+        ("page_hinkley", "sum_increase", {"$f": "1.5"}),
+        ("page_hinkley", "mean", {"$o": "os.system", "d": {}}),
         ("kswin", "window", {"$dq": [1.0], "maxlen": "10"}),
         ("kswin", "_rng", {"$rng": [3, [1, 2], None]}),
         ("adwin", "_helper", {"$rs": "RsEWMean", "b": ""}),
@@ -102,7 +117,7 @@ def _state(name: str) -> dict[str, Any]:
     ],
 )
 def test_corrupt_checkpoint_raises_state_corrupt(name: str, attr: str, value: Any) -> None:
-    state = _state(name)
+    state = _state_with(name, attr)
     assert attr in state  # the corruption replaces a real attribute
     state[attr] = value
     with pytest.raises(StateCorruptError):
@@ -136,7 +151,7 @@ def test_pickle_payloads_are_rejected_not_run(monkeypatch: pytest.MonkeyPatch) -
         ("page_hinkley", "_x_mean", {"$b": payload}),
         ("page_hinkley", "_x_mean", {"$o": "Mean", "d": {"_mean": {"$b": payload}}}),
     ]:
-        state = _state(name)
+        state = _state_with(name, attr)
         state[attr] = value
         with pytest.raises(StateCorruptError):
             restore_detector(name, None, state)
@@ -158,8 +173,8 @@ def test_restore_never_unpickles(name: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_private_drift_flag_mirrors_the_public_property(name: str) -> None:
-    """The hot path reads River's `_drift_detected` instead of the `drift_detected` property;
-    this holds the two together for every registered detector and the pinned River."""
+    """Checkpoints carry `_drift_detected` (the property's value): this holds the two
+    together for every registered detector and the pinned River."""
     det = build_detector(name)
     seen = 0
     for x in seeded_stream(REGISTRY[name].input):
@@ -171,8 +186,9 @@ def test_private_drift_flag_mirrors_the_public_property(name: str) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_inline_updates_match_river_bit_for_bit(seed: int) -> None:
-    """SignalState.update runs Page-Hinkley and ADWIN inline on River's own objects: the same
-    detections and the same checkpoints as River's `update`, over drifts and resets."""
+    """SignalState.update (the project's Page-Hinkley, River's ADWIN through `update`) gives
+    the same detections as River's own objects driven through their public API, over drifts
+    and resets; ADWIN's checkpoints are River's."""
     import random
     from collections import deque
 
@@ -189,7 +205,9 @@ def test_inline_updates_match_river_bit_for_bit(seed: int) -> None:
     sig = SignalState("s", ("page_hinkley", "adwin"), ({}, {}), 10, deque(maxlen=5),
                       binary=(False, False))
     sig.ref_mean, sig.ref_std = 0.1, 1.3
-    sig.detectors = [drift.PageHinkley(**params[0]), drift.ADWIN(**params[1])]
+    from stream_monitor.core.page_hinkley import PageHinkley
+
+    sig.detectors = [PageHinkley(**params[0]), drift.ADWIN(**params[1])]
     plain = [drift.PageHinkley(**params[0]), drift.ADWIN(**params[1])]
     fired_inline, fired_river = [], []
     for i, x in enumerate(values):
@@ -206,4 +224,9 @@ def test_inline_updates_match_river_bit_for_bit(seed: int) -> None:
             fired_river.append((i, first))
     assert len(fired_river) >= 3
     assert fired_inline == fired_river
-    assert [checkpoint(d) for d in sig.detectors] == [checkpoint(d) for d in plain]
+    assert checkpoint(sig.detectors[1]) == checkpoint(plain[1])
+    # Page-Hinkley's state: River's, read back as main's checkpoints are (same numbers).
+    from stream_monitor.core.detectors import restore_detector
+
+    river_ph = restore_detector("page_hinkley", params[0], checkpoint(plain[0]))
+    assert checkpoint(sig.detectors[0]) == checkpoint(river_ph)

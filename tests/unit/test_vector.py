@@ -1,0 +1,225 @@
+"""The batch path of the hot path (core/vector.py, core/scan.py, ``feed`` of the project's
+CUSUMs) against the per-value path: identical alerts, retrain requests, resolutions and state,
+on every kind of stream the benchmarks generate (numeric, heavy tails, AR, seasonal, rare flags,
+categories, inline labels, the fleet), many seeds, several batch sizes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from stream_monitor import synth
+from stream_monitor.adapters.replay import replay_file
+from stream_monitor.config import load_config, parse_config
+from stream_monitor.core.bernoulli import BernoulliCusum, calibrate_rate
+from stream_monitor.core.cusum import Cusum
+from stream_monitor.core.detectors import checkpoint
+from stream_monitor.core.monitor import Monitor
+from stream_monitor.core.scan import Scan
+from stream_monitor.fleet import write_fleet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _one_by_one(det: Any, xs: np.ndarray) -> int:
+    for i, x in enumerate(xs.tolist()):
+        det.update(x)
+        if det.drift_detected:
+            return i + 1
+    return len(xs)
+
+
+def _both(make: Any, xs: np.ndarray) -> int:
+    """Feed ``xs`` to two twins, one value by value and one with ``feed``, through every
+    alarm; the alarms and the checkpoints after each must agree. Returns the alarm count."""
+    a, b = make(), make()
+    pos = alarms = 0
+    while pos < len(xs):
+        fa, fb = _one_by_one(a, xs[pos:]), b.feed(xs[pos:])
+        assert fa == fb
+        assert checkpoint(a) == checkpoint(b)
+        alarms += a.drift_detected
+        pos += fa
+    return alarms
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_cusum_feed_is_update_one_by_one(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 12_000))
+    kind = synth.KINDS[seed % len(synth.KINDS)]
+    xs = np.asarray(synth.kind_stream(kind, n, seed, change_at=n // 2 if seed % 2 else None))
+    xs = (xs - xs[: max(1, n // 4)].mean()) / (xs[: max(1, n // 4)].std() or 1.0)
+    kw: dict[str, Any] = {}
+    if seed % 3 == 0:  # a known period, with its phase
+        kw = {"period": 50, "season": rng.normal(size=10).tolist(),
+              "phase": int(rng.integers(0, 50))}
+    h = [float(v) for v in rng.uniform(4.0, 30.0, 6)]
+    _both(lambda: Cusum(h=h, **kw), xs)
+
+
+def test_cusum_feed_decides_exactly_near_ties() -> None:
+    """Values that land sums exactly on 0 and on the threshold (ties the closed form cannot
+    decide) go through the per-value update."""
+    xs = np.tile([0.5, -0.5, 1.0, 0.0], 3000).astype(np.float64)
+    assert _both(lambda: Cusum(k=0.5, k_slow=0.25, scale_k=0.3, h=[1.0] * 6), xs) > 0
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_bernoulli_feed_is_update_one_by_one(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 12_000))
+    p = float(rng.uniform(0.002, 0.3))
+    xs = (rng.random(n) < p).astype(np.float64)
+    if seed % 2:
+        xs[n // 2:] = rng.random(n - n // 2) < min(0.9, 3 * p)
+    ref = (rng.random(2000) < p).astype(float).tolist()
+    over, _ = calibrate_rate(ref, float(rng.choice([1e-3, 1e-5])), {})
+    _both(lambda: BernoulliCusum(**over), xs)
+
+
+def test_scan_matches_the_loop() -> None:
+    rng = np.random.default_rng(3)
+    parts = rng.normal(size=(5, 3000, 2)) - np.array([0.0, 0.3])
+    s0 = np.abs(rng.normal(size=5))
+    sc = Scan(s0, parts)
+    for t in (0, 1, 17, 1000, 3000):
+        want = []
+        for row in range(5):
+            s = float(s0[row])
+            for a, b in parts[row, :t].tolist():
+                s = s + a + b
+                s = s if s > 0.0 else 0.0
+            want.append(s)
+        got = sc.state_after(t)
+        assert got is None or got == want
+
+
+# -- the monitor: the whole batch path against the per-value loop ----------------------------
+
+@pytest.fixture(autouse=True)
+def _every_model_fed_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also the small runs of small batches go through the batch path here."""
+    monkeypatch.setattr("stream_monitor.core.vector.MIN_EVENTS", 1)
+
+def _replay(config: Any, path: Path, vectorised: bool, batch: int) -> tuple[bytes, bytes]:
+    Monitor.vectorised = vectorised
+    try:
+        out = io.BytesIO()
+        states: list[Any] = []
+        replay_file(config, path, out, batch=batch, state_out=states)
+    finally:
+        Monitor.vectorised = True
+    state = {f"{u}|{s}": [sig.meta(), list(sig.reference), list(sig.recent)]
+             for u, m in states[0].models.items() for s, sig in m.signals.items()}
+    models = {u: [m.events, sorted(m.applied.items()), m.retrain.meta(), list(m.ring_ids)]
+              for u, m in states[0].models.items()}
+    return out.getvalue(), orjson.dumps([state, models], option=orjson.OPT_NON_STR_KEYS)
+
+
+def _same(config: Any, path: Path, batches: Sequence[int] = (97, 1000)) -> bytes:
+    for batch in batches:
+        slow = _replay(config, path, False, batch)
+        fast = _replay(config, path, True, batch)
+        assert slow[0] == fast[0], f"outputs differ (batch {batch})"
+        assert slow[1] == fast[1], f"state differs (batch {batch})"
+    return slow[0]
+
+
+def _config(**rule: Any) -> Any:
+    return parse_config({
+        "windows": {"reference_size": 400, "reference_min_size": 100, "recent_size": 200},
+        "false_alarm_budget": {"per_events": 20_000},
+        "detectors": {"cusum": {"type": "cusum"}},
+        "models": [{"match": "*", "signals": [{"match": "*", "detectors": ["cusum"]}],
+                    "retrain": {"min_drifted_signals": 2,
+                                "persistence": {"values": 30, "min_shift": 0.5}},
+                    "alerts": {"resolve_values": 40, "hold_seconds": 20,
+                               "dedupe_seconds": 60},
+                    **rule}],
+    })
+
+
+def _write(path: Path, rows: Iterator[dict[str, Any]]) -> Path:
+    with path.open("wb") as f:
+        for r in rows:
+            f.write(orjson.dumps(r) + b"\n")
+    return path
+
+
+def _events(streams: dict[str, dict[str, list[Any]]], labels: bool = False
+            ) -> Iterator[dict[str, Any]]:
+    """One model per entry, interleaved; each its features by name (the ``prediction`` entry
+    as the prediction), an inline 0/1 label when ``labels``."""
+    n = max(len(v) for cols in streams.values() for v in cols.values())
+    for i in range(n):
+        for model, cols in streams.items():
+            feats = {k: v[i] for k, v in cols.items() if k != "prediction" and i < len(v)}
+            ev: dict[str, Any] = {"event_id": f"{model}-{i}", "model_id": model,
+                                  "timestamp": 1_767_225_600.0 + i, "features": feats,
+                                  "prediction": cols.get("prediction", [0.0] * n)[i]}
+            if labels:
+                ev["label"] = i % 7 == 0 or (i > n // 2 and i % 3 == 0)
+            yield ev
+
+
+@pytest.mark.parametrize("kind", synth.KINDS)
+def test_batch_path_is_the_loop_on_every_kind(kind: str, tmp_path: Path) -> None:
+    streams = {}
+    for j in range(4):  # several seeds per kind, with and without a change, mean or spread
+        n = 3000
+        change = "spread" if j == 3 else "mean"
+        streams[f"m{j}"] = {
+            "x": synth.kind_stream(kind, n, 11 * j + 1, change_at=1500 if j else None,
+                                   change=change, size=2.0 if j == 3 else 1.0),
+            "y": synth.kind_stream("gaussian", n, 11 * j + 2),
+            "prediction": synth.kind_stream(kind, n, 11 * j + 3, change_at=2000 if j else None),
+        }
+    out = _same(_config(), _write(tmp_path / "e.jsonl", _events(streams)))
+    assert b"drift_alert" in out  # the changes were seen: the comparison covers alarms
+
+
+def test_batch_path_is_the_loop_with_inline_labels_and_odd_values(tmp_path: Path) -> None:
+    """Inline labels (performance:error, fed by the loop), a feature that appears late (a new
+    signal), ints, nulls and strings."""
+    n = 2500
+    rng = np.random.default_rng(5)
+    rows = list(_events({f"m{j}": {"x": synth.kind_stream("ar1", n, j, change_at=1200),
+                                   "z": rng.integers(0, 5, n).tolist()}
+                         for j in range(3)}, labels=True))
+    for i, r in enumerate(rows):
+        if i % 401 == 0:
+            r["features"]["x"] = None
+        if i % 503 == 0:
+            r["features"]["w"] = "text"
+        if i > 5000:
+            r["features"]["late"] = float(i % 3)
+    path = tmp_path / "e.jsonl"
+    with path.open("wb") as f:
+        for r in rows:
+            f.write(orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY).replace(
+                b'"x":NaN', b'"x":NaN') + b"\n")
+    _same(_config(), path)
+
+
+def test_batch_path_is_the_loop_on_categories(tmp_path: Path) -> None:
+    n = 3000
+    streams = {f"c{j}": {"segment": synth.category_stream(
+        [0.4, 0.3, 0.2, 0.1], n, j, change_at=1500, after=[0.1, 0.2, 0.3, 0.4]),
+        "x": synth.kind_stream("gaussian", n, j)} for j in range(2)}
+    cfg = _config(quality={"categorical": True, "indicators": ["missing"],
+                           "detectors": ["cusum"]})
+    _same(cfg, _write(tmp_path / "e.jsonl", _events(streams)), batches=(500,))
+
+
+def test_batch_path_is_the_loop_on_the_fleet(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.jsonl"
+    write_fleet(path, 3, range(2), 2500)
+    _same(load_config(ROOT / "stream_monitor" / "examples" / "monitor.yaml"), path,
+          batches=(700,))
