@@ -45,6 +45,18 @@ DELETE = object()
 """The value for :func:`replaced` that deletes the key instead of setting it."""
 
 
+def worker_command(config: Path, env: dict[str, str]) -> list[str]:
+    """The command that starts a worker: ``stream-monitor worker``, or, when ``env`` gives
+    SM_FAILPOINT, the same command through the tests' failpoint entry point
+    (tests/failpoint_worker.py), which hands the worker that failpoint."""
+    import sys
+
+    if env.get("SM_FAILPOINT"):
+        return [sys.executable, str(Path(__file__).with_name("failpoint_worker.py")),
+                "--config", str(config)]
+    return [sys.executable, "-m", "stream_monitor", "worker", "--config", str(config)]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it)."""
     with socket.socket() as s:

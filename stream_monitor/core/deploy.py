@@ -28,15 +28,18 @@ Everything here is I/O-free and deterministic: the same windows give the same re
 same ``check_id`` (one check per version), so a replay or a redelivery can be deduplicated.
 The KS test is scipy's; the normal tail of the performance test is ``math.erfc``.
 
-The watch itself: :func:`start_watch` when the pipeline first sees a new version of a model,
-:func:`watch` after each of its events (and once at the end of a batch) until the check is out.
+The watch itself: :func:`deploys` decides which versions first seen in a batch start one (from
+the model's version index), :func:`start_watch` starts it, :func:`watch` follows it after each
+of its events (and once at the end of a batch) until the check is out, and
+:func:`watched_previous` names the previous versions a batch must keep loaded meanwhile.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,13 +56,16 @@ from .stats import summarize
 
 __all__ = [
     "VERDICTS",
+    "Deploy",
     "DeployWatch",
     "compare_performance",
     "compare_signal",
     "deployment_check",
+    "deploys",
     "ks_2samp",
     "start_watch",
     "watch",
+    "watched_previous",
 ]
 
 VERDICTS = ("pass", "warn", "fail")
@@ -299,6 +305,58 @@ def _version(v: str | None) -> str:
 
 def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    """A version first seen in a batch that replaced an earlier one: watch it."""
+
+    unit: str
+    model_id: str
+    version: str
+    previous_version: str
+    first_seen: float  # event time of its first event
+
+    @property
+    def previous_unit(self) -> str:
+        return unit_id(self.model_id, self.previous_version)
+
+
+def deploys(new: Iterable[tuple[str, str, str, float]],
+            index: dict[str, dict[str, float]]) -> list[Deploy]:
+    """Which versions new to the cache start a post-deploy watch. ``new``: (unit, model id,
+    version, event time of its first event in the batch), in event-time order; ``index``: each
+    model's version index (version -> first seen), as the store keeps it; the batch's versions
+    are entered in it here.
+
+    A version the index knows (its state expired: it starts fresh) or a model's first version
+    has no deploy to check. A version first seen in this batch counts as known for the later
+    ones (a batch may hold a model's first two). Else its predecessor is the version seen most
+    recently (ties: the greater name).
+
+    >>> idx = {"m": {"1": 10.0}}
+    >>> [(d.version, d.previous_version) for d in deploys([("u2", "m", "2", 20.0)], idx)]
+    [('2', '1')]
+    >>> deploys([("u3", "n", "3", 5.0)], idx), idx["n"]
+    ([], {'3': 5.0})
+    """
+    out = []
+    for unit, mid, ver, first_seen in new:
+        known = index.setdefault(mid, {})
+        if ver in known or not known:
+            known.setdefault(ver, first_seen)
+            continue
+        prev = max(known, key=lambda v: (known[v], v))
+        known[ver] = first_seen
+        out.append(Deploy(unit, mid, ver, prev, first_seen))
+    return out
+
+
+def watched_previous(models: Mapping[str, ModelState], units: Iterable[str]) -> set[str]:
+    """The previous versions' units of the ``units`` whose post-deploy watch goes on: a batch
+    keeps them loaded (the check compares with their windows)."""
+    return {m.deploy.previous_unit for u in units
+            if (m := models.get(u)) is not None and m.deploy is not None and not m.deploy.done}
 
 
 def start_watch(model: ModelState, previous: ModelState | None, previous_version: str | None,

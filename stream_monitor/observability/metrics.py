@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 
 from ..contracts.output_records import DeadLetterRecord, DriftAlert, RetrainRequest
+from ..contracts.readings import ModelReading
 from ..contracts.records import parse_time
 
 __all__ = ["BatchCounts", "NotifierMetrics", "WorkerMetrics", "batch_counts", "topic_partition"]
@@ -174,6 +175,9 @@ class WorkerMetrics:
         self.info.info({"version": __version__, "component": "worker"})
         self._processed: dict[tuple[str, int], int] = {}
         self._lag_keys: set[tuple[str, int]] = set()
+        # Children looked up once: with many models a batch counts thousands of overflows.
+        self._model_overflows = self.label_overflows.labels("model")
+        self._signal_overflows = self.label_overflows.labels("signal")
 
     # -- per batch -----------------------------------------------------------------------
     def _m(self, model: str) -> str:
@@ -183,7 +187,7 @@ class WorkerMetrics:
         if len(self._models) < self.max_models:
             self._models.add(model)
             return model
-        self.label_overflows.labels("model").inc()
+        self._model_overflows.inc()
         return OTHER_MODEL
 
     def _series(self, model: str, signal: str) -> bool:
@@ -194,7 +198,7 @@ class WorkerMetrics:
         if len(self._signal_series) < self.max_signal_series and self._m(model) == model:
             self._signal_series.add(key)
             return True
-        self.label_overflows.labels("signal").inc()
+        self._signal_overflows.inc()
         return False
 
     def observe_batch(self, events_by_model: Mapping[str, int],
@@ -207,12 +211,15 @@ class WorkerMetrics:
         processed per (topic, partition), for the lag."""
         now = self.clock() if now is None else now
         total = 0
+        per_label: dict[str, int] = {}  # models over the label limit share one label
         for model, n in events_by_model.items():
             if n:
                 label = self._m(model)
-                self.events.labels(label).inc(n)
-                self.last_event.labels(label).set(now)
-                total += n
+                per_label[label] = per_label.get(label, 0) + n
+        for label, n in per_label.items():
+            self.events.labels(label).inc(n)
+            self.last_event.labels(label).set(now)
+            total += n
         for reason, n in dead_letters_by_reason.items():
             if n:
                 self.dead_letters.labels(reason).inc(n)
@@ -347,31 +354,30 @@ class WorkerMetrics:
             self.watchable.labels(model, signal).set(1 if watch["watchable"] else 0)
             self.effective_sample.labels(model, signal).set(watch["effective_sample_size"])
 
+    def wants_signal(self, model: str, signal: str) -> bool:
+        """Whether this model's signal has gauges (the allow-list, the series cap): the
+        pipeline reads only those (``BatchPipeline.reading_filter``)."""
+        return (self.signal_gauges and self.signal_label(signal) is not None
+                and self._series(model, signal))
+
+    def observe_readings(self, readings: Iterable[ModelReading]) -> None:
+        """Window sizes and means of the signals the pipeline read after a batch."""
+        for m in readings:
+            for r in m.signals:
+                self.observe_signal(
+                    m.model_id, r.signal, reference_size=r.reference_size,
+                    recent_size=r.recent_size, reference_mean=r.reference_mean,
+                    current_mean=r.current_mean, detecting=r.detecting,
+                    reference_needed=r.reference_needed, watch=r.watch)
+
     def observe_models(self, models: Iterable[Any]) -> None:
-        """Window sizes and means of every signal of these models (``core.monitor.ModelState``:
-        read duck-typed, so this module does not depend on the core's internals)."""
+        """Window sizes and means of every signal of these models (``core.monitor.ModelState``,
+        read as the pipeline reads them: :func:`~stream_monitor.pipeline.model_readings`)."""
+        from ..pipeline import model_readings  # here: the notifier imports this module
+
         if not self.signal_gauges:
             return
-        for m in models:
-            model = str(m.model_id)
-            for sig in getattr(m, "signals", {}).values():
-                if (sig is None or self.signal_label(str(sig.signal)) is None
-                        or not self._series(model, str(sig.signal))):
-                    continue
-                ref = getattr(sig, "reference", ()) or ()
-                recent = getattr(sig, "recent", ()) or ()
-                detecting = getattr(sig, "detectors", None) is not None
-                codes = getattr(sig, "table", None) is not None  # categories: no mean
-                self.observe_signal(
-                    model, str(sig.signal), reference_size=len(ref),
-                    recent_size=len(recent),
-                    # An active signal's reference mean is kept by the core; computing it again
-                    # from the window would cost a pass over up to thousands of values.
-                    reference_mean=(None if codes else getattr(sig, "ref_mean", None)
-                                    if detecting else _mean(ref)),
-                    current_mean=None if codes else _mean(recent), detecting=detecting,
-                    reference_needed=getattr(sig, "watched_after", None),
-                    watch=getattr(sig, "watch", None))
+        self.observe_readings(model_readings(models, self.wants_signal))
 
     # -- state store and producer ----------------------------------------------------------------
     def redis_round_trip(self, seconds: float) -> None:
@@ -507,20 +513,3 @@ class NotifierMetrics:
     def set_lag(self, tp: Any, lag: int) -> None:
         topic, partition = topic_partition(tp)
         self.lag.labels(topic, str(partition)).set(max(0, lag))
-
-
-def _mean(values: Any) -> float | None:
-    """Mean of a window, or None when empty. Never raises: values as large as 1e308 overflow
-    ``math.fsum`` (OverflowError), and a gauge must not take the worker loop down; an
-    overflowing sum gives an infinite mean instead.
-
-    >>> _mean([1e308, 1e308]), _mean([]), _mean([1.0, 2.0])
-    (inf, None, 1.5)
-    """
-    n = len(values)
-    if not n:
-        return None
-    try:
-        return math.fsum(values) / n
-    except OverflowError:
-        return sum(values) / n

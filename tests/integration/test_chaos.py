@@ -29,6 +29,7 @@ from stream_monitor.adapters.kafka_tools import consume, create_topics, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.synth import Drift, StreamSpec, generate
 
+from ..helpers import worker_command
 from .conftest import Unique, WorkerProcess, write_test_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -101,10 +102,7 @@ class Run:
         asyncio.run(create_topics(bootstrap, [*others, f"t-{self.u.id}-ops"]))
 
     def start(self, **env: str) -> WorkerProcess:
-        import sys
-
-        cmd = [sys.executable, "-m", "stream_monitor", "worker", "--config", str(self.config)]
-        w = WorkerProcess(cmd,
+        w = WorkerProcess(worker_command(self.config, env),
                           self.u.env(self.bootstrap, self.redis_url, **ENV,
                                      SM_TOPIC_OPERATIONS=f"t-{self.u.id}-ops", **env),
                           self.tmp / f"{self.u.id}-worker-{len(self.workers)}.log")

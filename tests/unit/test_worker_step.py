@@ -192,3 +192,31 @@ def test_evicted_models_reload_with_identical_outputs(cache_size: int) -> None:
     assert len(expected) >= 8
     assert got == expected
     assert most == cache_size  # evicted after every batch, and reloaded when needed
+
+
+async def test_a_committed_batch_sets_the_signal_gauges_from_the_pipelines_readings() -> None:
+    """Step 6 reads the signals the batch changed through the pipeline's typed readings, the
+    same figures the metrics read from the core's state directly."""
+    from prometheus_client import CollectorRegistry
+
+    from stream_monitor.observability import WorkerMetrics
+
+    reg = CollectorRegistry()
+    w = worker(Producer())
+    w.metrics = WorkerMetrics(reg)
+
+    async def commit() -> None:
+        return None
+
+    await w.step(raws()[:1200], commit)
+    direct = CollectorRegistry()
+    WorkerMetrics(direct).observe_models(w.pipeline.state.models.values())
+
+    def gauges(r: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for m in r.collect()
+                if m.name.startswith("stream_monitor_signal_") for s in m.samples}
+
+    got = gauges(reg)
+    assert got == gauges(direct)
+    assert any(name == "stream_monitor_signal_window_values" and v > 0
+               for (name, _), v in got.items())
