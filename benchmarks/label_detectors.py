@@ -22,6 +22,7 @@ import orjson
 
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import Position, RawRecord
+from stream_monitor.contracts.output_records import DriftAlert
 from stream_monitor.pipeline import BatchPipeline
 from stream_monitor.state.memory import MemoryStore
 from stream_monitor.synth import LabelledSpec, labelled
@@ -51,8 +52,8 @@ def run(detector: str, seed: int) -> list[int]:
         hits = []
         for k in range(0, len(raws), 500):
             out = await pipe.run(raws[k:k + 500])
-            hits += [int(r.record["detected_at"]["event_id"].rsplit("-", 1)[1])
-                     for r in out.records if r.record["type"] == "drift_alert"]
+            hits += [int(r.record.detected_at.event_id.rsplit("-", 1)[1])
+                     for r in out.records if isinstance(r.record, DriftAlert)]
         return hits
 
     return asyncio.run(go())

@@ -951,9 +951,9 @@ def _rate_events(model: str, flags: np.ndarray, how: str, rng_seed: int,
 
 
 def _alert_offsets(out: Any, signal: str) -> list[int]:
-    recs = [a for a in out.alerts if a["signal"] == signal]
-    recs += [a for a in out.quality_alerts if a["signal"] == signal]
-    return sorted(a["detected_at"]["offset"] for a in recs)
+    recs = [a for a in out.alerts if a.signal == signal]
+    recs += [a for a in out.quality_alerts if a.signal == signal]
+    return sorted(a.detected_at.offset for a in recs)
 
 
 _HOW_SIGNAL = {"feature": "feature:x", "missing": "quality:missing:x",
@@ -1005,17 +1005,17 @@ def rate_delays(how: str, p_before: float, p_after: float, seeds: int, at: int =
         flags = u < np.where(np.arange(at + horizon) < at, p_before, p_after)
         out = Monitor(cfg).process(_rate_events(f"m{s}", flags, how, s), MonitorState())
         sig = _HOW_SIGNAL[how]
-        recs = sorted((a for a in out.alerts + out.quality_alerts if a["signal"] == sig),
-                      key=lambda a: a["detected_at"]["offset"])
-        before = [a for a in recs if a["detected_at"]["offset"] < at]
-        after = [a for a in recs if a["detected_at"]["offset"] >= at]
+        recs = sorted((a for a in [*out.alerts, *out.quality_alerts] if a.signal == sig),
+                      key=lambda a: a.detected_at.offset)
+        before = [a for a in recs if a.detected_at.offset < at]
+        after = [a for a in recs if a.detected_at.offset >= at]
         early += len(before)
         if not after:
             missed += 1
             continue
         a = after[0]
-        delays.append(a["detected_at"]["offset"] - at + 1)
-        st = a["evidence"]["change"]["start"]
+        delays.append(a.detected_at.offset - at + 1)
+        st = a.evidence["change"]["start"]
         if st["offset"] is not None:
             locs.append(abs(st["offset"] - at))
     return {"how": how, "from": p_before, "to": p_after, "seeds": seeds, "detected": len(delays),

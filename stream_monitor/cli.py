@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic_settings import BaseSettings
@@ -20,6 +20,9 @@ from typer.core import TyperGroup
 
 from .errors import ConfigError, UsageError
 from .settings import ConnectionSettings, Settings
+
+if TYPE_CHECKING:
+    from .adapters.hooks import StepHooks
 
 
 class _Commands(TyperGroup):
@@ -171,15 +174,17 @@ def worker(config: ConfigOpt) -> None:
 
     Every setting comes from the environment; all of them are listed below.
     """
+    run_worker(config)
+
+
+def run_worker(config: Path, hooks: StepHooks | None = None) -> None:
+    """The worker command; exits (typer.Exit) with the worker's exit code. ``hooks``: a
+    :class:`~stream_monitor.adapters.hooks.StepHooks` a test entry point passes (the
+    crash-safety tests' failpoints, tests/failpoints.py); the command itself passes none."""
     settings = _settings()
     from .config import load_config
 
     cfg = load_config(config, settings)
-    try:
-        _failpoint(settings.failpoint)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
     _registry_preflight(cfg, settings)
     from .observability.logging import configure_logging
 
@@ -191,7 +196,7 @@ def worker(config: ConfigOpt) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
-    rc = asyncio.run(_run_worker(cfg, settings))
+    rc = asyncio.run(_run_worker(cfg, settings, hooks))
     raise typer.Exit(rc)
 
 
@@ -215,15 +220,10 @@ def _registry_preflight(cfg: Any, settings: Settings) -> None:
         raise typer.Exit(2) from None
 
 
-def _failpoint(spec: str | None) -> Any:
-    from .adapters.worker import parse_failpoint as parse
-
-    return parse(spec)
-
-
-async def _run_worker(cfg: Any, settings: Settings) -> int:
+async def _run_worker(cfg: Any, settings: Settings, hooks: StepHooks | None = None) -> int:
     from prometheus_client import REGISTRY
 
+    from .adapters.hooks import NO_HOOKS
     from .adapters.worker import KafkaWorker
     from .errors import StartupError
     from .observability import WorkerMetrics
@@ -242,7 +242,8 @@ async def _run_worker(cfg: Any, settings: Settings) -> int:
     store = ObservedStore(RedisStore(settings.redis_url, prefix, client=client,
                                      wait_replicas=settings.redis_wait_replicas), metrics)
     runtime = KafkaWorker(cfg, settings, store, dedupe=RedisDedupe(client, prefix),
-                          labels=RedisLabelStore(client, prefix), metrics=metrics)
+                          labels=RedisLabelStore(client, prefix), metrics=metrics,
+                          hooks=hooks if hooks is not None else NO_HOOKS)
     health = None
     if settings.metrics_port:
         health = asyncio.ensure_future(serve_worker_health(

@@ -9,12 +9,14 @@ acknowledged nothing whose effects could be lost.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .contracts.outputs import OutputRecord, decode_output, encode_output, output_record
+from .contracts.readings import ModelReading, ReadingFilter, SignalReading
 from .contracts.records import (
     DeadLetter,
     InferenceEvent,
@@ -22,18 +24,22 @@ from .contracts.records import (
     RawRecord,
     decode_label,
 )
-from .contracts.units import split_unit, unit_id
+from .contracts.units import split_unit
+from .core.deploy import deploys, watched_previous
 from .core.gate import EventGate, QualityCounters
-from .core.label_join import LabelOp, LabelStats
+from .core.label_join import JoinedPair, LabelOp, LabelStats
 from .core.model_state import ModelState, MonitorState
 from .core.monitor import BatchResult, Monitor
 from .core.plan import MonitorPlan
 from .core.sampling import sampled
 from .state.base import ModelDelta, SignalDelta, StateStore
+from .state.cache import ModelCache
 from .state.dedupe import DedupeStore, MemoryDedupe
 from .state.label_store import LabelStore, MemoryLabelStore
 
-__all__ = ["BatchOutput", "BatchPipeline"]
+__all__ = ["BatchOutput", "BatchPipeline", "model_readings"]
+
+
 
 
 @dataclass(slots=True)
@@ -79,12 +85,14 @@ class BatchOutput:
 
 
 class BatchPipeline:
-    def __init__(self, config: MonitorPlan, store: StateStore, *, clock: Any = time.time,
+    def __init__(self, config: MonitorPlan, store: StateStore, *,
+                 clock: Callable[[], float] = time.time,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  cache_size: int | None = None) -> None:
         self.config = config
         self.monitor = Monitor(config)
-        self.state = MonitorState()
+        # Model states held in memory (state/cache.py): at most `cache_size`; None: no limit.
+        self.cache = ModelCache(cache_size)
         self.store = store
         self.clock = clock  # the processing clock: timestamps rules, duplicate window
         self.gate = EventGate(config)
@@ -92,42 +100,27 @@ class BatchPipeline:
         # the Redis ones (cli.py wires them); a replay or a test keeps them in memory.
         self.dedupe = dedupe if dedupe is not None else MemoryDedupe()
         self.labels = labels if labels is not None else MemoryLabelStore()
-
-        # Processing time each cached state unit was last used: idle model versions leave the
-        # cache before their state expires in Redis (README "Model versions").
-        self._used: dict[str, float] = {}
-        self._swept = 0.0
-        self.after_join: Any = None  # testing only: called after a label join (SM_FAILPOINT)
-        # Model states held in memory: at most `cache_size`, least recently used evicted after
-        # a batch is saved (every state is saved each batch, so an evicted one reloads exactly).
-        # None: no limit (a replay holds everything).
-        self.cache_size = cache_size
-        self._lru: dict[str, None] = {}  # state units, least recently used first
+        # Testing only: called after a label join (the worker's test hooks, adapters/hooks.py).
+        self.after_join: Callable[[], None] | None = None
         self._batch_units: set[str] = set()
         self.chunk = 500  # events per call of the core between two yields to the event loop
         self._any_labels = any(r.labels is not None for r in config.models)
 
+    @property
+    def state(self) -> MonitorState:
+        """The model states in memory (the cache's)."""
+        return self.cache.state
+
+    @property
+    def cache_size(self) -> int | None:
+        return self.cache.size
+
     def forget(self) -> None:
         """Drop the in-memory cache (e.g. on a rebalance); state is reloaded from the store."""
-        self.state = MonitorState()
-        self._used = {}
-        self._lru = {}
-
-    def _sweep(self, now: float) -> None:
-        if now - self._swept < 60.0:
-            return
-        self._swept = now
-        models = self.state.models
-        for uid, t in list(self._used.items()):
-            m = models.get(uid)
-            if m is None:
-                del self._used[uid]
-            elif m.model_version is not None and now - t > m.rule.versions.expire_seconds / 2:
-                del models[uid]
-                del self._used[uid]
+        self.cache.forget()
 
     async def _load_units(self, events: Sequence[InferenceEvent],
-                          pairs: Sequence[Any]) -> dict[str, dict[str, bytes]]:
+                          pairs: Sequence[JoinedPair]) -> dict[str, dict[str, bytes]]:
         """Load the state units of a batch (a model, or a model version); start the post-deploy
         watch of versions seen for the first time; keep the previous version of a watched one
         loaded. Returns the unconfirmed outboxes found."""
@@ -148,58 +141,27 @@ class BatchPipeline:
         new = sorted((u for u in missing if u not in models and u in first
                       and split_unit(u)[1] is not None), key=lambda u: first[u].event_time)
         if new:
+            # Which of them start a post-deploy watch: the core's policy (core/deploy.py), on
+            # the models' version index.
             index = await self.store.versions({split_unit(u)[0] for u in new})
-            for u in new:
-                mid, ver = split_unit(u)
-                assert ver is not None  # `new` holds version units only
-                known = index.setdefault(mid, {})
-                if ver in known or not known:
-                    # A known version whose state expired (starts fresh), or the model's first
-                    # version: no deploy to check. A version first seen in this batch counts
-                    # as known for the later ones (a batch may hold a model's first two).
-                    known.setdefault(ver, first[u].event_time)
-                    continue
-                prev_ver = max(known, key=lambda v: (known[v], v))
-                known[ver] = first[u].event_time
-                model = mon.new_model(mid, ver)
+            firsts_seen = [(u, mid, ver, first[u].event_time) for u in new
+                           for mid, ver in (split_unit(u),) if ver is not None]
+            for d in deploys(firsts_seen, index):
+                model = mon.new_model(d.model_id, d.version)
                 if model is None:
                     continue
-                models[u] = model
-                prev_unit = unit_id(mid, prev_ver)
-                outboxes.update(await self._load({prev_unit} - models.keys()))
-                prev = models.get(prev_unit)
-                mon.start_watch(model, prev, prev_ver, first[u].event_time)
+                models[d.unit] = model
+                outboxes.update(await self._load({d.previous_unit} - models.keys()))
+                prev = models.get(d.previous_unit)
+                mon.start_watch(model, prev, d.previous_version, d.first_seen)
                 if prev is not None:
-                    await self.store.expire({prev_unit: list(prev.signals)},
+                    await self.store.expire({d.previous_unit: list(prev.signals)},
                                             prev.rule.versions.expire_seconds)
-        prevs = {m.deploy.previous_unit for u in units
-                 if (m := models.get(u)) is not None and m.deploy is not None
-                 and not m.deploy.done}
+        prevs = watched_previous(models, units)
         if prevs - models.keys():
             outboxes.update(await self._load(prevs - models.keys()))
         self._batch_units = units | prevs
         return outboxes
-
-    def _evict(self) -> None:
-        """Keep at most ``cache_size`` model states, the least recently used going first (the
-        batch's own last). Called after a batch's state is saved, so that every state evicted
-        is in the store; during a batch, the batch's own models are held whatever their
-        number."""
-        lru = self._lru
-        models = self.state.models
-        for u in self._batch_units:
-            if u in models:
-                lru.pop(u, None)
-                lru[u] = None
-        cap = self.cache_size
-        if cap is None or len(models) <= cap:
-            return
-        for u in list(lru):
-            if len(models) <= cap:
-                break
-            del lru[u]
-            models.pop(u, None)
-            self._used.pop(u, None)
 
     async def _load(self, model_ids: set[str]) -> dict[str, dict[str, bytes]]:
         """Load state units not in the cache; returns their unconfirmed outboxes."""
@@ -236,12 +198,11 @@ class BatchPipeline:
         pairs, label_stats = await self._join(events, labels)
         # 3. State: every model the batch touches is in memory (loaded from the store if not).
         now = self.clock()
-        self._sweep(now)
+        self.cache.sweep(now)
         recovered = await self._load_units(events, pairs)
         # 4. The core: events and pairs through the detectors (pure, no I/O).
         result = await self._detect(events, pairs, counters)
-        for m in result.dirty_models:
-            self._used[m.unit] = now
+        self.cache.used((m.unit for m in result.dirty_models), now)
         # 5. Outputs: the outbox an earlier run left, dead letters, then this batch's records.
         out = _summary(result, counters, len(raws), len(dead), len(labels), ignored,
                        label_stats)
@@ -252,6 +213,23 @@ class BatchPipeline:
         await self._save(result, per_model)
         return out
 
+    def readings(self, units: Iterable[str], wanted: ReadingFilter) -> list[ModelReading]:
+        """A typed copy, for the metrics, of the signals ``wanted`` accepts of the newest
+        version of each model among ``units`` (a batch's ``BatchOutput.units``; the gauges are
+        per model and signal, and during a canary they follow the new version). The worker's
+        reporter asks for it after the batch's commit, so a failure in it cannot fail a
+        batch."""
+        models = self.state.models
+        newest: dict[str, ModelState] = {}
+        for u in units:
+            m = models.get(u)
+            if m is None:
+                continue
+            cur = newest.get(m.model_id)
+            if cur is None or (m.retrain.first_seen or 0.0) >= (cur.retrain.first_seen or 0.0):
+                newest[m.model_id] = m
+        return model_readings(newest.values(), wanted)
+
     def _split_labels(self, raws: Sequence[RawRecord],
                       ) -> tuple[Sequence[RawRecord], list[RawRecord]]:
         """Inference records and label records (both topics come in one batch)."""
@@ -261,7 +239,7 @@ class BatchPipeline:
         return ([r for r in raws if r.position.topic != label_topic],
                 [r for r in raws if r.position.topic == label_topic])
 
-    async def _detect(self, events: list[InferenceEvent], pairs: list[Any],
+    async def _detect(self, events: list[InferenceEvent], pairs: list[JoinedPair],
                       counters: QualityCounters) -> BatchResult:
         """The core runs in parts of `chunk` events with a yield to the event loop between
         them, so that a large batch does not hold up the consumer's heartbeats or the health
@@ -340,7 +318,7 @@ class BatchPipeline:
             for s in m.signals.values():
                 if s.dirty:
                     s.mark_saved()
-        self._evict()
+        self.cache.evict(self._batch_units)
 
     @staticmethod
     def _rejected(raws: Sequence[RawRecord], dead: list[DeadLetter],
@@ -359,32 +337,37 @@ class BatchPipeline:
         """The batch's outputs, each with the state unit whose outbox holds it."""
         topics = self.config.topics
         unit = self.monitor.unit_of
-        outs = []
+        outs: list[tuple[OutputRecord, str]] = []
         for a in result.alerts:
-            outs.append(output_record(topics.alerts, a["model_id"].encode(), a,
-                                       (("alert-id", a["alert_id"].encode()),
-                                        ("signal", a["signal"].encode()))))
+            outs.append((output_record(topics.alerts, a.model_id.encode(), a,
+                                       (("alert-id", a.alert_id.encode()),
+                                        ("signal", a.signal.encode()))),
+                         unit(a.model_id, a.model_version)))
         # Resolutions share the alerts topic (README "Alert lifecycle"), after the batch's alerts.
         for z in result.resolved:
-            outs.append(output_record(topics.alerts, z["model_id"].encode(), z,
-                                       (("alert-id", z["alert_id"].encode()),
-                                        ("signal", z["signal"].encode()),
-                                        ("fingerprint", z["fingerprint"].encode()))))
+            outs.append((output_record(topics.alerts, z.model_id.encode(), z,
+                                       (("alert-id", z.alert_id.encode()),
+                                        ("signal", z.signal.encode()),
+                                        ("fingerprint", z.fingerprint.encode()))),
+                         unit(z.model_id, z.model_version)))
         for r in result.retrain_requests:
-            outs.append(output_record(topics.retrain, r["model_id"].encode(), r,
-                                       (("request-id", r["request_id"].encode()),)))
+            outs.append((output_record(topics.retrain, r.model_id.encode(), r,
+                                       (("request-id", r.request_id.encode()),)),
+                         unit(r.model_id, r.model_version)))
         # Data-quality alerts share the alerts topic; `type` and the `schema` header tell them
         # apart from drift alerts (README "Data quality").
         for q in result.quality_alerts:
-            outs.append(output_record(topics.alerts, q["model_id"].encode(), q,
-                                       (("alert-id", q["alert_id"].encode()),
-                                        ("signal", q["signal"].encode()),
-                                        ("feature", q["feature"].encode()))))
+            outs.append((output_record(topics.alerts, q.model_id.encode(), q,
+                                       (("alert-id", q.alert_id.encode()),
+                                        ("signal", q.signal.encode()),
+                                        ("feature", q.feature.encode()))),
+                         unit(q.model_id, q.model_version)))
         for c in result.deployment_checks:
-            outs.append(output_record(topics.deployments, c["model_id"].encode(), c,
-                                       (("check-id", c["check_id"].encode()),
-                                        ("verdict", c["verdict"].encode()))))
-        return [(o, unit(o.record["model_id"], o.record.get("model_version"))) for o in outs]
+            outs.append((output_record(topics.deployments, c.model_id.encode(), c,
+                                       (("check-id", c.check_id.encode()),
+                                        ("verdict", c.verdict.encode()))),
+                         unit(c.model_id, c.model_version)))
+        return outs
 
     def _admit_labels(self, raws: Sequence[RawRecord], dead: list[DeadLetter],
                       counters: QualityCounters) -> tuple[list[LabelEvent], int]:
@@ -416,7 +399,7 @@ class BatchPipeline:
         return labels, ignored
 
     async def _join(self, events: Sequence[InferenceEvent], labels: Sequence[LabelEvent],
-                    ) -> tuple[list[Any], dict[str, LabelStats]]:
+                    ) -> tuple[list[JoinedPair], dict[str, LabelStats]]:
         """Predictions of models that take labels, and the labels, through the join store (one
         round trip). Returns every pair not yet consumed by the models' stored state."""
         cfg = self.config
@@ -506,3 +489,48 @@ def _delta(model: ModelState, outbox: dict[str, bytes]) -> ModelDelta:
     return ModelDelta(model.unit, model.meta(), signals, model.revision, outbox,
                       first_seen=model.retrain.first_seen if versioned else None,
                       ttl_seconds=model.rule.versions.expire_seconds if versioned else None)
+
+
+def model_readings(models: Iterable[Any], wanted: ReadingFilter | None = None,
+                   ) -> list[ModelReading]:
+    """Readings of models' signals, those ``wanted`` accepts only. ``models``: the core's
+    ``ModelState`` objects; Any because the metrics' tests pass stand-ins with only some of its
+    attributes (an attribute missing reads as absent)."""
+    out = []
+    for m in models:
+        mid = str(m.model_id)
+        sigs = []
+        for sig in getattr(m, "signals", {}).values():
+            if sig is None or (wanted is not None and not wanted(mid, str(sig.signal))):
+                continue
+            ref = getattr(sig, "reference", ()) or ()
+            recent = getattr(sig, "recent", ()) or ()
+            detecting = getattr(sig, "detectors", None) is not None
+            codes = getattr(sig, "table", None) is not None  # categories: no mean
+            watch = getattr(sig, "watch", None)
+            sigs.append(SignalReading(
+                str(sig.signal), len(ref), len(recent),
+                # An active signal's reference mean is kept by the core; computing it again
+                # from the window would cost a pass over up to thousands of values.
+                None if codes else getattr(sig, "ref_mean", None) if detecting else _mean(ref),
+                None if codes else _mean(recent), detecting,
+                getattr(sig, "watched_after", None), dict(watch) if watch is not None else None))
+        out.append(ModelReading(mid, tuple(sigs)))
+    return out
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    """Mean of a window, or None when empty. Never raises: values as large as 1e308 overflow
+    ``math.fsum`` (OverflowError), and a gauge must not take the worker loop down; an
+    overflowing sum gives an infinite mean instead.
+
+    >>> _mean([1e308, 1e308]), _mean([]), _mean([1.0, 2.0])
+    (inf, None, 1.5)
+    """
+    n = len(values)
+    if not n:
+        return None
+    try:
+        return math.fsum(values) / n
+    except OverflowError:
+        return sum(values) / n

@@ -285,23 +285,6 @@ class Settings(ConnectionSettings):
         10.0, ge=6, validation_alias="SM_SESSION_TIMEOUT_SECONDS",
         description="Kafka group session timeout: how long a crashed worker's partitions wait "
         "before another worker takes them over (Faust's default is 60 s).")
-    failpoint: str | None = Field(None, validation_alias="SM_FAILPOINT",
-                                  description="Testing only: 'after_join:N', 'after_save:N', "
-                                  "'after_publish:N' or 'mid_batch:N' kills the worker with "
-                                  "SIGKILL at its N-th batch.")
-    enable_test_failpoints: bool = Field(
-        False, validation_alias="SM_ENABLE_TEST_FAILPOINTS",
-        description="Testing only: SM_FAILPOINT is refused unless this is also set, so that a "
-        "stray variable cannot make a production worker kill itself.")
-
-    @model_validator(mode="after")
-    def _failpoints_are_for_tests(self) -> Settings:
-        if self.failpoint and not self.enable_test_failpoints:
-            raise ValueError("SM_FAILPOINT: test failpoints kill the worker on purpose and are "
-                             "off; unset SM_FAILPOINT (in a test, also set "
-                             "SM_ENABLE_TEST_FAILPOINTS=1)")
-        return self
-
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias="SM_LOG_LEVEL", description="DEBUG, INFO, WARNING or ERROR.")
     data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",

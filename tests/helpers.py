@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import io
 import itertools
 import signal
@@ -23,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from stream_monitor.contracts.output_records import encode_record
+
 __all__ = [
     "DELETE",
     "LABEL_RULES",
@@ -32,6 +35,7 @@ __all__ = [
     "http_get",
     "label_scenarios_in_book",
     "pipeline_outputs",
+    "record_json",
     "replaced",
     "replay_records",
     "stop_process",
@@ -39,6 +43,18 @@ __all__ = [
 
 DELETE = object()
 """The value for :func:`replaced` that deletes the key instead of setting it."""
+
+
+def worker_command(config: Path, env: dict[str, str]) -> list[str]:
+    """The command that starts a worker: ``stream-monitor worker``, or, when ``env`` gives
+    SM_FAILPOINT, the same command through the tests' failpoint entry point
+    (tests/failpoint_worker.py), which hands the worker that failpoint."""
+    import sys
+
+    if env.get("SM_FAILPOINT"):
+        return [sys.executable, str(Path(__file__).with_name("failpoint_worker.py")),
+                "--config", str(config)]
+    return [sys.executable, "-m", "stream_monitor", "worker", "--config", str(config)]
 
 
 def free_port() -> int:
@@ -57,11 +73,19 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def record_json(rec: Any) -> Any:
+    """A record as it goes on the wire, read back as JSON (a typed output record is encoded
+    with ``encode_record``; anything else is deep-copied): a copy a test may break."""
+    if dataclasses.is_dataclass(rec) and not isinstance(rec, type):
+        return orjson.loads(encode_record(rec))  # type: ignore[arg-type]
+    return copy.deepcopy(rec)
+
+
 def replaced(obj: Any, path: Sequence[str | int], value: Any) -> Any:
-    """A deep copy of ``obj`` with the value at ``path`` (keys and list indices) set to
-    ``value``, or deleted when ``value`` is :data:`DELETE`: a record broken in one place, for
-    tests that a schema rejects it."""
-    out = copy.deepcopy(obj)
+    """A copy of ``obj`` (:func:`record_json`) with the value at ``path`` (keys and list
+    indices) set to ``value``, or deleted when ``value`` is :data:`DELETE`: a record broken in
+    one place, for tests that a schema rejects it."""
+    out = record_json(obj)
     node = out
     for key in path[:-1]:
         node = node[key]

@@ -65,9 +65,9 @@ def summarize(
         "worker/noop_faust_paired": stats(paired),
     }
     targets = {
-        "worker_rate_ge_25000": None if w is None else w >= TARGET_RATE,
-        "worker_ge_80pct_of_core_cpu": None if wc is None else wc >= TARGET_CORE_RATIO,
-        "worker_cpu_ge_80pct_of_core_cpu": None if wcc is None else wcc >= TARGET_CORE_RATIO,
+        "worker_rate_ge_target": None if w is None else w >= TARGET_RATE,
+        "worker_ge_target_of_core_cpu": None if wc is None else wc >= TARGET_CORE_RATIO,
+        "worker_cpu_ge_target_of_core_cpu": None if wcc is None else wcc >= TARGET_CORE_RATIO,
         "worker_ge_70pct_of_noop_faust": None if wn is None else wn >= TARGET_RATIO,
     }
     return {
@@ -220,14 +220,15 @@ def print_report(
         )
 
     out.print(
-        f"target >= 25000 events/s: {verdict(tg['worker_rate_ge_25000'])}  "
+        f"target >= {TARGET_RATE:,.0f} events/s: {verdict(tg['worker_rate_ge_target'])}  "
         f"(worker median {fmt_rate(w)} events/s)"
     )
     rc = r["worker/core_cpu"]
     out.print(
-        f"target >= 80% of the core's CPU-only rate: {verdict(tg['worker_ge_80pct_of_core_cpu'])}  "
+        f"target >= {TARGET_CORE_RATIO:.0%} of the core's CPU-only rate: "
+        f"{verdict(tg['worker_ge_target_of_core_cpu'])}  "
         f"(worker / core = {'-' if rc is None else f'{rc:.0%}'}; per CPU second of the worker "
-        f"process: {verdict(tg['worker_cpu_ge_80pct_of_core_cpu'])} "
+        f"process: {verdict(tg['worker_cpu_ge_target_of_core_cpu'])} "
         f"{fmt_ratio(r['worker_per_cpu_s/core_cpu'])})"
     )
     out.print(

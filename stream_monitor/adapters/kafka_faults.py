@@ -127,9 +127,14 @@ def brake_metadata_refresh(client: Any, *, base: float = 0.05, cap: float = 1.0)
     before it reports the failure, so the loops that wait for it do not spin (module
     docstring). The first update that succeeds resets the wait.
 
-    It wraps the client's ``_metadata_update`` coroutine on this instance only: aiokafka offers
-    no setting for it (``retry_backoff_ms`` is not used on that path). Returns False, and changes
-    nothing, when that method is not there (another aiokafka version)."""
+    It wraps the client's ``_metadata_update`` coroutine on this instance only, a private method:
+    no public API reaches that path in aiokafka 0.13-0.14. The producer's sender and the
+    consumer's fetcher wait on ``force_metadata_update()`` and call it again as soon as it
+    resolves, with no backoff (``retry_backoff_ms`` is not used there; ``metadata_max_age_ms``
+    only paces the periodic refresh), and both build their ``AIOKafkaClient`` themselves, so a
+    subclass cannot be passed in. Returns False, and changes nothing, when that method is not
+    there (another aiokafka version); tests/unit/test_outage_handling.py checks that it fits the
+    installed aiokafka."""
     update = getattr(client, "_metadata_update", None)
     if update is None or not asyncio.iscoroutinefunction(update):
         log.warning("this aiokafka version has no %s._metadata_update: a broker outage may "

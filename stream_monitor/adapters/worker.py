@@ -15,6 +15,13 @@ One batch is one call of :meth:`MonitorWorker.step`, in the order of the guarant
 6. metrics and logs (best effort: nothing is left to lose at this point):
    :meth:`~MonitorWorker.report`.
 
+The parts, wired in :class:`KafkaWorker` (the one place that builds them): the Kafka consumer
+loop, rebalances and shutdown (:class:`KafkaWorker`); the batch guarantee
+(:class:`MonitorWorker`); the output publisher (adapters/publisher.py); the metrics and logs of a
+committed batch (observability/batch_report.py, reading typed readings the pipeline gives);
+one retry policy for the store, the epoch check and publishing (adapters/retry.py); and the
+step hooks a test passes to act at a point of a batch (adapters/hooks.py; none in production).
+
 An exception in steps 1-4 stops the batch before its commit: the worker forgets its cache,
 rewinds its partitions to their committed offsets and reads the batch again (the stored
 per-partition watermarks make a second pass change nothing twice). After
@@ -49,59 +56,65 @@ from aiokafka.errors import (
     KafkaError,
     TopicAlreadyExistsError,
 )
-from redis.backoff import EqualJitterBackoff
 
+from ..contracts.output_records import StateReset, WorkerRef
 from ..contracts.outputs import OutputRecord, output_record
-from ..contracts.records import SCHEMA_VERSION, DeadLetter, Position, RawRecord, iso_time, record_id
+from ..contracts.records import DeadLetter, Position, RawRecord, iso_time, record_id
 from ..core.plan import MonitorPlan
 from ..errors import OutputRejectedError, TransientStoreError
-from ..observability.logging import log_context
+from ..observability.batch_report import BatchReporter, where
+from ..observability.metrics import WorkerMetrics
 from ..pipeline import BatchOutput, BatchPipeline
 from ..settings import Settings
 from ..state.base import StateFencedError, StateStore
-from ..state.client import store_backoff
 from ..state.dedupe import DedupeStore
 from ..state.label_store import LabelStore
+from .hooks import NO_HOOKS, Point, StepHooks
 from .kafka_clients import client_kwargs
-from .kafka_faults import SendFault, brake_metadata_refresh, classify_send_error, worst
+from .kafka_faults import brake_metadata_refresh
+from .publisher import OutputPublisher, record_size
 from .registry import RegistryDecoder
+from .retry import RetryPolicy, retry_log
 
-__all__ = ["KafkaWorker", "MonitorWorker", "parse_failpoint", "record_size"]
+__all__ = ["KafkaWorker", "MonitorWorker", "record_size", "store_retry"]
 
 log = logging.getLogger("stream_monitor.worker")
-# The lines of the retry loops: rate-limited (observability/logging.py, RateLimitFilter).
-retry_log = logging.getLogger("stream_monitor.retry")
 
 _MAX_FAILURES = 5  # consecutive failed batches before the process gives up (exit 1)
-_REJECTED_TRIES = 3  # sends of a batch that Kafka refused with a non-retriable error
-_TOPIC_MISSING_SECONDS = 60.0  # an output topic unknown this long (a restarting broker: seconds)
-# Waits between tries while a dependency is down: exponential, jittered, capped low enough that
-# the first try after it returns comes within a couple of seconds.
-_PUBLISH_RETRY_CAP_SECONDS = 2.0
 _PRODUCER_CLOSE_SECONDS = 5.0
-_AT_ONCE_TRIES = 3  # immediate retries of a batch whose store fault was already mended
 # Kafka's own framing around a record (batch header, record header, varints): the producer's
 # max_request_size is set this far above SM_MAX_OUTPUT_BYTES.
 _FRAMING_BYTES = 16_384
 
 
-def record_size(r: OutputRecord) -> int:
-    """Bytes of an output record as the producer counts them (before framing)."""
-    return len(r.key) + len(r.value) + sum(len(k) + len(v) for k, v in r.headers)
+def store_retry(settings: Settings) -> RetryPolicy:
+    """The waits while Redis is down (the batch's store work and the epoch check): capped at
+    SM_STORE_RETRY_MAX_SECONDS, so the first try after Redis returns comes within that long; a
+    NOSCRIPT (scripts already reloaded) is tried again at once, three times."""
+    return RetryPolicy(cap_seconds=settings.store_retry_max_seconds, base_seconds=0.05,
+                       at_once=3)
 
 
 class MonitorWorker:
-    """The batch step, apart from the Kafka clients so that it can be tested without them.
+    """The batch guarantee (the six steps of the module docstring), apart from the Kafka
+    consumer so that it can be tested without it. Its collaborators: the pipeline (detection,
+    state), the :class:`~stream_monitor.adapters.publisher.OutputPublisher` (Kafka output),
+    the :class:`~stream_monitor.observability.batch_report.BatchReporter` (metrics, logs), one
+    :class:`~stream_monitor.adapters.retry.RetryPolicy` for the store and the test ``hooks``.
 
     ``producer`` needs ``send(topic, value, key=, headers=)`` returning an awaitable that
-    resolves when the broker acknowledged the record (aiokafka's ``AIOKafkaProducer``).
+    resolves when the broker acknowledged the record (aiokafka's ``AIOKafkaProducer``);
+    ``renew_producer``, given the producer in use, closes it and returns a started new one.
     """
 
     def __init__(self, config: MonitorPlan, settings: Settings, store: StateStore, *,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
-                 producer: Any = None, metrics: Any = None,
+                 # Any: aiokafka's AIOKafkaProducer is untyped (tests pass a stand-in with the
+                 # same send/stop; adapters/publisher.py's Producer protocol).
+                 producer: Any = None, metrics: WorkerMetrics | None = None,
                  renew_producer: Callable[[Any], Awaitable[Any]] | None = None,
-                 decoder: RegistryDecoder | None = None) -> None:
+                 decoder: RegistryDecoder | None = None,
+                 hooks: StepHooks = NO_HOOKS) -> None:
         self.config = config
         self.settings = settings
         self.store = store
@@ -111,17 +124,33 @@ class MonitorWorker:
         self.decoder = decoder
         self.pipeline = BatchPipeline(config, store, dedupe=dedupe, labels=labels,
                                       cache_size=settings.model_cache_size)
-        self.producer = producer
-        # Given the producer in use, closes it and returns a started new one (KafkaWorker).
-        self.renew_producer = renew_producer
+        self.publisher = OutputPublisher(producer, max_output_bytes=settings.max_output_bytes,
+                                         renew=renew_producer, failures=metrics)
+        self.reporter = BatchReporter(metrics, config.topics.labels,
+                                      readings=self.pipeline.readings)
+        self.retry = store_retry(settings)
         self.metrics = metrics
         self.batches = 0
         self.events = 0
-        self.failpoint = parse_failpoint(settings.failpoint)
-        if self.failpoint is not None and self.failpoint[0] == "after_join":
+        self.hooks = hooks
+        if hooks is not NO_HOOKS:
             # Between the label join (in Redis) and the state save: the pairs are logged but
             # not yet consumed by any saved state.
-            self.pipeline.after_join = lambda: self._die_if("after_join")
+            self.pipeline.after_join = lambda: self._reached("after_join")
+
+    @property
+    def metrics(self) -> WorkerMetrics | None:
+        return self.reporter.metrics
+
+    @metrics.setter
+    def metrics(self, metrics: WorkerMetrics | None) -> None:
+        self.reporter.metrics = metrics
+        self.publisher.failures = metrics
+
+    @property
+    def producer(self) -> Any:
+        """The producer in use (replaced after a refused idempotence state)."""
+        return self.publisher.producer
 
     # -- the batch step ------------------------------------------------------------------
     async def step(self, raws: Sequence[RawRecord],
@@ -133,18 +162,21 @@ class MonitorWorker:
         if self.decoder is not None:                     # 0. registry formats decoded
             raws = await self.decoder.decode(raws)
         await self.check_epoch()                         # 1. Redis still holds our state
-        self._die_if("mid_batch")
+        self._reached("mid_batch")
         out = await self.process(raws)                   # 2. detect; state + outbox saved
-        self._die_if("after_save")
+        self._reached("after_save")
         t_saved = time.perf_counter()
         await self.publish(out.records)                  # 3. every output acked by Kafka
-        self._die_if("after_publish")
+        self._reached("after_publish")
         t_published = time.perf_counter()
         await commit_owned()                             # 4. offsets committed
         self._count(raws, t0, t_saved, t_published)
         await self.clear_outbox(out)                     # 5. best effort
         self.report(raws, out, time.perf_counter() - t0)  # 6. best effort
         return out
+
+    def _reached(self, point: Point) -> None:
+        self.hooks.reached(point, self.batches + 1)
 
     def _count(self, raws: Sequence[RawRecord], t0: float, t_saved: float,
                t_published: float) -> None:
@@ -165,12 +197,12 @@ class MonitorWorker:
         A loop of ours, not redis-py's Retry (which already retried each command, see
         state/client.py): a fenced save reloads before the next try, a poison event is
         isolated, and a store that stays down is waited for as long as it takes."""
-        wait = _StoreWait(self.settings.store_retry_max_seconds)
+        tries = self.retry.start("state store")
         while True:
             try:
                 return await self.pipeline.run(raws)
             except TransientStoreError as exc:
-                delay = wait.next(exc, f"retrying the batch of {len(raws)}")
+                await tries.sleep(exc, f"retrying the batch of {len(raws)}", now=exc.retry_now)
             except StateFencedError as exc:
                 # Another worker saved these models since we loaded them (a rebalance), or
                 # Redis lost them. Nothing of this batch was written for them. Reload and run
@@ -181,13 +213,12 @@ class MonitorWorker:
                     log.warning("state moved on under this worker (%s); reloading and retrying "
                                 "the batch of %d", exc, len(raws))
                 self.pipeline.forget()
-                continue
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                 raise
             except BaseException:  # River's Rust code panics with a BaseException
                 if len(raws) == 1:
                     log.exception("event failed in the core; dead-lettering it (%s)",
-                                  _where(raws[0].position))
+                                  where(raws[0].position))
                     return _internal_error(self.config, raws[0])
                 # Isolate the poison event: process one at a time, in order.
                 log.exception("batch failed in the core; retrying its %d events one by one",
@@ -196,111 +227,10 @@ class MonitorWorker:
                 for raw in raws:
                     total.merge(await self.process([raw]))
                 return total
-            await asyncio.sleep(delay)
 
     async def publish(self, records: Sequence[OutputRecord]) -> None:
-        """Send every output and wait until the broker acknowledged all of them. Transient
-        faults (broker down, leader moving) are retried with capped backoff for as long as it
-        takes (shutdown cancels the wait); a producer whose idempotence state the broker refuses
-        is replaced (``renew_producer``); a refusal that retrying cannot mend is tried
-        ``_REJECTED_TRIES`` times, then raised as :class:`OutputRejectedError` naming the
-        cause."""
-        if not records:
-            return
-        limit = self.settings.max_output_bytes
-        for r in records:
-            size = record_size(r)
-            if size > limit:
-                raise OutputRejectedError(
-                    f"{r.record.get('type')} for topic {r.topic} is {size} bytes, over "
-                    f"SM_MAX_OUTPUT_BYTES={limit}; this is a bug (outputs are bounded), please "
-                    "report it")
-        # A loop of ours around aiokafka's own retries: it outlasts a broker outage, replaces a
-        # producer whose idempotence state the broker refuses, and ends only on a refusal that
-        # retrying cannot mend (adapters/kafka_faults.py). Only the records that were not
-        # acknowledged are sent again (the same bytes: ids fixed, so a repeat is identical).
-        backoff = EqualJitterBackoff(cap=_PUBLISH_RETRY_CAP_SECONDS, base=0.1)
-        pending = list(records)
-        refused = 0
-        failures = 0
-        renew = False  # the producer in use must be replaced before the next send
-        renewals = 0
-        missing_since: float | None = None
-        while True:
-            if renew and self.renew_producer is not None:
-                try:
-                    self.producer = await self.renew_producer(self.producer)
-                    renew = False
-                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-                    raise
-                except Exception as exc:  # e.g. the broker is still away: try again later
-                    failures += 1
-                    delay = backoff.compute(failures)
-                    retry_log.warning("could not start a new producer yet (%r), retrying in "
-                                      "%.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    continue
-            faults = await self._send_all(pending)
-            if not faults:
-                return
-            pending = [r for r, _ in faults]
-            if self.metrics is not None:
-                self.metrics.publish_failed()
-            fault = worst([f for _, f in faults])
-            if fault.kind == "bug":
-                raise fault.error
-            topics = ", ".join(sorted({r.topic for r, f in faults if f is fault}))
-            if fault.kind == "refused":
-                refused += 1
-                if refused >= _REJECTED_TRIES:
-                    raise OutputRejectedError(
-                        f"Kafka refused {len(pending)} output records for {topics} {refused} "
-                        f"times: {fault.cause}") from fault.error
-            else:
-                refused = 0
-            if fault.kind == "missing_topic":
-                now = time.monotonic()
-                missing_since = now if missing_since is None else missing_since
-                if now - missing_since >= _TOPIC_MISSING_SECONDS:
-                    raise OutputRejectedError(
-                        f"output topic {topics} still unknown to Kafka after "
-                        f"{now - missing_since:.0f}s of tries: {fault.cause}") from fault.error
-            else:
-                missing_since = None
-            failures += 1
-            if fault.kind == "renew" and self.renew_producer is not None:
-                retry_log.warning("%s; sending %d records again with a new producer",
-                                  fault.cause, len(pending))
-                renew = True
-                renewals += 1
-                if renewals == 1:
-                    continue  # at once: a new producer id is all it takes
-            delay = backoff.compute(failures)
-            retry_log.warning("publishing %d records failed (%s), retrying in %.1fs",
-                              len(pending), fault.cause, delay)
-            await asyncio.sleep(delay)
-
-    async def _send_all(self, records: Sequence[OutputRecord]
-                        ) -> list[tuple[OutputRecord, SendFault]]:
-        """Send records and wait for every answer; the records that failed, with why."""
-        futs: list[Any] = []
-        send_error: BaseException | None = None
-        for r in records:
-            try:
-                futs.append(await self.producer.send(r.topic, r.value, key=r.key,
-                                                     headers=list(r.headers)))
-            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # not queued: this one and the rest are sent again
-                send_error = exc
-                break
-        results = await asyncio.gather(*futs, return_exceptions=True) if futs else []
-        failed = [(r, classify_send_error(res)) for r, res in zip(records, results, strict=False)
-                  if isinstance(res, BaseException)]
-        if send_error is not None:
-            fault = classify_send_error(send_error)
-            failed += [(r, fault) for r in records[len(futs):]]
-        return failed
+        """Step 3: every output acknowledged by Kafka (adapters/publisher.py)."""
+        await self.publisher.publish(records)
 
     async def clear_outbox(self, out: BatchOutput) -> None:
         """Confirmed outputs leave the outbox. If this fails they are published again later
@@ -314,14 +244,14 @@ class MonitorWorker:
 
     async def check_epoch(self) -> None:
         """Notice that Redis lost its data, say so on the operations topic, start fresh."""
-        wait = _StoreWait(self.settings.store_retry_max_seconds)
+        tries = self.retry.start("state store")
         while True:  # until Redis answers: the batch cannot go on without knowing
             try:
                 if await self.store.check_epoch():
                     return
                 break
             except TransientStoreError as exc:
-                await asyncio.sleep(wait.next(exc, "checking the epoch again"))
+                await tries.sleep(exc, "checking the epoch again", now=exc.retry_now)
         await self.state_reset("the Redis epoch marker is gone: Redis lost its data (restarted "
                                "without persistence?)", models=sorted(self.pipeline.state.models))
 
@@ -329,81 +259,23 @@ class MonitorWorker:
         self.pipeline.forget()
         now = time.time()
         host = socket.gethostname()
-        rec = {
-            "schema_version": SCHEMA_VERSION,
-            "type": "state_reset",
-            "reset_id": record_id("reset", self.settings.app_id, host, os.getpid(), now),
-            "detected_at": iso_time(now),
-            "reason": reason,
-            "models": models,
-            "worker": {"app_id": self.settings.app_id, "host": host, "pid": os.getpid()},
-            "action": "continuing from fresh detectors and reference windows; alerts before this "
-                      "point are not comparable with alerts after it",
-        }
+        rec = StateReset(
+            reset_id=record_id("reset", self.settings.app_id, host, os.getpid(), now),
+            detected_at=iso_time(now),
+            reason=reason,
+            models=models,
+            worker=WorkerRef(self.settings.app_id, host, os.getpid()),
+            action="continuing from fresh detectors and reference windows; alerts before this "
+                   "point are not comparable with alerts after it",
+        )
         log.error("STATE RESET: %s; models affected: %s. %s", reason,
-                  ", ".join(models) or "unknown", rec["action"])
+                  ", ".join(models) or "unknown", rec.action)
         await self.publish([output_record(self.config.topics.operations, b"", rec, ())])
 
     # -- after the commit ----------------------------------------------------------------
     def report(self, raws: Sequence[RawRecord], out: BatchOutput, seconds: float) -> None:
-        """Metrics and logs of a committed batch. Best effort: a failure here is logged and
-        counted, never raised (the batch is safe)."""
-        try:
-            self._report(raws, out, seconds)
-        except Exception:
-            log.exception("metrics or logging failed after a committed batch (ignored: the "
-                          "batch is safe)")
-            if self.metrics is not None:
-                with contextlib.suppress(Exception):
-                    self.metrics.internal_error("report")
-
-    def _report(self, raws: Sequence[RawRecord], out: BatchOutput, seconds: float) -> None:
-        if self.metrics is not None:
-            _observe(self.metrics, self, list(raws), out, seconds)
-        for r in out.records:
-            rec = r.record
-            if rec["type"] == "drift_alert":
-                at = rec["detected_at"]
-                with log_context(model=rec["model_id"], signal=rec["signal"], topic=at["topic"],
-                                 partition=at["partition"], offset=at["offset"]):
-                    log.info("drift alert %s: %s", rec["alert_id"], rec["summary"])
-        if out.alerts or out.retrain_requests or out.dead_letters or out.recovered:
-            log.info("batch of %d: %d alerts, %d retrain requests, %d dead letters, %d "
-                     "recovered from the outbox, %d redelivered (%s)", len(raws), out.alerts,
-                     out.retrain_requests, out.dead_letters, out.recovered, out.redelivered,
-                     _where(raws[-1].position))
-
-    def _die_if(self, name: str) -> None:
-        point = self.failpoint
-        if point is None or point[0] != name or point[1] != self.batches + 1:
-            return
-        if point[2]:
-            self.failpoint = None  # once: the batch read again must go through
-            raise RuntimeError(f"failpoint {name}:{point[1]}:raise")
-        log.warning("failpoint %s:%d reached: SIGKILL", name, point[1])
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-class _StoreWait:
-    """The waits of a loop that retries while Redis is down: capped exponential backoff with
-    equal jitter (``state.client.store_backoff``), counted from this loop's first failure (each
-    batch starts again from the shortest wait). A cause already mended (the scripts reloaded
-    after a NOSCRIPT) is retried at once, a few times."""
-
-    def __init__(self, cap_seconds: float) -> None:
-        self.backoff = store_backoff(cap_seconds)
-        self.failures = 0
-        self.at_once = 0
-
-    def next(self, exc: TransientStoreError, doing: str) -> float:
-        if exc.retry_now and self.at_once < _AT_ONCE_TRIES:
-            self.at_once += 1
-            retry_log.info("state store: %s; %s at once", exc, doing)
-            return 0.0
-        self.failures += 1
-        delay = self.backoff.compute(self.failures)
-        retry_log.warning("state store unavailable, %s in %.1fs: %s", doing, delay, exc)
-        return delay
+        """Step 6: metrics and logs (best effort; observability/batch_report.py)."""
+        self.reporter.report(raws, out, seconds)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -423,7 +295,7 @@ class KafkaWorker:
 
     def __init__(self, config: MonitorPlan, settings: Settings, store: StateStore, *,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
-                 metrics: Any = None) -> None:
+                 metrics: WorkerMetrics | None = None, hooks: StepHooks = NO_HOOKS) -> None:
         self.config = config
         self.settings = settings
         self.store = store
@@ -445,7 +317,7 @@ class KafkaWorker:
         self._client_id = client_id
         self.worker = MonitorWorker(config, settings, store, dedupe=dedupe, labels=labels,
                                     producer=self._new_producer(), metrics=metrics,
-                                    renew_producer=self._renew_producer)
+                                    renew_producer=self._renew_producer, hooks=hooks)
         self._stop = asyncio.Event()
         self._stop_at: float | None = None  # monotonic deadline once a stop was asked
         self._inflight: asyncio.Task[Any] | None = None
@@ -688,65 +560,6 @@ def _hard_exit(timeout: float) -> None:
                          "is redelivered\n")
         sys.stderr.flush()
     os._exit(70)
-
-
-def _observe(metrics: Any, worker: MonitorWorker, raws: list[RawRecord], out: BatchOutput,
-             seconds: float) -> None:
-    from ..observability import batch_counts
-
-    label_topic = worker.config.topics.labels
-    c = batch_counts([r for r in raws if r.position.topic != label_topic], out.records)
-    if out.labels or out.label_stats:
-        labels_by_model: dict[str, int] = {}
-        dead = {(src["topic"], src["partition"], src["offset"]) for o in out.records
-                if o.record["type"] == "dead_letter" for src in (o.record["source"],)}
-        for r in raws:
-            p = r.position
-            if p.topic == label_topic and (p.topic, p.partition, p.offset) not in dead:
-                k = r.key.decode("utf-8", "replace") if r.key else "(no key)"
-                labels_by_model[k] = labels_by_model.get(k, 0) + 1
-        metrics.observe_labels(labels_by_model, out.pair_delays, out.label_stats)
-        for r in raws:
-            if r.position.topic == label_topic:
-                tp = (r.position.topic, r.position.partition)
-                c.positions[tp] = max(c.positions.get(tp, -1), r.position.offset)
-    if out.quality.sampled_out:
-        metrics.observe_sampled_out(out.quality.sampled_out)
-    metrics.observe_batch(c.events_by_model, c.dead_letters_by_reason, seconds, alerts=c.alerts,
-                          retrain_requests=c.retrain_requests, positions=c.positions)
-    # Per model, the signals of its newest version this batch touched (the gauges are per
-    # model and signal; during a canary they follow the new version).
-    models = worker.pipeline.state.models
-    newest: dict[str, Any] = {}
-    for u in out.units:
-        m = models.get(u)
-        if m is None:
-            continue
-        cur = newest.get(m.model_id)
-        if cur is None or (m.retrain.first_seen or 0.0) >= (cur.retrain.first_seen or 0.0):
-            newest[m.model_id] = m
-    metrics.observe_models(newest.values())
-
-
-_FAILPOINTS = ("mid_batch", "after_join", "after_save", "after_publish")
-
-
-def parse_failpoint(spec: str | None) -> tuple[str, int, bool] | None:
-    """Testing only (SM_FAILPOINT): where to fail, e.g. 'after_save:3' (SIGKILL at the 3rd
-    batch) or 'after_publish:2:raise' (an exception after the 2nd batch's publish, before its
-    commit)."""
-    if not spec:
-        return None
-    parts = spec.split(":")
-    if (len(parts) not in (2, 3) or parts[0] not in _FAILPOINTS or not parts[1].isdigit()
-            or (len(parts) == 3 and parts[2] != "raise")):
-        raise ValueError(f"SM_FAILPOINT={spec!r}: use <point>:N or <point>:N:raise with point "
-                         f"one of {', '.join(_FAILPOINTS)}")
-    return parts[0], int(parts[1]), len(parts) == 3
-
-
-def _where(p: Position) -> str:
-    return f"topic={p.topic} partition={p.partition} offset={p.offset}"
 
 
 def _internal_error(config: MonitorPlan, raw: RawRecord) -> BatchOutput:

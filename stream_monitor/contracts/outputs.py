@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
-from .records import encode_record
+from .output_records import OutputBody, decode_body, encode_record
 
 __all__ = ["SCHEMA_HEADERS", "OutputRecord", "decode_output", "encode_output", "output_record"]
 
@@ -29,13 +28,13 @@ class OutputRecord:
     key: bytes
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
-    record: dict[str, Any]
+    record: OutputBody
 
 
-def output_record(topic: str, key: bytes, rec: dict[str, Any],
+def output_record(topic: str, key: bytes, rec: OutputBody,
                   extra: tuple[tuple[str, bytes], ...]) -> OutputRecord:
     """A record with the standard headers (``content-type``, ``schema``) and ``extra`` ones."""
-    headers = (("content-type", b"application/json"), ("schema", SCHEMA_HEADERS[rec["type"]]),
+    headers = (("content-type", b"application/json"), ("schema", SCHEMA_HEADERS[rec.type]),
                *extra)
     return OutputRecord(topic, key, encode_record(rec), headers, rec)
 
@@ -54,4 +53,5 @@ def decode_output(raw: bytes) -> OutputRecord:
     b64d = base64.b64decode
     value = b64d(d["value"])
     return OutputRecord(d["topic"], b64d(d["key"]), value,
-                        tuple((k, b64d(v)) for k, v in d["headers"]), orjson.loads(value))
+                        tuple((k, b64d(v)) for k, v in d["headers"]),
+                        decode_body(orjson.loads(value)))

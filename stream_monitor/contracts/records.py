@@ -1,9 +1,9 @@
 """Record types that cross the service boundary, and the pure decoding of inference events.
 
 Inference events arrive as JSON bytes (decoded with orjson; see :func:`_loads_non_finite` for
-the one thing orjson refuses that is still read). Output records (drift alerts,
-retrain requests, dead letters) are plain dicts so they serialize without copying; their
-shape is fixed by the JSON Schema files in ``contracts/schemas`` and checked in the tests.
+the one thing orjson refuses that is still read). Output records (drift alerts, retrain
+requests, dead letters, ...) are the typed records of ``contracts/output_records.py``, whose
+shapes the JSON Schema files in ``contracts/schemas`` match (checked in the tests).
 """
 
 from __future__ import annotations
@@ -12,12 +12,22 @@ import base64
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
+from .output_records import (
+    SCHEMA_VERSION,
+    DeadLetterRecord,
+    EventRef,
+    Json,
+    JsonObject,
+    SourcePosition,
+    encode_record,
+)
 from .wire import REGISTRY_REASON_CODES, Fault, FieldMapping, apply_mapping
 
 __all__ = [
@@ -37,8 +47,6 @@ __all__ = [
     "parse_time",
     "record_id",
 ]
-
-SCHEMA_VERSION = 1
 
 # Every dead-letter reason code, in the order the checks run (README "Data quality"). Stable:
 # consumers and dashboards key on them.
@@ -98,7 +106,8 @@ class RawRecord(NamedTuple):
 
 @dataclass(slots=True)
 class InferenceEvent:
-    """One prediction, as published by the serving system."""
+    """One prediction, as published by the serving system. (``Any``: feature values, the
+    prediction and the label are what the producer's JSON holds; the gate checks them.)"""
 
     event_id: str
     model_id: str
@@ -153,7 +162,7 @@ class DeadLetter:
         return (self.raw.key or b"")[:_KEY_MAX_BYTES]
 
     def to_record(self, now: float, max_bytes: int = DEAD_LETTER_MAX_BYTES, *,
-                  payload: str = "full", truncated_bytes: int = 256) -> dict[str, Any]:
+                  payload: str = "full", truncated_bytes: int = 256) -> DeadLetterRecord:
         """The dead-letter record. Its size is bounded whatever the input: the value keeps at
         most ``max_bytes`` bytes (base64 at worst: 4/3 of that), the key, each header and the
         reason less; see :func:`bytes_field`.
@@ -165,14 +174,14 @@ class DeadLetter:
         >>> rec = DeadLetter(RawRecord(b'{"ssn": "123-45-6789"}', Position("t", 0, 1), b"k"),
         ...                  "wrong_type", "features.ssn is '123-45-6789'").to_record(0.0,
         ...                  payload="hash")
-        >>> rec["original"]["value"]["data"], rec["original"]["value"]["length"]
+        >>> rec.original["value"]["data"], rec.original["value"]["length"]
         ('', 22)
         >>> "123" in encode_record(rec).decode()
         False
 
         >>> big = RawRecord(b"\\xff" * 900_001, Position("t", 0, 1), b"k")
         >>> rec = DeadLetter(big, "undecodable", "not UTF-8").to_record(0.0, max_bytes=1000)
-        >>> v = rec["original"]["value"]
+        >>> v = rec.original["value"]
         >>> v["truncated"], v["length"], len(base64.b64decode(v["data"]))
         (True, 900001, 1000)
         >>> len(encode_record(rec)) < 2000
@@ -185,7 +194,7 @@ class DeadLetter:
         elif payload == "hash":
             max_bytes = 0
         hmax = min(max_bytes, _HEADER_MAX_BYTES)
-        original: dict[str, Any] = {
+        original: dict[str, Json] = {
             "key": bytes_field(raw.key, min(max_bytes, _KEY_MAX_BYTES)),
             "value": bytes_field(raw.value, max_bytes),
             "headers": [{"key": k[:256], "value": bytes_field(v, hmax)}
@@ -198,20 +207,17 @@ class DeadLetter:
             reason = f"{self.reason_code} (details withheld: privacy.dead_letter_payload is hash)"
         if len(reason) > _REASON_MAX_CHARS:
             reason = reason[:_REASON_MAX_CHARS - 1] + "…"
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "type": "dead_letter",
-            "dead_letter_id": record_id("dl", pos.topic, pos.partition, pos.offset),
-            "reason_code": self.reason_code,
-            "reason": reason,
-            "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset,
-                       "timestamp_ms": pos.timestamp_ms},
-            "original": original,
-            "dead_lettered_at": iso_time(now),
-        }
+        return DeadLetterRecord(
+            dead_letter_id=record_id("dl", pos.topic, pos.partition, pos.offset),
+            reason_code=self.reason_code,
+            reason=reason,
+            source=SourcePosition(pos.topic, pos.partition, pos.offset, pos.timestamp_ms),
+            original=original,
+            dead_lettered_at=iso_time(now),
+        )
 
 
-def bytes_field(b: bytes | None, limit: int | None = None) -> dict[str, Any] | None:
+def bytes_field(b: bytes | None, limit: int | None = None) -> JsonObject | None:
     """Original bytes: as text where they are UTF-8, base64 otherwise. With ``limit``, at most
     that many bytes are kept (a head); a cut field says ``truncated`` and gives the whole
     ``length`` and ``sha256``. Text whose JSON escapes (control characters as ``\\u00XX``)
@@ -241,7 +247,7 @@ def bytes_field(b: bytes | None, limit: int | None = None) -> dict[str, Any] | N
                 text = None
     if text is not None and _json_growth(text) > len(head) * 4 // 3 + 4:
         text = None
-    out: dict[str, Any] = (
+    out: dict[str, Json] = (
         {"encoding": "utf-8", "data": text} if text is not None
         else {"encoding": "base64", "data": base64.b64encode(head).decode("ascii")})
     if len(head) < len(b):
@@ -259,12 +265,11 @@ def _json_growth(text: str) -> int:
     return len(orjson.dumps(text))
 
 
-def detected_at(ev: InferenceEvent, signal_index: int) -> dict[str, Any]:
+def detected_at(ev: InferenceEvent, signal_index: int) -> EventRef:
     """Where an alert fired: the event, its position, and the signal's value count."""
     pos = ev.position
-    return {"event_id": ev.event_id, "topic": pos.topic, "partition": pos.partition,
-            "offset": pos.offset, "event_time": iso_time(ev.event_time),
-            "signal_index": signal_index}
+    return EventRef(ev.event_id, pos.topic, pos.partition, pos.offset, iso_time(ev.event_time),
+                    signal_index)
 
 
 def record_id(*parts: object) -> str:
@@ -292,10 +297,6 @@ def parse_time(v: Any) -> float | None:
             dt = dt.replace(tzinfo=UTC)
         return dt.timestamp()
     return None
-
-
-def encode_record(record: dict[str, Any]) -> bytes:
-    return orjson.dumps(record)
 
 
 _SCALAR = (int, float, str, bool)
@@ -390,6 +391,9 @@ def _loads_non_finite(value: bytes) -> Any:
     return obj
 
 
+_E = TypeVar("_E")
+
+
 class _Reject(Exception):
     def __init__(self, code: str, reason: str) -> None:
         self.code = code
@@ -401,10 +405,9 @@ def _json_object(raw: RawRecord, mapping: FieldMapping | None = None) -> dict[st
     the record a registry adapter decoded; in the contract's shape by the field ``mapping``."""
     decoded = raw.decoded
     if decoded is not None:
-        if type(decoded) is Fault:
+        if isinstance(decoded, Fault):
             raise _Reject(decoded.code, decoded.reason)
-        obj: dict[str, Any] = decoded  # type: ignore[assignment]
-        return apply_mapping(obj, mapping) if mapping is not None else obj
+        return apply_mapping(decoded, mapping) if mapping is not None else decoded
     value = _json_value(raw)
     return apply_mapping(value, mapping) if mapping is not None else value
 
@@ -487,7 +490,8 @@ def decode_inference(raw: RawRecord,
     return _or_dead_letter(_decode, raw, mapping)
 
 
-def _or_dead_letter(decode: Any, raw: RawRecord, mapping: FieldMapping | None = None) -> Any:
+def _or_dead_letter(decode: Callable[[RawRecord, FieldMapping | None], _E], raw: RawRecord,
+                    mapping: FieldMapping | None = None) -> _E | DeadLetter:
     try:
         return decode(raw, mapping)
     except _Reject as rej:

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..contracts.records import SCHEMA_VERSION, InferenceEvent, Position, detected_at, record_id
+from ..contracts.output_records import DriftAlert, FiredDetector, Json, QualityAlert
+from ..contracts.records import InferenceEvent, Position, detected_at, record_id
 from ..contracts.units import id_parts
 from .bernoulli import locate_rate
 from .calibrate import change_kind
@@ -28,31 +29,18 @@ from .plan import MonitorPlan, QualityPlan
 from .signals import SignalState
 from .stats import summarize
 
-__all__ = ["drift_alert", "quality_alert", "rate_change", "rated"]
+__all__ = ["drift_alert", "quality_alert", "rate_change"]
 
 
-def rated(model: ModelState, record: dict[str, Any]) -> dict[str, Any]:
-    """A record of the model, stating the sample rate its events were watched at."""
-    record["sample_rate"] = model.rule.sample_rate
-    return record
-
-
-def _head(record_type: str, id_tag: str, model: ModelState, sig: SignalState, detector: str,
-          ev: InferenceEvent) -> dict[str, Any]:
-    """The fields every alert starts with. The id is a function of the unit, the signal, the
-    detector and the signal's value count: a redelivered event gives the same alert id."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "type": record_type,
-        "alert_id": record_id(id_tag, *id_parts(model.model_id, model.model_version), sig.signal,
-                              detector, sig.generation, sig.n),
-        "model_id": model.model_id,
-        "model_version": ev.model_version,
-    }
+def _alert_id(id_tag: str, model: ModelState, sig: SignalState, detector: str) -> str:
+    """An alert's id: a function of the unit, the signal, the detector and the signal's value
+    count, so a redelivered event gives the same alert id."""
+    return record_id(id_tag, *id_parts(model.model_id, model.model_version), sig.signal,
+                     detector, sig.generation, sig.n)
 
 
 def drift_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int,
-                ev: InferenceEvent) -> dict[str, Any]:
+                ev: InferenceEvent) -> DriftAlert:
     """The ``drift_alert`` of detector ``i`` of ``sig``, which fired at event ``ev``."""
     if sig.table is not None:
         return _category_alert(config, model, sig, i, ev)
@@ -87,8 +75,7 @@ def drift_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int
         kind = change_kind(watched_ref, window[loc["start"]:])
         if kind != loc["kind"]:
             loc = locate(z, tau, kind=kind)
-        if (spec.type == "kswin" and loc is not None
-                and loc["llr"] < 3.0):  # type: ignore[index]
+        if spec.type == "kswin" and loc is not None and loc["llr"] < 3.0:
             kind = "shape"  # KSWIN fired and neither level nor spread explains it
     start = loc["start"] if loc is not None else len(window) - 1
     after = window[start:]
@@ -102,7 +89,7 @@ def drift_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int
         kind = "mean"
     change_start = _change_start(model, sig, len(window), loc, pos)
     params = _params(spec.effective_params, sig, i)
-    evidence: dict[str, Any] = {
+    evidence: dict[str, Json] = {
         "reference": reference,
         "current": current,
         "before": before,
@@ -113,15 +100,18 @@ def drift_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int
     }
     if sig.calibration is not None:
         evidence["calibration"] = sig.calibration
-    return {
-        **_head("drift_alert", "alert", model, sig, name, ev),
-        "signal": sig.signal,
-        "detector": {"name": name, "type": spec.type, "params": params},
-        "detected_at": detected_at(ev, sig.n),
-        "evidence": evidence,
-        "summary": _summary(model.model_id, sig, kind, reference, current, shift, evidence_n,
-                            name, pos.offset, change_start),
-    }
+    return DriftAlert(
+        alert_id=_alert_id("alert", model, sig, name),
+        model_id=model.model_id,
+        model_version=ev.model_version,
+        signal=sig.signal,
+        detector=FiredDetector(name, spec.type, params),
+        detected_at=detected_at(ev, sig.n),
+        evidence=evidence,
+        summary=_summary(model.model_id, sig, kind, reference, current, shift, evidence_n,
+                         name, pos.offset, change_start),
+        sample_rate=model.rule.sample_rate,
+    )
 
 
 def _params(configured: Mapping[str, Any], sig: SignalState, i: int) -> dict[str, Any]:
@@ -136,7 +126,7 @@ def _params(configured: Mapping[str, Any], sig: SignalState, i: int) -> dict[str
 
 
 def _category_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int,
-                    ev: InferenceEvent) -> dict[str, Any]:
+                    ev: InferenceEvent) -> DriftAlert:
     """The ``drift_alert`` of a categorical signal (core/categories.py): which categories
     moved, from what share to what share, and where the mix began to change."""
     name = sig.detector_names[i]
@@ -154,7 +144,7 @@ def _category_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i:
     # The category that moved most, as a 0/1 indicator: its shift in reference std.
     shift = top["change"] / math.sqrt(p * (1.0 - p))
     params = {k: v for k, v in over.items() if k in ("w", "h", "inv_tau")}
-    evidence: dict[str, Any] = {
+    evidence: dict[str, Json] = {
         "categories": cats,
         "mean_shift_in_reference_std": shift,
         # (Its share and binomial std: what the shift is measured against.)
@@ -167,16 +157,19 @@ def _category_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i:
              else f"; change began {change_start['values_before_detection']} values earlier")
     moved = ", ".join(f"{r['category']!r} {r['reference_share']:.1%} -> {r['current_share']:.1%}"
                       for r in cats["moved"][:3] if r["change"])
-    return {
-        **_head("drift_alert", "alert", model, sig, name, ev),
-        "signal": sig.signal,
-        "detector": {"name": name, "type": "multinomial_cusum", "params": params},
-        "detected_at": detected_at(ev, sig.n),
-        "evidence": evidence,
-        "summary": (f"{model.model_id} {sig.signal}: category mix changed (total variation "
-                    f"{cats['total_variation']:.2f} over the last {cats['values_after_start']} "
-                    f"values): {moved}{where}; {name} fired at offset {pos.offset}"),
-    }
+    return DriftAlert(
+        alert_id=_alert_id("alert", model, sig, name),
+        model_id=model.model_id,
+        model_version=ev.model_version,
+        signal=sig.signal,
+        detector=FiredDetector(name, "multinomial_cusum", params),
+        detected_at=detected_at(ev, sig.n),
+        evidence=evidence,
+        summary=(f"{model.model_id} {sig.signal}: category mix changed (total variation "
+                 f"{cats['total_variation']:.2f} over the last {cats['values_after_start']} "
+                 f"values): {moved}{where}; {name} fired at offset {pos.offset}"),
+        sample_rate=model.rule.sample_rate,
+    )
 
 
 def _change_start(model: ModelState, sig: SignalState, window: int,
@@ -246,7 +239,7 @@ _FAULT_WORDS = {"missing": "missing", "out_of_bounds": "out-of-bounds",
 
 
 def quality_alert(config: MonitorPlan, model: ModelState, rule: QualityPlan, sig: SignalState,
-                  feature: str, fault: str, i: int, ev: InferenceEvent) -> dict[str, Any]:
+                  feature: str, fault: str, i: int, ev: InferenceEvent) -> QualityAlert:
     """The ``data_quality_alert`` of detector ``i`` of the fault-rate signal ``sig`` (of
     ``fault`` on ``feature``, under the model's value rules ``rule``): one 0/1 value per event;
     the rate after the change is measured from its estimated start (:func:`rate_change`)."""
@@ -264,7 +257,7 @@ def quality_alert(config: MonitorPlan, model: ModelState, rule: QualityPlan, sig
     word = _FAULT_WORDS[fault]
     direction = "rose" if after > before else "fell"
     params = _params(spec.effective_params, sig, i)
-    evidence: dict[str, Any] = {
+    evidence: dict[str, Json] = {
         "sample_events": rule.sample_events,
         "reference": {"samples": len(watched_ref), "rate": before},
         "current": {"samples": k, "rate": current},
@@ -275,24 +268,26 @@ def quality_alert(config: MonitorPlan, model: ModelState, rule: QualityPlan, sig
     where = (f"; change began at offset {change_start['offset']}"
              if change_start["offset"] is not None
              else f"; change began {change_start['values_before_detection']} events earlier")
-    return {
-        **_head("data_quality_alert", "dq", model, sig, name, ev),
-        "feature": feature,
-        "indicator": fault,
-        "signal": sig.signal,
-        "detector": {"name": name, "type": spec.type, "params": params},
-        "detected_at": detected_at(ev, sig.n),
-        "rate_before": before,
-        "rate_after": after,
-        "sample_rate": model.rule.sample_rate,
-        "evidence": evidence,
-        "summary": (
+    return QualityAlert(
+        alert_id=_alert_id("dq", model, sig, name),
+        model_id=model.model_id,
+        model_version=ev.model_version,
+        feature=feature,
+        indicator=fault,
+        signal=sig.signal,
+        detector=FiredDetector(name, spec.type, params),
+        detected_at=detected_at(ev, sig.n),
+        rate_before=before,
+        rate_after=after,
+        sample_rate=model.rule.sample_rate,
+        evidence=evidence,
+        summary=(
             f"{model.model_id} feature {feature!r}: {word} rate {direction} from {before:.1%} "
             f"(reference, {len(watched_ref)} events) to {after:.1%} over the last "
             f"{len(window) - (loc['start'] if loc is not None else 0)} events{where}; "
             f"{name} fired at offset {pos.offset}"
         ),
-    }
+    )
 
 
 def rate_change(sig: SignalState, recent: Sequence[float],

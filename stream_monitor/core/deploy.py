@@ -28,21 +28,25 @@ Everything here is I/O-free and deterministic: the same windows give the same re
 same ``check_id`` (one check per version), so a replay or a redelivery can be deduplicated.
 The KS test is scipy's; the normal tail of the performance test is ``math.erfc``.
 
-The watch itself: :func:`start_watch` when the pipeline first sees a new version of a model,
-:func:`watch` after each of its events (and once at the end of a batch) until the check is out.
+The watch itself: :func:`deploys` decides which versions first seen in a batch start one (from
+the model's version index), :func:`start_watch` starts it, :func:`watch` follows it after each
+of its events (and once at the end of a batch) until the check is out, and
+:func:`watched_previous` names the previous versions a batch must keep loaded meanwhile.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
+from ..contracts.output_records import DeploymentCheck, JsonObject, TriggerEvent
+from ..contracts.records import InferenceEvent, iso_time, record_id
 from ..contracts.units import unit_id
 from .label_join import PERFORMANCE_SIGNAL
 from .mixshift import compare_mix
@@ -52,13 +56,16 @@ from .stats import summarize
 
 __all__ = [
     "VERDICTS",
+    "Deploy",
     "DeployWatch",
     "compare_performance",
     "compare_signal",
     "deployment_check",
+    "deploys",
     "ks_2samp",
     "start_watch",
     "watch",
+    "watched_previous",
 ]
 
 VERDICTS = ("pass", "warn", "fail")
@@ -190,9 +197,9 @@ def compare_performance(signal: str, previous: Sequence[float], new: Sequence[fl
 
 def deployment_check(*, model_id: str, model_version: str | None, previous_version: str | None,
                      started_at: float, completed_at: float, reason: str,
-                     trigger: dict[str, Any], signals: list[dict[str, Any]],
-                     performance: dict[str, Any] | None, rule: dict[str, Any],
-                     sample_rate: float = 1.0) -> dict[str, Any]:
+                     trigger: TriggerEvent, signals: Sequence[JsonObject],
+                     performance: JsonObject | None, rule: JsonObject,
+                     sample_rate: float = 1.0) -> DeploymentCheck:
     """The ``deployment_check`` record of a new version (schema ``deployment-check``).
 
     ``reason`` is why the watch ended (``watch_complete`` or ``timeout``), ``trigger`` the event
@@ -204,9 +211,8 @@ def deployment_check(*, model_id: str, model_version: str | None, previous_versi
 
     >>> r = deployment_check(model_id="fraud", model_version="v1", previous_version=None,
     ...     started_at=0.0, completed_at=60.0, reason="watch_complete",
-    ...     trigger={"event_id": "e9", "topic": "t", "partition": 0, "offset": 9},
-    ...     signals=[], performance=None, rule={})
-    >>> r["verdict"], r["summary"]
+    ...     trigger=TriggerEvent("e9", "t", 0, 9), signals=[], performance=None, rule={})
+    >>> r.verdict, r.summary
     ('pass', 'fraud v1: pass - no previous version to compare')
     """
     if previous_version is None:
@@ -217,30 +223,29 @@ def deployment_check(*, model_id: str, model_version: str | None, previous_versi
     name = f"{model_id} {_version(model_version)}"
     if previous_version is not None:
         name += f" vs {_version(previous_version)}"
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "type": "deployment_check",
-        "check_id": record_id("deployment_check", model_id, model_version or "",
-                              previous_version or ""),
-        "model_id": model_id,
-        "model_version": model_version,
-        "sample_rate": sample_rate,
-        "previous_version": previous_version,
-        "verdict": verdict,
-        "reasons": reasons,
-        "started_at": iso_time(started_at),
-        "completed_at": iso_time(completed_at),
-        "reason": reason,
-        "trigger": dict(trigger),
-        "signals": list(signals),
-        "performance": performance,
-        "rule": dict(rule),
-        "summary": f"{name}: {verdict} - " + "; ".join(reasons),
-    }
+    return DeploymentCheck(
+        check_id=record_id("deployment_check", model_id, model_version or "",
+                           previous_version or ""),
+        model_id=model_id,
+        model_version=model_version,
+        sample_rate=sample_rate,
+        previous_version=previous_version,
+        verdict=verdict,
+        reasons=reasons,
+        started_at=iso_time(started_at),
+        completed_at=iso_time(completed_at),
+        reason=reason,
+        trigger=trigger,
+        signals=list(signals),
+        performance=performance,
+        rule=dict(rule),
+        summary=f"{name}: {verdict} - " + "; ".join(reasons),
+    )
 
 
-def _verdict(signals: list[dict[str, Any]],
-             performance: dict[str, Any] | None) -> tuple[str, list[str]]:
+def _verdict(signals: Sequence[Mapping[str, Any]],
+             performance: Mapping[str, Any] | None) -> tuple[str, list[str]]:
+    # (The comparisons are JSON objects whose keys depend on the signal's kind; read as Any.)
     fail: list[str] = []
     warn: list[str] = []
     if performance is not None:
@@ -302,6 +307,58 @@ def _num(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2g}"
 
 
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    """A version first seen in a batch that replaced an earlier one: watch it."""
+
+    unit: str
+    model_id: str
+    version: str
+    previous_version: str
+    first_seen: float  # event time of its first event
+
+    @property
+    def previous_unit(self) -> str:
+        return unit_id(self.model_id, self.previous_version)
+
+
+def deploys(new: Iterable[tuple[str, str, str, float]],
+            index: dict[str, dict[str, float]]) -> list[Deploy]:
+    """Which versions new to the cache start a post-deploy watch. ``new``: (unit, model id,
+    version, event time of its first event in the batch), in event-time order; ``index``: each
+    model's version index (version -> first seen), as the store keeps it; the batch's versions
+    are entered in it here.
+
+    A version the index knows (its state expired: it starts fresh) or a model's first version
+    has no deploy to check. A version first seen in this batch counts as known for the later
+    ones (a batch may hold a model's first two). Else its predecessor is the version seen most
+    recently (ties: the greater name).
+
+    >>> idx = {"m": {"1": 10.0}}
+    >>> [(d.version, d.previous_version) for d in deploys([("u2", "m", "2", 20.0)], idx)]
+    [('2', '1')]
+    >>> deploys([("u3", "n", "3", 5.0)], idx), idx["n"]
+    ([], {'3': 5.0})
+    """
+    out = []
+    for unit, mid, ver, first_seen in new:
+        known = index.setdefault(mid, {})
+        if ver in known or not known:
+            known.setdefault(ver, first_seen)
+            continue
+        prev = max(known, key=lambda v: (known[v], v))
+        known[ver] = first_seen
+        out.append(Deploy(unit, mid, ver, prev, first_seen))
+    return out
+
+
+def watched_previous(models: Mapping[str, ModelState], units: Iterable[str]) -> set[str]:
+    """The previous versions' units of the ``units`` whose post-deploy watch goes on: a batch
+    keeps them loaded (the check compares with their windows)."""
+    return {m.deploy.previous_unit for u in units
+            if (m := models.get(u)) is not None and m.deploy is not None and not m.deploy.done}
+
+
 def start_watch(model: ModelState, previous: ModelState | None, previous_version: str | None,
                 started_at: float) -> None:
     """A new version of a model appeared: watch it, and carry over its predecessor's last
@@ -317,7 +374,7 @@ def start_watch(model: ModelState, previous: ModelState | None, previous_version
 
 def watch(model: ModelState, dw: DeployWatch, ev: InferenceEvent, models: dict[str, ModelState],
           pending: dict[str, InferenceEvent], reference_size: int,
-          final: bool = False) -> dict[str, Any] | None:
+          final: bool = False) -> DeploymentCheck | None:
     """End the post-deploy watch with a deployment check once the first window is complete
     (and, with labels, enough of them joined or ``max_wait_seconds`` passed). The timeout is
     decided only at the end of a batch (``final``), after the batch's labels were fed, so it
@@ -375,8 +432,7 @@ def watch(model: ModelState, dw: DeployWatch, ev: InferenceEvent, models: dict[s
         model_id=model.model_id, model_version=model.model_version,
         sample_rate=model.rule.sample_rate,
         previous_version=dw.previous_version, started_at=dw.started_at, completed_at=t,
-        reason=reason, trigger={"event_id": ev.event_id, "topic": pos.topic,
-                                "partition": pos.partition, "offset": pos.offset},
+        reason=reason, trigger=TriggerEvent(ev.event_id, pos.topic, pos.partition, pos.offset),
         signals=signals, performance=performance,
         rule={"alpha": vr.alpha, "min_shift": vr.min_shift,
               "max_error_increase": vr.max_error_increase, "watch_events": need,

@@ -189,30 +189,30 @@ class EventGate:
                 counters.dead_letter(NO_MODEL, "too_large")
                 continue
             ev = decode_inference(raw, self.mapping)
-            if type(ev) is not InferenceEvent:
-                dead.append(ev)  # type: ignore[arg-type]
-                counters.dead_letter(NO_MODEL, ev.reason_code)  # type: ignore[union-attr]
+            if isinstance(ev, DeadLetter):
+                dead.append(ev)
+                counters.dead_letter(NO_MODEL, ev.reason_code)
                 continue
-            limit = self._limit_fault(ev)  # type: ignore[arg-type]
+            limit = self._limit_fault(ev)
             if limit is not None:
                 code, reason = limit
                 dead.append(DeadLetter(raw, code, reason))
                 counters.dead_letter(NO_MODEL, code)
                 continue
             if per_model:
-                fault = self._event_fault(ev, now)  # type: ignore[arg-type]
+                fault = self._event_fault(ev, now)
                 if fault is not None:
                     code, reason = fault
                     dead.append(DeadLetter(raw, code, reason))
-                    counters.dead_letter(NO_MODEL if code == "unknown_model" else ev.model_id,  # type: ignore[union-attr]
+                    counters.dead_letter(NO_MODEL if code == "unknown_model" else ev.model_id,
                                          code)
                     continue
             if samples:
-                rate = self.sample_rate(ev.model_id)  # type: ignore[union-attr]
-                if rate < 1.0 and not sampled(ev.event_id, rate):  # type: ignore[union-attr]
-                    counters.sampled_out[(ev.model_id, "inference")] += 1  # type: ignore[union-attr]
+                rate = self.sample_rate(ev.model_id)
+                if rate < 1.0 and not sampled(ev.event_id, rate):
+                    counters.sampled_out[(ev.model_id, "inference")] += 1
                     continue
-            events.append(ev)  # type: ignore[arg-type]
+            events.append(ev)
         return events, dead
 
     def _limit_fault(self, ev: InferenceEvent) -> tuple[str, str] | None:

@@ -25,11 +25,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from typing import Any, Protocol
 
-from ..contracts.records import SCHEMA_VERSION, InferenceEvent, iso_time, record_id
+from ..contracts.output_records import DetectorRef, DriftAlert, DriftResolved
+from ..contracts.records import InferenceEvent, detected_at, iso_time, record_id
 from .mixshift import MixShift, mix_of_alert, mix_shift
 from .plan import LifecyclePolicy
 
@@ -83,10 +84,10 @@ class LifecycleState:
         return cls({i["signal"]: Incident(**i) for i in m.get("incidents", [])},
                    int(m.get("folded", 0)), int(m.get("resolved", 0)))
 
-    def on_drift(self, rule: LifecyclePolicy, alert: Mapping[str, Any], signal_n: int,
+    def on_drift(self, rule: LifecyclePolicy, alert: DriftAlert, signal_n: int,
                  t: float) -> bool:
         """A detector fired; True when its alert is to be published (it opens an incident)."""
-        signal = alert["signal"]
+        signal = alert.signal
         inc = self.incidents.get(signal)
         if inc is not None and (t - inc.last_alert_at <= rule.dedupe_seconds
                                 or inc.back_since is not None):
@@ -96,24 +97,23 @@ class LifecycleState:
             inc.back_since = None  # flapping: the pending resolution is off
             inc.next_check = signal_n + rule.resolve_values
             return False
-        std = alert["evidence"]["standardization"]
-        ref_mean, ref_std = float(std["mean"]), float(std["std"])
+        ref_mean, ref_std = alert.standardization
         mix = mix_of_alert(alert)
         if inc is not None:
             # Still open after dedupe_seconds: a new alert, but the signal must still come back
             # to the reference from before the incident (not to the level it drifted to).
             ref_mean, ref_std, mix = inc.ref_mean, inc.ref_std, inc.mix
-        det = alert["detector"]
+        det = alert.detector
         self.incidents[signal] = Incident(
-            signal, alert_fingerprint(alert["model_id"], alert["model_version"], signal,
-                                      det["name"]),
-            alert["alert_id"], det["name"], det["type"], alert["model_version"], t,
+            signal, alert_fingerprint(alert.model_id, alert.model_version, signal, det.name),
+            alert.alert_id, det.name, det.type, alert.model_version, t,
             ref_mean, ref_std, t, signal_n + rule.resolve_values, mix=mix)
         return True
 
     def tick(self, rule: LifecyclePolicy, signals: Mapping[str, _Signal], ev: InferenceEvent,
-             model_id: str) -> list[dict[str, Any]]:
-        """After an event: the ``drift_resolved`` records of incidents that just resolved."""
+             model_id: str, sample_rate: float) -> list[DriftResolved]:
+        """After an event: the ``drift_resolved`` records of incidents that just resolved
+        (``sample_rate``: the model rule's, which the records state)."""
         out = []
         t = ev.event_time
         for signal in list(self.incidents):
@@ -123,15 +123,16 @@ class LifecycleState:
                 del self.incidents[signal]
                 continue
             table = getattr(sig, "table", None)
+            mix = inc.mix
             if (sig.n < inc.next_check and inc.back_since is None) or (
-                    table is not None and inc.mix is None):
+                    table is not None and mix is None):
                 continue  # (an older incident of a categorical signal: no reference mix)
             if sig.n >= inc.next_check:
                 inc.next_check = sig.n + rule.resolve_values
                 k = min(rule.resolve_values, len(sig.recent))
-                if table is not None and k:
+                if table is not None and mix is not None and k:
                     shift = mix_shift(islice(reversed(sig.recent), k), table.labels,
-                                      inc.mix).distance  # type: ignore[arg-type]
+                                      mix).distance
                 else:
                     mean = math.fsum(islice(reversed(sig.recent), k)) / k if k else math.nan
                     shift = (mean - inc.ref_mean) / inc.ref_std
@@ -143,24 +144,25 @@ class LifecycleState:
             if inc.back_since is None or t - inc.back_since < rule.hold_seconds:
                 continue
             k = min(rule.resolve_values, len(sig.recent))
-            if table is not None:
+            if table is not None and mix is not None:
                 out.append(_resolved_mix(rule, inc, model_id, ev, sig.n, mix_shift(
-                    islice(reversed(sig.recent), k), table.labels, inc.mix)))  # type: ignore[arg-type]
+                    islice(reversed(sig.recent), k), table.labels, mix), mix, sample_rate))
             else:
                 mean = math.fsum(islice(reversed(sig.recent), k)) / k
-                out.append(_resolved(rule, inc, model_id, ev, sig.n, mean, k))
+                out.append(_resolved(rule, inc, model_id, ev, sig.n, mean, k, sample_rate))
             del self.incidents[signal]
             self.resolved += 1
         return out
 
 
 def _resolved_mix(rule: LifecyclePolicy, inc: Incident, model_id: str, ev: InferenceEvent,
-                  signal_n: int, m: MixShift) -> dict[str, Any]:
+                  signal_n: int, m: MixShift, mix: list[Any],
+                  sample_rate: float) -> DriftResolved:
     """The ``drift_resolved`` record of a categorical signal: its distance from the reference
     mix (the shift's unit), and per category the reference and the current share."""
-    rec = _resolved(rule, inc, model_id, ev, signal_n, math.nan, m.count)
-    cats, shares = inc.mix[0], inc.mix[1]  # type: ignore[index]
-    rec["evidence"] = {
+    rec = _resolved(rule, inc, model_id, ev, signal_n, math.nan, m.count, sample_rate)
+    cats, shares = mix[0], mix[1]
+    return replace(rec, evidence={
         "current": {"count": m.count},
         "mean_shift_in_reference_std": m.distance,
         "categories": {
@@ -168,42 +170,37 @@ def _resolved_mix(rule: LifecyclePolicy, inc: Incident, model_id: str, ev: Infer
             "shares": [{"category": c, "reference_share": round(p, 4),
                         "current_share": round(f, 4)}
                        for c, p, f in zip(cats, shares, m.shares, strict=True)]},
-    }
-    rec["summary"] = (f"{model_id} {inc.signal}: category mix back within "
-                      f"{rule.resolve_max_shift:g} of the reference mix (distance "
-                      f"{m.distance:.2f}, total variation {m.total_variation:.2f} over the last "
-                      f"{m.count} values); resolved at offset {ev.position.offset}")
-    return rec
+    }, summary=(f"{model_id} {inc.signal}: category mix back within "
+                f"{rule.resolve_max_shift:g} of the reference mix (distance "
+                f"{m.distance:.2f}, total variation {m.total_variation:.2f} over the last "
+                f"{m.count} values); resolved at offset {ev.position.offset}"))
 
 
 def _resolved(rule: LifecyclePolicy, inc: Incident, model_id: str, ev: InferenceEvent,
-              signal_n: int, mean: float, count: int) -> dict[str, Any]:
+              signal_n: int, mean: float, count: int, sample_rate: float) -> DriftResolved:
     pos = ev.position
     shift = (mean - inc.ref_mean) / inc.ref_std
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "type": "drift_resolved",
-        "resolution_id": record_id("resolved", inc.alert_id, signal_n),
-        "fingerprint": inc.fingerprint,
-        "model_id": model_id,
-        "model_version": inc.model_version,
-        "signal": inc.signal,
-        "detector": {"name": inc.detector, "type": inc.detector_type},
-        "alert_id": inc.alert_id,
-        "fired_at": iso_time(inc.fired_at),
-        "resolved_at": {"event_id": ev.event_id, "topic": pos.topic, "partition": pos.partition,
-                        "offset": pos.offset, "event_time": iso_time(ev.event_time),
-                        "signal_index": signal_n},
-        "folded_alerts": inc.folded,
-        "evidence": {
+    return DriftResolved(
+        resolution_id=record_id("resolved", inc.alert_id, signal_n),
+        fingerprint=inc.fingerprint,
+        model_id=model_id,
+        model_version=inc.model_version,
+        signal=inc.signal,
+        detector=DetectorRef(inc.detector, inc.detector_type),
+        alert_id=inc.alert_id,
+        fired_at=iso_time(inc.fired_at),
+        resolved_at=detected_at(ev, signal_n),
+        folded_alerts=inc.folded,
+        evidence={
             "reference": {"mean": inc.ref_mean, "std": inc.ref_std},
             "current": {"mean": mean, "count": count},
             "mean_shift_in_reference_std": shift,
         },
-        "rule": {"resolve_values": rule.resolve_values,
-                 "resolve_max_shift": rule.resolve_max_shift,
-                 "hold_seconds": rule.hold_seconds, "dedupe_seconds": rule.dedupe_seconds},
-        "summary": (f"{model_id} {inc.signal}: back within {rule.resolve_max_shift:g} reference "
-                    f"std of the reference mean {inc.ref_mean:.4g} ({shift:+.2f} std over the last "
-                    f"{count} values); resolved at offset {pos.offset}"),
-    }
+        rule={"resolve_values": rule.resolve_values,
+              "resolve_max_shift": rule.resolve_max_shift,
+              "hold_seconds": rule.hold_seconds, "dedupe_seconds": rule.dedupe_seconds},
+        summary=(f"{model_id} {inc.signal}: back within {rule.resolve_max_shift:g} reference "
+                 f"std of the reference mean {inc.ref_mean:.4g} ({shift:+.2f} std over the last "
+                 f"{count} values); resolved at offset {pos.offset}"),
+        sample_rate=sample_rate,
+    )

@@ -31,6 +31,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..contracts.output_records import DriftAlert
 from .multinomial import JEFFREYS
 
 __all__ = ["MixShift", "compare_mix", "mix_of_alert", "mix_shift", "reference_mix"]
@@ -56,11 +57,11 @@ def reference_mix(calibration: Mapping[str, Any]) -> list[Any] | None:
     return [list(cats), [u / total for u in urn], tau]
 
 
-def mix_of_alert(alert: Mapping[str, Any]) -> list[Any] | None:
+def mix_of_alert(alert: DriftAlert) -> list[Any] | None:
     """:func:`reference_mix` of a drift alert's calibration (None for a numeric alert)."""
-    if alert.get("detector", {}).get("type") != "multinomial_cusum":
+    if alert.detector.type != "multinomial_cusum":
         return None
-    cal = alert.get("evidence", {}).get("calibration")
+    cal = alert.calibration
     return reference_mix(cal) if cal else None
 
 

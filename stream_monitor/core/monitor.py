@@ -23,8 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..contracts.output_records import (
+    DeploymentCheck,
+    DriftAlert,
+    DriftResolved,
+    QualityAlert,
+    RequestTrigger,
+    RetrainRequest,
+)
 from ..contracts.records import InferenceEvent, Position, iso_time
-from .alerts import drift_alert, quality_alert, rated
+from .alerts import drift_alert, quality_alert
 from .categories import label_of
 from .deploy import start_watch, watch
 from .gate import QualityCounters
@@ -44,17 +52,17 @@ class BatchResult:
     """What one batch produced: the records to publish (alerts, resolutions, retrain requests,
     data-quality alerts, deployment checks), the state units to save, and its counts."""
 
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    retrain_requests: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[DriftAlert] = field(default_factory=list)
+    retrain_requests: list[RetrainRequest] = field(default_factory=list)
     dirty_models: list[ModelState] = field(default_factory=list)
     events: int = 0
     unwatched: int = 0
     values: int = 0
     redelivered: int = 0  # events skipped because their effects were already stored
-    quality_alerts: list[dict[str, Any]] = field(default_factory=list)  # data_quality_alert
+    quality_alerts: list[QualityAlert] = field(default_factory=list)
     quality: QualityCounters = field(default_factory=QualityCounters)  # rejected values
-    resolved: list[dict[str, Any]] = field(default_factory=list)  # drift_resolved (lifecycle)
-    deployment_checks: list[dict[str, Any]] = field(default_factory=list)  # core/deploy.py
+    resolved: list[DriftResolved] = field(default_factory=list)  # (lifecycle)
+    deployment_checks: list[DeploymentCheck] = field(default_factory=list)  # core/deploy.py
     # Watches waiting for labels: unit -> the latest event seen, for the timeout check made
     # once the whole batch (its labels included) is in.
     watch_pending: dict[str, InferenceEvent] = field(default_factory=dict)
@@ -80,7 +88,7 @@ class Monitor(StateBuilder):
     >>> events = [InferenceEvent(f"e{i}", "m", {"x": float(i % 5 + (20 if i >= 300 else 0))},
     ...           0.0, Position("t", 0, i)) for i in range(400)]
     >>> out = mon.process(events, state)
-    >>> [(a["signal"], a["detected_at"]["offset"]) for a in out.alerts]
+    >>> [(a.signal, a.detected_at.offset) for a in out.alerts]
     [('feature:x', 302)]
     >>> mon.process(events[390:], state).redelivered  # already applied: no effect twice
     10
@@ -337,8 +345,8 @@ class Monitor(StateBuilder):
             self._decide(model, ev, result, None)
         lc = model.lifecycle
         if lc is not None and lc.incidents:
-            result.resolved += [rated(model, z) for z in lc.tick(
-                model.rule.alerts, model.signals, ev, model.model_id)]  # type: ignore[arg-type]
+            result.resolved += lc.tick(model.rule.alerts, model.signals,  # type: ignore[arg-type]
+                                       ev, model.model_id, model.rule.sample_rate)
         dw = model.deploy
         if dw is not None and not dw.done:
             self._watch(model, ev, result, models)
@@ -400,7 +408,7 @@ class Monitor(StateBuilder):
 
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:
-        alert = rated(model, drift_alert(self.config, model, sig, i, ev))
+        alert = drift_alert(self.config, model, sig, i, ev)
         lc = model.lifecycle
         if lc is not None and not lc.on_drift(model.rule.alerts,  # type: ignore[arg-type]
                                               alert, sig.n, ev.event_time):
@@ -426,7 +434,7 @@ class Monitor(StateBuilder):
         sig.rebaseline(model.events)
 
     def _decide(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
-                alert: dict[str, Any] | None) -> None:
+                alert: DriftAlert | None) -> None:
         """Apply the model's retrain policy (core/retrain.py) at this event."""
         rule = model.rule.retrain
         t = ev.event_time
@@ -435,11 +443,10 @@ class Monitor(StateBuilder):
         if d is None:
             return
         pos = ev.position
-        trigger = alert["detected_at"] if alert is not None else {
-            "event_id": ev.event_id, "topic": pos.topic, "partition": pos.partition,
-            "offset": pos.offset, "event_time": iso_time(t), "signal_index": None}
-        result.retrain_requests.append(rated(
-            model, retrain_request(rule, d, model.model_id, ev.model_version, trigger, t)))
+        trigger = (RequestTrigger.of(alert.detected_at) if alert is not None else RequestTrigger(
+            ev.event_id, pos.topic, pos.partition, pos.offset, iso_time(t), None))
+        result.retrain_requests.append(retrain_request(
+            rule, d, model.model_id, ev.model_version, trigger, t, model.rule.sample_rate))
         model.last_retrain_at = t
         model.retrain_requests += 1
 

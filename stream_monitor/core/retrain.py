@@ -31,7 +31,14 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
-from ..contracts.records import SCHEMA_VERSION, iso_time, record_id
+from ..contracts.output_records import (
+    DriftAlert,
+    Json,
+    JsonObject,
+    RequestTrigger,
+    RetrainRequest,
+)
+from ..contracts.records import iso_time, record_id
 from .mixshift import mix_of_alert, mix_shift
 from .plan import RetrainPolicy
 
@@ -88,7 +95,8 @@ class Evidence:
                    int(m[13]) if len(m) > 13 else 0, int(m[14]) if len(m) > 14 else 0,
                    m[15] if len(m) > 15 else None)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> JsonObject:
+        """This evidence as a retrain request lists it."""
         return {
             "alert_id": self.alert_id,
             "signal": self.signal,
@@ -138,34 +146,32 @@ class RetrainState:
                    int(m.get("transient", 0)))
 
 
-def note_alert(rule: RetrainPolicy, rs: RetrainState, alert: Mapping[str, Any], n_at: int,
+def note_alert(rule: RetrainPolicy, rs: RetrainState, alert: DriftAlert, n_at: int,
                t: float, events: int = 0) -> None:
     """Record a drift alert as evidence (pending when persistence is configured).
 
-    Call it before the signal rebaselines: ``alert["evidence"]["standardization"]`` must be the
+    Call it before the signal rebaselines: ``alert.standardization`` must be the
     reference the drift was measured against, ``n_at`` the signal's value count, ``t`` the
     alert's event time and ``events`` the model's event count (the clock of ``within_events``).
     """
-    signal = alert["signal"]
+    signal = alert.signal
     perf = rule.is_performance(signal)
     if not perf and not rule.counts(signal):
         return
-    std = alert["evidence"]["standardization"]
+    ref_mean, ref_std = alert.standardization
     # A new drift of the same signal supersedes a pending one (one incident, one evidence).
     rs.evidence = [e for e in rs.evidence if not (e.signal == signal and e.confirmed_at is None)]
     p = rule.persistence
-    e = Evidence(t, signal, alert["alert_id"], alert["detector"]["name"],
-                 int(alert["detected_at"]["offset"]),
-                 alert["evidence"]["mean_shift_in_reference_std"],
-                 float(std["mean"]), float(std["std"]), n_at, perf,
-                 need=persistence_values(p.values, alert["evidence"].get("calibration")),
+    e = Evidence(t, signal, alert.alert_id, alert.detector.name, alert.detected_at.offset,
+                 alert.shift, ref_mean, ref_std, n_at, perf,
+                 need=persistence_values(p.values, alert.calibration),
                  mix=mix_of_alert(alert))
     rs.evidence.append(e)
     if p.values == 0 and p.seconds == 0:
         _confirm(rs, e, t, 0, e.shift, events)
 
 
-def persistence_values(values: int, calibration: Mapping[str, Any] | None) -> int:
+def persistence_values(values: int, calibration: JsonObject | None) -> int:
     """How many values the persistence check of an alert waits for: ``values`` *effective*
     values, i.e. ``values`` times the long-run variance ratio ``tau`` of the signal's reference
     (its calibration; 1 without one). A dependent signal's false alarm is an excursion that
@@ -175,7 +181,8 @@ def persistence_values(values: int, calibration: Mapping[str, Any] | None) -> in
     >>> persistence_values(50, {"long_run_variance_ratio": 4.2}), persistence_values(50, None)
     (210, 50)
     """
-    tau = float((calibration or {}).get("long_run_variance_ratio") or 1.0)
+    ratio = (calibration or {}).get("long_run_variance_ratio")
+    tau = float(ratio) if isinstance(ratio, int | float) and ratio else 1.0
     return math.ceil(values * max(tau, 1.0) - 1e-9)
 
 
@@ -307,8 +314,10 @@ def window_text(rule: RetrainPolicy) -> str:
 
 
 def retrain_request(rule: RetrainPolicy, d: Decision, model_id: str, model_version: str | None,
-                    trigger: Mapping[str, Any], t: float) -> dict[str, Any]:
-    """The retrain-request record of a decision (schema ``retrain-request``)."""
+                    trigger: RequestTrigger, t: float, sample_rate: float) -> RetrainRequest:
+    """The retrain-request record of a decision (schema ``retrain-request``): ``trigger`` is
+    the alert's ``detected_at`` (or the event, when no alert decided it), ``sample_rate`` the
+    model rule's."""
     alert_ids = [e.alert_id for e in d.evidence]
     # The k-of-n id keeps its historical form; other rules name themselves.
     parts = () if d.rule == "min_drifted_signals" else (d.rule,)
@@ -324,33 +333,33 @@ def retrain_request(rule: RetrainPolicy, d: Decision, model_id: str, model_versi
         reason = (f"performance degraded and no retrain for {rule.staleness_seconds:g}s: "
                   + ", ".join(e.signal for e in d.evidence if e.degraded))
     cap = rule.max_per_day
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "type": "retrain_request",
-        "request_id": record_id("retrain", model_id, *parts, *sorted(alert_ids)),
-        "model_id": model_id,
-        "model_version": model_version,
-        "rule": {
-            "name": d.rule,
-            "min_drifted_signals": rule.min_drifted_signals,
-            "out_of": d.out_of,
-            "within_seconds": rule.within_seconds,
-            "within_events": rule.within_events,
-            "window": rule.window,
-            "cooldown_seconds": rule.cooldown_seconds,
-            "any_performance_signal": rule.any_performance_signal,
-            "persistence": {"values": rule.persistence.values, "seconds": rule.persistence.seconds,
-                            "min_shift": rule.persistence.min_shift},
-            "max_per_day": cap,
-            "staleness_seconds": rule.staleness_seconds,
-        },
-        "reason": reason,
-        "signals": signals,
-        "alert_ids": alert_ids,
-        "evidence": [e.record() for e in d.evidence],
-        "budget": {"day": iso_time(d.day * DAY)[:10], "max_per_day": cap,
-                   "used_today": d.used_today,
-                   "left_today": None if cap is None else cap - d.used_today},
-        "triggered_by": dict(trigger),
-        "requested_at": iso_time(t),
+    rule_fields: dict[str, Json] = {
+        "name": d.rule,
+        "min_drifted_signals": rule.min_drifted_signals,
+        "out_of": d.out_of,
+        "within_seconds": rule.within_seconds,
+        "within_events": rule.within_events,
+        "window": rule.window,
+        "cooldown_seconds": rule.cooldown_seconds,
+        "any_performance_signal": rule.any_performance_signal,
+        "persistence": {"values": rule.persistence.values, "seconds": rule.persistence.seconds,
+                        "min_shift": rule.persistence.min_shift},
+        "max_per_day": cap,
+        "staleness_seconds": rule.staleness_seconds,
     }
+    return RetrainRequest(
+        request_id=record_id("retrain", model_id, *parts, *sorted(alert_ids)),
+        model_id=model_id,
+        model_version=model_version,
+        rule=rule_fields,
+        reason=reason,
+        signals=signals,
+        alert_ids=alert_ids,
+        evidence=[e.record() for e in d.evidence],
+        budget={"day": iso_time(d.day * DAY)[:10], "max_per_day": cap,
+                "used_today": d.used_today,
+                "left_today": None if cap is None else cap - d.used_today},
+        triggered_by=trigger,
+        requested_at=iso_time(t),
+        sample_rate=sample_rate,
+    )

@@ -25,6 +25,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 
+from ..contracts.output_records import DeadLetterRecord, DriftAlert, RetrainRequest
+from ..contracts.readings import ModelReading
 from ..contracts.records import parse_time
 
 __all__ = ["BatchCounts", "NotifierMetrics", "WorkerMetrics", "batch_counts", "topic_partition"]
@@ -173,6 +175,9 @@ class WorkerMetrics:
         self.info.info({"version": __version__, "component": "worker"})
         self._processed: dict[tuple[str, int], int] = {}
         self._lag_keys: set[tuple[str, int]] = set()
+        # Children looked up once: with many models a batch counts thousands of overflows.
+        self._model_overflows = self.label_overflows.labels("model")
+        self._signal_overflows = self.label_overflows.labels("signal")
 
     # -- per batch -----------------------------------------------------------------------
     def _m(self, model: str) -> str:
@@ -182,7 +187,7 @@ class WorkerMetrics:
         if len(self._models) < self.max_models:
             self._models.add(model)
             return model
-        self.label_overflows.labels("model").inc()
+        self._model_overflows.inc()
         return OTHER_MODEL
 
     def _series(self, model: str, signal: str) -> bool:
@@ -193,25 +198,28 @@ class WorkerMetrics:
         if len(self._signal_series) < self.max_signal_series and self._m(model) == model:
             self._signal_series.add(key)
             return True
-        self.label_overflows.labels("signal").inc()
+        self._signal_overflows.inc()
         return False
 
     def observe_batch(self, events_by_model: Mapping[str, int],
                       dead_letters_by_reason: Mapping[str, int], seconds: float, *,
-                      alerts: Sequence[Mapping[str, Any]] = (),
-                      retrain_requests: Sequence[Mapping[str, Any]] = (),
+                      alerts: Sequence[DriftAlert | Mapping[str, Any]] = (),
+                      retrain_requests: Sequence[RetrainRequest | Mapping[str, Any]] = (),
                       positions: Mapping[Any, int] | None = None,
                       now: float | None = None) -> None:
         """One batch is done (state saved, outputs confirmed). ``positions`` is the last offset
         processed per (topic, partition), for the lag."""
         now = self.clock() if now is None else now
         total = 0
+        per_label: dict[str, int] = {}  # models over the label limit share one label
         for model, n in events_by_model.items():
             if n:
                 label = self._m(model)
-                self.events.labels(label).inc(n)
-                self.last_event.labels(label).set(now)
-                total += n
+                per_label[label] = per_label.get(label, 0) + n
+        for label, n in per_label.items():
+            self.events.labels(label).inc(n)
+            self.last_event.labels(label).set(now)
+            total += n
         for reason, n in dead_letters_by_reason.items():
             if n:
                 self.dead_letters.labels(reason).inc(n)
@@ -221,7 +229,8 @@ class WorkerMetrics:
         for a in alerts:
             self.observe_alert(a, now=now)
         for r in retrain_requests:
-            self.retrain_requests.labels(self._m(str(r.get("model_id")))).inc()
+            mid = r.model_id if isinstance(r, RetrainRequest) else r.get("model_id")
+            self.retrain_requests.labels(self._m(str(mid))).inc()
         for tp, offset in (positions or {}).items():
             self.processed(tp, offset)
 
@@ -244,15 +253,24 @@ class WorkerMetrics:
             if st.coverage is not None:
                 self.label_coverage.labels(self._m(model)).set(st.coverage)
 
-    def observe_alert(self, alert: Mapping[str, Any], *, now: float | None = None) -> None:
-        """A drift alert was published: count it, and observe its event-to-alert latency."""
-        det = alert.get("detector")
-        detector = det.get("name") if isinstance(det, Mapping) else det
-        model = self._m(str(alert.get("model_id")))
-        signal = ((self.signal_label(str(alert.get("signal"))) or "other")
+    def observe_alert(self, alert: DriftAlert | Mapping[str, Any], *,
+                      now: float | None = None) -> None:
+        """A drift alert was published (the worker's typed record, or one read back from the
+        topic): count it, and observe its event-to-alert latency."""
+        if isinstance(alert, DriftAlert):
+            detector: object = alert.detector.name
+            model_id: object = alert.model_id
+            signal_name: object = alert.signal
+            t = parse_time(alert.detected_at.event_time)
+        else:
+            det = alert.get("detector")
+            detector = det.get("name") if isinstance(det, Mapping) else det
+            model_id, signal_name = alert.get("model_id"), alert.get("signal")
+            t = _event_time(alert)
+        model = self._m(str(model_id))
+        signal = ((self.signal_label(str(signal_name)) or "other")
                   if model != OTHER_MODEL else OTHER_MODEL)
         self.detections.labels(model, signal, str(detector)).inc()
-        t = _event_time(alert)
         now = self.clock() if now is None else now
         if t is not None and now >= t:  # a clock behind the event's time tells us nothing
             self.alert_latency.observe(now - t)
@@ -336,31 +354,30 @@ class WorkerMetrics:
             self.watchable.labels(model, signal).set(1 if watch["watchable"] else 0)
             self.effective_sample.labels(model, signal).set(watch["effective_sample_size"])
 
+    def wants_signal(self, model: str, signal: str) -> bool:
+        """Whether this model's signal has gauges (the allow-list, the series cap): the
+        pipeline reads only those (``BatchPipeline.reading_filter``)."""
+        return (self.signal_gauges and self.signal_label(signal) is not None
+                and self._series(model, signal))
+
+    def observe_readings(self, readings: Iterable[ModelReading]) -> None:
+        """Window sizes and means of the signals the pipeline read after a batch."""
+        for m in readings:
+            for r in m.signals:
+                self.observe_signal(
+                    m.model_id, r.signal, reference_size=r.reference_size,
+                    recent_size=r.recent_size, reference_mean=r.reference_mean,
+                    current_mean=r.current_mean, detecting=r.detecting,
+                    reference_needed=r.reference_needed, watch=r.watch)
+
     def observe_models(self, models: Iterable[Any]) -> None:
-        """Window sizes and means of every signal of these models (``core.monitor.ModelState``:
-        read duck-typed, so this module does not depend on the core's internals)."""
+        """Window sizes and means of every signal of these models (``core.monitor.ModelState``,
+        read as the pipeline reads them: :func:`~stream_monitor.pipeline.model_readings`)."""
+        from ..pipeline import model_readings  # here: the notifier imports this module
+
         if not self.signal_gauges:
             return
-        for m in models:
-            model = str(m.model_id)
-            for sig in getattr(m, "signals", {}).values():
-                if (sig is None or self.signal_label(str(sig.signal)) is None
-                        or not self._series(model, str(sig.signal))):
-                    continue
-                ref = getattr(sig, "reference", ()) or ()
-                recent = getattr(sig, "recent", ()) or ()
-                detecting = getattr(sig, "detectors", None) is not None
-                codes = getattr(sig, "table", None) is not None  # categories: no mean
-                self.observe_signal(
-                    model, str(sig.signal), reference_size=len(ref),
-                    recent_size=len(recent),
-                    # An active signal's reference mean is kept by the core; computing it again
-                    # from the window would cost a pass over up to thousands of values.
-                    reference_mean=(None if codes else getattr(sig, "ref_mean", None)
-                                    if detecting else _mean(ref)),
-                    current_mean=None if codes else _mean(recent), detecting=detecting,
-                    reference_needed=getattr(sig, "watched_after", None),
-                    watch=getattr(sig, "watch", None))
+        self.observe_readings(model_readings(models, self.wants_signal))
 
     # -- state store and producer ----------------------------------------------------------------
     def redis_round_trip(self, seconds: float) -> None:
@@ -388,8 +405,8 @@ class BatchCounts:
 
     events_by_model: Counter[str] = field(default_factory=Counter)
     dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    retrain_requests: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[DriftAlert | Mapping[str, Any]] = field(default_factory=list)
+    retrain_requests: list[RetrainRequest | Mapping[str, Any]] = field(default_factory=list)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -403,6 +420,18 @@ def batch_counts(raws: Iterable[Any], records: Iterable[Any]) -> BatchCounts:
     dead: set[tuple[Any, Any, Any]] = set()
     for r in records:
         rec = r.record if hasattr(r, "record") else r
+        if isinstance(rec, DeadLetterRecord):
+            out.dead_letters_by_reason[rec.reason_code] += 1
+            dead.add((rec.source.topic, rec.source.partition, rec.source.offset))
+            continue
+        if isinstance(rec, DriftAlert):
+            out.alerts.append(rec)
+            continue
+        if isinstance(rec, RetrainRequest):
+            out.retrain_requests.append(rec)
+            continue
+        if not isinstance(rec, Mapping):
+            continue  # another typed record: not counted here
         kind = rec.get("type")
         if kind == "dead_letter":
             out.dead_letters_by_reason[str(rec.get("reason_code"))] += 1
@@ -484,20 +513,3 @@ class NotifierMetrics:
     def set_lag(self, tp: Any, lag: int) -> None:
         topic, partition = topic_partition(tp)
         self.lag.labels(topic, str(partition)).set(max(0, lag))
-
-
-def _mean(values: Any) -> float | None:
-    """Mean of a window, or None when empty. Never raises: values as large as 1e308 overflow
-    ``math.fsum`` (OverflowError), and a gauge must not take the worker loop down; an
-    overflowing sum gives an infinite mean instead.
-
-    >>> _mean([1e308, 1e308]), _mean([]), _mean([1.0, 2.0])
-    (inf, None, 1.5)
-    """
-    n = len(values)
-    if not n:
-        return None
-    try:
-        return math.fsum(values) / n
-    except OverflowError:
-        return sum(values) / n

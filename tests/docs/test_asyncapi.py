@@ -226,7 +226,7 @@ models:
 
     def collect(_: int, res: Any) -> None:
         for r in res.records:
-            seen[r.record["type"]].add(tuple((k, v.decode()) for k, v in r.headers))
+            seen[r.record.type].add(tuple((k, v.decode()) for k, v in r.headers))
 
     replay_file(load_config(cfg), events, io.BytesIO(), labels=labels, on_batch=collect)
     return seen

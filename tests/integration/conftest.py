@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import yaml
 from stream_monitor.adapters.kafka_clients import KafkaTarget
 from stream_monitor.adapters.kafka_tools import create_topics
 
-from ..helpers import stop_process
+from ..helpers import stop_process, worker_command
 
 pytestmark = pytest.mark.integration
 
@@ -66,8 +65,6 @@ class Unique:
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka, REDIS_URL=redis,
                    SM_APP_ID=self.app_id, SM_KEY_PREFIX=self.prefix, SM_LOG_LEVEL="INFO",
                    SM_BATCH_WITHIN_SECONDS="0.1", SM_METRICS_PORT="0",
-                   # SM_FAILPOINT (chaos, runtime tests) is refused without it.
-                   SM_ENABLE_TEST_FAILPOINTS="1",
                    **{f"SM_TOPIC_{k.upper()}": v for k, v in self.topics.items()})
         env.update(extra)
         return env
@@ -122,8 +119,7 @@ def start_worker(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterat
     started: list[WorkerProcess] = []
 
     def start(config: Path, unique: Unique, **env: str) -> WorkerProcess:
-        cmd = [sys.executable, "-m", "stream_monitor", "worker", "--config", str(config)]
-        w = WorkerProcess(cmd,
+        w = WorkerProcess(worker_command(config, env),
                           unique.env(kafka_bootstrap, redis_url, **env),
                           tmp_path / f"worker-{len(started)}.log")
         started.append(w)

@@ -29,6 +29,7 @@ from stream_monitor.adapters.kafka_tools import consume, create_topics, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.synth import Drift, StreamSpec, generate
 
+from ..helpers import worker_command
 from .conftest import Unique, WorkerProcess, write_test_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -101,10 +102,7 @@ class Run:
         asyncio.run(create_topics(bootstrap, [*others, f"t-{self.u.id}-ops"]))
 
     def start(self, **env: str) -> WorkerProcess:
-        import sys
-
-        cmd = [sys.executable, "-m", "stream_monitor", "worker", "--config", str(self.config)]
-        w = WorkerProcess(cmd,
+        w = WorkerProcess(worker_command(self.config, env),
                           self.u.env(self.bootstrap, self.redis_url, **ENV,
                                      SM_TOPIC_OPERATIONS=f"t-{self.u.id}-ops", **env),
                           self.tmp / f"{self.u.id}-worker-{len(self.workers)}.log")
@@ -422,6 +420,7 @@ from pathlib import Path
 from stream_monitor.adapters.worker import KafkaWorker
 from stream_monitor.config import load_config
 from stream_monitor.settings import Settings
+from stream_monitor.contracts.output_records import StateReset, WorkerRef
 from stream_monitor.contracts.outputs import output_record
 from stream_monitor.observability.logging import configure_logging
 from stream_monitor.state import MemoryStore
@@ -434,7 +433,9 @@ async def main(bootstrap, topic, config, count):
     n = 0
     while True:
         await runtime.worker.publish([
-            output_record(topic, b"k%d" % (i % 5), {"type": "drift_alert", "n": n, "i": i}, ())
+            output_record(topic, b"k%d" % (i % 5), StateReset(
+                reset_id=f"{n}.{i}", detected_at="", reason="", models=[],
+                worker=WorkerRef("pump", "", 0), action=""), ())
             for i in range(20)])
         n += 1
         Path(count + ".tmp").write_text(str(n))

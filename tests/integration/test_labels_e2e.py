@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream_monitor.adapters.kafka_tools import consume, produce
 from stream_monitor.contracts import Position, RawRecord, validate_record
+from stream_monitor.contracts.output_records import DriftAlert, RetrainRequest
 from stream_monitor.contracts.records import decode_label
 from stream_monitor.contracts.units import unit_id
 from stream_monitor.core.label_join import LabelBook, LabelOp
@@ -112,10 +113,10 @@ def _replay(phases) -> tuple[list[str], list[str]]:
             for k in range(0, len(raws), 700):
                 out = await pipe.run(raws[k:k + 700])
                 await pipe.store.clear_outbox(out.outbox)
-                alerts += [r.record["alert_id"] for r in out.records
-                           if r.record["type"] == "drift_alert"]
-                requests += [r.record["request_id"] for r in out.records
-                             if r.record["type"] == "retrain_request"]
+                alerts += [r.record.alert_id for r in out.records
+                           if isinstance(r.record, DriftAlert)]
+                requests += [r.record.request_id for r in out.records
+                             if isinstance(r.record, RetrainRequest)]
         return alerts, requests
 
     return asyncio.run(go())

@@ -32,6 +32,7 @@ from stream_monitor.contracts import Position, RawRecord
 from stream_monitor.contracts.wire import REGISTRY_REASON_CODES
 from stream_monitor.publish.registry import _to_avro, registry_serializer
 from stream_monitor.synth import Drift, LabelledSpec, StreamSpec, generate, labelled
+from tests.helpers import record_json
 
 from .conftest import Unique, _need, committed, wait_committed
 
@@ -104,7 +105,7 @@ def _replay(unique: Unique, phases: list[tuple[str, list[dict[str, Any]]]]) -> l
             for k in range(0, len(raws), 500):
                 out = await pipe.run(raws[k:k + 500])
                 await pipe.store.clear_outbox(out.outbox)
-                ids += [_output_id(r.record) for r in out.records]
+                ids += [_output_id(record_json(r.record)) for r in out.records]
         return sorted(ids)
 
     return asyncio.run(go())

@@ -144,10 +144,10 @@ def test_alert_states_budget_calibration_and_change_start() -> None:
     xs = kind_stream("gaussian", 3000, 4, change_at=2000, change="mean", size=1.0)
     [alert] = _run(_cfg({"per_events": 1e6}), xs)
     validate_record(alert, "drift-alert")
-    ev = alert["evidence"]
+    ev = alert.evidence
     assert ev["calibration"]["budget"] == {"per_events": 1e6}
     assert ev["calibration"]["budget_per_value"] == pytest.approx(1e-6)
-    assert alert["detector"]["params"]["h"] == ev["calibration"]["detectors"][0]["thresholds"]
+    assert alert.detector.params["h"] == ev["calibration"]["detectors"][0]["thresholds"]
     start = ev["change"]["start"]
     assert ev["change"]["kind"] == "mean"
     assert abs(start["signal_index"] - 2001) <= 15
@@ -159,15 +159,15 @@ def test_alert_states_budget_calibration_and_change_start() -> None:
     after = start["values_before_detection"] + 1
     assert ev["current"]["count"] == min(after, 50)
     assert ev["before"]["count"] == 500 - after
-    assert "mean rose" in alert["summary"] and f"offset {10 + 2 * i}" in alert["summary"]
+    assert "mean rose" in alert.summary and f"offset {10 + 2 * i}" in alert.summary
 
 
 def test_doubled_variance_is_reported_as_spread() -> None:
     xs = kind_stream("gaussian", 4000, 6, change_at=2000, change="spread", size=2**0.5)
     [alert] = _run(_cfg({"per_events": 1e6}), xs)
-    assert alert["evidence"]["change"]["kind"] == "spread"
-    assert alert["detected_at"]["signal_index"] - 2000 <= 300
-    assert "spread rose" in alert["summary"] and "mean rose" not in alert["summary"]
+    assert alert.evidence["change"]["kind"] == "spread"
+    assert alert.detected_at.signal_index - 2000 <= 300
+    assert "spread rose" in alert.summary and "mean rose" not in alert.summary
 
 
 def test_inline_labels_feed_the_performance_signal() -> None:
@@ -180,9 +180,9 @@ def test_inline_labels_feed_the_performance_signal() -> None:
                                      None, 1_767_225_600.0 + i, label=y))
     mon, state = Monitor(_cfg({"per_events": 1e6})), MonitorState()
     out = mon.process(events, state)
-    perf = [a for a in out.alerts if a["signal"] == "performance:error"]
-    assert len(perf) == 1 and perf[0]["evidence"]["mean_shift_in_reference_std"] > 0
-    assert 2000 < perf[0]["detected_at"]["signal_index"] < 2150
+    perf = [a for a in out.alerts if a.signal == "performance:error"]
+    assert len(perf) == 1 and perf[0].evidence["mean_shift_in_reference_std"] > 0
+    assert 2000 < perf[0].detected_at.signal_index < 2150
 
 
 # -- periodic signals, signals not yet watched -------------------------------------------------
@@ -205,8 +205,8 @@ def test_a_known_period_compares_with_the_reference_at_the_same_phase() -> None:
         for seed in range(4):
             xs = kind_stream("cycle", 6000, 70 + seed, change_at=3000, change="mean", size=0.5)
             alerts = _run(cfg, xs)
-            assert all(a["detected_at"]["signal_index"] > 3000 for a in alerts)
-            delays[period].append(alerts[0]["detected_at"]["signal_index"] - 3000
+            assert all(a.detected_at.signal_index > 3000 for a in alerts)
+            delays[period].append(alerts[0].detected_at.signal_index - 3000
                                   if alerts else None)
         if period:
             assert _run(cfg, kind_stream("cycle", 20_000, 5)) == []
@@ -289,10 +289,10 @@ def test_a_shift_during_the_short_reference_phase_is_caught_against_the_short_re
     alerts = _run(cfg, xs)
     assert alerts, "no alert"
     a = alerts[0]
-    assert 500 < a["detected_at"]["signal_index"] < 600
-    assert a["evidence"]["calibration"]["reference_values"] == 200
-    assert a["evidence"]["reference"]["count"] == 200
-    assert abs(a["evidence"]["change"]["start"]["signal_index"] - 501) <= 15
+    assert 500 < a.detected_at.signal_index < 600
+    assert a.evidence["calibration"]["reference_values"] == 200
+    assert a.evidence["reference"]["count"] == 200
+    assert abs(a.evidence["change"]["start"]["signal_index"] - 501) <= 15
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "ar1", "student_t2", "poisson", "rare_binary",

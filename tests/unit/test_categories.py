@@ -204,12 +204,12 @@ def _mixed(n: int, seed: int, at: int | None = None) -> list[InferenceEvent]:
 
 def test_a_mix_change_is_one_alert_that_says_what_moved() -> None:
     out = Monitor(cfg()).process(_mixed(3000, 11, at=2000), MonitorState())
-    seg = [a for a in out.alerts if a["signal"] == "feature:seg"]
-    assert len(seg) == 1, [a["summary"] for a in out.alerts]
+    seg = [a for a in out.alerts if a.signal == "feature:seg"]
+    assert len(seg) == 1, [a.summary for a in out.alerts]
     a = seg[0]
     validate_record(a)
-    assert 2000 < a["detected_at"]["offset"] < 2150
-    ev = a["evidence"]
+    assert 2000 < a.detected_at.offset < 2150
+    ev = a.evidence
     assert ev["change"]["kind"] == "category_mix"
     start = ev["change"]["start"]
     assert start["offset"] is not None and abs(start["offset"] - 2000) < 40
@@ -218,8 +218,8 @@ def test_a_mix_change_is_one_alert_that_says_what_moved() -> None:
     assert 0.15 < ev["categories"]["total_variation"] < 0.5
     cal = ev["calibration"]
     assert cal["budget"] == {"per_events": 1000000} and cal["budget_per_value"] == 1e-6
-    assert a["detector"]["type"] == "multinomial_cusum"
-    assert "category mix changed" in a["summary"]
+    assert a.detector.type == "multinomial_cusum"
+    assert "category mix changed" in a.summary
 
 
 def test_class_label_predictions_are_a_categorical_signal_and_labels_give_0_1_errors() -> None:
@@ -235,7 +235,7 @@ def test_class_label_predictions_are_a_categorical_signal_and_labels_give_0_1_er
     # Booleans are 0/1 numbers; strings are not categories without `categorical`.
     assert sigs["feature:flag"].table is None and set(sigs["feature:flag"].reference) <= {0, 1}
     assert sigs["feature:seg"].table is None and sigs["feature:seg"].n == 0
-    assert not [a for a in out.alerts if a["signal"] == "prediction"]
+    assert not [a for a in out.alerts if a.signal == "prediction"]
 
 
 def test_kind_categorical_makes_integer_classes_categories() -> None:

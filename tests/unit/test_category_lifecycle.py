@@ -115,8 +115,8 @@ def test_a_mix_that_stays_changed_is_confirmed(seed: int, stay: float) -> None:
     [alert] = out.alerts
     [req] = out.retrain_requests
     validate_record(req)
-    [ev] = req["evidence"]
-    assert ev["alert_id"] == alert["alert_id"]
+    [ev] = req.evidence
+    assert ev["alert_id"] == alert.alert_id
     assert ev["persistence"]["values"] >= 50
     # .4/.3/.2/.1 -> .1/.2/.3/.4 is a distance of 1.1; read on 50 x tau values
     assert ev["persistence"]["mean_shift_in_reference_std"] > 0.75
@@ -133,7 +133,7 @@ def test_a_mix_that_came_back_is_dropped(seed: int) -> None:
     out = Monitor(cfg(retrain={**PERSIST, "persistence": {"values": 200, "min_shift": 0.5}})
                   ).process(events(seq), state)
     [alert] = out.alerts
-    assert 5000 < alert["detected_at"]["offset"] < 5120
+    assert 5000 < alert.detected_at.offset < 5120
     assert out.retrain_requests == [] and state.models["m"].retrain.transient == 1
 
 
@@ -199,18 +199,18 @@ def test_a_mix_that_went_back_resolves_its_incident(seed: int, fired: int, resol
     state = MonitorState()
     out = Monitor(cfg(alerts=LIFE)).process(events(went_back(seed)), state)
     [alert] = out.alerts
-    assert alert["detected_at"]["offset"] == fired
+    assert alert.detected_at.offset == fired
     [res] = out.resolved
     validate_record(res)
-    assert res["alert_id"] == alert["alert_id"] and res["folded_alerts"] == 1
-    assert res["resolved_at"]["offset"] == resolved
-    ev = res["evidence"]
+    assert res.alert_id == alert.alert_id and res.folded_alerts == 1
+    assert res.resolved_at.offset == resolved
+    ev = res.evidence
     assert round(ev["mean_shift_in_reference_std"], 3) == distance
     assert ev["current"] == {"count": 50}
     cats = ev["categories"]
     assert [s["category"] for s in cats["shares"]] == ["c0", "c1", "c2", "c3", "(other)"]
     assert cats["total_variation"] < 0.2
-    assert "category mix back within 0.5" in res["summary"]
+    assert "category mix back within 0.5" in res.summary
     assert state.models["m"].lifecycle.incidents == {}
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from statistics import NormalDist
 from typing import Any
@@ -14,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_monitor.contracts import validate_record
+from stream_monitor.contracts.output_records import TriggerEvent
 from stream_monitor.contracts.records import record_id
 from stream_monitor.core.deploy import (
     compare_performance,
@@ -22,12 +22,12 @@ from stream_monitor.core.deploy import (
     ks_2samp,
 )
 
-from ..helpers import replaced
+from ..helpers import record_json, replaced
 
 SCHEMA = "deployment-check"
 RULE = {"alpha": 0.01, "min_shift": 0.25, "max_error_increase": 0.02, "watch_events": 500,
         "min_labeled": 200, "max_wait_seconds": 3600.0}
-TRIGGER = {"event_id": "e-1234", "topic": "inference", "partition": 2, "offset": 98765}
+TRIGGER = TriggerEvent("e-1234", "inference", 2, 98765)
 
 
 def brute_force_d(a: list[float], b: list[float]) -> float:
@@ -312,54 +312,54 @@ def _check(signals: list[dict[str, Any]], performance: dict[str, Any] | None, *,
 
 def test_verdict_pass() -> None:
     r = _check([_signal("feature:amount", seed=1), _signal("prediction", seed=2)], _perf(0.05))
-    assert r["verdict"] == "pass"
-    assert r["reasons"] == ["none of 2 signals changed",
+    assert r.verdict == "pass"
+    assert r.reasons == ["none of 2 signals changed",
                             "performance:error did not degrade (0.05 -> 0.05)"]
-    assert r["summary"].startswith("fraud v2 vs v1: pass - none of 2 signals changed")
+    assert r.summary.startswith("fraud v2 vs v1: pass - none of 2 signals changed")
 
 
 def test_verdict_pass_without_labels() -> None:
     r = _check([_signal("feature:amount", seed=1)], None)
-    assert r["verdict"] == "pass" and r["performance"] is None
-    assert "no labels to compare performance" in r["reasons"]
+    assert r.verdict == "pass" and r.performance is None
+    assert "no labels to compare performance" in r.reasons
 
 
 def test_verdict_fail_on_performance() -> None:
     r = _check([_signal("feature:amount", seed=1)], _perf(0.21))
-    assert r["verdict"] == "fail"
-    assert len(r["reasons"]) == 1
-    assert r["reasons"][0].startswith("performance:error rose from 0.05 to 0.21 (p=")
-    assert r["summary"].startswith("fraud v2 vs v1: fail - performance:error rose from 0.05")
+    assert r.verdict == "fail"
+    assert len(r.reasons) == 1
+    assert r.reasons[0].startswith("performance:error rose from 0.05 to 0.21 (p=")
+    assert r.summary.startswith("fraud v2 vs v1: fail - performance:error rose from 0.05")
 
 
 def test_verdict_fail_on_feature_change() -> None:
     r = _check([_signal("feature:amount", shift=1.0, seed=3), _signal("prediction", seed=4)],
                _perf(0.05))
-    assert r["verdict"] == "fail"
-    assert r["reasons"] == [r["reasons"][0]] and r["reasons"][0].startswith(
+    assert r.verdict == "fail"
+    assert r.reasons == [r.reasons[0]] and r.reasons[0].startswith(
         "feature:amount changed (KS p=")
 
 
 def test_verdict_warn_on_prediction_change_only() -> None:
     r = _check([_signal("feature:amount", seed=5), _signal("prediction", shift=1.0, seed=6)],
                _perf(0.05))
-    assert r["verdict"] == "warn"
-    assert len(r["reasons"]) == 1 and r["reasons"][0].startswith("prediction changed")
+    assert r.verdict == "warn"
+    assert len(r.reasons) == 1 and r.reasons[0].startswith("prediction changed")
 
 
 def test_verdict_warn_on_too_few_labels() -> None:
     r = _check([_signal("feature:amount", seed=7)], _perf(0.5, n=20), reason="timeout")
-    assert r["verdict"] == "warn" and r["reason"] == "timeout"
-    assert r["reasons"] == ["performance:error: too few values to compare (400 before, 20 after)"]
+    assert r.verdict == "warn" and r.reason == "timeout"
+    assert r.reasons == ["performance:error: too few values to compare (400 before, 20 after)"]
 
 
 def test_verdict_fail_lists_warnings_too() -> None:
     r = _check([_signal("prediction", shift=1.0, seed=8), _signal("feature:a", shift=1.0, seed=9)],
                _perf(0.21))
-    assert r["verdict"] == "fail"
-    assert [x.split(" ")[0] for x in r["reasons"]] == ["performance:error", "feature:a",
+    assert r.verdict == "fail"
+    assert [x.split(" ")[0] for x in r.reasons] == ["performance:error", "feature:a",
                                                        "prediction"]
-    assert r["summary"].count(";") == 2
+    assert r.summary.count(";") == 2
 
 
 def test_insufficient_signals_warn_but_do_not_fail() -> None:
@@ -370,34 +370,34 @@ def test_insufficient_signals_warn_but_do_not_fail() -> None:
     empty = compare_signal("feature:other", [1.0, 2.0], [], alpha=0.01, min_shift=0.25,
                            min_values=100)
     r = _check([s, empty], None, reason="timeout")
-    assert r["verdict"] == "warn"
-    assert r["reasons"] == ["too few values to compare feature:amount, feature:other"]
+    assert r.verdict == "warn"
+    assert r.reasons == ["too few values to compare feature:amount, feature:other"]
 
 
 def test_first_version_has_nothing_to_compare() -> None:
     r = _check([_signal("feature:amount", shift=3.0)], _perf(0.5), previous_version=None,
                model_version="v1")
-    assert r["verdict"] == "pass"
-    assert r["reasons"] == ["no previous version to compare"]
-    assert r["signals"] == [] and r["performance"] is None
-    assert r["summary"] == "fraud v1: pass - no previous version to compare"
+    assert r.verdict == "pass"
+    assert r.reasons == ["no previous version to compare"]
+    assert r.signals == [] and r.performance is None
+    assert r.summary == "fraud v1: pass - no previous version to compare"
 
 
 def test_record_fields_and_deterministic_id() -> None:
     r = _check([_signal("feature:amount", seed=1)], _perf(0.05))
-    assert r["schema_version"] == 1 and r["type"] == "deployment_check"
-    assert r["check_id"] == record_id("deployment_check", "fraud", "v2", "v1")
-    assert r["started_at"] == "2023-11-14T22:13:20.000Z"
-    assert r["completed_at"] == "2023-11-14T22:23:20.500Z"
-    assert r["trigger"] == TRIGGER and r["trigger"] is not TRIGGER
-    assert r["rule"] == RULE
+    assert r.schema_version == 1 and r.type == "deployment_check"
+    assert r.check_id == record_id("deployment_check", "fraud", "v2", "v1")
+    assert r.started_at == "2023-11-14T22:13:20.000Z"
+    assert r.completed_at == "2023-11-14T22:23:20.500Z"
+    assert r.trigger == TRIGGER  # (a frozen value: no copy needed against aliasing)
+    assert r.rule == RULE
     again = _check([_signal("feature:amount", seed=1)], _perf(0.05))
     assert again == r
-    assert _check([], None, model_version="v3")["check_id"] != r["check_id"]
+    assert _check([], None, model_version="v3").check_id != r.check_id
     unversioned = _check([], None, model_version=None)
-    assert unversioned["model_version"] is None
-    assert unversioned["check_id"] == record_id("deployment_check", "fraud", "", "v1")
-    assert unversioned["summary"].startswith("fraud (no version) vs v1: pass")
+    assert unversioned.model_version is None
+    assert unversioned.check_id == record_id("deployment_check", "fraud", "", "v1")
+    assert unversioned.summary.startswith("fraud (no version) vs v1: pass")
 
 
 # ---------------------------------------------------------------- the schema
@@ -430,11 +430,11 @@ def test_schema_insufficient_comparisons_must_not_claim_a_change() -> None:
                        min_values=100)
     p = _perf(0.5, n=20)
     record = _check([s], p)
-    bad = copy.deepcopy(record)
+    bad = record_json(record)
     bad["signals"] = [{**s, "changed": True}]
     with pytest.raises(jsonschema.ValidationError):
         validate_record(bad, SCHEMA)
-    bad = copy.deepcopy(record)
+    bad = record_json(record)
     bad["performance"]["degraded"] = True
     with pytest.raises(jsonschema.ValidationError):
         validate_record(bad, SCHEMA)

@@ -182,16 +182,16 @@ def test_concept_drift_seen_only_through_labels_gives_one_retrain_request() -> N
     errors, fed to `performance:error` watched by DDM, give one drift alert on that signal and
     a `performance_signal` retrain request (k=3 input signals would never be reached)."""
     outs, stats = _run(_cfg(), _stream(6000, 3000, 20), batch=700)
-    alerts = [r.record for o in outs for r in o.records if r.record["type"] == "drift_alert"]
-    requests = [r.record for o in outs for r in o.records if r.record["type"] == "retrain_request"]
-    assert {a["signal"] for a in alerts} == {"performance:error"}
-    first = alerts[0]["detected_at"]
-    assert first["topic"] == "inference-labels"
-    assert 3000 < first["offset"] < 3400
+    alerts = [r.record for o in outs for r in o.records if r.record.type == "drift_alert"]
+    requests = [r.record for o in outs for r in o.records if r.record.type == "retrain_request"]
+    assert {a.signal for a in alerts} == {"performance:error"}
+    first = alerts[0].detected_at
+    assert first.topic == "inference-labels"
+    assert 3000 < first.offset < 3400
     [req] = requests
     validate_record(req)
-    assert req["rule"]["name"] == "performance_signal"
-    assert req["evidence"][0]["performance"] is True
+    assert req.rule["name"] == "performance_signal"
+    assert req.evidence[0]["performance"] is True
     assert sum(o.pairs for o in outs) == 5980
     assert (stats.predictions, stats.labels, stats.joined) == (6000, 5980, 5980)
     assert stats.mean_delay == pytest.approx(20.0)
@@ -203,8 +203,8 @@ def test_pairs_count_once_when_a_batch_is_retried_after_the_join() -> None:
     raws = _stream(4000, 2000, 15)
     clean, _ = _run(_cfg(), raws, batch=500)
     crashed, stats = _run(_cfg(), raws, batch=500, retry_every=3)
-    ids = [[r.record.get("alert_id") for r in o.records] for o in clean]
-    assert [[r.record.get("alert_id") for r in o.records] for o in crashed] == ids
+    ids = [[getattr(r.record, "alert_id", None) for r in o.records] for o in clean]
+    assert [[getattr(r.record, "alert_id", None) for r in o.records] for o in crashed] == ids
     assert sum(o.pairs for o in crashed) == sum(o.pairs for o in clean) == 3985
     assert stats.joined == 3985
 

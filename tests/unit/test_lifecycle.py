@@ -13,6 +13,7 @@ from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.contracts.units import unit_id
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.notify.notification import fingerprint, notification_from_record
+from tests.helpers import record_json
 
 UNIT = unit_id("m", "3")  # events carry model_version "3": its own state
 
@@ -50,22 +51,23 @@ def test_a_drift_that_goes_back_fires_once_and_resolves_once() -> None:
     events = stream(1000, window(300, 500))
     plain, _ = run(None, events)
     # Without the lifecycle: the rise and the fall are two alerts.
-    assert [a["detected_at"]["offset"] for a in plain.alerts] == [304, 504]
+    assert [a.detected_at.offset for a in plain.alerts] == [304, 504]
     out, state = run({"resolve_values": 50, "resolve_max_shift": 0.5, "hold_seconds": 100},
                      events)
     [alert] = out.alerts
-    assert alert["detected_at"]["offset"] == 304
+    assert alert.detected_at.offset == 304
     [res] = out.resolved
     validate_record(res)
-    assert res["alert_id"] == alert["alert_id"] and res["folded_alerts"] == 1
+    assert res.alert_id == alert.alert_id and res.folded_alerts == 1
     # Checks every 50 values from the alert (304): at 554 the last 50 values are all back;
     # held 100 s: resolved at the check of 654.
-    assert res["resolved_at"]["offset"] == 654
-    assert abs(res["evidence"]["mean_shift_in_reference_std"]) <= 0.5
+    assert res.resolved_at.offset == 654
+    assert abs(res.evidence["mean_shift_in_reference_std"]) <= 0.5
     # The notifier sees the same incident: trigger, then resolve, one fingerprint.
-    trig, resolve = notification_from_record(alert), notification_from_record(res)
+    trig, resolve = (notification_from_record(record_json(alert)),  # as read from the topic
+                     notification_from_record(record_json(res)))
     assert (trig.action, resolve.action) == ("trigger", "resolve")
-    assert trig.fingerprint == resolve.fingerprint == res["fingerprint"] == fingerprint(
+    assert trig.fingerprint == resolve.fingerprint == res.fingerprint == fingerprint(
         "m", "3", "feature:x", "page_hinkley")
     lc = state.models[UNIT].lifecycle
     assert lc.incidents == {} and lc.resolved == 1 and lc.folded == 1

@@ -13,6 +13,7 @@ from river import drift
 
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import InferenceEvent, Position
+from stream_monitor.contracts.output_records import RequestTrigger
 from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.contracts.units import unit_id
 from stream_monitor.core import REGISTRY, Monitor, MonitorState, reference_scale
@@ -72,18 +73,18 @@ def test_one_alert_at_the_index_river_detects(detectors: list[str], seed: int) -
     # On a tie the first detector of the rule is named.
     fired = next(name for name in detectors if expected[name] == first)
     assert 700 <= first < 760  # after the shift, and soon
-    assert [(a["detector"]["name"], a["detected_at"]["offset"]) for a in out.alerts] == [
+    assert [(a.detector.name, a.detected_at.offset) for a in out.alerts] == [
         (fired, first)]
     alert = out.alerts[0]
-    assert alert["signal"] == "feature:x"
-    assert alert["detected_at"]["signal_index"] == first + 1
-    assert alert["detected_at"]["event_id"] == f"e{first}"
+    assert alert.signal == "feature:x"
+    assert alert.detected_at.signal_index == first + 1
+    assert alert.detected_at.event_id == f"e{first}"
     mean, std = reference_scale(values[:200].tolist())
-    assert alert["evidence"]["standardization"] == {"mean": mean, "std": std}
-    assert alert["evidence"]["reference"]["count"] == 200
+    assert alert.evidence["standardization"] == {"mean": mean, "std": std}
+    assert alert.evidence["reference"]["count"] == 200
     # `current` is the last 50 values: mostly from before the shift, so it moved only partly.
-    assert 0 < alert["evidence"]["mean_shift_in_reference_std"] < 3
-    assert alert["summary"].startswith("m feature:x: mean rose from ")
+    assert 0 < alert.evidence["mean_shift_in_reference_std"] < 3
+    assert alert.summary.startswith("m feature:x: mean rose from ")
 
 
 def test_page_hinkley_exact_index_pinned() -> None:
@@ -91,7 +92,7 @@ def test_page_hinkley_exact_index_pinned() -> None:
     monitor and River still agree with each other."""
     values = shifted_stream(0)
     out = Monitor(config(["page_hinkley"])).process(events_from(values), MonitorState())
-    assert [a["detected_at"]["offset"] for a in out.alerts] == [710]
+    assert [a.detected_at.offset for a in out.alerts] == [710]
 
 
 def test_no_alert_on_a_stationary_stream_with_the_default_detectors() -> None:
@@ -156,12 +157,12 @@ def test_second_drift_is_measured_against_the_new_reference() -> None:
     rng = np.random.default_rng(5)
     values = np.concatenate([rng.normal(0, 1, 500), rng.normal(3, 1, 600), rng.normal(0, 1, 400)])
     out = Monitor(config(["page_hinkley"])).process(events_from(values), MonitorState())
-    assert [a["evidence"]["mean_shift_in_reference_std"] > 0 for a in out.alerts] == [True, False]
+    assert [a.evidence["mean_shift_in_reference_std"] > 0 for a in out.alerts] == [True, False]
     first, second = out.alerts
-    assert 500 <= first["detected_at"]["offset"] < 540
-    assert 1100 <= second["detected_at"]["offset"] < 1140
-    assert second["evidence"]["standardization"]["mean"] == pytest.approx(3.0, abs=0.3)
-    assert first["alert_id"] != second["alert_id"]
+    assert 500 <= first.detected_at.offset < 540
+    assert 1100 <= second.detected_at.offset < 1140
+    assert second.evidence["standardization"]["mean"] == pytest.approx(3.0, abs=0.3)
+    assert first.alert_id != second.alert_id
 
 
 # -- what is and is not monitored -----------------------------------------------------------
@@ -248,10 +249,10 @@ def run_retrain(min_signals: int, within: float, cooldown: float) -> tuple[Any, 
 
 def drift_point(alert: dict[str, Any]) -> tuple[str, int]:
     """The injected drift an alert belongs to: (feature, drift index)."""
-    feature = alert["signal"].removeprefix("feature:")
-    offset = alert["detected_at"]["offset"]
+    feature = alert.signal.removeprefix("feature:")
+    offset = alert.detected_at.offset
     at = max(s for s in SHIFTS[feature] if s <= offset)
-    assert offset - at < 15, f"{alert['signal']} alert at {offset} is not soon after a drift"
+    assert offset - at < 15, f"{alert.signal} alert at {offset} is not soon after a drift"
     return feature, at
 
 
@@ -285,14 +286,14 @@ def test_retrain_needs_distinct_signals_within_the_window_and_respects_cooldown(
     assert len(alerts) == 8
     got = []
     for req in out.retrain_requests:
-        points = [drift_point(alerts_by_id(out.alerts)[a]) for a in req["alert_ids"]]
-        assert req["signals"] == [f"feature:{f}" for f, _ in points]
+        points = [drift_point(alerts_by_id(out.alerts)[a]) for a in req.alert_ids]
+        assert req.signals == [f"feature:{f}" for f, _ in points]
         # Triggered by the alert that completed the rule: the latest one it lists.
         last = alerts[points[-1]]
-        assert req["triggered_by"] == last["detected_at"]
-        assert req["requested_at"] == last["detected_at"]["event_time"]
-        assert req["model_version"] == "7"
-        assert {k: req["rule"][k] for k in ("name", "min_drifted_signals", "within_seconds",
+        assert req.triggered_by == RequestTrigger.of(last.detected_at)
+        assert req.requested_at == last.detected_at.event_time
+        assert req.model_version == "7"
+        assert {k: req.rule[k] for k in ("name", "min_drifted_signals", "within_seconds",
                                             "cooldown_seconds", "out_of")} == {
             "name": "min_drifted_signals", "min_drifted_signals": min_signals,
             "within_seconds": within, "cooldown_seconds": cooldown, "out_of": 3}
@@ -302,12 +303,12 @@ def test_retrain_needs_distinct_signals_within_the_window_and_respects_cooldown(
     model = state.models[UNIT]
     assert model.retrain_requests == len(expected)
     if expected:
-        last_trigger = alerts[expected[-1][-1]]["detected_at"]["offset"]
+        last_trigger = alerts[expected[-1][-1]].detected_at.offset
         assert model.last_retrain_at == T0 + last_trigger
 
 
 def alerts_by_id(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {a["alert_id"]: a for a in alerts}
+    return {a.alert_id: a for a in alerts}
 
 
 # -- deterministic ids ----------------------------------------------------------------------
@@ -315,16 +316,16 @@ def alerts_by_id(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_ids_are_deterministic_and_requests_list_their_alerts() -> None:
     first, _ = run_retrain(2, 100, 1000)
     second, _ = run_retrain(2, 100, 1000)
-    ids = [a["alert_id"] for a in first.alerts]
-    assert ids == [a["alert_id"] for a in second.alerts]
+    ids = [a.alert_id for a in first.alerts]
+    assert ids == [a.alert_id for a in second.alerts]
     assert len(set(ids)) == len(ids) == 8
-    assert [r["request_id"] for r in first.retrain_requests] == [
-        r["request_id"] for r in second.retrain_requests]
-    assert len({r["request_id"] for r in first.retrain_requests}) == 2
+    assert [r.request_id for r in first.retrain_requests] == [
+        r.request_id for r in second.retrain_requests]
+    assert len({r.request_id for r in first.retrain_requests}) == 2
     by_id = alerts_by_id(first.alerts)
     for req in first.retrain_requests:
-        assert set(req["alert_ids"]) <= set(by_id)
-        assert [by_id[a]["signal"] for a in req["alert_ids"]] == req["signals"]
+        assert set(req.alert_ids) <= set(by_id)
+        assert [by_id[a].signal for a in req.alert_ids] == req.signals
 
 
 def test_ids_do_not_depend_on_batching() -> None:

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from stream_monitor.contracts import validate_record
+from stream_monitor.contracts.output_records import TriggerEvent
 from stream_monitor.errors import ConfigError
 from stream_monitor.notify import (
     DeliveryResult,
@@ -34,6 +35,7 @@ from stream_monitor.notify import (
 from stream_monitor.notify.config import RateLimit, RetryPolicy
 from stream_monitor.notify.delivery import retry_after_seconds
 from stream_monitor.notify.service import dead_letter_record
+from tests.helpers import record_json
 
 from .notify_samples import drift_alert, drift_resolved, retrain_request
 
@@ -428,13 +430,13 @@ def _deployment_check(verdict: str) -> dict[str, Any]:
     signals = [sig] + ([compare_signal("prediction", [1.0] * 5, [1.0] * 5, alpha=0.01,
                                        min_shift=0.5, min_values=30)]
                        if verdict == "warn" else [])
-    return deployment_check(
+    return record_json(deployment_check(  # as the notifier reads it from the topic
         model_id="churn", model_version="2", previous_version="1", started_at=1.767e9,
         completed_at=1.767e9 + 600, reason="watch_complete",
-        trigger={"event_id": "e9", "topic": "t", "partition": 0, "offset": 9},
+        trigger=TriggerEvent("e9", "t", 0, 9),
         signals=signals, performance=None,
         rule={"alpha": 0.01, "min_shift": 0.5, "max_error_increase": 0.02, "watch_events": 300,
-              "min_labeled": 200, "max_wait_seconds": 3600.0})
+              "min_labeled": 200, "max_wait_seconds": 3600.0}))
 
 
 def test_deployment_checks_that_fail_or_warn_are_forwarded_and_a_pass_is_not() -> None:

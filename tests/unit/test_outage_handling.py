@@ -16,8 +16,10 @@ from aiokafka import errors as ke
 
 from stream_monitor.adapters import kafka_faults
 from stream_monitor.adapters.kafka_faults import brake_metadata_refresh, classify_send_error
-from stream_monitor.adapters.worker import MonitorWorker, _StoreWait
+from stream_monitor.adapters.retry import RetryPolicy
+from stream_monitor.adapters.worker import MonitorWorker
 from stream_monitor.config import load_config
+from stream_monitor.contracts.output_records import StateReset, WorkerRef
 from stream_monitor.contracts.outputs import output_record
 from stream_monitor.errors import OutputRejectedError, ScriptsLostError, TransientStoreError
 from stream_monitor.observability.logging import JsonFormatter, RateLimitFilter
@@ -101,13 +103,15 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def record(s: float) -> None:
         out.append(s)
 
-    monkeypatch.setattr("stream_monitor.adapters.worker.asyncio.sleep", record)
+    monkeypatch.setattr("stream_monitor.adapters.retry.asyncio.sleep", record)
     return out
 
 
 def _records(n: int) -> list[Any]:
-    return [output_record("t-alerts", b"k", {"type": "drift_alert", "n": i}, ())
-            for i in range(n)]
+    return [output_record("t-alerts", b"k", StateReset(reset_id=f"r{i}", detected_at="t",
+                                                    reason="test", models=[],
+                                                    worker=WorkerRef("app", "h", 1), action="-"),
+                          ()) for i in range(n)]
 
 
 def _worker(producer: Producer, renew: Any = None) -> MonitorWorker:
@@ -178,8 +182,8 @@ async def test_a_topic_missing_for_a_minute_is_a_refusal(monkeypatch: pytest.Mon
     async def advance(s: float) -> None:
         clock[0] += s
 
-    monkeypatch.setattr("stream_monitor.adapters.worker.asyncio.sleep", advance)
-    monkeypatch.setattr("stream_monitor.adapters.worker.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("stream_monitor.adapters.retry.asyncio.sleep", advance)
+    monkeypatch.setattr("stream_monitor.adapters.retry.time.monotonic", lambda: clock[0])
     p = Producer(raise_on_send=ke.UnknownTopicOrPartitionError())
     with pytest.raises(OutputRejectedError, match="does not exist"):
         await _worker(p).publish(_records(1))
@@ -194,12 +198,13 @@ async def test_a_bug_is_not_retried() -> None:
 
 # -- the store waits -----------------------------------------------------------------------
 def test_store_wait_retries_lost_scripts_at_once_and_caps_the_rest() -> None:
-    wait = _StoreWait(2.0)
+    # The store's waits: the worker's policy (store_retry) with a cap of 2 s.
+    wait = RetryPolicy(cap_seconds=2.0).start("state store")
     lost = ScriptsLostError("NOSCRIPT")
-    assert [wait.next(lost, "x") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert wait.next(lost, "x") > 0.0  # not forever at once
+    assert [wait.wait(lost, "x", now=lost.retry_now) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert wait.wait(lost, "x", now=lost.retry_now) > 0.0  # not forever at once
     down = TransientStoreError("connection refused")
-    delays = [wait.next(down, "x") for _ in range(40)]
+    delays = [wait.wait(down, "x", now=down.retry_now) for _ in range(40)]
     assert max(delays) <= 2.0 and min(delays[-10:]) >= 1.0  # capped, jittered in [cap/2, cap]
 
 

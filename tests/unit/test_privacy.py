@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from stream_monitor.adapters.replay import iter_file
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import validate_record
+from stream_monitor.contracts.output_records import DetectorRef, DriftResolved, EventRef
 from stream_monitor.core.privacy import redact_record
 from stream_monitor.observability import WorkerMetrics
 from stream_monitor.pipeline import BatchPipeline
@@ -94,7 +95,7 @@ def _metrics_text(pipeline: BatchPipeline, records: list[Any], cfg: dict[str, An
     rule = parse_config(cfg).metrics
     m = WorkerMetrics(CollectorRegistry(), signal_gauges=rule.signal_gauges,
                       signals=rule.signals)
-    alerts = [r.record for r in records if r.record.get("type") == "drift_alert"]
+    alerts = [r.record for r in records if r.record.type == "drift_alert"]
     m.observe_batch({"credit-risk": 2400}, {"undecodable": 1}, 0.1, alerts=alerts)
     m.observe_models(pipeline.state.models.values())
     return generate_latest(m.registry).decode()
@@ -109,7 +110,7 @@ def test_no_raw_value_leaves_with_none_evidence_and_hashed_dead_letters(
            "metrics": {"signal_gauges": False, "signals": ["prediction", "feature:amount"]}}
     with caplog.at_level(logging.DEBUG):
         records, pipeline = _run(cfg, events)
-    kinds = [r.record["type"] for r in records]
+    kinds = [r.record.type for r in records]
     assert kinds.count("drift_alert") >= 2 and "retrain_request" in kinds
     assert kinds.count("dead_letter") == len(BAD)
     for r in records:
@@ -122,15 +123,15 @@ def test_no_raw_value_leaves_with_none_evidence_and_hashed_dead_letters(
         assert _found(text, BAD_TOKENS) == [], where
     for r in records:
         rec = r.record
-        if rec["type"] == "drift_alert":
-            ev = rec["evidence"]
+        if rec.type == "drift_alert":
+            ev = rec.evidence
             if level == "none":
                 assert set(ev) == {"mean_shift_in_reference_std"}
             else:
                 assert {k: set(ev[k]) for k in ("reference", "current", "recent")} == {
                     k: {"count", "mean", "std"} for k in ("reference", "current", "recent")}
-        if rec["type"] == "dead_letter":
-            v = rec["original"]["value"]
+        if rec.type == "dead_letter":
+            v = rec.original["value"]
             assert v["data"] == "" and v["truncated"] and len(v["sha256"]) == 64
     # The metrics show no statistic of any signal, and label only the allowed signals.
     assert not re.search(r"^stream_monitor_signal_(mean|window_values)\{", metrics, re.M)
@@ -154,9 +155,9 @@ def test_truncated_dead_letters_keep_only_a_head(tmp_path: Path) -> None:
     cfg = {**CONFIG, "privacy": {"dead_letter_payload": "truncated",
                                  "dead_letter_truncated_bytes": 8}}
     records, _ = _run(cfg, events)
-    dead = [r.record for r in records if r.record["type"] == "dead_letter"]
-    assert [d["original"]["value"]["data"] for d in dead] == [b.decode()[:8] for b in BAD]
-    assert all(d["original"]["value"]["length"] == len(b) for d, b in zip(dead, BAD, strict=True))
+    dead = [r.record for r in records if r.record.type == "dead_letter"]
+    assert [d.original["value"]["data"] for d in dead] == [b.decode()[:8] for b in BAD]
+    assert all(d.original["value"]["length"] == len(b) for d, b in zip(dead, BAD, strict=True))
 
 
 def test_privacy_config_is_validated() -> None:
@@ -168,15 +169,18 @@ def test_privacy_config_is_validated() -> None:
 
 
 def test_a_resolution_keeps_its_count_and_shift_without_the_reference_mean() -> None:
-    rec = {"type": "drift_resolved", "model_id": "m", "signal": "feature:x", "alert_id": "a1",
-           "resolved_at": {"offset": 90}, "rule": {"resolve_max_shift": 0.5},
-           "evidence": {"reference": {"mean": 1.0, "std": 0.5},
-                        "current": {"mean": 1.1, "count": 50},
-                        "mean_shift_in_reference_std": 0.2},
-           "summary": "m feature:x: back within 0.5 reference std of the reference mean 1 ..."}
+    rec = DriftResolved(
+        resolution_id="r", fingerprint="f", model_id="m", model_version=None,
+        signal="feature:x", detector=DetectorRef("cusum", "cusum"), alert_id="a1", fired_at="t",
+        resolved_at=EventRef("e", "t", 0, 90, "t", 1), folded_alerts=0,
+        rule={"resolve_max_shift": 0.5},
+        evidence={"reference": {"mean": 1.0, "std": 0.5}, "current": {"mean": 1.1, "count": 50},
+                  "mean_shift_in_reference_std": 0.2},
+        summary="m feature:x: back within 0.5 reference std of the reference mean 1 ...",
+        sample_rate=1.0)
     assert redact_record(rec, "aggregate") == rec  # no min, max or quantiles to cut
     none = redact_record(rec, "none")
-    assert none["evidence"] == {"current": {"count": 50}, "mean_shift_in_reference_std": 0.2}
-    assert none["summary"] == ("m feature:x: back within 0.5 reference std of the reference "
+    assert none.evidence == {"current": {"count": 50}, "mean_shift_in_reference_std": 0.2}
+    assert none.summary == ("m feature:x: back within 0.5 reference std of the reference "
                                "mean (+0.20 std over the last 50 values); resolved at offset 90")
-    assert rec["evidence"]["reference"] == {"mean": 1.0, "std": 0.5}  # the input is unchanged
+    assert rec.evidence["reference"] == {"mean": 1.0, "std": 0.5}  # the input is unchanged

@@ -39,7 +39,7 @@ from stream_monitor.pipeline import BatchPipeline, OutputRecord
 from stream_monitor.state import MemoryStore
 from stream_monitor.state.dedupe import MemoryDedupe
 
-from ..helpers import by_type, pipeline_outputs
+from ..helpers import by_type, pipeline_outputs, record_json
 
 NOW = 1_767_225_600.0  # the processing clock in these tests: 2026-01-01T00:00:00Z
 SIGNALS = [{"match": "*", "detectors": ["adwin", "page_hinkley"]}]
@@ -130,10 +130,10 @@ def test_whole_event_faults_are_dead_lettered_with_their_code(code: str,
     assert [d.reason_code for d in dead] == [code], dead[0].reason
     rec = dead[0].to_record(NOW)
     validate_record(rec)
-    assert rec["original"]["headers"] == [{"key": "trace", "value": {"encoding": "utf-8",
+    assert rec.original["headers"] == [{"key": "trace", "value": {"encoding": "utf-8",
                                                                      "data": "t-1"}}]
     if value is not None and code != "too_large":
-        assert rec["original"]["value"] is not None
+        assert rec.original["value"] is not None
     assert counters.total_dead_letters() == 1
     assert counters.by_reason() == {code: 1}
 
@@ -303,13 +303,13 @@ def test_a_shift_in_category_frequencies_raises_one_category_mix_alert() -> None
         weights = [0.5, 0.3, 0.2] if i < 2500 else [0.25, 0.55, 0.2]
         evs.append(_decode(event(i, features={"seg": rng.choices("xyz", weights)[0]}), i))
     out = Monitor(cfg).process(evs, MonitorState())
-    assert [a["signal"] for a in out.alerts] == ["feature:seg"], [a["summary"] for a in out.alerts]
+    assert [a.signal for a in out.alerts] == ["feature:seg"], [a.summary for a in out.alerts]
     a = out.alerts[0]
     validate_record(a)
-    assert 2500 <= a["detected_at"]["offset"] < 2700
-    ev = a["evidence"]
+    assert 2500 <= a.detected_at.offset < 2700
+    ev = a.evidence
     assert ev["change"]["kind"] == "category_mix"
-    assert a["detector"]["type"] == "multinomial_cusum"
+    assert a.detector.type == "multinomial_cusum"
     start = ev["change"]["start"]
     assert abs(start["offset"] - 2500) < 40, start
     assert start["signal_index_low"] <= start["signal_index"] <= start["signal_index_high"]
@@ -363,24 +363,24 @@ def test_missing_rate_jump_raises_a_data_quality_alert_naming_the_feature(seed: 
     assert out.quality_alerts, "no data-quality alert"
     first = out.quality_alerts[0]
     validate_record(first)
-    assert first["type"] == "data_quality_alert"
-    assert (first["feature"], first["indicator"]) == ("utilization", "missing")
-    assert first["signal"] == "quality:missing:utilization"
+    assert first.type == "data_quality_alert"
+    assert (first.feature, first.indicator) == ("utilization", "missing")
+    assert first.signal == "quality:missing:utilization"
     # Per-event 0/1 flags under the Bernoulli CUSUM: 1% -> 30% is caught within tens of events
     # (seeds 0-2: 16, 39, 34), and the change start is placed at the jump.
-    assert 3000 <= first["detected_at"]["offset"] < 3000 + 60
-    assert abs(first["evidence"]["change"]["start"]["offset"] - 3000) <= 10
-    assert 0.0 < first["rate_before"] < 0.03
+    assert 3000 <= first.detected_at.offset < 3000 + 60
+    assert abs(first.evidence["change"]["start"]["offset"] - 3000) <= 10
+    assert 0.0 < first.rate_before < 0.03
     # The rate after the estimated start, over the 15-40 events to the detection: a binomial
     # estimate of 0.30 from so few events is within about +-0.2.
-    assert 0.15 < first["rate_after"] < 0.55
-    calibration = first["evidence"]["calibration"]
+    assert 0.15 < first.rate_after < 0.55
+    calibration = first.evidence["calibration"]
     assert calibration["budget"] == {"per_events": 1_000_000}
     assert calibration["detectors"][0]["type"] == "bernoulli_cusum"
-    assert "utilization" in first["summary"] and "missing rate rose" in first["summary"]
+    assert "utilization" in first.summary and "missing rate rose" in first.summary
     # Nothing about the features whose rate did not move, and no drift alert for it.
-    assert {a["feature"] for a in out.quality_alerts} == {"utilization"}
-    assert all(a["type"] == "drift_alert" for a in out.alerts)
+    assert {a.feature for a in out.quality_alerts} == {"utilization"}
+    assert all(a.type == "drift_alert" for a in out.alerts)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -392,16 +392,16 @@ def test_missing_values_appearing_in_a_clean_feature_are_noticed(seed: int) -> N
     out = Monitor(cfg).process(missing_stream(5000, 2000, 0.0, 0.05, seed), MonitorState())
     assert out.quality_alerts, "no data-quality alert"
     first = out.quality_alerts[0]
-    assert first["feature"] == "utilization" and first["rate_before"] == 0.0
-    assert 2000 <= first["detected_at"]["offset"] < 2000 + 1000  # seeds 0-1: 657, 595
-    assert 0.02 < first["rate_after"] < 0.15
+    assert first.feature == "utilization" and first.rate_before == 0.0
+    assert 2000 <= first.detected_at.offset < 2000 + 1000  # seeds 0-1: 657, 595
+    assert 0.02 < first.rate_after < 0.15
 
 
 def test_no_data_quality_alert_on_a_stable_rate() -> None:
     cfg = config(model_quality=QUALITY_SIGNALS, reference_size=300)
     for seed, rate in [(0, 0.0), (1, 0.01), (2, 0.2)]:
         out = Monitor(cfg).process(missing_stream(20000, 20000, rate, rate, seed), MonitorState())
-        assert out.quality_alerts == [], (rate, [a["summary"] for a in out.quality_alerts])
+        assert out.quality_alerts == [], (rate, [a.summary for a in out.quality_alerts])
 
 
 def test_data_quality_alert_schema_is_closed_and_not_vacuous() -> None:
@@ -424,7 +424,7 @@ def test_data_quality_alert_schema_is_closed_and_not_vacuous() -> None:
                         (("rate_after",), 1.5), (("signal",), "feature:utilization"),
                         (("evidence", "extra"), 1), (("detected_at", "offset"), -1),
                         (("alert_id",), "x")]:
-        broken = json.loads(json.dumps(alert))
+        broken = record_json(alert)
         node = broken
         for part in path[:-1]:
             node = node[part]
@@ -451,21 +451,21 @@ def test_duplicates_are_dead_lettered_but_a_redelivered_record_is_not() -> None:
 
     async def go() -> None:
         out, counters, pipe = await run_pipeline(cfg, raws, batch=4, dedupe=dedupe)
-        dead = [r.record for r in out if r.record["type"] == "dead_letter"]
-        assert [(d["source"]["offset"], d["reason_code"]) for d in dead] == [(7, "duplicate")]
-        assert "in:0:3" in dead[0]["reason"]
+        dead = [r.record for r in out if r.record.type == "dead_letter"]
+        assert [(d.source.offset, d.reason_code) for d in dead] == [(7, "duplicate")]
+        assert "in:0:3" in dead[0].reason
         assert counters.dead_letters == {("m", "duplicate"): 1}
         assert pipe.state.models["m"].events == 9
         # The whole stream again, as after a crash before the commit: nothing new is a
         # duplicate (same positions), the core skips what it applied, e3@7 stays a duplicate.
         again = await pipe.run(raws)
-        assert [(r.record["source"]["offset"], r.record["reason_code"]) for r in again.records] \
+        assert [(r.record.source.offset, r.record.reason_code) for r in again.records] \
             == [(7, "duplicate")]
         assert again.redelivered == 9
         # A restarted pipeline (nothing in memory) on the same claims: the same answer.
         fresh = BatchPipeline(cfg, pipe.store, clock=lambda: NOW, dedupe=dedupe)
         res = await fresh.run(raws[5:])
-        assert [r.record["reason_code"] for r in res.records] == ["duplicate"]
+        assert [r.record.reason_code for r in res.records] == ["duplicate"]
 
     asyncio.run(go())
 
@@ -475,7 +475,7 @@ def test_dead_letters_come_out_in_input_order() -> None:
     lines = [dumps(event(0)), b"junk", dumps(event(0)), dumps(event(1, model_id="zz")),
              dumps(event(2, timestamp=NOW + 9999))]
     out, counters, _ = asyncio.run(run_pipeline(cfg, [raw(v, i) for i, v in enumerate(lines)]))
-    assert [(r.record["source"]["offset"], r.record["reason_code"]) for r in out] == [
+    assert [(r.record.source.offset, r.record.reason_code) for r in out] == [
         (1, "undecodable"), (2, "duplicate"), (3, "unknown_model"), (4, "timestamp_in_future")]
     assert counters.dead_letters == {("", "undecodable"): 1, ("m", "duplicate"): 1,
                                      ("", "unknown_model"): 1, ("m", "timestamp_in_future"): 1}
@@ -508,14 +508,14 @@ def test_data_quality_alerts_go_to_the_alerts_topic_with_their_schema_header() -
     lines = [orjson.dumps({"event_id": e.event_id, "model_id": "m", "timestamp": e.timestamp,
                            "features": e.features, "prediction": e.prediction}) for e in evs]
     out, _, _ = asyncio.run(run_pipeline(cfg, [raw(v, i) for i, v in enumerate(lines)], batch=500))
-    dq = [r for r in out if r.record["type"] == "data_quality_alert"]
+    dq = [r for r in out if r.record.type == "data_quality_alert"]
     assert dq
     for r in dq:
         assert r.topic == cfg.topics.alerts and r.key == b"m"
         headers = dict(r.headers)
         assert headers["schema"] == b"data-quality-alert/v1"
         assert headers["feature"] == b"utilization"
-        assert headers["alert-id"] == r.record["alert_id"].encode()
+        assert headers["alert-id"] == r.record.alert_id.encode()
         validate_record(orjson.loads(r.value))
 
 
@@ -622,7 +622,7 @@ def check_gate(raws: list[RawRecord]) -> None:
     for d in dead:
         assert isinstance(d, DeadLetter) and d.reason_code in REASON_CODES
         assert d.reason_code != "internal_error", d.reason
-        DEAD_LETTER.validate(d.to_record(NOW))
+        DEAD_LETTER.validate(record_json(d.to_record(NOW)))
     for e in events:
         assert isinstance(e, InferenceEvent)
         prediction = e.prediction
@@ -667,11 +667,11 @@ def test_the_pipeline_outputs_only_valid_records_on_adversarial_streams(
     processed by the core or dead-lettered, exactly once (unknown models are dead-lettered)."""
     raws = [raw(v, i) for i, v in enumerate(values)]
     out, counters, pipe = asyncio.run(run_pipeline(PROPERTY_CFG, raws, batch=17))
-    dead = [r.record for r in out if r.record["type"] == "dead_letter"]
+    dead = [r.record for r in out if r.record.type == "dead_letter"]
     for r in out:
         validate_record(orjson.loads(r.value))
     assert len(dead) == counters.total_dead_letters()
-    assert len({d["source"]["offset"] for d in dead}) == len(dead)
+    assert len({d.source.offset for d in dead}) == len(dead)
     processed = sum(m.events for m in pipe.state.models.values())
     assert processed + len(dead) == len(raws)
 

@@ -12,6 +12,12 @@ import pytest
 
 from stream_monitor.config import parse_config
 from stream_monitor.contracts import InferenceEvent, Position
+from stream_monitor.contracts.output_records import (
+    DriftAlert,
+    EventRef,
+    FiredDetector,
+    RequestTrigger,
+)
 from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.contracts.units import unit_id
 from stream_monitor.core import Monitor, MonitorState
@@ -47,7 +53,7 @@ FOREVER = 10**9
 
 
 def offsets(out: Any) -> list[tuple[str, int]]:
-    return [(a["signal"], a["detected_at"]["offset"]) for a in out.alerts]
+    return [(a.signal, a.detected_at.offset) for a in out.alerts]
 
 
 def test_old_three_field_rule_still_parses_and_behaves_as_before() -> None:
@@ -56,13 +62,13 @@ def test_old_three_field_rule_still_parses_and_behaves_as_before() -> None:
     assert offsets(out) == [("feature:x", 304)]
     [req] = out.retrain_requests
     validate_record(req)
-    assert req["rule"]["name"] == "min_drifted_signals" and req["rule"]["out_of"] == 1
-    assert req["triggered_by"] == out.alerts[0]["detected_at"]
-    assert req["budget"] == {"day": "2026-01-01", "max_per_day": None, "used_today": 1,
+    assert req.rule["name"] == "min_drifted_signals" and req.rule["out_of"] == 1
+    assert req.triggered_by == RequestTrigger.of(out.alerts[0].detected_at)
+    assert req.budget == {"day": "2026-01-01", "max_per_day": None, "used_today": 1,
                              "left_today": None}
-    [ev] = req["evidence"]
-    assert ev["alert_id"] == out.alerts[0]["alert_id"] and ev["persistence"]["values"] == 0
-    assert ev["mean_shift_in_reference_std"] == out.alerts[0]["evidence"][
+    [ev] = req.evidence
+    assert ev["alert_id"] == out.alerts[0].alert_id and ev["persistence"]["values"] == 0
+    assert ev["mean_shift_in_reference_std"] == out.alerts[0].evidence[
         "mean_shift_in_reference_std"]
 
 
@@ -88,8 +94,8 @@ def test_persistence_drops_a_drift_that_does_not_hold(end: int, requests: int) -
         [req] = out.retrain_requests
         validate_record(req)
         # Confirmed at the 40th value after the alert, at offset 344; no alert triggered it.
-        assert req["triggered_by"]["offset"] == 344 and req["triggered_by"]["signal_index"] is None
-        [ev] = req["evidence"]
+        assert req.triggered_by.offset == 344 and req.triggered_by.signal_index is None
+        [ev] = req.evidence
         assert ev["persistence"]["values"] == 40
         shift = ev["persistence"]["mean_shift_in_reference_std"]
         assert shift == pytest.approx(10 / 1.4285, rel=0.02)
@@ -100,7 +106,7 @@ def test_persistence_in_seconds_waits_for_event_time() -> None:
                    "persistence": {"seconds": 30}})
     out = mon.process(stream(500, {"x": [(300, FOREVER, 10.0)]}, step=2.0), MonitorState())
     [req] = out.retrain_requests
-    assert req["triggered_by"]["offset"] == 304 + 15  # 15 events of 2 s after the alert
+    assert req.triggered_by.offset == 304 + 15  # 15 events of 2 s after the alert
 
 
 def test_budget_caps_requests_per_utc_day_and_resets_the_next_day() -> None:
@@ -111,7 +117,7 @@ def test_budget_caps_requests_per_utc_day_and_resets_the_next_day() -> None:
     state = MonitorState()
     out = mon.process(stream(2000, {"x": shifts}, step=100.0), state)
     assert len(out.alerts) == len(shifts)
-    days = [(r["budget"]["day"], r["budget"]["used_today"], r["budget"]["left_today"])
+    days = [(r.budget["day"], r.budget["used_today"], r.budget["left_today"])
             for r in out.retrain_requests]
     assert days == [("2026-01-01", 1, 1), ("2026-01-01", 2, 0),
                     ("2026-01-02", 1, 1), ("2026-01-02", 2, 0), ("2026-01-03", 1, 1)]
@@ -126,8 +132,8 @@ def test_cooldown_blocks_then_keeps_evidence_within_the_window() -> None:
     state = MonitorState()
     out = mon.process(stream(700, {"x": [(300, FOREVER, 10.0), (400, FOREVER, 10.0),
                                          (600, FOREVER, 10.0)]}), state)
-    assert [a["detected_at"]["offset"] for a in out.alerts] == [304, 404, 604]
-    assert [r["triggered_by"]["offset"] for r in out.retrain_requests] == [304, 604]
+    assert [a.detected_at.offset for a in out.alerts] == [304, 404, 604]
+    assert [r.triggered_by.offset for r in out.retrain_requests] == [304, 604]
     assert state.models[UNIT].retrain.suppressed_cooldown == 1
 
 
@@ -140,15 +146,15 @@ def test_one_degraded_performance_signal_is_enough(delta: float, requests: int) 
     alone although k is 3; falling (the model got better) does not."""
     mon = monitor({"min_drifted_signals": 3, "cooldown_seconds": 0, **PERF})
     out = mon.process(stream(400, {"err": [(300, FOREVER, delta)], "x": []}), MonitorState())
-    assert [a["signal"] for a in out.alerts] == ["feature:err"]
+    assert [a.signal for a in out.alerts] == ["feature:err"]
     assert len(out.retrain_requests) == requests
     if requests:
         [req] = out.retrain_requests
         validate_record(req)
-        assert req["rule"]["name"] == "performance_signal"
-        assert req["rule"]["out_of"] == 2
-        assert req["evidence"][0]["performance"] is True
-        assert req["reason"] == "performance degraded: feature:err"
+        assert req.rule["name"] == "performance_signal"
+        assert req.rule["out_of"] == 2
+        assert req.evidence[0]["performance"] is True
+        assert req.reason == "performance degraded: feature:err"
 
 
 def test_staleness_fallback_requests_once_the_period_has_passed() -> None:
@@ -159,9 +165,9 @@ def test_staleness_fallback_requests_once_the_period_has_passed() -> None:
     out = mon.process(stream(800, {"err": [(300, FOREVER, 10.0)], "x": []}), MonitorState())
     [req] = out.retrain_requests
     validate_record(req)
-    assert req["rule"]["name"] == "staleness"
-    assert req["triggered_by"]["offset"] == 500 and req["triggered_by"]["signal_index"] is None
-    assert req["signals"] == ["feature:err"]
+    assert req.rule["name"] == "staleness"
+    assert req.triggered_by.offset == 500 and req.triggered_by.signal_index is None
+    assert req.signals == ["feature:err"]
 
 
 def test_ids_are_deterministic_and_a_split_batch_gives_the_same_requests() -> None:
@@ -176,7 +182,7 @@ def test_ids_are_deterministic_and_a_split_batch_gives_the_same_requests() -> No
         model = state.models[UNIT]
         model.retrain = RetrainState.restore(json.loads(json.dumps(model.retrain.meta())))
     assert len(whole) == 3 and split == whole
-    assert len({r["request_id"] for r in whole}) == 3
+    assert len({r.request_id for r in whole}) == 3
 
 
 # -- windows in events (retrain.within_events) ------------------------------------------------
@@ -191,16 +197,16 @@ def test_one_event_a_day_pairs_drifts_only_with_a_window_in_events() -> None:
     which window applied."""
     seconds = monitor({"min_drifted_signals": 2, "cooldown_seconds": 0})
     out = seconds.process(stream(500, TWO_DRIFTS, step=DAY), MonitorState())
-    assert [a["signal"] for a in out.alerts] == ["feature:x", "feature:y"]
+    assert [a.signal for a in out.alerts] == ["feature:x", "feature:y"]
     assert out.retrain_requests == []
     events = monitor({"min_drifted_signals": 2, "cooldown_seconds": 0, "within_events": 100})
     out = events.process(stream(500, TWO_DRIFTS, step=DAY), MonitorState())
     [req] = out.retrain_requests
     validate_record(req)
-    assert req["triggered_by"] == out.alerts[1]["detected_at"]
-    assert {k: req["rule"][k] for k in ("within_seconds", "within_events", "window")} == {
+    assert req.triggered_by == RequestTrigger.of(out.alerts[1].detected_at)
+    assert {k: req.rule[k] for k in ("within_seconds", "within_events", "window")} == {
         "within_seconds": None, "within_events": 100, "window": "events"}
-    assert "within 100 events:" in req["reason"]
+    assert "within 100 events:" in req.reason
 
 
 @pytest.mark.parametrize(("within_events", "requests"), [(30, 0), (50, 1)])
@@ -210,7 +216,7 @@ def test_evidence_counts_for_within_events_of_the_model(within_events: int,
     mon = monitor({"min_drifted_signals": 2, "cooldown_seconds": 0,
                    "within_events": within_events})
     out = mon.process(stream(500, TWO_DRIFTS, step=DAY), MonitorState())
-    alerts = [a["detected_at"]["offset"] for a in out.alerts]
+    alerts = [a.detected_at.offset for a in out.alerts]
     assert len(alerts) == 2 and 30 < alerts[1] - alerts[0] < 50
     assert len(out.retrain_requests) == requests
 
@@ -226,8 +232,8 @@ def test_with_both_windows_evidence_counts_while_within_both(step: float, reques
     assert len(out.retrain_requests) == requests
     for r in out.retrain_requests:
         validate_record(r)
-        assert r["rule"]["window"] == "both" and r["rule"]["within_seconds"] == 3600
-        assert "within 3600s and 100 events:" in r["reason"]
+        assert r.rule["window"] == "both" and r.rule["within_seconds"] == 3600
+        assert "within 3600s and 100 events:" in r.reason
 
 
 def test_a_rule_without_any_window_fails_at_start_with_the_fix() -> None:
@@ -259,17 +265,19 @@ def test_event_window_evidence_survives_a_checkpoint() -> None:
     assert RetrainState.restore({"evidence": [meta["evidence"][0][:13]]}).evidence[
         0].confirmed_event == 0
     rest = mon.process(events[320:], state)
-    assert [r["request_id"] for r in rest.retrain_requests] == [
-        r["request_id"] for r in whole.retrain_requests]
+    assert [r.request_id for r in rest.retrain_requests] == [
+        r.request_id for r in whole.retrain_requests]
 
 
-def _alert(tau: float | None) -> dict[str, Any]:
+def _alert(tau: float | None) -> DriftAlert:
     ev: dict[str, Any] = {"mean_shift_in_reference_std": 3.0,
                           "standardization": {"mean": 0.0, "std": 1.0}}
     if tau is not None:
         ev["calibration"] = {"long_run_variance_ratio": tau}
-    return {"signal": "feature:x", "alert_id": "a1", "detector": {"name": "cusum"},
-            "detected_at": {"offset": 99}, "evidence": ev}
+    return DriftAlert(alert_id="a1", model_id="m", model_version=None, signal="feature:x",
+                      detector=FiredDetector("cusum", "cusum", {}),
+                      detected_at=EventRef("e", "t", 0, 99, "1970-01-01T00:00:00.000Z", 100),
+                      evidence=ev, summary="", sample_rate=1.0)
 
 
 class _Sig:

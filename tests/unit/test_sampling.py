@@ -155,7 +155,7 @@ def test_alert_ids_do_not_depend_on_batching(tmp_path: Path) -> None:
             raws = [RawRecord(v, Position("inference-events", 0, k + j))
                     for j, v in enumerate(lines[k:k + batch])]
             out = await pipe.run(raws)
-            ids += [o.record["alert_id"] for o in out.records if o.record["type"] == "drift_alert"]
+            ids += [o.record.alert_id for o in out.records if o.record.type == "drift_alert"]
         return ids
 
     big, small = asyncio.run(run(3000)), asyncio.run(run(37))

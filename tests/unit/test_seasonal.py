@@ -56,7 +56,7 @@ def _events(xs: list[float], times: list[float]) -> list[InferenceEvent]:
 
 def _alerts(cfg: Any, xs: list[float], times: list[float]) -> list[int]:
     out = Monitor(cfg).process(_events(xs, times), MonitorState())
-    return [a["detected_at"]["signal_index"] for a in out.alerts]
+    return [a.detected_at.signal_index for a in out.alerts]
 
 
 def test_a_daily_period_of_event_time_holds_the_budget_at_uneven_rates() -> None:
@@ -101,8 +101,8 @@ def test_checkpoint_and_restore_equal_continuing() -> None:
         mon2.restore_signal(restored, meta, list(sig.recent), list(sig.reference))
         again = Monitor(cfg).process(evs[cut:], MonitorState({"m": restored})).alerts
         got = first + again
-        assert [a["detected_at"]["signal_index"] for a in got] == \
-            [a["detected_at"]["signal_index"] for a in expected]
+        assert [a.detected_at.signal_index for a in got] == \
+            [a.detected_at.signal_index for a in expected]
 
 
 def test_duration_periods_parse_and_bad_ones_name_the_fix() -> None:

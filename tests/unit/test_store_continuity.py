@@ -69,10 +69,14 @@ async def run(cfg: MonitorPlan, raws: list[RawRecord], restart_at: Iterable[int]
 
 
 def summary(records: list[OutputRecord]) -> list[tuple[str, Any, Any]]:
-    return [(r.record["type"], r.record.get("alert_id") or r.record.get("request_id")
-             or r.record.get("dead_letter_id"),
-             (r.record.get("detected_at") or r.record.get("triggered_by") or r.record["source"])
-             ["offset"]) for r in records]
+    out = []
+    for r in records:
+        rec: Any = r.record
+        rid = (getattr(rec, "alert_id", None) or getattr(rec, "request_id", None)
+               or getattr(rec, "dead_letter_id", None))
+        at = getattr(rec, "detected_at", None) or getattr(rec, "triggered_by", None) or rec.source
+        out.append((rec.type, rid, at.offset))
+    return out
 
 
 def by_topic(records: list[OutputRecord]) -> dict[str, list[bytes]]:
@@ -103,7 +107,7 @@ def uninterrupted(cfg: MonitorPlan, raws: list[RawRecord]) -> dict[str, Any]:
     import asyncio
 
     out, store = asyncio.run(run(cfg, raws, boundaries=CUTS))
-    alerts = [r.record for r in out if r.record["type"] == "drift_alert"]
+    alerts = [r.record for r in out if r.record.type == "drift_alert"]
     return {"out": out, "state": asyncio.run(stored(store)), "alerts": alerts}
 
 
@@ -113,11 +117,11 @@ def test_the_stream_has_drifts_retrains_and_a_dead_letter(
     assert kinds.count("dead_letter") == 1
     assert kinds.count("retrain_request") >= 2
     alerts = uninterrupted["alerts"]
-    assert {a["model_id"] for a in alerts} == set(SPEC.models)
-    assert {a["signal"] for a in alerts} >= {"feature:amount", "feature:utilization",
+    assert {a.model_id for a in alerts} == set(SPEC.models)
+    assert {a.signal for a in alerts} >= {"feature:amount", "feature:utilization",
                                             "prediction", "feature:age"}
     # The cut points below depend on these: a change here means they must be re-derived.
-    got = sorted(a["detected_at"]["offset"] for a in alerts)
+    got = sorted(a.detected_at.offset for a in alerts)
     assert ALERT_OFFSETS == got, got
 
 
@@ -188,7 +192,7 @@ async def test_redelivered_batch_after_a_restart_changes_nothing(
     again = await second.run(raws[replay_from:cut])
     has_dead_letter = replay_from <= 777 < cut
     assert again.redelivered == cut - replay_from - has_dead_letter
-    assert [r.record["type"] for r in again.records] == ["dead_letter"] * has_dead_letter
+    assert [r.record.type for r in again.records] == ["dead_letter"] * has_dead_letter
     assert await stored(store) == before
     for lo, hi in batches(len(raws) - cut, []):
         out += await published(second, store, raws[cut + lo:cut + hi])
@@ -210,12 +214,12 @@ async def test_outputs_saved_but_never_published_are_recovered(
     for lo, hi in batches(len(raws), set(CUTS) | {crash_after}):
         res = await pipeline.run(raws[lo:hi])
         if hi == crash_after:
-            lost = [r for r in res.records if r.record["type"] != "dead_letter"]
+            lost = [r for r in res.records if r.record.type != "dead_letter"]
             pipeline = BatchPipeline(cfg, store, clock=fixed_clock)  # the restarted worker
             redelivered = await pipeline.run(raws[lo:hi])  # Kafka redelivers the batch
             assert redelivered.redelivered == sum(
                 1 for r in raws[lo:hi] if b'"model_id"' in (r.value or b""))
-            assert [r.value for r in redelivered.records if r.record["type"] != "dead_letter"] \
+            assert [r.value for r in redelivered.records if r.record.type != "dead_letter"] \
                 == [r.value for r in lost]
             res = redelivered
         out += res.records

@@ -83,21 +83,21 @@ def test_a_bad_deploy_fails_its_check_and_starts_fresh() -> None:
     """v2 ships with a shifted input and twice the error rate: the check fails and names both;
     v2's detectors start from v2's own reference, so the shift raises no drift alert."""
     recs, pipe = run(stream([("1", 1500, 0.0, 0.1), ("2", 1500, 2.0, 0.3)]))
-    checks = [r for r in recs if r["type"] == "deployment_check"]
+    checks = [r for r in recs if r.type == "deployment_check"]
     [check] = checks
     validate_record(check)
-    assert (check["model_version"], check["previous_version"]) == ("2", "1")
-    assert check["verdict"] == "fail" and check["reason"] == "watch_complete"
-    by = {s["signal"]: s for s in check["signals"]}
+    assert (check.model_version, check.previous_version) == ("2", "1")
+    assert check.verdict == "fail" and check.reason == "watch_complete"
+    by = {s["signal"]: s for s in check.signals}
     assert by["feature:amount"]["changed"] and by["feature:amount"]["ks"]["p_value"] < 1e-6
     assert not by["prediction"]["changed"]
-    perf = check["performance"]
+    perf = check.performance
     assert perf["degraded"] and perf["previous"]["mean"] < 0.15 < 0.25 < perf["new"]["mean"]
-    assert check["summary"].startswith("m 2 vs 1: fail")
+    assert check.summary.startswith("m 2 vs 1: fail")
     # The check comes with the 300th event of v2 (its first window; 200 joined labels are in).
-    assert 1500 + 299 <= int(check["trigger"]["event_id"][1:]) < 1500 + 300 + 50
-    alerts = [r for r in recs if r["type"] == "drift_alert"]
-    assert not [a for a in alerts if a["signal"] == "feature:amount"]
+    assert 1500 + 299 <= int(check.trigger.event_id[1:]) < 1500 + 300 + 50
+    alerts = [r for r in recs if r.type == "drift_alert"]
+    assert not [a for a in alerts if a.signal == "feature:amount"]
     models = pipe.state.models
     assert models[unit_id("m", "2")].signals["feature:amount"].ref_mean > 1.5
     assert models[unit_id("m", "1")].signals["feature:amount"].ref_mean < 0.5
@@ -109,9 +109,9 @@ def test_a_good_deploy_passes_and_canary_traffic_is_kept_apart() -> None:
     raws = stream([("1", 1000, 0.0, 0.1)] + [(v, 1, 0.0, 0.1) for _ in range(600)
                                                for v in ("1", "2")], seed=8)
     recs, pipe = run(raws)
-    [check] = [r for r in recs if r["type"] == "deployment_check"]
+    [check] = [r for r in recs if r.type == "deployment_check"]
     validate_record(check)
-    assert check["verdict"] == "pass", check["reasons"]
+    assert check.verdict == "pass", check.reasons
     models = pipe.state.models
     assert models[unit_id("m", "1")].events == 1600
     assert models[unit_id("m", "2")].events == 600
@@ -120,8 +120,8 @@ def test_a_good_deploy_passes_and_canary_traffic_is_kept_apart() -> None:
 
 def test_first_version_gets_no_check_and_a_reappearing_version_no_second_one() -> None:
     recs, _ = run(stream([("1", 800, 0.0, 0.1), ("2", 800, 0.0, 0.1), ("1", 200, 0.0, 0.1)]))
-    checks = [r for r in recs if r["type"] == "deployment_check"]
-    assert [(c["model_version"], c["previous_version"]) for c in checks] == [("2", "1")]
+    checks = [r for r in recs if r.type == "deployment_check"]
+    assert [(c.model_version, c.previous_version) for c in checks] == [("2", "1")]
 
 
 def test_timeout_without_labels_and_cooldown_carried_across_the_deploy() -> None:
@@ -132,12 +132,12 @@ def test_timeout_without_labels_and_cooldown_carried_across_the_deploy() -> None
     raws = [r for r in raws if not (r.position.topic == "inference-labels"
                                     and int(orjson.loads(r.value)["event_id"][1:]) >= 2000)]
     recs, pipe = run(raws)
-    [check] = [r for r in recs if r["type"] == "deployment_check"]
-    assert check["reason"] == "timeout"
-    assert check["verdict"] == "warn"
-    assert check["performance"]["sufficient"] is False
-    requests = [r for r in recs if r["type"] == "retrain_request"]
-    assert [r["model_version"] for r in requests] == ["1"]
+    [check] = [r for r in recs if r.type == "deployment_check"]
+    assert check.reason == "timeout"
+    assert check.verdict == "warn"
+    assert check.performance["sufficient"] is False
+    requests = [r for r in recs if r.type == "retrain_request"]
+    assert [r.model_version for r in requests] == ["1"]
     v1, v2 = pipe.state.models[unit_id("m", "1")], pipe.state.models[unit_id("m", "2")]
     assert v2.last_retrain_at == v1.last_retrain_at is not None
 
@@ -145,9 +145,9 @@ def test_timeout_without_labels_and_cooldown_carried_across_the_deploy() -> None
 def test_versions_kept_together_when_configured() -> None:
     cfg = {**CONFIG, "models": [{**CONFIG["models"][0], "versions": {"separate": False}}]}
     recs, pipe = run(stream([("1", 600, 0.0, 0.1), ("2", 600, 3.0, 0.1)]), config=cfg)
-    assert not [r for r in recs if r["type"] == "deployment_check"]
+    assert not [r for r in recs if r.type == "deployment_check"]
     assert list(pipe.state.models) == ["m"]
-    assert any(r["type"] == "drift_alert" and r["signal"] == "feature:amount" for r in recs)
+    assert any(r.type == "drift_alert" and r.signal == "feature:amount" for r in recs)
 
 
 def test_the_check_does_not_depend_on_how_the_stream_was_batched() -> None:
@@ -161,8 +161,8 @@ def test_the_check_does_not_depend_on_how_the_stream_was_batched() -> None:
     backlog = [sorted(part, key=lambda r: r.position.topic) for part in (first, rest)]
     small, _ = run(raws, batch=250)
     big, _ = run(raws, batches=backlog)
-    got = [[(c["check_id"], c["verdict"], c["reason"], c["performance"]["degraded"])
-            for c in recs if c["type"] == "deployment_check"] for recs in (small, big)]
+    got = [[(c.check_id, c.verdict, c.reason, c.performance["degraded"])
+            for c in recs if c.type == "deployment_check"] for recs in (small, big)]
     assert got[0] == got[1] and got[0][0][1:] == ("fail", "watch_complete", True)
 
 
@@ -172,10 +172,10 @@ def test_a_batch_that_holds_the_first_two_versions_still_checks_the_second() -> 
     raws = stream([("1", 1500, 0.0, 0.1), ("2", 1500, 2.0, 0.3)])
     small, _ = run(raws)
     one, _ = run(raws, batches=[raws])
-    checks = [[r for r in recs if r["type"] == "deployment_check"] for recs in (small, one)]
+    checks = [[r for r in recs if r.type == "deployment_check"] for recs in (small, one)]
     assert [len(c) for c in checks] == [1, 1]
     a, b = checks
-    assert (b[0]["model_version"], b[0]["previous_version"]) == ("2", "1")
-    assert b[0]["verdict"] == a[0]["verdict"] == "fail"
-    assert {s["signal"] for s in b[0]["signals"] if s["changed"]} == {
-        s["signal"] for s in a[0]["signals"] if s["changed"]}
+    assert (b[0].model_version, b[0].previous_version) == ("2", "1")
+    assert b[0].verdict == a[0].verdict == "fail"
+    assert {s["signal"] for s in b[0].signals if s["changed"]} == {
+        s["signal"] for s in a[0].signals if s["changed"]}

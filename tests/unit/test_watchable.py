@@ -105,8 +105,8 @@ def test_the_reference_keeps_growing_until_the_signal_can_be_watched() -> None:
     assert 200 < sig.watch["reference_values"] <= 1000
     shifted = xs[:2000] + [x + 9.0 for x in xs[2000:]]
     out = mon.process(events(shifted)[1000:], state)
-    assert [a["signal"] for a in out.alerts] == ["feature:x"]
-    assert out.alerts[0]["detected_at"]["offset"] >= 2000
+    assert [a.signal for a in out.alerts] == ["feature:x"]
+    assert out.alerts[0].detected_at.offset >= 2000
 
 
 def test_lowering_the_budget_is_what_the_report_proposes() -> None:
@@ -141,7 +141,7 @@ def test_growing_reference_survives_a_checkpoint_as_if_it_had_stayed() -> None:
     b = mon.process(events(xs)[250:], state)
     ws, rs = whole.models["m"].signals["feature:x"], restored_model.signals["feature:x"]
     assert (ws.ref_used, ws.watch, ws.overrides) == (rs.ref_used, rs.watch, rs.overrides)
-    assert [x["alert_id"] for x in a.alerts] == [x["alert_id"] for x in b.alerts]
+    assert [x.alert_id for x in a.alerts] == [x.alert_id for x in b.alerts]
 
 
 def test_metrics_show_watchability_per_signal() -> None:
@@ -297,8 +297,8 @@ def test_a_flag_reference_grows_until_it_can_be_watched_then_catches_a_rise() ->
     assert sig.watch["reference_values"] == 1000 and not sig.growing
     assert not_watchable(state) == []
     out = mon.process(flag_events(xs)[1000:], state)
-    assert [a["signal"] for a in out.alerts][:1] == ["feature:x"]
-    assert 2000 <= out.alerts[0]["detected_at"]["offset"] < 2100
+    assert [a.signal for a in out.alerts][:1] == ["feature:x"]
+    assert 2000 <= out.alerts[0].detected_at.offset < 2100
 
 
 def cat_config(reference_min: int = 200) -> Any:
@@ -428,7 +428,7 @@ def test_a_growing_flag_survives_a_checkpoint_as_if_it_had_stayed() -> None:
     b = mon.process(flag_events(xs)[250:], state)
     ws, rs = whole.models["m"].signals["feature:x"], restored_model.signals["feature:x"]
     assert (ws.ref_used, ws.watch, ws.overrides) == (rs.ref_used, rs.watch, rs.overrides)
-    assert a.alerts and [x["alert_id"] for x in a.alerts] == [x["alert_id"] for x in b.alerts]
+    assert a.alerts and [x.alert_id for x in a.alerts] == [x.alert_id for x in b.alerts]
 
 
 def test_a_flag_not_watchable_yet_still_catches_a_jump_while_its_reference_grows() -> None:
@@ -439,7 +439,7 @@ def test_a_flag_not_watchable_yet_still_catches_a_jump_while_its_reference_grows
     xs = [0.0] * 3000
     xs[500:] = [float(v) for v in rng.random(2500) < 0.3]
     out, _ = run(config(), xs)
-    offsets = [a["detected_at"]["offset"] for a in out.alerts]
+    offsets = [a.detected_at.offset for a in out.alerts]
     assert offsets and 500 < offsets[0] < 1000
 
 

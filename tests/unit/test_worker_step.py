@@ -142,7 +142,7 @@ def test_every_output_fits_the_size_limit() -> None:
     for r in out.records:
         # value head 64 KiB (base64: 4/3), key 4 KiB, 64 headers of 1 KiB: about 200 KB at most
         assert record_size(r) < 250_000, record_size(r)
-        assert r.record["original"]["value"]["truncated"] is True
+        assert r.record.original["value"]["truncated"] is True
 
 
 def test_limits_dead_letter_with_their_own_reasons() -> None:
@@ -162,7 +162,7 @@ def test_limits_dead_letter_with_their_own_reasons() -> None:
              ev(3, {f"c{k}": 1.0 for k in range(5)})]            # would make 11 > 8 per model
     pipe = BatchPipeline(cfg, MemoryStore())
     out = asyncio.run(pipe.run(batch))
-    reasons = [r.record["reason_code"] for r in out.records if r.record["type"] == "dead_letter"]
+    reasons = [r.record.reason_code for r in out.records if r.record.type == "dead_letter"]
     assert reasons == ["too_many_features", "id_too_long", "too_many_signals"]
     model = next(iter(pipe.state.models.values()))
     assert not any(s.startswith("feature:c") for s in model.signals)
@@ -193,3 +193,31 @@ def test_evicted_models_reload_with_identical_outputs(cache_size: int) -> None:
     assert len(expected) >= 8
     assert got == expected
     assert most == cache_size  # evicted after every batch, and reloaded when needed
+
+
+async def test_a_committed_batch_sets_the_signal_gauges_from_the_pipelines_readings() -> None:
+    """Step 6 reads the signals the batch changed through the pipeline's typed readings, the
+    same figures the metrics read from the core's state directly."""
+    from prometheus_client import CollectorRegistry
+
+    from stream_monitor.observability import WorkerMetrics
+
+    reg = CollectorRegistry()
+    w = worker(Producer())
+    w.metrics = WorkerMetrics(reg)
+
+    async def commit() -> None:
+        return None
+
+    await w.step(raws()[:1200], commit)
+    direct = CollectorRegistry()
+    WorkerMetrics(direct).observe_models(w.pipeline.state.models.values())
+
+    def gauges(r: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for m in r.collect()
+                if m.name.startswith("stream_monitor_signal_") for s in m.samples}
+
+    got = gauges(reg)
+    assert got == gauges(direct)
+    assert any(name == "stream_monitor_signal_window_values" and v > 0
+               for (name, _), v in got.items())
