@@ -73,7 +73,7 @@ def main() -> None:
         raise SystemExit("_noop_faust.py needs faust-streaming: pip install "
                          "'stream-monitor[faust]'") from None
 
-    from stream_monitor.config import Settings
+    from stream_monitor.settings import Settings
 
     settings = Settings()  # type: ignore[call-arg]  # fields come from the environment
     app = faust_app(args.app_id, settings)

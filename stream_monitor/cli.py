@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from .config import ConnectionSettings, Settings, load_config
 from .errors import ConfigError, UsageError
+from .settings import ConnectionSettings, Settings
 
 if TYPE_CHECKING:
     from .adapters.hooks import StepHooks
@@ -82,7 +82,7 @@ def _settings_error(exc: Exception) -> typer.Exit:
     may be a secret), and return the exit to raise."""
     from pydantic import ValidationError
 
-    from .config import settings_problems
+    from .settings import settings_problems
 
     problems = (settings_problems(exc) if isinstance(exc, ValidationError)
                 else [("(settings)", str(exc))])
@@ -133,6 +133,7 @@ def check_config(
     rules; with --events, the concrete signals of a sample."""
     import orjson
 
+    from .config import load_config
     from .plan import config_plan, observe, render_plan
 
     cfg = load_config(config)
@@ -181,6 +182,8 @@ def run_worker(config: Path, hooks: StepHooks | None = None) -> None:
     :class:`~stream_monitor.adapters.hooks.StepHooks` a test entry point passes (the
     crash-safety tests' failpoints, tests/failpoints.py); the command itself passes none."""
     settings = _settings()
+    from .config import load_config
+
     cfg = load_config(config, settings)
     _registry_preflight(cfg, settings)
     from .observability.logging import configure_logging
@@ -279,6 +282,7 @@ def replay(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .adapters.replay import replay_file
+    from .config import load_config
 
     cfg = load_config(config)
     lines = sum(1 for _ in events.open("rb")) + (sum(1 for _ in labels.open("rb")) if labels
@@ -385,10 +389,12 @@ def evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from .config import compile_plan, read_config
     from .evaluate import evaluate as run_evaluate
     from .evaluate import load_changes, plot_evaluation, with_option
 
-    cfg = load_config(config)
+    schema = read_config(config)
+    cfg = compile_plan(schema)
     if image is not None:
         from .plot import pyplot
 
@@ -419,9 +425,9 @@ def evaluate(
               + (f"; {summ['not_watchable']} signals not watchable at their budget"
                  if summ["not_watchable"] else ""))
     _print_not_watchable(result.not_watchable, "not watchable: ", lambda r: r["why"])
-    variants = [(f"budget 1 per {b:,.0f} values", with_option(cfg, budget=b))
+    variants = [(f"budget 1 per {b:,.0f} values", with_option(schema, budget=b))
                 for b in budgets or []]
-    variants += [(f"reference_min_size {m}", with_option(cfg, reference_min_size=m))
+    variants += [(f"reference_min_size {m}", with_option(schema, reference_min_size=m))
                  for m in minimums or []]
     compared = []
     if variants:
@@ -462,6 +468,7 @@ def simulate(
     """Expected false drift alerts per day of a deployment, under the calibrated budget."""
     import orjson
 
+    from .config import load_config
     from .evaluate import simulate as run_simulate
 
     cfg = load_config(config)

@@ -1,8 +1,11 @@
-"""Monitoring config (YAML) and 12-factor settings (environment).
+"""The monitoring config (YAML): its schema, its checks, and its compilation into the core's plan.
 
-The YAML file says *what* to watch: which models, which signals, which detectors. The
-environment says *where* to run: Kafka, Redis, batch sizes, topic-name overrides. Both are
-validated at start; every problem is reported with the field's dotted path and a fix.
+The YAML file says *what* to watch: which models, which signals, which detectors. It is
+validated at start (every problem reported with the field's dotted path and a fix; detector
+parameters against the core's catalogue, core/detectors.py) and compiled once into the frozen
+:class:`~stream_monitor.core.plan.MonitorPlan` the core runs from (:func:`compile_plan`).
+Where to run (Kafka, Redis, batch sizes, topic-name overrides) is the environment's:
+stream_monitor/settings.py.
 """
 
 from __future__ import annotations
@@ -11,32 +14,35 @@ import difflib
 import fnmatch
 import os
 import re
-from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from types import MappingProxyType
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .contracts.signals import PERFORMANCE_SIGNAL
-from .contracts.wire import FieldMapping
+from .core import plan as cp
+from .core.detectors import REGISTRY
+from .core.plan import PHASE_BINS, WEEK, MonitorPlan
 from .errors import ConfigError
+from .schema_errors import explain
+from .settings import Settings
 
 __all__ = [
     "INDICATORS",
+    "PHASE_BINS",
+    "WEEK",
     "AlertLifecycle",
     "Bounds",
-    "ConnectionSettings",
     "DetectorSpec",
     "FalseAlarmBudget",
     "Input",
@@ -46,60 +52,22 @@ __all__ = [
     "MetricsRule",
     "ModelRule",
     "MonitorConfig",
+    "MonitorPlan",
     "Persistence",
     "Privacy",
     "Quality",
     "QualityRule",
     "RetrainRule",
-    "Settings",
     "SignalRule",
     "VersionRule",
-    "detector_kinds",
+    "compile_plan",
+    "compile_retrain",
     "load_config",
     "parse_config",
-    "quality_rule",
-    "register_detector_kinds",
-    "settings_problems",
-    "signal_budget",
-    "signal_detectors",
-    "signal_rule",
-    "watched_after",
+    "parse_duration",
+    "read_config",
+    "validate_config",
 ]
-
-
-class DetectorKindInfo(Protocol):
-    """What the config reads of a detector kind (core/detectors.py ``DetectorKind``)."""
-
-    @property
-    def cls(self) -> type: ...
-
-    @property
-    def input(self) -> str: ...  # "standardized" or "binary"
-
-    @property
-    def param_names(self) -> tuple[str, ...]: ...
-
-    def params(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]: ...
-
-
-# The detector kinds a config may name (``adwin``, ``cusum``, ...), by type name. The core owns
-# them (core/detectors.py, which also knows their classes) and registers them here when it is
-# imported: the config sits below the core and does not import it. ``import stream_monitor``
-# imports the core, so the catalogue is in place before any config is parsed.
-_DETECTOR_KINDS: dict[str, DetectorKindInfo] = {}
-
-
-def register_detector_kinds(kinds: Mapping[str, DetectorKindInfo]) -> None:
-    """Called by core/detectors.py with its catalogue (type name -> kind)."""
-    _DETECTOR_KINDS.update(kinds)
-
-
-def detector_kinds() -> Mapping[str, DetectorKindInfo]:
-    """The registered detector kinds, by type name."""
-    if not _DETECTOR_KINDS:
-        raise RuntimeError("no detector kinds are registered: import stream_monitor (it imports "
-                           "stream_monitor.core, which registers them) before parsing a config")
-    return _DETECTOR_KINDS
 
 
 class _Strict(BaseModel):
@@ -115,14 +83,13 @@ class DetectorSpec(_Strict):
     @field_validator("type")
     @classmethod
     def _known_type(cls, v: str) -> str:
-        kinds = detector_kinds()
-        if v not in kinds:
-            raise ValueError(f"unknown detector type {v!r}; use one of: {', '.join(kinds)}")
+        if v not in REGISTRY:
+            raise ValueError(f"unknown detector type {v!r}; use one of: {', '.join(REGISTRY)}")
         return v
 
     def check_params(self) -> list[tuple[str, str]]:
         """Problems with the parameters, as (sub-path, message) pairs."""
-        kind = detector_kinds()[self.type]
+        kind = REGISTRY[self.type]
         allowed = kind.param_names
         problems = []
         for p in self.params:
@@ -138,10 +105,7 @@ class DetectorSpec(_Strict):
 
     @property
     def effective_params(self) -> dict[str, Any]:
-        return detector_kinds()[self.type].params(self.params)
-
-
-WEEK = 7 * 86400.0
+        return REGISTRY[self.type].params(self.params)
 
 
 class FalseAlarmBudget(_Strict):
@@ -163,21 +127,12 @@ class FalseAlarmBudget(_Strict):
     values_per_second: float | None = Field(None, description="Expected monitored values per "
                                             "second, all signals (with pages_per_week).")
 
+    def compile(self) -> cp.Budget:
+        return cp.Budget(self.per_events, self.pages_per_week, self.values_per_second)
+
     def per_value(self) -> float:
         """False alarms allowed per value of a signal."""
-        if self.per_events is not None:
-            return 1.0 / self.per_events
-        return float(self.pages_per_week) / (float(self.values_per_second) * WEEK)  # type: ignore[arg-type]
-
-    def label(self) -> str:
-        """One line for humans."""
-        if self.per_events is not None:
-            return f"1 false alarm per {self.per_events:,.0f} values of each signal"
-        return (f"{self.pages_per_week:g} false alerts a week at {self.values_per_second:g} "
-                "values/s")
-
-    def describe(self) -> dict[str, Any]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+        return self.compile().per_value()
 
     def problems(self) -> list[tuple[str, str]]:
         """(sub-path, message) pairs, each with its fix."""
@@ -307,7 +262,7 @@ class RetrainRule(_Strict):
     within_events: int | None = Field(
         None, ge=1, description="Window in the model's events: confirmed evidence counts for "
         "this many events; with within_seconds too, while it is within both.")
-    persistence: Persistence = Field(default_factory=Persistence)  # type: ignore[arg-type]
+    persistence: Persistence = Field(default_factory=Persistence)
     cooldown_seconds: float = Field(86400.0, ge=0,
                                     description="No new request for this long after one.")
     max_per_day: int | None = Field(None, ge=1,
@@ -331,14 +286,6 @@ class RetrainRule(_Strict):
             raise ValueError("retrain needs a window: set within_seconds (event time) or "
                              "within_events (the model's events), or both")
         return self
-
-    @property
-    def window(self) -> str:
-        """Which window applies: ``seconds``, ``events`` or ``both`` (evidence counts while it
-        is within both)."""
-        if self.within_events is None:
-            return "seconds"
-        return "events" if self.within_seconds is None else "both"
 
 
 class AlertLifecycle(_Strict):
@@ -398,11 +345,6 @@ class QualityRule(_Strict):
     reference_samples: int = Field(50, ge=5, description="Samples forming a rate's reference.")
     evidence_samples: int = Field(10, ge=1, description="Last samples shown as `current`.")
 
-    @property
-    def active(self) -> bool:
-        """True when a value rule or a data-quality signal is on (else the core's fast path)."""
-        return bool(self.bounds or self.learned_bounds or self.categorical or self.indicators)
-
 
 class Duplicates(_Strict):
     window_seconds: float = Field(0.0, ge=0, description="Keep event ids this long; 0: off.")
@@ -430,9 +372,9 @@ class Quality(_Strict):
         "letter (the rest: length and SHA-256 only), so a dead letter always fits the topic.")
     unknown_model: Literal["ignore", "dead_letter"] = Field(
         "ignore", description="Events no model rule matches: skip, or dead-letter.")
-    duplicates: Duplicates = Field(default_factory=Duplicates)  # type: ignore[arg-type]
-    timestamps: Timestamps = Field(default_factory=Timestamps)  # type: ignore[arg-type]
-    defaults: QualityRule = Field(default_factory=QualityRule)  # type: ignore[arg-type]
+    duplicates: Duplicates = Field(default_factory=Duplicates)
+    timestamps: Timestamps = Field(default_factory=Timestamps)
+    defaults: QualityRule = Field(default_factory=QualityRule)
 
 
 class LabelRule(_Strict):
@@ -497,13 +439,13 @@ class ModelRule(_Strict):
         description="Fraction of the model's events watched (0 < rate <= 1), chosen by a hash "
         "of event_id: the same events in every worker and in replay (docs/scaling.md "
         "\"Sampling a hot model\"). Every alert and record of the model states it.")
-    retrain: RetrainRule = Field(default_factory=RetrainRule)  # type: ignore[arg-type]
+    retrain: RetrainRule = Field(default_factory=RetrainRule)
     alerts: AlertLifecycle | None = Field(None, description="Alert lifecycle; null: off.")
     quality: QualityRule | None = Field(
         None, description="Overrides quality.defaults, field by field.")
     labels: LabelRule | None = Field(
         None, description="Delayed labels from the labels topic; null: off.")
-    versions: VersionRule = Field(default_factory=VersionRule)  # type: ignore[arg-type]
+    versions: VersionRule = Field(default_factory=VersionRule)
     false_alarm_budget: FalseAlarmBudget | None = Field(
         None, description="Overrides the top-level false-alarm budget for this model's signals.")
 
@@ -537,22 +479,12 @@ class InputTopic(_Strict):
         default_factory=list, description="The record's fields (dotted paths) taken as the "
         "features, instead of a `features` map.")
 
-    def mapping(self) -> FieldMapping | None:
-        """The field mapping, or None when the record already has the contract's names."""
-        if not self.fields and not self.feature_fields:
-            return None
-        return FieldMapping(dict(self.fields), tuple(self.feature_fields))
-
 
 class Input(_Strict):
     """The input topics' formats and field mappings."""
 
-    inference: InputTopic = Field(default_factory=InputTopic)  # type: ignore[arg-type]
-    labels: InputTopic = Field(default_factory=InputTopic)  # type: ignore[arg-type]
-
-    @property
-    def uses_registry(self) -> bool:
-        return self.inference.format != "json" or self.labels.format != "json"
+    inference: InputTopic = Field(default_factory=InputTopic)
+    labels: InputTopic = Field(default_factory=InputTopic)
 
 
 class Windows(_Strict):
@@ -610,20 +542,16 @@ class MonitorConfig(_Strict):
 
     version: Literal[1] = 1
     topics: Topics = Field(default_factory=Topics)
-    input: Input = Field(default_factory=Input)  # type: ignore[arg-type]
-    windows: Windows = Field(default_factory=Windows)  # type: ignore[arg-type]
+    input: Input = Field(default_factory=Input)
+    windows: Windows = Field(default_factory=Windows)
     detectors: dict[str, DetectorSpec] = Field(default_factory=_default_detectors)
-    quality: Quality = Field(default_factory=Quality)  # type: ignore[arg-type]
+    quality: Quality = Field(default_factory=Quality)
     false_alarm_budget: FalseAlarmBudget | None = Field(
         None, description="Default false-alarm budget of every signal; null: detectors keep "
         "their configured parameters (cusum detectors then use 1 per 1,000,000 values).")
     models: list[ModelRule] = Field(min_length=1)
-    privacy: Privacy = Field(default_factory=Privacy)  # type: ignore[arg-type]
-    metrics: MetricsRule = Field(default_factory=MetricsRule)  # type: ignore[arg-type]
-
-    def model_rule(self, model_id: str) -> ModelRule | None:
-        """The first rule whose `match` fits the model id, or None (model not watched)."""
-        return _model_rule(self, model_id)
+    privacy: Privacy = Field(default_factory=Privacy)
+    metrics: MetricsRule = Field(default_factory=MetricsRule)
 
     def with_topics(self, **overrides: str | None) -> MonitorConfig:
         given = {k: v for k, v in overrides.items() if v}
@@ -632,91 +560,23 @@ class MonitorConfig(_Strict):
         return self.model_copy(update={"topics": self.topics.model_copy(update=given)})
 
 
-@lru_cache(maxsize=4096)
 def _match(pattern: str, name: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern)
 
 
-def _model_rule(cfg: MonitorConfig, model_id: str) -> ModelRule | None:
-    for rule in cfg.models:
-        if _match(rule.match, model_id):
-            return rule
-    return None
-
-
-def signal_detectors(cfg: MonitorConfig, rule: ModelRule, signal: str) -> list[str] | None:
-    """Detector names configured for a signal of a model, or None when it is not watched."""
-    sr = signal_rule(cfg, rule, signal)
-    return None if sr is None else sr.detectors
-
-
-def signal_rule(cfg: MonitorConfig, rule: ModelRule, signal: str) -> SignalRule | None:
+def _signal_rule(rule: ModelRule, signal: str) -> SignalRule | None:
     """The first signal rule of a model rule whose glob matches the signal."""
-    for sr in rule.signals:
-        if _match(sr.match, signal):
-            return sr
-    return None
+    return next((sr for sr in rule.signals if _match(sr.match, signal)), None)
 
 
-DEFAULT_BUDGET = FalseAlarmBudget(per_events=1_000_000)
-# Detector types whose thresholds come from the budget (core/calibrate.py, core/bernoulli.py).
-CALIBRATED_TYPES = ("cusum", "bernoulli_cusum", "multinomial_cusum")
-
-# Phase bins of a known period (at most; a period of fewer values has one bin per value).
-PHASE_BINS = 48
-
-
-def watched_after(config: MonitorConfig, rule: ModelRule, budget: bool = True,
-                  period: int | None = 0, sr: SignalRule | None = None) -> int:
-    """Values a signal of ``rule`` (and of its signal rule ``sr``) needs before it is watched:
-    ``reference_min_size`` (the signal rule's, else the model rule's, else ``windows``') when
-    the signal has a false-alarm budget (its calibration accounts for a short reference) and no
-    period, else the full ``reference_size``."""
-    full = rule.reference_size or config.windows.reference_size
-    least = sr.reference_min_size if sr is not None else None
-    if least is None:
-        least = rule.reference_min_size
-    if least is None:
-        least = config.windows.reference_min_size
-    return least if budget and not period and 0 < least < full else full
-
-
-def signal_budget(cfg: MonitorConfig, rule: ModelRule, signal: str) -> FalseAlarmBudget | None:
-    """The false-alarm budget of a signal: its signal rule's, else its model rule's, else the
-    top-level one; None when none is set."""
-    return _own_budget(cfg, rule, signal_rule(cfg, rule, signal))
-
-
-def _own_budget(cfg: MonitorConfig, rule: ModelRule,
-                sr: SignalRule | None) -> FalseAlarmBudget | None:
-    if sr is not None and sr.false_alarm_budget is not None:
-        return sr.false_alarm_budget
-    return rule.false_alarm_budget or cfg.false_alarm_budget
-
-
-def effective_budget(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule | None,
-                     detectors: Sequence[str] | None = None) -> FalseAlarmBudget | None:
-    """The budget the signals of a signal rule are calibrated to: the configured one (as
-    :func:`signal_budget`), else ``DEFAULT_BUDGET`` when a calibrated CUSUM (``cusum``,
-    ``bernoulli_cusum``) watches them (it always needs thresholds); None: not calibrated.
-    ``detectors``: the names watching the signals when no signal rule gives them (the fault
-    rates of the quality rule)."""
-    budget = _own_budget(cfg, rule, sr)
-    names = detectors if detectors is not None else (sr.detectors if sr is not None else ())
-    if budget is None and any(
-            cfg.detectors[d].type in CALIBRATED_TYPES for d in names if d in cfg.detectors):
-        return DEFAULT_BUDGET
-    return budget
-
-
-def quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
+def _quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
     """The effective value rules of a model: ``quality.defaults``, overridden field by field by
     the fields the model rule's own ``quality`` sets.
 
-    >>> cfg = parse_config({"quality": {"defaults": {"indicators": ["missing"]}},
+    >>> cfg = validate_config({"quality": {"defaults": {"indicators": ["missing"]}},
     ...     "models": [{"match": "m", "signals": [{"match": "*", "detectors": ["adwin"]}],
     ...                 "quality": {"categorical": True}}]})
-    >>> q = quality_rule(cfg, cfg.models[0])
+    >>> q = _quality_rule(cfg, cfg.models[0])
     >>> q.indicators, q.categorical
     (['missing'], True)
     """
@@ -728,61 +588,7 @@ def quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading with errors that name the field and the fix.
-
-_HINTS = {
-    "missing": "this field is required; add it",
-    "int_parsing": "write a whole number",
-    "float_parsing": "write a number",
-    "greater_than_equal": None,
-    "literal_error": None,
-}
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _problems(exc: ValidationError, raw: Any) -> list[tuple[str, str]]:
-    problems = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1])
-            allowed = sorted(model.model_fields) if model else []
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            msg = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
-            if allowed:
-                msg += f" (allowed here: {', '.join(allowed)})"
-        else:
-            hint = _HINTS.get(err["type"])
-            if hint:
-                msg = f"{msg}; {hint}"
-        problems.append((_path(loc), msg))
-    return problems
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: Any = MonitorConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if model else None
-        if field is None:
-            if model is MonitorConfig or model is None:
-                return None
-            # dict values (detectors.<name>)
-            continue
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        inner = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        model = inner[-1] if inner else None
-    return model
-
+# Checks across fields, each problem with the field's path and the fix.
 
 def _can_match_a_signal(pattern: str) -> bool:
     """False when a glob can match neither `prediction` nor any `feature:<name>`: the text
@@ -885,17 +691,17 @@ def _check_labels(cfg: MonitorConfig) -> list[tuple[str, str]]:
     for i, rule in enumerate(cfg.models):
         if rule.labels is None:
             continue
-        names = signal_detectors(cfg, rule, PERFORMANCE_SIGNAL)
-        if names is None:
+        sr = _signal_rule(rule, PERFORMANCE_SIGNAL)
+        if sr is None:
             problems.append((f"models[{i}].labels", "no signal rule matches "
                              f"'{PERFORMANCE_SIGNAL}', so joined labels would be watched by no "
                              "detector; add to its signals: {match: 'performance:*', "
                              "detectors: [ddm, adwin]}"))
             continue
         if rule.labels.task == "regression":
-            for name in names:
+            for name in sr.detectors:
                 spec = cfg.detectors.get(name)
-                if spec is not None and detector_kinds()[spec.type].input == "binary":
+                if spec is not None and REGISTRY[spec.type].input == "binary":
                     problems.append((f"models[{i}].labels.task", f"regression errors are not "
                                      f"0/1, but detector {name!r} ({spec.type}) on "
                                      f"'{PERFORMANCE_SIGNAL}' takes only 0/1 values; use adwin, "
@@ -927,7 +733,7 @@ def _check_quality(cfg: MonitorConfig) -> list[tuple[str, str]]:
     # detector and without indicators is fine).
     seen: set[str] = set()
     for i, rule in enumerate(cfg.models):
-        eff = quality_rule(cfg, rule)
+        eff = _quality_rule(cfg, rule)
         if not eff.indicators:
             continue
         own = rule.quality is not None and "detectors" in rule.quality.model_fields_set
@@ -948,22 +754,29 @@ def _detector_hint(close: list[str], cfg: MonitorConfig) -> str:
     return f"; define it there or use one of: {', '.join(cfg.detectors)}"
 
 
-def parse_config(raw: Any, source: str = "config") -> MonitorConfig:
+def validate_config(raw: Any, source: str = "config") -> MonitorConfig:
+    """The config's schema, checked field by field and across fields; raises
+    :class:`ConfigError` naming every problem and its fix."""
     if not isinstance(raw, Mapping):
         raise ConfigError(
             [("(top level)", "the config must be a YAML mapping with at least `models`")], source)
     try:
         cfg = MonitorConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc, raw), source) from None
+        raise ConfigError(explain(exc, MonitorConfig), source) from None
     problems = _cross_check(cfg)
     if problems:
         raise ConfigError(problems, source)
     return cfg
 
 
-def load_config(path: str | os.PathLike[str], settings: Settings | None = None) -> MonitorConfig:
-    """Read, validate and return a monitoring config; topic names may be overridden by env."""
+def parse_config(raw: Any, source: str = "config") -> MonitorPlan:
+    """Validate a parsed YAML document and compile it into the core's plan."""
+    return compile_plan(validate_config(raw, source))
+
+
+def read_config(path: str | os.PathLike[str], settings: Settings | None = None) -> MonitorConfig:
+    """Read and validate a monitoring config file; topic names may be overridden by env."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -977,7 +790,7 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         problem = f"not valid YAML: {getattr(exc, 'problem', exc)}"
         raise ConfigError([(where, problem)], str(p)) from None
-    cfg = parse_config(raw, str(p))
+    cfg = validate_config(raw, str(p))
     s = settings or Settings()
     return cfg.with_topics(inference=s.topic_inference, alerts=s.topic_alerts,
                            retrain=s.topic_retrain, dead_letter=s.topic_dead_letter,
@@ -985,377 +798,123 @@ def load_config(path: str | os.PathLike[str], settings: Settings | None = None) 
                            deployments=s.topic_deployments)
 
 
+def load_config(path: str | os.PathLike[str], settings: Settings | None = None) -> MonitorPlan:
+    """Read, validate and compile a monitoring config file (:func:`read_config`)."""
+    return compile_plan(read_config(path, settings))
+
+
 # ---------------------------------------------------------------------------------------------
-# Connection security (docs/security.md). Names follow the Kafka client properties
-# (security.protocol -> KAFKA_SECURITY_PROTOCOL, ssl.ca.location -> KAFKA_SSL_CA_LOCATION, ...).
+# Compilation into the core's plan (core/plan.py): every default and glob resolved once.
 
-KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-
-
-def read_secret_file(path: Path) -> str:
-    """A secret from a mounted file (Docker/Kubernetes secrets): its text without the final
-    newline that editors and ``echo`` add."""
-    return path.read_text().rstrip("\r\n")
-
-
-class ConnectionSettings(BaseSettings):
-    """How to reach Kafka and Redis securely: TLS, SASL, ACL users, secrets from files.
-
-    Shared by the worker's :class:`Settings` and the notifier's settings. Secrets are
-    ``SecretStr`` (shown as ``**********``) and each can come from a ``…_FILE`` instead.
-    Contradictory combinations fail at start, naming the variable and the fix.
-    """
-
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
-
-    kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS",
-        description="host:port[,host:port...] of the brokers.")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL",
-                           description="redis:// or rediss:// (TLS) URL; may hold user:password.")
-    kafka_security_protocol: KafkaProtocol = Field(
-        "PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL",
-        description="PLAINTEXT, SSL (TLS), SASL_PLAINTEXT (login, no TLS) or SASL_SSL.")
-    kafka_sasl_mechanism: SaslMechanism | None = Field(
-        None, validation_alias="KAFKA_SASL_MECHANISM",
-        description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; required with SASL_*.")
-    kafka_sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME",
-                                            description="SASL user name.")
-    kafka_sasl_password: SecretStr | None = Field(None, validation_alias="KAFKA_SASL_PASSWORD",
-                                                  description="SASL password (secret).")
-    kafka_sasl_password_file: Path | None = Field(
-        None, validation_alias="KAFKA_SASL_PASSWORD_FILE",
-        description="File holding the SASL password (instead of KAFKA_SASL_PASSWORD).")
-    kafka_ssl_ca_location: Path | None = Field(
-        None, validation_alias="KAFKA_SSL_CA_LOCATION",
-        description="PEM file of the CA(s) that signed the brokers' certificates; default: the "
-        "system's trust store.")
-    kafka_ssl_certificate_location: Path | None = Field(
-        None, validation_alias="KAFKA_SSL_CERTIFICATE_LOCATION",
-        description="Client certificate (PEM) for mutual TLS.")
-    kafka_ssl_key_location: Path | None = Field(
-        None, validation_alias="KAFKA_SSL_KEY_LOCATION",
-        description="Private key (PEM) of the client certificate.")
-    kafka_ssl_key_password: SecretStr | None = Field(
-        None, validation_alias="KAFKA_SSL_KEY_PASSWORD",
-        description="Password of an encrypted client key (secret).")
-    kafka_ssl_key_password_file: Path | None = Field(
-        None, validation_alias="KAFKA_SSL_KEY_PASSWORD_FILE",
-        description="File holding the client key's password.")
-    kafka_ssl_check_hostname: bool = Field(
-        True, validation_alias="KAFKA_SSL_CHECK_HOSTNAME",
-        description="Check that the broker certificate names the host connected to.")
-    redis_username: str | None = Field(
-        None, validation_alias="REDIS_USERNAME",
-        description="Redis ACL user (instead of a user in REDIS_URL).")
-    redis_password: SecretStr | None = Field(
-        None, validation_alias="REDIS_PASSWORD",
-        description="Redis password (secret; instead of one in REDIS_URL).")
-    redis_password_file: Path | None = Field(
-        None, validation_alias="REDIS_PASSWORD_FILE",
-        description="File holding the Redis password.")
-    redis_ssl_ca_certs: Path | None = Field(
-        None, validation_alias="REDIS_SSL_CA_CERTS",
-        description="CA (PEM) of the Redis server certificate; needs a rediss:// URL.")
-    redis_ssl_certfile: Path | None = Field(
-        None, validation_alias="REDIS_SSL_CERTFILE",
-        description="Client certificate (PEM) for Redis mutual TLS.")
-    redis_ssl_keyfile: Path | None = Field(
-        None, validation_alias="REDIS_SSL_KEYFILE", description="Its private key (PEM).")
-
-    # -- secrets, read when a client is built (a rotated secret file is picked up on restart) --
-    def kafka_sasl_password_value(self) -> str | None:
-        return _secret(self.kafka_sasl_password, self.kafka_sasl_password_file)
-
-    def kafka_ssl_key_password_value(self) -> str | None:
-        return _secret(self.kafka_ssl_key_password, self.kafka_ssl_key_password_file)
-
-    def redis_password_value(self) -> str | None:
-        return _secret(self.redis_password, self.redis_password_file)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ConnectionSettings:
-        problems = _connection_problems(self)
-        if problems:
-            raise ValueError("\n".join(f"{var}: {msg}" for var, msg in problems))
-        return self
+def compile_plan(cfg: MonitorConfig) -> MonitorPlan:
+    """The frozen plan the core runs from, for a validated config."""
+    detectors = {name: _detector(name, spec) for name, spec in cfg.detectors.items()}
+    q = cfg.quality
+    return MonitorPlan(
+        topics=cp.Topics(**cfg.topics.model_dump()),
+        input=cp.InputPlan(_input_topic(cfg.input.inference), _input_topic(cfg.input.labels)),
+        windows=cp.Windows(**cfg.windows.model_dump()),
+        detectors=MappingProxyType(detectors),
+        quality=cp.EventRules(
+            max_message_bytes=q.max_message_bytes,
+            max_features_per_event=q.max_features_per_event,
+            max_features_per_model=q.max_features_per_model,
+            max_id_length=q.max_id_length, dead_letter_max_bytes=q.dead_letter_max_bytes,
+            unknown_model=q.unknown_model,
+            duplicates=cp.Duplicates(q.duplicates.window_seconds),
+            timestamps=cp.Timestamps(q.timestamps.max_future_seconds,
+                                     q.timestamps.max_past_seconds)),
+        false_alarm_budget=_budget(cfg.false_alarm_budget),
+        models=tuple(_model(cfg, rule, detectors) for rule in cfg.models),
+        privacy=cp.PrivacyPlan(**cfg.privacy.model_dump()),
+        metrics=cp.MetricsPlan(cfg.metrics.signal_gauges, tuple(cfg.metrics.signals)),
+    )
 
 
-def _secret(value: SecretStr | None, file: Path | None) -> str | None:
-    if value is not None:
-        return value.get_secret_value()
-    return read_secret_file(file) if file is not None else None
+def _detector(name: str, spec: DetectorSpec) -> cp.DetectorSpec:
+    return cp.DetectorSpec(name, spec.type, REGISTRY[spec.type].input,
+                           MappingProxyType(dict(spec.params)),
+                           MappingProxyType(spec.effective_params))
 
 
-def _connection_problems(s: ConnectionSettings) -> list[tuple[str, str]]:
-    """(variable, problem and fix) for every contradiction; never shows a secret."""
-    problems: list[tuple[str, str]] = []
-    proto = s.kafka_security_protocol
-    sasl, tls = proto.startswith("SASL_"), proto in ("SSL", "SASL_SSL")
-
-    def readable(var: str, path: Path | None) -> None:
-        if path is None:
-            return
-        try:
-            path.open("rb").close()
-        except OSError as exc:
-            problems.append((var, f"cannot read {path}: {exc.strerror}; mount the file there "
-                             "or fix the path"))
-
-    for var, value, file in (
-            ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password, s.kafka_sasl_password_file),
-            ("KAFKA_SSL_KEY_PASSWORD", s.kafka_ssl_key_password, s.kafka_ssl_key_password_file),
-            ("REDIS_PASSWORD", s.redis_password, s.redis_password_file)):
-        if value is not None and file is not None:
-            problems.append((var, f"both {var} and {var}_FILE are set; keep one"))
-        readable(f"{var}_FILE", file)
-    if sasl:
-        if s.kafka_sasl_mechanism is None:
-            problems.append(("KAFKA_SASL_MECHANISM", f"KAFKA_SECURITY_PROTOCOL={proto} needs a "
-                             "mechanism; set PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"))
-        if not s.kafka_sasl_username:
-            problems.append(("KAFKA_SASL_USERNAME", f"KAFKA_SECURITY_PROTOCOL={proto} logs in; "
-                             "set the user name"))
-        if s.kafka_sasl_password is None and s.kafka_sasl_password_file is None:
-            problems.append(("KAFKA_SASL_PASSWORD", f"KAFKA_SECURITY_PROTOCOL={proto} logs in; "
-                             "set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE"))
-    else:
-        given = [v for v, x in (("KAFKA_SASL_MECHANISM", s.kafka_sasl_mechanism),
-                                ("KAFKA_SASL_USERNAME", s.kafka_sasl_username),
-                                ("KAFKA_SASL_PASSWORD", s.kafka_sasl_password),
-                                ("KAFKA_SASL_PASSWORD_FILE", s.kafka_sasl_password_file))
-                 if x is not None]
-        if given:
-            problems.append(("KAFKA_SECURITY_PROTOCOL", f"{', '.join(given)} set, but {proto} "
-                             "sends no login; set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or "
-                             "SASL_PLAINTEXT), or unset them"))
-    tls_files = [("KAFKA_SSL_CA_LOCATION", s.kafka_ssl_ca_location),
-                 ("KAFKA_SSL_CERTIFICATE_LOCATION", s.kafka_ssl_certificate_location),
-                 ("KAFKA_SSL_KEY_LOCATION", s.kafka_ssl_key_location)]
-    if not tls:
-        given = [v for v, x in tls_files if x is not None]
-        if given:
-            problems.append(("KAFKA_SECURITY_PROTOCOL", f"{', '.join(given)} set, but {proto} "
-                             "does not use TLS; set KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL, or "
-                             "unset them"))
-    for var, path in tls_files:
-        readable(var, path)
-    if (s.kafka_ssl_certificate_location is None) != (s.kafka_ssl_key_location is None):
-        problems.append(("KAFKA_SSL_KEY_LOCATION", "mutual TLS needs both "
-                         "KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION"))
-    url = s.redis_url
-    redis_tls = [("REDIS_SSL_CA_CERTS", s.redis_ssl_ca_certs),
-                 ("REDIS_SSL_CERTFILE", s.redis_ssl_certfile),
-                 ("REDIS_SSL_KEYFILE", s.redis_ssl_keyfile)]
-    given = [v for v, x in redis_tls if x is not None]
-    if given and url is not None and not url.startswith(("rediss://", "rediss+")):
-        problems.append(("REDIS_URL", f"{', '.join(given)} set, but REDIS_URL does not use TLS; "
-                         "write it as rediss://host:port/db"))
-    for var, path in redis_tls:
-        readable(var, path)
-    if (s.redis_ssl_certfile is None) != (s.redis_ssl_keyfile is None):
-        problems.append(("REDIS_SSL_KEYFILE", "mutual TLS needs both REDIS_SSL_CERTFILE and "
-                         "REDIS_SSL_KEYFILE"))
-    if (s.redis_password is not None or s.redis_password_file is not None) and url:
-        from urllib.parse import urlsplit
-
-        try:
-            in_url = urlsplit(url).password
-        except ValueError:
-            in_url = None
-        if in_url:
-            problems.append(("REDIS_PASSWORD", "REDIS_URL holds a password too; keep one "
-                             "(REDIS_PASSWORD_FILE keeps it out of the environment)"))
-    return problems
+def _budget(b: FalseAlarmBudget | None) -> cp.Budget | None:
+    return None if b is None else b.compile()
 
 
-def settings_problems(exc: ValidationError) -> list[tuple[str, str]]:
-    """(variable, message) for each error of a settings class, without the input values (they
-    may hold secrets)."""
-    problems: list[tuple[str, str]] = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"]
-        if not loc and err["type"] == "value_error":
-            for line in msg.removeprefix("Value error, ").splitlines():
-                var, _, text = line.partition(": ")
-                problems.append((var, text))
-            continue
-        problems.append((loc or "(settings)", msg))
-    return problems
-
-class Settings(ConnectionSettings):
-    """Where and how to run, from the environment (12-factor). Each field's env var is listed."""
-
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
-
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092",
-                                         validation_alias="KAFKA_BOOTSTRAP_SERVERS",
-                                         description="host:port[,host:port...] of the brokers.")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL",
-                           description="redis:// or rediss:// (TLS) URL; may hold user:password.")
-    redis_cluster: bool = Field(
-        False, validation_alias="REDIS_CLUSTER",
-        description="REDIS_URL names a node of a Redis Cluster (the scheme redis+cluster:// "
-        "says the same); every store then uses a cluster client (docs/scaling.md).")
-    redis_wait_replicas: int = Field(
-        1, ge=0, validation_alias="SM_REDIS_WAIT_REPLICAS",
-        description="On a Redis Cluster, a batch's state save waits (WAIT) until this many "
-        "replicas of each master it wrote to have it, before its outputs are published, so a "
-        "failover does not lose it; 0 turns this off. A single Redis ignores it.")
-    app_id: str = Field("stream-monitor", validation_alias="SM_APP_ID",
-                        description="Kafka consumer group id and Faust app id.")
-    key_prefix: str = Field("sm", validation_alias="SM_KEY_PREFIX", description="Redis key prefix.")
-    batch_max: int = Field(5000, ge=1, validation_alias="SM_BATCH_MAX",
-                           description="Most events per batch.")
-    batch_within_seconds: float = Field(0.2, gt=0, validation_alias="SM_BATCH_WITHIN_SECONDS",
-                                        description="Longest wait to fill a batch.")
-    topic_partitions: int = Field(1, ge=1, validation_alias="SM_TOPIC_PARTITIONS",
-                                  description="Partitions for topics the worker creates.")
-    topic_inference: str | None = Field(None, validation_alias="SM_TOPIC_INFERENCE",
-                                        description="Overrides topics.inference of the config.")
-    topic_alerts: str | None = Field(None, validation_alias="SM_TOPIC_ALERTS",
-                                     description="Overrides topics.alerts of the config.")
-    topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN",
-                                      description="Overrides topics.retrain of the config.")
-    topic_dead_letter: str | None = Field(
-        None, validation_alias="SM_TOPIC_DEAD_LETTER",
-        description="Overrides topics.dead_letter of the config.")
-    topic_operations: str | None = Field(
-        None, validation_alias="SM_TOPIC_OPERATIONS",
-        description="Overrides topics.operations of the config.")
-    topic_labels: str | None = Field(None, validation_alias="SM_TOPIC_LABELS",
-                                     description="Overrides topics.labels of the config.")
-    topic_deployments: str | None = Field(
-        None, validation_alias="SM_TOPIC_DEPLOYMENTS",
-        description="Overrides topics.deployments of the config.")
-    metrics_port: int = Field(
-        9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
-        description="Port of /metrics, /healthz and /readyz; 0 turns them off.")
-    metrics_host: str = Field(
-        "0.0.0.0", validation_alias="SM_METRICS_HOST",
-        description="Bind address of /metrics, /healthz and /readyz: 0.0.0.0 (all interfaces, "
-        "what a Kubernetes probe and scrape need), or 127.0.0.1 behind a local auth proxy.")
-    metrics_max_models: int = Field(
-        1000, ge=1, validation_alias="SM_METRICS_MAX_MODELS",
-        description="Models with their own `model` label on /metrics; the rest share "
-        "model=\"__other__\" (bounds memory and Prometheus cardinality).")
-    metrics_max_signal_series: int = Field(
-        5000, ge=0, validation_alias="SM_METRICS_MAX_SIGNAL_SERIES",
-        description="(model, signal) pairs with per-signal gauges (window sizes, means).")
-    log_format: Literal["text", "json"] = Field("text", validation_alias="SM_LOG_FORMAT",
-                                                description="json: one JSON object per log line.")
-    session_timeout_seconds: float = Field(
-        10.0, ge=6, validation_alias="SM_SESSION_TIMEOUT_SECONDS",
-        description="Kafka group session timeout: how long a crashed worker's partitions wait "
-        "before another worker takes them over (Faust's default is 60 s).")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", validation_alias="SM_LOG_LEVEL", description="DEBUG, INFO, WARNING or ERROR.")
-    data_dir: str | None = Field(None, validation_alias="SM_DATA_DIR",
-                                 description="Faust's data directory (default: a temp folder).")
-    fetch_max_wait_ms: int = Field(
-        100, ge=1, le=1500, validation_alias="SM_FETCH_MAX_WAIT_MS",
-        description="How long the broker may hold a fetch for partitions without new records "
-        "(Faust's own value is 1500 ms, which stalls a busy partition next to an idle one).")
-    client_id: str | None = Field(
-        None, validation_alias="SM_CLIENT_ID",
-        description="Kafka client id of the worker's consumer and producer (shown by "
-        "kafka-consumer-groups --describe); default <SM_APP_ID>-<host>-<pid>.")
-    shutdown_timeout_seconds: float = Field(
-        30.0, gt=0, validation_alias="SM_SHUTDOWN_TIMEOUT_SECONDS",
-        description="On SIGTERM/SIGINT the worker exits within this many seconds, whatever is "
-        "stuck: the batch in flight is finished or left uncommitted for redelivery.")
-    model_cache_size: int = Field(
-        5000, ge=1, validation_alias="SM_MODEL_CACHE_SIZE",
-        description="Model states (units) kept in memory, least recently used evicted first; "
-        "an evicted model is reloaded from Redis on its next event.")
-    max_output_bytes: int = Field(
-        1_000_000, ge=10_000, validation_alias="SM_MAX_OUTPUT_BYTES",
-        description="Largest output record (key + value + headers) the worker sends; the "
-        "producer's max_request_size is set above it. Keep it at or below the output topics' "
-        "max.message.bytes.")
-    store_retry_max_seconds: float = Field(
-        2.0, gt=0, validation_alias="SM_STORE_RETRY_MAX_SECONDS",
-        description="Cap on the backoff while Redis is down (the worker tries again within "
-        "this long of its return).")
-
-    # -- Schema Registry (input.*.format avro/protobuf/json_schema; docs/contracts.md) ---------
-    schema_registry_url: str | None = Field(
-        None, validation_alias="SCHEMA_REGISTRY_URL",
-        description="Base URL of a Confluent-compatible Schema Registry API (Apicurio: "
-        "http(s)://host:port/apis/ccompat/v7); needed when an input format is not json.")
-    schema_registry_username: str | None = Field(
-        None, validation_alias="SCHEMA_REGISTRY_USERNAME",
-        description="Basic-auth user of the registry.")
-    schema_registry_password: SecretStr | None = Field(
-        None, validation_alias="SCHEMA_REGISTRY_PASSWORD",
-        description="Basic-auth password of the registry (secret).")
-    schema_registry_password_file: Path | None = Field(
-        None, validation_alias="SCHEMA_REGISTRY_PASSWORD_FILE",
-        description="File holding the registry password.")
-    schema_registry_ssl_ca_location: Path | None = Field(
-        None, validation_alias="SCHEMA_REGISTRY_SSL_CA_LOCATION",
-        description="CA (PEM) of the registry's https certificate; default: the system's.")
-    schema_registry_ssl_certificate_location: Path | None = Field(
-        None, validation_alias="SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION",
-        description="Client certificate (PEM) for mutual TLS with the registry.")
-    schema_registry_ssl_key_location: Path | None = Field(
-        None, validation_alias="SCHEMA_REGISTRY_SSL_KEY_LOCATION",
-        description="Its private key (PEM).")
-    schema_registry_timeout_seconds: float = Field(
-        10.0, gt=0, validation_alias="SCHEMA_REGISTRY_TIMEOUT_SECONDS",
-        description="Timeout of one registry request; a timeout counts as the registry down.")
-    schema_registry_retry_max_seconds: float = Field(
-        5.0, gt=0, validation_alias="SCHEMA_REGISTRY_RETRY_MAX_SECONDS",
-        description="Cap on the backoff while the registry is down (the batch waits, "
-        "uncommitted).")
-
-    def schema_registry_password_value(self) -> str | None:
-        return _secret(self.schema_registry_password, self.schema_registry_password_file)
-
-    @model_validator(mode="after")
-    def _registry_consistent(self) -> Settings:
-        problems = _registry_problems(self)
-        if problems:
-            raise ValueError("\n".join(f"{var}: {msg}" for var, msg in problems))
-        return self
+def _input_topic(t: InputTopic) -> cp.InputTopic:
+    return cp.InputTopic(t.format, MappingProxyType(dict(t.fields)), tuple(t.feature_fields))
 
 
-def _registry_problems(s: Settings) -> list[tuple[str, str]]:
-    """(variable, problem and fix) of the Schema Registry settings; never shows a secret."""
-    problems: list[tuple[str, str]] = []
-    url = s.schema_registry_url
-    if url is not None and not url.startswith(("http://", "https://")):
-        problems.append(("SCHEMA_REGISTRY_URL", "write it as http(s)://host:port[/path], e.g. "
-                         "http://registry:8080/apis/ccompat/v7"))
-    password = s.schema_registry_password is not None or s.schema_registry_password_file is not None
-    if s.schema_registry_password is not None and s.schema_registry_password_file is not None:
-        problems.append(("SCHEMA_REGISTRY_PASSWORD", "both SCHEMA_REGISTRY_PASSWORD and "
-                         "SCHEMA_REGISTRY_PASSWORD_FILE are set; keep one"))
-    if password != (s.schema_registry_username is not None):
-        problems.append(("SCHEMA_REGISTRY_USERNAME", "basic auth needs both "
-                         "SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD(_FILE)"))
-    files = [("SCHEMA_REGISTRY_PASSWORD_FILE", s.schema_registry_password_file),
-             ("SCHEMA_REGISTRY_SSL_CA_LOCATION", s.schema_registry_ssl_ca_location),
-             ("SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION",
-              s.schema_registry_ssl_certificate_location),
-             ("SCHEMA_REGISTRY_SSL_KEY_LOCATION", s.schema_registry_ssl_key_location)]
-    for var, path in files:
-        if path is None:
-            continue
-        try:
-            path.open("rb").close()
-        except OSError as exc:
-            problems.append((var, f"cannot read {path}: {exc.strerror}; mount the file there "
-                             "or fix the path"))
-    tls = [v for v, p in files[1:] if p is not None]
-    if tls and url is not None and not url.startswith("https://"):
-        problems.append(("SCHEMA_REGISTRY_URL", f"{', '.join(tls)} set, but the URL is not "
-                         "https://; use https, or unset them"))
-    if ((s.schema_registry_ssl_certificate_location is None)
-            != (s.schema_registry_ssl_key_location is None)):
-        problems.append(("SCHEMA_REGISTRY_SSL_KEY_LOCATION", "mutual TLS needs both "
-                         "SCHEMA_REGISTRY_SSL_CERTIFICATE_LOCATION and "
-                         "SCHEMA_REGISTRY_SSL_KEY_LOCATION"))
-    return problems
+def _model(cfg: MonitorConfig, rule: ModelRule,
+           detectors: Mapping[str, cp.DetectorSpec]) -> cp.ModelPlan:
+    windows = cfg.windows
+    reference_size = rule.reference_size or windows.reference_size
+    own = rule.false_alarm_budget or cfg.false_alarm_budget
+    model_least = (rule.reference_min_size if rule.reference_min_size is not None
+                   else windows.reference_min_size)
+    signals = tuple(_signal(sr, detectors, reference_size, model_least, own)
+                    for sr in rule.signals)
+    q = _quality_rule(cfg, rule)
+    fault_dets = tuple(detectors[d] for d in q.detectors if d in detectors)
+    fault_budget = cp.effective_budget(_budget(own), fault_dets)
+    quality = cp.QualityPlan(
+        bounds=MappingProxyType({f: cp.Bounds(b.min, b.max) for f, b in q.bounds.items()}),
+        learned_bounds=(None if q.learned_bounds is None else
+                        cp.LearnedBounds(q.learned_bounds.quantiles, q.learned_bounds.k)),
+        categorical=q.categorical, max_categories=q.max_categories,
+        indicators=tuple(q.indicators), detectors=tuple(q.detectors),
+        sample_events=q.sample_events, reference_samples=q.reference_samples,
+        evidence_samples=q.evidence_samples,
+        detector_params=tuple(d.build_params for d in fault_dets),
+        binary=tuple(d.input == "binary" for d in fault_dets),
+        budget=fault_budget,
+        watched_after=cp.watched_after(reference_size, model_least, fault_budget is not None,
+                                       False))
+    a, lab, v = rule.alerts, rule.labels, rule.versions
+    return cp.ModelPlan(
+        match=rule.match, signals=signals, reference_size=reference_size,
+        recent_size=rule.recent_size or windows.recent_size, sample_rate=rule.sample_rate,
+        retrain=compile_retrain(rule.retrain),
+        alerts=None if a is None else cp.LifecyclePolicy(**a.model_dump()),
+        quality=quality,
+        labels=None if lab is None else cp.LabelPolicy(**lab.model_dump()),
+        versions=cp.VersionPolicy(**v.model_dump()))
+
+
+def _signal(sr: SignalRule, detectors: Mapping[str, cp.DetectorSpec], reference_size: int,
+            model_least: int, model_budget: FalseAlarmBudget | None) -> cp.SignalPlan:
+    dets = tuple(detectors[d] for d in sr.detectors)
+    budget = cp.effective_budget(_budget(sr.false_alarm_budget or model_budget), dets)
+    # A categorical signal: one multinomial CUSUM, named by the rule's cusum (or
+    # multinomial_cusum), else by its first detector; a multinomial_cusum keeps its parameters.
+    cat = next((d for d in dets if d.type in ("cusum", "multinomial_cusum")), dets[0])
+    cat_params = dict(cat.params) if cat.type == "multinomial_cusum" else {}
+    least = sr.reference_min_size if sr.reference_min_size is not None else model_least
+    budgeted = budget is not None
+    return cp.SignalPlan(
+        match=sr.match, detectors=tuple(sr.detectors),
+        detector_params=tuple(d.build_params for d in dets),
+        binary=tuple(d.input == "binary" for d in dets),
+        kind=sr.kind,
+        categorical=sr.kind == "categorical" or any(
+            d.type == "multinomial_cusum" for d in dets),
+        category_detector=cat.name,
+        category_params=MappingProxyType({"__type__": "multinomial_cusum", **cat_params}),
+        period=sr.period, period_values=sr.period_values, period_seconds=sr.period_seconds,
+        budget=budget, reference_size=reference_size,
+        watched_after=cp.watched_after(reference_size, least, budgeted, bool(sr.period)),
+        categorical_watched_after=cp.watched_after(reference_size, least, budgeted,
+                                                   bool(sr.period_values)))
+
+
+def compile_retrain(r: RetrainRule) -> cp.RetrainPolicy:
+    """A model rule's retrain policy (core/retrain.py)."""
+    return cp.RetrainPolicy(
+        min_drifted_signals=r.min_drifted_signals, signals=tuple(r.signals),
+        any_performance_signal=r.any_performance_signal,
+        performance_signals=tuple(r.performance_signals), within_seconds=r.within_seconds,
+        within_events=r.within_events,
+        persistence=cp.Persistence(r.persistence.values, r.persistence.seconds,
+                                   r.persistence.min_shift),
+        cooldown_seconds=r.cooldown_seconds, max_per_day=r.max_per_day,
+        staleness_seconds=r.staleness_seconds)

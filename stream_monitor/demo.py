@@ -16,7 +16,8 @@ from rich.table import Table
 
 from .adapters.kafka_clients import describe
 from .adapters.kafka_tools import consume, create_topics, produce, wait_for_kafka
-from .config import Settings, load_config
+from .config import load_config
+from .settings import Settings
 from .state.connection import redacted_url, redis_client
 from .synth import Drift, LabelledSpec, StreamSpec, generate, labelled
 

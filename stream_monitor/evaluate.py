@@ -36,7 +36,8 @@ from typing import Any
 
 import orjson
 
-from .config import WEEK, MonitorConfig, effective_budget, signal_rule
+from .config import MonitorConfig, compile_plan
+from .core.plan import WEEK, MonitorPlan
 from .errors import UsageError
 
 __all__ = ["ChangePoint", "Evaluation", "SignalScore", "evaluate", "load_changes", "simulate"]
@@ -202,7 +203,7 @@ def _numeric(v: Any) -> bool:
     return (isinstance(v, bool | int) or (isinstance(v, float) and math.isfinite(v)))
 
 
-def evaluate(config: MonitorConfig, events: Path, changes: Sequence[ChangePoint],
+def evaluate(config: MonitorPlan, events: Path, changes: Sequence[ChangePoint],
              margin: int = 300, on_progress: Callable[[int], None] | None = None,
              batch: int = 5000) -> Evaluation:
     """Replay ``events`` through ``config`` and score each signal's alerts (module doc)."""
@@ -274,8 +275,8 @@ def evaluate(config: MonitorConfig, events: Path, changes: Sequence[ChangePoint]
 
 
 def with_option(config: MonitorConfig, budget: float | None = None,
-                reference_min_size: int | None = None) -> MonitorConfig:
-    """The config with another top-level budget (1 false alarm per ``budget`` values) or
+                reference_min_size: int | None = None) -> MonitorPlan:
+    """The config compiled with another top-level budget (1 false alarm per ``budget`` values) or
     ``windows.reference_min_size``: what ``evaluate --budget/--reference-min-size`` compares.
     Model and signal rules that set their own keep them."""
     from .config import FalseAlarmBudget
@@ -286,7 +287,7 @@ def with_option(config: MonitorConfig, budget: float | None = None,
     if reference_min_size is not None:
         update["windows"] = config.windows.model_copy(
             update={"reference_min_size": reference_min_size})
-    return config.model_copy(update=update)
+    return compile_plan(config.model_copy(update=update))
 
 
 def plot_evaluation(ev: Evaluation, image: Path, title: str = "stream-monitor evaluate") -> Path:
@@ -324,7 +325,7 @@ def plot_evaluation(ev: Evaluation, image: Path, title: str = "stream-monitor ev
     return image
 
 
-def simulate(config: MonitorConfig, rates: Mapping[str, float],
+def simulate(config: MonitorPlan, rates: Mapping[str, float],
              signals: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """Expected false alerts per day of a deployment under the calibrated budget.
 
@@ -344,10 +345,10 @@ def simulate(config: MonitorConfig, rates: Mapping[str, float],
             continue
         sigs = []
         for name in signals.get(model, ()):
-            sr = signal_rule(config, rule, name)
+            sr = rule.signal_rule(name)
             if sr is None:
                 continue
-            budget = effective_budget(config, rule, sr)
+            budget = sr.budget
             per_value = budget.per_value() if budget is not None else None
             per_day = eps * DAY * per_value if per_value is not None else None
             if per_day is None:

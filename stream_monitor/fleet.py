@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .config import MonitorConfig
+from .core.plan import MonitorPlan
 
 __all__ = ["FEATURES", "FleetModel", "fleet_model", "model_events", "poisson_upper",
            "replay_fleet", "signal_kind", "write_fleet"]
@@ -230,7 +230,7 @@ def poisson_upper(mean: float, level: float = 0.95) -> int:
     return c
 
 
-def replay_fleet(config: MonitorConfig, seed: int, models: Sequence[int], events: int,
+def replay_fleet(config: MonitorPlan, seed: int, models: Sequence[int], events: int,
                  interval: float = 1.0) -> dict[str, Any]:
     """Generate ``models`` of fleet ``seed``, replay them through ``config`` (the replay
     adapter: the worker's core with in-memory state) and list what it emitted. Everything it

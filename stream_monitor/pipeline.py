@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import MonitorConfig
 from .contracts.outputs import OutputRecord, decode_output, encode_output, output_record
 from .contracts.readings import ModelReading, ReadingFilter, SignalReading
 from .contracts.records import (
@@ -31,6 +30,7 @@ from .core.gate import EventGate, QualityCounters
 from .core.label_join import JoinedPair, LabelOp, LabelStats
 from .core.model_state import ModelState, MonitorState
 from .core.monitor import BatchResult, Monitor
+from .core.plan import MonitorPlan
 from .core.sampling import sampled
 from .state.base import ModelDelta, SignalDelta, StateStore
 from .state.cache import ModelCache
@@ -85,7 +85,7 @@ class BatchOutput:
 
 
 class BatchPipeline:
-    def __init__(self, config: MonitorConfig, store: StateStore, *,
+    def __init__(self, config: MonitorPlan, store: StateStore, *,
                  clock: Callable[[], float] = time.time,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  cache_size: int | None = None) -> None:

@@ -1,4 +1,5 @@
-"""What a monitoring config will watch: the plan that ``stream-monitor check-config`` prints.
+"""What a monitoring config will watch: ``stream-monitor check-config`` prints the compiled
+plan the core runs from (core/plan.py, compiled by config.py at load), not a reading of its own.
 
 Signals are discovered from the data at run time (``feature:<name>``, ``prediction``,
 ``performance:error``, ``quality:<fault>:<feature>``), so the plan of a config alone lists its
@@ -12,48 +13,38 @@ watched or still collecting their reference.
 from __future__ import annotations
 
 import io
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .config import (
-    ModelRule,
-    MonitorConfig,
-    SignalRule,
-    effective_budget,
-    quality_rule,
-    watched_after,
-)
-from .core.detectors import REGISTRY
+from .core.plan import DetectorSpec, ModelPlan, MonitorPlan, SignalPlan
 from .core.seasonal import MAX_GROWTH, MIN_PERIODS
 
 __all__ = ["config_plan", "observe", "render_plan"]
 
 
-def _detector(cfg: MonitorConfig, name: str, budgeted: bool) -> dict[str, Any]:
-    spec = cfg.detectors[name]
-    kind = REGISTRY[spec.type]
-    return {"name": name, "type": spec.type, "input": kind.input,
-            "params": kind.params(spec.params),
+def _detector(spec: DetectorSpec, budgeted: bool) -> dict[str, Any]:
+    return {"name": spec.name, "type": spec.type, "input": spec.input,
+            "params": dict(spec.effective_params),
             # River's binary detectors (the DDM family) keep their own statistics; ours
             # (bernoulli_cusum) is calibrated (core/bernoulli.py).
-            "calibrated": budgeted and (kind.input != "binary"
+            "calibrated": budgeted and (spec.input != "binary"
                                         or spec.type == "bernoulli_cusum")}
 
 
-def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[str, Any]:
-    budget = effective_budget(cfg, rule, sr)
+def _signal_rule(plan: MonitorPlan, rule: ModelPlan, sr: SignalPlan) -> dict[str, Any]:
+    budget = sr.budget
     out: dict[str, Any] = {
         "match": sr.match,
-        "watched_after": watched_after(cfg, rule, budget is not None,
-                                       sr.period_values or bool(sr.period_seconds), sr),
-        "detectors": [_detector(cfg, d, budget is not None) for d in sr.detectors],
+        "watched_after": sr.watched_after,
+        "detectors": [_detector(plan.detectors[d], budget is not None) for d in sr.detectors],
         "false_alarm_budget": None if budget is None else {
             **budget.describe(), "label": budget.label(), "per_value": budget.per_value()},
     }
     if sr.period:
         out["period"] = sr.period
     if sr.period_seconds:
-        ref = rule.reference_size or cfg.windows.reference_size
+        ref = rule.reference_size
         # The reference must span MIN_PERIODS periods of event time: at most this many values
         # per second fill reference_size values in that time; above it the reference grows (to
         # at most MAX_GROWTH x reference_size values) until it does.
@@ -63,43 +54,45 @@ def _signal_rule(cfg: MonitorConfig, rule: ModelRule, sr: SignalRule) -> dict[st
     return out
 
 
-def config_plan(cfg: MonitorConfig) -> dict[str, Any]:
-    """The plan as JSON-able data (``check-config --json``)."""
+def config_plan(plan: MonitorPlan) -> dict[str, Any]:
+    """The compiled plan (core/plan.py) as JSON-able data (``check-config --json``)."""
     models = []
-    for rule in cfg.models:
-        q = quality_rule(cfg, rule)
+    for rule in plan.models:
+        q = rule.quality
         models.append({
             "match": rule.match,
-            "reference_size": rule.reference_size or cfg.windows.reference_size,
-            "recent_size": rule.recent_size or cfg.windows.recent_size,
+            "reference_size": rule.reference_size,
+            "recent_size": rule.recent_size,
             "sample_rate": rule.sample_rate,
-            "signals": [_signal_rule(cfg, rule, sr) for sr in rule.signals],
+            "signals": [_signal_rule(plan, rule, sr) for sr in rule.signals],
             "value_rules": None if not q.active else {
-                "bounds": {f: b.model_dump() for f, b in q.bounds.items()},
+                "bounds": {f: asdict(b) for f, b in q.bounds.items()},
                 "learned_bounds": None if q.learned_bounds is None
-                else q.learned_bounds.model_dump(),
+                else asdict(q.learned_bounds),
                 "categorical": q.categorical, "max_categories": q.max_categories,
                 "indicators": list(q.indicators),
-                "fault_rate_detectors": [_detector(cfg, d, False) for d in q.detectors],
+                "fault_rate_detectors": [_detector(plan.detectors[d], False)
+                                         for d in q.detectors],
                 "sample_events": q.sample_events, "reference_samples": q.reference_samples},
-            "labels": None if rule.labels is None else rule.labels.model_dump(),
-            "alerts": None if rule.alerts is None else rule.alerts.model_dump(),
+            "labels": None if rule.labels is None else asdict(rule.labels),
+            "alerts": None if rule.alerts is None else asdict(rule.alerts),
             "retrain": {"min_drifted_signals": rule.retrain.min_drifted_signals,
-                        "signals": rule.retrain.signals,
+                        "signals": list(rule.retrain.signals),
                         "within_seconds": rule.retrain.within_seconds,
                         "within_events": rule.retrain.within_events},
             "versions_separate": rule.versions.separate,
         })
-    return {"topics": cfg.topics.model_dump(), "detectors": len(cfg.detectors),
+    return {"topics": asdict(plan.topics), "detectors": len(plan.detectors),
             "models": models}
 
 
-def observe(cfg: MonitorConfig, events: Path, labels: Path | None = None) -> dict[str, Any]:
+def observe(cfg: MonitorPlan, events: Path, labels: Path | None = None) -> dict[str, Any]:
     """Replay a sample of events (and labels) through the core with in-memory state; the
     concrete signals found per model, each watched (with what calibration chose) or still
     collecting its reference (values it has vs values it needs)."""
     from .adapters.replay import replay_file
-    from .core.monitor import MonitorState, collecting
+    from .core.model_state import MonitorState
+    from .core.monitor import collecting
     from .core.watchable import describe
 
     states: list[MonitorState] = []

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 
-from stream_monitor.config import Settings, load_config, signal_detectors
+from stream_monitor.config import load_config
+from stream_monitor.settings import Settings
 from stream_monitor.synth import Drift, StreamSpec, generate
 
 from .common import CONFIG, MODELS, N_FEATURES, ROOT
@@ -79,7 +80,8 @@ def check_config(feature_names: list[str], models: tuple[str, ...] = MODELS) -> 
         if rule is None or rule.match != "credit-*":
             raise SystemExit(f"{CONFIG}: model {model!r} is not matched by the credit-* rule")
         for sig in signals:
-            names = signal_detectors(cfg, rule, sig) or []
+            sr = rule.signal_rule(sig)
+            names = sr.detectors if sr is not None else ()
             types = sorted(cfg.detectors[n].type for n in names)
             if types != ["adwin", "page_hinkley"]:
                 raise SystemExit(

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from stream_monitor.adapters.kafka_tools import create_topics, produce, wait_for_kafka
-from stream_monitor.config import Settings
+from stream_monitor.settings import Settings
 from stream_monitor.state.connection import env_redis_client
 
 from .common import BENCH, ROOT, check_stop, err, install_signal_handlers, machine_info, out, redact

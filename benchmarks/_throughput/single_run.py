@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from stream_monitor.adapters.kafka_tools import create_topics, produce, wait_for_kafka
-from stream_monitor.config import Settings
+from stream_monitor.settings import Settings
 from stream_monitor.state.connection import env_redis_client
 
 from .common import (

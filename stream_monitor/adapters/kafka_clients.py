@@ -6,7 +6,7 @@ demo's, the benchmark's and the tests' (docs/security.md).
 connects once at start and turns a failure into a one-line :class:`ConnectionCheckError` that
 names the setting to fix.
 
->>> from stream_monitor.config import ConnectionSettings
+>>> from stream_monitor.settings import ConnectionSettings
 >>> sorted(client_kwargs(ConnectionSettings(KAFKA_BOOTSTRAP_SERVERS="localhost:9092")))
 ['bootstrap_servers', 'security_protocol']
 """
@@ -19,8 +19,8 @@ import re
 import ssl
 from typing import Any
 
-from ..config import ConnectionSettings
 from ..errors import ConnectionCheckError
+from ..settings import ConnectionSettings
 
 __all__ = ["KafkaTarget", "client_kwargs", "describe", "env_client_kwargs", "kafka_kwargs",
            "preflight", "ssl_context"]

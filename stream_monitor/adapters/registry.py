@@ -22,7 +22,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import MonitorConfig, Settings
 from ..contracts.records import RawRecord
 from ..contracts.wire import (
     Fault,
@@ -32,6 +31,8 @@ from ..contracts.wire import (
     parse_frame,
     parse_schema,
 )
+from ..core.plan import MonitorPlan
+from ..settings import Settings
 
 __all__ = ["RegistryDecoder", "registry_client_conf"]
 
@@ -70,7 +71,7 @@ class RegistryDecoder:
     ``client``: anything with confluent-kafka's ``AsyncSchemaRegistryClient.get_schema``; built
     from the settings when not given."""
 
-    def __init__(self, config: MonitorConfig, settings: Settings, client: Any = None) -> None:
+    def __init__(self, config: MonitorPlan, settings: Settings, client: Any = None) -> None:
         topics, inp = config.topics, config.input
         self.formats: dict[str, str] = {t: f for t, f in ((topics.inference, inp.inference.format),
                                           (topics.labels, inp.labels.format)) if f != "json"}

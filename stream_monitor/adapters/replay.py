@@ -17,10 +17,10 @@ from typing import IO
 
 import orjson
 
-from ..config import MonitorConfig
 from ..contracts.outputs import OutputRecord
 from ..contracts.records import Position, RawRecord
 from ..core.model_state import MonitorState
+from ..core.plan import MonitorPlan
 from ..pipeline import BatchOutput, BatchPipeline
 from ..state.memory import MemoryStore
 
@@ -77,7 +77,7 @@ def iter_merged(events: Path, labels: Path, labels_topic: str,
 
 
 def replay_file(
-    config: MonitorConfig,
+    config: MonitorPlan,
     path: str | os.PathLike[str],
     out: IO[bytes],
     *,

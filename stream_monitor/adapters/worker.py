@@ -57,14 +57,15 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from ..config import MonitorConfig, Settings
 from ..contracts.output_records import StateReset, WorkerRef
 from ..contracts.outputs import OutputRecord, output_record
 from ..contracts.records import DeadLetter, Position, RawRecord, iso_time, record_id
+from ..core.plan import MonitorPlan
 from ..errors import OutputRejectedError, TransientStoreError
 from ..observability.batch_report import BatchReporter, where
 from ..observability.metrics import WorkerMetrics
 from ..pipeline import BatchOutput, BatchPipeline
+from ..settings import Settings
 from ..state.base import StateFencedError, StateStore
 from ..state.dedupe import DedupeStore
 from ..state.label_store import LabelStore
@@ -106,7 +107,7 @@ class MonitorWorker:
     ``renew_producer``, given the producer in use, closes it and returns a started new one.
     """
 
-    def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
+    def __init__(self, config: MonitorPlan, settings: Settings, store: StateStore, *,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  # Any: aiokafka's AIOKafkaProducer is untyped (tests pass a stand-in with the
                  # same send/stop; adapters/publisher.py's Producer protocol).
@@ -292,7 +293,7 @@ class KafkaWorker:
     """The process: Kafka clients, the batch loop, rebalances, signals and the shutdown
     deadline. ``run()`` returns the process exit code."""
 
-    def __init__(self, config: MonitorConfig, settings: Settings, store: StateStore, *,
+    def __init__(self, config: MonitorPlan, settings: Settings, store: StateStore, *,
                  dedupe: DedupeStore | None = None, labels: LabelStore | None = None,
                  metrics: WorkerMetrics | None = None, hooks: StepHooks = NO_HOOKS) -> None:
         self.config = config
@@ -561,7 +562,7 @@ def _hard_exit(timeout: float) -> None:
     os._exit(70)
 
 
-def _internal_error(config: MonitorConfig, raw: RawRecord) -> BatchOutput:
+def _internal_error(config: MonitorPlan, raw: RawRecord) -> BatchOutput:
     dl = DeadLetter(raw, "internal_error", "the monitoring core raised on this event; see the "
                     "worker log at this topic/partition/offset")
     out = BatchOutput(events=1, dead_letters=1)

@@ -12,12 +12,11 @@ was measured on. Pure functions of the state; the monitor decides what is publis
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..config import MonitorConfig, QualityRule
 from ..contracts.output_records import DriftAlert, FiredDetector, Json, QualityAlert
 from ..contracts.records import InferenceEvent, Position, detected_at, record_id
 from ..contracts.units import id_parts
@@ -26,6 +25,7 @@ from .calibrate import change_kind
 from .categories import category_evidence
 from .localize import locate
 from .model_state import ModelState
+from .plan import MonitorPlan, QualityPlan
 from .signals import SignalState
 from .stats import summarize
 
@@ -39,7 +39,7 @@ def _alert_id(id_tag: str, model: ModelState, sig: SignalState, detector: str) -
                      detector, sig.generation, sig.n)
 
 
-def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: int,
+def drift_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int,
                 ev: InferenceEvent) -> DriftAlert:
     """The ``drift_alert`` of detector ``i`` of ``sig``, which fired at event ``ev``."""
     if sig.table is not None:
@@ -114,7 +114,7 @@ def drift_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: i
     )
 
 
-def _params(configured: dict[str, Any], sig: SignalState, i: int) -> dict[str, Any]:
+def _params(configured: Mapping[str, Any], sig: SignalState, i: int) -> dict[str, Any]:
     """Detector ``i``'s effective parameters: the configured ones overlaid with the calibrated
     ones; only the calibrated ones when it was built as another type (a ``cusum`` on a binary
     signal is a ``bernoulli_cusum``, which takes none of the numeric parameters)."""
@@ -125,7 +125,7 @@ def _params(configured: dict[str, Any], sig: SignalState, i: int) -> dict[str, A
     return params
 
 
-def _category_alert(config: MonitorConfig, model: ModelState, sig: SignalState, i: int,
+def _category_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int,
                     ev: InferenceEvent) -> DriftAlert:
     """The ``drift_alert`` of a categorical signal (core/categories.py): which categories
     moved, from what share to what share, and where the mix began to change."""
@@ -238,7 +238,7 @@ _FAULT_WORDS = {"missing": "missing", "out_of_bounds": "out-of-bounds",
                 "unseen_category": "unseen-category"}
 
 
-def quality_alert(config: MonitorConfig, model: ModelState, rule: QualityRule, sig: SignalState,
+def quality_alert(config: MonitorPlan, model: ModelState, rule: QualityPlan, sig: SignalState,
                   feature: str, fault: str, i: int, ev: InferenceEvent) -> QualityAlert:
     """The ``data_quality_alert`` of detector ``i`` of the fault-rate signal ``sig`` (of
     ``fault`` on ``feature``, under the model's value rules ``rule``): one 0/1 value per event;

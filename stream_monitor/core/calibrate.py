@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import PHASE_BINS
+from .plan import PHASE_BINS
 
 __all__ = [
     "CLIP",

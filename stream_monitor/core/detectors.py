@@ -35,7 +35,6 @@ from river import drift, stats
 from river.drift import binary
 from river.drift.binary.hddm_w import SampleInfo
 
-from ..config import register_detector_kinds
 from ..errors import StateCorruptError
 from .bernoulli import BernoulliCusum
 from .cusum import Cusum
@@ -154,11 +153,6 @@ REGISTRY: dict[str, DetectorKind] = {
         ),
     ]
 }
-
-
-# The config validates detector specs against this catalogue; it sits below the core and cannot
-# import it, so the catalogue is handed down (config.register_detector_kinds).
-register_detector_kinds(REGISTRY)
 
 
 def build_detector(name: str, overrides: Mapping[str, Any] | None = None) -> Any:

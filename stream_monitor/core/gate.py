@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..config import MonitorConfig
 from ..contracts.records import (
     DeadLetter,
     InferenceEvent,
@@ -33,6 +32,7 @@ from ..contracts.records import (
     decode_inference,
     iso_time,
 )
+from .plan import MonitorPlan
 from .sampling import sampled
 
 __all__ = ["NO_MODEL", "Claim", "EventGate", "QualityCounters", "position_key"]
@@ -111,9 +111,10 @@ def position_key(ev: InferenceEvent) -> str:
 
 
 class EventGate:
-    """Whole-event rules of the config's ``quality`` section. Pure: ``now`` is passed in.
+    """Whole-event rules of the plan's ``quality`` (the config's ``quality`` section). Pure:
+    ``now`` is passed in.
 
-    >>> from stream_monitor.config import parse_config
+    >>> from stream_monitor.config import parse_config  # the YAML, compiled into a plan
     >>> from stream_monitor.contracts import Position, RawRecord
     >>> cfg = parse_config({"quality": {"max_message_bytes": 64, "unknown_model": "dead_letter"},
     ...     "models": [{"match": "m", "signals": [{"match": "*", "detectors": ["adwin"]}]}]})
@@ -128,7 +129,7 @@ class EventGate:
     (['1'], ['unknown_model', 'too_large'])
     """
 
-    def __init__(self, config: MonitorConfig) -> None:
+    def __init__(self, config: MonitorPlan) -> None:
         q = config.quality
         self.config = config
         self.max_bytes = q.max_message_bytes

@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from typing import Any, Protocol
 
-from ..config import AlertLifecycle
 from ..contracts.output_records import DetectorRef, DriftAlert, DriftResolved
 from ..contracts.records import InferenceEvent, detected_at, iso_time, record_id
 from .mixshift import MixShift, mix_of_alert, mix_shift
+from .plan import LifecyclePolicy
 
 __all__ = ["Incident", "LifecycleState", "alert_fingerprint"]
 
@@ -84,7 +84,7 @@ class LifecycleState:
         return cls({i["signal"]: Incident(**i) for i in m.get("incidents", [])},
                    int(m.get("folded", 0)), int(m.get("resolved", 0)))
 
-    def on_drift(self, rule: AlertLifecycle, alert: DriftAlert, signal_n: int,
+    def on_drift(self, rule: LifecyclePolicy, alert: DriftAlert, signal_n: int,
                  t: float) -> bool:
         """A detector fired; True when its alert is to be published (it opens an incident)."""
         signal = alert.signal
@@ -110,7 +110,7 @@ class LifecycleState:
             ref_mean, ref_std, t, signal_n + rule.resolve_values, mix=mix)
         return True
 
-    def tick(self, rule: AlertLifecycle, signals: Mapping[str, _Signal], ev: InferenceEvent,
+    def tick(self, rule: LifecyclePolicy, signals: Mapping[str, _Signal], ev: InferenceEvent,
              model_id: str, sample_rate: float) -> list[DriftResolved]:
         """After an event: the ``drift_resolved`` records of incidents that just resolved
         (``sample_rate``: the model rule's, which the records state)."""
@@ -155,7 +155,7 @@ class LifecycleState:
         return out
 
 
-def _resolved_mix(rule: AlertLifecycle, inc: Incident, model_id: str, ev: InferenceEvent,
+def _resolved_mix(rule: LifecyclePolicy, inc: Incident, model_id: str, ev: InferenceEvent,
                   signal_n: int, m: MixShift, mix: list[Any],
                   sample_rate: float) -> DriftResolved:
     """The ``drift_resolved`` record of a categorical signal: its distance from the reference
@@ -176,7 +176,7 @@ def _resolved_mix(rule: AlertLifecycle, inc: Incident, model_id: str, ev: Infere
                 f"{m.count} values); resolved at offset {ev.position.offset}"))
 
 
-def _resolved(rule: AlertLifecycle, inc: Incident, model_id: str, ev: InferenceEvent,
+def _resolved(rule: LifecyclePolicy, inc: Incident, model_id: str, ev: InferenceEvent,
               signal_n: int, mean: float, count: int, sample_rate: float) -> DriftResolved:
     pos = ev.position
     shift = (mean - inc.ref_mean) / inc.ref_std

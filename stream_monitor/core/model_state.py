@@ -1,34 +1,25 @@
-"""What the core remembers of a model between events, and how it is built from the config.
+"""What the core remembers of a model between events, and how it is built from the plan.
 
 * :class:`ModelState`: one state unit (a model, or a model version kept apart): its signals
   (core/signals.py), retrain evidence, open incidents, value-rule bookkeeping, post-deploy watch,
   and the per-partition watermark that makes a redelivered event a no-op.
-* :class:`StateBuilder`: new units and signals from the config's rules, and units restored from
-  a stored checkpoint (the adapters load and save them; this module does no I/O).
+* :class:`StateBuilder`: new units and signals from the plan's rules (core/plan.py), and units
+  restored from a stored checkpoint (the adapters load and save them; this module does no I/O).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import (
-    ModelRule,
-    MonitorConfig,
-    QualityRule,
-    effective_budget,
-    quality_rule,
-    signal_detectors,
-    signal_rule,
-    watched_after,
-)
 from ..contracts.units import unit_id
 from ..errors import StateCorruptError
 from .categories import CodeTable
 from .detectors import REGISTRY, restore_detector
 from .lifecycle import LifecycleState
+from .plan import ModelPlan, MonitorPlan, QualityPlan
 from .retrain import RetrainState
 from .seasonal import TimedSignalState
 from .signals import SignalState
@@ -139,7 +130,7 @@ class ValueRuleState:
     """Quality state of one model: its watched features in first-seen order (a feature is
     *expected* in every later event once it was seen) and the current sample."""
 
-    rule: QualityRule
+    rule: QualityPlan
     category_reference: int  # values that form a categorical feature's known set
     features: dict[str, FeatureRuleState | None] = field(default_factory=dict)  # None: unwatched
     expected: list[FeatureRuleState] = field(default_factory=list)
@@ -149,7 +140,7 @@ class ValueRuleState:
     want_unseen: bool = False
 
     @classmethod
-    def for_rule(cls, rule: QualityRule, category_reference: int) -> ValueRuleState:
+    def for_rule(cls, rule: QualityPlan, category_reference: int) -> ValueRuleState:
         ind = set(rule.indicators)
         return cls(rule, category_reference, want_missing="missing" in ind,
                    want_oob="out_of_bounds" in ind, want_unseen="unseen_category" in ind)
@@ -193,7 +184,7 @@ class ModelState:
     """State of one model: its signals and the evidence behind retrain decisions."""
 
     model_id: str
-    rule: ModelRule
+    rule: ModelPlan
     signals: dict[str, SignalState] = field(default_factory=dict)
     # feature name -> its SignalState, or None when the feature is not monitored.
     by_feature: dict[str, SignalState | None] = field(default_factory=dict)
@@ -272,10 +263,10 @@ class MonitorState:
 
 
 class StateBuilder:
-    """Model states and signals as the config's rules shape them, new or restored from a
+    """Model states and signals as the plan's rules shape them, new or restored from a
     checkpoint. :class:`~stream_monitor.core.monitor.Monitor` is one."""
 
-    def __init__(self, config: MonitorConfig) -> None:
+    def __init__(self, config: MonitorPlan) -> None:
         self.config = config
         self._separate: dict[str, bool] = {}
 
@@ -285,7 +276,7 @@ class StateBuilder:
         versions apart (``versions.separate``), else per model."""
         if model_version is None:
             return model_id
-        sep = self._separate.get(model_id)
+        sep = self._separate.get(model_id)  # per event: no call
         if sep is None:
             rule = self.config.model_rule(model_id)
             sep = self._separate[model_id] = rule is not None and rule.versions.separate
@@ -301,30 +292,23 @@ class StateBuilder:
                            model_version=model_version)
         if rule.alerts is not None:
             model.lifecycle = LifecycleState()
-        ring = rule.recent_size or self.config.windows.recent_size
+        ring = rule.recent_size
         if ring != RING:
             model.ring_ids = deque(maxlen=ring)
             model.ring_offsets = deque(maxlen=ring)
-        q = quality_rule(self.config, rule)
-        if q.active:
-            model.value_rules = ValueRuleState.for_rule(
-                q, rule.reference_size or self.config.windows.reference_size)
+        if rule.quality.active:
+            model.value_rules = ValueRuleState.for_rule(rule.quality, rule.reference_size)
         return model
-
-    def _detector_params(self, names: Sequence[str]) -> tuple[dict[str, Any], ...]:
-        specs = self.config.detectors
-        return tuple({"__type__": specs[n].type, **specs[n].params} for n in names)
 
     def watches(self, model: ModelState, signal: str) -> bool:
         """Whether a rule of the model's config gives the signal detectors."""
-        return signal_detectors(self.config, model.rule, signal) is not None
+        return model.rule.signal_rule(signal) is not None
 
     def categorical(self, model: ModelState, signal: str) -> bool:
         """Whether the signal's rule makes every value of it a category (``kind:
         categorical``, or a ``multinomial_cusum`` detector)."""
-        sr = signal_rule(self.config, model.rule, signal)
-        return sr is not None and (sr.kind == "categorical" or any(
-            self.config.detectors[d].type == "multinomial_cusum" for d in sr.detectors))
+        sr = model.rule.signal_rule(signal)
+        return sr is not None and sr.categorical
 
     def new_signal(self, model: ModelState, signal: str,
                    categorical: bool = False) -> SignalState | None:
@@ -333,62 +317,50 @@ class StateBuilder:
         (:meth:`categorical`)."""
         if signal.startswith("quality:"):
             return self._new_quality_signal(model, signal)
-        names = signal_detectors(self.config, model.rule, signal)
-        windows = self.config.windows
-        reference_size = model.rule.reference_size or windows.reference_size
-        mq = model.value_rules
-        if names is None:
+        sr = model.rule.signal_rule(signal)
+        if sr is None:
             return None
-        recent_size = model.rule.recent_size or windows.recent_size
+        reference_size = sr.reference_size
+        mq = model.value_rules
         table = None
-        if categorical or self.categorical(model, signal):
+        if categorical or sr.categorical:
             # One multinomial CUSUM (core/multinomial.py) watches the category mix, in place
             # of the rule's cusum (or of River's detectors, which take numbers).
-            specs = self.config.detectors
-            name = next((d for d in names
-                         if specs[d].type in ("cusum", "multinomial_cusum")), names[0])
-            names = [name]
-            own = specs[name].params if specs[name].type == "multinomial_cusum" else {}
-            params: tuple[dict[str, Any], ...] = ({"__type__": "multinomial_cusum", **own},)
+            names: tuple[str, ...] = (sr.category_detector,)
+            params: tuple[Mapping[str, Any], ...] = (sr.category_params,)
+            binary: tuple[bool, ...] = (False,)
             top_k = mq.rule.max_categories if mq is not None else 20
             table = CodeTable(max(64, 4 * top_k))
+            least = sr.categorical_watched_after
         else:
-            params = self._detector_params(names)
-        sr = signal_rule(self.config, model.rule, signal)
-        timed = sr.period_seconds if sr is not None and table is None else 0.0
+            names, params, binary = sr.detectors, sr.detector_params, sr.binary
+            least = sr.watched_after
+        timed = sr.period_seconds if table is None else 0.0
         sig = (TimedSignalState if timed else SignalState)(
             signal=signal,
-            detector_names=tuple(names),
-            detector_params=params,
-            binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
+            detector_names=names,
+            detector_params=tuple(dict(p) for p in params),
+            binary=binary,
             reference_size=reference_size,
-            recent=deque(maxlen=recent_size),
+            recent=deque(maxlen=model.rule.recent_size),
             base_events=max(model.events - 1, 0),
             table=table,
         )
         if table is not None:
             sig.top_k = top_k
-        self._set_budget(model, sig, signal)
+        if sr.period_values:
+            sig.period = sr.period_values
+        if sr.budget is not None:
+            sig.budget = sr.budget.per_value()
+            sig.budget_config = sr.budget.describe()
         if isinstance(sig, TimedSignalState):
             sig.period_seconds = timed
             model.timed.append(sig)
-        least = watched_after(self.config, model.rule, sig.budget is not None,
-                              sig.period or bool(timed), sr)
         if least < reference_size:
             sig.reference_min = least
         model.signals[signal] = sig
         model.dirty = True
         return sig
-
-    def _set_budget(self, model: ModelState, sig: SignalState, rule_signal: str) -> None:
-        sr = signal_rule(self.config, model.rule, rule_signal)
-        if sr is not None and sr.period_values:
-            sig.period = sr.period_values
-        # sig.detector_params are sr's detectors (new_signal looked them up by rule_signal).
-        budget = effective_budget(self.config, model.rule, sr)
-        if budget is not None:
-            sig.budget = budget.per_value()
-            sig.budget_config = budget.describe()
 
     def _new_quality_signal(self, model: ModelState, signal: str) -> SignalState | None:
         """A fault rate (``quality:<fault>:<feature>``): one 0/1 value per event (1: the
@@ -400,27 +372,24 @@ class StateBuilder:
         mq = model.value_rules
         if mq is None:
             return None  # the config no longer has value rules for this model
-        names = mq.rule.detectors
-        windows = self.config.windows
-        reference_size = mq.rule.reference_samples * mq.rule.sample_events
+        q = mq.rule
+        reference_size = q.reference_size
         sig = SignalState(
             signal=signal,
-            detector_names=tuple(names),
-            detector_params=(params := self._detector_params(names)),
-            binary=tuple(REGISTRY[p["__type__"]].input == "binary" for p in params),
+            detector_names=q.detectors,
+            detector_params=tuple(dict(p) for p in q.detector_params),
+            binary=q.binary,
             reference_size=reference_size,
-            recent=deque(maxlen=max(model.rule.recent_size or windows.recent_size,
-                                    mq.rule.evidence_samples * mq.rule.sample_events)),
+            recent=deque(maxlen=max(model.rule.recent_size,
+                                    q.evidence_samples * q.sample_events)),
             rate_sample=1,
             base_events=max(model.events - 1, 0),
         )
-        budget = effective_budget(self.config, model.rule, None, names)
-        if budget is not None:
-            sig.budget = budget.per_value()
-            sig.budget_config = budget.describe()
-        least = watched_after(self.config, model.rule, sig.budget is not None)
-        if least < reference_size:
-            sig.reference_min = least
+        if q.budget is not None:
+            sig.budget = q.budget.per_value()
+            sig.budget_config = q.budget.describe()
+        if q.watched_after < reference_size:
+            sig.reference_min = q.watched_after
         model.signals[signal] = sig
         model.dirty = True
         return sig

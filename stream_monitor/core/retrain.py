@@ -7,7 +7,7 @@ policy, per model (``models[].retrain``, README "Retraining decisions"):
 
 * **evidence**: a drift alert on a signal matching ``signals`` (or ``performance_signals``);
 * **persistence**: an alert counts once it is *confirmed*
-  (:class:`~stream_monitor.config.Persistence`);
+  (:class:`~stream_monitor.core.plan.Persistence`);
   a drift whose signal comes back within the persistence period is dropped as transient;
 * **window**: confirmed evidence counts for ``within_seconds`` of event time and/or
   ``within_events`` of the model's events (with both, while it is within both); per signal only
@@ -24,7 +24,6 @@ A request consumes all evidence: one incident gives one request.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections import deque
 from collections.abc import Mapping
@@ -32,7 +31,6 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
-from ..config import RetrainRule
 from ..contracts.output_records import (
     DriftAlert,
     Json,
@@ -42,6 +40,7 @@ from ..contracts.output_records import (
 )
 from ..contracts.records import iso_time, record_id
 from .mixshift import mix_of_alert, mix_shift
+from .plan import RetrainPolicy
 
 __all__ = ["Evidence", "RetrainState", "decide", "note_alert", "persistence_values",
            "retrain_request", "tick"]
@@ -126,7 +125,7 @@ class RetrainState:
     suppressed_budget: int = 0  # ... the daily budget blocked
     transient: int = 0  # drifts dropped by the persistence check
 
-    def watching(self, rule: RetrainRule) -> bool:
+    def watching(self, rule: RetrainPolicy) -> bool:
         """Whether :func:`tick` has work after an event (kept cheap: called per event)."""
         return bool(self.degraded and rule.staleness_seconds is not None) or any(
             e.confirmed_at is None for e in self.evidence)
@@ -147,11 +146,7 @@ class RetrainState:
                    int(m.get("transient", 0)))
 
 
-def _matches(globs: list[str], signal: str) -> bool:
-    return any(fnmatch.fnmatchcase(signal, g) for g in globs)
-
-
-def note_alert(rule: RetrainRule, rs: RetrainState, alert: DriftAlert, n_at: int,
+def note_alert(rule: RetrainPolicy, rs: RetrainState, alert: DriftAlert, n_at: int,
                t: float, events: int = 0) -> None:
     """Record a drift alert as evidence (pending when persistence is configured).
 
@@ -160,8 +155,8 @@ def note_alert(rule: RetrainRule, rs: RetrainState, alert: DriftAlert, n_at: int
     alert's event time and ``events`` the model's event count (the clock of ``within_events``).
     """
     signal = alert.signal
-    perf = _matches(rule.performance_signals, signal)
-    if not perf and not _matches(rule.signals, signal):
+    perf = rule.is_performance(signal)
+    if not perf and not rule.counts(signal):
         return
     ref_mean, ref_std = alert.standardization
     # A new drift of the same signal supersedes a pending one (one incident, one evidence).
@@ -201,7 +196,7 @@ def _confirm(rs: RetrainState, e: Evidence, t: float, values: int, shift: float 
         rs.degraded.append(e)
 
 
-def tick(rule: RetrainRule, rs: RetrainState, signals: Mapping[str, _Signal], t: float,
+def tick(rule: RetrainPolicy, rs: RetrainState, signals: Mapping[str, _Signal], t: float,
          events: int = 0) -> None:
     """Confirm or drop pending evidence whose persistence period is over (after an event at ``t``,
     the model's ``events``-th).
@@ -254,7 +249,7 @@ class Decision:
     day: int
 
 
-def in_window(rule: RetrainRule, e: Evidence, t: float, events: int) -> bool:
+def in_window(rule: RetrainPolicy, e: Evidence, t: float, events: int) -> bool:
     """Whether confirmed evidence still counts at event time ``t``, the model's ``events``-th
     event: within ``within_seconds`` of event time and within ``within_events`` events of its
     confirmation (each when set; with both, within both)."""
@@ -263,7 +258,7 @@ def in_window(rule: RetrainRule, e: Evidence, t: float, events: int) -> bool:
             and (rule.within_events is None or events - e.confirmed_event <= rule.within_events))
 
 
-def decide(rule: RetrainRule, rs: RetrainState, t: float, last_retrain_at: float | None,
+def decide(rule: RetrainPolicy, rs: RetrainState, t: float, last_retrain_at: float | None,
            signal_names: list[str], events: int = 0) -> Decision | None:
     """Whether a retrain request is due at event time ``t`` (the model's ``events``-th event);
     updates the bookkeeping if so.
@@ -282,7 +277,7 @@ def decide(rule: RetrainRule, rs: RetrainState, t: float, last_retrain_at: float
     name = None
     if rule.any_performance_signal and any(e.degraded for e in counted):
         name = "performance_signal"
-    elif sum(1 for e in counted if _matches(rule.signals, e.signal)) >= rule.min_drifted_signals:
+    elif sum(1 for e in counted if rule.counts(e.signal)) >= rule.min_drifted_signals:
         name = "min_drifted_signals"
     elif (rule.staleness_seconds is not None and rs.degraded
           and t - (last_retrain_at if last_retrain_at is not None else rs.first_seen)
@@ -304,11 +299,11 @@ def decide(rule: RetrainRule, rs: RetrainState, t: float, last_retrain_at: float
     # The request consumes the evidence: one incident, one request.
     rs.evidence = []
     rs.degraded = []
-    out_of = sum(1 for s in signal_names if _matches(rule.signals, s))
+    out_of = sum(1 for s in signal_names if rule.counts(s))
     return Decision(name, counted, out_of, used + 1, day)
 
 
-def window_text(rule: RetrainRule) -> str:
+def window_text(rule: RetrainPolicy) -> str:
     """The evidence window in words: ``600s``, ``1000 events``, ``600s and 1000 events``."""
     parts = []
     if rule.within_seconds is not None:
@@ -318,7 +313,7 @@ def window_text(rule: RetrainRule) -> str:
     return " and ".join(parts)
 
 
-def retrain_request(rule: RetrainRule, d: Decision, model_id: str, model_version: str | None,
+def retrain_request(rule: RetrainPolicy, d: Decision, model_id: str, model_version: str | None,
                     trigger: RequestTrigger, t: float, sample_rate: float) -> RetrainRequest:
     """The retrain-request record of a decision (schema ``retrain-request``): ``trigger`` is
     the alert's ``detected_at`` (or the event, when no alert decided it), ``sample_rate`` the

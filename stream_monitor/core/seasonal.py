@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import PHASE_BINS
+from .plan import PHASE_BINS
 from .signals import SignalState
 
 __all__ = ["MAX_GROWTH", "MIN_PERIODS", "TimedSignalState", "phase_bin"]

@@ -27,8 +27,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from ..config import ConnectionSettings, read_secret_file
 from ..errors import ConfigError
+from ..schema_errors import explain, field_path
+from ..settings import ConnectionSettings, read_secret_file
 
 __all__ = [
     "RECORD_TYPES",
@@ -355,56 +356,7 @@ def _redact(url: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading with errors that name the field and the fix.
-
-_HINTS = {
-    "float_parsing": "write a number",
-    "int_parsing": "write a whole number",
-    "string_type": "write a string",
-}
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(part) if current else None
-        if field is None:
-            return None
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        inner = [a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        current = inner[-1] if inner else None
-    return current
-
-
-def _explain(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...] = ()
-             ) -> list[tuple[str, str]]:
-    problems = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            owner = _model_at(model, loc[:-1])
-            allowed = sorted(owner.model_fields) if owner else []
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            msg = "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
-            if allowed:
-                msg += f" (allowed here: {', '.join(allowed)})"
-        elif err["type"] == "missing":
-            msg = "this field is required; add it"
-        elif hint := _HINTS.get(err["type"]):
-            msg = f"{msg}; {hint}"
-        problems.append((_path(prefix + loc), msg))
-    return problems
+# Loading with errors that name the field and the fix (stream_monitor/schema_errors.py).
 
 
 def parse_notify_config(raw: Any, source: str = "notify config") -> NotifyConfig:
@@ -421,13 +373,13 @@ def parse_notify_config(raw: Any, source: str = "notify config") -> NotifyConfig
         for i, t in enumerate(targets):
             where = ("targets", i)
             if not isinstance(t, Mapping):
-                problems.append((_path(where),
+                problems.append((field_path(where),
                                  "each target must be a mapping with name, type, ..."))
                 continue
             kind = t.get("type")
             if kind not in TARGET_TYPES:
                 close = difflib.get_close_matches(str(kind), list(TARGET_TYPES), n=1)
-                problems.append((_path((*where, "type")),
+                problems.append((field_path((*where, "type")),
                                  (f"unknown target type {kind!r}" if kind is not None else
                                   "this field is required") +
                                  (f"; did you mean {close[0]!r}?" if close else
@@ -436,11 +388,11 @@ def parse_notify_config(raw: Any, source: str = "notify config") -> NotifyConfig
             try:
                 TARGET_TYPES[kind].model_validate(t)
             except ValidationError as exc:
-                problems += _explain(exc, TARGET_TYPES[kind], where)
+                problems += explain(exc, TARGET_TYPES[kind], where)
             name = t.get("name")
             if isinstance(name, str):
                 if name in names:
-                    problems.append((_path((*where, "name")),
+                    problems.append((field_path((*where, "name")),
                                      f"duplicate target name {name!r} (also "
                                      f"targets[{names[name]}]); give each target its own name"))
                 names.setdefault(name, i)
@@ -450,7 +402,7 @@ def parse_notify_config(raw: Any, source: str = "notify config") -> NotifyConfig
         return NotifyConfig.model_validate(raw)
     except ValidationError as exc:
         # Target problems were reported above; whatever is left is outside the targets.
-        raise ConfigError(_explain(exc, NotifyConfig), source) from None
+        raise ConfigError(explain(exc, NotifyConfig), source) from None
 
 
 def load_notify_config(path: str | os.PathLike[str], settings: NotifySettings | None = None

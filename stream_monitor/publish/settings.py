@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..config import ConnectionSettings
+from ..settings import ConnectionSettings
 
 __all__ = ["PublisherSettings"]
 

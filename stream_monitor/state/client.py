@@ -27,7 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import AbstractBackoff, EqualJitterBackoff
 
 if TYPE_CHECKING:
-    from ..config import ConnectionSettings
+    from ..settings import ConnectionSettings
 
 __all__ = ["COMMAND_RETRIES", "SLOTS", "group_by_slot", "is_cluster", "redis_client",
            "redis_kwargs", "slot_of", "slot_tag", "split_cluster_url", "store_backoff"]

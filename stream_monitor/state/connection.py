@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ..config import ConnectionSettings
 from ..errors import ConnectionCheckError
+from ..settings import ConnectionSettings
 from .client import redis_client, redis_kwargs
 
 __all__ = ["MINIMAL_ACL_COMMANDS", "env_redis_client", "env_redis_kwargs", "redacted_url",

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from stream_monitor.config import Settings, parse_config
+from stream_monitor.config import parse_config
 from stream_monitor.notify.config import NotifySettings, parse_notify_config
+from stream_monitor.settings import Settings
 
 from .conftest import ROOT
 from .test_helm import aliases

@@ -15,9 +15,11 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
-from stream_monitor.config import MonitorConfig, Settings, Topics, parse_config
+from stream_monitor.config import Topics, parse_config
+from stream_monitor.core.plan import MonitorPlan
 from stream_monitor.notify.config import NotifySettings, parse_notify_config
 from stream_monitor.observability.http import HealthServer
+from stream_monitor.settings import Settings
 
 from ..helpers import DELETE, replaced
 from .conftest import ROOT, Tools
@@ -392,7 +394,7 @@ def test_configmap_holds_valid_monitor_and_notify_configs(tools: Tools, name: st
     docs = render(tools, VALUE_SETS[name])
     (cm,) = by_kind(docs, "ConfigMap")
     cfg = parse_config(yaml.safe_load(cm["data"]["monitor.yaml"]), "chart config")
-    assert isinstance(cfg, MonitorConfig)
+    assert isinstance(cfg, MonitorPlan)
     parse_notify_config(yaml.safe_load(cm["data"]["notify.yaml"]), "chart notifier.config")
     for dep in by_kind(docs, "Deployment"):
         c = container(dep)

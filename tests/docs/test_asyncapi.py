@@ -22,12 +22,13 @@ from aiokafka import TopicPartition
 
 from stream_monitor.adapters.replay import replay_file
 from stream_monitor.adapters.worker import MonitorWorker
-from stream_monitor.config import Settings, Topics, load_config
+from stream_monitor.config import Topics, load_config
 from stream_monitor.contracts import load_schema
 from stream_monitor.contracts.outputs import SCHEMA_HEADERS
 from stream_monitor.notify.config import NotifySettings, NotifyTopics, parse_notify_config
 from stream_monitor.notify.notification import ALERTNAMES
 from stream_monitor.notify.service import HandledRecord, Notifier, dead_letter_record
+from stream_monitor.settings import Settings
 from stream_monitor.state.memory import MemoryStore
 from stream_monitor.synth import Drift, LabelledSpec, StreamSpec, generate, labelled
 

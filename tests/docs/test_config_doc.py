@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stream_monitor.config import Settings
+from stream_monitor.settings import Settings
 
 from .markdown import section, table_rows
 
@@ -60,4 +60,4 @@ def test_defaults_and_meanings_match_the_code() -> None:
         else:
             assert values == [_shown(field.default)], (
                 f"docs/config.md: {var} defaults to {_shown(field.default)!r} in "
-                f"stream_monitor/config.py, the table says {default_cell}")
+                f"stream_monitor/settings.py, the table says {default_cell}")

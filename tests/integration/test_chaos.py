@@ -418,7 +418,8 @@ _PUMP = """
 import asyncio, sys
 from pathlib import Path
 from stream_monitor.adapters.worker import KafkaWorker
-from stream_monitor.config import Settings, load_config
+from stream_monitor.config import load_config
+from stream_monitor.settings import Settings
 from stream_monitor.contracts.output_records import StateReset, WorkerRef
 from stream_monitor.contracts.outputs import output_record
 from stream_monitor.observability.logging import configure_logging

@@ -285,7 +285,7 @@ def test_state_store_on_the_cluster_spans_every_master_and_reports_lost_writes(
 def test_start_up_check_passes_on_the_cluster(redis_cluster_url: str, unique: Unique) -> None:
     """The worker's start-up check (state/connection.py) runs every store command, a Lua
     script included, the way the stores do: also on a cluster."""
-    from stream_monitor.config import ConnectionSettings
+    from stream_monitor.settings import ConnectionSettings
     from stream_monitor.state.connection import redis_preflight
 
     settings = ConnectionSettings(REDIS_URL=redis_cluster_url)  # type: ignore[call-arg]

@@ -194,7 +194,8 @@ def test_each_format_end_to_end_equals_the_json_run(fmt: str, kafka_bootstrap: s
 def test_a_batch_fetches_each_new_schema_id_once(registry_url: str, unique: Unique) -> None:
     """Two schema ids in a batch of 200 records: two requests; the next batch, none."""
     from stream_monitor.adapters.registry import RegistryDecoder
-    from stream_monitor.config import Settings, parse_config
+    from stream_monitor.config import parse_config
+    from stream_monitor.settings import Settings
 
     inference, _ = _events()
     topic = unique.topics["inference"]

@@ -29,7 +29,7 @@ import redis as redis_sync
 import yaml
 
 from stream_monitor.adapters.kafka_tools import consume, create_topics, produce
-from stream_monitor.config import Settings
+from stream_monitor.settings import Settings
 from stream_monitor.state.connection import minimal_acl_rule
 from stream_monitor.synth import Drift, StreamSpec, generate
 

@@ -25,6 +25,11 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "monitor.yaml"
 
 def _cfg(budget: dict[str, Any] | None = None, detectors: str = "cusum",
          reference_size: int = 1000, **extra: Any) -> Any:
+    return parse_config(_raw(budget, detectors, reference_size, **extra))
+
+
+def _raw(budget: dict[str, Any] | None = None, detectors: str = "cusum",
+         reference_size: int = 1000, **extra: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "windows": {"reference_size": reference_size, "recent_size": 500},
         "detectors": {"cusum": {"type": "cusum"}, "adwin": {"type": "adwin"},
@@ -34,7 +39,7 @@ def _cfg(budget: dict[str, Any] | None = None, detectors: str = "cusum",
     }
     if budget is not None:
         raw["false_alarm_budget"] = budget
-    return parse_config(raw)
+    return raw
 
 
 def _events(xs: list[float], model: str = "m") -> list[InferenceEvent]:
@@ -304,15 +309,17 @@ def test_budget_holds_on_short_references(kind: str) -> None:
 
 
 def test_short_reference_settings() -> None:
-    from stream_monitor.config import watched_after
+    def watched_after(cfg: Any) -> int:  # the plan's, for the signals of the one rule
+        return int(cfg.models[0].signals[0].watched_after)
 
-    cfg = _cfg({"per_events": 1e6})
-    rule = cfg.models[0]
-    assert watched_after(cfg, rule) == 200  # the default reference_min_size
-    assert watched_after(cfg, rule, budget=False) == 1000  # uncalibrated: the full reference
-    assert watched_after(cfg, rule, period=50) == 1000  # seasonal means need whole periods
+    assert watched_after(_cfg({"per_events": 1e6})) == 200  # the default reference_min_size
+    # Uncalibrated (no budget, and no cusum that would take the default one): the full reference.
+    assert watched_after(_cfg(None, detectors="adwin")) == 1000
+    periodic = [{"match": "*", "signals": [{"match": "*", "detectors": ["cusum"], "period": 50}]}]
+    # Seasonal means need whole periods.
+    assert watched_after(_cfg({"per_events": 1e6}, models=periodic)) == 1000
     cfg = _cfg({"per_events": 1e6}, windows={"reference_size": 1000, "reference_min_size": 0})
-    assert watched_after(cfg, cfg.models[0]) == 1000
+    assert watched_after(cfg) == 1000
 
 
 def test_check_config_plan_says_when_a_signal_is_watched() -> None:
@@ -330,9 +337,9 @@ def test_check_config_plan_says_when_a_signal_is_watched() -> None:
 def test_learned_bounds_wait_for_the_full_reference() -> None:
     """Data-quality bounds learned from a feature's reference use the full reference, as before
     short references: not the first reference_min_size values."""
-    cfg = _cfg({"per_events": 1e6},
+    raw = _raw({"per_events": 1e6},
                windows={"reference_size": 500, "reference_min_size": 100, "recent_size": 100})
-    cfg = parse_config({**cfg.model_dump(mode="json", exclude_none=True), "models": [
+    cfg = parse_config({**raw, "models": [
         {"match": "*", "quality": {"learned_bounds": {"quantiles": [0.25, 0.75], "k": 1.0},
                                    "sample_events": 10},
          "signals": [{"match": "*", "detectors": ["cusum"]}]}]})

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from stream_monitor.config import MonitorConfig, parse_config
+from stream_monitor.config import parse_config
 from stream_monitor.contracts import InferenceEvent, Position, RawRecord, validate_record
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.core.categories import OVERFLOW, CodeTable, label_of
@@ -24,6 +24,7 @@ from stream_monitor.core.multinomial import (
     calibrate_multinomial,
     category_long_run_ratio,
 )
+from stream_monitor.core.plan import MonitorPlan
 from stream_monitor.errors import ConfigError
 from stream_monitor.fleet import feature_columns, fleet_model
 from stream_monitor.synth import category_stream
@@ -35,7 +36,7 @@ MIX = ([0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4])
 
 
 def cfg(reference_size: int = 1000, reference_min_size: int = 200, categorical: bool = True,
-        signals: list[dict[str, Any]] | None = None, **extra: Any) -> MonitorConfig:
+        signals: list[dict[str, Any]] | None = None, **extra: Any) -> MonitorPlan:
     rule: dict[str, Any] = {"match": "m*", "signals": signals or [
         {"match": "*", "detectors": ["cusum"]}]}
     if categorical:

@@ -12,10 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from stream_monitor.config import MonitorConfig, RetrainRule, parse_config
+from stream_monitor.config import RetrainRule, parse_config
 from stream_monitor.contracts import InferenceEvent, Position, RawRecord, validate_record
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.core.mixshift import mix_shift, reference_mix
+from stream_monitor.core.plan import MonitorPlan
 from stream_monitor.core.retrain import Evidence, RetrainState
 from stream_monitor.synth import category_stream
 
@@ -28,7 +29,7 @@ PERSIST = {"min_drifted_signals": 1, "within_seconds": 1e9, "cooldown_seconds": 
 
 
 def cfg(per_events: float = 1e6, retrain: dict[str, Any] | None = None,
-        alerts: dict[str, Any] | None = None) -> MonitorConfig:
+        alerts: dict[str, Any] | None = None) -> MonitorPlan:
     rule: dict[str, Any] = {"match": "m*",
                             "signals": [{"match": "feature:*", "detectors": ["cusum"]}],
                             "quality": {"categorical": True, "indicators": []},
@@ -161,7 +162,7 @@ def _raws(seq: list[str]) -> list[RawRecord]:
     return out
 
 
-def replay(c: MonitorConfig, raws: list[RawRecord], restart_at: Iterable[int],
+def replay(c: MonitorPlan, raws: list[RawRecord], restart_at: Iterable[int],
            size: int) -> list[bytes]:
     """What a pipeline publishes, rebuilt from its store at ``restart_at`` (a worker restart)."""
     return pipeline_outputs(c, raws, restart_at, size, NOW)

@@ -17,8 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from stream_monitor.cli import app, example_config
-from stream_monitor.config import Settings, load_config
+from stream_monitor.config import load_config
 from stream_monitor.plot import place_alerts
+from stream_monitor.settings import Settings
 from stream_monitor.synth import Drift, LabelledSpec, StreamSpec, generate, labelled
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from stream_monitor.config import Settings
 from stream_monitor.contracts.units import unit_id
+from stream_monitor.settings import Settings
 from stream_monitor.state.base import model_tag, unit_key
 from stream_monitor.state.client import (
     SLOTS,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from stream_monitor.config import MonitorConfig, Settings, load_config, parse_config
+from stream_monitor.config import load_config, parse_config, validate_config
+from stream_monitor.core.plan import MonitorPlan
 from stream_monitor.errors import ConfigError
+from stream_monitor.settings import Settings
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "monitor.yaml"
 TOPIC_VARS = ("SM_TOPIC_INFERENCE", "SM_TOPIC_ALERTS", "SM_TOPIC_RETRAIN", "SM_TOPIC_DEAD_LETTER")
@@ -38,7 +41,7 @@ def problems_of(raw: Any) -> list[tuple[str, str]]:
 
 def test_example_config_loads() -> None:
     cfg = load_config(EXAMPLE_CONFIG)
-    assert isinstance(cfg, MonitorConfig)
+    assert isinstance(cfg, MonitorPlan)
     assert cfg.topics.alerts == "drift-alerts"
     assert set(cfg.detectors) == {"cusum", "adwin", "page_hinkley", "kswin", "hddm_a"}
     assert cfg.false_alarm_budget is not None and cfg.false_alarm_budget.per_events == 1e6
@@ -190,6 +193,31 @@ def test_explicit_settings_override_topic_names() -> None:
 
 
 def test_config_is_frozen(example: dict[str, Any]) -> None:
-    cfg = parse_config(copy.deepcopy(example))
+    cfg = validate_config(copy.deepcopy(example))  # the schema
     with pytest.raises(Exception, match="frozen"):
         cfg.windows.reference_size = 5  # type: ignore[misc]
+    plan = parse_config(copy.deepcopy(example))  # and the plan compiled from it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.windows.reference_size = 5  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.models[0].signals[0].budget = None  # type: ignore[misc]
+
+
+def test_both_configs_explain_errors_in_the_same_words() -> None:
+    """One explainer (stream_monitor/schema_errors.py) serves the monitoring and the notify
+    config: a missing field says to add it, a validator's message comes without pydantic's
+    'Value error, ' prefix, an unknown field names the closest allowed one."""
+    from stream_monitor.notify.config import parse_notify_config
+
+    sig = [{"match": "*", "detectors": ["adwin"]}]
+    monitor = dict(problems_of({"models": [{"signals": sig, "retrain": {"within_seconds": None},
+                                            "recnt_size": 10}]}))
+    assert monitor["models[0].match"] == "this field is required; add it"
+    assert monitor["models[0].retrain"].startswith("retrain needs a window")
+    assert "did you mean 'recent_size'?" in monitor["models[0].recnt_size"]
+    with pytest.raises(ConfigError) as info:
+        parse_notify_config({"targets": [{"type": "webhook", "url": "http://x",
+                                          "retry": {"max_attemps": 2}}]})
+    notify = dict(info.value.problems)
+    assert notify["targets[0].name"] == "this field is required; add it"
+    assert "did you mean 'max_attempts'?" in notify["targets[0].retry.max_attemps"]

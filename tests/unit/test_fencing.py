@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from stream_monitor.adapters.worker import MonitorWorker
-from stream_monitor.config import Settings, load_config
+from stream_monitor.config import load_config
 from stream_monitor.contracts import Position, RawRecord
 from stream_monitor.contracts.units import unit_id
 from stream_monitor.pipeline import BatchPipeline
+from stream_monitor.settings import Settings
 from stream_monitor.state import MemoryStore
 from stream_monitor.synth import Drift, StreamSpec, generate
 

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 from river import drift
 
-from stream_monitor.config import MonitorConfig, parse_config
+from stream_monitor.config import parse_config
 from stream_monitor.contracts import InferenceEvent, Position
 from stream_monitor.contracts.output_records import RequestTrigger
 from stream_monitor.contracts.schemas import validate_record
 from stream_monitor.contracts.units import unit_id
 from stream_monitor.core import REGISTRY, Monitor, MonitorState, reference_scale
+from stream_monitor.core.plan import MonitorPlan
 
 UNIT = unit_id("m", "7")  # events carry model_version "7": its own state
 
@@ -25,7 +26,7 @@ RIVER_CLASSES = {"page_hinkley": drift.PageHinkley, "adwin": drift.ADWIN}
 
 
 def config(detectors: Sequence[str], *, reference_size: int = 200, recent_size: int = 100,
-           signals: str = "feature:*", **retrain: float) -> MonitorConfig:
+           signals: str = "feature:*", **retrain: float) -> MonitorPlan:
     rule: dict[str, Any] = {"match": "m",
                             "signals": [{"match": signals, "detectors": list(detectors)}]}
     if retrain:

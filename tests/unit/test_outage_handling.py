@@ -18,11 +18,12 @@ from stream_monitor.adapters import kafka_faults
 from stream_monitor.adapters.kafka_faults import brake_metadata_refresh, classify_send_error
 from stream_monitor.adapters.retry import RetryPolicy
 from stream_monitor.adapters.worker import MonitorWorker
-from stream_monitor.config import Settings, load_config
+from stream_monitor.config import load_config
 from stream_monitor.contracts.output_records import StateReset, WorkerRef
 from stream_monitor.contracts.outputs import output_record
 from stream_monitor.errors import OutputRejectedError, ScriptsLostError, TransientStoreError
 from stream_monitor.observability.logging import JsonFormatter, RateLimitFilter
+from stream_monitor.settings import Settings
 from stream_monitor.state import MemoryStore
 
 CONFIG = Path(__file__).resolve().parents[2] / "examples" / "monitor.yaml"

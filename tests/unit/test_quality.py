@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from stream_monitor.config import MonitorConfig, parse_config
+from stream_monitor.config import parse_config
 from stream_monitor.contracts import (
     DeadLetter,
     InferenceEvent,
@@ -31,6 +31,7 @@ from stream_monitor.contracts import (
 from stream_monitor.contracts.records import REASON_CODES
 from stream_monitor.core import Monitor, MonitorState
 from stream_monitor.core.gate import Claim, EventGate, QualityCounters
+from stream_monitor.core.plan import MonitorPlan
 from stream_monitor.core.signals import rate_scale
 from stream_monitor.core.value_rules import learned_bounds
 from stream_monitor.errors import ConfigError
@@ -45,7 +46,7 @@ SIGNALS = [{"match": "*", "detectors": ["adwin", "page_hinkley"]}]
 
 
 def config(quality: dict[str, Any] | None = None, model_quality: dict[str, Any] | None = None,
-           reference_size: int = 200) -> MonitorConfig:
+           reference_size: int = 200) -> MonitorPlan:
     rule: dict[str, Any] = {"match": "m*", "signals": SIGNALS}
     if model_quality is not None:
         rule["quality"] = model_quality
@@ -84,7 +85,7 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
-async def run_pipeline(cfg: MonitorConfig, raws: list[RawRecord], batch: int = 100,
+async def run_pipeline(cfg: MonitorPlan, raws: list[RawRecord], batch: int = 100,
                        store: MemoryStore | None = None, dedupe: MemoryDedupe | None = None,
                        ) -> tuple[list[OutputRecord], QualityCounters, BatchPipeline]:
     pipe = BatchPipeline(cfg, store or MemoryStore(), clock=lambda: NOW, dedupe=dedupe)
@@ -703,16 +704,14 @@ def test_quality_config_errors_name_the_field_and_the_fix(raw_quality: dict[str,
 
 
 def test_model_quality_overrides_defaults_field_by_field() -> None:
-    from stream_monitor.config import quality_rule
-
     cfg = parse_config({"quality": {"defaults": {"indicators": ["missing"], "sample_events": 7}},
                         "models": [{"match": "a", "signals": SIGNALS,
                                     "quality": {"sample_events": 9}},
                                    {"match": "*", "signals": SIGNALS}]})
-    a, other = (quality_rule(cfg, r) for r in cfg.models)
-    assert (a.indicators, a.sample_events) == (["missing"], 9)
-    assert (other.indicators, other.sample_events) == (["missing"], 7)
-    assert not quality_rule(config(), config().models[0]).active
+    a, other = (r.quality for r in cfg.models)  # the plan's effective value rules
+    assert (list(a.indicators), a.sample_events) == (["missing"], 9)
+    assert (list(other.indicators), other.sample_events) == (["missing"], 7)
+    assert not config().models[0].quality.active
 
 
 def test_without_quality_rules_the_core_takes_the_plain_path() -> None:

@@ -308,7 +308,7 @@ def test_contradictory_registry_settings_fail_naming_the_variable(
         env: dict[str, str], var: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
-    from stream_monitor.config import Settings, settings_problems
+    from stream_monitor.settings import Settings, settings_problems
 
     (tmp_path / "pw").write_text("secret\n")
     for k, v in env.items():
@@ -323,7 +323,7 @@ def test_contradictory_registry_settings_fail_naming_the_variable(
 def test_the_registry_password_comes_from_its_file(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from stream_monitor.adapters.registry import registry_client_conf
-    from stream_monitor.config import Settings
+    from stream_monitor.settings import Settings
 
     (tmp_path / "pw").write_text("s3cret\n")
     monkeypatch.setenv("SCHEMA_REGISTRY_URL", "https://r:8081")

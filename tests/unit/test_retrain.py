@@ -294,10 +294,11 @@ def test_persistence_waits_for_effective_values_of_a_dependent_signal(tau: float
     about tau values: the check waits for 50 *effective* values, 50 x tau raw ones. Here the
     signal stays 1 std high for 60 values and then returns to its old mean: with tau = 1 the
     excursion confirms the drift, with tau >= 4 the check sees the return and drops it."""
-    from stream_monitor.config import RetrainRule
+    from stream_monitor.config import RetrainRule, compile_retrain
     from stream_monitor.core.retrain import note_alert, tick
 
-    rule = RetrainRule(min_drifted_signals=1, persistence={"values": 50, "min_shift": 0.5})
+    rule = compile_retrain(RetrainRule(min_drifted_signals=1,
+                                       persistence={"values": 50, "min_shift": 0.5}))
     rs, sig = RetrainState(), _Sig()
     note_alert(rule, rs, _alert(tau), n_at=sig.n, t=0.0)
     [e] = rs.evidence

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from stream_monitor.adapters import kafka_clients
 from stream_monitor.adapters.kafka_clients import client_kwargs, kafka_kwargs
-from stream_monitor.config import Settings, settings_problems
+from stream_monitor.settings import Settings, settings_problems
 from stream_monitor.state.connection import (
     MINIMAL_ACL_COMMANDS,
     minimal_acl_rule,

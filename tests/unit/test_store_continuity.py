@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from stream_monitor.config import MonitorConfig, load_config
+from stream_monitor.config import load_config
 from stream_monitor.contracts import Position, RawRecord
+from stream_monitor.core.plan import MonitorPlan
 from stream_monitor.pipeline import BatchPipeline, OutputRecord
 from stream_monitor.state import MemoryStore
 from stream_monitor.synth import Drift, StreamSpec, generate
@@ -34,7 +35,7 @@ def fixed_clock() -> float:
 
 
 @pytest.fixture(scope="module")
-def cfg() -> MonitorConfig:
+def cfg() -> MonitorPlan:
     return load_config(EXAMPLE_CONFIG)
 
 
@@ -51,7 +52,7 @@ def batches(n: int, cuts: Iterable[int]) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
-async def run(cfg: MonitorConfig, raws: list[RawRecord], restart_at: Iterable[int] = (),
+async def run(cfg: MonitorPlan, raws: list[RawRecord], restart_at: Iterable[int] = (),
               boundaries: Iterable[int] = ()) -> tuple[list[OutputRecord], MemoryStore]:
     """Feed the stream in batches; at each offset in ``restart_at`` start a new pipeline."""
     restart = set(restart_at)
@@ -102,7 +103,7 @@ async def stored(store: MemoryStore) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(cfg: MonitorConfig, raws: list[RawRecord]) -> dict[str, Any]:
+def uninterrupted(cfg: MonitorPlan, raws: list[RawRecord]) -> dict[str, Any]:
     import asyncio
 
     out, store = asyncio.run(run(cfg, raws, boundaries=CUTS))
@@ -125,7 +126,7 @@ def test_the_stream_has_drifts_retrains_and_a_dead_letter(
 
 
 async def test_batch_size_does_not_change_the_outputs(
-        cfg: MonitorConfig, raws: list[RawRecord], uninterrupted: dict[str, Any]) -> None:
+        cfg: MonitorPlan, raws: list[RawRecord], uninterrupted: dict[str, Any]) -> None:
     out, store = await run(cfg, raws, boundaries=range(0, len(raws), 173))
     assert by_topic(out) == by_topic(uninterrupted["out"])
     assert await stored(store) == uninterrupted["state"]
@@ -157,7 +158,7 @@ CUTS = [
 
 @pytest.mark.parametrize("cut", CUTS)
 async def test_restart_at_a_cut_point_continues_exactly(
-        cfg: MonitorConfig, raws: list[RawRecord], uninterrupted: dict[str, Any],
+        cfg: MonitorPlan, raws: list[RawRecord], uninterrupted: dict[str, Any],
         cut: int) -> None:
     out, store = await run(cfg, raws, restart_at=[cut], boundaries=CUTS)
     assert summary(out) == summary(uninterrupted["out"])
@@ -166,7 +167,7 @@ async def test_restart_at_a_cut_point_continues_exactly(
     assert await stored(store) == uninterrupted["state"]
 
 
-async def test_restart_at_every_cut_point(cfg: MonitorConfig, raws: list[RawRecord],
+async def test_restart_at_every_cut_point(cfg: MonitorPlan, raws: list[RawRecord],
                                           uninterrupted: dict[str, Any]) -> None:
     out, store = await run(cfg, raws, restart_at=CUTS, boundaries=CUTS)
     assert [r.value for r in out] == [r.value for r in uninterrupted["out"]]
@@ -175,7 +176,7 @@ async def test_restart_at_every_cut_point(cfg: MonitorConfig, raws: list[RawReco
 
 @pytest.mark.parametrize("cut", [800, 3028, 3040, 3110])
 async def test_redelivered_batch_after_a_restart_changes_nothing(
-        cfg: MonitorConfig, raws: list[RawRecord], uninterrupted: dict[str, Any],
+        cfg: MonitorPlan, raws: list[RawRecord], uninterrupted: dict[str, Any],
         cut: int) -> None:
     """A worker that saved a batch but died before committing its offsets: the new worker
     gets the batch again. Its effects are already stored, so it publishes nothing new and
@@ -201,7 +202,7 @@ async def test_redelivered_batch_after_a_restart_changes_nothing(
 
 @pytest.mark.parametrize("crash_after", [3028, 3040, 5226])
 async def test_outputs_saved_but_never_published_are_recovered(
-        cfg: MonitorConfig, raws: list[RawRecord], uninterrupted: dict[str, Any],
+        cfg: MonitorPlan, raws: list[RawRecord], uninterrupted: dict[str, Any],
         crash_after: int) -> None:
     """A worker dies after the state save of the batch ending at `crash_after`, before Kafka
     confirmed its outputs: they are lost from this run but still in the outbox. The redelivered

@@ -11,9 +11,10 @@ import orjson
 import pytest
 
 from stream_monitor.adapters.worker import MonitorWorker, record_size
-from stream_monitor.config import Settings, load_config, parse_config
+from stream_monitor.config import load_config, parse_config
 from stream_monitor.contracts import Position, RawRecord
 from stream_monitor.pipeline import BatchPipeline
+from stream_monitor.settings import Settings
 from stream_monitor.state import MemoryStore
 from stream_monitor.synth import Drift, StreamSpec, generate
 
