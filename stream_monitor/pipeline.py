@@ -411,9 +411,10 @@ class BatchPipeline:
             t = takes.get(mid)
             if t is None:
                 rule = cfg.model_rule(mid)
-                t = takes[mid] = rule is not None and rule.labels is not None
-                if t:
-                    rules[mid] = (rule.labels.ttl_seconds, rule.labels.bucket_seconds)  # type: ignore[union-attr]
+                policy = rule.labels if rule is not None else None
+                t = takes[mid] = policy is not None
+                if policy is not None:
+                    rules[mid] = (policy.ttl_seconds, policy.bucket_seconds)
             if not t:
                 continue
             p = ev.position

@@ -295,7 +295,8 @@ def _log_rho(theta: np.ndarray, a: np.ndarray, b: np.ndarray, y1: float,
     tr = (1.0 - a) * e0 + b * e1
     det = (b - a) * e0 * e1
     disc = np.maximum(tr * tr - 4.0 * det, 0.0)
-    return m + np.log(np.maximum(0.5 * (tr + np.sqrt(disc)), 1e-300))
+    out: np.ndarray = m + np.log(np.maximum(0.5 * (tr + np.sqrt(disc)), 1e-300))
+    return out
 
 
 def _roots(p: np.ndarray, b: np.ndarray, y1: float, y0: float) -> tuple[np.ndarray, np.ndarray]:

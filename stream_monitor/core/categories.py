@@ -34,7 +34,7 @@ def label_of(value: Any) -> str | None:
     """
     t = type(value)
     if t is str:
-        return value  # type: ignore[no-any-return]
+        return str(value)  # the same object (exactly a str): typed as one
     if t is bool:
         return "true" if value else "false"
     if t is int:

@@ -407,8 +407,8 @@ class StateBuilder:
             return None
         if (sig.table is None) != (labels is None):
             return sig  # the config changed the signal's kind: it starts afresh
-        if sig.table is not None:
-            sig.table = CodeTable(sig.table.cap, [str(c) for c in labels])  # type: ignore[union-attr]
+        if sig.table is not None and labels is not None:
+            sig.table = CodeTable(sig.table.cap, [str(c) for c in labels])
         sig.recent.extend(recent)
         sig.reference = list(reference)
         sig.n = int(meta["n"])

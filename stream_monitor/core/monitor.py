@@ -177,11 +177,12 @@ class Monitor(StateBuilder):
                 for ts in model.timed:
                     ts.t = now
             lim = ahead.get(uid) if ahead else None
-            fed_ahead = lim is not None and i < lim[0]
-            if fed_ahead:
+            fed_ahead = False
+            if lim is not None and i < lim[0]:
+                fed_ahead = True
                 # Its values were fed ahead (core/vector.py), but those of the signals an open
                 # incident or pending retrain evidence reads after each event.
-                pinned = lim[1]  # type: ignore[index]
+                pinned = lim[1]
                 if pinned.features or pinned.prediction is not None:
                     values += self._feed_pinned(model, ev, pinned, result)
             elif mq is not None:
@@ -207,21 +208,21 @@ class Monitor(StateBuilder):
                         by_feature[name] = sig
                     if sig is None:
                         continue
-                    if sig.table is not None:  # type: ignore[union-attr]
+                    if sig.table is not None:
                         # A categorical signal (its rule says kind: categorical): a category.
                         label = label_of(value)
                         if label is not None:
                             values += 1
-                            fired = sig.update_category(label)  # type: ignore[union-attr]
+                            fired = sig.update_category(label)
                             if fired >= 0:
-                                self._on_drift(model, sig, fired, ev,  # type: ignore[arg-type]
+                                self._on_drift(model, sig, fired, ev,
                                                result)
                         continue
                     # Inlined _number(): this loop runs once per value and dominates the core.
                     t = type(value)
                     if t is float:
                         if value - value != 0.0:  # NaN or +/-inf: this value only is rejected
-                            counters.reject(mid, sig.signal,  # type: ignore[attr-defined]
+                            counters.reject(mid, sig.signal,
                                             "non_finite")
                             continue
                         x = value
@@ -230,9 +231,9 @@ class Monitor(StateBuilder):
                     else:
                         continue
                     values += 1
-                    fired = sig.update(x)  # type: ignore[union-attr]
+                    fired = sig.update(x)
                     if fired >= 0:
-                        self._on_drift(model, sig, fired, ev, result)  # type: ignore[arg-type]
+                        self._on_drift(model, sig, fired, ev, result)
             if not fed_ahead:
                 sig = model.prediction
                 if sig is MISSING:
@@ -295,11 +296,11 @@ class Monitor(StateBuilder):
         feats = ev.features
         fired: list[tuple[str, SignalState, int]] = []
         for name, sig in pinned.features:
-            value = feats.get(name)
+            value: Any = feats.get(name)  # an event's feature value: wire JSON, any type
             t = type(value)
             if t is float or t is int or t is bool:  # (core/vector.py: finite)
                 fed += 1
-                k = sig.update(float(value))  # type: ignore[arg-type]
+                k = sig.update(float(value))
                 if k >= 0:
                     fired.append((name, sig, k))
         if len(fired) > 1:  # alerts in the event's order of features, as the loop raises them
@@ -310,7 +311,7 @@ class Monitor(StateBuilder):
         pred = pinned.prediction
         if pred is not None and type(ev.prediction) in (float, int, bool):
             fed += 1
-            k = pred.update(float(ev.prediction))  # type: ignore[arg-type]
+            k = pred.update(float(ev.prediction))
             if k >= 0:
                 self._on_drift(model, pred, k, ev, result)
         return fed
@@ -344,9 +345,10 @@ class Monitor(StateBuilder):
             tick(model.rule.retrain, rs, model.signals, ev.event_time, model.events)
             self._decide(model, ev, result, None)
         lc = model.lifecycle
-        if lc is not None and lc.incidents:
-            result.resolved += lc.tick(model.rule.alerts, model.signals,  # type: ignore[arg-type]
-                                       ev, model.model_id, model.rule.sample_rate)
+        policy = model.rule.alerts  # set whenever the model has a lifecycle (model_state.py)
+        if lc is not None and policy is not None and lc.incidents:
+            result.resolved += lc.tick(policy, model.signals, ev, model.model_id,
+                                       model.rule.sample_rate)
         dw = model.deploy
         if dw is not None and not dw.done:
             self._watch(model, ev, result, models)
@@ -359,7 +361,10 @@ class Monitor(StateBuilder):
 
     def _watch(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
                models: dict[str, ModelState], final: bool = False) -> None:
-        check = watch(model, model.deploy, ev, models, result.watch_pending,  # type: ignore[arg-type]
+        dw = model.deploy
+        if dw is None:
+            return
+        check = watch(model, dw, ev, models, result.watch_pending,
                       self.config.windows.reference_size, final)
         if check is not None:
             result.deployment_checks.append(check)
@@ -410,8 +415,9 @@ class Monitor(StateBuilder):
                   result: BatchResult) -> None:
         alert = drift_alert(self.config, model, sig, i, ev)
         lc = model.lifecycle
-        if lc is not None and not lc.on_drift(model.rule.alerts,  # type: ignore[arg-type]
-                                              alert, sig.n, ev.event_time):
+        policy = model.rule.alerts  # set whenever the model has a lifecycle (model_state.py)
+        if (lc is not None and policy is not None
+                and not lc.on_drift(policy, alert, sig.n, ev.event_time)):
             sig.rebaseline(model.events)  # folded into the signal's open incident: unpublished
             return
         result.alerts.append(alert)
@@ -428,9 +434,11 @@ class Monitor(StateBuilder):
             self._on_drift(model, f.signal, f.detector, ev, result)
             return
         sig = f.signal
+        vr = model.value_rules
+        if vr is None:  # a fault signal exists only under value rules (core/value_rules.py)
+            raise RuntimeError(f"{model.model_id}: fault signal {sig.signal} without value rules")
         result.quality_alerts.append(quality_alert(
-            self.config, model, model.value_rules.rule,  # type: ignore[union-attr]
-            sig, f.feature, f.fault, f.detector, ev))
+            self.config, model, vr.rule, sig, f.feature, f.fault, f.detector, ev))
         sig.rebaseline(model.events)
 
     def _decide(self, model: ModelState, ev: InferenceEvent, result: BatchResult,

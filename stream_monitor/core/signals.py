@@ -229,7 +229,10 @@ class SignalState:
 
     def update_category(self, label: str) -> int:
         """Feed one category of a categorical signal (see :meth:`update`)."""
-        return self.update(self.table.code(label))  # type: ignore[union-attr]
+        table = self.table
+        if table is None:
+            raise TypeError(f"{self.signal} is not a categorical signal")
+        return self.update(table.code(label))
 
     def _activate(self) -> None:
         self.ref_used = len(self.reference)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from ..contracts.units import split_unit
 from .base import ModelDelta, ModelSnapshot, SignalSnapshot, StateFencedError
@@ -15,7 +16,7 @@ class MemoryStore:
     """Keeps the same data the Redis store keeps, in dicts (deep-copied, never shared)."""
 
     def __init__(self) -> None:
-        self._models: dict[str, dict] = {}
+        self._models: dict[str, dict[str, Any]] = {}
         self._versions: dict[str, int] = {}
         self._outbox: dict[str, dict[str, bytes]] = {}
         self._signals: dict[tuple[str, str], SignalSnapshot] = {}
