@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from .calibrate import long_run_ratio
-from .scan import CHUNK, Floats, Scan
+from .scan import Floats, Scan, feed_in_chunks
 
 __all__ = [
     "H_SLACK",
@@ -169,20 +169,7 @@ class BernoulliCusum:
             self.s = [0.0] * len(self.s)
             self.fired = -1
             self._drift_detected = False
-        n = len(x)
-        i = 0
-        while i < n:
-            chunk = x[i:i + CHUNK]
-            fed = self._feed_chunk(chunk)
-            i += fed
-            if self._drift_detected:
-                return i
-            if fed < len(chunk):
-                self.update(float(chunk[fed]))
-                i += 1
-                if self._drift_detected:
-                    return i
-        return n
+        return feed_in_chunks(self, x)
 
     def _feed_chunk(self, x: Floats) -> int:
         n = len(x)

@@ -35,7 +35,7 @@ import copy
 
 import numpy as np
 
-from .scan import CHUNK, Floats, Scan
+from .scan import Floats, Scan, feed_in_chunks
 
 __all__ = ["KINDS", "Cusum"]
 
@@ -140,20 +140,7 @@ class Cusum:
         """
         if self._drift_detected:
             self._reset()
-        n = len(z)
-        i = 0
-        while i < n:
-            chunk = z[i:i + CHUNK]
-            fed = self._feed_chunk(chunk)
-            i += fed
-            if self._drift_detected:
-                return i
-            if fed < len(chunk):  # an alarm candidate: the per-value update decides
-                self.update(float(chunk[fed]))
-                i += 1
-                if self._drift_detected:
-                    return i
-        return n
+        return feed_in_chunks(self, z)
 
     def _feed_chunk(self, z: Floats) -> int:
         """Apply the values of ``z`` before the first alarm candidate; returns how many. When

@@ -21,15 +21,49 @@ stays far below the spacing of real data (about 1e-9 after 4,096 values of unit 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CHUNK", "Scan"]
+__all__ = ["CHUNK", "Scan", "feed_in_chunks"]
 
 # Values per chunk: the error bound grows with the square of a chunk's length.
 CHUNK = 4096
 
 Floats = npt.NDArray[np.float64]
+
+class Chunked(Protocol):
+    """A detector fed a chunk at a time: ``_feed_chunk`` applies the values before the first
+    alarm candidate and returns how many; ``update`` decides a candidate value exactly."""
+
+    @property
+    def drift_detected(self) -> bool: ...
+
+    def _feed_chunk(self, x: Floats) -> int: ...
+
+    def update(self, x: float) -> None: ...
+
+
+def feed_in_chunks(det: Chunked, x: Floats) -> int:
+    """Feed ``x`` in order through ``det``, a chunk at a time, stopping after the first value
+    that fires; how many were fed (``len(x)`` when none fired). Where a chunk stops short (an
+    alarm candidate) the per-value ``update`` decides that value."""
+    n = len(x)
+    i = 0
+    while i < n:
+        chunk = x[i:i + CHUNK]
+        fed = det._feed_chunk(chunk)
+        i += fed
+        if det.drift_detected:
+            return i
+        if fed < len(chunk):  # an alarm candidate: the per-value update decides
+            det.update(float(chunk[fed]))
+            i += 1
+            if det.drift_detected:
+                return i
+    return n
+
 
 # Unit roundoff of float64, with a safety factor of 4 on the bound below.
 _EPS = 4.0 * 2.0 ** -53
