@@ -57,6 +57,15 @@ def layer_of(module: str) -> int:
     return best
 
 
+def imported_module(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module name of a ``from ... import`` in ``package`` (relative or not)."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")
+    base = base[:len(base) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def imports_of(path: Path, modules: set[str]) -> set[str]:
     """The package modules a file imports, resolved to module names."""
     name = module_name(path)
@@ -66,12 +75,7 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
+            mod = imported_module(node, package)
             if mod == "stream_monitor" and {a.name for a in node.names} == {"__version__"}:
                 continue  # a constant of the package root, which is loaded before any module
             # `from .x import y` imports module x.y when y is one, else a name of x.
@@ -173,12 +177,7 @@ def _aliases(tree: ast.Module, name: str, package: str, modules: set[str]) -> di
                 if a.name.startswith("stream_monitor"):
                     out[a.asname or a.name.split(".")[0]] = a.name if a.asname else "stream_monitor"
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
+            mod = imported_module(node, package)
             if mod.startswith("stream_monitor"):
                 for a in node.names:
                     out[a.asname or a.name] = f"{mod}.{a.name}"
