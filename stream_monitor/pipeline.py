@@ -418,9 +418,11 @@ class BatchPipeline:
             if not t:
                 continue
             p = ev.position
+            probs = ev.probabilities
             ops.append(((p.topic, p.partition, p.offset), LabelOp(
                 "prediction", ev.model_id, ev.event_id, ev.prediction, ev.event_time, p.topic,
-                p.partition, p.offset, ev.model_version)))
+                p.partition, p.offset, ev.model_version,
+                max(probs.values()) if probs else None)))
         for lab in labels:
             if lab.model_id not in rules:
                 rule = cfg.model_rule(lab.model_id)

@@ -22,7 +22,8 @@ make the loop do more than feed them:
 * it is in the state already, and its events all map to it (no new model or version, so no
   post-deploy watch can start and read it);
 * it has no value rules (core/value_rules.py), no timed seasonal signal, no open incident,
-  retrain evidence, degraded flag or deployment watch, and its events carry no inline label;
+  retrain evidence, degraded flag or deployment watch, and its events carry no inline label
+  and no class probabilities (core/probabilities.py: their signals are fed by the loop);
 * each event's features are all known (no new signal), numbers that are finite (no rejected
   value to count) or ignored non-numbers, on signals that are not categorical, and fit under
   ``quality.max_features_per_model``;
@@ -174,6 +175,9 @@ def feed_ahead(builder: StateBuilder, events: Sequence[InferenceEvent],
         tp = (pos.topic, pos.partition)
         if pos.offset <= g.applied.get(tp, -1):
             continue  # redelivered: the loop skips it
+        if ev.probabilities is not None:
+            refused.add(mid)
+            continue
         g.applied[tp] = pos.offset
         # (+ 1: an inline label may add the performance signal in the loop.)
         if len(model.signals) + len(ev.features) + 1 > max_features:

@@ -1,0 +1,246 @@
+"""Class probabilities: the values they give to signals, and the confidence-based performance
+estimate (CBPE-style). Pure. docs/probabilities.md says what is watched and what the estimate
+assumes.
+
+An event's ``probabilities`` (class -> probability, checked by the decoder) give:
+
+* ``probability:<class>``: each class's probability (the first ``max_classes`` classes a model
+  shows; numeric signals);
+* ``confidence``: the largest probability (numeric);
+* ``predicted_class``: the arg-max class (a categorical signal, when the prediction is not
+  itself a class label, which the categorical ``prediction`` signal already watches).
+
+**The estimate.** Labelled events (inline labels, or predictions joined to the labels topic)
+carry a confidence and a 0/1 error. The first ``calibration_size`` of them form the
+*calibration reference*: :func:`isotonic` fits the probability of a correct prediction as a
+non-decreasing function of the confidence (pool-adjacent-violators). From then on every event
+with probabilities gives ``performance:estimated_error`` = 1 - that fitted accuracy at its
+confidence, watched like any numeric signal (so a drop of confidence, hence of expected
+accuracy, is seen before labels arrive). Each later labelled event gives ``estimate_gap``:
+its 0/1 error scored against its estimated error ``e`` by a randomized probability integral
+transform (:func:`gap_score`), a standard normal value *whatever* ``e`` is, as long as the
+error happens with probability ``e``. So while the estimate holds (under covariate shift,
+p(y | x) fixed, a calibrated model's confidence keeps meaning what it meant) the signal's
+distribution does not move even when the confidence mix does, and its calibrated detectors
+keep the budget; when errors come more (or less) often than estimated (concept drift) its
+mean moves, and its alert says the estimate is no longer trustworthy. The calibration is then
+learned again from the next labelled events. The raw gap (realized - estimated error, over
+the last labelled events) is in replay's summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+from ..contracts.signals import (
+    CLASS_MIX,
+    CONFIDENCE,
+    ESTIMATE_GAP,
+    ESTIMATED_ERROR,
+    PROBABILITY_PREFIX,
+)
+
+__all__ = [
+    "CLASS_MIX",
+    "CONFIDENCE",
+    "ESTIMATED_ERROR",
+    "ESTIMATE_GAP",
+    "PROBABILITY_PREFIX",
+    "Calibration",
+    "EstimateState",
+    "arg_max",
+    "estimates",
+    "gap_score",
+    "isotonic",
+    "uniform_of",
+]
+
+_NORMAL = NormalDist()
+_U_EDGE = 1e-9  # keeps the normal score finite (|score| <= 6)
+
+
+def arg_max(probabilities: Mapping[str, float]) -> tuple[str, float]:
+    """The most probable class and its probability (the first of equals, in the map's order).
+
+    >>> arg_max({"a": 0.2, "b": 0.5, "c": 0.3})
+    ('b', 0.5)
+    """
+    best_cls, best = "", -1.0
+    for cls, p in probabilities.items():
+        if p > best:
+            best_cls, best = cls, p
+    return best_cls, best
+
+
+def uniform_of(event_id: str) -> float:
+    """A uniform number in (0, 1) from an event id: the randomization of :func:`gap_score`,
+    the same in every worker and in replay.
+
+    >>> 0 < uniform_of("e1") < 1, uniform_of("e1") == uniform_of("e1")
+    (True, True)
+    """
+    h = hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return (int.from_bytes(h, "big") + 0.5) / 2.0**64
+
+
+def gap_score(error: float, estimated: float, uniform: float) -> float:
+    """The normal score of a 0/1 ``error`` under its estimated probability ``estimated``
+    (randomized probability integral transform): ``u = uniform * (1 - e)`` for a correct
+    prediction, ``1 - e + uniform * e`` for an error. ``u`` is uniform on (0, 1), and the score
+    standard normal, exactly when the error happens with probability ``e``; errors more
+    frequent than estimated push it up.
+
+    >>> round(gap_score(0.0, 0.1, 0.5), 3), round(gap_score(1.0, 0.1, 0.5), 3)
+    (-0.126, 1.645)
+    """
+    e = min(max(estimated, 0.0), 1.0)
+    u = uniform * e + (1.0 - e) if error else uniform * (1.0 - e)
+    return _NORMAL.inv_cdf(min(max(u, _U_EDGE), 1.0 - _U_EDGE))
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A non-decreasing step function from confidence to accuracy: ``accuracy[i]`` for
+    confidences up to ``upper[i]`` (the last step for anything above)."""
+
+    upper: tuple[float, ...]
+    accuracy: tuple[float, ...]
+
+    def __call__(self, confidence: float) -> float:
+        i = bisect_left(self.upper, confidence)
+        return self.accuracy[min(i, len(self.accuracy) - 1)]
+
+    def meta(self) -> list[list[float]]:
+        return [list(self.upper), list(self.accuracy)]
+
+    @classmethod
+    def restore(cls, m: Sequence[Sequence[float]]) -> Calibration:
+        return cls(tuple(float(x) for x in m[0]), tuple(float(x) for x in m[1]))
+
+
+def isotonic(confidence: Sequence[float], correct: Sequence[float]) -> Calibration:
+    """The isotonic (non-decreasing) least-squares fit of ``correct`` (0/1) on ``confidence``
+    (pool-adjacent-violators), as a step function. Ties in confidence are pooled first.
+
+    >>> cal = isotonic([0.5, 0.6, 0.7, 0.8, 0.9], [1, 0, 1, 1, 1])
+    >>> [round(cal(c), 3) for c in (0.5, 0.6, 0.75, 0.95)]
+    [0.5, 0.5, 1.0, 1.0]
+    """
+    if not confidence:
+        raise ValueError("no calibration pairs")
+    # Ties pooled first: distinct confidence -> [sum of correct, count].
+    pooled: dict[float, list[float]] = {}
+    for c, y in zip(confidence, correct, strict=True):
+        acc = pooled.setdefault(float(c), [0.0, 0.0])
+        acc[0] += float(y)
+        acc[1] += 1.0
+    # Blocks: [upper confidence, sum of correct, count], means kept increasing.
+    blocks: list[list[float]] = []
+    for c in sorted(pooled):
+        blocks.append([c, *pooled[c]])
+        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
+            top = blocks.pop()
+            blocks[-1][0] = top[0]
+            blocks[-1][1] += top[1]
+            blocks[-1][2] += top[2]
+    return Calibration(tuple(b[0] for b in blocks), tuple(b[1] / b[2] for b in blocks))
+
+
+@dataclass(slots=True, eq=False)
+class EstimateState:
+    """One model's performance estimate: the calibration pairs while they are collected, then
+    the fitted calibration, and the last ``window`` (estimated, realized) error pairs of
+    labelled events (the gap in replay's summary). Saved with the model's meta."""
+
+    calibration_size: int
+    window: int
+    confidence: list[float] = field(default_factory=list)
+    correct: list[float] = field(default_factory=list)
+    calibration: Calibration | None = None
+    calibrated_on: int = 0  # labelled events the calibration was fitted on
+    calibrations: int = 0  # fits so far (1 + re-learnings after a gap alert)
+    recent: deque[tuple[float, float]] = field(default_factory=deque)
+    labelled: int = 0  # labelled events compared with their estimate since the last fit
+
+    def estimated_error(self, confidence: float) -> float | None:
+        """The expected 0/1 error at this confidence; None while not calibrated."""
+        cal = self.calibration
+        return None if cal is None else 1.0 - cal(confidence)
+
+    def label(self, confidence: float, error: float, uniform: float) -> float | None:
+        """A labelled event: its confidence, realized 0/1 error and randomization
+        (:func:`uniform_of`). Before the calibration is fitted it joins the calibration pairs
+        (and the fit happens at the last); after, returns its :func:`gap_score` to feed
+        ``estimate_gap``."""
+        cal = self.calibration
+        if cal is None:
+            self.confidence.append(confidence)
+            self.correct.append(1.0 - error)
+            if len(self.confidence) >= self.calibration_size:
+                self.calibration = isotonic(self.confidence, self.correct)
+                self.calibrated_on = len(self.confidence)
+                self.calibrations += 1
+                self.confidence, self.correct = [], []
+            return None
+        est = 1.0 - cal(confidence)
+        self.recent.append((est, error))
+        if len(self.recent) > self.window:
+            self.recent.popleft()
+        self.labelled += 1
+        return gap_score(error, est, uniform)
+
+    def relearn(self) -> None:
+        """The estimate stopped holding (an ``estimate_gap`` alert): collect a new calibration
+        reference from the next labelled events."""
+        self.calibration = None
+        self.confidence, self.correct = [], []
+        self.recent.clear()
+        self.labelled = 0
+
+    def summary(self) -> dict[str, Any]:
+        """The estimate against the realized error over the last labelled events, with the
+        gap's standard error if the estimate held (each realized error a Bernoulli of its
+        estimated rate): sqrt(sum e (1 - e)) / n."""
+        out: dict[str, Any] = {"calibrated": self.calibration is not None,
+                               "calibrated_on": self.calibrated_on,
+                               "calibrations": self.calibrations,
+                               "collecting": len(self.confidence)}
+        n = len(self.recent)
+        if n:
+            est = sum(e for e, _ in self.recent) / n
+            real = sum(r for _, r in self.recent) / n
+            se = math.sqrt(sum(e * (1.0 - e) for e, _ in self.recent)) / n
+            out.update(window=n, estimated_error=est, realized_error=real, gap=real - est,
+                       gap_standard_error=se)
+        return out
+
+    def meta(self) -> dict[str, Any]:
+        return {"v": 1, "confidence": self.confidence, "correct": self.correct,
+                "calibration": None if self.calibration is None else self.calibration.meta(),
+                "calibrated_on": self.calibrated_on, "calibrations": self.calibrations,
+                "recent": [list(p) for p in self.recent], "labelled": self.labelled}
+
+    def restore(self, m: Mapping[str, Any]) -> None:
+        self.confidence = [float(x) for x in m.get("confidence", ())]
+        self.correct = [float(x) for x in m.get("correct", ())]
+        cal = m.get("calibration")
+        self.calibration = None if cal is None else Calibration.restore(cal)
+        self.calibrated_on = int(m.get("calibrated_on", 0))
+        self.calibrations = int(m.get("calibrations", 0))
+        self.recent = deque((float(a), float(b)) for a, b in m.get("recent", ()))
+        self.labelled = int(m.get("labelled", 0))
+
+
+def estimates(models: Sequence[tuple[str, str | None, EstimateState]]) -> list[dict[str, Any]]:
+    """Replay's summary of the performance estimates: per state unit (model id, version), the
+    estimate against the realized error (:meth:`EstimateState.summary`)."""
+    out = [{"model_id": mid, "model_version": ver, **est.summary()}
+           for mid, ver, est in models]
+    return sorted(out, key=lambda r: (r["model_id"], str(r["model_version"])))
