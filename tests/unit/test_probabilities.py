@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from stream_monitor.config import parse_config
-from stream_monitor.contracts import InferenceEvent, Position, RawRecord
+from stream_monitor.contracts import InferenceEvent, Position, RawRecord, validate_record
+from stream_monitor.contracts.output_records import encode_record
 from stream_monitor.contracts.proto import message_class, message_to_obj
 from stream_monitor.contracts.records import REASON_CODES, DeadLetter, decode_inference
 from stream_monitor.contracts.schemas import load_schema
@@ -276,6 +277,7 @@ def test_each_class_the_confidence_and_the_class_mix_are_signals() -> None:
     assert {"probability:k0", "confidence", "predicted_class"} <= fired
     assert min(a.detected_at.offset for a in out.alerts) >= 800  # none before the change
     for a in out.alerts:
+        validate_record(orjson.loads(encode_record(a)))  # the drift-alert schema names them
         if a.signal in ("feature:x", "prediction"):
             continue
         assert a.detector.type in ("cusum", "multinomial_cusum")
@@ -435,6 +437,7 @@ def test_concept_drift_makes_the_estimate_untrustworthy() -> None:
     out = mon.process(_inference(evs), state)
     gaps = [a for a in out.alerts if a.signal == "estimate_gap"]
     assert gaps and gaps[0].detected_at.offset >= 5000
+    validate_record(orjson.loads(encode_record(gaps[0])))
     assert gaps[0].evidence["change"]["kind"] in ("mean_up", "mean", "level")
     est = state.models["clf-1"].estimate
     assert est.calibrations >= 1
