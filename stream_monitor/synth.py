@@ -272,7 +272,7 @@ def classifier_stream(n: int, seed: int, *, model_id: str = "clf-1",
       wrong).
 
     >>> ev = classifier_stream(3, 1)[0]
-    >>> sorted(ev), round(sum(ev["probabilities"].values()), 6)
+    >>> sorted(ev), round(sum(ev["probabilities"].values()), 4)
     (['event_id', 'features', 'label', 'model_id', 'prediction', 'probabilities', 'timestamp'], 1.0)
     """
     import numpy as np

@@ -7,11 +7,12 @@ No I/O happens here; the adapter passes the processing clock in, and the pipelin
 (``undecodable``, ``not_an_object``, ``missing_field``, ``wrong_type``, ``non_finite``
 timestamp; for a Schema Registry format, the adapter's faults first: ``wrong_magic_byte``,
 ``unknown_schema``, ``registry_refused``, ``schema_mismatch``, ``undecodable_payload``),
-limits (``too_many_features``, ``too_many_classes``, ``id_too_long``), ``unknown_model`` (when the config
-says ``dead_letter``), ``timestamp_in_future`` / ``timestamp_too_old`` (against the processing
-clock), then ``duplicate``. A failing record becomes a :class:`DeadLetter` with its original
-bytes; the others become :class:`InferenceEvent` s for the core. Between the timestamp rules and
-``duplicate``, a model's ``sample_rate`` below 1 leaves out the events whose ``event_id`` hashes
+limits (``too_many_features``, ``too_many_classes``, ``id_too_long``), ``unknown_model``
+(when the config says ``dead_letter``), ``timestamp_in_future`` / ``timestamp_too_old``
+(against the processing clock), then ``duplicate``. A failing record becomes a
+:class:`DeadLetter` with its original bytes; the others become :class:`InferenceEvent` s for
+the core. Between the timestamp rules and ``duplicate``, a model's ``sample_rate`` below 1
+leaves out the events whose ``event_id`` hashes
 above it (core/sampling.py; counted, not dead-lettered).
 
 The checks of single values inside an admitted event are the core's value rules

@@ -12,8 +12,10 @@ An event's ``probabilities`` (class -> probability, checked by the decoder) give
 
 **The estimate.** Labelled events (inline labels, or predictions joined to the labels topic)
 carry a confidence and a 0/1 error. The first ``calibration_size`` of them form the
-*calibration reference*: :func:`isotonic` fits the probability of a correct prediction as a
-non-decreasing function of the confidence (pool-adjacent-violators). From then on every event
+*calibration reference*. When it shows the model miscalibrated (a likelihood-ratio test of a
+logistic recalibration against the identity, :func:`calibrate`), :func:`isotonic` fits the
+probability of a correct prediction as a non-decreasing function of the confidence
+(pool-adjacent-violators); else the confidence is taken as it is. From then on every event
 with probabilities gives ``performance:estimated_error`` = 1 - that fitted accuracy at its
 confidence, watched like any numeric signal (so a drop of confidence, hence of expected
 accuracy, is seen before labels arrive). Each later labelled event gives ``estimate_gap``:
@@ -39,6 +41,8 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
 
+import numpy as np
+
 from ..contracts.signals import (
     CLASS_MIX,
     CONFIDENCE,
@@ -48,6 +52,7 @@ from ..contracts.signals import (
 )
 
 __all__ = [
+    "CALIBRATED_LR",
     "CLASS_MIX",
     "CONFIDENCE",
     "ESTIMATED_ERROR",
@@ -56,6 +61,8 @@ __all__ = [
     "Calibration",
     "EstimateState",
     "arg_max",
+    "calibrate",
+    "calibration_lr",
     "estimates",
     "gap_score",
     "isotonic",
@@ -108,12 +115,15 @@ def gap_score(error: float, estimated: float, uniform: float) -> float:
 @dataclass(frozen=True, slots=True)
 class Calibration:
     """A non-decreasing step function from confidence to accuracy: ``accuracy[i]`` for
-    confidences up to ``upper[i]`` (the last step for anything above)."""
+    confidences up to ``upper[i]`` (the last step for anything above). No steps: the identity
+    (the model's confidence is its accuracy, :func:`calibrate`)."""
 
     upper: tuple[float, ...]
     accuracy: tuple[float, ...]
 
     def __call__(self, confidence: float) -> float:
+        if not self.upper:
+            return confidence
         i = bisect_left(self.upper, confidence)
         return self.accuracy[min(i, len(self.accuracy) - 1)]
 
@@ -153,6 +163,74 @@ def isotonic(confidence: Sequence[float], correct: Sequence[float]) -> Calibrati
     return Calibration(tuple(b[0] for b in blocks), tuple(b[1] / b[2] for b in blocks))
 
 
+# The likelihood-ratio statistic above which a calibration reference contradicts "the model's
+# confidence is its accuracy": the chi-square(2) quantile at 0.99.
+CALIBRATED_LR = 9.21
+
+
+def calibration_lr(confidence: Sequence[float], correct: Sequence[float]) -> float:
+    """The likelihood-ratio statistic of a logistic recalibration (``P(correct) = sigmoid(a *
+    logit(confidence) + b)``, fitted by Newton's method) against the identity (``a = 1, b =
+    0``): about chi-square with 2 degrees of freedom when the model is calibrated.
+
+    >>> rng = np.random.default_rng(0)
+    >>> c = rng.uniform(0.4, 1.0, 2000)
+    >>> calibration_lr(c, rng.random(2000) < c) < CALIBRATED_LR          # calibrated
+    True
+    >>> calibration_lr(c, rng.random(2000) < c ** 3) > CALIBRATED_LR     # over-confident
+    True
+    """
+    c = np.clip(np.asarray(confidence, dtype=np.float64), 1e-6, 1 - 1e-6)
+    y = np.asarray(correct, dtype=np.float64)
+    x = np.log(c / (1.0 - c))
+
+    def sigmoid(a: float, b: float) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-np.clip(a * x + b, -35.0, 35.0)))
+
+    def loglik(p: np.ndarray) -> float:
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        return float(np.sum(y * np.log(p) + (1.0 - y) * np.log(1.0 - p)))
+
+    # Newton's method from the identity, each step halved until the likelihood does not fall
+    # (the log-likelihood is concave: this converges to the maximum).
+    a, b = 1.0, 0.0
+    best = loglik(sigmoid(a, b))
+    for _ in range(50):
+        p = sigmoid(a, b)
+        w = p * (1.0 - p)
+        g = np.array([np.sum((y - p) * x), np.sum(y - p)])
+        h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        try:
+            d = np.linalg.solve(h + 1e-9 * np.eye(2), g)
+        except np.linalg.LinAlgError:
+            break
+        step = 1.0
+        while step > 1e-6:
+            na, nb = a + step * float(d[0]), b + step * float(d[1])
+            ll = loglik(sigmoid(na, nb))
+            if ll >= best:
+                break
+            step /= 2.0
+        else:
+            break
+        a, b = na, nb
+        gain, best = ll - best, ll
+        if gain < 1e-10:
+            break
+    return max(0.0, 2.0 * (best - loglik(c)))
+
+
+def calibrate(confidence: Sequence[float], correct: Sequence[float]) -> Calibration:
+    """The calibration of a reference: the identity when it does not contradict the model's
+    own confidence (:func:`calibration_lr` below :data:`CALIBRATED_LR`), else the
+    :func:`isotonic` fit. A fit where none is needed only adds its noise: on 1,000 labelled
+    events an isotonic fit of a calibrated model is off by up to 0.05 in accuracy where the
+    confidence mix later moves (benchmarks/cbpe.py), the identity by the sampling error."""
+    if calibration_lr(confidence, correct) < CALIBRATED_LR:
+        return Calibration((), ())
+    return isotonic(confidence, correct)
+
+
 @dataclass(slots=True, eq=False)
 class EstimateState:
     """One model's performance estimate: the calibration pairs while they are collected, then
@@ -184,7 +262,7 @@ class EstimateState:
             self.confidence.append(confidence)
             self.correct.append(1.0 - error)
             if len(self.confidence) >= self.calibration_size:
-                self.calibration = isotonic(self.confidence, self.correct)
+                self.calibration = calibrate(self.confidence, self.correct)
                 self.calibrated_on = len(self.confidence)
                 self.calibrations += 1
                 self.confidence, self.correct = [], []

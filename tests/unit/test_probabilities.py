@@ -25,8 +25,11 @@ from stream_monitor.core.gate import EventGate, QualityCounters
 from stream_monitor.core.model_state import MonitorState
 from stream_monitor.core.monitor import Monitor
 from stream_monitor.core.probabilities import (
+    CALIBRATED_LR,
     EstimateState,
     arg_max,
+    calibrate,
+    calibration_lr,
     gap_score,
     isotonic,
     uniform_of,
@@ -365,6 +368,18 @@ def test_calibration_recovers_a_known_accuracy_curve() -> None:
     cal = isotonic(conf.tolist(), correct.tolist())
     for c in (0.5, 0.7, 0.9):
         assert abs(cal(c) - c ** 2) < 0.05
+
+
+def test_a_calibrated_model_keeps_its_confidence_a_miscalibrated_one_is_fitted() -> None:
+    rng = np.random.default_rng(4)
+    conf = rng.uniform(0.34, 1.0, 1000)
+    calibrated = calibrate(conf.tolist(), (rng.random(1000) < conf).astype(float).tolist())
+    assert calibrated.upper == () and calibrated(0.61) == 0.61  # the identity
+    over = calibrate(conf.tolist(), (rng.random(1000) < conf ** 3).astype(float).tolist())
+    assert over.upper and over(0.9) < 0.85  # fitted: over-confident at the top
+    rejected = sum(calibration_lr(conf.tolist(), (rng.random(1000) < conf).astype(float).tolist())
+                   >= CALIBRATED_LR for _ in range(200))
+    assert rejected <= 8  # the test's 1% level: about 2 of 200 calibrated references
 
 
 def test_the_gap_score_is_standard_normal_when_the_estimate_holds() -> None:
