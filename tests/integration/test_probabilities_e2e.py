@@ -91,3 +91,45 @@ def test_worker_with_a_restart_equals_replay_on_probabilities(kafka_bootstrap, u
 
     assert sorted(map(evidence, got)) == sorted(map(evidence, expected))
     assert sorted(d["reason_code"] for d in of(msgs, "dead_letter")) == dead_expected
+
+
+def test_redis_join_carries_the_confidence_as_the_pure_book_does(redis_url, unique) -> None:
+    """A prediction's confidence (its largest probability) waits with it in the Redis join and
+    comes back on its pair, early labels included; predictions without one give None, as in the
+    pure book (state/label_store.py, core/label_join.py)."""
+    import random
+
+    import redis.asyncio as aioredis
+
+    from stream_monitor.core.label_join import LabelOp
+    from stream_monitor.state.label_store import MemoryLabelStore, RedisLabelStore
+
+    rng = random.Random(5)
+    ops: list[LabelOp] = []
+    t = 1_767_225_600.0
+    for i in range(300):
+        t += rng.random()
+        conf = None if i % 3 == 0 else round(rng.uniform(0.34, 1.0), 6)
+        if i % 7 == 0:  # the label first
+            ops.append(LabelOp("label", "m", f"e{i}", "a", t, "lab", 0, len(ops)))
+        ops.append(LabelOp("prediction", "m", f"e{i}", "a", t, "inf", 0, len(ops), None, conf))
+        if i % 7:
+            ops.append(LabelOp("label", "m", f"e{i}", "b", t + 1, "lab", 0, len(ops)))
+    rules = {"m": (600.0, 5.0)}
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            r_pairs, _ = await RedisLabelStore(client, unique.prefix).apply(ops, rules, {})
+            m_pairs, _ = await MemoryLabelStore().apply(ops, rules, {})
+            return r_pairs, m_pairs
+        finally:
+            await client.aclose()
+
+    got, want = asyncio.run(run())
+    assert len(got) == 300
+    assert [(p.event_id, p.confidence, p.label_first) for p in got] == \
+        [(p.event_id, p.confidence, p.label_first) for p in want]
+    confs = {p.event_id: p.confidence for p in got}
+    assert confs["e0"] is None and confs["e1"] is not None and confs["e21"] is None
+    assert confs["e14"] is not None  # a label-first pair keeps its prediction's confidence

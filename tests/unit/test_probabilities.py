@@ -468,3 +468,31 @@ def test_the_estimate_survives_restarts_through_the_store() -> None:
     again = pipeline_outputs(cfg, raws, restart_at=(150, 700, 1900), batch=211)
     assert by_type(once) == by_type(again)  # (where batches are cut decides how kinds mix)
     assert any(b'"performance:estimated_error"' in r for r in once)
+
+
+def test_the_estimate_is_calibrated_from_the_labels_topic_too(tmp_path: Any) -> None:
+    """Predictions joined to their labels from the labels topic carry the prediction's
+    confidence through the join: the estimate calibrates and compares as with inline labels."""
+    from stream_monitor.adapters.replay import replay_file
+
+    evs = classifier_stream(4000, 8, covariate_at=2500)
+    events = tmp_path / "events.jsonl"
+    labels = tmp_path / "labels.jsonl"
+    events.write_bytes(b"".join(orjson.dumps({k: v for k, v in e.items() if k != "label"})
+                                + b"\n" for e in evs))
+    labels.write_bytes(b"".join(orjson.dumps({
+        "event_id": e["event_id"], "model_id": e["model_id"], "label": e["label"],
+        "timestamp": e["timestamp"] + 30}) + b"\n" for e in evs))
+    cfg = parse_config({"windows": {"reference_size": 500, "recent_size": 1000},
+                        "models": [{"match": "clf-*", "signals": [
+                            {"match": "performance:error", "detectors": ["adwin"]},
+                            {"match": "feature:*", "detectors": ["adwin"]}],
+                            "labels": {"task": "classification", "ttl_seconds": 600}}]})
+    states: list[MonitorState] = []
+    total = replay_file(cfg, events, io.BytesIO(), labels=labels, state_out=states)
+    assert total.pairs > 3900
+    est = states[0].models["clf-1"].estimate
+    assert est is not None and est.calibrated_on == 500
+    s = est.summary()
+    assert s["window"] == 1000 and abs(s["gap"]) < 0.04, s
+    assert states[0].models["clf-1"].signals["estimate_gap"].n > 3000
