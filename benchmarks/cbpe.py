@@ -96,7 +96,7 @@ def run_case(case: str, seed: int, n: int) -> dict[str, Any]:
         "estimated_accuracy_before": float(1.0 - np.nanmean(estimated[before])),
         "realized_accuracy_after": realized, "estimated_accuracy_after": est_acc,
         "estimate_error_after": est_acc - realized,
-        "identity_calibration": first_fit is not None and not first_fit.upper,
+        "identity_calibration": first_fit is not None and first_fit.identity,
         "realized_accuracy_last_quarter": float(correct[tail].mean()),
         "live_estimate_last_quarter": live_tail,
         "fits": state.models["clf-1"].estimate.calibrations,

@@ -13,9 +13,9 @@ An event's ``probabilities`` (class -> probability, checked by the decoder) give
 **The estimate.** Labelled events (inline labels, or predictions joined to the labels topic)
 carry a confidence and a 0/1 error. The first ``calibration_size`` of them form the
 *calibration reference*. When it shows the model miscalibrated (a likelihood-ratio test of a
-logistic recalibration against the identity, :func:`calibrate`), :func:`isotonic` fits the
-probability of a correct prediction as a non-decreasing function of the confidence
-(pool-adjacent-violators); else the confidence is taken as it is. From then on every event
+logistic recalibration against the identity, :func:`calibrate`), the probability of a correct
+prediction is the fitted logistic function of the confidence's logit; else the confidence is
+taken as it is. From then on every event
 with probabilities gives ``performance:estimated_error`` = 1 - that fitted accuracy at its
 confidence, watched like any numeric signal (so a drop of confidence, hence of expected
 accuracy, is seen before labels arrive). Each later labelled event gives ``estimate_gap``:
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,10 +61,9 @@ __all__ = [
     "EstimateState",
     "arg_max",
     "calibrate",
-    "calibration_lr",
     "estimates",
+    "fit_logistic",
     "gap_score",
-    "isotonic",
     "uniform_of",
 ]
 
@@ -114,53 +112,33 @@ def gap_score(error: float, estimated: float, uniform: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Calibration:
-    """A non-decreasing step function from confidence to accuracy: ``accuracy[i]`` for
-    confidences up to ``upper[i]`` (the last step for anything above). No steps: the identity
-    (the model's confidence is its accuracy, :func:`calibrate`)."""
+    """The accuracy at a confidence: ``sigmoid(a * logit(confidence) + b)`` (a logistic
+    recalibration); ``a = 1, b = 0`` is the identity (the confidence *is* the accuracy).
 
-    upper: tuple[float, ...]
-    accuracy: tuple[float, ...]
+    >>> Calibration()(0.8), round(Calibration(2.0, -1.0)(0.8), 4)
+    (0.8, 0.8548)
+    """
+
+    a: float = 1.0
+    b: float = 0.0
+
+    @property
+    def identity(self) -> bool:
+        return self.a == 1.0 and self.b == 0.0
 
     def __call__(self, confidence: float) -> float:
-        if not self.upper:
+        if self.identity:
             return confidence
-        i = bisect_left(self.upper, confidence)
-        return self.accuracy[min(i, len(self.accuracy) - 1)]
+        c = min(max(confidence, 1e-6), 1.0 - 1e-6)
+        z = self.a * math.log(c / (1.0 - c)) + self.b
+        return 1.0 / (1.0 + math.exp(-min(max(z, -35.0), 35.0)))
 
-    def meta(self) -> list[list[float]]:
-        return [list(self.upper), list(self.accuracy)]
+    def meta(self) -> list[float]:
+        return [self.a, self.b]
 
     @classmethod
-    def restore(cls, m: Sequence[Sequence[float]]) -> Calibration:
-        return cls(tuple(float(x) for x in m[0]), tuple(float(x) for x in m[1]))
-
-
-def isotonic(confidence: Sequence[float], correct: Sequence[float]) -> Calibration:
-    """The isotonic (non-decreasing) least-squares fit of ``correct`` (0/1) on ``confidence``
-    (pool-adjacent-violators), as a step function. Ties in confidence are pooled first.
-
-    >>> cal = isotonic([0.5, 0.6, 0.7, 0.8, 0.9], [1, 0, 1, 1, 1])
-    >>> [round(cal(c), 3) for c in (0.5, 0.6, 0.75, 0.95)]
-    [0.5, 0.5, 1.0, 1.0]
-    """
-    if not confidence:
-        raise ValueError("no calibration pairs")
-    # Ties pooled first: distinct confidence -> [sum of correct, count].
-    pooled: dict[float, list[float]] = {}
-    for c, y in zip(confidence, correct, strict=True):
-        acc = pooled.setdefault(float(c), [0.0, 0.0])
-        acc[0] += float(y)
-        acc[1] += 1.0
-    # Blocks: [upper confidence, sum of correct, count], means kept increasing.
-    blocks: list[list[float]] = []
-    for c in sorted(pooled):
-        blocks.append([c, *pooled[c]])
-        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
-            top = blocks.pop()
-            blocks[-1][0] = top[0]
-            blocks[-1][1] += top[1]
-            blocks[-1][2] += top[2]
-    return Calibration(tuple(b[0] for b in blocks), tuple(b[1] / b[2] for b in blocks))
+    def restore(cls, m: Sequence[float]) -> Calibration:
+        return cls(float(m[0]), float(m[1]))
 
 
 # The likelihood-ratio statistic above which a calibration reference contradicts "the model's
@@ -168,16 +146,19 @@ def isotonic(confidence: Sequence[float], correct: Sequence[float]) -> Calibrati
 CALIBRATED_LR = 9.21
 
 
-def calibration_lr(confidence: Sequence[float], correct: Sequence[float]) -> float:
-    """The likelihood-ratio statistic of a logistic recalibration (``P(correct) = sigmoid(a *
-    logit(confidence) + b)``, fitted by Newton's method) against the identity (``a = 1, b =
-    0``): about chi-square with 2 degrees of freedom when the model is calibrated.
+def fit_logistic(confidence: Sequence[float], correct: Sequence[float]
+                 ) -> tuple[Calibration, float]:
+    """The logistic recalibration of a reference, ``P(correct) = sigmoid(a * logit(confidence)
+    + b)``, fitted by maximum likelihood (Newton's method from the identity, each step halved
+    until the likelihood does not fall: the log-likelihood is concave), and its
+    likelihood-ratio statistic against the identity (about chi-square with 2 degrees of
+    freedom when the model is calibrated).
 
     >>> rng = np.random.default_rng(0)
     >>> c = rng.uniform(0.4, 1.0, 2000)
-    >>> calibration_lr(c, rng.random(2000) < c) < CALIBRATED_LR          # calibrated
+    >>> fit_logistic(c, rng.random(2000) < c)[1] < CALIBRATED_LR          # calibrated
     True
-    >>> calibration_lr(c, rng.random(2000) < c ** 3) > CALIBRATED_LR     # over-confident
+    >>> fit_logistic(c, rng.random(2000) < c ** 3)[1] > CALIBRATED_LR     # over-confident
     True
     """
     c = np.clip(np.asarray(confidence, dtype=np.float64), 1e-6, 1 - 1e-6)
@@ -191,10 +172,8 @@ def calibration_lr(confidence: Sequence[float], correct: Sequence[float]) -> flo
         p = np.clip(p, 1e-12, 1 - 1e-12)
         return float(np.sum(y * np.log(p) + (1.0 - y) * np.log(1.0 - p)))
 
-    # Newton's method from the identity, each step halved until the likelihood does not fall
-    # (the log-likelihood is concave: this converges to the maximum).
     a, b = 1.0, 0.0
-    best = loglik(sigmoid(a, b))
+    start = best = loglik(sigmoid(a, b))
     for _ in range(50):
         p = sigmoid(a, b)
         w = p * (1.0 - p)
@@ -217,18 +196,16 @@ def calibration_lr(confidence: Sequence[float], correct: Sequence[float]) -> flo
         gain, best = ll - best, ll
         if gain < 1e-10:
             break
-    return max(0.0, 2.0 * (best - loglik(c)))
+    return Calibration(a, b), max(0.0, 2.0 * (best - start))
 
 
 def calibrate(confidence: Sequence[float], correct: Sequence[float]) -> Calibration:
-    """The calibration of a reference: the identity when it does not contradict the model's
-    own confidence (:func:`calibration_lr` below :data:`CALIBRATED_LR`), else the
-    :func:`isotonic` fit. A fit where none is needed only adds its noise: on 1,000 labelled
-    events an isotonic fit of a calibrated model is off by up to 0.05 in accuracy where the
-    confidence mix later moves (benchmarks/cbpe.py), the identity by the sampling error."""
-    if calibration_lr(confidence, correct) < CALIBRATED_LR:
-        return Calibration((), ())
-    return isotonic(confidence, correct)
+    """The calibration of a reference: the identity when the reference does not contradict
+    the model's own confidence (the likelihood-ratio statistic of :func:`fit_logistic` below
+    :data:`CALIBRATED_LR`), else the logistic fit. A fit where none is needed only adds its
+    noise (docs/probabilities.md has the figures)."""
+    cal, lr = fit_logistic(confidence, correct)
+    return Calibration() if lr < CALIBRATED_LR else cal
 
 
 @dataclass(slots=True, eq=False)

@@ -1,5 +1,5 @@
 """Class probabilities (issue 21 items 1 and 2): decoding and its dead-letter reasons in every
-input format, the plan's option, the signals they feed, the isotonic calibration and the
+input format, the plan's option, the signals they feed, the calibration and the
 confidence-based performance estimate (core/probabilities.py, docs/probabilities.md)."""
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from stream_monitor.core.probabilities import (
     EstimateState,
     arg_max,
     calibrate,
-    calibration_lr,
+    fit_logistic,
     gap_score,
-    isotonic,
     uniform_of,
 )
 from stream_monitor.errors import ConfigError
@@ -337,47 +336,26 @@ def test_probability_events_are_the_same_on_the_batch_path() -> None:
 
 # -- calibration --------------------------------------------------------------------------------
 
-def _brute_isotonic(x: list[float], y: list[float]) -> list[float]:
-    """Isotonic fit at each sorted distinct x by the min-max formula (independent of PAV)."""
-    xs = sorted(set(x))
-    sums = [sum(yy for xx, yy in zip(x, y, strict=True) if xx == v) for v in xs]
-    cnts = [sum(1 for xx in x if xx == v) for v in xs]
-    out = []
-    for i in range(len(xs)):
-        out.append(max(min(sum(sums[a:b + 1]) / sum(cnts[a:b + 1])
-                           for b in range(i, len(xs))) for a in range(i + 1)))
-    return out
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_isotonic_is_the_least_squares_monotone_fit(seed: int) -> None:
-    rng = random.Random(seed)
-    x = [round(rng.random(), 1) for _ in range(60)]
-    y = [float(rng.random() < xx) for xx in x]
-    cal = isotonic(x, y)
-    want = _brute_isotonic(x, y)
-    got = [cal(v) for v in sorted(set(x))]
-    assert got == pytest.approx(want)
-    assert all(a <= b for a, b in zip(cal.accuracy, cal.accuracy[1:], strict=False))
-
-
-def test_calibration_recovers_a_known_accuracy_curve() -> None:
+def test_the_logistic_fit_recovers_a_known_recalibration() -> None:
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.34, 1.0, 20_000)
-    correct = (rng.random(20_000) < conf ** 2).astype(float)  # over-confident model
-    cal = isotonic(conf.tolist(), correct.tolist())
+    z = 2.0 * np.log(conf / (1 - conf)) - 0.5  # over-confident at the top, under at the bottom
+    correct = (rng.random(20_000) < 1 / (1 + np.exp(-z))).astype(float)
+    cal, lr = fit_logistic(conf.tolist(), correct.tolist())
+    assert abs(cal.a - 2.0) < 0.1 and abs(cal.b + 0.5) < 0.1 and lr > CALIBRATED_LR
     for c in (0.5, 0.7, 0.9):
-        assert abs(cal(c) - c ** 2) < 0.05
+        want = 1 / (1 + math.exp(-(2.0 * math.log(c / (1 - c)) - 0.5)))
+        assert abs(cal(c) - want) < 0.02
 
 
 def test_a_calibrated_model_keeps_its_confidence_a_miscalibrated_one_is_fitted() -> None:
     rng = np.random.default_rng(4)
     conf = rng.uniform(0.34, 1.0, 1000)
     calibrated = calibrate(conf.tolist(), (rng.random(1000) < conf).astype(float).tolist())
-    assert calibrated.upper == () and calibrated(0.61) == 0.61  # the identity
+    assert calibrated.identity and calibrated(0.61) == 0.61
     over = calibrate(conf.tolist(), (rng.random(1000) < conf ** 3).astype(float).tolist())
-    assert over.upper and over(0.9) < 0.85  # fitted: over-confident at the top
-    rejected = sum(calibration_lr(conf.tolist(), (rng.random(1000) < conf).astype(float).tolist())
+    assert not over.identity and over(0.9) < 0.85  # fitted: over-confident at the top
+    rejected = sum(fit_logistic(conf.tolist(), (rng.random(1000) < conf).astype(float).tolist())[1]
                    >= CALIBRATED_LR for _ in range(200))
     assert rejected <= 8  # the test's 1% level: about 2 of 200 calibrated references
 
