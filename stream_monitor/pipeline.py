@@ -115,7 +115,7 @@ class BatchPipeline:
         records are encoded once; state and outboxes are saved, fenced, before this returns.
         Nothing is published here: the adapter publishes ``out.records`` after this returns."""
         now = self.clock()
-        outcome = await self._decide(self.core.run(raws, self.state, now), now)
+        outcome = await self._decide(self.core.steps(raws, self.state, now), now)
         encoded = encode_batch(outcome.recovered, outcome.outgoing)
         await self._save(outcome, encoded.saved, now)
         result = outcome.result
@@ -182,7 +182,6 @@ class BatchPipeline:
                     now: float) -> None:
         """State and outbox of every changed model, one fenced write per model."""
         changed = outcome.result.dirty_models
-        self.cache.used((m.unit for m in changed), now)
         # A model's newest version is saved first: when it is new, it becomes the model's latest
         # version before an older version's save of the same batch, which then gets its TTL.
         dirty = sorted(changed, key=lambda m: (m.model_id, -(m.retrain.first_seen or 0.0)))
@@ -200,10 +199,12 @@ class BatchPipeline:
             for s in m.signals.values():
                 if s.dirty:
                     s.mark_saved()
+        self.cache.used((m.unit for m in changed), now)
         self.cache.evict(outcome.units)
 
 
 def _delta(model: ModelState, outbox: dict[str, bytes]) -> ModelDelta:
+    meta = model.meta()
     signals = []
     for s in model.dirty_signals():
         signals.append(SignalDelta(
@@ -213,7 +214,7 @@ def _delta(model: ModelState, outbox: dict[str, bytes]) -> ModelDelta:
             reference=s.reference if s.reference_changed else None,
         ))
     versioned = model.model_version is not None
-    return ModelDelta(model.unit, model.meta(), signals, model.revision, outbox,
+    return ModelDelta(model.unit, meta, signals, model.revision, outbox,
                       first_seen=model.retrain.first_seen if versioned else None,
                       ttl_seconds=model.rule.versions.expire_seconds if versioned else None)
 

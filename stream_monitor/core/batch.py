@@ -1,6 +1,6 @@
 """One batch, decided: its raw records in, its typed outputs and changed state out. Pure.
 
-The pipeline (pipeline.py) hands a batch's raw records to :meth:`BatchCore.run` and answers,
+The pipeline (pipeline.py) hands a batch's raw records to :meth:`BatchCore.steps` and answers,
 one at a time, what it asks along the way (a :data:`Need`: what the stores hold); it gets back
 a :class:`BatchOutcome`. The steps, each in its own module:
 
@@ -80,7 +80,7 @@ class BatchCore:
         self.gate = EventGate(plan)
         self.chunk = chunk  # events per call of the detectors between two pauses
 
-    def run(self, raws: Sequence[RawRecord], state: MonitorState, now: float,
+    def steps(self, raws: Sequence[RawRecord], state: MonitorState, now: float,
             ) -> Generator[Need, None, BatchOutcome]:
         """Decide one batch at processing time ``now`` (the timestamp rules, the duplicate
         window, the dead letters' time), on the model states in ``state`` (updated in
