@@ -108,13 +108,7 @@ class BatchCore:
         checks, each in the outbox of its state unit."""
         plan = self.plan
         topics = plan.topics
-        privacy = plan.privacy
-        max_bytes = plan.quality.dead_letter_max_bytes
-        hashed = privacy.dead_letter_payload == "hash"
-        out = [Outgoing(topics.dead_letter, b"" if hashed else d.kafka_key,
-                        d.to_record(now, max_bytes, payload=privacy.dead_letter_payload,
-                                    truncated_bytes=privacy.dead_letter_truncated_bytes))
-               for d in dead]
+        out = [dead_letter_out(plan, d, now) for d in dead]
         unit_of = self.monitor.unit_of
         models = state.models
         groups: tuple[tuple[str, Sequence[ModelOutput]], ...] = (
@@ -142,3 +136,15 @@ def _with_rejected(admitted: Admitted, rejected: list[tuple[InferenceEvent, str,
         dead.append(DeadLetter(by_position[ev.position], code, reason))
         counters.dead_letter(ev.model_id, code)
     return sorted(dead, key=lambda d: order.get(d.raw.position, len(order)))
+
+
+def dead_letter_out(plan: MonitorPlan, dead: DeadLetter, now: float) -> Outgoing:
+    """A dead letter as it leaves, under ``privacy.dead_letter_payload``: with ``hash`` neither
+    its key nor its reason quotes the record. The batch's dead letters and the worker's
+    ``internal_error`` ones (an event the core raised on) both go through here."""
+    privacy = plan.privacy
+    hashed = privacy.dead_letter_payload == "hash"
+    return Outgoing(plan.topics.dead_letter, b"" if hashed else dead.kafka_key,
+                    dead.to_record(now, plan.quality.dead_letter_max_bytes,
+                                   payload=privacy.dead_letter_payload,
+                                   truncated_bytes=privacy.dead_letter_truncated_bytes))
