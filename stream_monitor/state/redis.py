@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import struct
 import sys
 import time
 import uuid
@@ -631,40 +632,49 @@ def _read_models(ids: Sequence[str], reply: bytes, out: dict[str, ModelSnapshot]
                  slow: list[str]) -> int:
     """Read a reply of ``_LOAD_MODELS`` for ``ids`` into ``out`` (models found), ``slow``
     (models to load the slow way); returns how many of ``ids`` it covers."""
-    view = memoryview(reply)
-    done = int.from_bytes(view[:4], "little")
-    pos = 4
+    (done,) = _U32.unpack_from(reply, 0)
+    fields = []
+    pos, end = 4, len(reply)
+    unpack = _U32.unpack_from
+    while pos < end:
+        (n,) = unpack(reply, pos)
+        pos += 4
+        fields.append(reply[pos:pos + n])
+        pos += n
+    if pos != end:
+        raise StateCorruptError(f"a state load reply ends inside a field ({end} bytes)")
+    it = iter(fields)
+    field = it.__next__
+    try:
+        for mid in ids[:done]:
+            raw = field()
+            if not raw:
+                continue  # not stored
+            meta = _json(raw, mid)
+            version = field()
+            if version == b"!":
+                slow.append(mid)
+                continue
+            outbox = {}
+            for _ in range(int(field())):
+                oid = field().decode()
+                outbox[oid] = field()
+            snap = ModelSnapshot(meta, revision=int(version or b"0"), outbox=outbox)
+            for _sig in meta["signals"]:
+                raw_meta, recent, ref = field(), field(), field()
+                if not raw_meta:
+                    continue  # signal created but never saved; starts fresh
+                snap.signals.append(SignalSnapshot(_json(raw_meta, mid), _floats(recent),
+                                                   _floats(ref)))
+            out[mid] = snap
+    except StopIteration:
+        raise StateCorruptError("a state load reply has fewer fields than its models") from None
+    if next(it, None) is not None:
+        raise StateCorruptError("a state load reply has more fields than its models")
+    return int(done)
 
-    def field() -> memoryview:
-        nonlocal pos
-        n = int.from_bytes(view[pos:pos + 4], "little")
-        pos += 4 + n
-        return view[pos - n:pos]
 
-    for mid in ids[:done]:
-        raw = field()
-        if not raw:
-            continue  # not stored
-        meta = _json(raw, mid)
-        version = field()
-        if version == b"!":
-            slow.append(mid)
-            continue
-        outbox = {}
-        for _ in range(int(bytes(field()))):
-            oid = str(field(), "utf-8")
-            outbox[oid] = bytes(field())
-        snap = ModelSnapshot(meta, revision=int(bytes(version) or b"0"), outbox=outbox)
-        for _sig in meta["signals"]:
-            raw_meta, recent, ref = field(), field(), field()
-            if not raw_meta:
-                continue  # signal created but never saved; starts fresh
-            snap.signals.append(SignalSnapshot(_json(raw_meta, mid), _floats(recent),
-                                               _floats(ref)))
-        out[mid] = snap
-    if pos != len(view):
-        raise StateCorruptError(f"the state load read {pos} of {len(view)} bytes of a reply")
-    return done
+_U32 = struct.Struct("<I")
 
 
 def _dumps(meta: dict[str, Any]) -> bytes:
@@ -696,12 +706,12 @@ def _walk_non_finite(obj: Any) -> bool:
     return False
 
 
-def _json(raw: bytes | memoryview, model_id: str) -> dict[str, Any]:
+def _json(raw: bytes, model_id: str) -> dict[str, Any]:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         try:  # NaN/Infinity tokens (see _dumps)
-            obj = json.loads(bytes(raw))
+            obj = json.loads(raw)
         except ValueError:
             raise StateCorruptError(f"state of model {model_id!r} is not JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -716,7 +726,7 @@ def _pack(values: Iterable[float]) -> bytes:
     return a.tobytes()
 
 
-def _floats(raw: bytes | memoryview | None) -> list[float]:
+def _floats(raw: bytes | None) -> list[float]:
     if not raw:
         return []
     if len(raw) % 8:
