@@ -371,7 +371,8 @@ async def _one_memory_run(name: str, config: Path, bootstrap: str, redis_url: st
     for batch in _chunks(r.scan_iter(f"{run}:*", count=10_000), 10_000):
         r.delete(*batch)
     r.close()
-    return {"name": name, "cache": cache, "source": source,
+    return {"name": name, "cache": cache,
+            "source": None if source is None else "--reference-src",
             "peak_rss_mb": round(peak), "events_per_s": round(rate),
             "worker_cpu_s": cpu, "events_per_cpu_s": round(n / cpu) if cpu else None,
             "redis_keys": keys}
