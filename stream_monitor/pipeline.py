@@ -350,6 +350,12 @@ class BatchPipeline:
                                         ("signal", z.signal.encode()),
                                         ("fingerprint", z.fingerprint.encode()))),
                          unit(z.model_id, z.model_version)))
+        # Incidents (core/incidents.py), key model_id: a model's records stay in order.
+        for i in result.incidents:
+            outs.append((output_record(topics.incidents, i.model_id.encode(), i,
+                                       (("incident-id", i.incident_id.encode()),
+                                        ("status", i.status.encode()))),
+                         unit(i.model_id, i.model_version)))
         for r in result.retrain_requests:
             outs.append((output_record(topics.retrain, r.model_id.encode(), r,
                                        (("request-id", r.request_id.encode()),)),

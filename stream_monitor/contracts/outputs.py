@@ -17,7 +17,8 @@ SCHEMA_HEADERS = {"drift_alert": b"drift-alert/v1", "retrain_request": b"retrain
                   "dead_letter": b"dead-letter/v1", "state_reset": b"state-reset/v1",
                   "data_quality_alert": b"data-quality-alert/v1",
                   "drift_resolved": b"drift-resolved/v1",
-                  "deployment_check": b"deployment-check/v1"}
+                  "deployment_check": b"deployment-check/v1",
+                  "incident": b"incident/v1"}
 
 
 @dataclass(slots=True, frozen=True)
