@@ -125,7 +125,8 @@ def _title(n: Notification) -> str:
     if n.record_type.startswith("incident"):
         n_signals = len(n.record.get("signals") or [])
         head = "Resolved: incident" if n.action == "resolve" else "Incident"
-        return f"{head} on {n.model_id}: {n_signals} signals ({n.severity})"
+        return (f"{head} on {n.model_id}: {n_signals} signal{'s' if n_signals != 1 else ''} "
+                f"({n.severity})")
     if n.record_type == "deployment_check":
         return (f"Deployment check {n.details.get('verdict', '?')}: {n.model_id} "
                 f"version {n.model_version or '-'} ({n.severity})")
