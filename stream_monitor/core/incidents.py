@@ -43,6 +43,7 @@ PREDICTION = "prediction"
 ESTIMATED = "performance:estimated_"
 PERFORMANCE = "performance:"
 Status = Literal["opened", "updated", "resolved"]
+MAX_ALERT_IDS = 100  # an incident's alert ids kept (the newest): its state stays bounded
 
 
 def incident_id(model_id: str, model_version: str | None, segment: str | None,
@@ -188,6 +189,7 @@ class IncidentBook:
                 signal, alert.alert_id, alert.detector.name, t, alert.detected_at.offset,
                 None if shift is None else float(shift), off, eid, idx)
         inc.alert_ids.append(alert.alert_id)
+        del inc.alert_ids[:-MAX_ALERT_IDS]
         rec = self._record(policy, inc, status, alert.model_id, alert.detected_at, signals,
                            alert.sample_rate, None)
         return replace(alert, incident_id=inc.incident_id), rec

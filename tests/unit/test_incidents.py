@@ -81,6 +81,15 @@ def test_a_signal_still_out_stays_in_its_incident_after_the_window() -> None:
     assert rec.signals[0]["alerts"] == 2 and rec.signals[0]["alert_id"] == again.alert_id
 
 
+def test_an_incident_keeps_its_newest_100_alert_ids() -> None:
+    book = IncidentBook()
+    for i in range(150):  # a signal that never comes back alerts again and again
+        a, rec = book.on_alert(POLICY, alert("feature:a", T0 + 4000 * i, 10 + i), T0 + 4000 * i,
+                               ["feature:a"])
+    assert len(rec.alert_ids) == 100 and rec.alert_ids[-1] == a.alert_id
+    assert rec.signals[0]["alerts"] == 150 and len(book.open) == 1
+
+
 def test_signals_rank_by_evidence_then_change_start() -> None:
     book = IncidentBook()
     names = ["feature:small", "feature:late", "feature:early", "feature:none"]
