@@ -32,8 +32,9 @@ def alert(signal: str, t: float, offset: int, shift: float | None = 2.0,
           start: int | None = None, model: str = "m") -> orec.DriftAlert:
     from stream_monitor.contracts.records import iso_time, record_id
 
+    eid = None if start is None else f"e{start}"
     change: dict[str, Any] = {"kind": "mean", "start": {
-        "signal_index": offset, "offset": start, "event_id": None if start is None else f"e{start}"}}
+        "signal_index": offset, "offset": start, "event_id": eid}}
     return orec.DriftAlert(
         alert_id=record_id("alert", model, signal, offset), model_id=model, model_version="1",
         signal=signal, detector=orec.FiredDetector("cusum", "cusum", {}),
@@ -93,8 +94,9 @@ def test_an_incident_keeps_its_newest_100_alert_ids() -> None:
 def test_signals_rank_by_evidence_then_change_start() -> None:
     book = IncidentBook()
     names = ["feature:small", "feature:late", "feature:early", "feature:none"]
-    for i, (name, shift, start) in enumerate([("feature:small", 0.8, 5), ("feature:late", -3.0, 9),
-                                              ("feature:early", 3.0, 2), ("feature:none", None, 1)]):
+    cases = [("feature:small", 0.8, 5), ("feature:late", -3.0, 9), ("feature:early", 3.0, 2),
+             ("feature:none", None, 1)]
+    for i, (name, shift, start) in enumerate(cases):
         _, rec = book.on_alert(POLICY, alert(name, T0 + i, 10 + i, shift, start), T0 + i, names)
     assert [s["signal"] for s in rec.signals] == [
         "feature:early", "feature:late", "feature:small", "feature:none"]
@@ -192,7 +194,7 @@ def by_topic(records: list[OutputRecord]) -> dict[str, list[bytes]]:
 def uninterrupted(plan: MonitorPlan, raws: list[RawRecord]) -> list[OutputRecord]:
     import asyncio
 
-    return asyncio.run(run(plan, raws, list(range(0, len(raws), BATCH)) + [len(raws)]))
+    return asyncio.run(run(plan, raws, [*range(0, len(raws), BATCH), len(raws)]))
 
 
 def test_one_break_over_eight_features_is_one_incident(uninterrupted: list[OutputRecord],
