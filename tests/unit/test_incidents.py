@@ -296,3 +296,21 @@ def test_retrain_counting_incidents_sees_one_break_once(raws: list[RawRecord]) -
     assert len(reqs) == 1 and reqs[0].rule["name"] == "min_incidents"
     assert reqs[0].reason.startswith("1 incident within 3600s")
     validate_record(reqs[0])
+
+
+def test_the_worker_counts_incident_records(raws: list[RawRecord],
+                                            uninterrupted: list[OutputRecord]) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from stream_monitor.observability.metrics import WorkerMetrics, batch_counts
+
+    reg = CollectorRegistry()
+    c = batch_counts(raws, uninterrupted)
+    WorkerMetrics(reg).observe_batch(c.events_by_model, c.dead_letters_by_reason, 0.1,
+                                     incidents=c.incidents)
+    got = {s: reg.get_sample_value("stream_monitor_incidents_total",
+                                   {"model": "credit-risk", "status": s})
+           for s in ("opened", "updated", "resolved")}
+    statuses = [r.record.status for r in uninterrupted if isinstance(r.record, orec.IncidentRecord)]
+    assert got == {s: float(statuses.count(s)) for s in got}
+    assert got["opened"] == got["resolved"] == 1.0
