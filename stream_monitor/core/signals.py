@@ -23,12 +23,14 @@ from typing import Any
 import numpy as np
 
 from ..contracts.signals import PREDICTION
+from .adwin import ADWIN
 from .bernoulli import BernoulliCusum, calibrate_rate, is_binary_reference
 from .calibrate import calibrate
 from .categories import CodeTable
 from .cusum import Cusum
 from .detectors import REGISTRY, build_detector, checkpoint
 from .multinomial import calibrate_multinomial
+from .page_hinkley import PageHinkley
 from .watchable import assess
 
 __all__ = ["PREDICTION", "SignalState", "rate_scale", "reference_scale", "user_params"]
@@ -48,7 +50,7 @@ def reference_scale(values: Sequence[float]) -> tuple[float, float]:
 
 
 # The detectors whose `feed` takes a run of values bit-identically to `update` one by one.
-_FEEDS = (Cusum, BernoulliCusum)
+_FEEDS = (Cusum, BernoulliCusum, PageHinkley, ADWIN)
 
 
 def _plan(detectors: list[Any], binary: tuple[bool, ...]) -> tuple[tuple[bool, Any], ...]:
@@ -170,8 +172,9 @@ class SignalState:
     @property
     def vectorised(self) -> bool:
         """Can :meth:`feed` take this signal's next values as arrays? Its detectors are
-        watching (not collecting or growing a reference) and all of the project's own CUSUMs,
-        which feed runs of values bit-identically to one by one."""
+        watching (not collecting or growing a reference) and all of a kind whose ``feed`` takes
+        runs of values bit-identically to one by one: the project's CUSUMs, its Page-Hinkley
+        and River's ADWIN (core/adwin.py)."""
         dets = self.detectors
         return (dets is not None and not self.growing and type(self) is SignalState
                 and all(type(d) in _FEEDS for d in dets))

@@ -51,7 +51,7 @@ __all__ = ["MIN_EVENTS", "Pinned", "feed_ahead"]
 
 # A model with fewer events in the batch is left to the loop: a run of values costs a few dozen
 # numpy calls (~0.2 ms), the loop about 1.5 µs a value (benchmarks/hotpath.py).
-MIN_EVENTS = 128
+MIN_EVENTS = 64
 
 
 class Pinned(NamedTuple):
