@@ -103,7 +103,10 @@ class BatchPipeline:
         # Testing only: called after a label join (the worker's test hooks, adapters/hooks.py).
         self.after_join: Callable[[], None] | None = None
         self._batch_units: set[str] = set()
-        self.chunk = 500  # events per call of the core between two yields to the event loop
+        # Events per call of the core between two yields to the event loop. A part gives
+        # each model a run of its events for the batch path (core/vector.py MIN_EVENTS);
+        # 2,000 events take about what 500 took value by value.
+        self.chunk = 2000
         self._any_labels = any(r.labels is not None for r in config.models)
 
     @property

@@ -286,6 +286,30 @@ def test_batch_path_is_the_loop_with_adwin_and_page_hinkley(tmp_path: Path) -> N
     assert b"drift_alert" in out
 
 
+@pytest.mark.parametrize("faults", [False, True])
+def test_batch_path_is_the_loop_under_value_rules(faults: bool, tmp_path: Path) -> None:
+    """The example config's credit models (value rules with learned bounds and fault-rate
+    signals, ADWIN and Page-Hinkley) on the synthetic stream with its drifts; with
+    ``faults``, also missing, out-of-bounds and non-finite values and a string now and then."""
+    spec = synth.StreamSpec(models=("credit-a", "credit-b"), events_per_model=4000,
+                            drifts=(synth.Drift(2000, "amount", 1.5),
+                                    synth.Drift(2500, "prediction", 1.0)))
+    rows = [orjson.loads(line) for line in synth.generate(spec)]
+    if faults:
+        for i, r in enumerate(rows):
+            if i % 611 == 0:
+                r["features"].pop("age", None)
+            if i % 733 == 0:
+                r["features"]["amount"] = -5.0
+            if i % 977 == 0:
+                r["features"]["utilization"] = "high"
+            if i % 1201 == 0:
+                r["features"]["income_k"] = None
+    out = _same(load_config(ROOT / "stream_monitor" / "examples" / "monitor.yaml"),
+                _write(tmp_path / "e.jsonl", iter(rows)), batches=(97, 700))
+    assert b"drift_alert" in out
+
+
 def test_batch_path_is_the_loop_on_categories(tmp_path: Path) -> None:
     n = 3000
     streams = {f"c{j}": {"segment": synth.category_stream(
