@@ -71,9 +71,13 @@ def _env(bootstrap: str, redis_url: str, app: str, topics: dict[str, str],
     return env
 
 
-def _worker(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _worker(config: Path, env: dict[str, str], log: Path,
+            profile: str | None = None) -> subprocess.Popen[bytes]:
     f = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "stream_monitor", "worker", "--config",
+    # --profile: the worker runs under cProfile, which writes its stats when the worker exits
+    # (it stops on SIGTERM by returning from main).
+    prof = ["-m", "cProfile", "-o", profile] if profile else []
+    return subprocess.Popen([sys.executable, *prof, "-m", "stream_monitor", "worker", "--config",
                              str(config)], env=env, stdout=f, stderr=subprocess.STDOUT)
 
 
@@ -244,7 +248,8 @@ async def latency(args: argparse.Namespace, bootstrap: str, redis_url: str) -> d
         "models": [{"match": "credit-*", "signals": [
             {"match": "*", "detectors": ["adwin", "page_hinkley"]}]}]}))
     proc = _worker(config, _env(bootstrap, redis_url, run, topics,
-                                SM_LOG_LEVEL=os.environ.get("SM_LOG_LEVEL", "WARNING")), log)
+                                SM_LOG_LEVEL=os.environ.get("SM_LOG_LEVEL", "WARNING")), log,
+                   profile=args.profile)
     try:
         deadline = time.monotonic() + 60
         while await _committed(bootstrap, run, topics["inference"]) < 0:
@@ -258,6 +263,7 @@ async def latency(args: argparse.Namespace, bootstrap: str, redis_url: str) -> d
         err.print(f"feeding {len(recs):,} events at {args.rate:,.0f}/s for {args.seconds}s...")
         transport = asyncio.ensure_future(_transport_age(bootstrap, topics["inference"],
                                                          len(recs), args.seconds + 30))
+        cpu0 = _proc_cpu(proc.pid)  # start-up and warm-up left out of the capacity below
         achieved = await _paced(bootstrap, topics["inference"], recs, args.rate)
         ages = await transport
         total = await _end_offset(bootstrap, topics["inference"])  # warm-up events included
@@ -292,6 +298,12 @@ async def latency(args: argparse.Namespace, bootstrap: str, redis_url: str) -> d
         "transport_age_ms": {"p50": round(_pct(ages, 0.5), 1), "p99": round(_pct(ages, 0.99), 1),
                              "n": len(ages)},
         "worker_cpu_s": cpu,
+        # Capacity: the fed events over the worker CPU seconds they took (start-up excluded).
+        # Above the rate it was fed at, the worker kept up; below, it queued (the latency then
+        # grows with the run, not with the batch).
+        "events_per_worker_cpu_s": (round(len(recs) / (cpu - cpu0))
+                                    if cpu is not None and cpu0 is not None and cpu > cpu0
+                                    else None),
         "batch_fetch_to_commit_ms": ({"p50": _pct(batches, 0.5), "p99": _pct(batches, 0.99),
                                       "n": len(batches)} if batches else None),
         "settings": {k: v for k, v in os.environ.items() if k.startswith("SM_BATCH")},
@@ -307,6 +319,10 @@ async def latency(args: argparse.Namespace, bootstrap: str, redis_url: str) -> d
     t.add_row("baseline: event produced -> read by a plain consumer", f"{a['p50']:.0f}", "",
               f"{a['p99']:.0f}", "", str(a["n"]))
     out.print(t)
+    if res["events_per_worker_cpu_s"]:
+        out.print(f"worker capacity: {res['events_per_worker_cpu_s']:,} events per CPU second "
+                  f"(fed at {res['rate_achieved']:,}/s; load average "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     verdict = "PASS" if e["p99"] <= TARGET_P99_MS else "FAIL"
     out.print(f"target p99 <= {TARGET_P99_MS:.0f} ms at {TARGET_LATENCY_RATE:,.0f} events/s: "
               f"{verdict} (p99 {e['p99']:.0f} ms at {res['rate_achieved']:,} events/s)")
@@ -428,6 +444,8 @@ def main() -> None:
     la.add_argument("--rate", type=float, default=TARGET_LATENCY_RATE)
     la.add_argument("--seconds", type=float, default=60.0)
     la.add_argument("--seed", type=int, default=3)
+    la.add_argument("--profile", metavar="FILE", help="run the worker under cProfile, stats to "
+                    "FILE (slows it: for where the time goes, not for the figures)")
     me = sub.add_parser("memory", help="RSS and rate under many models")
     me.add_argument("--models", type=int, default=100_000)
     me.add_argument("--events-per-model", type=int, default=2)
