@@ -10,6 +10,10 @@ one by one does (River's ``update``: reset the window after a drift, then
 bytes, core/detectors.py) is unchanged: a checkpoint written before restores into it.
 tests/unit/test_vector.py compares both paths on seeded streams.
 
+The compiled window is River's private ``_helper`` attribute (the one River's ``update`` calls):
+pyproject pins River to 0.26.x, and the tests above compare with River's own ``update``, so a
+River that changes it fails them rather than drifting silently.
+
 >>> det = ADWIN(delta=0.002, clock=32)
 >>> xs = np.array([0.0] * 2000 + [5.0] * 200)
 >>> fed = det.feed(xs)

@@ -21,13 +21,19 @@ make the loop do more than feed them:
 
 * it is in the state already, and its events all map to it (no new model or version, so no
   post-deploy watch can start and read it);
-* it has no value rules (core/value_rules.py), no timed seasonal signal, no open incident,
-  retrain evidence, degraded flag or deployment watch, and its events carry no inline label;
+* it has no timed seasonal signal and no deployment watch; the signals an open incident or
+  pending retrain evidence reads after each event are *pinned*: the loop feeds them;
+* under value rules (core/value_rules.py), no event of the run has a fault (each expected
+  feature present, a finite number within its bounds), no bounds are about to be learned, and
+  each watched fault rate is then fed a ``0.0`` per event; the pinned signals' first alarm is
+  looked for too (an alarm may lead to new learned bounds);
 * each event's features are all known (no new signal), numbers that are finite (no rejected
   value to count) or ignored non-numbers, on signals that are not categorical, and fit under
   ``quality.max_features_per_model``;
 * every signal it feeds is :attr:`~stream_monitor.core.signals.SignalState.vectorised`
-  (watching with the project's CUSUMs; a signal collecting its reference is fed by the loop).
+  (its detectors have a batch ``feed``: the project's CUSUMs and Page-Hinkley, River's ADWIN);
+  a signal collecting or growing its reference is fed up to the value that completes it,
+  which, like an alarm, the loop takes.
 
 Anything else leaves the model to the loop, for the whole batch; so does a model with fewer than
 :data:`MIN_EVENTS` events in the batch (arrays of a few values cost more than the loop).
@@ -49,8 +55,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MIN_EVENTS", "Pinned", "feed_ahead"]
 
-# A model with fewer events in the batch is left to the loop: a run of values costs a few dozen
-# numpy calls (~0.2 ms), the loop about 1.5 µs a value (benchmarks/hotpath.py).
+# A model with fewer events in the batch (in a part: the pipeline feeds the core 2,000 events at
+# a time) is left to the loop: a run of values costs a few dozen numpy calls per signal, the
+# loop about 1.5 µs a value (benchmarks/hotpath.py).
 MIN_EVENTS = 64
 
 
