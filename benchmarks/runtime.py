@@ -2,7 +2,8 @@
 memory under many models. Each figure is printed next to a baseline measured in the same run.
 
     python benchmarks/runtime.py latency [--rate 10000] [--seconds 60]
-    python benchmarks/runtime.py memory  [--models 100000] [--events-per-model 2]
+    python benchmarks/runtime.py memory  [--models 100000] [--events-per-model 2] [--rounds 1]
+                                         [--reference-src DIR]
 
 latency: one fresh single-partition inference topic is fed at a steady ``--rate`` events/s
 (paced in 10 ms slices) with drifts every few thousand events of each model, while one
@@ -17,7 +18,9 @@ memory: ``--models`` model ids with 3 numeric signals each (2 features and the p
 ``--events-per-model`` events each, are pre-filled, then read by the worker with its default
 model cache (``SM_MODEL_CACHE_SIZE``) and, as the baseline, with a cache large enough to hold
 every model (the old behaviour). For each: peak RSS of the worker process (VmHWM from
-/proc), events/s from its committed offsets, and the Redis keys it wrote.
+/proc), events/s from its committed offsets, its CPU time, and the Redis keys it wrote.
+``--reference-src`` adds a row for the worker of another version of the package (say, the
+main branch's, unpacked in a directory), with the default cache, in the same run.
 
 Kafka and Redis come from KAFKA_BOOTSTRAP_SERVERS and REDIS_URL. Results are printed and
 written to ``benchmarks/results/runtime-<mode>-<date>.json``.
@@ -339,11 +342,17 @@ def _proc_cpu(pid: int) -> float | None:
 
 # -- memory -----------------------------------------------------------------------------------
 async def _one_memory_run(name: str, config: Path, bootstrap: str, redis_url: str,
-                          topic: str, n: int, cache: int | None) -> dict[str, Any]:
+                          topic: str, n: int, cache: int | None,
+                          source: str | None = None) -> dict[str, Any]:
+    """One worker over the whole topic. ``source``: a directory holding another version of the
+    ``stream_monitor`` package, run in place of this one (put first on PYTHONPATH)."""
     run = f"bench-mem-{uuid.uuid4().hex[:8]}"
     outs = {k: f"{run}-{k}" for k in ("alerts", "retrain", "dead_letter", "operations",
                                        "deployments", "labels")}
     extra = {} if cache is None else {"SM_MODEL_CACHE_SIZE": str(cache)}
+    if source is not None:
+        extra["PYTHONPATH"] = os.pathsep.join(
+            [source, *filter(None, [os.environ.get("PYTHONPATH")])])
     log = Path(tempfile.mkdtemp(prefix="sm-bench-")) / "worker.log"
     proc = _worker(config, _env(bootstrap, redis_url, run, {"inference": topic, **outs},
                                 **extra), log)
@@ -378,7 +387,9 @@ async def _one_memory_run(name: str, config: Path, bootstrap: str, redis_url: st
     for batch in _chunks(r.scan_iter(f"{run}:*", count=10_000), 10_000):
         r.delete(*batch)
     r.close()
-    return {"name": name, "cache": cache, "peak_rss_mb": round(peak), "events_per_s": round(rate),
+    return {"name": name, "cache": cache,
+            "source": None if source is None else "--reference-src",
+            "peak_rss_mb": round(peak), "events_per_s": round(rate),
             "worker_cpu_s": cpu, "events_per_cpu_s": round(n / cpu) if cpu else None,
             "redis_keys": keys}
 
@@ -414,11 +425,16 @@ async def memory(args: argparse.Namespace, bootstrap: str, redis_url: str) -> di
     await produce(bootstrap, topic, recs)
     runs = []
     try:
-        runs.append(await _one_memory_run("bounded cache (default)", config, bootstrap,
-                                          redis_url, topic, len(recs), None))
-        runs.append(await _one_memory_run("baseline: cache holds every model", config,
-                                          bootstrap, redis_url, topic, len(recs),
-                                          args.models * 2))
+        for _ in range(args.rounds):  # interleaved: the load of the machine changes
+            runs.append(await _one_memory_run("bounded cache (default)", config, bootstrap,
+                                              redis_url, topic, len(recs), None))
+            runs.append(await _one_memory_run("baseline: cache holds every model", config,
+                                              bootstrap, redis_url, topic, len(recs),
+                                              args.models * 2))
+            if args.reference_src:
+                runs.append(await _one_memory_run(
+                    "reference: other code, bounded cache", config, bootstrap, redis_url,
+                    topic, len(recs), None, source=args.reference_src))
     finally:
         await _delete(bootstrap, [topic])
     t = Table(title=f"{args.models:,} models x 3 signals, {args.events_per_model} events each")
@@ -431,6 +447,11 @@ async def memory(args: argparse.Namespace, bootstrap: str, redis_url: str) -> di
     b, base = runs[0], runs[1]
     out.print(f"bounded / baseline: RSS {b['peak_rss_mb'] / base['peak_rss_mb']:.2f}, rate "
               f"{b['events_per_s'] / max(1, base['events_per_s']):.2f}")
+    if args.reference_src:
+        ref = runs[2]
+        out.print(f"bounded / reference code: events per worker CPU s "
+                  f"{(b['events_per_cpu_s'] or 0) / max(1, ref['events_per_cpu_s'] or 1):.2f}, "
+                  f"rate {b['events_per_s'] / max(1, ref['events_per_s']):.2f}")
     ok = b["peak_rss_mb"] < 1024 and b["events_per_s"] >= TARGET_MANY_MODELS_RATE
     out.print(f"target < 1 GB RSS and >= {TARGET_MANY_MODELS_RATE:,.0f} events/s: "
               f"{'PASS' if ok else 'FAIL'}")
@@ -450,6 +471,12 @@ def main() -> None:
     me.add_argument("--models", type=int, default=100_000)
     me.add_argument("--events-per-model", type=int, default=2)
     me.add_argument("--seed", type=int, default=3)
+    me.add_argument("--rounds", type=int, default=1,
+                    help="runs of each worker, interleaved")
+    me.add_argument("--reference-src", default=None,
+                    help="a directory with another version of the stream_monitor package "
+                         "(e.g. `git archive main stream_monitor | tar -x -C DIR`): one more "
+                         "row, that code's worker with the default cache")
     args = ap.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -7,8 +7,11 @@ tests/integration/test_state_save.py), on the same deltas, interleaved, in one r
 
 Each round saves every model once with each method (fresh key prefixes, so both write the same
 keys and values); the figure is the process CPU time of the save call per model (redis-py's
-encoding, the pipeline, the reply parsing), and the wall time per model. Redis comes from
-REDIS_URL. Results: ``benchmarks/results/state-save-<date>-<time>.json``.
+encoding, the pipeline, the reply parsing), and the wall time per model. Each round then loads
+every model back with the grouped load (one script call per group of models, one framed reply)
+and with the load of 2026-12-07 (an ``MGET`` of the metas, then one of every window and
+version and an ``HGETALL`` per outbox; ``RedisStore._load_separately``), interleaved, timed the
+same way. Redis comes from REDIS_URL. Results: ``benchmarks/results/state-save-<date>-<time>.json``.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ async def amain(args: argparse.Namespace) -> int:
     old = RedisStore(url, prefix=f"bench-save-{run}-old")
     new = RedisStore(url, prefix=f"bench-save-{run}-new")
     await new.scripts.ensure()
-    rows: dict[str, list[tuple[float, float]]] = {"per_model": [], "grouped": []}
+    rows: dict[str, list[tuple[float, float]]] = {"per_model": [], "grouped": [],
+                                                  "load_two_rounds": [], "load_grouped": []}
     try:
         for rnd in range(args.rounds):
             deltas = _deltas(args.models, args.signals, rnd)
@@ -78,6 +82,14 @@ async def amain(args: argparse.Namespace) -> int:
                 else:
                     await save(store, deltas)
                 cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+                rows[name].append((1e6 * cpu / args.models, 1e6 * wall / args.models))
+            ids = [d.unit_id for d in deltas]
+            for name, load in (("load_two_rounds", new._load_separately),
+                               ("load_grouped", new.load)):
+                c0, t0 = time.process_time(), time.perf_counter()
+                loaded = await load(ids)
+                cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+                assert len(loaded) == len(ids)
                 rows[name].append((1e6 * cpu / args.models, 1e6 * wall / args.models))
     finally:
         for st in (old, new):
@@ -93,12 +105,17 @@ async def amain(args: argparse.Namespace) -> int:
     g, p = res["grouped"], res["per_model"]
     res["grouped/per_model_cpu"] = round(g["client_cpu_us_per_model_median"]
                                          / p["client_cpu_us_per_model_median"], 3)
+    lg, lt = res["load_grouped"], res["load_two_rounds"]
+    res["load_grouped/load_two_rounds_cpu"] = round(lg["client_cpu_us_per_model_median"]
+                                                    / lt["client_cpu_us_per_model_median"], 3)
     print(f"{args.models:,} models x {args.signals} signals, {args.rounds} rounds (median):")
-    for name in ("per_model", "grouped"):
+    for name in ("per_model", "grouped", "load_two_rounds", "load_grouped"):
         r = res[name]
-        print(f"  {name:10s} client CPU {r['client_cpu_us_per_model_median']:6.1f} us/model, "
+        print(f"  {name:15s} client CPU {r['client_cpu_us_per_model_median']:6.1f} us/model, "
               f"wall {r['wall_us_per_model_median']:6.1f} us/model")
-    print(f"  grouped / per_model (client CPU): {res['grouped/per_model_cpu']:.2f}")
+    print(f"  grouped / per_model save (client CPU): {res['grouped/per_model_cpu']:.2f}")
+    print(f"  grouped / two-round load (client CPU): "
+          f"{res['load_grouped/load_two_rounds_cpu']:.2f}")
     now = dt.datetime.now().astimezone()
     path = ROOT / "benchmarks" / "results" / f"state-save-{now.strftime('%Y-%m-%d-%H%M%S')}.json"
     path.write_text(json.dumps({"date": now.isoformat(timespec="seconds"),

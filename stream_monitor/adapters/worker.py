@@ -60,6 +60,7 @@ from aiokafka.errors import (
 from ..contracts.output_records import StateReset, WorkerRef
 from ..contracts.outputs import OutputRecord, output_record
 from ..contracts.records import DeadLetter, Position, RawRecord, iso_time, record_id
+from ..core.batch import dead_letter_out
 from ..core.plan import MonitorPlan
 from ..errors import OutputRejectedError, TransientStoreError
 from ..observability.batch_report import BatchReporter, where
@@ -567,7 +568,7 @@ def _internal_error(config: MonitorPlan, raw: RawRecord) -> BatchOutput:
                     "worker log at this topic/partition/offset")
     out = BatchOutput(events=1, dead_letters=1)
     out.quality.dead_letter("(unknown)", "internal_error")
-    rec = dl.to_record(time.time(), config.quality.dead_letter_max_bytes)
-    out.records.append(output_record(config.topics.dead_letter, dl.kafka_key, rec,
+    o = dead_letter_out(config, dl, time.time())
+    out.records.append(output_record(o.topic, o.key, o.record,
                                      (("reason-code", b"internal_error"),)))
     return out

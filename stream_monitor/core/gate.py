@@ -22,20 +22,23 @@ The checks of single values inside an admitted event are the core's value rules
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
 from ..contracts.records import (
     DeadLetter,
     InferenceEvent,
+    LabelEvent,
     RawRecord,
     decode_inference,
+    decode_label,
     iso_time,
 )
-from .plan import MonitorPlan
+from .plan import ModelPlan, MonitorPlan
 from .sampling import sampled
 
-__all__ = ["NO_MODEL", "Claim", "EventGate", "QualityCounters", "position_key"]
+__all__ = ["NO_MODEL", "Admitted", "Claim", "Claims", "EventGate", "QualityCounters",
+           "position_key"]
 
 # Model label for dead letters that belong to no watched model (undecodable, unknown model):
 # keeps the counters' cardinality bounded by the config.
@@ -104,6 +107,33 @@ class Claim:
     position: str
 
 
+@dataclass(slots=True)
+class Claims:
+    """What the duplicate rule asks of the dedupe store (state/dedupe.py): claim these ids for
+    ``window`` seconds at processing time ``now``. The answer, ``first_seen``, per claim: None
+    when it holds the claim (new, or the same record again), else the position of the record
+    that claimed the id first."""
+
+    claims: list[Claim]
+    window: float
+    now: float
+    first_seen: list[str | None] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Admitted:
+    """What passed the gate: the batch's inference ``events`` and ``labels`` (input order),
+    the ``dead`` letters of both (inference records' in input order, then labels'), the
+    inference records (``inference``, for the original bytes of later refusals) and the labels
+    of models whose rule takes none (``labels_ignored``)."""
+
+    events: list[InferenceEvent]
+    labels: list[LabelEvent]
+    dead: list[DeadLetter]
+    inference: Sequence[RawRecord]
+    labels_ignored: int = 0
+
+
 def position_key(ev: InferenceEvent) -> str:
     """Where an event's record is, as ``topic:partition:offset`` (the form a claim keeps)."""
     p = ev.position
@@ -141,32 +171,84 @@ class EventGate:
         self.max_id = q.max_id_length
         # input.inference.fields / feature_fields: where the contract's fields are (None: as is).
         self.mapping = config.input.inference.mapping()
-        self._watched: dict[str, bool] = {}
+        self.label_mapping = config.input.labels.mapping()
+        self.label_topic = config.topics.labels
+        # Model id -> its rule (None: no rule matches): looked up once per model.
+        self._rules: dict[str, ModelPlan | None] = {}
         # Sample rates below 1 (docs/scaling.md "Sampling a hot model"): off, no cost.
         self.samples = any(r.sample_rate < 1.0 for r in config.models)
-        self._rates: dict[str, float] = {}
 
     @property
     def checks_duplicates(self) -> bool:
         return self.duplicate_window > 0
 
-    def watched(self, model_id: str) -> bool:
-        w = self._watched.get(model_id)
-        if w is None:
-            if len(self._watched) > 100_000:  # ids of unknown models must not grow it forever
-                self._watched.clear()
-            w = self._watched[model_id] = self.config.model_rule(model_id) is not None
-        return w
+    def rule(self, model_id: str) -> ModelPlan | None:
+        """The model's rule (None: no rule matches it)."""
+        rules = self._rules
+        try:
+            return rules[model_id]
+        except KeyError:
+            pass
+        if len(rules) > 100_000:  # ids of unknown models must not grow it forever
+            rules.clear()
+        rule = rules[model_id] = self.config.model_rule(model_id)
+        return rule
 
-    def sample_rate(self, model_id: str) -> float:
-        """The sample rate of a model's rule (1.0 for a model no rule matches)."""
-        r = self._rates.get(model_id)
-        if r is None:
-            if len(self._rates) > 100_000:
-                self._rates.clear()
-            rule = self.config.model_rule(model_id)
-            r = self._rates[model_id] = 1.0 if rule is None else rule.sample_rate
-        return r
+    def watched(self, model_id: str) -> bool:
+        return self.rule(model_id) is not None
+
+    def admit_batch(self, raws: Sequence[RawRecord], now: float, counters: QualityCounters,
+                    ) -> Generator[Claims, None, Admitted]:
+        """A batch through every whole-record rule: inference records (:meth:`admit`), their
+        duplicates (the ids' claims asked of the dedupe store, one :class:`Claims`), then the
+        label records (:meth:`admit_labels`). Both topics come in one batch."""
+        inference: Sequence[RawRecord] = raws
+        label_raws: list[RawRecord] = []
+        topic = self.label_topic
+        if any(r.position.topic == topic for r in raws):
+            inference = [r for r in raws if r.position.topic != topic]
+            label_raws = [r for r in raws if r.position.topic == topic]
+        events, dead = self.admit(inference, now, counters)
+        if self.checks_duplicates and events:
+            # Claims are written before the state: a batch retried after a failure finds its
+            # own claims (same positions) and is not mistaken for duplicates of itself.
+            idx, claims = self.claims(events)
+            ask = Claims(claims, self.duplicate_window, now)
+            yield ask
+            events, dups = self.drop_duplicates(inference, events, idx, ask.first_seen,
+                                                counters)
+            if dups:
+                order = {r.position: i for i, r in enumerate(inference)}
+                dead = sorted([*dead, *dups], key=lambda d: order[d.raw.position])
+        labels, ignored = self.admit_labels(label_raws, dead, counters)
+        return Admitted(events, labels, dead, inference, ignored)
+
+    def admit_labels(self, raws: Sequence[RawRecord], dead: list[DeadLetter],
+                     counters: QualityCounters) -> tuple[list[LabelEvent], int]:
+        """Decode label records; bad ones join ``dead`` (same reason codes as events). Labels
+        of models whose rule takes no labels are ignored (counted), or dead-lettered as
+        ``unknown_model`` when no rule matches and ``quality.unknown_model`` says so; a
+        model's ``sample_rate`` leaves out the labels of the predictions it left out."""
+        labels: list[LabelEvent] = []
+        ignored = 0
+        for raw in raws:
+            lab = decode_label(raw, self.label_mapping)
+            if isinstance(lab, DeadLetter):
+                dead.append(lab)
+                counters.dead_letter(NO_MODEL, lab.reason_code)
+                continue
+            rule = self.rule(lab.model_id)
+            if rule is None and self.dead_letter_unknown:
+                dead.append(DeadLetter(raw, "unknown_model",
+                                       f"no model rule matches model_id {lab.model_id!r}"))
+                counters.dead_letter(NO_MODEL, "unknown_model")
+            elif rule is None or rule.labels is None:
+                ignored += 1
+            elif rule.sample_rate < 1.0 and not sampled(lab.event_id, rule.sample_rate):
+                counters.sampled_out[(lab.model_id, "label")] += 1
+            else:
+                labels.append(lab)
+        return labels, ignored
 
     def admit(self, raws: Sequence[RawRecord], now: float,
               counters: QualityCounters) -> tuple[list[InferenceEvent], list[DeadLetter]]:
@@ -199,17 +281,17 @@ class EventGate:
                 dead.append(DeadLetter(raw, code, reason))
                 counters.dead_letter(NO_MODEL, code)
                 continue
-            if per_model:
-                fault = self._event_fault(ev, now)
+            if per_model or samples:
+                rule = self.rule(ev.model_id)
+                fault = self._event_fault(ev, rule, now) if per_model else None
                 if fault is not None:
                     code, reason = fault
                     dead.append(DeadLetter(raw, code, reason))
                     counters.dead_letter(NO_MODEL if code == "unknown_model" else ev.model_id,
                                          code)
                     continue
-            if samples:
-                rate = self.sample_rate(ev.model_id)
-                if rate < 1.0 and not sampled(ev.event_id, rate):
+                if samples and rule is not None and rule.sample_rate < 1.0 and not sampled(
+                        ev.event_id, rule.sample_rate):
                     counters.sampled_out[(ev.model_id, "inference")] += 1
                     continue
             events.append(ev)
@@ -231,8 +313,9 @@ class EventGate:
                 f"{max_id} characters; use shorter ids, or raise the limit")
         return None
 
-    def _event_fault(self, ev: InferenceEvent, now: float) -> tuple[str, str] | None:
-        if not self.watched(ev.model_id):
+    def _event_fault(self, ev: InferenceEvent, rule: ModelPlan | None,
+                     now: float) -> tuple[str, str] | None:
+        if rule is None:
             if self.dead_letter_unknown:
                 return "unknown_model", (
                     f"no rule in `models` matches model_id {ev.model_id!r}; add a rule for it, "

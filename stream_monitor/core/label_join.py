@@ -37,14 +37,19 @@ came first).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from ..contracts.records import InferenceEvent, LabelEvent
 from ..contracts.signals import PERFORMANCE_SIGNAL
 
-__all__ = ["PERFORMANCE_SIGNAL", "JoinedPair", "LabelBook", "LabelOp", "LabelStats",
-           "error_value", "version_key"]
+if TYPE_CHECKING:  # annotations only: the model state imports the core's detectors
+    from .model_state import ModelState
+    from .plan import MonitorPlan
+
+__all__ = ["PERFORMANCE_SIGNAL", "Join", "JoinedPair", "LabelBook", "LabelOp", "LabelStats",
+           "error_value", "join_labels", "version_key"]
 
 Task = Literal["classification", "regression"]
 
@@ -242,3 +247,68 @@ def _take(buckets: dict[int, dict[str, Any]], event_id: str) -> Any:
             return hit
     return None
 
+
+
+# ---------------------------------------------------------------------------------------------
+# A batch's join
+
+
+@dataclass(slots=True)
+class Join:
+    """What a batch asks of the join store (state/label_store.py): apply ``ops`` (predictions
+    and labels, in source order) under each model's ``rules`` (ttl, bucket seconds); drop the
+    pairs at or below ``cursors`` (what the models' stored states consumed, per version). The
+    answer: the ``pairs`` not yet consumed, and the models' ``stats``."""
+
+    ops: list[LabelOp]
+    rules: dict[str, tuple[float, float]]
+    cursors: dict[str, dict[str, int]]
+    pairs: list[JoinedPair] = field(default_factory=list)
+    stats: dict[str, LabelStats] = field(default_factory=dict)
+
+
+def join_labels(plan: MonitorPlan, events: Sequence[InferenceEvent],
+                labels: Sequence[LabelEvent], models: Mapping[str, ModelState],
+                ) -> Generator[Join, None, Join]:
+    """Predictions of models that take labels, and the labels, through the join store (one
+    :class:`Join`, when there is anything to join). Returns the join, answered."""
+    ops: list[tuple[tuple[str, int, int], LabelOp]] = []
+    rules: dict[str, tuple[float, float]] = {}
+    takes: dict[str, bool] = {}  # model id -> its rule takes labels
+    for ev in events if any(r.labels is not None for r in plan.models) else ():
+        mid = ev.model_id
+        t = takes.get(mid)
+        if t is None:
+            rule = plan.model_rule(mid)
+            policy = rule.labels if rule is not None else None
+            t = takes[mid] = policy is not None
+            if policy is not None:
+                rules[mid] = (policy.ttl_seconds, policy.bucket_seconds)
+        if not t:
+            continue
+        p = ev.position
+        ops.append(((p.topic, p.partition, p.offset), LabelOp(
+            "prediction", ev.model_id, ev.event_id, ev.prediction, ev.event_time, p.topic,
+            p.partition, p.offset, ev.model_version)))
+    for lab in labels:
+        if lab.model_id not in rules:
+            rule = plan.model_rule(lab.model_id)
+            assert rule is not None and rule.labels is not None  # the gate kept these only
+            rules[lab.model_id] = (rule.labels.ttl_seconds, rule.labels.bucket_seconds)
+        p = lab.position
+        ops.append(((p.topic, p.partition, p.offset), LabelOp(
+            "label", lab.model_id, lab.event_id, lab.label, lab.event_time, p.topic,
+            p.partition, p.offset)))
+    if not ops:
+        return Join([], {}, {})
+    if labels and events:
+        ops.sort(key=lambda o: o[0])  # a fixed order whatever the interleaving delivered
+    # What the cached states consumed, per model (each version's unit its own log), so the
+    # join store can drop those pairs from its logs.
+    cursors: dict[str, dict[str, int]] = {}
+    for m in models.values():
+        if m.model_id in rules and m.pairs_applied:
+            cursors.setdefault(m.model_id, {}).update(m.pairs_applied)
+    join = Join([o for _, o in ops], rules, cursors)
+    yield join
+    return join

@@ -31,6 +31,7 @@ __all__ = [
     "FeatureRuleState",
     "ModelState",
     "MonitorState",
+    "SignalTemplate",
     "StateBuilder",
     "ValueRuleState",
 ]
@@ -38,6 +39,26 @@ __all__ = [
 MISSING: Any = object()  # "not looked up yet" in the per-model caches
 RING = 500  # default events of a model whose ids are kept for change localization
 _INF = float("inf")
+_TEMPLATES_MAX = 100_000  # signal templates kept (signal names can be unbounded)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalTemplate:
+    """What every new signal of one model rule and signal name gets, resolved from the plan
+    once (:meth:`StateBuilder.new_signal` built it from the rule on each call: with 100,000
+    models every event's model is new to the worker, and those lookups were 14% of its CPU).
+    ``detector_params`` is shared by the signals built from it: nothing writes to it."""
+
+    timed: float  # the period of event time in seconds, 0.0: none
+    categorical: bool
+    detector_names: tuple[str, ...]
+    detector_params: tuple[dict[str, Any], ...]
+    binary: tuple[bool, ...]
+    reference_size: int
+    reference_min: int  # 0: the full reference
+    period: int
+    budget: float | None
+    budget_config: dict[str, Any] | None
 
 
 @dataclass(slots=True)
@@ -269,6 +290,10 @@ class StateBuilder:
     def __init__(self, config: MonitorPlan) -> None:
         self.config = config
         self._separate: dict[str, bool] = {}
+        # (model rule, signal name, categorical asked) -> the rule and the signal's template,
+        # None when no rule watches it (the rule kept to check the key's id still names it).
+        self._templates: dict[tuple[int, str, bool],
+                              tuple[ModelPlan, SignalTemplate | None]] = {}
 
     # -- state construction -------------------------------------------------------------
     def unit_of(self, model_id: str, model_version: str | None) -> str:
@@ -317,50 +342,72 @@ class StateBuilder:
         (:meth:`categorical`)."""
         if signal.startswith("quality:"):
             return self._new_quality_signal(model, signal)
-        sr = model.rule.signal_rule(signal)
-        if sr is None:
+        rule = model.rule
+        hit = self._templates.get((id(rule), signal, categorical))
+        if hit is None or hit[0] is not rule:
+            hit = (rule, self._template(rule, signal, categorical))
+            if len(self._templates) >= _TEMPLATES_MAX:
+                self._templates.clear()
+            self._templates[(id(rule), signal, categorical)] = hit
+        t = hit[1]
+        if t is None:
             return None
-        reference_size = sr.reference_size
-        mq = model.value_rules
         table = None
-        if categorical or sr.categorical:
-            # One multinomial CUSUM (core/multinomial.py) watches the category mix, in place
-            # of the rule's cusum (or of River's detectors, which take numbers).
-            names: tuple[str, ...] = (sr.category_detector,)
-            params: tuple[Mapping[str, Any], ...] = (sr.category_params,)
-            binary: tuple[bool, ...] = (False,)
+        if t.categorical:
+            # One multinomial CUSUM (core/multinomial.py) watches the category mix.
+            mq = model.value_rules
             top_k = mq.rule.max_categories if mq is not None else 20
             table = CodeTable(max(64, 4 * top_k))
-            least = sr.categorical_watched_after
-        else:
-            names, params, binary = sr.detectors, sr.detector_params, sr.binary
-            least = sr.watched_after
-        timed = sr.period_seconds if table is None else 0.0
-        sig = (TimedSignalState if timed else SignalState)(
+        sig = (TimedSignalState if t.timed else SignalState)(
             signal=signal,
-            detector_names=names,
-            detector_params=tuple(dict(p) for p in params),
-            binary=binary,
-            reference_size=reference_size,
-            recent=deque(maxlen=model.rule.recent_size),
+            detector_names=t.detector_names,
+            detector_params=t.detector_params,
+            binary=t.binary,
+            reference_size=t.reference_size,
+            recent=deque(maxlen=rule.recent_size),
             base_events=max(model.events - 1, 0),
             table=table,
+            period=t.period,
+            budget=t.budget,
+            budget_config=None if t.budget_config is None else dict(t.budget_config),
+            reference_min=t.reference_min,
         )
         if table is not None:
             sig.top_k = top_k
-        if sr.period_values:
-            sig.period = sr.period_values
-        if sr.budget is not None:
-            sig.budget = sr.budget.per_value()
-            sig.budget_config = sr.budget.describe()
         if isinstance(sig, TimedSignalState):
-            sig.period_seconds = timed
+            sig.period_seconds = t.timed
             model.timed.append(sig)
-        if least < reference_size:
-            sig.reference_min = least
         model.signals[signal] = sig
         model.dirty = True
         return sig
+
+    @staticmethod
+    def _template(rule: ModelPlan, signal: str, categorical: bool) -> SignalTemplate | None:
+        """The template of a new signal (None: no rule watches it)."""
+        sr = rule.signal_rule(signal)
+        if sr is None:
+            return None
+        if categorical or sr.categorical:
+            # One multinomial CUSUM in place of the rule's cusum (or of River's detectors,
+            # which take numbers).
+            names: tuple[str, ...] = (sr.category_detector,)
+            params: tuple[Mapping[str, Any], ...] = (sr.category_params,)
+            binary: tuple[bool, ...] = (False,)
+            least = sr.categorical_watched_after
+            timed = 0.0
+        else:
+            names, params, binary = sr.detectors, sr.detector_params, sr.binary
+            least = sr.watched_after
+            timed = sr.period_seconds
+        budget = sr.budget
+        return SignalTemplate(
+            timed=timed, categorical=categorical or sr.categorical, detector_names=names,
+            detector_params=tuple(dict(p) for p in params), binary=binary,
+            reference_size=sr.reference_size,
+            reference_min=least if least < sr.reference_size else 0,
+            period=sr.period_values,
+            budget=None if budget is None else budget.per_value(),
+            budget_config=None if budget is None else budget.describe())
 
     def _new_quality_signal(self, model: ModelState, signal: str) -> SignalState | None:
         """A fault rate (``quality:<fault>:<feature>``): one 0/1 value per event (1: the

@@ -19,7 +19,7 @@ storm against a stale reference.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,12 @@ from .signals import PREDICTION, SignalState
 from .value_rules import Fired, check_features, close_sample
 from .vector import Pinned, feed_ahead
 
-__all__ = ["BatchResult", "Monitor", "collecting", "not_watchable"]
+__all__ = ["BatchResult", "Monitor", "Pause", "collecting", "not_watchable"]
+
+
+class Pause:
+    """A point between two parts of a batch where its caller may let other work run (the
+    worker's event loop: heartbeats, health endpoints)."""
 
 
 @dataclass(slots=True)
@@ -101,6 +106,22 @@ class Monitor(StateBuilder):
     vectorised: bool = True
 
     # -- the batch ------------------------------------------------------------------------
+    def detect(self, events: Sequence[InferenceEvent], state: MonitorState,
+               quality: QualityCounters, pairs: Sequence[JoinedPair], chunk: int,
+               ) -> Generator[Pause, None, BatchResult]:
+        """:meth:`process` over the batch in parts of ``chunk`` events, with a :class:`Pause`
+        between two parts, so that a large batch does not hold up the worker's event loop.
+        Same outcome as one call."""
+        result = None
+        for lo in range(0, max(len(events), 1), chunk):
+            if lo:
+                yield Pause()
+            last = lo + chunk >= len(events)
+            result = self.process(events[lo:lo + chunk], state, quality,
+                                  pairs if last else (), result=result, finish=last)
+        assert result is not None
+        return result
+
     def process(self, events: Sequence[InferenceEvent], state: MonitorState,
                 quality: QualityCounters | None = None,
                 pairs: Sequence[JoinedPair] = (), *, result: BatchResult | None = None,

@@ -178,6 +178,11 @@ class WorkerMetrics:
         # Children looked up once: with many models a batch counts thousands of overflows.
         self._model_overflows = self.label_overflows.labels("model")
         self._signal_overflows = self.label_overflows.labels("signal")
+        # Overflows counted but not yet added to those counters: a batch of 100,000 models
+        # asks about each of its signals (`wants_signal`), and a counter's `inc` (a lock, a
+        # child) cost more than the question. Added at the end of each observation.
+        self._pending_model_overflows = 0
+        self._pending_signal_overflows = 0
 
     # -- per batch -----------------------------------------------------------------------
     def _m(self, model: str) -> str:
@@ -187,7 +192,7 @@ class WorkerMetrics:
         if len(self._models) < self.max_models:
             self._models.add(model)
             return model
-        self._model_overflows.inc()
+        self._pending_model_overflows += 1
         return OTHER_MODEL
 
     def _series(self, model: str, signal: str) -> bool:
@@ -198,8 +203,17 @@ class WorkerMetrics:
         if len(self._signal_series) < self.max_signal_series and self._m(model) == model:
             self._signal_series.add(key)
             return True
-        self._signal_overflows.inc()
+        self._pending_signal_overflows += 1
         return False
+
+    def _count_overflows(self) -> None:
+        """Add the overflows counted since the last call to ``metrics_label_overflows``."""
+        if self._pending_model_overflows:
+            self._model_overflows.inc(self._pending_model_overflows)
+            self._pending_model_overflows = 0
+        if self._pending_signal_overflows:
+            self._signal_overflows.inc(self._pending_signal_overflows)
+            self._pending_signal_overflows = 0
 
     def observe_batch(self, events_by_model: Mapping[str, int],
                       dead_letters_by_reason: Mapping[str, int], seconds: float, *,
@@ -233,6 +247,7 @@ class WorkerMetrics:
             self.retrain_requests.labels(self._m(str(mid))).inc()
         for tp, offset in (positions or {}).items():
             self.processed(tp, offset)
+        self._count_overflows()
 
     def observe_labels(self, labels_by_model: Mapping[str, int],
                        pair_delays: Mapping[str, Sequence[float]],
@@ -252,6 +267,7 @@ class WorkerMetrics:
                 self.label_join.labels(self._m(model), outcome).set(getattr(st, outcome))
             if st.coverage is not None:
                 self.label_coverage.labels(self._m(model)).set(st.coverage)
+        self._count_overflows()
 
     def observe_alert(self, alert: DriftAlert | Mapping[str, Any], *,
                       now: float | None = None) -> None:
@@ -271,6 +287,7 @@ class WorkerMetrics:
         signal = ((self.signal_label(str(signal_name)) or "other")
                   if model != OTHER_MODEL else OTHER_MODEL)
         self.detections.labels(model, signal, str(detector)).inc()
+        self._count_overflows()
         now = self.clock() if now is None else now
         if t is not None and now >= t:  # a clock behind the event's time tells us nothing
             self.alert_latency.observe(now - t)
@@ -339,6 +356,7 @@ class WorkerMetrics:
                        watch: Mapping[str, Any] | None = None) -> None:
         if (not self.signal_gauges or self.signal_label(signal) is None
                 or not self._series(model, signal)):
+            self._count_overflows()
             return
         self.window_size.labels(model, signal, "reference").set(reference_size)
         self.window_size.labels(model, signal, "recent").set(recent_size)
@@ -356,7 +374,8 @@ class WorkerMetrics:
 
     def wants_signal(self, model: str, signal: str) -> bool:
         """Whether this model's signal has gauges (the allow-list, the series cap): the
-        pipeline reads only those (``BatchPipeline.reading_filter``)."""
+        pipeline reads only those (``BatchPipeline.reading_filter``). The overflows it finds
+        are counted by the next observation (:meth:`observe_readings` follows it)."""
         return (self.signal_gauges and self.signal_label(signal) is not None
                 and self._series(model, signal))
 
@@ -369,6 +388,7 @@ class WorkerMetrics:
                     recent_size=r.recent_size, reference_mean=r.reference_mean,
                     current_mean=r.current_mean, detecting=r.detecting,
                     reference_needed=r.reference_needed, watch=r.watch)
+        self._count_overflows()
 
     def observe_models(self, models: Iterable[Any]) -> None:
         """Window sizes and means of every signal of these models (``core.monitor.ModelState``,
@@ -394,6 +414,7 @@ class WorkerMetrics:
         for (model, kind), n in counts.items():
             if n:
                 self.sampled_out.labels(self._m(model), kind).inc(n)
+        self._count_overflows()
 
     def internal_error(self, stage: str) -> None:
         self.internal_errors.labels(stage).inc()

@@ -18,10 +18,11 @@ of 500 values is one 4 KB string. ``numpy.frombuffer(v, "<f8")`` reads one back.
 A batch is one pipelined round trip of one Lua script call per group of models (the whole batch
 on a single Redis, cut at ``_GROUP_MODELS`` models; the models of one hash slot on a cluster):
 each model's state, watermark and outbox are written atomically, and only if the stored version
-is the expected one (``_SAVE_MODELS``). Loading takes two round trips.
+is the expected one (``_SAVE_MODELS``). A load is one round trip of one script call per group
+too (``_LOAD_MODELS``), its reply one framed string.
 
 On a Redis Cluster (``state/client.py``; docs/scaling.md) the same pipelines are split per node
-and sent to all nodes at once, the loading MGET is split per slot, each save waits for a replica
+and sent to all nodes at once (groups of one hash slot), each save waits for a replica
 of each master it wrote to (WAIT), and there is one epoch marker per master.
 """
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import struct
 import sys
 import time
 import uuid
@@ -159,6 +161,59 @@ end
 return replies
 """
 
+# The load of a group of models in one script call (same grouping as the save): each model's
+# version key is declared (the group's slot), and its other keys are named from it. The reply is
+# one string of fields (``_frame``'s format; an absent key reads as an empty field: no stored
+# JSON or window is empty), per model: its meta; when it has one, its version, its outbox entry
+# count and id/record pairs, then 3 per signal of its meta's ``signals`` (meta, recent window,
+# reference). One string, not nested replies: redis-py spent tens of microseconds of client CPU
+# on each reply element, and the two-round-trip load sent one command and got 11 replies per
+# model of 3 signals. A meta the script's JSON decoder refuses gets '!' after it (the model is
+# then loaded the slow way); once the reply holds about ARGV[1] bytes the rest of the group is
+# left for another call (the reply starts with how many models it covers).
+_LOAD_MODELS = """
+local budget = tonumber(ARGV[1])
+local parts = {}
+local size = 0
+local done = 0
+local function put(s)
+  if s == false then s = '' end
+  parts[#parts + 1] = struct.pack('<I4', #s) .. s
+  size = size + #s + 4
+end
+for m = 1, #KEYS do
+  if m > 1 and size >= budget then break end
+  local base = string.sub(KEYS[m], 1, -9)
+  local meta = redis.call('GET', base .. ':model')
+  put(meta)
+  if meta ~= false then
+    local ok, obj = pcall(cjson.decode, meta)
+    local sigs = ok and type(obj) == 'table' and obj['signals']
+    local n = 0
+    if type(sigs) == 'table' then
+      for _ in pairs(sigs) do n = n + 1 end
+    end
+    if type(sigs) ~= 'table' or n ~= #sigs then
+      -- (not a JSON list: cjson makes objects and lists both tables)
+      put('!')
+    else
+      put(redis.call('GET', KEYS[m]))
+      local out = redis.call('HGETALL', base .. ':outbox')
+      put(tostring(#out / 2))
+      for i = 1, #out do put(out[i]) end
+      for _, sig in ipairs(sigs) do
+        local sk = base .. ':sig:' .. sig
+        put(redis.call('GET', sk))
+        put(redis.call('GET', sk .. ':recent'))
+        put(redis.call('GET', sk .. ':ref'))
+      end
+    end
+  end
+  done = m
+end
+return struct.pack('<I4', done) .. table.concat(parts)
+"""
+
 # Bounds of one script call: Redis runs a script alone, so a group is kept small enough to run
 # in a few milliseconds.
 _GROUP_MODELS = 500
@@ -233,7 +288,7 @@ class RedisStore:
         self.prefix = prefix
         self.client = client or redis_client(url)
         self.cluster = is_cluster(self.client)
-        self.scripts = Scripts(self.client, _SAVE_MODELS)
+        self.scripts = Scripts(self.client, _SAVE_MODELS, _LOAD_MODELS)
         self.last_round_trip_s = 0.0
         self.epoch: str | None = None
         # Cluster only: the epoch marker seen per slot, the replicas a save waits for, and the
@@ -259,19 +314,52 @@ class RedisStore:
         return bool(await self.client.ping())
 
     async def load(self, model_ids: Collection[str]) -> dict[str, ModelSnapshot]:
+        """The stored state of these units (those found): one script call per group of models
+        (``_LOAD_MODELS``), all in one pipelined round trip (one more for a group whose reply
+        reached ``_GROUP_BYTES`` before its end)."""
         ids = list(model_ids)
         if not ids:
             return {}
+        await self.scripts.ensure()
+        out: dict[str, ModelSnapshot] = {}
+        slow: list[str] = []
+        keys = [self._base(m) + ":version" for m in ids]
+        todo = self._key_groups(keys)
+        while todo:
+            pipe = self.client.pipeline(transaction=False)
+            for group in todo:
+                self.scripts.queue(pipe, [keys[i] for i in group], [_GROUP_BYTES], which=1)
+            replies = await execute(pipe, "loading state", refused="the state read",
+                                    scripts=self.scripts)
+            left = []
+            for group, reply in zip(todo, replies, strict=True):
+                done = _read_models([ids[i] for i in group], reply, out, slow)
+                if done < len(group):
+                    left.append(group[done:])
+            todo = left
+        if slow:
+            out.update(await self._load_separately(slow))
+        return out
+
+    def _key_groups(self, keys: Sequence[str]) -> list[list[int]]:
+        """Indexes of ``keys`` per script call: on a cluster one group per hash slot, else the
+        whole list; cut at ``_GROUP_MODELS``."""
+        if self.cluster:
+            groups = list(group_by_slot(list(keys)).values())
+        else:
+            groups = [list(range(len(keys)))]
+        return [g[i:i + _GROUP_MODELS] for g in groups for i in range(0, len(g), _GROUP_MODELS)]
+
+    async def _load_separately(self, model_ids: Collection[str]) -> dict[str, ModelSnapshot]:
+        """The load of 2026-12-07, two round trips of plain commands: for a model whose meta
+        the load script could not read its signals from."""
+        ids = list(model_ids)
         try:
             metas = await self._mget([self._model_key(m) for m in ids])
             found = [(m, _json(raw, m))
                      for m, raw in zip(ids, metas, strict=True) if raw is not None]
             if not found:
                 return {}
-            # Every string key of the models found in one MGET (per slot on a cluster), and
-            # each outbox hash: 1 + n commands instead of 2 + 3 per signal a model. redis-py
-            # spends tens of microseconds on every reply, so with thousands of models a batch
-            # the count of commands, not Redis, was the cost.
             keys: list[str] = []
             for mid, meta in found:
                 keys.append(self._base(mid) + ":version")
@@ -281,7 +369,6 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=False)
             for mid, _meta in found:
                 pipe.hgetall(self._base(mid) + ":outbox")
-            # The two requests are independent: one round trip's wait, not two.
             values, outboxes = await asyncio.gather(self._mget(keys), pipe.execute())
         except UNAVAILABLE as exc:
             raise TransientStoreError(f"redis unavailable while loading state: {exc}") from exc
@@ -539,6 +626,55 @@ def _frame(fields: Sequence[bytes]) -> bytes:
         out += len(f).to_bytes(4, "little")
         out += f
     return bytes(out)
+
+
+def _read_models(ids: Sequence[str], reply: bytes, out: dict[str, ModelSnapshot],
+                 slow: list[str]) -> int:
+    """Read a reply of ``_LOAD_MODELS`` for ``ids`` into ``out`` (models found), ``slow``
+    (models to load the slow way); returns how many of ``ids`` it covers."""
+    (done,) = _U32.unpack_from(reply, 0)
+    fields = []
+    pos, end = 4, len(reply)
+    unpack = _U32.unpack_from
+    while pos < end:
+        (n,) = unpack(reply, pos)
+        pos += 4
+        fields.append(reply[pos:pos + n])
+        pos += n
+    if pos != end:
+        raise StateCorruptError(f"a state load reply ends inside a field ({end} bytes)")
+    it = iter(fields)
+    field = it.__next__
+    try:
+        for mid in ids[:done]:
+            raw = field()
+            if not raw:
+                continue  # not stored
+            meta = _json(raw, mid)
+            version = field()
+            if version == b"!":
+                slow.append(mid)
+                continue
+            outbox = {}
+            for _ in range(int(field())):
+                oid = field().decode()
+                outbox[oid] = field()
+            snap = ModelSnapshot(meta, revision=int(version or b"0"), outbox=outbox)
+            for _sig in meta["signals"]:
+                raw_meta, recent, ref = field(), field(), field()
+                if not raw_meta:
+                    continue  # signal created but never saved; starts fresh
+                snap.signals.append(SignalSnapshot(_json(raw_meta, mid), _floats(recent),
+                                                   _floats(ref)))
+            out[mid] = snap
+    except StopIteration:
+        raise StateCorruptError("a state load reply has fewer fields than its models") from None
+    if next(it, None) is not None:
+        raise StateCorruptError("a state load reply has more fields than its models")
+    return int(done)
+
+
+_U32 = struct.Struct("<I")
 
 
 def _dumps(meta: dict[str, Any]) -> bytes:

@@ -195,3 +195,56 @@ def test_a_group_is_cut_by_size(redis_url, unique, monkeypatch) -> None:
             await store.close()
 
     asyncio.run(run())
+
+
+def test_grouped_load_reads_what_the_two_round_trip_load_read(redis_url, unique,
+                                                              monkeypatch) -> None:
+    """The load script (one call per group of models, one framed reply) reads the same
+    snapshots as the load of 2026-12-07 (``_load_separately``: an MGET of the metas, then one
+    of every window and version with an HGETALL per outbox), including a signal listed but never
+    saved, a checkpoint with non-finite floats, a meta whose ``signals`` the script cannot
+    read (loaded the old way), models never stored, and replies cut by size into more rounds."""
+    import stream_monitor.state.redis as rs
+
+    async def run() -> None:
+        store = RedisStore(redis_url, prefix=unique.prefix)
+        try:
+            deltas = _deltas(0)
+            deltas.append(ModelDelta("nan", {"signals": ["a", "never"], "x": float("inf")},
+                                     [SignalDelta("a", {"m": float("nan"), "s": [float("-inf")]},
+                                                  [1.0], [2.0, 3.0])], 0, {"o": b"\x00\xff"}))
+            deltas.append(ModelDelta("odd", {"signals": {"a": 1}}, [
+                SignalDelta("a", {"k": 1}, [4.0], None)], 0, {}))
+            await store.save(deltas)
+            await store.save(_deltas(1))  # revisions 2 for some
+            ids = [d.unit_id for d in deltas] + ["never-stored", "m1"]
+
+            def flat(snaps: dict[str, Any]) -> dict[str, Any]:
+                return {k: (v.meta.keys(), _dumps(v.meta), v.revision, v.outbox,
+                            [(_dumps(s.meta), s.recent, s.reference) for s in v.signals])
+                        for k, v in snaps.items()}
+
+            want = flat(await store._load_separately(ids))
+            assert len(want) == len(deltas) and want["nan"][4][0][0].count(b"NaN") == 1
+            assert flat(await store.load(ids)) == want
+            calls: list[int] = []
+            real = rs._read_models
+
+            def counted(*a: Any) -> int:
+                calls.append(1)
+                return real(*a)
+
+            monkeypatch.setattr(rs, "_read_models", counted)
+            monkeypatch.setattr(rs, "_GROUP_BYTES", 300)  # a few models a reply: more rounds
+            assert flat(await store.load(ids)) == want
+            assert len(calls) > 5
+            monkeypatch.setattr(rs, "_GROUP_MODELS", 4)
+            assert flat(await store.load(ids)) == want
+            assert await store.load(["never-stored"]) == {} and await store.load([]) == {}
+        finally:
+            keys = [k async for k in store.client.scan_iter(match=f"{store.prefix}:*")]
+            if keys:
+                await store.client.delete(*keys)
+            await store.close()
+
+    asyncio.run(run())

@@ -353,3 +353,26 @@ def test_model_label_cardinality_is_bounded() -> None:
     assert series == {"m0", "m1", "m2"}  # only admitted models, at most 4 pairs
     assert reg.get_sample_value("stream_monitor_metrics_label_overflows_total",
                                 {"kind": "model"}) > 0
+
+
+def test_label_overflows_are_counted_exactly_once_observed() -> None:
+    """The overflows `wants_signal` finds (counted in bulk, not one `inc` each) are all in
+    ``metrics_label_overflows`` once the batch's readings are observed."""
+    from prometheus_client import CollectorRegistry
+
+    from stream_monitor.observability import WorkerMetrics
+
+    reg = CollectorRegistry()
+    m = WorkerMetrics(reg, max_models=2, max_signal_series=3)
+    wanted = [m.wants_signal(f"m{i}", s) for i in range(5) for s in ("a", "b")]
+    assert wanted == [True, True, True, False] + [False] * 6
+    m.observe_readings([])
+
+    def overflows(kind: str) -> float | None:
+        return reg.get_sample_value("stream_monitor_metrics_label_overflows_total",
+                                    {"kind": kind})
+
+    # m1/b and every pair after it: over the series cap (the model cap is not asked then).
+    assert overflows("signal") == 7 and overflows("model") == 0
+    m.observe_batch({"m0": 1, "m9": 2, "m8": 1}, {}, 0.01)
+    assert overflows("model") == 2

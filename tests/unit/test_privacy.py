@@ -160,6 +160,26 @@ def test_truncated_dead_letters_keep_only_a_head(tmp_path: Path) -> None:
     assert all(d.original["value"]["length"] == len(b) for d, b in zip(dead, BAD, strict=True))
 
 
+@pytest.mark.parametrize("payload", ["hash", "full"])
+def test_an_internal_error_dead_letter_keeps_the_privacy_setting(payload: str) -> None:
+    """An event the core raised on is dead-lettered by the worker, not the batch: with
+    `hash` it still carries neither the record's bytes nor its key (with `full` it does, so
+    the check can fail)."""
+    from stream_monitor.adapters.worker import _internal_error
+    from stream_monitor.contracts.records import Position, RawRecord
+
+    plan = parse_config({**CONFIG, "privacy": {"dead_letter_payload": payload}})
+    raw = RawRecord(BAD[1], Position("inference-events", 0, 7), b"secret-key-42")
+    out = _internal_error(plan, raw)
+    (rec,) = out.records
+    text = _text([rec])
+    leaked = _found(text, ["secret-evt-0077", "31337.424242", "secret-key-42"])
+    assert rec.record.reason_code == "internal_error"
+    assert dict(rec.headers)["reason-code"] == b"internal_error"
+    assert leaked == ([] if payload == "hash" else ["31337.424242", "secret-evt-0077",
+                                                    "secret-key-42"])
+
+
 def test_privacy_config_is_validated() -> None:
     from stream_monitor.errors import ConfigError
 
