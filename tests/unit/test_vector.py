@@ -133,6 +133,26 @@ def test_adwin_feed_is_update_one_by_one(seed: int) -> None:
         assert alarms > 0
 
 
+def test_adwin_checkpoint_of_rivers_restores_and_feeds_on() -> None:
+    """A checkpoint of River's own ADWIN (what main's code saved) restores into the project's,
+    which then feeds on exactly as River's continues."""
+    import json
+
+    from river import drift
+
+    from stream_monitor.core.detectors import restore_detector
+
+    xs = _stream(3)
+    river = drift.ADWIN(delta=0.002, clock=32)
+    for x in xs[:2000].tolist():
+        river.update(x)
+    ours = restore_detector("adwin", {}, json.loads(json.dumps(checkpoint(river))))
+    assert type(ours) is ADWIN
+    rest = np.concatenate([xs[2000:], xs[:3000] + 3.0])
+    assert ours.feed(rest) == _one_by_one(river, rest) < len(rest)
+    assert checkpoint(ours) == checkpoint(river)
+
+
 def test_adwin_clone_is_independent() -> None:
     det = ADWIN()
     det.feed(np.arange(500.0) % 7)
