@@ -208,6 +208,10 @@ class Monitor(StateBuilder):
                 pinned = lim[1]
                 if pinned.features or pinned.prediction is not None:
                     values += self._feed_pinned(model, ev, pinned, result)
+                if mq is not None:  # (no fault, no bounds learned: core/vector.py)
+                    mq.sample_n += 1
+                    if mq.sample_n >= mq.rule.sample_events:
+                        close_sample(model, mq)
             elif mq is not None:
                 # Value rules: missing, bounds, categories, fault-rate signals. What fired is
                 # handled once the event's values are all fed (each is a signal of its own), and
