@@ -1,6 +1,6 @@
 """Throughput of the stream-monitor worker against two baselines, on real Kafka and Redis.
 
-    python benchmarks/throughput.py [--events N] [--repeat R]
+    python benchmarks/throughput.py [--events N] [--repeat R] [--detectors cusum]
 
 One run, one broker, one payload: N synthetic inference events (4 models, 10 numeric features
 plus a prediction each, key = model id) are produced once to a fresh single-partition topic, and
@@ -11,7 +11,8 @@ then read by
    own process, fresh app id / consumer group each time;
 3. the real worker, ``python -m stream_monitor worker --config examples/monitor.yaml``, in its
    own process, fresh app id, Redis key prefix and output topics each time. Its ``credit-*``
-   rule puts ADWIN and Page-Hinkley on every feature and on the prediction.
+   rule puts ADWIN and Page-Hinkley on every feature and on the prediction; with ``--detectors
+   cusum``, the same config with the calibrated ``cusum`` (the default detector) there instead.
 
 2 and 3 run ``--repeat`` times, interleaved (noop, worker, noop, worker, ...). What is timed
 is described in benchmarks/README.md and in the ``method`` field of the JSON results, which are
@@ -87,6 +88,13 @@ def main() -> None:
     )
     ap.add_argument(
         "--log-dir", help="where the Faust processes' logs go (default: a new temp dir)"
+    )
+    ap.add_argument(
+        "--detectors",
+        choices=("adwin+page_hinkley", "cusum"),
+        default="adwin+page_hinkley",
+        help="the credit-* rule's detectors on every signal: the example config's (default), "
+        "or the calibrated cusum (the same config otherwise)",
     )
     ap.add_argument(
         "--keep-topics",

@@ -53,6 +53,7 @@ __all__ = [
     "Bounds",
     "DetectorSpec",
     "FalseAlarmBudget",
+    "IncidentRule",
     "Input",
     "InputTopic",
     "LabelRule",
@@ -278,6 +279,12 @@ class RetrainRule(_Strict):
                                     description="Budget: requests per UTC day (event time).")
     staleness_seconds: float | None = Field(
         None, gt=0, description="Request when performance degraded and no retrain for this long.")
+    count: Literal["signals", "incidents"] = Field(
+        "signals", description="What the k-of-n rule counts: distinct drifted signals "
+        "(min_drifted_signals), or distinct incidents (min_incidents; needs the model's "
+        "`incidents`), so one upstream break over many features counts once.")
+    min_incidents: int = Field(1, ge=1, description="k when count is incidents: distinct "
+                               "incidents with confirmed evidence needed.")
 
     @model_validator(mode="before")
     @classmethod
@@ -314,6 +321,15 @@ class AlertLifecycle(_Strict):
     resolve_max_shift: float = Field(0.5, gt=0, description="Back: |mean shift| in reference std.")
     hold_seconds: float = Field(300.0, ge=0, description="Back this long before resolving.")
     dedupe_seconds: float = Field(3600.0, ge=0, description="Fold repeat drifts this close.")
+
+
+class IncidentRule(_Strict):
+    """Group a model's drift alerts into incidents (docs/incidents.md): an alert detected within
+    ``window_seconds`` of event time of an open incident's first alert joins it; the incident
+    resolves when every signal of it has come back (needs the alert lifecycle, ``alerts``)."""
+
+    window_seconds: float = Field(900.0, gt=0, description="Alerts detected within this much "
+                                  "event time of the incident's first alert join it.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -484,6 +500,19 @@ class ModelRule(_Strict):
     probabilities: ProbabilityRule | None = Field(
         default_factory=ProbabilityRule, description="Watching the events' `probabilities` "
         "(docs/probabilities.md); null: not watched.")
+    incidents: IncidentRule | None = Field(
+        None, description="Group the model's alerts into incidents (docs/incidents.md); null: off.")
+
+    @model_validator(mode="after")
+    def _incidents_need(self) -> ModelRule:
+        if self.incidents is not None and self.alerts is None:
+            raise ValueError("incidents needs the alert lifecycle, which resolves the incident's "
+                             "signals: add `alerts: {}` (or its settings) to this model rule")
+        if self.retrain.count == "incidents" and self.incidents is None:
+            raise ValueError("retrain.count: incidents needs the model's incidents: add "
+                             "`incidents: {window_seconds: 900}` (and `alerts: {}`) to this model "
+                             "rule, or use retrain.count: signals")
+        return self
 
 
 class Topics(_Strict):
@@ -494,6 +523,7 @@ class Topics(_Strict):
     operations: str = "stream-monitor-ops"
     labels: str = "inference-labels"
     deployments: str = "model-deployment-checks"
+    incidents: str = "model-incidents"
 
 
 InputFormat = Literal["json", "avro", "protobuf", "json_schema"]
@@ -841,7 +871,7 @@ def read_config(path: str | os.PathLike[str], settings: Settings | None = None) 
     return cfg.with_topics(inference=s.topic_inference, alerts=s.topic_alerts,
                            retrain=s.topic_retrain, dead_letter=s.topic_dead_letter,
                            operations=s.topic_operations, labels=s.topic_labels,
-                           deployments=s.topic_deployments)
+                           deployments=s.topic_deployments, incidents=s.topic_incidents)
 
 
 def load_config(path: str | os.PathLike[str], settings: Settings | None = None) -> MonitorPlan:
@@ -962,7 +992,9 @@ def _model(cfg: MonitorConfig, rule: ModelRule,
         quality=quality,
         labels=None if lab is None else cp.LabelPolicy(**lab.model_dump()),
         versions=cp.VersionPolicy(**v.model_dump()),
-        probabilities=_probabilities(rule, detectors, reference_size, model_least, own))
+        probabilities=_probabilities(rule, detectors, reference_size, model_least, own),
+        incidents=(None if rule.incidents is None
+                   else cp.IncidentPolicy(rule.incidents.window_seconds)))
 
 
 def _signal(sr: SignalRule, detectors: Mapping[str, cp.DetectorSpec], reference_size: int,
@@ -1001,4 +1033,4 @@ def compile_retrain(r: RetrainRule) -> cp.RetrainPolicy:
         persistence=cp.Persistence(r.persistence.values, r.persistence.seconds,
                                    r.persistence.min_shift),
         cooldown_seconds=r.cooldown_seconds, max_per_day=r.max_per_day,
-        staleness_seconds=r.staleness_seconds)
+        staleness_seconds=r.staleness_seconds, count=r.count, min_incidents=r.min_incidents)

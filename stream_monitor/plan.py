@@ -87,10 +87,12 @@ def config_plan(plan: MonitorPlan) -> dict[str, Any]:
                 "sample_events": q.sample_events, "reference_samples": q.reference_samples},
             "labels": None if rule.labels is None else asdict(rule.labels),
             "alerts": None if rule.alerts is None else asdict(rule.alerts),
+            "incidents": None if rule.incidents is None else asdict(rule.incidents),
             "retrain": {"min_drifted_signals": rule.retrain.min_drifted_signals,
                         "signals": list(rule.retrain.signals),
                         "within_seconds": rule.retrain.within_seconds,
-                        "within_events": rule.retrain.within_events},
+                        "within_events": rule.retrain.within_events,
+                        "count": rule.retrain.count, "min_incidents": rule.retrain.min_incidents},
             "versions_separate": rule.versions.separate,
             "probabilities": _probabilities(rule),
         })
@@ -218,6 +220,12 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             lines.append(f"  probabilities: {', '.join(what) or 'nothing'}; those no signal "
                          f"rule names watched by {_name(p['default_detector'])} (calibrated to "
                          "the budget)")
+        if m["incidents"]:
+            k = m["retrain"]
+            counts = (f"; retrain counts incidents (k = {k['min_incidents']})"
+                      if k["count"] == "incidents" else "")
+            lines.append(f"  incidents: alerts within {m['incidents']['window_seconds']:g} s "
+                         f"of event time are one, on {t['incidents']}{counts}")
     if observed is not None:
         lines += render_observed(observed)
     return lines

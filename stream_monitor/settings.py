@@ -265,6 +265,9 @@ class Settings(ConnectionSettings):
     topic_deployments: str | None = Field(
         None, validation_alias="SM_TOPIC_DEPLOYMENTS",
         description="Overrides topics.deployments of the config.")
+    topic_incidents: str | None = Field(
+        None, validation_alias="SM_TOPIC_INCIDENTS",
+        description="Overrides topics.incidents of the config.")
     metrics_port: int = Field(
         9464, ge=0, le=65535, validation_alias="SM_METRICS_PORT",
         description="Port of /metrics, /healthz and /readyz; 0 turns them off.")

@@ -21,12 +21,41 @@ from rich.console import Console
 BENCH = Path(__file__).resolve().parent.parent  # benchmarks/
 ROOT = BENCH.parent
 CONFIG = ROOT / "examples" / "monitor.yaml"
+# The config the single-partition run measures (use_config): the example's, or a variant.
+_config = {"path": CONFIG, "detectors": "adwin+page_hinkley"}
 MODELS = ("credit-a", "credit-b", "credit-c", "credit-d")
 N_FEATURES = 10
 TARGET_RATE = 40_000.0  # issue 20
 TARGET_RATIO = 0.70  # of the no-op Faust agent (kept as a reference row)
 TARGET_CORE_RATIO = 0.90  # issue 20: of the core's own CPU-only rate on the same events
 START_FRACTION = 0.10  # the timed window starts when 10% of the events are done
+
+
+def use_config(detectors: str, work_dir: Path) -> None:
+    """Measure with the example config (``adwin+page_hinkley``: its credit-* rule's detectors)
+    or with ``cusum``: the same config with the calibrated default ``cusum`` in place of the
+    credit-* rule's detectors on every signal (written to ``work_dir``)."""
+    if detectors == "adwin+page_hinkley":
+        _config.update(path=CONFIG, detectors=detectors)
+        return
+    import yaml
+
+    doc = yaml.safe_load(CONFIG.read_text())
+    for rule in doc["models"]:
+        if rule["match"] == "credit-*":
+            for sig in rule["signals"]:
+                sig["detectors"] = ["cusum"]
+    path = work_dir / "monitor-cusum.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _config.update(path=path, detectors=detectors)
+
+
+def config_path() -> Path:
+    return Path(_config["path"])
+
+
+def config_detectors() -> list[str]:
+    return str(_config["detectors"]).split("+")
 
 
 class Interrupted(Exception):

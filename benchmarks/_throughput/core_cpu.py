@@ -9,7 +9,7 @@ from typing import Any
 
 from stream_monitor.config import load_config
 
-from .common import CONFIG
+from .common import config_path
 
 
 def measure_core(records: list[tuple[bytes, bytes]], batch: int, repeat: int = 3) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def measure_core(records: list[tuple[bytes, bytes]], batch: int, repeat: int = 3
     from stream_monitor.contracts import Position, RawRecord
     from stream_monitor.pipeline import BatchPipeline
 
-    cfg = load_config(CONFIG)
+    cfg = load_config(config_path())
     raws = [RawRecord(v, Position("bench", 0, i, 1_767_225_600_000 + i), k)
             for i, (k, v) in enumerate(records)]
     # What the false-alarm calibration costs: it runs once per reference formed (at start and

@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 from stream_monitor.adapters.kafka_tools import create_topics
 
 from .commits import CommitPoint, rate_from_commits
-from .common import BENCH, CONFIG, check_stop, window_note
+from .common import BENCH, check_stop, config_path, window_note
 from .kafka import CommitPoller, end_offsets
 from .procstat import proc_cpu_s
 from .progress import Reporter
@@ -85,7 +85,8 @@ async def measure_faust(
             SM_TOPIC_INFERENCE=topic,
             **{f"SM_TOPIC_{k.upper()}": v for k, v in outputs.items()},
         )
-        cmd = [sys.executable, "-m", "stream_monitor", "worker", "--config", str(CONFIG)]
+        cmd = [sys.executable, "-m", "stream_monitor", "worker", "--config",
+               str(config_path())]
         label = f"stream-monitor worker #{index + 1}"
     else:
         cmd = [

@@ -11,7 +11,7 @@ from stream_monitor.config import load_config
 from stream_monitor.settings import Settings
 from stream_monitor.synth import Drift, StreamSpec, generate
 
-from .common import CONFIG, MODELS, N_FEATURES, ROOT
+from .common import CONFIG, MODELS, N_FEATURES, ROOT, config_detectors, config_path
 
 
 def build_payload(
@@ -71,28 +71,32 @@ def build_payload(
 
 
 def check_config(feature_names: list[str], models: tuple[str, ...] = MODELS) -> dict[str, Any]:
-    """examples/monitor.yaml's credit-* rule must put ADWIN and Page-Hinkley on every signal."""
-    cfg = load_config(CONFIG, Settings())  # type: ignore[call-arg]
+    """The measured config's credit-* rule must put its detectors (examples/monitor.yaml:
+    ADWIN and Page-Hinkley; the ``cusum`` variant: the calibrated CUSUM) on every signal."""
+    path = config_path()
+    want = sorted(config_detectors())
+    cfg = load_config(path, Settings())  # type: ignore[call-arg]
     signals = ["prediction"] + [f"feature:{f}" for f in feature_names]
     watched: dict[str, list[str]] = {}
     for model in models:
         rule = cfg.model_rule(model)
         if rule is None or rule.match != "credit-*":
-            raise SystemExit(f"{CONFIG}: model {model!r} is not matched by the credit-* rule")
+            raise SystemExit(f"{path}: model {model!r} is not matched by the credit-* rule")
         for sig in signals:
             sr = rule.signal_rule(sig)
             names = sr.detectors if sr is not None else ()
             types = sorted(cfg.detectors[n].type for n in names)
-            if types != ["adwin", "page_hinkley"]:
+            if types != want:
                 raise SystemExit(
-                    f"{CONFIG}: signal {sig!r} of {model!r} has detectors {types}, "
-                    "expected adwin and page_hinkley"
+                    f"{path}: signal {sig!r} of {model!r} has detectors {types}, "
+                    f"expected {want}"
                 )
             watched[sig] = types
     return {
-        "path": str(CONFIG.relative_to(ROOT)),
+        "path": (str(path.relative_to(ROOT)) if path == CONFIG
+                 else f"{CONFIG.relative_to(ROOT)}, credit-* detectors replaced by cusum"),
         "rule": "credit-*",
         "signals": len(signals),
-        "detectors_per_signal": ["adwin", "page_hinkley"],
-        "detector_updates_per_event": 2 * len(signals),
+        "detectors_per_signal": want,
+        "detector_updates_per_event": len(want) * len(signals),
     }

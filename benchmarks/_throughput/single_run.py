@@ -28,6 +28,7 @@ from .common import (
     machine_info,
     out,
     redact,
+    use_config,
 )
 from .core_cpu import measure_core
 from .faust_process import FaustRun, measure_faust
@@ -53,6 +54,7 @@ async def amain(args: argparse.Namespace) -> int:
     machine = machine_info()
     log_dir = Path(args.log_dir) if args.log_dir else Path(tempfile.mkdtemp(prefix="sm-bench-"))
     log_dir.mkdir(parents=True, exist_ok=True)
+    use_config(args.detectors, log_dir)
     err.print(
         f"Kafka {bootstrap}, Redis {redact(redis_url)}, run {run_id}, logs in {log_dir}",
         highlight=False,
@@ -84,8 +86,8 @@ async def amain(args: argparse.Namespace) -> int:
     err.print(
         f"payload: {n:,} events, {payload['n_features']} numeric features + prediction "
         f"({', '.join(payload['features'])}), {payload['mean_value_bytes']:.0f} B/event; "
-        f"config {config_info['path']}: adwin + page_hinkley on all {config_info['signals']} "
-        "signals",
+        f"config {config_info['path']}: {' + '.join(config_info['detectors_per_signal'])} on "
+        f"all {config_info['signals']} signals",
         highlight=False,
     )
 

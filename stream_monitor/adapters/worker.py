@@ -303,7 +303,8 @@ class KafkaWorker:
         self.metrics = metrics
         t = config.topics
         self.sources = [t.inference] + ([t.labels] if any(r.labels for r in config.models) else [])
-        self.outputs = [t.alerts, t.retrain, t.dead_letter, t.operations, t.deployments]
+        self.outputs = [t.alerts, t.retrain, t.dead_letter, t.operations, t.deployments,
+                        t.incidents]
         client_id = settings.client_id or f"{settings.app_id}-{socket.gethostname()}-{os.getpid()}"
         self.consumer = AIOKafkaConsumer(
             **client_kwargs(settings), group_id=settings.app_id, client_id=client_id,

@@ -17,7 +17,7 @@ fails it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import cache
 from typing import Literal, TypeAlias
 
@@ -32,6 +32,7 @@ __all__ = [
     "DriftResolved",
     "EventRef",
     "FiredDetector",
+    "IncidentRecord",
     "Json",
     "JsonObject",
     "OutputBody",
@@ -151,6 +152,8 @@ class DriftAlert:
     evidence: JsonObject
     summary: str
     sample_rate: float
+    # The incident the alert belongs to (core/incidents.py); None when the model groups none.
+    incident_id: str | None = None
 
     @property
     def standardization(self) -> tuple[float, float]:
@@ -211,6 +214,32 @@ class DriftResolved:
     folded_alerts: int
     evidence: JsonObject
     rule: JsonObject
+    summary: str
+    sample_rate: float
+    incident_id: str | None = None  # the incident of the alert it resolves (core/incidents.py)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentRecord:
+    """Alerts of one model (and segment) that started within a window, as one incident (schema
+    ``incident``; core/incidents.py): opened by its first alert, updated as signals join or
+    come back, resolved when all of them came back."""
+
+    schema_version: int = SCHEMA_VERSION
+    type: Literal["incident"] = "incident"
+    record_id: str
+    incident_id: str
+    status: Literal["opened", "updated", "resolved"]
+    model_id: str
+    model_version: str | None
+    segment: str | None
+    opened_at: str
+    resolved_at: str | None
+    window_seconds: float
+    at: EventRef
+    signals: list[JsonObject]
+    moved: JsonObject
+    alert_ids: list[str]
     summary: str
     sample_rate: float
 
@@ -287,13 +316,13 @@ class StateReset:
 
 
 OutputBody: TypeAlias = (DriftAlert | QualityAlert | DriftResolved | RetrainRequest
-                         | DeploymentCheck | DeadLetterRecord | StateReset)
+                         | DeploymentCheck | DeadLetterRecord | StateReset | IncidentRecord)
 
 RECORD_TYPES: dict[str, type[OutputBody]] = {
     "drift_alert": DriftAlert, "data_quality_alert": QualityAlert,
     "drift_resolved": DriftResolved, "retrain_request": RetrainRequest,
     "deployment_check": DeploymentCheck, "dead_letter": DeadLetterRecord,
-    "state_reset": StateReset,
+    "state_reset": StateReset, "incident": IncidentRecord,
 }
 
 
@@ -318,7 +347,9 @@ def _build(cls: type, obj: Mapping[str, Json]) -> object:
     nested = _nested(cls)
     kwargs: dict[str, object] = {}
     for f in fields(cls):
-        v = obj[f.name]
+        # A field with a default may be absent: a record written before the field existed
+        # (an outbox entry of an earlier version, re-sent after an upgrade).
+        v = obj[f.name] if f.name in obj or f.default is MISSING else f.default
         sub = nested.get(f.name)
         kwargs[f.name] = _build(sub, v) if sub is not None and isinstance(v, Mapping) else v
     return cls(**kwargs)

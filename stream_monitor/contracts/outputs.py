@@ -17,6 +17,7 @@ from .output_records import (
     DeploymentCheck,
     DriftAlert,
     DriftResolved,
+    IncidentRecord,
     OutputBody,
     QualityAlert,
     RetrainRequest,
@@ -32,7 +33,8 @@ SCHEMA_HEADERS = {"drift_alert": b"drift-alert/v1", "retrain_request": b"retrain
                   "dead_letter": b"dead-letter/v1", "state_reset": b"state-reset/v1",
                   "data_quality_alert": b"data-quality-alert/v1",
                   "drift_resolved": b"drift-resolved/v1",
-                  "deployment_check": b"deployment-check/v1"}
+                  "deployment_check": b"deployment-check/v1",
+                  "incident": b"incident/v1"}
 
 
 @dataclass(slots=True, frozen=True)
@@ -138,6 +140,8 @@ def _headers(rec: OutputBody) -> tuple[tuple[str, bytes], ...]:
                 ("feature", rec.feature.encode()))
     if isinstance(rec, DeploymentCheck):
         return (("check-id", rec.check_id.encode()), ("verdict", rec.verdict.encode()))
+    if isinstance(rec, IncidentRecord):
+        return (("incident-id", rec.incident_id.encode()), ("status", rec.status.encode()))
     if isinstance(rec, DeadLetterRecord):
         return (("reason-code", rec.reason_code.encode()),)
     return ()

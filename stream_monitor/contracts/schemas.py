@@ -15,11 +15,12 @@ from .output_records import OutputBody, encode_record
 __all__ = ["SCHEMA_NAMES", "load_schema", "schema_validator", "validate_record"]
 
 SCHEMA_NAMES = ("inference-event", "drift-alert", "retrain-request", "dead-letter", "state-reset",
-                "data-quality-alert", "drift-resolved", "label-event", "deployment-check")
+                "data-quality-alert", "drift-resolved", "label-event", "deployment-check",
+                "incident")
 _BY_TYPE = {"drift_alert": "drift-alert", "retrain_request": "retrain-request",
             "dead_letter": "dead-letter", "state_reset": "state-reset",
             "data_quality_alert": "data-quality-alert", "drift_resolved": "drift-resolved",
-            "deployment_check": "deployment-check"}
+            "deployment_check": "deployment-check", "incident": "incident"}
 
 
 @cache

@@ -32,6 +32,7 @@ from ..contracts.output_records import (
     DeploymentCheck,
     DriftAlert,
     DriftResolved,
+    IncidentRecord,
     QualityAlert,
     RetrainRequest,
 )
@@ -49,7 +50,8 @@ __all__ = ["BatchCore", "BatchOutcome", "Need"]
 # What a batch asks of its caller, in the order it needs the answers.
 Need = Claims | Join | Load | Versions | Expire | Pause
 # The records of a model's state unit (kept in its outbox until Kafka confirmed them).
-ModelOutput = DriftAlert | DriftResolved | RetrainRequest | QualityAlert | DeploymentCheck
+ModelOutput = (DriftAlert | DriftResolved | RetrainRequest | QualityAlert | DeploymentCheck
+               | IncidentRecord)
 
 
 @dataclass(slots=True)
@@ -74,7 +76,10 @@ class BatchOutcome:
 class BatchCore:
     """The batch steps of one plan (built once, kept by the pipeline)."""
 
-    def __init__(self, plan: MonitorPlan, chunk: int = 500) -> None:
+    # Events per call of the detectors between two pauses. A part gives each model a run of
+    # its events for the batch path (core/vector.py MIN_EVENTS); 2,000 events take about what
+    # 500 took value by value.
+    def __init__(self, plan: MonitorPlan, chunk: int = 2000) -> None:
         self.plan = plan
         self.monitor = Monitor(plan)
         self.gate = EventGate(plan)
@@ -104,8 +109,8 @@ class BatchCore:
         outbox: one is a pure function of its input event, which is redelivered and
         dead-lettered again, with the same id, if this run dies), then alerts, resolutions
         (on the alerts topic, after the batch's alerts), retrain requests, data-quality alerts
-        (on the alerts topic; their `type` and `schema` header tell them apart) and deployment
-        checks, each in the outbox of its state unit."""
+        (on the alerts topic; their `type` and `schema` header tell them apart), deployment
+        checks and incidents (core/incidents.py), each in the outbox of its state unit."""
         plan = self.plan
         topics = plan.topics
         out = [dead_letter_out(plan, d, now) for d in dead]
@@ -116,7 +121,8 @@ class BatchCore:
             (topics.alerts, result.resolved),
             (topics.retrain, result.retrain_requests),
             (topics.alerts, result.quality_alerts),
-            (topics.deployments, result.deployment_checks))
+            (topics.deployments, result.deployment_checks),
+            (topics.incidents, result.incidents))
         for topic, records in groups:
             for r in records:
                 uid = unit_of(r.model_id, r.model_version)

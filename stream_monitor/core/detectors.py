@@ -36,6 +36,7 @@ from river.drift import binary
 from river.drift.binary.hddm_w import SampleInfo
 
 from ..errors import StateCorruptError
+from .adwin import ADWIN
 from .bernoulli import BernoulliCusum
 from .cusum import Cusum
 from .multinomial import Multinomial
@@ -79,7 +80,7 @@ REGISTRY: dict[str, DetectorKind] = {
     for k in [
         DetectorKind(
             "adwin",
-            drift.ADWIN,
+            ADWIN,  # River's, with a batch path (core/adwin.py)
             "standardized",
             {"delta": 0.002, "clock": 32},
             "ADaptive WINdowing: two sub-windows whose means differ by more than a Hoeffding "

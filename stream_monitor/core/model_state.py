@@ -18,6 +18,7 @@ from ..contracts.units import unit_id
 from ..errors import StateCorruptError
 from .categories import CodeTable
 from .detectors import REGISTRY, restore_detector
+from .incidents import IncidentBook
 from .lifecycle import LifecycleState
 from .plan import ModelPlan, MonitorPlan, QualityPlan
 from .probabilities import EstimateState
@@ -248,6 +249,9 @@ class ModelState:
     # when not watched (a cache); the performance estimate, when the rule has one.
     by_class: dict[str, SignalState | None] = field(default_factory=dict)
     estimate: EstimateState | None = None
+    # Open incidents, alerts of several signals grouped (core/incidents.py); None when the
+    # model rule has no `incidents`.
+    incidents: IncidentBook | None = None
 
     def dirty_signals(self) -> list[SignalState]:
         return [s for s in self.signals.values() if s.dirty]
@@ -278,6 +282,8 @@ class ModelState:
         est = self.estimate
         if est is not None and (est.calibrations or est.confidence):
             meta["estimate"] = est.meta()
+        if self.incidents is not None:
+            meta["incidents"] = self.incidents.meta()
         return meta
 
 
@@ -325,6 +331,8 @@ class StateBuilder:
                            model_version=model_version)
         if rule.alerts is not None:
             model.lifecycle = LifecycleState()
+        if rule.incidents is not None:
+            model.incidents = IncidentBook()
         ring = rule.recent_size
         if ring != RING:
             model.ring_ids = deque(maxlen=ring)
@@ -512,6 +520,8 @@ class StateBuilder:
             model.retrain = RetrainState.restore(meta["retrain"])
         if model.lifecycle is not None and meta.get("lifecycle"):
             model.lifecycle = LifecycleState.restore(meta["lifecycle"])
+        if model.incidents is not None and meta.get("incidents"):
+            model.incidents = IncidentBook.restore(meta["incidents"])
         # (A meta written before core/retrain.py has `recent_drifts` only: that evidence lacks
         # the statistics a request now carries, so it is dropped; new drifts rebuild it.)
         model.last_retrain_at = meta["last_retrain_at"]

@@ -27,6 +27,7 @@ from ..contracts.output_records import (
     DeploymentCheck,
     DriftAlert,
     DriftResolved,
+    IncidentRecord,
     QualityAlert,
     RequestTrigger,
     RetrainRequest,
@@ -77,6 +78,7 @@ class BatchResult:
     quality: QualityCounters = field(default_factory=QualityCounters)  # rejected values
     resolved: list[DriftResolved] = field(default_factory=list)  # (lifecycle)
     deployment_checks: list[DeploymentCheck] = field(default_factory=list)  # core/deploy.py
+    incidents: list[IncidentRecord] = field(default_factory=list)  # core/incidents.py
     # Watches waiting for labels: unit -> the latest event seen, for the timeout check made
     # once the whole batch (its labels included) is in.
     watch_pending: dict[str, InferenceEvent] = field(default_factory=dict)
@@ -215,6 +217,10 @@ class Monitor(StateBuilder):
                 pinned = lim[1]
                 if pinned.features or pinned.prediction is not None:
                     values += self._feed_pinned(model, ev, pinned, result)
+                if mq is not None:  # (no fault, no bounds learned: core/vector.py)
+                    mq.sample_n += 1
+                    if mq.sample_n >= mq.rule.sample_events:
+                        close_sample(model, mq)
             elif mq is not None:
                 # Value rules: missing, bounds, categories, fault-rate signals. What fired is
                 # handled once the event's values are all fed (each is a signal of its own), and
@@ -470,8 +476,16 @@ class Monitor(StateBuilder):
         lc = model.lifecycle
         policy = model.rule.alerts  # set whenever the model has a lifecycle (model_state.py)
         if lc is not None and policy is not None and lc.incidents:
-            result.resolved += lc.tick(policy, model.signals, ev, model.model_id,
-                                       model.rule.sample_rate)
+            back = lc.tick(policy, model.signals, ev, model.model_id, model.rule.sample_rate)
+            book, ip = model.incidents, model.rule.incidents
+            if back and book is not None and ip is not None:
+                for z in back:  # (each names the incident it belongs to)
+                    z, rec = book.on_resolved(ip, z, model.signals)
+                    result.resolved.append(z)
+                    if rec is not None:
+                        result.incidents.append(rec)
+            else:
+                result.resolved += back
         dw = model.deploy
         if dw is not None and not dw.done:
             self._watch(model, ev, result, models)
@@ -548,6 +562,10 @@ class Monitor(StateBuilder):
                 and not lc.on_drift(policy, alert, sig.n, ev.event_time)):
             sig.rebaseline(model.events)  # folded into the signal's open incident: unpublished
             return
+        book, ip = model.incidents, model.rule.incidents
+        if book is not None and ip is not None:  # grouped with other signals' (core/incidents.py)
+            alert, rec = book.on_alert(ip, alert, ev.event_time, model.signals)
+            result.incidents.append(rec)
         result.alerts.append(alert)
         # Evidence against the reference the drift was measured on, so before the rebaseline.
         note_alert(model.rule.retrain, model.retrain, alert, sig.n, ev.event_time, model.events)

@@ -44,6 +44,7 @@ __all__ = [
     "DetectorSpec",
     "Duplicates",
     "EventRules",
+    "IncidentPolicy",
     "InputPlan",
     "InputTopic",
     "LabelPolicy",
@@ -239,6 +240,10 @@ class RetrainPolicy:
     cooldown_seconds: float
     max_per_day: int | None
     staleness_seconds: float | None
+    # What the k-of-n rule counts: distinct drifted signals (min_drifted_signals), or distinct
+    # incidents (min_incidents; core/incidents.py), so one break over many features is one.
+    count: Literal["signals", "incidents"] = "signals"
+    min_incidents: int = 1
     _counts: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
     _performance: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
@@ -275,6 +280,14 @@ class LifecyclePolicy:
     resolve_max_shift: float
     hold_seconds: float
     dedupe_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentPolicy:
+    """Alerts of one model (and segment) detected within ``window_seconds`` of event time of an
+    incident's first alert join that incident (core/incidents.py)."""
+
+    window_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +361,7 @@ class ModelPlan:
     labels: LabelPolicy | None
     versions: VersionPolicy
     probabilities: ProbabilityPlan | None = None
+    incidents: IncidentPolicy | None = None
     _signal_rules: dict[str, SignalPlan | None] = field(default_factory=dict, compare=False,
                                                         repr=False)
 
@@ -377,6 +391,7 @@ class Topics:
     operations: str
     labels: str
     deployments: str
+    incidents: str = "model-incidents"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ policy, per model (``models[].retrain``, README "Retraining decisions"):
   its latest confirmed drift counts;
 * **rules**, first match wins: ``performance_signal`` (a performance signal degraded, i.e. its
   mean rose, when ``any_performance_signal``), ``min_drifted_signals`` (k distinct signals),
+  or with ``count: incidents`` ``min_incidents`` (k distinct incidents, core/incidents.py: one
+  upstream break that moved eight features is one),
   ``staleness`` (performance degraded since the last request and no retrain for
   ``staleness_seconds``);
 * **gates**: no request within ``cooldown_seconds`` of the last one, and at most ``max_per_day``
@@ -75,6 +77,7 @@ class Evidence:
     # A categorical signal's reference mix, [categories, shares, tau] (core/mixshift.py): its
     # persistence check is the distance of the recent mix from it. None: a numeric signal.
     mix: list[Any] | None = None
+    incident_id: str | None = None  # the alert's incident (core/incidents.py)
 
     @property
     def degraded(self) -> bool:
@@ -86,14 +89,14 @@ class Evidence:
         return [self.t, self.signal, self.alert_id, self.detector, self.offset, self.shift,
                 self.ref_mean, self.ref_std, self.n_at, self.performance, self.confirmed_at,
                 self.persisted_values, self.persisted_shift, self.confirmed_event, self.need,
-                self.mix]
+                self.mix, self.incident_id]
 
     @classmethod
     def restore(cls, m: list[Any]) -> Evidence:
         return cls(float(m[0]), str(m[1]), str(m[2]), str(m[3]), int(m[4]), m[5], float(m[6]),
                    float(m[7]), int(m[8]), bool(m[9]), m[10], int(m[11]), m[12],
                    int(m[13]) if len(m) > 13 else 0, int(m[14]) if len(m) > 14 else 0,
-                   m[15] if len(m) > 15 else None)
+                   m[15] if len(m) > 15 else None, m[16] if len(m) > 16 else None)
 
     def record(self) -> JsonObject:
         """This evidence as a retrain request lists it."""
@@ -165,7 +168,7 @@ def note_alert(rule: RetrainPolicy, rs: RetrainState, alert: DriftAlert, n_at: i
     e = Evidence(t, signal, alert.alert_id, alert.detector.name, alert.detected_at.offset,
                  alert.shift, ref_mean, ref_std, n_at, perf,
                  need=persistence_values(p.values, alert.calibration),
-                 mix=mix_of_alert(alert))
+                 mix=mix_of_alert(alert), incident_id=alert.incident_id)
     rs.evidence.append(e)
     if p.values == 0 and p.seconds == 0:
         _confirm(rs, e, t, 0, e.shift, events)
@@ -277,7 +280,10 @@ def decide(rule: RetrainPolicy, rs: RetrainState, t: float, last_retrain_at: flo
     name = None
     if rule.any_performance_signal and any(e.degraded for e in counted):
         name = "performance_signal"
-    elif sum(1 for e in counted if rule.counts(e.signal)) >= rule.min_drifted_signals:
+    elif rule.count == "incidents" and len(_incidents(rule, counted)) >= rule.min_incidents:
+        name = "min_incidents"
+    elif (rule.count == "signals"
+          and sum(1 for e in counted if rule.counts(e.signal)) >= rule.min_drifted_signals):
         name = "min_drifted_signals"
     elif (rule.staleness_seconds is not None and rs.degraded
           and t - (last_retrain_at if last_retrain_at is not None else rs.first_seen)
@@ -303,6 +309,12 @@ def decide(rule: RetrainPolicy, rs: RetrainState, t: float, last_retrain_at: flo
     return Decision(name, counted, out_of, used + 1, day)
 
 
+def _incidents(rule: RetrainPolicy, counted: list[Evidence]) -> set[str]:
+    """The distinct incidents of counted evidence (an alert from before the model grouped
+    incidents stands for one of its own)."""
+    return {e.incident_id or "alert:" + e.alert_id for e in counted if rule.counts(e.signal)}
+
+
 def window_text(rule: RetrainPolicy) -> str:
     """The evidence window in words: ``600s``, ``1000 events``, ``600s and 1000 events``."""
     parts = []
@@ -325,6 +337,10 @@ def retrain_request(rule: RetrainPolicy, d: Decision, model_id: str, model_versi
     if d.rule == "min_drifted_signals":
         reason = (f"{len(signals)} of {d.out_of} signals drifted within {window_text(rule)}: "
                   + ", ".join(signals))
+    elif d.rule == "min_incidents":
+        k = len(_incidents(rule, d.evidence))
+        reason = (f"{k} incident{'s' if k != 1 else ''} within {window_text(rule)} "
+                  f"({len(signals)} signals drifted): " + ", ".join(signals))
     elif d.rule == "performance_signal":
         reason = "performance degraded: " + ", ".join(e.signal for e in d.evidence if e.degraded)
         if len(signals) > 1:
@@ -347,6 +363,9 @@ def retrain_request(rule: RetrainPolicy, d: Decision, model_id: str, model_versi
         "max_per_day": cap,
         "staleness_seconds": rule.staleness_seconds,
     }
+    if rule.count == "incidents":  # (the signal-counting rule keeps its historical fields)
+        rule_fields["count"] = rule.count
+        rule_fields["min_incidents"] = rule.min_incidents
     return RetrainRequest(
         request_id=record_id("retrain", model_id, *parts, *sorted(alert_ids)),
         model_id=model_id,

@@ -23,12 +23,14 @@ from typing import Any
 import numpy as np
 
 from ..contracts.signals import PREDICTION
+from .adwin import ADWIN
 from .bernoulli import BernoulliCusum, calibrate_rate, is_binary_reference
 from .calibrate import calibrate
 from .categories import CodeTable
 from .cusum import Cusum
 from .detectors import REGISTRY, build_detector, checkpoint
 from .multinomial import calibrate_multinomial
+from .page_hinkley import PageHinkley
 from .watchable import assess
 
 __all__ = ["PREDICTION", "SignalState", "rate_scale", "reference_scale", "user_params"]
@@ -48,7 +50,7 @@ def reference_scale(values: Sequence[float]) -> tuple[float, float]:
 
 
 # The detectors whose `feed` takes a run of values bit-identically to `update` one by one.
-_FEEDS = (Cusum, BernoulliCusum)
+_FEEDS = (Cusum, BernoulliCusum, PageHinkley, ADWIN)
 
 
 def _plan(detectors: list[Any], binary: tuple[bool, ...]) -> tuple[tuple[bool, Any], ...]:
@@ -169,22 +171,39 @@ class SignalState:
     # -- the batch path (core/vector.py) --------------------------------------------------
     @property
     def vectorised(self) -> bool:
-        """Can :meth:`feed` take this signal's next values as arrays? Its detectors are
-        watching (not collecting or growing a reference) and all of the project's own CUSUMs,
-        which feed runs of values bit-identically to one by one."""
+        """Can :meth:`feed` take this signal's next values as arrays? Its detectors (if it has
+        any yet) are all of a kind whose ``feed`` takes runs of values bit-identically to one
+        by one: the project's CUSUMs, its Page-Hinkley and River's ADWIN (core/adwin.py). A
+        signal collecting or growing its reference is fed up to the value that completes it
+        (:meth:`first_alarm`), which the loop feeds (it calibrates)."""
         dets = self.detectors
-        return (dets is not None and not self.growing and type(self) is SignalState
-                and all(type(d) in _FEEDS for d in dets))
+        return (type(self) is SignalState and self.table is None
+                and (dets is None or all(type(d) in _FEEDS for d in dets)))
+
+    def _collecting(self) -> int:
+        """How many more values join the reference before the one that completes it (-1 when
+        the signal is watching, its reference complete)."""
+        if self.detectors is None:
+            return max(0, self.watched_after - len(self.reference) - 1)
+        if self.growing:
+            return max(0, self.reference_size - len(self.reference) - 1)
+        return -1
 
     def first_alarm(self, xs: Sequence[float]) -> tuple[int, list[Any]]:
-        """The index of the first of ``xs`` at which a detector would fire (``len(xs)`` when
-        none would), and copies of the detectors fed up to it; the signal is left as it was.
+        """The index of the first of ``xs`` that the loop must feed (``len(xs)`` when none):
+        the first at which a detector would fire, or the one that completes a reference being
+        collected; and copies of the detectors fed up to it. The signal is left as it was.
         Only for a :attr:`vectorised` signal."""
+        first = len(xs)
+        more = self._collecting()
+        if more >= 0:
+            first = min(first, more)
+        if self.detectors is None:
+            return first, []
         x = np.asarray(xs, dtype=np.float64)
         z = (x - self.ref_mean) / self.ref_std
-        first = len(xs)
         twins = []
-        for det, raw in zip(self.detectors or (), self.binary, strict=True):
+        for det, raw in zip(self.detectors, self.binary, strict=True):
             twin = det.clone()
             fed = twin.feed((x if raw else z)[:first])
             if twin.drift_detected:
@@ -193,15 +212,21 @@ class SignalState:
         return first, twins
 
     def feed(self, xs: Sequence[float], twins: list[Any] | None = None) -> None:
-        """Feed values known to raise no alarm (:meth:`first_alarm`): the same state as
-        :meth:`update` on each. ``twins``: the detectors :meth:`first_alarm` fed on exactly
-        these values, taken in place of feeding them again. Only for a :attr:`vectorised`
-        signal."""
-        if not xs:
+        """Feed values known to raise no alarm and complete no reference
+        (:meth:`first_alarm`): the same state as :meth:`update` on each. ``twins``: the
+        detectors :meth:`first_alarm` fed on exactly these values, taken in place of feeding
+        them again. Only for a :attr:`vectorised` signal."""
+        if not len(xs):
             return
+        more = self._collecting()
+        if more >= 0:
+            if len(xs) > more:
+                raise AssertionError("SignalState.feed: values past a reference")
+            self.reference.extend(xs)
         dets = self.detectors
-        assert dets is not None
-        if twins is not None:
+        if dets is None:
+            pass
+        elif twins is not None:
             dets[:] = twins
             self.plan_for = None  # the plan holds the detectors it feeds
         else:

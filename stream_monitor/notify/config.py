@@ -53,9 +53,12 @@ __all__ = [
     "resolve_targets",
 ]
 
-RecordType = Literal["drift_alert", "retrain_request", "drift_resolved", "deployment_check"]
+RecordType = Literal["drift_alert", "retrain_request", "drift_resolved", "deployment_check",
+                     "incident", "incident_updated"]
+# The default of a target's `records`: all but incident_updated (a signal joined an open
+# incident, or came back), which would post again on targets that do not deduplicate.
 RECORD_TYPES: tuple[RecordType, ...] = ("drift_alert", "retrain_request", "drift_resolved",
-                                        "deployment_check")
+                                        "deployment_check", "incident")
 SEVERITIES = ("critical", "error", "warning", "info")  # PagerDuty's set; Alertmanager takes any
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 # The Alert API's base per OpsGenie region (an account lives in one of them).
@@ -305,6 +308,8 @@ class NotifyTopics(_Strict):
     deployments: str = Field("model-deployment-checks",
                              description="Deployment checks: a `fail` or `warn` verdict is "
                              "forwarded, a `pass` is not.")
+    incidents: str = Field("model-incidents",
+                           description="Incidents (docs/incidents.md): one page per incident.")
     dead_letter: str = Field("notify-dead-letter",
                              description="Records that could not be delivered after all retries.")
 
@@ -314,6 +319,7 @@ class Severity(_Strict):
     retrain_request: Literal["critical", "error", "warning", "info"] = "critical"
     deployment_check_fail: Literal["critical", "error", "warning", "info"] = "critical"
     deployment_check_warn: Literal["critical", "error", "warning", "info"] = "warning"
+    incident: Literal["critical", "error", "warning", "info"] = "warning"
 
 
 class NotifyConfig(_Strict):
@@ -424,7 +430,8 @@ def load_notify_config(path: str | os.PathLike[str], settings: NotifySettings | 
     cfg = parse_notify_config(raw, str(p))
     s = settings or NotifySettings()  # type: ignore[call-arg]  # from the environment
     return cfg.with_topics(alerts=s.topic_alerts, retrain=s.topic_retrain,
-                           deployments=s.topic_deployments, dead_letter=s.topic_dead_letter)
+                           deployments=s.topic_deployments, incidents=s.topic_incidents,
+                           dead_letter=s.topic_dead_letter)
 
 
 _URL_WHAT = {"alertmanager": "Alertmanager's base URL", "pagerduty": "the Events API v2 URL",
@@ -514,6 +521,7 @@ class NotifySettings(ConnectionSettings):
     topic_alerts: str | None = Field(None, validation_alias="SM_TOPIC_ALERTS")
     topic_retrain: str | None = Field(None, validation_alias="SM_TOPIC_RETRAIN")
     topic_deployments: str | None = Field(None, validation_alias="SM_TOPIC_DEPLOYMENTS")
+    topic_incidents: str | None = Field(None, validation_alias="SM_TOPIC_INCIDENTS")
     topic_dead_letter: str | None = Field(None, validation_alias="SM_NOTIFY_TOPIC_DEAD_LETTER")
     consumer_group: str | None = Field(None, validation_alias="SM_NOTIFY_GROUP",
                                        description="Overrides consumer_group of the config.")

@@ -35,7 +35,7 @@ __all__ = [
 
 ALERTNAMES = {"drift_alert": "ModelDrift", "drift_resolved": "ModelDrift",
               "data_quality_alert": "ModelDataQuality", "retrain_request": "RetrainRequested",
-              "deployment_check": "ModelDeploymentCheck"}
+              "deployment_check": "ModelDeploymentCheck", "incident": "ModelIncident"}
 RETRAIN_SIGNAL = "retrain"  # stands in for the signal in a retrain request's fingerprint
 
 
@@ -60,7 +60,9 @@ def fingerprint(model_id: str, model_version: str | None, signal: str, detector:
 @dataclass(frozen=True, slots=True)
 class Notification:
     action: Literal["trigger", "resolve"]
-    record_type: str  # drift_alert | retrain_request | drift_resolved
+    # drift_alert | retrain_request | drift_resolved | deployment_check | incident (opened,
+    # resolved) | incident_updated
+    record_type: str
     alertname: str
     fingerprint: str
     model_id: str
@@ -88,6 +90,8 @@ class Notification:
             out["signal"] = self.signal
         if self.detector is not None and self.record_type != "retrain_request":
             out["detector"] = self.detector
+        if self.record_type.startswith("incident"):
+            out["incident"] = self.fingerprint  # two incidents of a model: two alerts
         out["severity"] = self.severity
         return out
 
@@ -161,7 +165,7 @@ def notification_from_record(record: Any, severities: dict[str, str] | None = No
                                 f"expected a JSON object, got {type(record).__name__}")
     sev = {"drift_alert": "warning", "data_quality_alert": "warning", "retrain_request": "critical",
            "deployment_check_fail": "critical", "deployment_check_warn": "warning",
-           **(severities or {})}
+           "incident": "warning", **(severities or {})}
     kind = record.get("type")
     if kind not in ALERTNAMES:
         raise UnsupportedRecord("unsupported_type",
@@ -171,6 +175,10 @@ def notification_from_record(record: Any, severities: dict[str, str] | None = No
     version = _version(record)
     if kind == "deployment_check":
         return _deployment_check(record, model_id, version, sev, now)
+    if kind == "incident":
+        return _incident(record, model_id, version, sev, now)
+    if kind in ("drift_alert", "drift_resolved") and record.get("incident_id"):
+        return None  # one of an incident's signals: the incident record pages for it
     if kind == "retrain_request":
         rule = record.get("rule") or {}
         rule_name = rule.get("name") if isinstance(rule, dict) else None
@@ -228,6 +236,42 @@ def notification_from_record(record: Any, severities: dict[str, str] | None = No
         severity=sev["drift_alert"],  # the same labels as the alert it resolves
         summary=str(summary), occurred_at=t if t is not None else (now or 0.0),
         idempotency_key="resolve-" + key, record=record, details=details)
+
+
+def _incident(record: dict[str, Any], model_id: str, version: str | None,
+              sev: dict[str, str], now: float | None) -> Notification:
+    """An incident (docs/incidents.md): ``opened`` pages, ``resolved`` resolves the page, both
+    keyed by the incident id; ``updated`` (a signal joined or came back) is the record type
+    ``incident_updated``, which a target receives only when its ``records`` name it."""
+    incident_id = _str(record, "incident_id")
+    status = record.get("status")
+    if status not in ("opened", "updated", "resolved"):
+        raise UnsupportedRecord("unsupported_type", f"incident status {status!r}")
+    at = record.get("at") or {}
+    t = parse_time(at.get("event_time") if isinstance(at, dict) else None)
+    signals = [s for s in record.get("signals") or [] if isinstance(s, dict)]
+    details = {"incident_id": incident_id, "status": str(status),
+               "signals": ", ".join(
+                   f"{s.get('signal')} ({_fmt(s.get('mean_shift_in_reference_std'))} std"
+                   + (", back)" if s.get("resolved") else ")") for s in signals),
+               "opened_at": str(record.get("opened_at"))}
+    moved = record.get("moved") or {}
+    if isinstance(moved, dict):
+        for k, v in moved.items():
+            details[f"{k}_moved"] = "n/a" if v is None else str(bool(v)).lower()
+    if at and isinstance(at, dict):
+        details["offset"] = f"{at.get('topic')}/{at.get('partition')}@{at.get('offset')}"
+        details["event_id"] = str(at.get("event_id"))
+    if record.get("segment") is not None:
+        details["segment"] = str(record["segment"])
+    return Notification(
+        action="resolve" if status == "resolved" else "trigger",
+        record_type="incident_updated" if status == "updated" else "incident",
+        alertname=ALERTNAMES["incident"], fingerprint=incident_id, model_id=model_id,
+        model_version=version, signal=None, detector=None, severity=sev["incident"],
+        summary=str(record.get("summary") or f"{model_id}: incident {status}"),
+        occurred_at=t if t is not None else (now or 0.0),
+        idempotency_key=_str(record, "record_id"), record=record, details=details)
 
 
 def _deployment_check(record: dict[str, Any], model_id: str, version: str | None,

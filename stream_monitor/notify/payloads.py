@@ -122,6 +122,11 @@ def _title(n: Notification) -> str:
     """A one-line headline (Slack's header, the Teams card's title, the mail's subject)."""
     if n.record_type == "retrain_request":
         return f"Retrain requested: {n.model_id}"
+    if n.record_type.startswith("incident"):
+        n_signals = len(n.record.get("signals") or [])
+        head = "Resolved: incident" if n.action == "resolve" else "Incident"
+        return (f"{head} on {n.model_id}: {n_signals} signal{'s' if n_signals != 1 else ''} "
+                f"({n.severity})")
     if n.record_type == "deployment_check":
         return (f"Deployment check {n.details.get('verdict', '?')}: {n.model_id} "
                 f"version {n.model_version or '-'} ({n.severity})")
@@ -206,7 +211,8 @@ def pagerduty_request(target: ResolvedTarget, n: Notification, now: float,
             "timestamp": iso_time(n.occurred_at if n.occurred_at > 0 else now),
             "component": n.model_id,
             "group": n.signal or "retrain",
-            "class": "model_drift" if n.record_type == "drift_alert" else "retrain_request",
+            "class": ("model_drift" if n.record_type == "drift_alert" else "model_incident"
+                      if n.record_type.startswith("incident") else "retrain_request"),
             "custom_details": {**n.labels, **n.details, "fingerprint": n.fingerprint},
         }
         link = _link(generator_url, n)

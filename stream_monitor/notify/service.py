@@ -117,7 +117,7 @@ class Notifier:
         self.producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True,
                                          linger_ms=5)
         self.consumer = AIOKafkaConsumer(
-            t.alerts, t.retrain, t.deployments, **kafka,
+            t.alerts, t.retrain, t.deployments, t.incidents, **kafka,
             group_id=self.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=self.max_poll_records,
@@ -129,8 +129,9 @@ class Notifier:
         except BaseException:
             await self.producer.stop()
             raise
-        log.info("notifier: group %s reads %s, %s, %s from %s -> %s; dead letters to %s",
-                 self.group_id, t.alerts, t.retrain, t.deployments, describe(self.bootstrap),
+        log.info("notifier: group %s reads %s, %s, %s, %s from %s -> %s; dead letters to %s",
+                 self.group_id, t.alerts, t.retrain, t.deployments, t.incidents,
+                 describe(self.bootstrap),
                  ", ".join(f"{x.spec.type}:{x.name}" for x in self.targets),
                  t.dead_letter)
 

@@ -88,6 +88,6 @@ class BatchReporter:
             metrics.observe_sampled_out(out.quality.sampled_out)
         metrics.observe_batch(c.events_by_model, c.dead_letters_by_reason, seconds,
                               alerts=c.alerts, retrain_requests=c.retrain_requests,
-                              positions=c.positions)
+                              incidents=c.incidents, positions=c.positions)
         if self.readings is not None and metrics.signal_gauges:
             metrics.observe_readings(self.readings(out.units, metrics.wants_signal))

@@ -25,7 +25,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 
-from ..contracts.output_records import DeadLetterRecord, DriftAlert, RetrainRequest
+from ..contracts.output_records import (
+    DeadLetterRecord,
+    DriftAlert,
+    IncidentRecord,
+    RetrainRequest,
+)
 from ..contracts.readings import ModelReading
 from ..contracts.records import parse_time
 
@@ -108,6 +113,9 @@ class WorkerMetrics:
                                       registry=reg)
         self.retrain_requests = PromCounter("retrain_requests", "Retrain requests, by model.",
                                             ["model"], namespace=ns, registry=reg)
+        self.incidents = PromCounter("incidents", "Incident records (docs/incidents.md), by model "
+                                     "and status: opened, updated, resolved.",
+                                     ["model", "status"], namespace=ns, registry=reg)
         self.lag = Gauge("consumer_lag_records", "Records on the input partition not yet "
                          "processed: high watermark minus the next offset to process.",
                          ["topic", "partition"], namespace=ns, registry=reg)
@@ -219,6 +227,7 @@ class WorkerMetrics:
                       dead_letters_by_reason: Mapping[str, int], seconds: float, *,
                       alerts: Sequence[DriftAlert | Mapping[str, Any]] = (),
                       retrain_requests: Sequence[RetrainRequest | Mapping[str, Any]] = (),
+                      incidents: Sequence[IncidentRecord] = (),
                       positions: Mapping[Any, int] | None = None,
                       now: float | None = None) -> None:
         """One batch is done (state saved, outputs confirmed). ``positions`` is the last offset
@@ -245,6 +254,8 @@ class WorkerMetrics:
         for r in retrain_requests:
             mid = r.model_id if isinstance(r, RetrainRequest) else r.get("model_id")
             self.retrain_requests.labels(self._m(str(mid))).inc()
+        for i in incidents:
+            self.incidents.labels(self._m(i.model_id), i.status).inc()
         for tp, offset in (positions or {}).items():
             self.processed(tp, offset)
         self._count_overflows()
@@ -428,6 +439,7 @@ class BatchCounts:
     dead_letters_by_reason: Counter[str] = field(default_factory=Counter)
     alerts: list[DriftAlert | Mapping[str, Any]] = field(default_factory=list)
     retrain_requests: list[RetrainRequest | Mapping[str, Any]] = field(default_factory=list)
+    incidents: list[IncidentRecord] = field(default_factory=list)
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -450,6 +462,9 @@ def batch_counts(raws: Iterable[Any], records: Iterable[Any]) -> BatchCounts:
             continue
         if isinstance(rec, RetrainRequest):
             out.retrain_requests.append(rec)
+            continue
+        if isinstance(rec, IncidentRecord):
+            out.incidents.append(rec)
             continue
         if not isinstance(rec, Mapping):
             continue  # another typed record: not counted here

@@ -97,7 +97,7 @@ def test_every_topic_setting_is_a_channel() -> None:
         assert channel["x-env"] == env, f"channel {name}: x-env should be {env}"
         assert env in channel["description"], f"channel {name}: its description must name {env}"
     # The notifier reads the worker's topics under the same defaults.
-    for key in ("alerts", "retrain", "deployments"):
+    for key in ("alerts", "retrain", "deployments", "incidents"):
         assert NotifyTopics.model_fields[key].default == Topics.model_fields[key].default
 
 
@@ -186,9 +186,9 @@ def test_schema_headers_are_the_codes() -> None:
 
 def _replayed_headers(tmp: Path) -> dict[str, set[tuple[tuple[str, str], ...]]]:
     """Run the pipeline (in-memory replay) over a seeded stream that gives every output of the
-    pipeline: a drift that goes back (alert, resolution, retrain request), a missing rate that
-    jumps (data-quality alert), a bad record (dead letter), a second model version with labels
-    (deployment check). Returns each record type's headers."""
+    pipeline: a drift that goes back (alert, resolution, incident, retrain request), a missing
+    rate that jumps (data-quality alert), a bad record (dead letter), a second model version
+    with labels (deployment check). Returns each record type's headers."""
     cfg = tmp / "monitor.yaml"
     cfg.write_text("""
 version: 1
@@ -198,6 +198,7 @@ models:
     retrain: {min_drifted_signals: 1}
     alerts: {resolve_values: 50, resolve_max_shift: 0.5, hold_seconds: 10, dedupe_seconds: 20}
     quality: {indicators: [missing], detectors: [adwin]}
+    incidents: {window_seconds: 600}
   - match: "churn-*"
     labels: {task: classification, ttl_seconds: 3600, bucket_seconds: 60}
     reference_size: 500

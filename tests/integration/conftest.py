@@ -56,7 +56,8 @@ class Unique:
 
     def __init__(self) -> None:
         self.id = uuid.uuid4().hex[:10]
-        kinds = ("inference", "alerts", "retrain", "dead_letter", "labels", "deployments")
+        kinds = ("inference", "alerts", "retrain", "dead_letter", "labels", "deployments",
+                 "incidents")
         self.topics = {k: f"t-{self.id}-{k}" for k in kinds}
         self.app_id = f"sm-test-{self.id}"
         self.prefix = f"smt-{self.id}"
