@@ -571,16 +571,20 @@ def fleet_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--mix-workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes replaying tasks in parallel")
     g.add_argument("--mix-image", type=Path, default=ROOT / "docs" / "img" / "fleet.png")
+    g.add_argument("--mix-probabilities", action="store_true",
+                   help="events also carry their score as class probabilities "
+                   "(docs/probabilities.md): their signals join the count")
     g.add_argument("--mix-replot", type=Path, metavar="JSON",
                    help="only redraw the plot and the table from a fleet results file")
 
 
 def fleet_task(seed: int, models: Sequence[int], events: int, interval: float,
-               config_path: Path) -> dict[str, Any]:
+               config_path: Path, probabilities: bool = False) -> dict[str, Any]:
     from stream_monitor.config import load_config
     from stream_monitor.fleet import replay_fleet
 
-    return replay_fleet(load_config(config_path), seed, models, events, interval)
+    return replay_fleet(load_config(config_path), seed, models, events, interval,
+                        probabilities)
 
 
 def fleet_summary(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -698,7 +702,8 @@ def run_fleet(args: argparse.Namespace) -> None:
     done = 0
     with ProcessPoolExecutor(max_workers=max(1, args.mix_workers)) as pool:
         futures = [pool.submit(fleet_task, seed, models, args.mix_events,
-                               args.mix_interval, args.mix_config) for seed, models in tasks]
+                               args.mix_interval, args.mix_config, args.mix_probabilities)
+                   for seed, models in tasks]
         for fut in as_completed(futures):
             p = fut.result()
             parts.append(p)
@@ -714,7 +719,10 @@ def run_fleet(args: argparse.Namespace) -> None:
         "models": args.mix_models, "events": args.mix_events, "interval": args.mix_interval,
         "config": str(args.mix_config.relative_to(ROOT) if args.mix_config.is_relative_to(
             ROOT) else args.mix_config),
-        "kinds": [*FEATURES, "prediction", "performance"],
+        "kinds": [*FEATURES, "prediction", "performance"] + (
+            ["probability", "confidence", "predicted_class", "estimated_error", "estimate_gap"]
+            if args.mix_probabilities else []),
+        "probabilities": args.mix_probabilities,
         "seeds": fleet_summary(parts), "parts": sorted(parts, key=lambda p: (p["seed"],
                                                                               p["models"][0])),
         "seconds": round(time.perf_counter() - t0, 1), "workers": args.mix_workers,

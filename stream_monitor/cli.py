@@ -309,7 +309,33 @@ def replay(
         err.print(f"not yet watched: {len(pending)} signals still collecting their reference "
                   f"(values have/need): {shown}{more}")
     _report_not_watchable(states[0] if states else None)
+    _report_estimates(states[0] if states else None)
     _check_usable(events, total)
+
+
+def _report_estimates(state: Any) -> None:
+    """The confidence-based performance estimates against the realized errors of the last
+    labelled events (docs/probabilities.md)."""
+    from .core.probabilities import estimates
+
+    if state is None:
+        return
+    rows = estimates([(m.model_id, m.model_version, m.estimate) for m in state.models.values()
+                      if m.estimate is not None and (m.estimate.calibrations
+                                                     or m.estimate.confidence)])
+    for r in rows[:8]:
+        who = r["model_id"] + (f" v{r['model_version']}" if r["model_version"] else "")
+        if "gap" not in r:
+            state_ = ("calibrated, no labelled event since" if r["calibrated"] else
+                      f"calibrating ({r['collecting']} labelled events so far)")
+            err.print(f"performance estimate: {who}: {state_}")
+            continue
+        err.print(f"performance estimate: {who}: estimated error {r['estimated_error']:.4f}, "
+                  f"realized {r['realized_error']:.4f} over the last {r['window']} labelled "
+                  f"events (gap {r['gap']:+.4f}, standard error {r['gap_standard_error']:.4f}); "
+                  f"calibrated on {r['calibrated_on']} ({r['calibrations']} fits)")
+    if len(rows) > 8:
+        err.print(f"performance estimate: and {len(rows) - 8} more models")
 
 
 def _report_not_watchable(state: Any) -> None:

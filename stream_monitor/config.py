@@ -29,7 +29,15 @@ from pydantic import (
     model_validator,
 )
 
-from .contracts.signals import PERFORMANCE_SIGNAL
+from .contracts.signals import (
+    CLASS_MIX,
+    CONFIDENCE,
+    ESTIMATE_GAP,
+    ESTIMATED_ERROR,
+    PERFORMANCE_SIGNAL,
+    PREDICTION,
+    PROBABILITY_PREFIX,
+)
 from .core import plan as cp
 from .core.detectors import REGISTRY
 from .core.plan import PHASE_BINS, WEEK, MonitorPlan
@@ -56,6 +64,7 @@ __all__ = [
     "MonitorPlan",
     "Persistence",
     "Privacy",
+    "ProbabilityRule",
     "Quality",
     "QualityRule",
     "RetrainRule",
@@ -381,6 +390,9 @@ class Quality(_Strict):
     max_features_per_model: int = Field(
         2000, ge=1, description="An event that would give its model more distinct features: "
         "`too_many_signals` (a feature-name explosion must not grow state without bound).")
+    max_classes_per_event: int = Field(
+        100, ge=2, le=10_000, description="More classes in an event's `probabilities`: "
+        "`too_many_classes` (docs/probabilities.md).")
     max_id_length: int = Field(
         256, ge=8, description="Longer model_id, event_id or model_version: `id_too_long`.")
     dead_letter_max_bytes: int = Field(
@@ -441,6 +453,27 @@ class VersionRule(_Strict):
     min_values: int = Field(30, ge=5, description="Values per side needed to compare a signal.")
 
 
+class ProbabilityRule(_Strict):
+    """What is watched of the events' class probabilities (docs/probabilities.md). Signals no
+    signal rule of the model names are watched by a calibrated cusum under the model's budget."""
+
+    classes: bool = Field(True, description="Each class's probability: `probability:<class>`.")
+    confidence: bool = Field(True, description="The largest probability: `confidence`.")
+    class_mix: bool = Field(
+        True, description="The arg-max class as a categorical signal `predicted_class` (only "
+        "when the prediction is not itself a class label, which `prediction` watches).")
+    max_classes: int = Field(
+        20, ge=1, le=1000, description="Classes per model given a `probability:<class>` signal "
+        "(the first seen); the others count in `confidence` and `predicted_class` only.")
+    estimate: bool = Field(
+        True, description="Estimate the error from the confidence, calibrated on labelled "
+        "events (inline labels or the labels topic): `performance:estimated_error`, and its "
+        "gap to the realized error, `estimate_gap`.")
+    calibration_size: int | None = Field(
+        None, ge=50, le=100_000, description="Labelled events the estimate is calibrated on "
+        "(default: the model's reference_size).")
+
+
 class ModelRule(_Strict):
     """Which models (id or glob) to watch, and how."""
 
@@ -464,6 +497,9 @@ class ModelRule(_Strict):
     versions: VersionRule = Field(default_factory=VersionRule)
     false_alarm_budget: FalseAlarmBudget | None = Field(
         None, description="Overrides the top-level false-alarm budget for this model's signals.")
+    probabilities: ProbabilityRule | None = Field(
+        default_factory=ProbabilityRule, description="Watching the events' `probabilities` "
+        "(docs/probabilities.md); null: not watched.")
     incidents: IncidentRule | None = Field(
         None, description="Group the model's alerts into incidents (docs/incidents.md); null: off.")
 
@@ -492,7 +528,7 @@ class Topics(_Strict):
 
 InputFormat = Literal["json", "avro", "protobuf", "json_schema"]
 _INFERENCE_FIELDS = ("event_id", "model_id", "model_version", "timestamp", "features",
-                     "prediction", "label")
+                     "prediction", "label", "probabilities")
 _LABEL_FIELDS = ("event_id", "model_id", "label", "timestamp")
 
 
@@ -620,13 +656,20 @@ def _quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
 # ---------------------------------------------------------------------------------------------
 # Checks across fields, each problem with the field's path and the fix.
 
+# Signal names that are not a prefix and a name (docs/probabilities.md for the last four).
+_FIXED_SIGNALS = (PREDICTION, PERFORMANCE_SIGNAL, CONFIDENCE, CLASS_MIX, ESTIMATED_ERROR,
+                  ESTIMATE_GAP)
+
+
 def _can_match_a_signal(pattern: str) -> bool:
-    """False when a glob can match neither `prediction` nor any `feature:<name>`: the text
-    before its first wildcard must then be a prefix of `feature:` or start with it."""
-    if _match(pattern, "prediction") or _match(pattern, "performance:error"):
+    """False when a glob can match none of the fixed signal names (`prediction`, ...) nor any
+    `feature:<name>` or `probability:<class>`: the text before its first wildcard must then
+    be a prefix of one of those prefixes or start with it."""
+    if any(_match(pattern, name) for name in _FIXED_SIGNALS):
         return True
     literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
-    return literal.startswith("feature:") or "feature:".startswith(literal)
+    return any(literal.startswith(p) or p.startswith(literal)
+               for p in ("feature:", PROBABILITY_PREFIX))
 
 
 def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
@@ -638,7 +681,10 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
             if not _can_match_a_signal(sr.match):
                 problems.append((f"models[{i}].signals[{j}].match",
                                  f"{sr.match!r} can match no signal; signals are named "
-                                 "'feature:<name>', 'prediction' or 'performance:error'"))
+                                 "'feature:<name>', 'prediction' or 'performance:error' (with "
+                                 "class probabilities also 'probability:<class>', "
+                                 "'confidence', 'predicted_class', "
+                                 "'performance:estimated_error', 'estimate_gap')"))
             for k, det in enumerate(sr.detectors):
                 if det not in cfg.detectors:
                     close = difflib.get_close_matches(det, list(cfg.detectors), n=1)
@@ -850,6 +896,7 @@ def compile_plan(cfg: MonitorConfig) -> MonitorPlan:
             max_features_per_event=q.max_features_per_event,
             max_features_per_model=q.max_features_per_model,
             max_id_length=q.max_id_length, dead_letter_max_bytes=q.dead_letter_max_bytes,
+            max_classes_per_event=q.max_classes_per_event,
             unknown_model=q.unknown_model,
             duplicates=cp.Duplicates(q.duplicates.window_seconds),
             timestamps=cp.Timestamps(q.timestamps.max_future_seconds,
@@ -865,6 +912,42 @@ def _detector(name: str, spec: DetectorSpec) -> cp.DetectorSpec:
     return cp.DetectorSpec(name, spec.type, REGISTRY[spec.type].input,
                            MappingProxyType(dict(spec.params)),
                            MappingProxyType(spec.effective_params))
+
+
+# The detector that watches a probability signal no signal rule names (core/plan.py
+# ProbabilityPlan.default_rule): a calibrated cusum, under this name unless the config has a
+# cusum of its own with our default parameters.
+_PROBABILITY_DETECTOR = "cusum"
+
+
+def _probability_detector(detectors: Mapping[str, cp.DetectorSpec]) -> cp.DetectorSpec:
+    """The probability signals' default detector: the config's cusum with our default
+    parameters, else one of our own (not in the plan's ``detectors``, which stay the
+    config's), named so that it shadows no detector of the config."""
+    plain = REGISTRY["cusum"].params({})
+    for spec in detectors.values():
+        if spec.type == "cusum" and dict(spec.effective_params) == plain:
+            return spec
+    name = _PROBABILITY_DETECTOR
+    while name in detectors:
+        name = "_" + name
+    return _detector(name, DetectorSpec(type="cusum"))
+
+
+def _probabilities(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec],
+                   reference_size: int, model_least: int,
+                   own: FalseAlarmBudget | None) -> cp.ProbabilityPlan | None:
+    p = rule.probabilities
+    if p is None:
+        return None
+    det = _probability_detector(detectors)
+    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
+                      reference_size, model_least, own)
+    return cp.ProbabilityPlan(
+        classes=p.classes, confidence=p.confidence, class_mix=p.class_mix,
+        max_classes=p.max_classes, estimate=p.estimate,
+        calibration_size=p.calibration_size or reference_size, default_rule=default,
+        detector=det)
 
 
 def _budget(b: FalseAlarmBudget | None) -> cp.Budget | None:
@@ -909,6 +992,7 @@ def _model(cfg: MonitorConfig, rule: ModelRule,
         quality=quality,
         labels=None if lab is None else cp.LabelPolicy(**lab.model_dump()),
         versions=cp.VersionPolicy(**v.model_dump()),
+        probabilities=_probabilities(rule, detectors, reference_size, model_least, own),
         incidents=(None if rule.incidents is None
                    else cp.IncidentPolicy(rule.incidents.window_seconds)))
 

@@ -155,8 +155,11 @@ def feature_columns(m: FleetModel, n: int) -> dict[str, np.ndarray]:
     return cols
 
 
-def model_events(m: FleetModel, n: int, interval: float = 1.0) -> Iterator[bytes]:
-    """The model's ``n`` inference events as JSON lines, in event-time order."""
+def model_events(m: FleetModel, n: int, interval: float = 1.0,
+                 probabilities: bool = False) -> Iterator[bytes]:
+    """The model's ``n`` inference events as JSON lines, in event-time order. With
+    ``probabilities``, each event also carries its score as class probabilities (``{"0": 1 -
+    score, "1": score}``, docs/probabilities.md); nothing else changes."""
     cols = feature_columns(m, n)
     rng = np.random.default_rng([m.seed, m.index, 2])
     missing = rng.random((n, len(FEATURES))) < m.missing_rate
@@ -176,13 +179,16 @@ def model_events(m: FleetModel, n: int, interval: float = 1.0) -> Iterator[bytes
     miss = missing.tolist()
     for i in range(n):
         feats = {f: rows[f][i] for j, f in enumerate(FEATURES) if not miss[i][j]}
-        yield orjson.dumps({"event_id": f"{m.model_id}-{i:06d}", "model_id": m.model_id,
-                            "timestamp": START + i * interval, "features": feats,
-                            "prediction": scores[i], "label": labels[i]})
+        ev = {"event_id": f"{m.model_id}-{i:06d}", "model_id": m.model_id,
+              "timestamp": START + i * interval, "features": feats,
+              "prediction": scores[i], "label": labels[i]}
+        if probabilities:
+            ev["probabilities"] = {"0": round(1.0 - scores[i], 6), "1": scores[i]}
+        yield orjson.dumps(ev)
 
 
 def write_fleet(path: Path, seed: int, models: Sequence[int], events: int,
-                interval: float = 1.0) -> list[FleetModel]:
+                interval: float = 1.0, probabilities: bool = False) -> list[FleetModel]:
     """Write the events of ``models`` (indices) of fleet ``seed`` to ``path``, one model after
     the other (models are independent: the core keeps no state across them)."""
     out = []
@@ -190,7 +196,7 @@ def write_fleet(path: Path, seed: int, models: Sequence[int], events: int,
         for i in models:
             m = fleet_model(seed, i)
             out.append(m)
-            for line in model_events(m, events, interval):
+            for line in model_events(m, events, interval, probabilities):
                 f.write(line + b"\n")
     return out
 
@@ -202,7 +208,13 @@ def signal_kind(signal: str) -> str:
     ('segment', 't3')
     >>> signal_kind("performance:error"), signal_kind("prediction")
     ('performance', 'prediction')
+    >>> signal_kind("probability:1"), signal_kind("performance:estimated_error")
+    ('probability', 'estimated_error')
     """
+    if signal == "performance:estimated_error":
+        return "estimated_error"
+    if signal.startswith("probability:"):
+        return "probability"
     if signal.startswith("performance:"):
         return "performance"
     if signal.startswith("quality:"):
@@ -231,7 +243,7 @@ def poisson_upper(mean: float, level: float = 0.95) -> int:
 
 
 def replay_fleet(config: MonitorPlan, seed: int, models: Sequence[int], events: int,
-                 interval: float = 1.0) -> dict[str, Any]:
+                 interval: float = 1.0, probabilities: bool = False) -> dict[str, Any]:
     """Generate ``models`` of fleet ``seed``, replay them through ``config`` (the replay
     adapter: the worker's core with in-memory state) and list what it emitted. Everything it
     emits is false: nothing in the fleet ever changes.
@@ -240,7 +252,8 @@ def replay_fleet(config: MonitorPlan, seed: int, models: Sequence[int], events: 
     parameters of their models), and the budget's expected count of false drift alerts per
     signal kind (``expected``; ``quality`` for the fault rates): each budgeted signal's
     watched values (all but those spent collecting a reference, at the start and after each
-    alert) times its budget per value.
+    alert) times its budget per value. ``probabilities``: the events carry their score as
+    class probabilities too (:func:`model_events`).
     """
     from .adapters.replay import replay_file
     from .core.monitor import not_watchable
@@ -248,7 +261,8 @@ def replay_fleet(config: MonitorPlan, seed: int, models: Sequence[int], events: 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / f"fleet-{seed}-{models[0]}.jsonl"
-        specs = {m.model_id: m for m in write_fleet(path, seed, models, events, interval)}
+        specs = {m.model_id: m for m in write_fleet(path, seed, models, events, interval,
+                                                    probabilities)}
         t_gen = time.perf_counter() - t0
         out = io.BytesIO()
         states: list[Any] = []

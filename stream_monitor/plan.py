@@ -54,6 +54,17 @@ def _signal_rule(plan: MonitorPlan, rule: ModelPlan, sr: SignalPlan) -> dict[str
     return out
 
 
+def _probabilities(rule: ModelPlan) -> dict[str, Any] | None:
+    """What the rule watches of class probabilities (docs/probabilities.md)."""
+    pp = rule.probabilities
+    if pp is None:
+        return None
+    return {"classes": pp.classes, "confidence": pp.confidence, "class_mix": pp.class_mix,
+            "max_classes": pp.max_classes, "estimate": pp.estimate,
+            "calibration_size": pp.calibration_size,
+            "default_detector": _detector(pp.detector, pp.default_rule.budget is not None)}
+
+
 def config_plan(plan: MonitorPlan) -> dict[str, Any]:
     """The compiled plan (core/plan.py) as JSON-able data (``check-config --json``)."""
     models = []
@@ -83,6 +94,7 @@ def config_plan(plan: MonitorPlan) -> dict[str, Any]:
                         "within_events": rule.retrain.within_events,
                         "count": rule.retrain.count, "min_incidents": rule.retrain.min_incidents},
             "versions_separate": rule.versions.separate,
+            "probabilities": _probabilities(rule),
         })
     return {"topics": asdict(plan.topics), "detectors": len(plan.detectors),
             "models": models}
@@ -198,6 +210,16 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             lb = m["labels"]
             lines.append(f"  labels: {lb['task']} from {t['labels']} -> performance:error "
                          f"(a prediction waits {lb['ttl_seconds']:g} s for its label)")
+        p = m.get("probabilities")
+        if p:
+            what = [w for w, on in (
+                (f"probability:<class> (first {p['max_classes']} classes)", p["classes"]),
+                ("confidence", p["confidence"]), ("predicted_class", p["class_mix"]),
+                (f"performance:estimated_error and estimate_gap (calibrated on "
+                 f"{p['calibration_size']} labelled events)", p["estimate"])) if on]
+            lines.append(f"  probabilities: {', '.join(what) or 'nothing'}; those no signal "
+                         f"rule names watched by {_name(p['default_detector'])} (calibrated to "
+                         "the budget)")
         if m["incidents"]:
             k = m["retrain"]
             counts = (f"; retrain counts incidents (k = {k['min_incidents']})"

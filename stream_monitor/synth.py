@@ -249,3 +249,59 @@ def category_stream(shares: list[float], n: int, seed: int, change_at: int | Non
             if keep[i]:
                 draws[i] = draws[i - 1]
     return [names[int(i)] for i in draws]
+
+
+CLASSIFIER_CLASSES = ("a", "b", "c")
+
+
+def classifier_stream(n: int, seed: int, *, model_id: str = "clf-1",
+                      covariate_at: int | None = None, covariate_scale: float = 0.5,
+                      concept_at: int | None = None, concept_noise: float = 0.4,
+                      label_every: int = 1, t0: float = 1_767_225_600.0
+                      ) -> list[dict[str, object]]:
+    """``n`` seeded events of a *calibrated* 3-class classifier (docs/probabilities.md): two
+    features, a softmax of a fixed linear model as ``probabilities`` (which *are* p(y | x)),
+    the arg-max class as ``prediction`` and a true class drawn from them as an inline ``label``
+    (on every ``label_every``-th event).
+
+    * From ``covariate_at`` on, a **covariate shift**: the features shrink by
+      ``covariate_scale`` towards the origin, where the classes overlap; confidence and
+      accuracy fall, and p(y | x) is unchanged (the estimate holds).
+    * From ``concept_at`` on, **concept drift**: with probability ``concept_noise`` the true
+      class is drawn uniformly instead; the model's probabilities do not know (the estimate is
+      wrong).
+
+    >>> ev = classifier_stream(3, 1)[0]
+    >>> sorted(ev), round(sum(ev["probabilities"].values()), 4)
+    (['event_id', 'features', 'label', 'model_id', 'prediction', 'probabilities', 'timestamp'], 1.0)
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    w = np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])
+    x = rng.standard_normal((n, 2)) * 1.2
+    if covariate_at is not None:
+        x[covariate_at:] *= covariate_scale
+    logits = x @ w.T
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    u = rng.random(n)
+    y = (u[:, None] > np.cumsum(p, axis=1)).sum(axis=1)
+    y = np.minimum(y, 2)
+    if concept_at is not None:
+        noisy = (rng.random(n) < concept_noise) & (np.arange(n) >= concept_at)
+        y = np.where(noisy, rng.integers(0, 3, n), y)
+    out: list[dict[str, object]] = []
+    names = CLASSIFIER_CLASSES
+    for i in range(n):
+        probs = [round(float(v), 6) for v in p[i]]
+        ev: dict[str, object] = {
+            "event_id": f"{model_id}-{i}", "model_id": model_id, "timestamp": t0 + i,
+            "features": {"x1": round(float(x[i, 0]), 6), "x2": round(float(x[i, 1]), 6)},
+            "prediction": names[int(np.argmax(p[i]))],
+            "probabilities": dict(zip(names, probs, strict=True))}
+        if label_every and i % label_every == 0:
+            ev["label"] = names[int(y[i])]
+        out.append(ev)
+    return out

@@ -43,10 +43,15 @@ def _file_descriptor_proto() -> Any:
     field(ev, "features", 5, _T_MESSAGE, f"{pkg}.InferenceEvent.FeaturesEntry", rep)
     field(ev, "prediction", 6, _T_MESSAGE, f"{pkg}.Value")
     field(ev, "label", 7, _T_MESSAGE, f"{pkg}.Value")
+    field(ev, "probabilities", 8, _T_MESSAGE, f"{pkg}.InferenceEvent.ProbabilitiesEntry", rep)
     entry = ev.nested_type.add(name="FeaturesEntry")
     entry.options.map_entry = True
     field(entry, "key", 1, _T_STRING)
     field(entry, "value", 2, _T_MESSAGE, f"{pkg}.Value")
+    entry = ev.nested_type.add(name="ProbabilitiesEntry")
+    entry.options.map_entry = True
+    field(entry, "key", 1, _T_STRING)
+    field(entry, "value", 2, _T_DOUBLE)
 
     lab = fdp.message_type.add(name="LabelEvent")
     field(lab, "event_id", 1, _T_STRING)

@@ -31,6 +31,7 @@ from .output_records import (
 from .wire import REGISTRY_REASON_CODES, Fault, FieldMapping, apply_mapping
 
 __all__ = [
+    "PROBABILITY_SUM_TOLERANCE",
     "REASON_CODES",
     "SCHEMA_VERSION",
     "DeadLetter",
@@ -57,17 +58,26 @@ REASON_CODES = (
     "missing_field",        # a required field is absent
     "wrong_type",           # a field has the wrong type or an impossible value
     "non_finite",           # the timestamp is NaN or +/-inf
+    # An invalid `probabilities` map (class -> probability; docs/probabilities.md):
+    "probability_not_numeric",       # a probability is not a finite number (or the map not one)
+    "probability_out_of_range",      # a probability below 0 or above 1
+    "probabilities_not_normalized",  # the probabilities do not sum to 1 within the tolerance
     "unknown_model",        # no model rule matches (quality.unknown_model: dead_letter)
     "timestamp_in_future",  # event time beyond now + quality.timestamps.max_future_seconds
     "timestamp_too_old",    # event time before now - quality.timestamps.max_past_seconds
     "duplicate",            # same (model_id, event_id) at another position within the window
     "too_many_features",    # more features than quality.max_features_per_event
+    "too_many_classes",     # more classes in `probabilities` than quality.max_classes_per_event
     "too_many_signals",     # would give its model more than quality.max_features_per_model
     "id_too_long",          # model_id, event_id or model_version over quality.max_id_length
     "internal_error",       # the decoder or the core raised on the event
     # A registry format (input.*.format avro/protobuf/json_schema; contracts/wire.py):
     *REGISTRY_REASON_CODES,
 )
+
+# How far the probabilities of an event may sum from 1 (rounded outputs: 20 classes printed to
+# 4 decimals are off by at most 0.001; a softmax in float32 by far less).
+PROBABILITY_SUM_TOLERANCE = 0.01
 
 # How much of a bad record a dead letter keeps by default (quality.dead_letter_max_bytes). A
 # dead letter must always fit the output topic: the value keeps a head of this many bytes, each
@@ -117,6 +127,9 @@ class InferenceEvent:
     model_version: str | None = None
     timestamp: float | None = None  # seconds since the epoch
     label: Any = None
+    # Class -> probability (a classifier's output; validated by the decoder: each in [0, 1],
+    # summing to 1). None: absent (an empty map is read as absent too).
+    probabilities: dict[str, float] | None = None
 
     @property
     def event_time(self) -> float:
@@ -473,7 +486,55 @@ def _decode(raw: RawRecord, mapping: FieldMapping | None = None) -> InferenceEve
         model_version=version,
         timestamp=_parse_timestamp(obj.get("timestamp")),
         label=obj.get("label"),
+        probabilities=_probabilities(obj.get("probabilities")),
     )
+
+
+def _probabilities(v: Any) -> dict[str, float] | None:
+    """A ``probabilities`` map checked (docs/probabilities.md): class -> a finite number in
+    [0, 1], the numbers summing to 1 within :data:`PROBABILITY_SUM_TOLERANCE`. Integers and
+    booleans' look-alikes: an int (0 or 1) is a number, a bool is not. Null or an empty map:
+    absent (a Protobuf map cannot say "absent"). The cap on the number of classes is the
+    gate's (``too_many_classes``, quality.max_classes_per_event).
+
+    >>> _probabilities({"a": 0.25, "b": 0.75})
+    {'a': 0.25, 'b': 0.75}
+    >>> _probabilities({}) is None
+    True
+    """
+    if v is None:
+        return None
+    if type(v) is not dict:
+        raise _Reject("probability_not_numeric",
+                      "probabilities must be an object of class -> probability (a number)")
+    if not v:
+        return None
+    out: dict[str, float] = {}
+    total = 0.0
+    for cls, p in v.items():
+        t = type(p)
+        if t is float:
+            x = p
+        elif t is int:
+            x = float(p)
+        else:
+            raise _Reject("probability_not_numeric", (
+                f"probabilities[{str(cls)[:100]!r}] is a {t.__name__}, not a number; send each "
+                "class's probability as a number in [0, 1]"))
+        if not math.isfinite(x):
+            raise _Reject("probability_not_numeric",
+                          f"probabilities[{str(cls)[:100]!r}] is {x!r}, not a finite number")
+        if not 0.0 <= x <= 1.0:
+            raise _Reject("probability_out_of_range", (
+                f"probabilities[{str(cls)[:100]!r}] is {x!r}, outside [0, 1]; send "
+                "probabilities (a softmax), not logits or scores"))
+        out[str(cls)] = x
+        total += x
+    if abs(total - 1.0) > PROBABILITY_SUM_TOLERANCE:
+        raise _Reject("probabilities_not_normalized", (
+            f"the {len(out)} probabilities sum to {total:.6g}, not 1 (tolerance "
+            f"{PROBABILITY_SUM_TOLERANCE:g}); send every class's probability, normalized"))
+    return out
 
 
 def decode_inference(raw: RawRecord,

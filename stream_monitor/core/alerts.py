@@ -45,7 +45,7 @@ def drift_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int
     if sig.table is not None:
         return _category_alert(config, model, sig, i, ev)
     name = sig.detector_names[i]
-    spec = config.detectors[name]
+    spec = config.detector(name, model.rule)
     pos = ev.position
     watched_ref = sig.watched_reference
     reference = summarize(watched_ref)

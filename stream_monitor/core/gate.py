@@ -7,11 +7,12 @@ No I/O happens here; the adapter passes the processing clock in, and the pipelin
 (``undecodable``, ``not_an_object``, ``missing_field``, ``wrong_type``, ``non_finite``
 timestamp; for a Schema Registry format, the adapter's faults first: ``wrong_magic_byte``,
 ``unknown_schema``, ``registry_refused``, ``schema_mismatch``, ``undecodable_payload``),
-limits (``too_many_features``, ``id_too_long``), ``unknown_model`` (when the config
-says ``dead_letter``), ``timestamp_in_future`` / ``timestamp_too_old`` (against the processing
-clock), then ``duplicate``. A failing record becomes a :class:`DeadLetter` with its original
-bytes; the others become :class:`InferenceEvent` s for the core. Between the timestamp rules and
-``duplicate``, a model's ``sample_rate`` below 1 leaves out the events whose ``event_id`` hashes
+limits (``too_many_features``, ``too_many_classes``, ``id_too_long``), ``unknown_model``
+(when the config says ``dead_letter``), ``timestamp_in_future`` / ``timestamp_too_old``
+(against the processing clock), then ``duplicate``. A failing record becomes a
+:class:`DeadLetter` with its original bytes; the others become :class:`InferenceEvent` s for
+the core. Between the timestamp rules and ``duplicate``, a model's ``sample_rate`` below 1
+leaves out the events whose ``event_id`` hashes
 above it (core/sampling.py; counted, not dead-lettered).
 
 The checks of single values inside an admitted event are the core's value rules
@@ -168,6 +169,7 @@ class EventGate:
         self.max_past = q.timestamps.max_past_seconds
         self.duplicate_window = q.duplicates.window_seconds
         self.max_features = q.max_features_per_event
+        self.max_classes = q.max_classes_per_event
         self.max_id = q.max_id_length
         # input.inference.fields / feature_fields: where the contract's fields are (None: as is).
         self.mapping = config.input.inference.mapping()
@@ -305,6 +307,12 @@ class EventGate:
             return "too_many_features", (
                 f"the event has {n} features, over quality.max_features_per_event = "
                 f"{self.max_features}; send fewer features, or raise the limit")
+        probs = ev.probabilities
+        if probs is not None and len(probs) > self.max_classes:
+            return "too_many_classes", (
+                f"the event's probabilities name {len(probs)} classes, over "
+                f"quality.max_classes_per_event = {self.max_classes}; send the classes' "
+                "probabilities only, or raise the limit")
         max_id = self.max_id
         if len(ev.model_id) > max_id or len(ev.event_id) > max_id or (
                 ev.model_version is not None and len(ev.model_version) > max_id):

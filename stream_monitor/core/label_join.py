@@ -72,6 +72,9 @@ class LabelOp:
     partition: int
     offset: int
     version: str | None = None  # model_version of a prediction
+    # A prediction's confidence (its largest class probability; core/probabilities.py), for
+    # the performance estimate; None: none.
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,7 @@ class JoinedPair:
     topic: str
     partition: int
     offset: int
+    confidence: float | None = None  # the prediction's (LabelOp.confidence)
 
     @property
     def delay(self) -> float:
@@ -170,8 +174,10 @@ class LabelBook:
     """One model's waiting predictions and labels, watermark and pair logs (in memory)."""
 
     model_id: str
-    # bucket -> event_id -> (prediction, event time, version); labels: (label, label time).
-    predictions: dict[int, dict[str, tuple[Any, float, str | None]]] = field(default_factory=dict)
+    # bucket -> event_id -> (prediction, event time, version, confidence); labels: (label,
+    # label time).
+    predictions: dict[int, dict[str, tuple[Any, float, str | None, float | None]]] = field(
+        default_factory=dict)
     early_labels: dict[int, dict[str, tuple[Any, float]]] = field(default_factory=dict)
     stats: LabelStats = field(default_factory=LabelStats)
     pred_clock: float = -math.inf  # latest prediction time seen: expires early labels
@@ -212,14 +218,16 @@ class LabelBook:
                 hit = _take(self.early_labels, op.event_id)
                 if hit is not None:
                     self.stats.labels_before_prediction += 1
-                    self._log(op, op.value, op.t, op.version, hit[0], hit[1], True)
+                    self._log(op, op.value, op.t, op.version, hit[0], hit[1], True,
+                              op.confidence)
                 else:
-                    self.predictions.setdefault(b, {})[op.event_id] = (op.value, op.t, op.version)
+                    self.predictions.setdefault(b, {})[op.event_id] = (
+                        op.value, op.t, op.version, op.confidence)
             else:
                 self.stats.labels += 1
                 hit = _take(self.predictions, op.event_id)
                 if hit is not None:
-                    self._log(op, hit[0], hit[1], hit[2], op.value, op.t, False)
+                    self._log(op, hit[0], hit[1], hit[2], op.value, op.t, False, hit[3])
                 else:
                     self.early_labels.setdefault(b, {})[op.event_id] = (op.value, op.t)
         out: list[Any] = []
@@ -228,12 +236,12 @@ class LabelBook:
         return out
 
     def _log(self, op: LabelOp, pred: Any, pt: float, version: str | None, label: Any,
-             lt: float, label_first: bool) -> None:
+             lt: float, label_first: bool, confidence: float | None) -> None:
         vk = version_key(version)
         seq = self.seqs.get(vk, 0) + 1
         self.seqs[vk] = seq
         pair = JoinedPair(seq, self.model_id, version, op.event_id, pred, pt, label, lt,
-                          label_first, op.topic, op.partition, op.offset)
+                          label_first, op.topic, op.partition, op.offset, confidence)
         self.logs.setdefault(vk, {})[seq] = pair
         s = self.stats
         s.joined += 1
@@ -287,9 +295,11 @@ def join_labels(plan: MonitorPlan, events: Sequence[InferenceEvent],
         if not t:
             continue
         p = ev.position
+        probs = ev.probabilities  # (its confidence: for the performance estimate)
         ops.append(((p.topic, p.partition, p.offset), LabelOp(
             "prediction", ev.model_id, ev.event_id, ev.prediction, ev.event_time, p.topic,
-            p.partition, p.offset, ev.model_version)))
+            p.partition, p.offset, ev.model_version,
+            max(probs.values()) if probs else None)))
     for lab in labels:
         if lab.model_id not in rules:
             rule = plan.model_rule(lab.model_id)

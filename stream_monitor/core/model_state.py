@@ -21,6 +21,7 @@ from .detectors import REGISTRY, restore_detector
 from .incidents import IncidentBook
 from .lifecycle import LifecycleState
 from .plan import ModelPlan, MonitorPlan, QualityPlan
+from .probabilities import EstimateState
 from .retrain import RetrainState
 from .seasonal import TimedSignalState
 from .signals import SignalState
@@ -244,6 +245,10 @@ class ModelState:
     # Signals with a period of event time (core/seasonal.py): the monitor gives them each
     # event's time before its values.
     timed: list[TimedSignalState] = field(default_factory=list)
+    # Class probabilities (core/probabilities.py): class -> its probability signal, or None
+    # when not watched (a cache); the performance estimate, when the rule has one.
+    by_class: dict[str, SignalState | None] = field(default_factory=dict)
+    estimate: EstimateState | None = None
     # Open incidents, alerts of several signals grouped (core/incidents.py); None when the
     # model rule has no `incidents`.
     incidents: IncidentBook | None = None
@@ -274,6 +279,9 @@ class ModelState:
             meta["quality"] = self.value_rules.meta()
         if self.lifecycle is not None:
             meta["lifecycle"] = self.lifecycle.meta()
+        est = self.estimate
+        if est is not None and (est.calibrations or est.confidence):
+            meta["estimate"] = est.meta()
         if self.incidents is not None:
             meta["incidents"] = self.incidents.meta()
         return meta
@@ -331,6 +339,9 @@ class StateBuilder:
             model.ring_offsets = deque(maxlen=ring)
         if rule.quality.active:
             model.value_rules = ValueRuleState.for_rule(rule.quality, rule.reference_size)
+        pp = rule.probabilities
+        if pp is not None and pp.estimate:
+            model.estimate = EstimateState(pp.calibration_size, rule.recent_size)
         return model
 
     def watches(self, model: ModelState, signal: str) -> bool:
@@ -522,6 +533,8 @@ class StateBuilder:
         if ring is not None:
             model.ring_ids.extend(str(i) for i in ring[0])
             model.ring_offsets.extend(int(o) for o in ring[1])
+        if model.estimate is not None and meta.get("estimate") is not None:
+            model.estimate.restore(meta["estimate"])
         if model.value_rules is not None and meta.get("quality") is not None:
             model.value_rules.restore(meta["quality"],
                                   lambda name: self.watches(model, "feature:" + name))

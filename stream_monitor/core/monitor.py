@@ -40,6 +40,15 @@ from .gate import QualityCounters
 from .label_join import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
 from .model_state import MISSING, ModelState, MonitorState, StateBuilder
 from .privacy import redact_outputs
+from .probabilities import (
+    CLASS_MIX,
+    CONFIDENCE,
+    ESTIMATE_GAP,
+    ESTIMATED_ERROR,
+    PROBABILITY_PREFIX,
+    arg_max,
+    uniform_of,
+)
 from .retrain import decide, note_alert, retrain_request, tick
 from .signals import PREDICTION, SignalState
 from .value_rules import Fired, check_features, close_sample
@@ -290,6 +299,8 @@ class Monitor(StateBuilder):
                             self._on_drift(model, sig, fired, ev, result)
                     elif type(ev.prediction) is float:
                         counters.reject(mid, PREDICTION, "non_finite")
+            if ev.probabilities is not None and model.rule.probabilities is not None:
+                values += self._probabilities(model, ev, result)
             if ev.label is not None and model.rule.labels is None:
                 self._inline_label(model, ev, result)
             rs = model.retrain
@@ -343,6 +354,96 @@ class Monitor(StateBuilder):
                 self._on_drift(model, pred, k, ev, result)
         return fed
 
+    def _probabilities(self, model: ModelState, ev: InferenceEvent,
+                       result: BatchResult) -> int:
+        """An event's class probabilities to their signals (core/probabilities.py): each
+        class's probability (the first ``max_classes`` classes), the confidence, the arg-max
+        class (when the prediction is not a class label), and the estimated error once the
+        model's estimate is calibrated. Returns the values fed."""
+        pp = model.rule.probabilities
+        probs = ev.probabilities
+        if pp is None or probs is None:
+            return 0
+        fed = 0
+        fired: list[tuple[SignalState, int]] = []
+        if pp.classes:
+            by_class = model.by_class
+            for cls, p in probs.items():
+                sig = by_class.get(cls, MISSING)
+                if sig is MISSING:
+                    sig = self._class_signal(model, cls, pp.max_classes)
+                    if len(by_class) >= 4 * pp.max_classes:
+                        by_class.clear()  # a cache: unwatched classes must not grow it
+                    by_class[cls] = sig
+                if sig is not None:
+                    fed += 1
+                    k = sig.update(p)
+                    if k >= 0:
+                        fired.append((sig, k))
+        cls, confidence = arg_max(probs)
+        if pp.confidence:
+            sig = model.signals.get(CONFIDENCE) or self.new_signal(model, CONFIDENCE)
+            if sig is not None:
+                fed += 1
+                k = sig.update(confidence)
+                if k >= 0:
+                    fired.append((sig, k))
+        if pp.class_mix and type(ev.prediction) is not str:
+            sig = model.signals.get(CLASS_MIX) or self.new_signal(model, CLASS_MIX,
+                                                                  categorical=True)
+            if sig is not None and sig.table is not None:
+                fed += 1
+                k = sig.update_category(cls)
+                if k >= 0:
+                    fired.append((sig, k))
+        est = model.estimate
+        if est is not None:
+            e = est.estimated_error(confidence)
+            if e is not None:
+                sig = model.signals.get(ESTIMATED_ERROR) or self.new_signal(model,
+                                                                            ESTIMATED_ERROR)
+                if sig is not None:
+                    fed += 1
+                    k = sig.update(e)
+                    if k >= 0:
+                        fired.append((sig, k))
+        for sig, k in fired:
+            self._on_drift(model, sig, k, ev, result)
+        return fed
+
+    def _class_signal(self, model: ModelState, cls: str, cap: int) -> SignalState | None:
+        """The probability signal of a class first seen by this model's cache: its stored
+        signal, a new one while the model has fewer than ``cap`` classes watched, else None."""
+        name = PROBABILITY_PREFIX + cls
+        sig = model.signals.get(name)
+        if sig is not None:
+            return sig
+        watched = sum(1 for s in model.signals if s.startswith(PROBABILITY_PREFIX))
+        return self.new_signal(model, name) if watched < cap else None
+
+    def _estimate_label(self, model: ModelState, confidence: float, error: float,
+                        ev: InferenceEvent, result: BatchResult) -> None:
+        """A labelled event of a model with a performance estimate: a calibration pair while
+        the calibration forms, else its gap score (core/probabilities.py) to ``estimate_gap``.
+        A new fit re-bases ``performance:estimated_error`` (its values now mean the new fit)."""
+        est = model.estimate
+        if est is None or error not in (0.0, 1.0):
+            return
+        fits = est.calibrations
+        gap = est.label(confidence, error, uniform_of(ev.event_id))
+        if est.calibrations != fits and fits:
+            prior = model.signals.get(ESTIMATED_ERROR)
+            if prior is not None:
+                prior.rebaseline(model.events)
+        if gap is None:
+            return
+        sig = model.signals.get(ESTIMATE_GAP) or self.new_signal(model, ESTIMATE_GAP)
+        if sig is None:
+            return
+        k = sig.update(gap)
+        if k >= 0:
+            self._on_drift(model, sig, k, ev, result)
+
     def _inline_label(self, model: ModelState, ev: InferenceEvent, result: BatchResult) -> None:
         """An event that carries its own true outcome (``label``) feeds ``performance:error``
         at once, with no labels topic: 0/1 errors when the label is a class (bool, string, or
@@ -358,11 +459,12 @@ class Monitor(StateBuilder):
             return
         sig = (model.signals.get(PERFORMANCE_SIGNAL)
                or self.new_signal(model, PERFORMANCE_SIGNAL))
-        if sig is None:
-            return
-        fired = sig.update(err)
-        if fired >= 0:
-            self._on_drift(model, sig, fired, ev, result)
+        if sig is not None:
+            fired = sig.update(err)
+            if fired >= 0:
+                self._on_drift(model, sig, fired, ev, result)
+        if classification and ev.probabilities is not None and model.estimate is not None:
+            self._estimate_label(model, max(ev.probabilities.values()), err, ev, result)
 
     def _after_event(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
                      models: dict[str, ModelState]) -> None:
@@ -444,11 +546,16 @@ class Monitor(StateBuilder):
             fired = sig.update(err)
             if fired >= 0:
                 self._on_drift(model, sig, fired, ev, result)
+            if (p.confidence is not None and model.estimate is not None
+                    and rule.task == "classification"):
+                self._estimate_label(model, p.confidence, err, ev, result)
             self._after_event(model, ev, result, models)
 
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:
         alert = drift_alert(self.config, model, sig, i, ev)
+        if sig.signal == ESTIMATE_GAP and model.estimate is not None:
+            model.estimate.relearn()  # the estimate no longer holds: calibrate it again
         lc = model.lifecycle
         policy = model.rule.alerts  # set whenever the model has a lifecycle (model_state.py)
         if (lc is not None and policy is not None

@@ -25,6 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ..contracts.signals import (
+    CLASS_MIX,
+    CONFIDENCE,
+    ESTIMATE_GAP,
+    ESTIMATED_ERROR,
+    PROBABILITY_PREFIX,
+)
 from ..contracts.wire import FieldMapping
 
 __all__ = [
@@ -48,6 +55,7 @@ __all__ = [
     "MonitorPlan",
     "Persistence",
     "PrivacyPlan",
+    "ProbabilityPlan",
     "QualityPlan",
     "RetrainPolicy",
     "SignalPlan",
@@ -308,6 +316,37 @@ class VersionPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbabilityPlan:
+    """What a model rule watches of its events' class probabilities (docs/probabilities.md):
+    ``probability:<class>`` per class (the first ``max_classes`` seen), ``confidence`` (the
+    largest probability), ``predicted_class`` (the class mix, when the prediction itself is not
+    a class label), and the confidence-based performance estimate
+    (``performance:estimated_error`` and ``estimate_gap``, core/probabilities.py). A signal no
+    signal rule of the model matches is watched by ``default_rule`` (a calibrated cusum under
+    the model's budget, ``detector``: the config's cusum with default parameters, else one
+    that is not in :attr:`MonitorPlan.detectors`, found by :meth:`MonitorPlan.detector`)."""
+
+    classes: bool
+    confidence: bool
+    class_mix: bool
+    max_classes: int
+    estimate: bool
+    calibration_size: int  # labelled events the estimate is calibrated on
+    default_rule: SignalPlan
+    detector: DetectorSpec  # what default_rule names (the config's plain cusum, or ours)
+
+    def wants(self, signal: str) -> bool:
+        """Whether ``signal`` is one of the probability signals this plan turns on."""
+        if signal.startswith(PROBABILITY_PREFIX):
+            return self.classes
+        if signal == CONFIDENCE:
+            return self.confidence
+        if signal == CLASS_MIX:
+            return self.class_mix
+        return self.estimate and signal in (ESTIMATED_ERROR, ESTIMATE_GAP)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPlan:
     """One model rule, resolved."""
 
@@ -321,6 +360,7 @@ class ModelPlan:
     quality: QualityPlan
     labels: LabelPolicy | None
     versions: VersionPolicy
+    probabilities: ProbabilityPlan | None = None
     incidents: IncidentPolicy | None = None
     _signal_rules: dict[str, SignalPlan | None] = field(default_factory=dict, compare=False,
                                                         repr=False)
@@ -335,6 +375,9 @@ class ModelPlan:
         if len(self._signal_rules) > _CACHE_MAX:
             self._signal_rules.clear()
         sr = next((s for s in self.signals if _glob(signal, s.match)), None)
+        pp = self.probabilities
+        if sr is None and pp is not None and pp.wants(signal):
+            sr = pp.default_rule  # a probability signal no rule names: a calibrated cusum
         self._signal_rules[signal] = sr
         return sr
 
@@ -399,6 +442,7 @@ class EventRules:
     unknown_model: UnknownModel
     duplicates: Duplicates
     timestamps: Timestamps
+    max_classes_per_event: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,6 +485,17 @@ class MonitorPlan:
         rule = next((r for r in self.models if _glob(model_id, r.match)), None)
         self._model_rules[model_id] = rule
         return rule
+
+    def detector(self, name: str, rule: ModelPlan) -> DetectorSpec:
+        """The detector a signal of ``rule`` names: one of the config's, or the default one of
+        its probability signals (:class:`ProbabilityPlan`)."""
+        spec = self.detectors.get(name)
+        if spec is None:
+            pp = rule.probabilities
+            if pp is None or pp.detector.name != name:
+                raise KeyError(f"no detector named {name!r}")
+            spec = pp.detector
+        return spec
 
     def with_topics(self, **overrides: str | None) -> MonitorPlan:
         """The plan with some topic names replaced (empty or None: kept)."""

@@ -27,6 +27,8 @@ make the loop do more than feed them:
   feature present, a finite number within its bounds), no bounds are about to be learned, and
   each watched fault rate is then fed a ``0.0`` per event; the pinned signals' first alarm is
   looked for too (an alarm may lead to new learned bounds);
+* its events carry no class probabilities (core/probabilities.py: their signals are fed by
+  the loop);
 * each event's features are all known (no new signal), numbers that are finite (no rejected
   value to count) or ignored non-numbers, on signals that are not categorical, and fit under
   ``quality.max_features_per_model``;
@@ -278,6 +280,9 @@ def feed_ahead(builder: StateBuilder, events: Sequence[InferenceEvent],
         tp = (pos.topic, pos.partition)
         if pos.offset <= g.applied.get(tp, -1):
             continue  # redelivered: the loop skips it
+        if ev.probabilities is not None:
+            refused.add(mid)
+            continue
         g.applied[tp] = pos.offset
         # (+ 1: an inline label may add the performance signal in the loop.)
         mq = model.value_rules

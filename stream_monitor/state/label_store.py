@@ -202,7 +202,7 @@ class RedisLabelStore(LabelStore):
             ttl, bs = rules[mid]
             px = max(1, math.ceil((ttl + 2 * bs) * 1000))
             enc = [["p" if op.kind == "prediction" else "l", op.event_id,
-                    orjson.dumps([op.value, op.t, op.version] if op.kind == "prediction"
+                    orjson.dumps(_prediction_payload(op) if op.kind == "prediction"
                                  else [op.value, op.t]).decode(),
                     op.t, f"{op.topic}:{op.partition}", op.offset,
                     version_key(op.version) if op.kind == "prediction" else "",
@@ -220,13 +220,22 @@ class RedisLabelStore(LabelStore):
             logged, counters = orjson.loads(reply)
             for _vk, seq, entry in sorted(logged, key=lambda x: (x[0], x[1])):
                 eid, p, lab, first, pos = orjson.loads(entry)
-                pv, pt, version = orjson.loads(p)
+                pv, pt, version, *conf = orjson.loads(p)  # (a confidence when it had one)
                 lv, lt = orjson.loads(lab)
                 topic, partition, offset = orjson.loads(pos)
                 pairs.append(JoinedPair(int(seq), mid, version, eid, pv, float(pt), lv, float(lt),
-                                        bool(first), topic, int(partition), int(offset)))
+                                        bool(first), topic, int(partition), int(offset),
+                                        float(conf[0]) if conf else None))
             stats[mid] = LabelStats.from_mapping(dict(zip(STAT_FIELDS, counters, strict=True)))
         return pairs, stats
+
+
+def _prediction_payload(op: LabelOp) -> list[Any]:
+    """A waiting prediction as stored: [value, time, version], and its confidence when it has
+    one (core/probabilities.py; a payload without it reads as before)."""
+    if op.confidence is None:
+        return [op.value, op.t, op.version]
+    return [op.value, op.t, op.version, op.confidence]
 
 
 def _by_model(ops: Sequence[LabelOp]) -> dict[str, list[LabelOp]]:

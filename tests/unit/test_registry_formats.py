@@ -90,6 +90,12 @@ def test_avro_schema_agrees_with_the_json_schema(name: str) -> None:
             allowed = _json_types(prop["additionalProperties"])
             assert values <= allowed and {"string", "boolean", "null"} <= values
             continue
+        if fname == "probabilities":  # an optional map of numbers
+            (m,) = [t for t in avro_types if isinstance(t, dict)]
+            assert m["type"] == "map", fname
+            assert _AVRO_TO_JSON[m["values"]] in _json_types(prop["additionalProperties"])
+            assert {"object", "null"} <= _json_types(prop), fname
+            continue
         if "type" not in prop and "oneOf" not in prop:  # `label`: any JSON value
             continue
         mapped = {_AVRO_TO_JSON[t] for t in avro_types}
@@ -288,7 +294,7 @@ def test_message_to_obj_reads_any_message() -> None:
     msg = message_class("InferenceEvent")(event_id="e", model_id="m")
     assert message_to_obj(msg) == {"event_id": "e", "model_id": "m", "model_version": None,
                                    "timestamp": None, "features": {}, "prediction": None,
-                                   "label": None}
+                                   "label": None, "probabilities": {}}
 
 
 # -- settings -----------------------------------------------------------------------------------
