@@ -474,3 +474,22 @@ def test_the_estimate_is_calibrated_from_the_labels_topic_too(tmp_path: Any) -> 
     s = est.summary()
     assert s["window"] == 1000 and abs(s["gap"]) < 0.04, s
     assert states[0].models["clf-1"].signals["estimate_gap"].n > 3000
+
+
+def test_an_incident_says_the_estimated_performance_moved() -> None:
+    """Incidents (core/incidents.py) and the estimate together: after a covariate shift the
+    incident holding the shift's alerts says whether `performance:estimated_error` moved with
+    them; before the estimate exists it says the model watches none (null)."""
+    cfg = {**EST_CONFIG, "models": [{**EST_CONFIG["models"][0],
+                                     "alerts": {"hold_seconds": 10, "dedupe_seconds": 600},
+                                     "incidents": {"window_seconds": 600}}]}
+    evs = classifier_stream(12_000, 5, covariate_at=6000)
+    mon, state = Monitor(parse_config(cfg)), MonitorState()
+    out = mon.process(_inference(evs), state)
+    fired = {a.signal for a in out.alerts}
+    assert "performance:estimated_error" in fired
+    est_alerts = {a.alert_id for a in out.alerts if a.signal == "performance:estimated_error"}
+    holding = [i for i in out.incidents if est_alerts & set(i.alert_ids)]
+    assert holding and all(i.moved["estimated_performance"] is True for i in holding)
+    for i in out.incidents:
+        validate_record(orjson.loads(encode_record(i)))
