@@ -33,10 +33,11 @@ from ..contracts.output_records import (
     RetrainRequest,
 )
 from ..contracts.records import InferenceEvent, Position, iso_time
-from .alerts import drift_alert, quality_alert
+from .alerts import drift_alert, joint_alert, quality_alert
 from .categories import label_of
 from .deploy import start_watch, watch
 from .gate import QualityCounters
+from .joint import JOINT
 from .label_join import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
 from .model_state import MISSING, ModelState, MonitorState, StateBuilder
 from .privacy import redact_outputs
@@ -301,6 +302,8 @@ class Monitor(StateBuilder):
                         counters.reject(mid, PREDICTION, "non_finite")
             if ev.probabilities is not None and model.rule.probabilities is not None:
                 values += self._probabilities(model, ev, result)
+            if model.joint is not None:
+                values += self._joint(model, ev, result)
             if ev.label is not None and model.rule.labels is None:
                 self._inline_label(model, ev, result)
             rs = model.retrain
@@ -410,6 +413,22 @@ class Monitor(StateBuilder):
         for sig, k in fired:
             self._on_drift(model, sig, k, ev, result)
         return fed
+
+    def _joint(self, model: ModelState, ev: InferenceEvent, result: BatchResult) -> int:
+        """An event's numeric features together to the ``joint`` signal (core/joint.py), once
+        the model's fit has formed. Returns the values fed (0 or 1)."""
+        js = model.joint
+        assert js is not None  # the caller checks
+        x = js.value(ev.features)
+        if x is None:
+            return 0
+        sig = model.signals.get(JOINT) or self.new_signal(model, JOINT)
+        if sig is None:
+            return 0
+        k = sig.update(x)
+        if k >= 0:
+            self._on_drift(model, sig, k, ev, result)
+        return 1
 
     def _class_signal(self, model: ModelState, cls: str, cap: int) -> SignalState | None:
         """The probability signal of a class first seen by this model's cache: its stored
@@ -554,6 +573,9 @@ class Monitor(StateBuilder):
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:
         alert = drift_alert(self.config, model, sig, i, ev)
+        if sig.signal == JOINT and model.joint is not None:
+            alert = joint_alert(alert, model.joint, self.config.windows.evidence_size)
+            model.joint.refit()  # the signal rebaselines below: its new reference, a new fit
         if sig.signal == ESTIMATE_GAP and model.estimate is not None:
             model.estimate.relearn()  # the estimate no longer holds: calibrate it again
         lc = model.lifecycle
