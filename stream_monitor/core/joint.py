@@ -131,7 +131,7 @@ def _numeric_names(features: Mapping[str, Any], cap: int) -> list[str]:
 @dataclass(slots=True)
 class JointState:
     """A model's joint signal state: the watched features, the rows collecting for the fit,
-    the fit, and the last rows' standardized values (the alert's evidence)."""
+    the fit, and the last rows (the alert's evidence)."""
 
     fit_size: int
     max_features: int
@@ -171,9 +171,10 @@ class JointState:
         row = row_of(features, f.features)
         if row is None:
             return None
+        self.recent.append(row)
         z = (np.asarray(row, dtype=np.float64) - f.mean) / f.scale
-        self.recent.append(z.tolist())
-        return f.value(z * (f.precision @ z))
+        d2 = float(z @ f.precision @ z)
+        return (max(d2, 0.0) / len(f.features)) ** (1.0 / 3.0)
 
     def evidence(self, last: int, top: int = 3) -> dict[str, Any]:
         """Which features moved the joint signal: per feature, the mean contribution to
@@ -184,7 +185,7 @@ class JointState:
         if f is None or not self.recent:
             return {}
         rows = list(self.recent)[-last:]
-        z = np.asarray(rows, dtype=np.float64)
+        z = (np.asarray(rows, dtype=np.float64) - f.mean) / f.scale
         c = (z * (z @ f.precision)).mean(axis=0)
         shift = z.mean(axis=0)
         ratio = c / np.maximum(f.ref_contrib, 1e-9)
