@@ -32,6 +32,7 @@ from pydantic import (
 from .contracts.signals import (
     CLASS_MIX,
     CONFIDENCE,
+    EMBEDDING,
     ESTIMATE_GAP,
     ESTIMATED_ERROR,
     JOINT,
@@ -53,6 +54,7 @@ __all__ = [
     "AlertLifecycle",
     "Bounds",
     "DetectorSpec",
+    "EmbeddingRule",
     "FalseAlarmBudget",
     "IncidentRule",
     "Input",
@@ -395,6 +397,9 @@ class Quality(_Strict):
     max_classes_per_event: int = Field(
         100, ge=2, le=10_000, description="More classes in an event's `probabilities`: "
         "`too_many_classes` (docs/probabilities.md).")
+    max_embedding_length: int = Field(
+        1024, ge=2, le=65_536, description="More elements in an event's `embeddings`: "
+        "`embedding_too_long` (docs/joint-drift.md).")
     max_id_length: int = Field(
         256, ge=8, description="Longer model_id, event_id or model_version: `id_too_long`.")
     dead_letter_max_bytes: int = Field(
@@ -514,6 +519,26 @@ class JointRule(_Strict):
         return self
 
 
+class EmbeddingRule(_Strict):
+    """The signal `embedding` over the events' `embeddings` vectors (docs/joint-drift.md): each
+    vector's fixed random projections (the same in every worker), watched together as `joint`
+    watches features."""
+
+    components: int = Field(
+        16, ge=2, le=64, description="Random projections of the vector watched together.")
+    fit_size: int | None = Field(
+        None, ge=50, le=100_000, description="Events with an embedding the fit is made on; "
+        "default: the model's reference_size. At least 5 per component.")
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbeddingRule:
+        if self.fit_size is not None and self.fit_size < 5 * self.components:
+            raise ValueError(f"fit_size: {self.fit_size} events cannot fit {self.components} "
+                             f"components (at least 5 per component: {5 * self.components}); "
+                             "raise fit_size or lower components")
+        return self
+
+
 class ModelRule(_Strict):
     """Which models (id or glob) to watch, and how."""
 
@@ -544,6 +569,9 @@ class ModelRule(_Strict):
         None, description="Group the model's alerts into incidents (docs/incidents.md); null: off.")
     joint: JointRule | None = Field(
         None, description="Watch the numeric features together, signal `joint` "
+        "(docs/joint-drift.md); null: off.")
+    embeddings: EmbeddingRule | None = Field(
+        None, description="Watch the events' `embeddings` vectors, signal `embedding` "
         "(docs/joint-drift.md); null: off.")
 
     @model_validator(mode="after")
@@ -701,7 +729,7 @@ def _quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
 
 # Signal names that are not a prefix and a name (docs/probabilities.md for the last four).
 _FIXED_SIGNALS = (PREDICTION, PERFORMANCE_SIGNAL, CONFIDENCE, CLASS_MIX, ESTIMATED_ERROR,
-                  ESTIMATE_GAP, JOINT)
+                  ESTIMATE_GAP, JOINT, EMBEDDING)
 
 
 def _can_match_a_signal(pattern: str) -> bool:
@@ -728,7 +756,7 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
                                  "class probabilities also 'probability:<class>', "
                                  "'confidence', 'predicted_class', "
                                  "'performance:estimated_error', 'estimate_gap'; with a "
-                                 "joint rule 'joint')"))
+                                 "joint rule 'joint', with embeddings 'embedding')"))
             for k, det in enumerate(sr.detectors):
                 if det not in cfg.detectors:
                     close = difflib.get_close_matches(det, list(cfg.detectors), n=1)
@@ -941,6 +969,7 @@ def compile_plan(cfg: MonitorConfig) -> MonitorPlan:
             max_features_per_model=q.max_features_per_model,
             max_id_length=q.max_id_length, dead_letter_max_bytes=q.dead_letter_max_bytes,
             max_classes_per_event=q.max_classes_per_event,
+            max_embedding_length=q.max_embedding_length,
             unknown_model=q.unknown_model,
             duplicates=cp.Duplicates(q.duplicates.window_seconds),
             timestamps=cp.Timestamps(q.timestamps.max_future_seconds,
@@ -1007,6 +1036,19 @@ def _joint(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec], reference_
                         fit_size=fit_size, default_rule=default, detector=det)
 
 
+def _embedding(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec], reference_size: int,
+               model_least: int, own: FalseAlarmBudget | None) -> cp.JointPlan | None:
+    e = rule.embeddings
+    if e is None:
+        return None
+    det = _probability_detector(detectors)
+    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
+                      reference_size, model_least, own)
+    return cp.JointPlan(features=(), max_features=e.components,
+                        fit_size=e.fit_size or reference_size, default_rule=default,
+                        detector=det)
+
+
 def _budget(b: FalseAlarmBudget | None) -> cp.Budget | None:
     return None if b is None else b.compile()
 
@@ -1052,7 +1094,8 @@ def _model(cfg: MonitorConfig, rule: ModelRule,
         probabilities=_probabilities(rule, detectors, reference_size, model_least, own),
         incidents=(None if rule.incidents is None
                    else cp.IncidentPolicy(rule.incidents.window_seconds)),
-        joint=_joint(rule, detectors, reference_size, model_least, own))
+        joint=_joint(rule, detectors, reference_size, model_least, own),
+        embedding=_embedding(rule, detectors, reference_size, model_least, own))
 
 
 def _signal(sr: SignalRule, detectors: Mapping[str, cp.DetectorSpec], reference_size: int,

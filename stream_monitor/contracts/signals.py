@@ -4,7 +4,7 @@ rate's ``quality:<fault>:<feature>``; a class's probability ``probability:<class
 
 from __future__ import annotations
 
-__all__ = ["CLASS_MIX", "CONFIDENCE", "ESTIMATED_ERROR", "ESTIMATE_GAP", "JOINT",
+__all__ = ["CLASS_MIX", "CONFIDENCE", "EMBEDDING", "ESTIMATED_ERROR", "ESTIMATE_GAP", "JOINT",
            "PERFORMANCE_SIGNAL", "PREDICTION", "PROBABILITY_PREFIX"]
 
 PREDICTION = "prediction"  # a model's predictions
@@ -17,3 +17,4 @@ ESTIMATED_ERROR = "performance:estimated_error"  # 1 - calibrated accuracy at th
 ESTIMATE_GAP = "estimate_gap"  # realized - estimated error of labelled events
 # Joint drift (docs/joint-drift.md): the Mahalanobis distance of the numeric features together.
 JOINT = "joint"
+EMBEDDING = "embedding"  # the same, of the events' `embeddings` vectors

@@ -252,8 +252,9 @@ def joint_alert(alert: DriftAlert, joint: JointState, last: int) -> DriftAlert:
     top = [t for t in top if t["ratio"] >= 2.0] or top[:1]
     names = ", ".join(f"{t['feature']} (x{t['ratio']:.2f}, mean "
                       f"{t['mean_shift_in_reference_std']:+.2f} std)" for t in top)
+    what = "projections" if joint.dim else "features"
     return replace(alert, evidence={**alert.evidence, "joint": ev},
-                   summary=f"{alert.summary}; features that moved it most: {names}")
+                   summary=f"{alert.summary}; {what} that moved it most: {names}")
 
 
 def quality_alert(config: MonitorPlan, model: ModelState, rule: QualityPlan, sig: SignalState,

@@ -27,6 +27,7 @@ of the first event that has at least two (sorted by name, at most ``max_features
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -36,9 +37,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..contracts.signals import JOINT
+from ..contracts.signals import EMBEDDING, JOINT
 
-__all__ = ["JOINT", "RIDGE", "JointFit", "JointState", "fit", "row_of"]
+__all__ = ["EMBEDDING", "JOINT", "RIDGE", "JointFit", "JointState", "fit", "project", "projection",
+           "row_of"]
 
 # Added to the correlation matrix's diagonal before it is inverted (collinear features).
 RIDGE = 1e-3
@@ -137,6 +139,7 @@ class JointState:
     max_features: int
     recent_size: int
     named: tuple[str, ...] = ()  # the rule's features (empty: found from the first events)
+    dim: int = 0  # of an embedding: the vectors' length (set by the first; 0: features)
     features: tuple[str, ...] = ()
     rows: list[list[float]] = field(default_factory=list)
     fitted: JointFit | None = None
@@ -174,7 +177,7 @@ class JointState:
         self.recent.append(row)
         z = (np.asarray(row, dtype=np.float64) - f.mean) / f.scale
         d2 = float(z @ f.precision @ z)
-        return (max(d2, 0.0) / len(f.features)) ** (1.0 / 3.0)
+        return float((max(d2, 0.0) / len(f.features)) ** (1.0 / 3.0))
 
     def evidence(self, last: int, top: int = 3) -> dict[str, Any]:
         """Which features moved the joint signal: per feature, the mean contribution to
@@ -206,16 +209,52 @@ class JointState:
         self.rows = []
         self.recent.clear()
         self.features = self.named
+        self.dim = 0
 
     def meta(self) -> dict[str, Any]:
-        return {"features": list(self.features), "rows": self.rows,
+        return {"features": list(self.features), "dim": self.dim, "rows": self.rows,
                 "fit": None if self.fitted is None else self.fitted.meta(),
                 "recent": list(self.recent)}
 
     def restore(self, m: Mapping[str, Any]) -> None:
         self.features = tuple(map(str, m.get("features", ()))) or self.named
+        self.dim = int(m.get("dim", 0))
         self.rows = [[float(v) for v in r] for r in m.get("rows", [])]
         fm = m.get("fit")
         self.fitted = None if fm is None else JointFit.restore(fm)
         self.recent = deque(([float(v) for v in r] for r in m.get("recent", [])),
                             maxlen=self.recent_size)
+
+
+# -- embeddings ---------------------------------------------------------------------------------
+
+_PROJECTIONS: dict[tuple[int, int], _F64] = {}
+
+
+def projection(dim: int, k: int) -> _F64:
+    """A fixed ``dim x k`` random projection (Achlioptas: entries +-1/sqrt(k), the signs from
+    SHA-256 of the shape, the same in every process and version): it keeps the distances
+    between vectors up to a small distortion, so ``k`` projections watched together see a
+    change of the embeddings' distribution."""
+    hit = _PROJECTIONS.get((dim, k))
+    if hit is not None:
+        return hit
+    need = (dim * k + 7) // 8
+    out = bytearray()
+    counter = 0
+    while len(out) < need:
+        out += hashlib.sha256(f"embedding-projection:{dim}:{k}:{counter}".encode()).digest()
+        counter += 1
+    bits = np.unpackbits(np.frombuffer(bytes(out[:need]), dtype=np.uint8))[:dim * k]
+    m = (bits.astype(np.float64) * 2.0 - 1.0).reshape(dim, k) / math.sqrt(k)
+    if len(_PROJECTIONS) >= 16:
+        _PROJECTIONS.clear()
+    _PROJECTIONS[(dim, k)] = m
+    return m
+
+
+def project(vector: Sequence[float], k: int) -> dict[str, float]:
+    """An embedding's ``k`` projections as named values ``c0``... (core/monitor.py feeds them
+    to the embedding's :class:`JointState` as features)."""
+    y = np.asarray(vector, dtype=np.float64) @ projection(len(vector), k)
+    return {f"c{j}": float(v) for j, v in enumerate(y.tolist())}

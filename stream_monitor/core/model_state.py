@@ -252,6 +252,7 @@ class ModelState:
     estimate: EstimateState | None = None
     # The joint signal's fit and recent rows (core/joint.py); None when the rule has no `joint`.
     joint: JointState | None = None
+    embedding: JointState | None = None  # likewise of the events' `embeddings`
     # Open incidents, alerts of several signals grouped (core/incidents.py); None when the
     # model rule has no `incidents`.
     incidents: IncidentBook | None = None
@@ -289,6 +290,8 @@ class ModelState:
             meta["incidents"] = self.incidents.meta()
         if self.joint is not None:
             meta["joint"] = self.joint.meta()
+        if self.embedding is not None:
+            meta["embedding"] = self.embedding.meta()
         return meta
 
 
@@ -351,6 +354,10 @@ class StateBuilder:
         if jp is not None:
             model.joint = JointState(jp.fit_size, jp.max_features, rule.recent_size,
                                      named=jp.features)
+        ep = rule.embedding
+        if ep is not None:
+            model.embedding = JointState(ep.fit_size, ep.max_features, rule.recent_size,
+                                         named=tuple(f"c{j}" for j in range(ep.max_features)))
         return model
 
     def watches(self, model: ModelState, signal: str) -> bool:
@@ -546,6 +553,8 @@ class StateBuilder:
             model.estimate.restore(meta["estimate"])
         if model.joint is not None and meta.get("joint") is not None:
             model.joint.restore(meta["joint"])
+        if model.embedding is not None and meta.get("embedding") is not None:
+            model.embedding.restore(meta["embedding"])
         if model.value_rules is not None and meta.get("quality") is not None:
             model.value_rules.restore(meta["quality"],
                                   lambda name: self.watches(model, "feature:" + name))

@@ -37,7 +37,7 @@ from .alerts import drift_alert, joint_alert, quality_alert
 from .categories import label_of
 from .deploy import start_watch, watch
 from .gate import QualityCounters
-from .joint import JOINT
+from .joint import EMBEDDING, JOINT, JointState, project
 from .label_join import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
 from .model_state import MISSING, ModelState, MonitorState, StateBuilder
 from .privacy import redact_outputs
@@ -303,7 +303,9 @@ class Monitor(StateBuilder):
             if ev.probabilities is not None and model.rule.probabilities is not None:
                 values += self._probabilities(model, ev, result)
             if model.joint is not None:
-                values += self._joint(model, ev, result)
+                values += self._joint(model, model.joint, ev.features, JOINT, ev, result)
+            if ev.embeddings is not None and model.embedding is not None:
+                values += self._embedding(model, ev.embeddings, ev, result)
             if ev.label is not None and model.rule.labels is None:
                 self._inline_label(model, ev, result)
             rs = model.retrain
@@ -414,15 +416,27 @@ class Monitor(StateBuilder):
             self._on_drift(model, sig, k, ev, result)
         return fed
 
-    def _joint(self, model: ModelState, ev: InferenceEvent, result: BatchResult) -> int:
-        """An event's numeric features together to the ``joint`` signal (core/joint.py), once
-        the model's fit has formed. Returns the values fed (0 or 1)."""
-        js = model.joint
-        assert js is not None  # the caller checks
-        x = js.value(ev.features)
+    def _embedding(self, model: ModelState, vector: list[float], ev: InferenceEvent,
+                   result: BatchResult) -> int:
+        """An event's embedding, as its fixed random projections, to the ``embedding`` signal
+        (core/joint.py); a vector of another length than the model's first is skipped."""
+        es = model.embedding
+        assert es is not None  # the caller checks
+        if es.dim == 0:
+            es.dim = len(vector)
+        elif len(vector) != es.dim:
+            return 0
+        return self._joint(model, es, project(vector, es.max_features), EMBEDDING, ev, result)
+
+    def _joint(self, model: ModelState, js: JointState, features: dict[str, Any], name: str,
+               ev: InferenceEvent, result: BatchResult) -> int:
+        """An event's numeric features (or embedding projections) together to the ``joint``
+        (``embedding``) signal (core/joint.py), once the model's fit has formed. Returns the
+        values fed (0 or 1)."""
+        x = js.value(features)
         if x is None:
             return 0
-        sig = model.signals.get(JOINT) or self.new_signal(model, JOINT)
+        sig = model.signals.get(name) or self.new_signal(model, name)
         if sig is None:
             return 0
         k = sig.update(x)
@@ -573,9 +587,11 @@ class Monitor(StateBuilder):
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:
         alert = drift_alert(self.config, model, sig, i, ev)
-        if sig.signal == JOINT and model.joint is not None:
-            alert = joint_alert(alert, model.joint, self.config.windows.evidence_size)
-            model.joint.refit()  # the signal rebaselines below: its new reference, a new fit
+        js = (model.joint if sig.signal == JOINT
+              else model.embedding if sig.signal == EMBEDDING else None)
+        if js is not None:
+            alert = joint_alert(alert, js, self.config.windows.evidence_size)
+            js.refit()  # the signal rebaselines below: its new reference, a new fit
         if sig.signal == ESTIMATE_GAP and model.estimate is not None:
             model.estimate.relearn()  # the estimate no longer holds: calibrate it again
         lc = model.lifecycle

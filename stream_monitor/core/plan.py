@@ -28,6 +28,7 @@ from typing import Any, Literal
 from ..contracts.signals import (
     CLASS_MIX,
     CONFIDENCE,
+    EMBEDDING,
     ESTIMATE_GAP,
     ESTIMATED_ERROR,
     JOINT,
@@ -380,6 +381,9 @@ class ModelPlan:
     probabilities: ProbabilityPlan | None = None
     incidents: IncidentPolicy | None = None
     joint: JointPlan | None = None
+    # The embedding signal (docs/joint-drift.md): `features` empty, `max_features` the number
+    # of random projections of the vector watched together.
+    embedding: JointPlan | None = None
     _signal_rules: dict[str, SignalPlan | None] = field(default_factory=dict, compare=False,
                                                         repr=False)
 
@@ -398,6 +402,8 @@ class ModelPlan:
             sr = pp.default_rule  # a probability signal no rule names: a calibrated cusum
         if sr is None and signal == JOINT and self.joint is not None:
             sr = self.joint.default_rule  # likewise the joint signal
+        if sr is None and signal == EMBEDDING and self.embedding is not None:
+            sr = self.embedding.default_rule
         self._signal_rules[signal] = sr
         return sr
 
@@ -463,6 +469,7 @@ class EventRules:
     duplicates: Duplicates
     timestamps: Timestamps
     max_classes_per_event: int = 100
+    max_embedding_length: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,11 +518,12 @@ class MonitorPlan:
         its probability signals (:class:`ProbabilityPlan`)."""
         spec = self.detectors.get(name)
         if spec is None:
-            pp, jp = rule.probabilities, rule.joint
+            pp = rule.probabilities
             if pp is not None and pp.detector.name == name:
                 return pp.detector
-            if jp is not None and jp.detector.name == name:
-                return jp.detector
+            for jp in (rule.joint, rule.embedding):
+                if jp is not None and jp.detector.name == name:
+                    return jp.detector
             raise KeyError(f"no detector named {name!r}")
         return spec
 

@@ -252,3 +252,133 @@ def test_a_checkpoint_without_joint_state_restores_and_fits_afresh() -> None:
     plain = old.new_model("joint-1")
     assert plain is not None and "joint" not in plain.meta()
     assert mon.restore_model(orjson.loads(orjson.dumps(plain.meta()))) is not None
+
+
+# -- embeddings ---------------------------------------------------------------------------------
+
+def _emb_event(embeddings: Any, event_id: str = "e1") -> bytes:
+    return orjson.dumps({"event_id": event_id, "model_id": "emb-1", "features": {"x": 1.0},
+                         "prediction": 0.5, "embeddings": embeddings})
+
+
+def test_an_embedding_is_read_as_floats_and_empty_is_absent() -> None:
+    from stream_monitor.contracts.records import decode_inference
+
+    ev = decode_inference(RawRecord(_emb_event([0.5, 1, -2.0]), Position("t", 0, 1)))
+    assert isinstance(ev, InferenceEvent) and ev.embeddings == [0.5, 1.0, -2.0]
+    for empty in (None, []):
+        ev = decode_inference(RawRecord(_emb_event(empty), Position("t", 0, 1)))
+        assert isinstance(ev, InferenceEvent) and ev.embeddings is None
+
+
+@pytest.mark.parametrize("raw", [
+    _emb_event([0.5, "1"]), _emb_event([0.5, True]), _emb_event([0.5, None]),
+    _emb_event({"a": 1.0}), _emb_event("0.5,1.0"), _emb_event([[0.5], [1.0]]),
+    b'{"event_id":"e","model_id":"m","features":{},"prediction":1,"embeddings":[1.0,NaN]}',
+])
+def test_a_bad_embedding_is_a_dead_letter_with_its_reason(raw: bytes) -> None:
+    from stream_monitor.contracts.records import DeadLetter, decode_inference
+
+    dead = decode_inference(RawRecord(raw, Position("t", 0, 1)))
+    assert isinstance(dead, DeadLetter) and dead.reason_code == "embedding_not_numeric"
+    assert "embeddings" in dead.reason
+
+
+def test_a_too_long_embedding_is_the_gates_cap() -> None:
+    from stream_monitor.contracts.schemas import load_schema
+    from stream_monitor.core.gate import EventGate, QualityCounters
+
+    cfg = parse_config({"quality": {"max_embedding_length": 4}, "models": [RULE],
+                        "detectors": {"cusum": {"type": "cusum"}}})
+    ok = RawRecord(_emb_event([0.1] * 4), Position("t", 0, 1))
+    long = RawRecord(_emb_event([0.1] * 5, "e2"), Position("t", 0, 2))
+    events, dead = EventGate(cfg).admit([ok, long], 0.0, QualityCounters())
+    assert [e.event_id for e in events] == ["e1"]
+    assert [d.reason_code for d in dead] == ["embedding_too_long"]
+    assert "max_embedding_length = 4" in dead[0].reason
+    enum = load_schema("dead-letter")["properties"]["reason_code"]["enum"]
+    assert {"embedding_too_long", "embedding_not_numeric"} <= set(enum)
+
+
+def test_the_projection_is_fixed_and_keeps_distances() -> None:
+    from stream_monitor.core.joint import project, projection
+
+    m = projection(64, 16)
+    assert m.shape == (64, 16) and set(np.unique(np.abs(m) * 4).tolist()) == {1.0}
+    assert projection(64, 16) is m  # cached
+    # Recomputed from nothing (the cache cleared): the same matrix, hence the same values
+    # after a restart in another process.
+    from stream_monitor.core import joint as j
+    j._PROJECTIONS.clear()
+    assert np.array_equal(projection(64, 16), m)
+    rng = np.random.default_rng(0)
+    u, v = rng.standard_normal(512), rng.standard_normal(512)
+    pu, pv = project(u.tolist(), 64), project(v.tolist(), 64)
+    d = np.linalg.norm(np.array(list(pu.values())) - np.array(list(pv.values())))
+    assert d == pytest.approx(np.linalg.norm(u - v), rel=0.35)
+
+
+EMB_CONFIG: dict[str, Any] = {**CONFIG, "windows": {"reference_size": 1000, "recent_size": 300},
+                              "models": [{**RULE, "match": "emb-*", "embeddings": {}}]}
+
+
+def _emb_inference(evs: list[dict[str, Any]]) -> list[InferenceEvent]:
+    return [InferenceEvent(e["event_id"], e["model_id"], e["features"], e["prediction"],
+                           Position("t", 0, i), timestamp=e["timestamp"],
+                           embeddings=e["embeddings"]) for i, e in enumerate(evs)]
+
+
+def test_embeddings_config_off_by_default_and_its_errors() -> None:
+    assert parse_config({**CONFIG, "models": [RULE]}).models[0].embedding is None
+    rule = parse_config(EMB_CONFIG).models[0]
+    assert rule.embedding is not None and rule.embedding.max_features == 16
+    assert rule.signal_rule("embedding") is rule.embedding.default_rule
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**EMB_CONFIG, "models": [{**RULE, "embeddings": {"components": 40,
+                                                                       "fit_size": 100}}]})
+    assert "models[0].embeddings" in str(exc.value) and "at least 5 per" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        parse_config({**EMB_CONFIG, "models": [{**RULE, "embeddings": {"components": 1}}]})
+    assert "models[0].embeddings.components" in str(exc.value)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_an_embedding_shift_is_caught_and_a_steady_one_is_quiet(seed: int) -> None:
+    from stream_monitor.synth import embedding_stream
+
+    mon, state = Monitor(parse_config(EMB_CONFIG)), MonitorState()
+    out = mon.process(_emb_inference(embedding_stream(8000, seed, shift_at=5000)), state)
+    assert [a.signal for a in out.alerts] == ["embedding"]
+    alert = out.alerts[0]
+    assert 5000 <= alert.detected_at.offset < 5300
+    validate_record(orjson.loads(encode_record(alert)))
+    assert "projections that moved it most: c" in alert.summary
+    assert alert.evidence["joint"]["features"] == [f"c{j}" for j in range(16)]
+    mon, state = Monitor(parse_config(EMB_CONFIG)), MonitorState()
+    out = mon.process(_emb_inference(embedding_stream(8000, 50 + seed)), state)
+    assert out.alerts == [] and state.models["emb-1"].signals["embedding"].n == 7000
+
+
+def test_an_embedding_of_another_length_is_skipped() -> None:
+    from stream_monitor.synth import embedding_stream
+
+    evs = embedding_stream(1500, 4)
+    for e in evs[1100:1200]:
+        e["embeddings"] = e["embeddings"][:32]
+    mon, state = Monitor(parse_config(EMB_CONFIG)), MonitorState()
+    mon.process(_emb_inference(evs), state)
+    m = state.models["emb-1"]
+    assert m.embedding is not None and m.embedding.dim == 64
+    assert m.signals["embedding"].n == 1500 - 1000 - 100
+
+
+def test_embedding_restarts_through_the_store_change_nothing() -> None:
+    from stream_monitor.synth import embedding_stream
+
+    cfg = parse_config({**EMB_CONFIG, "windows": {"reference_size": 400, "recent_size": 300}})
+    raws = [RawRecord(orjson.dumps(e), Position("t", 0, i))
+            for i, e in enumerate(embedding_stream(2500, 2, dim=32, shift_at=1800))]
+    once = pipeline_outputs(cfg, raws)
+    again = pipeline_outputs(cfg, raws, restart_at=(200, 450, 1850), batch=173)
+    assert by_type(once) == by_type(again)
+    assert any(b'"signal":"embedding"' in r for r in once)
