@@ -36,7 +36,7 @@ from stream_monitor.config import parse_config
 from stream_monitor.contracts import InferenceEvent, Position
 from stream_monitor.core.model_state import MonitorState
 from stream_monitor.core.monitor import Monitor
-from stream_monitor.synth import correlated_stream
+from stream_monitor.synth import correlated_stream, embedding_stream
 
 ROOT = Path(__file__).resolve().parent
 RULE = {"match": "joint-*", "signals": [{"match": "feature:*", "detectors": ["cusum"]},
@@ -46,12 +46,27 @@ BASE = {"detectors": {"cusum": {"type": "cusum"}},
         "false_alarm_budget": {"per_events": 1_000_000}}
 CONFIG = {**BASE, "models": [{**RULE, "joint": {}}]}
 PLAIN = {**BASE, "models": [RULE]}
+EMB_RULE = {**RULE, "match": "emb-*"}
+EMB = {**BASE, "models": [{**EMB_RULE, "embeddings": {}}]}
+EMB_PLAIN = {**BASE, "models": [EMB_RULE]}
 
 
 def _events(evs: list[dict[str, Any]]) -> list[InferenceEvent]:
     return [InferenceEvent(e["event_id"], e["model_id"], e["features"], e["prediction"],
-                           Position("j", 0, i), timestamp=e["timestamp"])
+                           Position("j", 0, i), timestamp=e["timestamp"],
+                           embeddings=e.get("embeddings"))
             for i, e in enumerate(evs)]
+
+
+def embedding(seed: int, n: int, shift: bool) -> dict[str, Any]:
+    at = n // 2
+    out = Monitor(parse_config(EMB)).process(
+        _events(embedding_stream(n, seed, shift_at=at if shift else None)), MonitorState())
+    emb = [a.detected_at.offset for a in out.alerts if a.signal == "embedding"]
+    return {"seed": seed, "shift": shift, "alarms": emb,
+            "delay": emb[0] - at if shift and emb and emb[0] >= at else None,
+            "other_alarms": [[a.signal, a.detected_at.offset] for a in out.alerts
+                             if a.signal != "embedding"]}
 
 
 def flip(seed: int, n: int, rho: float, others: int) -> dict[str, Any]:
@@ -79,11 +94,13 @@ def null(seed: int, n: int) -> dict[str, Any]:
 
 
 def cost(n: int, repeat: int) -> dict[str, Any]:
-    evs = _events(correlated_stream(n, 7))
+    feats = _events(correlated_stream(n, 7))
+    embs = _events(embedding_stream(n, 7))
     got: dict[str, list[float]] = {}
     for _ in range(repeat):
         for vectorised in (False, True):
-            for name, cfg in (("plain", PLAIN), ("joint", CONFIG)):
+            for name, cfg, evs in (("plain", PLAIN, feats), ("joint", CONFIG, feats),
+                                   ("emb_plain", EMB_PLAIN, embs), ("embedding", EMB, embs)):
                 mon, state = Monitor(parse_config(cfg)), MonitorState()
                 mon.vectorised = vectorised
                 t = time.process_time()
@@ -94,7 +111,8 @@ def cost(n: int, repeat: int) -> dict[str, Any]:
     best = {k: min(v) for k, v in got.items()}
     return {"events": n, "repeat": repeat, "cpu_s_per_1000_events": best,
             "ratio_loop": best["joint_loop"] / best["plain_loop"],
-            "ratio_batch": best["joint_batch"] / best["plain_batch"]}
+            "ratio_batch": best["joint_batch"] / best["plain_batch"],
+            "ratio_embedding_batch": best["embedding_batch"] / best["emb_plain_batch"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +139,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{case['caught']}/{case['seeds']}, delay median {case['delay_median']} max "
               f"{case['delay_max']} events; a and b named first in {case['named_a_b_first']}; "
               f"other signals' alarms {case['other_alarms']}")
+    embs = [embedding(s, args.events, True) for s in args.seeds]
+    emb_nulls = [embedding(100 + s, args.events, False) for s in args.seeds]
+    delays = [r["delay"] for r in embs if r["delay"] is not None]
+    emb_case = {"runs": embs, "null_runs": emb_nulls, "caught": len(delays),
+                "seeds": len(embs), "delay_median": statistics.median(delays) if delays else None,
+                "delay_max": max(delays) if delays else None,
+                "false_alarms": sum(len(r["alarms"]) for r in emb_nulls)
+                + sum(1 for r in embs for o in r["alarms"] if o < args.events // 2),
+                "other_alarms": sum(len(r["other_alarms"]) for r in embs + emb_nulls)}
+    print(f"embeddings (64 dims, 8 latent factors, 16 projections), a latent correlation flip: "
+          f"caught {emb_case['caught']}/{emb_case['seeds']}, delay median "
+          f"{emb_case['delay_median']} max {emb_case['delay_max']} events; false embedding "
+          f"alarms {emb_case['false_alarms']} over {2 * len(embs) * args.events} events "
+          f"(before a shift or with none); other signals' alarms {emb_case['other_alarms']}")
     nulls = [null(s, args.null_events) for s in args.seeds]
     events = sum(r["events"] for r in nulls)
     joint_fa = sum(r["joint_alarms"] for r in nulls)
@@ -132,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cost (CPU s per 1,000 events, best of {c['repeat']}, 6 features): loop "
           f"{b['plain_loop']:.4f} -> {b['joint_loop']:.4f} (x{c['ratio_loop']:.2f}); batch "
           f"{b['plain_batch']:.4f} -> {b['joint_batch']:.4f} (x{c['ratio_batch']:.2f}); "
+          f"embeddings of 64 on the batch path {b['emb_plain_batch']:.4f} -> "
+          f"{b['embedding_batch']:.4f} (x{c['ratio_embedding_batch']:.2f}); "
           f"load average {load:.2f} at start, {os.getloadavg()[0]:.2f} at end")
     res = {"args": vars(args), "load_average": [load, os.getloadavg()[0]], "flip": cases,
+           "embedding": emb_case,
            "null": {"runs": nulls, "events": events, "joint_alarms": joint_fa,
                     "all_alarms": all_fa, "budget_expected": events / 1e6},
            "cost": c, "python": sys.version.split()[0]}

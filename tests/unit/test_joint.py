@@ -382,3 +382,39 @@ def test_embedding_restarts_through_the_store_change_nothing() -> None:
     again = pipeline_outputs(cfg, raws, restart_at=(200, 450, 1850), batch=173)
     assert by_type(once) == by_type(again)
     assert any(b'"signal":"embedding"' in r for r in once)
+
+
+def test_avro_and_protobuf_events_carry_embeddings_and_their_checks() -> None:
+    import io
+    from pathlib import Path
+
+    import fastavro
+
+    import stream_monitor.contracts as contracts
+    from stream_monitor.contracts.proto import message_class, message_to_obj
+    from stream_monitor.contracts.records import DeadLetter, decode_inference
+    from stream_monitor.contracts.wire import Framed, decode_payload, parse_schema
+
+    def decode(obj: Any) -> Any:
+        return decode_inference(RawRecord(b"\x00framed", Position("t", 0, 1), decoded=obj))
+
+    avsc = (Path(contracts.__file__).parent / "schemas" / "inference-event.avsc").read_text()
+    schema = parse_schema("avro", "AVRO", avsc)
+    base = {"event_id": "e1", "model_id": "m", "features": {"x": 1.0}, "prediction": 0.5}
+    for emb, want in (([0.5, -1.0], [0.5, -1.0]), (None, None), ([], None)):
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, fastavro.parse_schema(orjson.loads(avsc)),
+                                   {**base, "embeddings": emb})
+        ev = decode(decode_payload(schema, Framed(1, (), buf.getvalue())))
+        assert isinstance(ev, InferenceEvent) and ev.embeddings == want
+    msg = message_class("InferenceEvent")(event_id="e1", model_id="m")
+    msg.prediction.number = 0.5
+    msg.embeddings.extend([0.25, 0.75])
+    ev = decode(message_to_obj(msg))
+    assert isinstance(ev, InferenceEvent) and ev.embeddings == [0.25, 0.75]
+    msg.embeddings.append(float("inf"))
+    dl = decode(message_to_obj(msg))
+    assert isinstance(dl, DeadLetter) and dl.reason_code == "embedding_not_numeric"
+    msg.ClearField("embeddings")
+    ev = decode(message_to_obj(msg))
+    assert isinstance(ev, InferenceEvent) and ev.embeddings is None
