@@ -38,6 +38,7 @@ CONFIG = {
     "windows": {"reference_size": 300, "recent_size": 200, "evidence_size": 30},
     "quality": {"max_message_bytes": 4096, "unknown_model": "dead_letter",
                 "max_features_per_event": 50, "max_features_per_model": 20, "max_id_length": 64,
+                "max_classes_per_event": 5,
                 "duplicates": {"window_seconds": 3600},
                 "timestamps": {"max_future_seconds": 600, "max_past_seconds": 7 * 86400}},
     "models": [{
@@ -102,6 +103,16 @@ def build_stream(now: float) -> tuple[list[tuple[bytes | None, bytes | None]], d
         ("too_many_signals", MODEL.encode(),
          dumps(dict(template, event_id="new-names", features={f"y{i}": 1.0 for i in range(30)}))),
         ("id_too_long", MODEL.encode(), dumps(dict(template, event_id="e" * 100))),
+        # An invalid class-probability map (docs/probabilities.md).
+        ("probability_not_numeric", MODEL.encode(),
+         dumps(dict(template, event_id="p-str", probabilities={"a": "high", "b": 0.5}))),
+        ("probability_out_of_range", MODEL.encode(),
+         dumps(dict(template, event_id="p-neg", probabilities={"a": 1.5, "b": -0.5}))),
+        ("probabilities_not_normalized", MODEL.encode(),
+         dumps(dict(template, event_id="p-sum", probabilities={"a": 0.5, "b": 0.2}))),
+        ("too_many_classes", MODEL.encode(),
+         dumps(dict(template, event_id="p-wide", probabilities={f"c{i}": 0.125
+                                                                for i in range(8)}))),
     ]
     stream: list[tuple[bytes | None, bytes | None, str | None]] = [
         (MODEL.encode(), dumps(e), None) for e in goods]
