@@ -32,8 +32,10 @@ from pydantic import (
 from .contracts.signals import (
     CLASS_MIX,
     CONFIDENCE,
+    EMBEDDING,
     ESTIMATE_GAP,
     ESTIMATED_ERROR,
+    JOINT,
     PERFORMANCE_SIGNAL,
     PREDICTION,
     PROBABILITY_PREFIX,
@@ -52,10 +54,12 @@ __all__ = [
     "AlertLifecycle",
     "Bounds",
     "DetectorSpec",
+    "EmbeddingRule",
     "FalseAlarmBudget",
     "IncidentRule",
     "Input",
     "InputTopic",
+    "JointRule",
     "LabelRule",
     "LearnedBounds",
     "MetricsRule",
@@ -393,6 +397,9 @@ class Quality(_Strict):
     max_classes_per_event: int = Field(
         100, ge=2, le=10_000, description="More classes in an event's `probabilities`: "
         "`too_many_classes` (docs/probabilities.md).")
+    max_embedding_length: int = Field(
+        1024, ge=2, le=65_536, description="More elements in an event's `embeddings`: "
+        "`embedding_too_long` (docs/joint-drift.md).")
     max_id_length: int = Field(
         256, ge=8, description="Longer model_id, event_id or model_version: `id_too_long`.")
     dead_letter_max_bytes: int = Field(
@@ -474,6 +481,64 @@ class ProbabilityRule(_Strict):
         "(default: the model's reference_size).")
 
 
+class JointRule(_Strict):
+    """The joint signal `joint` over the model's numeric features together (docs/joint-drift.md):
+    the Mahalanobis distance of each event's standardized features against a fit on the first
+    events, watched by a calibrated cusum under the model's budget unless a signal rule names it.
+    """
+
+    features: list[str] | None = Field(
+        None, description="The features watched together (at least 2); default: the numeric "
+        "features of the model's first event with two or more, sorted, at most max_features.")
+    max_features: int = Field(
+        32, ge=2, le=200, description="At most this many features (the fit's state grows as "
+        "their square).")
+    fit_size: int | None = Field(
+        None, ge=50, le=100_000, description="Events (with every watched feature) the fit is "
+        "made on; default: the model's reference_size. At least 5 per feature.")
+
+    @model_validator(mode="after")
+    def _check(self) -> JointRule:
+        f = self.features
+        if f is not None:
+            if len(f) < 2:
+                raise ValueError("features: name at least 2 features (a joint signal of one "
+                                 "feature is its own signal), or leave it out to use the "
+                                 "model's numeric features")
+            if len(set(f)) != len(f):
+                raise ValueError("features: a feature is named twice; name each once")
+            if len(f) > self.max_features:
+                raise ValueError(f"features: {len(f)} names, over max_features = "
+                                 f"{self.max_features}; name fewer or raise max_features")
+        if self.fit_size is not None:
+            p = len(f) if f is not None else self.max_features
+            if self.fit_size < 5 * p:
+                raise ValueError(f"fit_size: {self.fit_size} events cannot fit {p} features "
+                                 f"(at least 5 per feature: {5 * p}); raise fit_size or lower "
+                                 "max_features / name fewer features")
+        return self
+
+
+class EmbeddingRule(_Strict):
+    """The signal `embedding` over the events' `embeddings` vectors (docs/joint-drift.md): each
+    vector's fixed random projections (the same in every worker), watched together as `joint`
+    watches features."""
+
+    components: int = Field(
+        16, ge=2, le=64, description="Random projections of the vector watched together.")
+    fit_size: int | None = Field(
+        None, ge=50, le=100_000, description="Events with an embedding the fit is made on; "
+        "default: the model's reference_size. At least 5 per component.")
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbeddingRule:
+        if self.fit_size is not None and self.fit_size < 5 * self.components:
+            raise ValueError(f"fit_size: {self.fit_size} events cannot fit {self.components} "
+                             f"components (at least 5 per component: {5 * self.components}); "
+                             "raise fit_size or lower components")
+        return self
+
+
 class ModelRule(_Strict):
     """Which models (id or glob) to watch, and how."""
 
@@ -502,6 +567,12 @@ class ModelRule(_Strict):
         "(docs/probabilities.md); null: not watched.")
     incidents: IncidentRule | None = Field(
         None, description="Group the model's alerts into incidents (docs/incidents.md); null: off.")
+    joint: JointRule | None = Field(
+        None, description="Watch the numeric features together, signal `joint` "
+        "(docs/joint-drift.md); null: off.")
+    embeddings: EmbeddingRule | None = Field(
+        None, description="Watch the events' `embeddings` vectors, signal `embedding` "
+        "(docs/joint-drift.md); null: off.")
 
     @model_validator(mode="after")
     def _incidents_need(self) -> ModelRule:
@@ -658,7 +729,7 @@ def _quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
 
 # Signal names that are not a prefix and a name (docs/probabilities.md for the last four).
 _FIXED_SIGNALS = (PREDICTION, PERFORMANCE_SIGNAL, CONFIDENCE, CLASS_MIX, ESTIMATED_ERROR,
-                  ESTIMATE_GAP)
+                  ESTIMATE_GAP, JOINT, EMBEDDING)
 
 
 def _can_match_a_signal(pattern: str) -> bool:
@@ -684,7 +755,8 @@ def _cross_check(cfg: MonitorConfig) -> list[tuple[str, str]]:
                                  "'feature:<name>', 'prediction' or 'performance:error' (with "
                                  "class probabilities also 'probability:<class>', "
                                  "'confidence', 'predicted_class', "
-                                 "'performance:estimated_error', 'estimate_gap')"))
+                                 "'performance:estimated_error', 'estimate_gap'; with a "
+                                 "joint rule 'joint', with embeddings 'embedding')"))
             for k, det in enumerate(sr.detectors):
                 if det not in cfg.detectors:
                     close = difflib.get_close_matches(det, list(cfg.detectors), n=1)
@@ -897,6 +969,7 @@ def compile_plan(cfg: MonitorConfig) -> MonitorPlan:
             max_features_per_model=q.max_features_per_model,
             max_id_length=q.max_id_length, dead_letter_max_bytes=q.dead_letter_max_bytes,
             max_classes_per_event=q.max_classes_per_event,
+            max_embedding_length=q.max_embedding_length,
             unknown_model=q.unknown_model,
             duplicates=cp.Duplicates(q.duplicates.window_seconds),
             timestamps=cp.Timestamps(q.timestamps.max_future_seconds,
@@ -950,6 +1023,32 @@ def _probabilities(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec],
         detector=det)
 
 
+def _joint(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec], reference_size: int,
+           model_least: int, own: FalseAlarmBudget | None) -> cp.JointPlan | None:
+    j = rule.joint
+    if j is None:
+        return None
+    det = _probability_detector(detectors)
+    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
+                      reference_size, model_least, own)
+    fit_size = j.fit_size or reference_size
+    return cp.JointPlan(features=tuple(j.features or ()), max_features=j.max_features,
+                        fit_size=fit_size, default_rule=default, detector=det)
+
+
+def _embedding(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec], reference_size: int,
+               model_least: int, own: FalseAlarmBudget | None) -> cp.JointPlan | None:
+    e = rule.embeddings
+    if e is None:
+        return None
+    det = _probability_detector(detectors)
+    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
+                      reference_size, model_least, own)
+    return cp.JointPlan(features=(), max_features=e.components,
+                        fit_size=e.fit_size or reference_size, default_rule=default,
+                        detector=det)
+
+
 def _budget(b: FalseAlarmBudget | None) -> cp.Budget | None:
     return None if b is None else b.compile()
 
@@ -994,7 +1093,9 @@ def _model(cfg: MonitorConfig, rule: ModelRule,
         versions=cp.VersionPolicy(**v.model_dump()),
         probabilities=_probabilities(rule, detectors, reference_size, model_least, own),
         incidents=(None if rule.incidents is None
-                   else cp.IncidentPolicy(rule.incidents.window_seconds)))
+                   else cp.IncidentPolicy(rule.incidents.window_seconds)),
+        joint=_joint(rule, detectors, reference_size, model_least, own),
+        embedding=_embedding(rule, detectors, reference_size, model_least, own))
 
 
 def _signal(sr: SignalRule, detectors: Mapping[str, cp.DetectorSpec], reference_size: int,

@@ -65,6 +65,19 @@ def _probabilities(rule: ModelPlan) -> dict[str, Any] | None:
             "default_detector": _detector(pp.detector, pp.default_rule.budget is not None)}
 
 
+def _joint(plan: MonitorPlan, rule: ModelPlan, signal: str = "joint") -> dict[str, Any] | None:
+    """The rule's joint (or embedding) signal (docs/joint-drift.md)."""
+    jp = rule.joint if signal == "joint" else rule.embedding
+    if jp is None:
+        return None
+    sr = rule.signal_rule(signal)
+    named = sr is not None and sr is not jp.default_rule
+    return {"features": list(jp.features) or None, "max_features": jp.max_features,
+            "fit_size": jp.fit_size,
+            "detectors": (list(sr.detectors) if named and sr is not None
+                          else [_detector(jp.detector, jp.default_rule.budget is not None)])}
+
+
 def config_plan(plan: MonitorPlan) -> dict[str, Any]:
     """The compiled plan (core/plan.py) as JSON-able data (``check-config --json``)."""
     models = []
@@ -95,6 +108,8 @@ def config_plan(plan: MonitorPlan) -> dict[str, Any]:
                         "count": rule.retrain.count, "min_incidents": rule.retrain.min_incidents},
             "versions_separate": rule.versions.separate,
             "probabilities": _probabilities(rule),
+            "joint": _joint(plan, rule),
+            "embeddings": _joint(plan, rule, "embedding"),
         })
     return {"topics": asdict(plan.topics), "detectors": len(plan.detectors),
             "models": models}
@@ -220,6 +235,18 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             lines.append(f"  probabilities: {', '.join(what) or 'nothing'}; those no signal "
                          f"rule names watched by {_name(p['default_detector'])} (calibrated to "
                          "the budget)")
+        j = m.get("joint")
+        if j:
+            which = (", ".join(j["features"]) if j["features"]
+                     else f"the numeric features of its first events (at most {j['max_features']})")
+            dets = ", ".join(d if isinstance(d, str) else _name(d) for d in j["detectors"])
+            lines.append(f"  joint: {which} together, fitted on {j['fit_size']} events -> "
+                         f"joint, watched by {dets}")
+        e = m.get("embeddings")
+        if e:
+            dets = ", ".join(d if isinstance(d, str) else _name(d) for d in e["detectors"])
+            lines.append(f"  embeddings: {e['max_features']} random projections together, "
+                         f"fitted on {e['fit_size']} events -> embedding, watched by {dets}")
         if m["incidents"]:
             k = m["retrain"]
             counts = (f"; retrain counts incidents (k = {k['min_incidents']})"

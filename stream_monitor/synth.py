@@ -8,11 +8,12 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
-__all__ = ["Drift", "LabelledSpec", "LabelledStream", "StreamSpec", "category_stream", "generate",
-           "labelled"]
+__all__ = ["Drift", "LabelledSpec", "LabelledStream", "StreamSpec", "category_stream",
+           "correlated_stream", "embedding_stream", "generate", "labelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,3 +306,66 @@ def classifier_stream(n: int, seed: int, *, model_id: str = "clf-1",
             ev["label"] = names[int(y[i])]
         out.append(ev)
     return out
+
+
+def correlated_stream(n: int, seed: int, *, model_id: str = "joint-1", flip_at: int | None = None,
+                      rho: float = 0.8, others: int = 4) -> list[dict[str, Any]]:
+    """``n`` seeded events whose features ``a`` and ``b`` are standard normal with correlation
+    ``rho``, plus ``others`` independent standard normal features ``x0``... (docs/joint-drift.md).
+    From ``flip_at`` on the correlation is ``-rho``: every marginal (and the prediction, a
+    noisy function of ``x0`` only) keeps its distribution; only the joint one moves.
+
+    >>> evs = correlated_stream(3, 1)
+    >>> sorted(evs[0]["features"])
+    ['a', 'b', 'x0', 'x1', 'x2', 'x3']
+    """
+    import math
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    u = rng.standard_normal((n, 2 + others))
+    out = []
+    s = math.sqrt(1.0 - rho * rho)
+    for i in range(n):
+        r = -rho if flip_at is not None and i >= flip_at else rho
+        a = float(u[i, 0])
+        b = r * a + s * float(u[i, 1])
+        feats = {"a": round(a, 6), "b": round(b, 6)}
+        for j in range(others):
+            feats[f"x{j}"] = round(float(u[i, 2 + j]), 6)
+        pred = round(0.5 * feats["x0"] + 0.1 * float(rng.standard_normal()), 6) if others \
+            else 0.0
+        out.append({"event_id": f"{model_id}-{i}", "model_id": model_id,
+                    "timestamp": 1_767_225_600.0 + i, "features": feats, "prediction": pred})
+    return out
+
+
+def embedding_stream(n: int, seed: int, *, model_id: str = "emb-1", dim: int = 64,
+                     shift_at: int | None = None, rank: int = 8) -> list[dict[str, Any]]:
+    """``n`` seeded events carrying ``embeddings`` of length ``dim`` (docs/joint-drift.md):
+    ``rank`` standard normal latent factors mixed by a fixed random matrix, plus small noise;
+    the first two factors correlated at +0.8. From ``shift_at`` on their correlation is -0.8:
+    each coordinate's mean stays 0 and its spread moves little, but the vectors' joint
+    distribution changes (as when an upstream encoder or the input population changes).
+    One numeric feature ``x`` (unchanged) and a prediction that depends on it only.
+
+    >>> ev = embedding_stream(2, 1, dim=8)[0]
+    >>> len(ev["embeddings"]), sorted(ev["features"])
+    (8, ['x'])
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    mix = np.random.default_rng(12345).standard_normal((rank, dim)) / np.sqrt(rank)
+    lat = rng.standard_normal((n, rank))
+    r = np.full(n, 0.8)
+    if shift_at is not None:
+        r[shift_at:] = -0.8
+    lat[:, 1] = r * lat[:, 0] + np.sqrt(1 - r * r) * lat[:, 1]
+    emb = lat @ mix + 0.1 * rng.standard_normal((n, dim))
+    x = rng.standard_normal(n)
+    return [{"event_id": f"{model_id}-{i}", "model_id": model_id,
+             "timestamp": 1_767_225_600.0 + i, "features": {"x": round(float(x[i]), 6)},
+             "prediction": round(float(0.5 * x[i]), 6),
+             "embeddings": [round(float(v), 5) for v in emb[i]]} for i in range(n)]

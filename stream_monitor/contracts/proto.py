@@ -44,6 +44,7 @@ def _file_descriptor_proto() -> Any:
     field(ev, "prediction", 6, _T_MESSAGE, f"{pkg}.Value")
     field(ev, "label", 7, _T_MESSAGE, f"{pkg}.Value")
     field(ev, "probabilities", 8, _T_MESSAGE, f"{pkg}.InferenceEvent.ProbabilitiesEntry", rep)
+    field(ev, "embeddings", 9, _T_DOUBLE, None, rep)
     entry = ev.nested_type.add(name="FeaturesEntry")
     entry.options.map_entry = True
     field(entry, "key", 1, _T_STRING)

@@ -62,6 +62,9 @@ REASON_CODES = (
     "probability_not_numeric",       # a probability is not a finite number (or the map not one)
     "probability_out_of_range",      # a probability below 0 or above 1
     "probabilities_not_normalized",  # the probabilities do not sum to 1 within the tolerance
+    # An invalid `embeddings` vector (docs/joint-drift.md):
+    "embedding_not_numeric",  # not a list, or an element not a finite number
+    "embedding_too_long",     # more elements than quality.max_embedding_length
     "unknown_model",        # no model rule matches (quality.unknown_model: dead_letter)
     "timestamp_in_future",  # event time beyond now + quality.timestamps.max_future_seconds
     "timestamp_too_old",    # event time before now - quality.timestamps.max_past_seconds
@@ -130,6 +133,9 @@ class InferenceEvent:
     # Class -> probability (a classifier's output; validated by the decoder: each in [0, 1],
     # summing to 1). None: absent (an empty map is read as absent too).
     probabilities: dict[str, float] | None = None
+    # An embedding of the input (a vector of finite numbers; docs/joint-drift.md). None: absent
+    # (an empty list is read as absent too).
+    embeddings: list[float] | None = None
 
     @property
     def event_time(self) -> float:
@@ -487,7 +493,38 @@ def _decode(raw: RawRecord, mapping: FieldMapping | None = None) -> InferenceEve
         timestamp=_parse_timestamp(obj.get("timestamp")),
         label=obj.get("label"),
         probabilities=_probabilities(obj.get("probabilities")),
+        embeddings=_embeddings(obj.get("embeddings")),
     )
+
+
+def _embeddings(v: Any) -> list[float] | None:
+    """An ``embeddings`` vector checked (docs/joint-drift.md): a list of finite numbers (an
+    int is a number, a bool is not). Null or an empty list: absent. The cap on its length is
+    the gate's (``embedding_too_long``, quality.max_embedding_length).
+
+    >>> _embeddings([0.5, 1, -2.0])
+    [0.5, 1.0, -2.0]
+    >>> _embeddings([]) is None
+    True
+    """
+    if v is None:
+        return None
+    if type(v) is not list:
+        raise _Reject("embedding_not_numeric", "embeddings must be a list of numbers")
+    out: list[float] = []
+    for i, x in enumerate(v):
+        t = type(x)
+        if t is float:
+            if not math.isfinite(x):
+                raise _Reject("embedding_not_numeric",
+                              f"embeddings[{i}] is {x!r}, not a finite number")
+            out.append(x)
+        elif t is int:
+            out.append(float(x))
+        else:
+            raise _Reject("embedding_not_numeric", (
+                f"embeddings[{i}] is a {t.__name__}, not a number; send the vector as numbers"))
+    return out or None
 
 
 def _probabilities(v: Any) -> dict[str, float] | None:

@@ -4,8 +4,8 @@ rate's ``quality:<fault>:<feature>``; a class's probability ``probability:<class
 
 from __future__ import annotations
 
-__all__ = ["CLASS_MIX", "CONFIDENCE", "ESTIMATED_ERROR", "ESTIMATE_GAP", "PERFORMANCE_SIGNAL",
-           "PREDICTION", "PROBABILITY_PREFIX"]
+__all__ = ["CLASS_MIX", "CONFIDENCE", "EMBEDDING", "ESTIMATED_ERROR", "ESTIMATE_GAP", "JOINT",
+           "PERFORMANCE_SIGNAL", "PREDICTION", "PROBABILITY_PREFIX"]
 
 PREDICTION = "prediction"  # a model's predictions
 PERFORMANCE_SIGNAL = "performance:error"  # its errors against the true outcomes (labels)
@@ -15,3 +15,6 @@ CONFIDENCE = "confidence"  # the largest probability
 CLASS_MIX = "predicted_class"  # the arg-max class, a categorical signal
 ESTIMATED_ERROR = "performance:estimated_error"  # 1 - calibrated accuracy at the confidence
 ESTIMATE_GAP = "estimate_gap"  # realized - estimated error of labelled events
+# Joint drift (docs/joint-drift.md): the Mahalanobis distance of the numeric features together.
+JOINT = "joint"
+EMBEDDING = "embedding"  # the same, of the events' `embeddings` vectors

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,14 @@ from ..contracts.units import id_parts
 from .bernoulli import locate_rate
 from .calibrate import change_kind
 from .categories import category_evidence
+from .joint import JointState
 from .localize import locate
 from .model_state import ModelState
 from .plan import MonitorPlan, QualityPlan
 from .signals import SignalState
 from .stats import summarize
 
-__all__ = ["drift_alert", "quality_alert", "rate_change"]
+__all__ = ["drift_alert", "joint_alert", "quality_alert", "rate_change"]
 
 
 def _alert_id(id_tag: str, model: ModelState, sig: SignalState, detector: str) -> str:
@@ -236,6 +238,23 @@ def _summary(model_id: str, sig: SignalState, kind: str, reference: dict[str, An
 
 _FAULT_WORDS = {"missing": "missing", "out_of_bounds": "out-of-bounds",
                 "unseen_category": "unseen-category"}
+
+
+def joint_alert(alert: DriftAlert, joint: JointState, last: int) -> DriftAlert:
+    """A ``joint`` signal's alert (core/joint.py) with the features that moved it: evidence
+    ``joint`` (each feature's contribution to the distance over the last ``last`` events against
+    the fit reference's) and their names in the summary."""
+    ev = joint.evidence(last)
+    top = ev.get("top") or []
+    if not top:
+        return alert
+    # Name those whose contribution at least doubled against the reference, else the first.
+    top = [t for t in top if t["ratio"] >= 2.0] or top[:1]
+    names = ", ".join(f"{t['feature']} (x{t['ratio']:.2f}, mean "
+                      f"{t['mean_shift_in_reference_std']:+.2f} std)" for t in top)
+    what = "projections" if joint.dim else "features"
+    return replace(alert, evidence={**alert.evidence, "joint": ev},
+                   summary=f"{alert.summary}; {what} that moved it most: {names}")
 
 
 def quality_alert(config: MonitorPlan, model: ModelState, rule: QualityPlan, sig: SignalState,

@@ -7,9 +7,10 @@ No I/O happens here; the adapter passes the processing clock in, and the pipelin
 (``undecodable``, ``not_an_object``, ``missing_field``, ``wrong_type``, ``non_finite``
 timestamp; for a Schema Registry format, the adapter's faults first: ``wrong_magic_byte``,
 ``unknown_schema``, ``registry_refused``, ``schema_mismatch``, ``undecodable_payload``),
-limits (``too_many_features``, ``too_many_classes``, ``id_too_long``), ``unknown_model``
-(when the config says ``dead_letter``), ``timestamp_in_future`` / ``timestamp_too_old``
-(against the processing clock), then ``duplicate``. A failing record becomes a
+limits (``too_many_features``, ``too_many_classes``, ``embedding_too_long``,
+``id_too_long``), ``unknown_model`` (when the config says ``dead_letter``),
+``timestamp_in_future`` / ``timestamp_too_old`` (against the processing clock), then
+``duplicate``. A failing record becomes a
 :class:`DeadLetter` with its original bytes; the others become :class:`InferenceEvent` s for
 the core. Between the timestamp rules and ``duplicate``, a model's ``sample_rate`` below 1
 leaves out the events whose ``event_id`` hashes
@@ -170,6 +171,7 @@ class EventGate:
         self.duplicate_window = q.duplicates.window_seconds
         self.max_features = q.max_features_per_event
         self.max_classes = q.max_classes_per_event
+        self.max_embedding = q.max_embedding_length
         self.max_id = q.max_id_length
         # input.inference.fields / feature_fields: where the contract's fields are (None: as is).
         self.mapping = config.input.inference.mapping()
@@ -313,6 +315,12 @@ class EventGate:
                 f"the event's probabilities name {len(probs)} classes, over "
                 f"quality.max_classes_per_event = {self.max_classes}; send the classes' "
                 "probabilities only, or raise the limit")
+        emb = ev.embeddings
+        if emb is not None and len(emb) > self.max_embedding:
+            return "embedding_too_long", (
+                f"the event's embeddings have {len(emb)} elements, over "
+                f"quality.max_embedding_length = {self.max_embedding}; send a shorter vector, "
+                "or raise the limit")
         max_id = self.max_id
         if len(ev.model_id) > max_id or len(ev.event_id) > max_id or (
                 ev.model_version is not None and len(ev.model_version) > max_id):

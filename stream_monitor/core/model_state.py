@@ -19,6 +19,7 @@ from ..errors import StateCorruptError
 from .categories import CodeTable
 from .detectors import REGISTRY, restore_detector
 from .incidents import IncidentBook
+from .joint import JointState
 from .lifecycle import LifecycleState
 from .plan import ModelPlan, MonitorPlan, QualityPlan
 from .probabilities import EstimateState
@@ -249,6 +250,9 @@ class ModelState:
     # when not watched (a cache); the performance estimate, when the rule has one.
     by_class: dict[str, SignalState | None] = field(default_factory=dict)
     estimate: EstimateState | None = None
+    # The joint signal's fit and recent rows (core/joint.py); None when the rule has no `joint`.
+    joint: JointState | None = None
+    embedding: JointState | None = None  # likewise of the events' `embeddings`
     # Open incidents, alerts of several signals grouped (core/incidents.py); None when the
     # model rule has no `incidents`.
     incidents: IncidentBook | None = None
@@ -284,6 +288,10 @@ class ModelState:
             meta["estimate"] = est.meta()
         if self.incidents is not None:
             meta["incidents"] = self.incidents.meta()
+        if self.joint is not None:
+            meta["joint"] = self.joint.meta()
+        if self.embedding is not None:
+            meta["embedding"] = self.embedding.meta()
         return meta
 
 
@@ -342,6 +350,14 @@ class StateBuilder:
         pp = rule.probabilities
         if pp is not None and pp.estimate:
             model.estimate = EstimateState(pp.calibration_size, rule.recent_size)
+        jp = rule.joint
+        if jp is not None:
+            model.joint = JointState(jp.fit_size, jp.max_features, rule.recent_size,
+                                     named=jp.features)
+        ep = rule.embedding
+        if ep is not None:
+            model.embedding = JointState(ep.fit_size, ep.max_features, rule.recent_size,
+                                         named=tuple(f"c{j}" for j in range(ep.max_features)))
         return model
 
     def watches(self, model: ModelState, signal: str) -> bool:
@@ -535,6 +551,10 @@ class StateBuilder:
             model.ring_offsets.extend(int(o) for o in ring[1])
         if model.estimate is not None and meta.get("estimate") is not None:
             model.estimate.restore(meta["estimate"])
+        if model.joint is not None and meta.get("joint") is not None:
+            model.joint.restore(meta["joint"])
+        if model.embedding is not None and meta.get("embedding") is not None:
+            model.embedding.restore(meta["embedding"])
         if model.value_rules is not None and meta.get("quality") is not None:
             model.value_rules.restore(meta["quality"],
                                   lambda name: self.watches(model, "feature:" + name))

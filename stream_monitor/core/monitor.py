@@ -33,10 +33,11 @@ from ..contracts.output_records import (
     RetrainRequest,
 )
 from ..contracts.records import InferenceEvent, Position, iso_time
-from .alerts import drift_alert, quality_alert
+from .alerts import drift_alert, joint_alert, quality_alert
 from .categories import label_of
 from .deploy import start_watch, watch
 from .gate import QualityCounters
+from .joint import EMBEDDING, JOINT, JointState, project
 from .label_join import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
 from .model_state import MISSING, ModelState, MonitorState, StateBuilder
 from .privacy import redact_outputs
@@ -301,6 +302,10 @@ class Monitor(StateBuilder):
                         counters.reject(mid, PREDICTION, "non_finite")
             if ev.probabilities is not None and model.rule.probabilities is not None:
                 values += self._probabilities(model, ev, result)
+            if model.joint is not None:
+                values += self._joint(model, model.joint, ev.features, JOINT, ev, result)
+            if ev.embeddings is not None and model.embedding is not None:
+                values += self._embedding(model, ev.embeddings, ev, result)
             if ev.label is not None and model.rule.labels is None:
                 self._inline_label(model, ev, result)
             rs = model.retrain
@@ -410,6 +415,34 @@ class Monitor(StateBuilder):
         for sig, k in fired:
             self._on_drift(model, sig, k, ev, result)
         return fed
+
+    def _embedding(self, model: ModelState, vector: list[float], ev: InferenceEvent,
+                   result: BatchResult) -> int:
+        """An event's embedding, as its fixed random projections, to the ``embedding`` signal
+        (core/joint.py); a vector of another length than the model's first is skipped."""
+        es = model.embedding
+        assert es is not None  # the caller checks
+        if es.dim == 0:
+            es.dim = len(vector)
+        elif len(vector) != es.dim:
+            return 0
+        return self._joint(model, es, project(vector, es.max_features), EMBEDDING, ev, result)
+
+    def _joint(self, model: ModelState, js: JointState, features: dict[str, Any], name: str,
+               ev: InferenceEvent, result: BatchResult) -> int:
+        """An event's numeric features (or embedding projections) together to the ``joint``
+        (``embedding``) signal (core/joint.py), once the model's fit has formed. Returns the
+        values fed (0 or 1)."""
+        x = js.value(features)
+        if x is None:
+            return 0
+        sig = model.signals.get(name) or self.new_signal(model, name)
+        if sig is None:
+            return 0
+        k = sig.update(x)
+        if k >= 0:
+            self._on_drift(model, sig, k, ev, result)
+        return 1
 
     def _class_signal(self, model: ModelState, cls: str, cap: int) -> SignalState | None:
         """The probability signal of a class first seen by this model's cache: its stored
@@ -554,6 +587,11 @@ class Monitor(StateBuilder):
     def _on_drift(self, model: ModelState, sig: SignalState, i: int, ev: InferenceEvent,
                   result: BatchResult) -> None:
         alert = drift_alert(self.config, model, sig, i, ev)
+        js = (model.joint if sig.signal == JOINT
+              else model.embedding if sig.signal == EMBEDDING else None)
+        if js is not None:
+            alert = joint_alert(alert, js, self.config.windows.evidence_size)
+            js.refit()  # the signal rebaselines below: its new reference, a new fit
         if sig.signal == ESTIMATE_GAP and model.estimate is not None:
             model.estimate.relearn()  # the estimate no longer holds: calibrate it again
         lc = model.lifecycle

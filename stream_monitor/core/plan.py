@@ -28,8 +28,10 @@ from typing import Any, Literal
 from ..contracts.signals import (
     CLASS_MIX,
     CONFIDENCE,
+    EMBEDDING,
     ESTIMATE_GAP,
     ESTIMATED_ERROR,
+    JOINT,
     PROBABILITY_PREFIX,
 )
 from ..contracts.wire import FieldMapping
@@ -47,6 +49,7 @@ __all__ = [
     "IncidentPolicy",
     "InputPlan",
     "InputTopic",
+    "JointPlan",
     "LabelPolicy",
     "LearnedBounds",
     "LifecyclePolicy",
@@ -347,6 +350,21 @@ class ProbabilityPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class JointPlan:
+    """The model rule's joint signal (docs/joint-drift.md, core/joint.py): the Mahalanobis
+    distance of its numeric features (``features``, or those of its first events, at most
+    ``max_features``) against a fit on ``fit_size`` events, as the signal ``joint``, watched by
+    ``default_rule`` when no signal rule of the model names it (a calibrated cusum under the
+    model's budget; ``detector`` as in :class:`ProbabilityPlan`)."""
+
+    features: tuple[str, ...]
+    max_features: int
+    fit_size: int
+    default_rule: SignalPlan
+    detector: DetectorSpec
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPlan:
     """One model rule, resolved."""
 
@@ -362,6 +380,10 @@ class ModelPlan:
     versions: VersionPolicy
     probabilities: ProbabilityPlan | None = None
     incidents: IncidentPolicy | None = None
+    joint: JointPlan | None = None
+    # The embedding signal (docs/joint-drift.md): `features` empty, `max_features` the number
+    # of random projections of the vector watched together.
+    embedding: JointPlan | None = None
     _signal_rules: dict[str, SignalPlan | None] = field(default_factory=dict, compare=False,
                                                         repr=False)
 
@@ -378,6 +400,10 @@ class ModelPlan:
         pp = self.probabilities
         if sr is None and pp is not None and pp.wants(signal):
             sr = pp.default_rule  # a probability signal no rule names: a calibrated cusum
+        if sr is None and signal == JOINT and self.joint is not None:
+            sr = self.joint.default_rule  # likewise the joint signal
+        if sr is None and signal == EMBEDDING and self.embedding is not None:
+            sr = self.embedding.default_rule
         self._signal_rules[signal] = sr
         return sr
 
@@ -443,6 +469,7 @@ class EventRules:
     duplicates: Duplicates
     timestamps: Timestamps
     max_classes_per_event: int = 100
+    max_embedding_length: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,9 +519,12 @@ class MonitorPlan:
         spec = self.detectors.get(name)
         if spec is None:
             pp = rule.probabilities
-            if pp is None or pp.detector.name != name:
-                raise KeyError(f"no detector named {name!r}")
-            spec = pp.detector
+            if pp is not None and pp.detector.name == name:
+                return pp.detector
+            for jp in (rule.joint, rule.embedding):
+                if jp is not None and jp.detector.name == name:
+                    return jp.detector
+            raise KeyError(f"no detector named {name!r}")
         return spec
 
     def with_topics(self, **overrides: str | None) -> MonitorPlan:

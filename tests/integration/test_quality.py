@@ -38,7 +38,7 @@ CONFIG = {
     "windows": {"reference_size": 300, "recent_size": 200, "evidence_size": 30},
     "quality": {"max_message_bytes": 4096, "unknown_model": "dead_letter",
                 "max_features_per_event": 50, "max_features_per_model": 20, "max_id_length": 64,
-                "max_classes_per_event": 5,
+                "max_classes_per_event": 5, "max_embedding_length": 8,
                 "duplicates": {"window_seconds": 3600},
                 "timestamps": {"max_future_seconds": 600, "max_past_seconds": 7 * 86400}},
     "models": [{
@@ -113,6 +113,11 @@ def build_stream(now: float) -> tuple[list[tuple[bytes | None, bytes | None]], d
         ("too_many_classes", MODEL.encode(),
          dumps(dict(template, event_id="p-wide", probabilities={f"c{i}": 0.125
                                                                 for i in range(8)}))),
+        # An invalid embedding vector (docs/joint-drift.md).
+        ("embedding_not_numeric", MODEL.encode(),
+         dumps(dict(template, event_id="v-str", embeddings=[0.5, "x"]))),
+        ("embedding_too_long", MODEL.encode(),
+         dumps(dict(template, event_id="v-long", embeddings=[0.1] * 9))),
     ]
     stream: list[tuple[bytes | None, bytes | None, str | None]] = [
         (MODEL.encode(), dumps(e), None) for e in goods]

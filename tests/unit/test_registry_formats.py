@@ -96,6 +96,12 @@ def test_avro_schema_agrees_with_the_json_schema(name: str) -> None:
             assert _AVRO_TO_JSON[m["values"]] in _json_types(prop["additionalProperties"])
             assert {"object", "null"} <= _json_types(prop), fname
             continue
+        if fname == "embeddings":  # an optional array of numbers
+            (m,) = [t for t in avro_types if isinstance(t, dict)]
+            assert m["type"] == "array", fname
+            assert _AVRO_TO_JSON[m["items"]] in _json_types(prop["items"])
+            assert {"array", "null"} <= _json_types(prop), fname
+            continue
         if "type" not in prop and "oneOf" not in prop:  # `label`: any JSON value
             continue
         mapped = {_AVRO_TO_JSON[t] for t in avro_types}
@@ -294,7 +300,7 @@ def test_message_to_obj_reads_any_message() -> None:
     msg = message_class("InferenceEvent")(event_id="e", model_id="m")
     assert message_to_obj(msg) == {"event_id": "e", "model_id": "m", "model_version": None,
                                    "timestamp": None, "features": {}, "prediction": None,
-                                   "label": None, "probabilities": {}}
+                                   "label": None, "probabilities": {}, "embeddings": []}
 
 
 # -- settings -----------------------------------------------------------------------------------
