@@ -4,8 +4,9 @@ rate's ``quality:<fault>:<feature>``; a class's probability ``probability:<class
 
 from __future__ import annotations
 
-__all__ = ["CLASS_MIX", "CONFIDENCE", "ESTIMATED_ERROR", "ESTIMATE_GAP", "PERFORMANCE_SIGNAL",
-           "PREDICTION", "PROBABILITY_PREFIX"]
+__all__ = ["BRIER_SIGNAL", "CLASS_MIX", "CONFIDENCE", "ESTIMATED_ERROR", "ESTIMATE_GAP",
+           "PERCENTAGE_ERROR_SIGNAL", "PERFORMANCE_SIGNAL", "PREDICTION", "PROBABILITY_PREFIX",
+           "SQUARED_ERROR_SIGNAL"]
 
 PREDICTION = "prediction"  # a model's predictions
 PERFORMANCE_SIGNAL = "performance:error"  # its errors against the true outcomes (labels)
@@ -15,3 +16,8 @@ CONFIDENCE = "confidence"  # the largest probability
 CLASS_MIX = "predicted_class"  # the arg-max class, a categorical signal
 ESTIMATED_ERROR = "performance:estimated_error"  # 1 - calibrated accuracy at the confidence
 ESTIMATE_GAP = "estimate_gap"  # realized - estimated error of labelled events
+# Per-event contributions of windowed metrics, watched when a model's `metrics.watch` names
+# them (docs/metrics.md):
+BRIER_SIGNAL = "performance:brier"  # an event's Brier score (classifiers with probabilities)
+SQUARED_ERROR_SIGNAL = "performance:squared_error"  # a regressor's squared error (RMSE**2)
+PERCENTAGE_ERROR_SIGNAL = "performance:percentage_error"  # |error| / |label| (MAPE)

@@ -20,6 +20,7 @@ from .categories import CodeTable
 from .detectors import REGISTRY, restore_detector
 from .incidents import IncidentBook
 from .lifecycle import LifecycleState
+from .performance import MetricsState
 from .plan import ModelPlan, MonitorPlan, QualityPlan
 from .probabilities import EstimateState
 from .retrain import RetrainState
@@ -249,6 +250,9 @@ class ModelState:
     # when not watched (a cache); the performance estimate, when the rule has one.
     by_class: dict[str, SignalState | None] = field(default_factory=dict)
     estimate: EstimateState | None = None
+    # The last labelled events and their windowed metrics (core/performance.py); None when the
+    # model rule has no `performance`.
+    performance: MetricsState | None = None
     # Open incidents, alerts of several signals grouped (core/incidents.py); None when the
     # model rule has no `incidents`.
     incidents: IncidentBook | None = None
@@ -284,6 +288,8 @@ class ModelState:
             meta["estimate"] = est.meta()
         if self.incidents is not None:
             meta["incidents"] = self.incidents.meta()
+        if self.performance is not None and self.performance.labelled:
+            meta["performance"] = self.performance.meta()
         return meta
 
 
@@ -342,6 +348,9 @@ class StateBuilder:
         pp = rule.probabilities
         if pp is not None and pp.estimate:
             model.estimate = EstimateState(pp.calibration_size, rule.recent_size)
+        mp = rule.performance
+        if mp is not None:
+            model.performance = MetricsState(mp.window, mp.max_classes, mp.bins)
         return model
 
     def watches(self, model: ModelState, signal: str) -> bool:
@@ -535,6 +544,8 @@ class StateBuilder:
             model.ring_offsets.extend(int(o) for o in ring[1])
         if model.estimate is not None and meta.get("estimate") is not None:
             model.estimate.restore(meta["estimate"])
+        if model.performance is not None and meta.get("performance") is not None:
+            model.performance.restore(meta["performance"])
         if model.value_rules is not None and meta.get("quality") is not None:
             model.value_rules.restore(meta["quality"],
                                   lambda name: self.watches(model, "feature:" + name))

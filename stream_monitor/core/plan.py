@@ -53,6 +53,7 @@ __all__ = [
     "MetricsPlan",
     "ModelPlan",
     "MonitorPlan",
+    "PerformancePlan",
     "Persistence",
     "PrivacyPlan",
     "ProbabilityPlan",
@@ -347,6 +348,26 @@ class ProbabilityPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class PerformancePlan:
+    """Windowed performance metrics of a model's labelled events (core/performance.py,
+    docs/metrics.md): over the last ``window`` of them, per-class figures for the
+    ``max_classes`` classes with the most support, the calibration error over ``bins`` bins.
+    ``watch``: the per-event contributions watched as signals (``performance:<name>``), by
+    ``default_rule`` unless a signal rule of the model names them (as
+    :class:`ProbabilityPlan`)."""
+
+    window: int
+    max_classes: int
+    bins: int
+    watch: frozenset[str]  # full signal names, e.g. "performance:brier"
+    default_rule: SignalPlan
+    detector: DetectorSpec
+
+    def wants(self, signal: str) -> bool:
+        return signal in self.watch
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPlan:
     """One model rule, resolved."""
 
@@ -362,6 +383,7 @@ class ModelPlan:
     versions: VersionPolicy
     probabilities: ProbabilityPlan | None = None
     incidents: IncidentPolicy | None = None
+    performance: PerformancePlan | None = None
     _signal_rules: dict[str, SignalPlan | None] = field(default_factory=dict, compare=False,
                                                         repr=False)
 
@@ -378,6 +400,9 @@ class ModelPlan:
         pp = self.probabilities
         if sr is None and pp is not None and pp.wants(signal):
             sr = pp.default_rule  # a probability signal no rule names: a calibrated cusum
+        mp = self.performance
+        if sr is None and mp is not None and mp.wants(signal):
+            sr = mp.default_rule  # a metric's contributions, watched the same way
         self._signal_rules[signal] = sr
         return sr
 
@@ -491,10 +516,12 @@ class MonitorPlan:
         its probability signals (:class:`ProbabilityPlan`)."""
         spec = self.detectors.get(name)
         if spec is None:
-            pp = rule.probabilities
-            if pp is None or pp.detector.name != name:
-                raise KeyError(f"no detector named {name!r}")
-            spec = pp.detector
+            pp, mp = rule.probabilities, rule.performance
+            if pp is not None and pp.detector.name == name:
+                return pp.detector
+            if mp is not None and mp.detector.name == name:
+                return mp.detector
+            raise KeyError(f"no detector named {name!r}")
         return spec
 
     def with_topics(self, **overrides: str | None) -> MonitorPlan:
