@@ -65,6 +65,16 @@ def _probabilities(rule: ModelPlan) -> dict[str, Any] | None:
             "default_detector": _detector(pp.detector, pp.default_rule.budget is not None)}
 
 
+def _performance(rule: ModelPlan) -> dict[str, Any] | None:
+    """The rule's windowed performance metrics (docs/metrics.md)."""
+    mp = rule.performance
+    if mp is None:
+        return None
+    return {"window": mp.window, "max_classes": mp.max_classes, "calibration_bins": mp.bins,
+            "watch": sorted(mp.watch),
+            "default_detector": _detector(mp.detector, mp.default_rule.budget is not None)}
+
+
 def config_plan(plan: MonitorPlan) -> dict[str, Any]:
     """The compiled plan (core/plan.py) as JSON-able data (``check-config --json``)."""
     models = []
@@ -95,6 +105,7 @@ def config_plan(plan: MonitorPlan) -> dict[str, Any]:
                         "count": rule.retrain.count, "min_incidents": rule.retrain.min_incidents},
             "versions_separate": rule.versions.separate,
             "probabilities": _probabilities(rule),
+            "performance": _performance(rule),
         })
     return {"topics": asdict(plan.topics), "detectors": len(plan.detectors),
             "models": models}
@@ -220,6 +231,12 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             lines.append(f"  probabilities: {', '.join(what) or 'nothing'}; those no signal "
                          f"rule names watched by {_name(p['default_detector'])} (calibrated to "
                          "the budget)")
+        pf = m.get("performance")
+        if pf:
+            watched = (f"; watched: {', '.join(pf['watch'])} by "
+                       f"{_name(pf['default_detector'])}" if pf["watch"] else "")
+            lines.append(f"  performance: metrics over the last {pf['window']} labelled "
+                         f"events{watched}")
         if m["incidents"]:
             k = m["retrain"]
             counts = (f"; retrain counts incidents (k = {k['min_incidents']})"

@@ -30,6 +30,7 @@ per-event values and are reported, not watched.)
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -206,6 +207,9 @@ class MetricsState:
     task: str = ""  # "classification" or "regression", the last labelled event's
     rows: deque[Labelled] = field(default_factory=deque)
     labelled: int = 0  # all time
+    # The last values() and the `labelled` count they were computed at (read several times a
+    # batch: evidence, gauges), not saved.
+    _cache: tuple[int, dict[str, Any]] | None = field(default=None, repr=False)
 
     def add(self, task: str, row: Labelled) -> None:
         if task != self.task:
@@ -215,11 +219,18 @@ class MetricsState:
         if len(self.rows) > self.window:
             self.rows.popleft()
         self.labelled += 1
+        self._cache = None
 
     def values(self) -> dict[str, Any]:
         """The metrics over the window: ``{"task", "window", <metric>: value, ...,
         "classes": {class: {"precision", "recall", "f1", "support"}}}`` (classifiers), a
-        metric absent when the window cannot give it."""
+        metric absent when the window cannot give it. (A copy: the caller may keep it.)"""
+        c = self._cache
+        if c is None or c[0] != self.labelled:
+            c = self._cache = (self.labelled, self._values())
+        return copy.deepcopy(c[1])
+
+    def _values(self) -> dict[str, Any]:
         rows = list(self.rows)
         n = len(rows)
         out: dict[str, Any] = {"task": self.task, "window": n}
@@ -291,6 +302,7 @@ class MetricsState:
         self.labelled = int(m.get("labelled", 0))
         rows = [Labelled.restore(r) for r in m.get("rows", ())]
         self.rows = deque(rows[-self.window:] if self.window else [])
+        self._cache = None
 
 
 # The metrics that are one number per model (gauges, alert evidence).
