@@ -393,3 +393,18 @@ def test_gauges_per_model_and_metric_with_classes_capped() -> None:
     series = {line.split("{")[1].split("}")[0] for line in text.splitlines()
               if line.startswith("stream_monitor_model_class_performance{")}
     assert len({s.split("class=")[1].split(",")[0] for s in series}) == 3  # the series cap
+
+
+def test_the_pipeline_reads_the_metrics_of_the_models_it_touched() -> None:
+    """What the worker's gauges are set from (pipeline.model_readings)."""
+    from stream_monitor.pipeline import model_readings
+
+    cfg = parse_config({**BASE, "models": [{**BASE["models"][0],
+                                            "performance": {"max_classes": 2}}]})
+    mon, state = Monitor(cfg), MonitorState()
+    mon.process(_inference(classifier_stream(600, 2)), state)
+    (reading,) = model_readings(state.models.values())
+    v = state.models["clf-1"].performance.values()  # type: ignore[union-attr]
+    assert dict(reading.performance)["accuracy"] == v["accuracy"]
+    assert {"auc", "brier", "ece", "f1_macro"} <= dict(reading.performance).keys()
+    assert len({c for c, _, _ in reading.classes}) == 2  # the rule's max_classes
