@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..contracts.output_records import (
@@ -492,18 +492,21 @@ class Monitor(StateBuilder):
         if task == "regression":
             p, y = float(prediction), float(label)
             ms.add(task, Labelled(prediction=p, label=y))
-            values.append((SQUARED_ERROR_SIGNAL, (p - y) ** 2))
-            if abs(y) > MAPE_EPSILON:
-                values.append((PERCENTAGE_ERROR_SIGNAL, abs(p - y) / abs(y)))
+            if mp.watch:
+                values.append((SQUARED_ERROR_SIGNAL, (p - y) ** 2))
+                if abs(y) > MAPE_EPSILON:
+                    values.append((PERCENTAGE_ERROR_SIGNAL, abs(p - y) / abs(y)))
         else:
             row = classes_of(prediction, label, threshold, probabilities)
             if row is None:
                 return []
             if row.confidence is None and confidence is not None:
-                row = replace(row, confidence=confidence)
+                row = row._replace(confidence=confidence)
             ms.add(task, row)
-            if row.probabilities is not None:
-                values.append((BRIER_SIGNAL, brier(row.probabilities, row.true)))
+            if mp.watch:
+                probs = row.probs()
+                if probs is not None:
+                    values.append((BRIER_SIGNAL, brier(probs, row.true)))
         return [(n, v) for n, v in values if mp.wants(n)]
 
     def _contributions(self, model: ModelState, values: Sequence[tuple[str, float]],

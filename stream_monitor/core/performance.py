@@ -35,7 +35,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -60,12 +60,12 @@ __all__ = [
 MAPE_EPSILON = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class Labelled:
-    """One labelled event as the window keeps it. Classification: the predicted and true class,
-    the top-label confidence (None without probabilities) and the class probabilities (None
-    without them; for a score against a 0/1 label, ``{"0": 1 - s, "1": s}``). Regression:
-    the prediction and the label (``predicted``/``true`` unused)."""
+class Labelled(NamedTuple):
+    """One labelled event as the window keeps it (a tuple: one is made per labelled event).
+    Classification: the predicted and true class, the top-label confidence (None without
+    probabilities) and the class probabilities (None without them), or for a score against a
+    0/1 label the ``score`` (the probability of ``"1"``, read as ``{"0": 1 - s, "1": s}`` by
+    :meth:`probs`). Regression: the prediction and the label (``predicted``/``true`` unused)."""
 
     predicted: str = ""
     true: str = ""
@@ -73,18 +73,31 @@ class Labelled:
     probabilities: Mapping[str, float] | None = None
     prediction: float = 0.0
     label: float = 0.0
+    score: float | None = None
+
+    def probs(self) -> Mapping[str, float] | None:
+        s = self.score
+        if s is not None and self.probabilities is None:
+            return {"0": 1.0 - s, "1": s}
+        return self.probabilities
+
+    def conf(self) -> float | None:
+        s = self.score
+        if s is not None and self.confidence is None:
+            return max(s, 1.0 - s)
+        return self.confidence
 
     def meta(self) -> list[Any]:
         return [self.predicted, self.true, self.confidence,
                 None if self.probabilities is None else dict(self.probabilities),
-                self.prediction, self.label]
+                self.prediction, self.label, self.score]
 
     @classmethod
     def restore(cls, m: Sequence[Any]) -> Labelled:
         probs = m[3]
         return cls(str(m[0]), str(m[1]), None if m[2] is None else float(m[2]),
                    None if probs is None else {str(k): float(v) for k, v in probs.items()},
-                   float(m[4]), float(m[5]))
+                   float(m[4]), float(m[5]), None if len(m) < 7 or m[6] is None else float(m[6]))
 
 
 def _num(v: Any) -> float | None:
@@ -100,7 +113,7 @@ def classes_of(prediction: Any, label: Any, threshold: float,
     above ``threshold`` (the score is then the probability of ``"1"``); else both are classes
     (core/categories.py ``label_of``). None when they do not compare.
 
-    >>> classes_of(0.8, 1, 0.5, None).probabilities
+    >>> classes_of(0.8, 1, 0.5, None).probs()
     {'0': 0.19999999999999996, '1': 0.8}
     >>> classes_of("cat", "dog", 0.5, {"cat": 0.7, "dog": 0.3}).confidence
     0.7
@@ -112,9 +125,9 @@ def classes_of(prediction: Any, label: Any, threshold: float,
         y = int(label)
         if p is not None and y in (0, 1) and 0.0 <= p <= 1.0:
             cls = "1" if p >= threshold else "0"
-            probs = (dict(probabilities) if probabilities is not None
-                     else {"0": 1.0 - p, "1": p})
-            return Labelled(cls, str(y), max(probs.values()), probs)
+            if probabilities is not None:
+                return Labelled(cls, str(y), max(probabilities.values()), dict(probabilities))
+            return Labelled(cls, "1" if y else "0", score=p)
     pred, true = label_of(prediction), label_of(label)
     if pred is None or true is None:
         return None
@@ -183,14 +196,14 @@ def auc_ovr(rows: Sequence[Labelled]) -> float | None:
     """One-vs-rest AUC, macro over the classes (of the probability maps) that have both
     outcomes in ``rows``; a class missing from an event's map has probability 0 there. None
     when no class has both. For two classes it is the binary AUC."""
-    rows = [r for r in rows if r.probabilities is not None]
-    if not rows:
+    probs = [(p, r.true) for r in rows if (p := r.probs()) is not None]
+    if not probs:
         return None
-    classes = sorted({c for r in rows for c in r.probabilities or ()})
-    true = np.array([r.true for r in rows])
+    classes = sorted({c for p, _ in probs for c in p})
+    true = np.array([t for _, t in probs])
     aucs = []
     for c in classes:
-        score = np.array([(r.probabilities or {}).get(c, 0.0) for r in rows])
+        score = np.array([p.get(c, 0.0) for p, _ in probs])
         a = _auc(score, true == c)
         if a is not None:
             aucs.append(a)
@@ -274,14 +287,14 @@ class MetricsState:
         top = sorted(per, key=lambda c: (-per[c]["support"], c))[: self.max_classes]
         out["classes"] = {c: per[c] for c in sorted(top)}
         out["classes_left_out"] = len(per) - len(top)
-        with_p = [r for r in rows if r.probabilities is not None]
+        with_p = [(pm, r.true) for r in rows if (pm := r.probs()) is not None]
         if with_p:
-            out["brier"] = sum(brier(r.probabilities or {}, r.true) for r in with_p) / len(with_p)
-            auc = auc_ovr(with_p)
+            out["brier"] = sum(brier(pm, t) for pm, t in with_p) / len(with_p)
+            auc = auc_ovr(rows)
             if auc is not None:
                 out["auc"] = auc
-        with_c = [(r.confidence, ok) for r, ok in zip(rows, correct, strict=True)
-                  if r.confidence is not None]
+        with_c = [(cf, ok) for r, ok in zip(rows, correct, strict=True)
+                  if (cf := r.conf()) is not None]
         if with_c:
             out["ece"] = expected_calibration_error([c for c, _ in with_c],
                                                     [ok for _, ok in with_c], self.bins)
