@@ -23,6 +23,7 @@ from stream_monitor.notify.config import Severity
 from stream_monitor.notify.notification import ALERTNAMES, notification_from_record
 
 from ..unit.notify_samples import drift_alert, drift_resolved, retrain_request
+from ..unit.test_notify_incidents import _records as incident_records
 from .conftest import ROOT, Tools
 
 pytestmark = pytest.mark.deploy
@@ -46,6 +47,7 @@ def _records(severity: str) -> list[tuple[dict[str, typing.Any], dict[str, str]]
         (retrain_request(), {"retrain_request": severity}),
         ({**check, "verdict": "fail"}, {"deployment_check_fail": severity}),
         ({**check, "verdict": "warn"}, {"deployment_check_warn": severity}),
+        (incident_records()[1][0], {"incident": severity}),  # an incident opened
     ]
 
 
