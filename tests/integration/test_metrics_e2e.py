@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_monitor.adapters.kafka_tools import consume, produce
 from stream_monitor.contracts import validate_record
 from stream_monitor.synth import classifier_stream
 
-from ..helpers import replay_records
+from ..helpers import free_port, http_get, replay_records
 from .conftest import wait_committed
 
 pytestmark = pytest.mark.integration
@@ -41,7 +43,8 @@ def test_worker_with_a_restart_equals_replay_on_metrics(kafka_bootstrap, unique,
                                                         tmp_path: Path, cut: int) -> None:
     config_path = tmp_path / "monitor.yaml"
     config_path.write_text(yaml.safe_dump(CONFIG))
-    lines = [orjson.dumps(ev) for ev in classifier_stream(3000, 23, concept_at=1800)]
+    events = classifier_stream(3000, 23, concept_at=1800)
+    lines = [orjson.dumps(ev) for ev in events]
     replayed = replay_records(config_path, lines, tmp_path)
     expected = [a for a in replayed if a["type"] == "drift_alert"]
     perf = [a for a in expected if a["signal"].startswith("performance:")]
@@ -56,7 +59,9 @@ def test_worker_with_a_restart_equals_replay_on_metrics(kafka_bootstrap, unique,
     asyncio.run(produce(kafka_bootstrap, topic, ((b"clf-1", v) for v in lines[:cut])))
     wait_committed(kafka_bootstrap, unique.app_id, topic, cut, first)
     assert first.stop(signal.SIGTERM) == 0, first.tail()
-    second = start_worker(config_path, unique)
+    port = free_port()
+    second = start_worker(config_path, unique, SM_METRICS_PORT=str(port),
+                          SM_METRICS_HOST="127.0.0.1")
     asyncio.run(produce(kafka_bootstrap, topic, ((b"clf-1", v) for v in lines[cut:])))
     wait_committed(kafka_bootstrap, unique.app_id, topic, len(lines), second)
 
@@ -74,3 +79,23 @@ def test_worker_with_a_restart_equals_replay_on_metrics(kafka_bootstrap, unique,
                             option=orjson.OPT_SORT_KEYS)
 
     assert sorted(map(performance, got)) == sorted(map(performance, expected))
+
+    # /metrics: the window's figures after the last batch, as computed the plain way from the
+    # last 200 labelled events (one per event here).
+    last = events[-200:]
+    accuracy = sum(e["prediction"] == e["label"] for e in last) / 200
+    brier = sum(0.5 * sum((p - (c == e["label"])) ** 2
+                          for c, p in e["probabilities"].items()) for e in last) / 200
+    got_metrics: dict[str, float] = {}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = http_get(f"http://127.0.0.1:{port}/metrics")[1].decode()
+        got_metrics = {s.labels["metric"]: s.value for fam in text_string_to_metric_families(text)
+                       for s in fam.samples if s.name == "stream_monitor_model_performance"
+                       and s.labels.get("model") == "clf-1"}
+        if got_metrics.get("accuracy") == pytest.approx(accuracy):
+            break
+        time.sleep(0.5)
+    assert got_metrics.get("accuracy") == pytest.approx(accuracy), got_metrics
+    assert got_metrics["brier"] == pytest.approx(brier)
+    assert {"auc", "ece", "f1_macro"} <= got_metrics.keys()
