@@ -408,3 +408,22 @@ def test_the_pipeline_reads_the_metrics_of_the_models_it_touched() -> None:
     assert dict(reading.performance)["accuracy"] == v["accuracy"]
     assert {"auc", "brier", "ece", "f1_macro"} <= dict(reading.performance).keys()
     assert len({c for c, _, _ in reading.classes}) == 2  # the rule's max_classes
+
+
+def test_windowed_values_are_autocorrelated_their_contributions_are_not() -> None:
+    """Why the contributions are watched (docs/metrics.md): on a stationary stream the
+    calibration's long-run variance ratio of the per-event Brier scores is about 1, that of
+    the same scores averaged over a window of 100 is about the window's length."""
+    from stream_monitor.core.calibrate import long_run_ratio
+    from stream_monitor.core.performance import brier
+
+    ev = classifier_stream(4000, 5)
+    b = np.array([brier(e["probabilities"], e["label"]) for e in ev])  # type: ignore[arg-type]
+    windowed = np.convolve(b, np.ones(100) / 100, mode="valid")
+
+    def tau(x: np.ndarray) -> float:
+        x = x[-2000:]
+        return long_run_ratio((x - x.mean()) / x.std())
+
+    assert tau(b) < 2.0
+    assert tau(windowed) > 50.0
