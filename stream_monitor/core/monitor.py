@@ -595,8 +595,9 @@ class Monitor(StateBuilder):
             result.pair_delays.setdefault(mid, []).append(p.delay)
             ev = InferenceEvent(p.event_id, mid, {}, p.prediction,
                                 Position(p.topic, p.partition, p.offset), p.version, p.label_time)
-            contributions = self._metrics_row(model, rule.task, p.prediction, p.label,
-                                              rule.threshold, None, p.confidence)
+            contributions = self._metrics_row(
+                model, rule.task, p.prediction, p.label, rule.threshold,
+                None if p.probabilities is None else dict(p.probabilities), p.confidence)
             fired = sig.update(err)
             if fired >= 0:
                 self._on_drift(model, sig, fired, ev, result)

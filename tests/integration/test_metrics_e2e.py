@@ -99,3 +99,48 @@ def test_worker_with_a_restart_equals_replay_on_metrics(kafka_bootstrap, unique,
     assert got_metrics.get("accuracy") == pytest.approx(accuracy), got_metrics
     assert got_metrics["brier"] == pytest.approx(brier)
     assert {"auc", "ece", "f1_macro"} <= got_metrics.keys()
+
+
+def test_redis_join_carries_the_probabilities_as_the_pure_book_does(redis_url, unique) -> None:
+    """A prediction's probability map (up to JOIN_PROBABILITIES_MAX classes) waits with it in
+    the Redis join and comes back on its pair, early labels included, as in the pure book."""
+    import random
+
+    import redis.asyncio as aioredis
+
+    from stream_monitor.core.label_join import LabelOp
+    from stream_monitor.state.label_store import MemoryLabelStore, RedisLabelStore
+
+    rng = random.Random(7)
+    ops: list[LabelOp] = []
+    t = 1_767_225_600.0
+    for i in range(200):
+        t += rng.random()
+        probs = None
+        if i % 4:
+            a = round(rng.uniform(0.34, 1.0), 6)
+            probs = (("a", a), ("b", round(1.0 - a, 6)))
+        conf = None if probs is None else max(p for _, p in probs)
+        if i % 5 == 0:  # the label first
+            ops.append(LabelOp("label", "m", f"e{i}", "a", t, "lab", 0, len(ops)))
+        ops.append(LabelOp("prediction", "m", f"e{i}", "a", t, "inf", 0, len(ops), None, conf,
+                           probs))
+        if i % 5:
+            ops.append(LabelOp("label", "m", f"e{i}", "b", t + 1, "lab", 0, len(ops)))
+    rules = {"m": (600.0, 5.0)}
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            r_pairs, _ = await RedisLabelStore(client, unique.prefix).apply(ops, rules, {})
+            m_pairs, _ = await MemoryLabelStore().apply(ops, rules, {})
+            return r_pairs, m_pairs
+        finally:
+            await client.aclose()
+
+    got, want = asyncio.run(run())
+    assert len(got) == 200
+    assert [(p.event_id, p.confidence, p.probabilities) for p in got] == \
+        [(p.event_id, p.confidence, p.probabilities) for p in want]
+    by_id = {p.event_id: p.probabilities for p in got}
+    assert by_id["e0"] is None and by_id["e1"] is not None and by_id["e5"] is not None

@@ -325,10 +325,14 @@ def test_joined_labels_fill_the_window_and_replay_prints_the_summary(tmp_path: A
     assert st is not None and len(st.rows) == 500
     v = st.values()
     by_id = {e["event_id"]: e for e in evs}
-    # The joined pairs carry the prediction's confidence: the calibration error is there (the
-    # full map is not carried through the join: no AUC or Brier for class-label predictions).
-    assert "ece" in v and "auc" not in v
+    assert [r.true for r in st.rows] == [str(e["label"]) for e in evs[-500:]]  # in log order
+    # The joined pairs carry the prediction's probabilities (3 classes): AUC, Brier, ECE.
+    assert {"ece", "auc", "brier"} <= v.keys()
     assert 0.0 <= v["ece"] < 0.1  # a calibrated classifier
+    last = [by_id[r] for r in [e["event_id"] for e in evs][-500:]]
+    ref_brier = np.mean([0.5 * sum((p - (c == e["label"])) ** 2
+                                   for c, p in e["probabilities"].items()) for e in last])
+    assert v["brier"] == pytest.approx(ref_brier)
     assert v["window"] == 500 and sum(by_id[e]["prediction"] == by_id[e]["label"]
                                       for e in by_id) > 0
     path = tmp_path / "config.json"
