@@ -233,8 +233,9 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
                          "the budget)")
         pf = m.get("performance")
         if pf:
-            watched = (f"; watched: {', '.join(pf['watch'])} by "
-                       f"{_name(pf['default_detector'])}" if pf["watch"] else "")
+            watched = (f"; watched: {', '.join(pf['watch'])} (by the signal rule naming it, "
+                       f"else {_name(pf['default_detector'])} calibrated to the budget)"
+                       if pf["watch"] else "")
             lines.append(f"  performance: metrics over the last {pf['window']} labelled "
                          f"events{watched}")
         if m["incidents"]:

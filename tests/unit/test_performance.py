@@ -431,3 +431,15 @@ def test_windowed_values_are_autocorrelated_their_contributions_are_not() -> Non
 
     assert tau(b) < 2.0
     assert tau(windowed) > 50.0
+
+
+def test_check_config_shows_the_window_and_what_is_watched() -> None:
+    from stream_monitor.plan import config_plan, render_plan
+
+    plan = config_plan(_cfg({"window": 300, "watch": ["brier", "squared_error"]}))
+    pf = plan["models"][0]["performance"]
+    assert pf["window"] == 300 and pf["watch"] == ["performance:brier",
+                                                   "performance:squared_error"]
+    text = render_plan(plan)
+    assert "performance: metrics over the last 300 labelled events; watched: performance:brier" \
+        in text
