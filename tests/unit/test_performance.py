@@ -440,6 +440,6 @@ def test_check_config_shows_the_window_and_what_is_watched() -> None:
     pf = plan["models"][0]["performance"]
     assert pf["window"] == 300 and pf["watch"] == ["performance:brier",
                                                    "performance:squared_error"]
-    text = render_plan(plan)
+    text = "\n".join(render_plan(plan))
     assert "performance: metrics over the last 300 labelled events; watched: performance:brier" \
         in text
