@@ -310,6 +310,7 @@ def replay(
                   f"(values have/need): {shown}{more}")
     _report_not_watchable(states[0] if states else None)
     _report_estimates(states[0] if states else None)
+    _report_performance(states[0] if states else None)
     _check_usable(events, total)
 
 
@@ -336,6 +337,28 @@ def _report_estimates(state: Any) -> None:
                   f"calibrated on {r['calibrated_on']} ({r['calibrations']} fits)")
     if len(rows) > 8:
         err.print(f"performance estimate: and {len(rows) - 8} more models")
+
+
+def _report_performance(state: Any) -> None:
+    """The windowed performance metrics of the models with labelled events (docs/metrics.md)."""
+    from .core.performance import metrics_rows
+
+    if state is None:
+        return
+    rows = metrics_rows([(m.model_id, m.model_version, m.performance)
+                         for m in state.models.values() if m.performance is not None])
+    for r in rows[:8]:
+        who = r["model_id"] + (f" v{r['model_version']}" if r["model_version"] else "")
+        err.print(f"performance: {who}: {performance_line(r)}")
+    if len(rows) > 8:
+        err.print(f"performance: and {len(rows) - 8} more models")
+
+
+def performance_line(r: dict[str, Any]) -> str:
+    """One model's windowed metrics on one line (replay's summary)."""
+    names = ("accuracy", "f1_macro", "auc", "brier", "ece", "rmse", "mae", "mape")
+    shown = ", ".join(f"{k} {r[k]:.4f}" for k in names if k in r)
+    return f"{shown} over the last {r['window']} labelled events ({r['labelled']} in all)"
 
 
 def _report_not_watchable(state: Any) -> None:

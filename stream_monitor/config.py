@@ -30,15 +30,18 @@ from pydantic import (
 )
 
 from .contracts.signals import (
+    BRIER_SIGNAL,
     CLASS_MIX,
     CONFIDENCE,
     EMBEDDING,
     ESTIMATE_GAP,
     ESTIMATED_ERROR,
     JOINT,
+    PERCENTAGE_ERROR_SIGNAL,
     PERFORMANCE_SIGNAL,
     PREDICTION,
     PROBABILITY_PREFIX,
+    SQUARED_ERROR_SIGNAL,
 )
 from .core import plan as cp
 from .core.detectors import REGISTRY
@@ -62,10 +65,10 @@ __all__ = [
     "JointRule",
     "LabelRule",
     "LearnedBounds",
-    "MetricsRule",
     "ModelRule",
     "MonitorConfig",
     "MonitorPlan",
+    "PerformanceRule",
     "Persistence",
     "Privacy",
     "ProbabilityRule",
@@ -539,6 +542,28 @@ class EmbeddingRule(_Strict):
         return self
 
 
+class PerformanceRule(_Strict):
+    """Windowed performance metrics of the model's labelled events (docs/metrics.md): accuracy,
+    per-class precision/recall/F1, AUC, Brier score and calibration error for classifiers;
+    RMSE, MAE and MAPE for regressors. In alert evidence, replay's summary and `/metrics`."""
+
+    window: int = Field(
+        500, ge=10, le=100_000, description="Labelled events the metrics are computed over (the "
+        "last ones). Saved with the model's state: each costs about 100 bytes there (more with "
+        "many class probabilities).")
+    max_classes: int = Field(
+        20, ge=1, le=1000, description="Classes given per-class precision/recall/F1 (those with "
+        "the most labels in the window); the macro averages count them all.")
+    calibration_bins: int = Field(
+        10, ge=2, le=100, description="Equal-width confidence bins of the expected calibration "
+        "error.")
+    watch: list[Literal["brier", "squared_error", "percentage_error"]] = Field(
+        default_factory=list, description="Per-event contributions watched as signals under the "
+        "budget: `performance:brier`, `performance:squared_error`, `performance:percentage_error` "
+        "(the windowed metrics themselves are autocorrelated; docs/metrics.md says why their "
+        "contributions are watched instead).")
+
+
 class ModelRule(_Strict):
     """Which models (id or glob) to watch, and how."""
 
@@ -565,6 +590,9 @@ class ModelRule(_Strict):
     probabilities: ProbabilityRule | None = Field(
         default_factory=ProbabilityRule, description="Watching the events' `probabilities` "
         "(docs/probabilities.md); null: not watched.")
+    performance: PerformanceRule | None = Field(
+        default_factory=PerformanceRule, description="Windowed performance metrics of the labelled "
+        "events (docs/metrics.md); null: none.")
     incidents: IncidentRule | None = Field(
         None, description="Group the model's alerts into incidents (docs/incidents.md); null: off.")
     joint: JointRule | None = Field(
@@ -729,7 +757,8 @@ def _quality_rule(cfg: MonitorConfig, rule: ModelRule) -> QualityRule:
 
 # Signal names that are not a prefix and a name (docs/probabilities.md for the last four).
 _FIXED_SIGNALS = (PREDICTION, PERFORMANCE_SIGNAL, CONFIDENCE, CLASS_MIX, ESTIMATED_ERROR,
-                  ESTIMATE_GAP, JOINT, EMBEDDING)
+                  ESTIMATE_GAP, JOINT, EMBEDDING, BRIER_SIGNAL, SQUARED_ERROR_SIGNAL,
+                  PERCENTAGE_ERROR_SIGNAL)
 
 
 def _can_match_a_signal(pattern: str) -> bool:
@@ -1049,6 +1078,20 @@ def _embedding(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec], refere
                         detector=det)
 
 
+def _performance(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec],
+                 reference_size: int, model_least: int,
+                 own: FalseAlarmBudget | None) -> cp.PerformancePlan | None:
+    m = rule.performance
+    if m is None:
+        return None
+    det = _probability_detector(detectors)
+    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
+                      reference_size, model_least, own)
+    return cp.PerformancePlan(window=m.window, max_classes=m.max_classes, bins=m.calibration_bins,
+                              watch=frozenset("performance:" + w for w in m.watch),
+                              default_rule=default, detector=det)
+
+
 def _budget(b: FalseAlarmBudget | None) -> cp.Budget | None:
     return None if b is None else b.compile()
 
@@ -1092,6 +1135,7 @@ def _model(cfg: MonitorConfig, rule: ModelRule,
         labels=None if lab is None else cp.LabelPolicy(**lab.model_dump()),
         versions=cp.VersionPolicy(**v.model_dump()),
         probabilities=_probabilities(rule, detectors, reference_size, model_least, own),
+        performance=_performance(rule, detectors, reference_size, model_least, own),
         incidents=(None if rule.incidents is None
                    else cp.IncidentPolicy(rule.incidents.window_seconds)),
         joint=_joint(rule, detectors, reference_size, model_least, own),

@@ -26,6 +26,7 @@ from .core.gate import Claims, QualityCounters
 from .core.label_join import Join, LabelStats
 from .core.load import Expire, Load, Versions
 from .core.model_state import ModelState, MonitorState
+from .core.performance import SCALAR_METRICS
 from .core.plan import MonitorPlan
 from .state.base import ModelDelta, SignalDelta, StateStore
 from .state.cache import ModelCache
@@ -243,7 +244,15 @@ def model_readings(models: Iterable[Any], wanted: ReadingFilter | None = None,
                 None if codes else getattr(sig, "ref_mean", None) if detecting else _mean(ref),
                 None if codes else _mean(recent), detecting,
                 getattr(sig, "watched_after", None), dict(watch) if watch is not None else None))
-        out.append(ModelReading(mid, tuple(sigs)))
+        perf = getattr(m, "performance", None)
+        if perf is not None and perf.rows:
+            v = perf.values()
+            out.append(ModelReading(
+                mid, tuple(sigs), tuple((k, float(v[k])) for k in SCALAR_METRICS if k in v),
+                tuple((c, k, float(x[k])) for c, x in v.get("classes", {}).items()
+                      for k in ("precision", "recall", "f1"))))
+        else:
+            out.append(ModelReading(mid, tuple(sigs)))
     return out
 
 

@@ -76,6 +76,14 @@ def _joint(plan: MonitorPlan, rule: ModelPlan, signal: str = "joint") -> dict[st
             "fit_size": jp.fit_size,
             "detectors": (list(sr.detectors) if named and sr is not None
                           else [_detector(jp.detector, jp.default_rule.budget is not None)])}
+def _performance(rule: ModelPlan) -> dict[str, Any] | None:
+    """The rule's windowed performance metrics (docs/metrics.md)."""
+    mp = rule.performance
+    if mp is None:
+        return None
+    return {"window": mp.window, "max_classes": mp.max_classes, "calibration_bins": mp.bins,
+            "watch": sorted(mp.watch),
+            "default_detector": _detector(mp.detector, mp.default_rule.budget is not None)}
 
 
 def config_plan(plan: MonitorPlan) -> dict[str, Any]:
@@ -110,6 +118,7 @@ def config_plan(plan: MonitorPlan) -> dict[str, Any]:
             "probabilities": _probabilities(rule),
             "joint": _joint(plan, rule),
             "embeddings": _joint(plan, rule, "embedding"),
+            "performance": _performance(rule),
         })
     return {"topics": asdict(plan.topics), "detectors": len(plan.detectors),
             "models": models}
@@ -247,6 +256,13 @@ def render_plan(plan: dict[str, Any], observed: dict[str, Any] | None = None) ->
             dets = ", ".join(d if isinstance(d, str) else _name(d) for d in e["detectors"])
             lines.append(f"  embeddings: {e['max_features']} random projections together, "
                          f"fitted on {e['fit_size']} events -> embedding, watched by {dets}")
+        pf = m.get("performance")
+        if pf:
+            watched = (f"; watched: {', '.join(pf['watch'])} (by the signal rule naming it, "
+                       f"else {_name(pf['default_detector'])} calibrated to the budget)"
+                       if pf["watch"] else "")
+            lines.append(f"  performance: metrics over the last {pf['window']} labelled "
+                         f"events{watched}")
         if m["incidents"]:
             k = m["retrain"]
             counts = (f"; retrain counts incidents (k = {k['min_incidents']})"

@@ -174,6 +174,13 @@ class DriftAlert:
         cal = self.evidence.get("calibration")
         return cal if isinstance(cal, Mapping) else None
 
+    @property
+    def performance(self) -> JsonObject | None:
+        """``evidence.performance``: the model's windowed metrics when the alert is on a
+        performance signal (docs/metrics.md); None otherwise."""
+        perf = self.evidence.get("performance")
+        return perf if isinstance(perf, Mapping) else None
+
 
 @dataclass(frozen=True, kw_only=True)
 class QualityAlert:

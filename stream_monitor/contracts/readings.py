@@ -28,6 +28,11 @@ class SignalReading:
 class ModelReading:
     model_id: str
     signals: tuple[SignalReading, ...]
+    # The windowed performance metrics (core/performance.py, docs/metrics.md): (metric, value),
+    # and (class, metric, value) for the classes the model's rule reports; empty without
+    # labelled events.
+    performance: tuple[tuple[str, float], ...] = ()
+    classes: tuple[tuple[str, str, float], ...] = ()
 
 
 

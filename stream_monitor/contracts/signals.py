@@ -4,8 +4,9 @@ rate's ``quality:<fault>:<feature>``; a class's probability ``probability:<class
 
 from __future__ import annotations
 
-__all__ = ["CLASS_MIX", "CONFIDENCE", "EMBEDDING", "ESTIMATED_ERROR", "ESTIMATE_GAP", "JOINT",
-           "PERFORMANCE_SIGNAL", "PREDICTION", "PROBABILITY_PREFIX"]
+__all__ = ["BRIER_SIGNAL", "CLASS_MIX", "CONFIDENCE", "EMBEDDING", "ESTIMATED_ERROR",
+           "ESTIMATE_GAP", "JOINT", "PERCENTAGE_ERROR_SIGNAL", "PERFORMANCE_SIGNAL", "PREDICTION",
+           "PROBABILITY_PREFIX", "SQUARED_ERROR_SIGNAL"]
 
 PREDICTION = "prediction"  # a model's predictions
 PERFORMANCE_SIGNAL = "performance:error"  # its errors against the true outcomes (labels)
@@ -18,3 +19,8 @@ ESTIMATE_GAP = "estimate_gap"  # realized - estimated error of labelled events
 # Joint drift (docs/joint-drift.md): the Mahalanobis distance of the numeric features together.
 JOINT = "joint"
 EMBEDDING = "embedding"  # the same, of the events' `embeddings` vectors
+# Per-event contributions of windowed metrics, watched when a model's `metrics.watch` names
+# them (docs/metrics.md):
+BRIER_SIGNAL = "performance:brier"  # an event's Brier score (classifiers with probabilities)
+SQUARED_ERROR_SIGNAL = "performance:squared_error"  # a regressor's squared error (RMSE**2)
+PERCENTAGE_ERROR_SIGNAL = "performance:percentage_error"  # |error| / |label| (MAPE)

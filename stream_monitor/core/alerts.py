@@ -102,6 +102,9 @@ def drift_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int
     }
     if sig.calibration is not None:
         evidence["calibration"] = sig.calibration
+    perf = performance_evidence(model, sig.signal)
+    if perf is not None:
+        evidence["performance"] = perf
     return DriftAlert(
         alert_id=_alert_id("alert", model, sig, name),
         model_id=model.model_id,
@@ -114,6 +117,18 @@ def drift_alert(config: MonitorPlan, model: ModelState, sig: SignalState, i: int
                          name, pos.offset, change_start),
         sample_rate=model.rule.sample_rate,
     )
+
+
+def performance_evidence(model: ModelState, signal: str) -> Json | None:
+    """The windowed metrics of the model's last labelled events (core/performance.py) in the
+    evidence of an alert on a performance signal (``performance:*``, ``estimate_gap``); None
+    for other signals, or before the model has a labelled event."""
+    ms = model.performance
+    if ms is None or not ms.rows or not (signal.startswith("performance:")
+                                          or signal == "estimate_gap"):
+        return None
+    v: Json = ms.values()
+    return v
 
 
 def _params(configured: Mapping[str, Any], sig: SignalState, i: int) -> dict[str, Any]:

@@ -75,6 +75,14 @@ class LabelOp:
     # A prediction's confidence (its largest class probability; core/probabilities.py), for
     # the performance estimate; None: none.
     confidence: float | None = None
+    # Its class probabilities when it has at most JOIN_PROBABILITIES_MAX classes, for the
+    # windowed AUC and Brier score (core/performance.py); None: none.
+    probabilities: tuple[tuple[str, float], ...] | None = None
+
+
+# A prediction's probability map waits with it for its label (in Redis) only up to this many
+# classes: a larger map would cost its bytes per waiting prediction; its confidence still goes.
+JOIN_PROBABILITIES_MAX = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,7 @@ class JoinedPair:
     partition: int
     offset: int
     confidence: float | None = None  # the prediction's (LabelOp.confidence)
+    probabilities: tuple[tuple[str, float], ...] | None = None  # (LabelOp.probabilities)
 
     @property
     def delay(self) -> float:
@@ -176,7 +185,8 @@ class LabelBook:
     model_id: str
     # bucket -> event_id -> (prediction, event time, version, confidence); labels: (label,
     # label time).
-    predictions: dict[int, dict[str, tuple[Any, float, str | None, float | None]]] = field(
+    predictions: dict[int, dict[str, tuple[Any, float, str | None, float | None,
+                                           tuple[tuple[str, float], ...] | None]]] = field(
         default_factory=dict)
     early_labels: dict[int, dict[str, tuple[Any, float]]] = field(default_factory=dict)
     stats: LabelStats = field(default_factory=LabelStats)
@@ -219,15 +229,16 @@ class LabelBook:
                 if hit is not None:
                     self.stats.labels_before_prediction += 1
                     self._log(op, op.value, op.t, op.version, hit[0], hit[1], True,
-                              op.confidence)
+                              op.confidence, op.probabilities)
                 else:
                     self.predictions.setdefault(b, {})[op.event_id] = (
-                        op.value, op.t, op.version, op.confidence)
+                        op.value, op.t, op.version, op.confidence, op.probabilities)
             else:
                 self.stats.labels += 1
                 hit = _take(self.predictions, op.event_id)
                 if hit is not None:
-                    self._log(op, hit[0], hit[1], hit[2], op.value, op.t, False, hit[3])
+                    self._log(op, hit[0], hit[1], hit[2], op.value, op.t, False, hit[3],
+                              hit[4])
                 else:
                     self.early_labels.setdefault(b, {})[op.event_id] = (op.value, op.t)
         out: list[Any] = []
@@ -236,12 +247,14 @@ class LabelBook:
         return out
 
     def _log(self, op: LabelOp, pred: Any, pt: float, version: str | None, label: Any,
-             lt: float, label_first: bool, confidence: float | None) -> None:
+             lt: float, label_first: bool, confidence: float | None,
+             probabilities: tuple[tuple[str, float], ...] | None = None) -> None:
         vk = version_key(version)
         seq = self.seqs.get(vk, 0) + 1
         self.seqs[vk] = seq
         pair = JoinedPair(seq, self.model_id, version, op.event_id, pred, pt, label, lt,
-                          label_first, op.topic, op.partition, op.offset, confidence)
+                          label_first, op.topic, op.partition, op.offset, confidence,
+                          probabilities)
         self.logs.setdefault(vk, {})[seq] = pair
         s = self.stats
         s.joined += 1
@@ -299,7 +312,8 @@ def join_labels(plan: MonitorPlan, events: Sequence[InferenceEvent],
         ops.append(((p.topic, p.partition, p.offset), LabelOp(
             "prediction", ev.model_id, ev.event_id, ev.prediction, ev.event_time, p.topic,
             p.partition, p.offset, ev.model_version,
-            max(probs.values()) if probs else None)))
+            max(probs.values()) if probs else None,
+            tuple(probs.items()) if probs and len(probs) <= JOIN_PROBABILITIES_MAX else None)))
     for lab in labels:
         if lab.model_id not in rules:
             rule = plan.model_rule(lab.model_id)

@@ -21,6 +21,7 @@ from .detectors import REGISTRY, restore_detector
 from .incidents import IncidentBook
 from .joint import JointState
 from .lifecycle import LifecycleState
+from .performance import MetricsState
 from .plan import ModelPlan, MonitorPlan, QualityPlan
 from .probabilities import EstimateState
 from .retrain import RetrainState
@@ -253,6 +254,9 @@ class ModelState:
     # The joint signal's fit and recent rows (core/joint.py); None when the rule has no `joint`.
     joint: JointState | None = None
     embedding: JointState | None = None  # likewise of the events' `embeddings`
+    # The last labelled events and their windowed metrics (core/performance.py); None when the
+    # model rule has no `performance`.
+    performance: MetricsState | None = None
     # Open incidents, alerts of several signals grouped (core/incidents.py); None when the
     # model rule has no `incidents`.
     incidents: IncidentBook | None = None
@@ -292,6 +296,8 @@ class ModelState:
             meta["joint"] = self.joint.meta()
         if self.embedding is not None:
             meta["embedding"] = self.embedding.meta()
+        if self.performance is not None and self.performance.labelled:
+            meta["performance"] = self.performance.meta()
         return meta
 
 
@@ -358,6 +364,9 @@ class StateBuilder:
         if ep is not None:
             model.embedding = JointState(ep.fit_size, ep.max_features, rule.recent_size,
                                          named=tuple(f"c{j}" for j in range(ep.max_features)))
+        mp = rule.performance
+        if mp is not None:
+            model.performance = MetricsState(mp.window, mp.max_classes, mp.bins)
         return model
 
     def watches(self, model: ModelState, signal: str) -> bool:
@@ -555,6 +564,8 @@ class StateBuilder:
             model.joint.restore(meta["joint"])
         if model.embedding is not None and meta.get("embedding") is not None:
             model.embedding.restore(meta["embedding"])
+        if model.performance is not None and meta.get("performance") is not None:
+            model.performance.restore(meta["performance"])
         if model.value_rules is not None and meta.get("quality") is not None:
             model.value_rules.restore(meta["quality"],
                                   lambda name: self.watches(model, "feature:" + name))

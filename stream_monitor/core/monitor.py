@@ -19,7 +19,7 @@ storm against a stale reference.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +38,17 @@ from .categories import label_of
 from .deploy import start_watch, watch
 from .gate import QualityCounters
 from .joint import EMBEDDING, JOINT, JointState, project
-from .label_join import PERFORMANCE_SIGNAL, JoinedPair, error_value, version_key
+from .label_join import PERFORMANCE_SIGNAL, JoinedPair, Task, error_value, version_key
 from .model_state import MISSING, ModelState, MonitorState, StateBuilder
+from .performance import (
+    BRIER_SIGNAL,
+    MAPE_EPSILON,
+    PERCENTAGE_ERROR_SIGNAL,
+    SQUARED_ERROR_SIGNAL,
+    Labelled,
+    brier,
+    classes_of,
+)
 from .privacy import redact_outputs
 from .probabilities import (
     CLASS_MIX,
@@ -485,19 +494,62 @@ class Monitor(StateBuilder):
         label = ev.label
         classification = (isinstance(label, bool | str)
                           or (type(label) is int and label in (0, 1)))
-        err = error_value("classification" if classification else "regression",
-                          ev.prediction, label)
+        task: Task = "classification" if classification else "regression"
+        err = error_value(task, ev.prediction, label)
         if err is None:
             result.quality.reject(ev.model_id, PERFORMANCE_SIGNAL, "incomparable")
             return
+        contributions = self._metrics_row(model, task, ev.prediction, label, 0.5,
+                                          ev.probabilities, None)
         sig = (model.signals.get(PERFORMANCE_SIGNAL)
                or self.new_signal(model, PERFORMANCE_SIGNAL))
         if sig is not None:
             fired = sig.update(err)
             if fired >= 0:
                 self._on_drift(model, sig, fired, ev, result)
+        self._contributions(model, contributions, ev, result)
         if classification and ev.probabilities is not None and model.estimate is not None:
             self._estimate_label(model, max(ev.probabilities.values()), err, ev, result)
+
+    @staticmethod
+    def _metrics_row(model: ModelState, task: str, prediction: Any, label: Any,
+                     threshold: float, probabilities: Mapping[str, float] | None,
+                     confidence: float | None) -> list[tuple[str, float]]:
+        """A labelled event joins the model's metrics window (core/performance.py). Returns
+        its per-event contributions the model watches (``performance.watch``), to feed once its
+        ``performance:error`` is fed (so that an alert's evidence includes this event)."""
+        ms, mp = model.performance, model.rule.performance
+        if ms is None or mp is None:
+            return []
+        values: list[tuple[str, float]] = []
+        if task == "regression":
+            p, y = float(prediction), float(label)
+            ms.add(task, Labelled(prediction=p, label=y))
+            if mp.watch:
+                values.append((SQUARED_ERROR_SIGNAL, (p - y) ** 2))
+                if abs(y) > MAPE_EPSILON:
+                    values.append((PERCENTAGE_ERROR_SIGNAL, abs(p - y) / abs(y)))
+        else:
+            row = classes_of(prediction, label, threshold, probabilities)
+            if row is None:
+                return []
+            if row.confidence is None and confidence is not None:
+                row = row._replace(confidence=confidence)
+            ms.add(task, row)
+            if mp.watch:
+                probs = row.probs()
+                if probs is not None:
+                    values.append((BRIER_SIGNAL, brier(probs, row.true)))
+        return [(n, v) for n, v in values if mp.wants(n)]
+
+    def _contributions(self, model: ModelState, values: Sequence[tuple[str, float]],
+                       ev: InferenceEvent, result: BatchResult) -> None:
+        for name, v in values:
+            sig = model.signals.get(name) or self.new_signal(model, name)
+            if sig is not None:
+                k = sig.update(v)
+                if k >= 0:
+                    self._on_drift(model, sig, k, ev, result)
 
     def _after_event(self, model: ModelState, ev: InferenceEvent, result: BatchResult,
                      models: dict[str, ModelState]) -> None:
@@ -576,9 +628,13 @@ class Monitor(StateBuilder):
             result.pair_delays.setdefault(mid, []).append(p.delay)
             ev = InferenceEvent(p.event_id, mid, {}, p.prediction,
                                 Position(p.topic, p.partition, p.offset), p.version, p.label_time)
+            contributions = self._metrics_row(
+                model, rule.task, p.prediction, p.label, rule.threshold,
+                None if p.probabilities is None else dict(p.probabilities), p.confidence)
             fired = sig.update(err)
             if fired >= 0:
                 self._on_drift(model, sig, fired, ev, result)
+            self._contributions(model, contributions, ev, result)
             if (p.confidence is not None and model.estimate is not None
                     and rule.task == "classification"):
                 self._estimate_label(model, p.confidence, err, ev, result)

@@ -56,6 +56,7 @@ __all__ = [
     "MetricsPlan",
     "ModelPlan",
     "MonitorPlan",
+    "PerformancePlan",
     "Persistence",
     "PrivacyPlan",
     "ProbabilityPlan",
@@ -365,6 +366,26 @@ class JointPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class PerformancePlan:
+    """Windowed performance metrics of a model's labelled events (core/performance.py,
+    docs/metrics.md): over the last ``window`` of them, per-class figures for the
+    ``max_classes`` classes with the most support, the calibration error over ``bins`` bins.
+    ``watch``: the per-event contributions watched as signals (``performance:<name>``), by
+    ``default_rule`` unless a signal rule of the model names them (as
+    :class:`ProbabilityPlan`)."""
+
+    window: int
+    max_classes: int
+    bins: int
+    watch: frozenset[str]  # full signal names, e.g. "performance:brier"
+    default_rule: SignalPlan
+    detector: DetectorSpec
+
+    def wants(self, signal: str) -> bool:
+        return signal in self.watch
+
+
+@dataclass(frozen=True, slots=True)
 class ModelPlan:
     """One model rule, resolved."""
 
@@ -384,6 +405,7 @@ class ModelPlan:
     # The embedding signal (docs/joint-drift.md): `features` empty, `max_features` the number
     # of random projections of the vector watched together.
     embedding: JointPlan | None = None
+    performance: PerformancePlan | None = None
     _signal_rules: dict[str, SignalPlan | None] = field(default_factory=dict, compare=False,
                                                         repr=False)
 
@@ -404,6 +426,9 @@ class ModelPlan:
             sr = self.joint.default_rule  # likewise the joint signal
         if sr is None and signal == EMBEDDING and self.embedding is not None:
             sr = self.embedding.default_rule
+        mp = self.performance
+        if sr is None and mp is not None and mp.wants(signal):
+            sr = mp.default_rule  # a metric's contributions, watched the same way
         self._signal_rules[signal] = sr
         return sr
 
@@ -518,9 +543,11 @@ class MonitorPlan:
         its probability signals (:class:`ProbabilityPlan`)."""
         spec = self.detectors.get(name)
         if spec is None:
-            pp = rule.probabilities
+            pp, mp = rule.probabilities, rule.performance
             if pp is not None and pp.detector.name == name:
                 return pp.detector
+            if mp is not None and mp.detector.name == name:
+                return mp.detector
             for jp in (rule.joint, rule.embedding):
                 if jp is not None and jp.detector.name == name:
                     return jp.detector

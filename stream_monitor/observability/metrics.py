@@ -177,6 +177,17 @@ class WorkerMetrics:
                                 "predictions, labels, joined, labels_before_prediction, "
                                 "unmatched_labels, expired_predictions.", ["model", "outcome"],
                                 namespace=ns, registry=reg)
+        self.performance = Gauge(
+            "model_performance", "Windowed performance metrics over the model's last labelled "
+            "events (docs/metrics.md): accuracy, precision_macro, recall_macro, f1_macro, auc, "
+            "brier, ece (classifiers), rmse, mae, mape (regressors). Models past "
+            "SM_METRICS_MAX_MODELS get none.", ["model", "metric"], namespace=ns, registry=reg)
+        self.class_performance = Gauge(
+            "model_class_performance", "Per-class precision, recall and f1 over the model's "
+            "last labelled events, for the classes with the most labels (the model rule's "
+            "performance.max_classes); each (model, class) counts against "
+            "SM_METRICS_MAX_SIGNAL_SERIES.", ["model", "class", "metric"], namespace=ns,
+            registry=reg)
         self.info = Info("build", "stream-monitor version.", namespace=ns, registry=reg)
         from .. import __version__
 
@@ -391,8 +402,15 @@ class WorkerMetrics:
                 and self._series(model, signal))
 
     def observe_readings(self, readings: Iterable[ModelReading]) -> None:
-        """Window sizes and means of the signals the pipeline read after a batch."""
+        """Window sizes and means of the signals the pipeline read after a batch, and the
+        models' windowed performance metrics."""
         for m in readings:
+            if m.performance and self._m(m.model_id) == m.model_id:
+                for metric, value in m.performance:
+                    self.performance.labels(m.model_id, metric).set(value)
+                for cls, metric, value in m.classes:
+                    if self._series(m.model_id, "class:" + cls):
+                        self.class_performance.labels(m.model_id, cls, metric).set(value)
             for r in m.signals:
                 self.observe_signal(
                     m.model_id, r.signal, reference_size=r.reference_size,

@@ -220,22 +220,28 @@ class RedisLabelStore(LabelStore):
             logged, counters = orjson.loads(reply)
             for _vk, seq, entry in sorted(logged, key=lambda x: (x[0], x[1])):
                 eid, p, lab, first, pos = orjson.loads(entry)
-                pv, pt, version, *conf = orjson.loads(p)  # (a confidence when it had one)
+                # (a confidence when it had one, then its probabilities when it had them)
+                pv, pt, version, *conf = orjson.loads(p)
                 lv, lt = orjson.loads(lab)
                 topic, partition, offset = orjson.loads(pos)
                 pairs.append(JoinedPair(int(seq), mid, version, eid, pv, float(pt), lv, float(lt),
                                         bool(first), topic, int(partition), int(offset),
-                                        float(conf[0]) if conf else None))
+                                        float(conf[0]) if conf else None,
+                                        tuple((str(c), float(v)) for c, v in conf[1])
+                                        if len(conf) > 1 else None))
             stats[mid] = LabelStats.from_mapping(dict(zip(STAT_FIELDS, counters, strict=True)))
         return pairs, stats
 
 
 def _prediction_payload(op: LabelOp) -> list[Any]:
     """A waiting prediction as stored: [value, time, version], and its confidence when it has
-    one (core/probabilities.py; a payload without it reads as before)."""
+    one (core/probabilities.py), then its probabilities when it carries them
+    (core/performance.py); a shorter payload reads as before."""
     if op.confidence is None:
         return [op.value, op.t, op.version]
-    return [op.value, op.t, op.version, op.confidence]
+    if op.probabilities is None:
+        return [op.value, op.t, op.version, op.confidence]
+    return [op.value, op.t, op.version, op.confidence, [list(p) for p in op.probabilities]]
 
 
 def _by_model(ops: Sequence[LabelOp]) -> dict[str, list[LabelOp]]:
