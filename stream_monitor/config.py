@@ -1036,15 +1036,25 @@ def _probability_detector(detectors: Mapping[str, cp.DetectorSpec]) -> cp.Detect
     return _detector(name, DetectorSpec(type="cusum"))
 
 
+def _default_watch(detectors: Mapping[str, cp.DetectorSpec], reference_size: int,
+                   model_least: int, own: FalseAlarmBudget | None,
+                   ) -> tuple[cp.DetectorSpec, cp.SignalPlan]:
+    """The detector and signal rule that watch a derived signal (probabilities, joint,
+    embedding, metric contributions) no signal rule of the model names: a plain cusum
+    calibrated to the model's budget."""
+    det = _probability_detector(detectors)
+    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
+                      reference_size, model_least, own)
+    return det, default
+
+
 def _probabilities(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec],
                    reference_size: int, model_least: int,
                    own: FalseAlarmBudget | None) -> cp.ProbabilityPlan | None:
     p = rule.probabilities
     if p is None:
         return None
-    det = _probability_detector(detectors)
-    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
-                      reference_size, model_least, own)
+    det, default = _default_watch(detectors, reference_size, model_least, own)
     return cp.ProbabilityPlan(
         classes=p.classes, confidence=p.confidence, class_mix=p.class_mix,
         max_classes=p.max_classes, estimate=p.estimate,
@@ -1057,9 +1067,7 @@ def _joint(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec], reference_
     j = rule.joint
     if j is None:
         return None
-    det = _probability_detector(detectors)
-    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
-                      reference_size, model_least, own)
+    det, default = _default_watch(detectors, reference_size, model_least, own)
     fit_size = j.fit_size or reference_size
     return cp.JointPlan(features=tuple(j.features or ()), max_features=j.max_features,
                         fit_size=fit_size, default_rule=default, detector=det)
@@ -1070,9 +1078,7 @@ def _embedding(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec], refere
     e = rule.embeddings
     if e is None:
         return None
-    det = _probability_detector(detectors)
-    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
-                      reference_size, model_least, own)
+    det, default = _default_watch(detectors, reference_size, model_least, own)
     return cp.JointPlan(features=(), max_features=e.components,
                         fit_size=e.fit_size or reference_size, default_rule=default,
                         detector=det)
@@ -1084,9 +1090,7 @@ def _performance(rule: ModelRule, detectors: Mapping[str, cp.DetectorSpec],
     m = rule.performance
     if m is None:
         return None
-    det = _probability_detector(detectors)
-    default = _signal(SignalRule(match="*", detectors=[det.name]), {**detectors, det.name: det},
-                      reference_size, model_least, own)
+    det, default = _default_watch(detectors, reference_size, model_least, own)
     return cp.PerformancePlan(window=m.window, max_classes=m.max_classes, bins=m.calibration_bins,
                               watch=frozenset("performance:" + w for w in m.watch),
                               default_rule=default, detector=det)
